@@ -1,0 +1,69 @@
+/* String and path helpers. */
+#include "common/strutil.h"
+
+#include <errno.h>
+#include <jazari/error.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+bool jz_strlcpy(char *dst, const char *src, size_t len)
+{
+    size_t n = strlen(src);
+    if (len == 0)
+        return false;
+    if (n >= len) {
+        memcpy(dst, src, len - 1);
+        dst[len - 1] = '\0';
+        return false;
+    }
+    memcpy(dst, src, n + 1);
+    return true;
+}
+
+bool jz_name_is_safe(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > max || s[0] == '.')
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+int jz_mkdir_p(const char *path, unsigned mode)
+{
+    char tmp[PATH_MAX];
+    if (!jz_strlcpy(tmp, path, sizeof tmp))
+        return JZ_ERANGE;
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(tmp, mode) != 0 && errno != EEXIST)
+            return JZ_EIO;
+        *p = '/';
+    }
+    if (mkdir(tmp, mode) != 0 && errno != EEXIST)
+        return JZ_EIO;
+    return 0;
+}
+
+int jz_exe_dir(char *buf, size_t len)
+{
+    char path[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
+    if (n <= 0)
+        return JZ_EIO;
+    path[n] = '\0';
+    char *slash = strrchr(path, '/');
+    if (!slash)
+        return JZ_EIO;
+    *slash = '\0';
+    return jz_strlcpy(buf, path, len) ? 0 : JZ_ERANGE;
+}

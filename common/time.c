@@ -1,0 +1,103 @@
+/* Clocks, timestamps and durations. */
+#include "common/time.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int64_t jz_time_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t jz_time_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t jz_time_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void jz_time_format_iso(int64_t ms, char *buf, size_t len)
+{
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    char base[32];
+    strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf, len, "%s.%03dZ", base, (int)(ms % 1000));
+}
+
+#define JZ_DURATION_MAX (366LL * 24 * 3600 * 100) /* a century is enough for any limit */
+
+int jz_duration_parse(const char *s, int64_t *out, struct jz_error *err)
+{
+    if (!s || !*s)
+        return jz_error_set(err, JZ_EINVAL, "empty duration");
+    int h, m, sec;
+    char tail;
+    if (sscanf(s, "%d:%d:%d%c", &h, &m, &sec, &tail) == 3) {
+        if (h < 0 || m < 0 || m > 59 || sec < 0 || sec > 59)
+            return jz_error_set(err, JZ_EINVAL, "bad duration '%s' (HH:MM:SS)", s);
+        *out = (int64_t)h * 3600 + m * 60 + sec;
+        return 0;
+    }
+    int64_t total = 0;
+    const char *p = s;
+    while (*p) {
+        if (!isdigit((unsigned char)*p))
+            return jz_error_set(err, JZ_EINVAL,
+                                "bad duration '%s' (use seconds, or e.g. 90s, 30m, 1h30m, 2d)", s);
+        errno = 0;
+        char *end;
+        long long v = strtoll(p, &end, 10);
+        if (errno || v > JZ_DURATION_MAX)
+            return jz_error_set(err, JZ_ERANGE, "duration '%s' is too long", s);
+        int64_t mult = 1;
+        switch (*end) {
+        case '\0': mult = 1; break;
+        case 's': mult = 1; end++; break;
+        case 'm': mult = 60; end++; break;
+        case 'h': mult = 3600; end++; break;
+        case 'd': mult = 86400; end++; break;
+        default:
+            return jz_error_set(err, JZ_EINVAL,
+                                "bad duration '%s' (use seconds, or e.g. 90s, 30m, 1h30m, 2d)", s);
+        }
+        total += v * mult;
+        if (total > JZ_DURATION_MAX)
+            return jz_error_set(err, JZ_ERANGE, "duration '%s' is too long", s);
+        p = end;
+    }
+    *out = total;
+    return 0;
+}
+
+void jz_duration_format(int64_t seconds, char *buf, size_t len)
+{
+    if (seconds < 0)
+        seconds = 0;
+    int64_t d = seconds / 86400, h = seconds % 86400 / 3600, m = seconds % 3600 / 60,
+            s = seconds % 60;
+    size_t n = 0;
+    buf[0] = '\0';
+    if (d && n < len)
+        n += (size_t)snprintf(buf + n, len - n, "%lldd", (long long)d);
+    if (h && n < len)
+        n += (size_t)snprintf(buf + n, len - n, "%lldh", (long long)h);
+    if (m && n < len)
+        n += (size_t)snprintf(buf + n, len - n, "%lldm", (long long)m);
+    if ((s || seconds == 0) && n < len)
+        snprintf(buf + n, len - n, "%llds", (long long)s);
+}

@@ -1,0 +1,22 @@
+/* Wall and monotonic clocks in milliseconds, ISO-8601 formatting, and durations ("1h30m"). */
+#ifndef JZ_COMMON_TIME_H
+#define JZ_COMMON_TIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jazari/error.h>
+
+int64_t jz_time_now_ms(void);       /* wall clock, ms since the epoch */
+int64_t jz_time_mono_ms(void);      /* monotonic, ms */
+int64_t jz_time_mono_us(void);      /* monotonic, µs */
+/* Formats ms since the epoch as "2026-11-25T19:00:00.123Z". */
+void jz_time_format_iso(int64_t ms, char *buf, size_t len);
+
+/* Parses a duration: a plain number of seconds ("90"), units s/m/h/d combined ("1h30m"), or
+ * "HH:MM:SS". Writes seconds into *out on success. */
+int jz_duration_parse(const char *s, int64_t *out, struct jz_error *err);
+/* Formats seconds compactly ("1h30m", "45s", "2d"). */
+void jz_duration_format(int64_t seconds, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,191 @@
+/* Jazari workload plugin ABI, version 1.
+ *
+ * A plugin is a shared object that exports exactly one constant descriptor, `jazari_plugin`
+ * (use JZ_PLUGIN_EXPORT). The service reads the descriptor in a worker process, never in jazarid;
+ * it validates job parameters against the descriptor's schema at submit time; and a worker
+ * process calls `ops->run` once per job with a host context.
+ *
+ * Versioning: a plugin built against ABI major M, minor m loads in a host with the same major M
+ * and host minor >= m. Structures carry their size in their first field and only grow at the end,
+ * so a newer host can read an older plugin's descriptor and an older plugin can use a newer host's
+ * function table (it simply does not know the later entries).
+ *
+ * Threading: a worker runs one job; `run` is called on the worker's main thread. Host functions
+ * may be called from any thread the plugin creates unless stated otherwise; they are internally
+ * serialised.
+ */
+#ifndef JAZARI_PLUGIN_H
+#define JAZARI_PLUGIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define JZ_PLUGIN_ABI_MAJOR 1
+#define JZ_PLUGIN_ABI_MINOR 0
+
+/* The symbol name the worker looks up with dlsym. */
+#define JZ_PLUGIN_SYMBOL "jazari_plugin"
+
+/* Capability flags (jz_plugin.caps). */
+#define JZ_CAP_NEEDS_GPU (1u << 0)   /* refuses to run without at least one device */
+#define JZ_CAP_USES_GPU (1u << 1)    /* uses devices when given some, runs without */
+#define JZ_CAP_CHECKPOINT (1u << 2)  /* saves checkpoints and resumes from them */
+#define JZ_CAP_MULTI_NODE (1u << 3)  /* may span several nodes */
+#define JZ_CAP_RUNS_COMMAND (1u << 4) /* runs a user command (batch-like) */
+
+enum jz_param_type {
+    JZ_PARAM_STRING = 1,
+    JZ_PARAM_INT = 2,         /* int64 */
+    JZ_PARAM_FLOAT = 3,       /* double */
+    JZ_PARAM_BOOL = 4,
+    JZ_PARAM_STRING_LIST = 5, /* JSON array of strings */
+    JZ_PARAM_INT_LIST = 6,    /* JSON array of integers, or a string "256,128" */
+};
+
+/* One parameter of the schema. All strings are static and owned by the plugin.
+ * Bounds: for INT and FLOAT, the value must lie in [min, max]; for STRING, the length in bytes;
+ * for lists, the number of elements (min == max == 0 means "no bound beyond the host's limits").
+ * `choices` is NULL or a '|'-separated list of allowed STRING values ("relu|gelu").
+ * `default_json` is NULL (no default) or the default as JSON text ("0.01", "\"relu\"", "[]"). */
+struct jz_param_spec {
+    const char *name;
+    enum jz_param_type type;
+    bool required;
+    const char *default_json;
+    double min;
+    double max;
+    const char *choices;
+    const char *help;
+};
+
+struct jz_ctx; /* opaque: one job's context, owned by the host */
+typedef struct jz_ctx jz_ctx_t;
+
+enum jz_log_level { JZ_LOG_ERROR = 0, JZ_LOG_WARN = 1, JZ_LOG_INFO = 2, JZ_LOG_DEBUG = 3 };
+
+/* One device of the job, as the scheduler assigned it.
+ * `backend` is the backend the worker chose to run it on: "cuda", "opencl" or "cpu" (a GPU
+ * declared from a topology file on a node without that GPU runs on a fallback backend).
+ * `ordinal` is the device's index within that backend (after CUDA_VISIBLE_DEVICES remapping). */
+struct jz_device_info {
+    uint32_t struct_size;
+    char backend[16];
+    int ordinal;
+    int node_index;       /* index of the GPU on its node (what CUDA_VISIBLE_DEVICES lists) */
+    char pci_bus_id[32];  /* "0000:3b:00.0", or "" for CPU-only jobs */
+    char model[64];
+    uint64_t memory_bytes; /* 0 when unknown */
+    int numa_node;         /* OS index, -1 when unknown */
+};
+
+/* The host function table. Every function takes the job context first. Strings returned are
+ * borrowed: valid until the end of `run` unless stated otherwise. The table only grows at the end;
+ * check `struct_size` before using an entry added after the plugin's ABI minor. */
+struct jz_host {
+    uint32_t struct_size;
+    uint32_t abi_major;
+    uint32_t abi_minor;
+
+    /* --- parameters (already validated against the schema; defaults applied) --- */
+    bool (*param_present)(jz_ctx_t *ctx, const char *name);
+    const char *(*param_string)(jz_ctx_t *ctx, const char *name);  /* NULL if absent */
+    int64_t (*param_int)(jz_ctx_t *ctx, const char *name);         /* 0 if absent */
+    double (*param_float)(jz_ctx_t *ctx, const char *name);        /* 0 if absent */
+    bool (*param_bool)(jz_ctx_t *ctx, const char *name);           /* false if absent */
+    size_t (*param_list_len)(jz_ctx_t *ctx, const char *name);
+    const char *(*param_list_string)(jz_ctx_t *ctx, const char *name, size_t i);
+    int64_t (*param_list_int)(jz_ctx_t *ctx, const char *name, size_t i);
+    /* The whole parameter object as compact JSON text. */
+    const char *(*params_json)(jz_ctx_t *ctx);
+
+    /* --- the job and its resources --- */
+    const char *(*job_id)(jz_ctx_t *ctx);
+    size_t (*device_count)(jz_ctx_t *ctx);
+    /* Copies device i into *out (out->struct_size must be set by the caller). 0 or JZ_ERANGE. */
+    int (*device_get)(jz_ctx_t *ctx, size_t i, struct jz_device_info *out);
+    /* The CPUs the worker is bound to, as an OS processor list ("0-3,8"). */
+    const char *(*cpu_list)(jz_ctx_t *ctx);
+    size_t (*cpu_count)(jz_ctx_t *ctx);
+    /* The job's output directory (exists, writable, private to the job). */
+    const char *(*output_dir)(jz_ctx_t *ctx);
+    /* The directory the job was submitted from (may be "" when unknown). */
+    const char *(*submit_dir)(jz_ctx_t *ctx);
+
+    /* --- logging: one line per call, written to the job log with a level prefix --- */
+    void (*log)(jz_ctx_t *ctx, enum jz_log_level level, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+    /* --- progress and metrics, forwarded to the service (visible in `jazari show`) --- */
+    /* fraction in [0,1]; message may be NULL. */
+    void (*progress)(jz_ctx_t *ctx, double fraction, const char *message);
+    /* A named scalar, latest value wins; `step` orders values (e.g. the epoch), -1 for none. */
+    void (*metric)(jz_ctx_t *ctx, const char *name, double value, int64_t step);
+
+    /* --- cooperative cancellation --- */
+    /* True once the job is cancelled, preempted or past its time limit: return soon. */
+    bool (*cancelled)(jz_ctx_t *ctx);
+    /* True when the service asks for a checkpoint now (preemption); cleared by checkpoint_commit. */
+    bool (*checkpoint_requested)(jz_ctx_t *ctx);
+
+    /* --- artifacts --- */
+    /* Writes into buf the path where artifact `name` should be written, and registers it.
+     * Names are [A-Za-z0-9._-]{1,64}, not starting with '.'. Returns 0, JZ_EINVAL or JZ_ERANGE. */
+    int (*artifact_path)(jz_ctx_t *ctx, const char *name, char *buf, size_t len);
+
+    /* --- checkpoints: one file per job, replaced atomically --- */
+    /* Path of the checkpoint to restore from, or NULL when the job starts fresh. */
+    const char *(*checkpoint_restore_path)(jz_ctx_t *ctx);
+    /* Path of a temporary file to write the next checkpoint into (into buf). */
+    int (*checkpoint_begin)(jz_ctx_t *ctx, char *buf, size_t len);
+    /* Atomically makes the file written since checkpoint_begin the job's checkpoint. */
+    int (*checkpoint_commit)(jz_ctx_t *ctx);
+
+    /* --- failure --- */
+    /* Sets the message the job record shows when run returns non-zero. */
+    void (*set_error)(jz_ctx_t *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+};
+
+/* Operations. `run` is required; the others may be NULL. */
+struct jz_plugin_ops {
+    uint32_t struct_size;
+    /* Runs the job. Returns 0 on success; non-zero marks the job FAILED (with set_error's text).
+     * A plugin that exits the process, crashes or hangs only ends its own worker. */
+    int (*run)(jz_ctx_t *ctx, const struct jz_host *host);
+};
+
+/* The one exported descriptor. */
+struct jz_plugin {
+    uint32_t struct_size; /* sizeof(struct jz_plugin) as the plugin saw it */
+    uint32_t abi_major;   /* JZ_PLUGIN_ABI_MAJOR */
+    uint32_t abi_minor;   /* JZ_PLUGIN_ABI_MINOR */
+    const char *name;     /* [a-z0-9_-]{1,32}; the name jobs use ("train") */
+    const char *version;  /* the plugin's own version ("1.2.0") */
+    const char *description; /* one line */
+    uint32_t caps;        /* JZ_CAP_* */
+    const struct jz_param_spec *params;
+    size_t n_params;
+    const struct jz_plugin_ops *ops;
+};
+
+#define JZ_PLUGIN_EXPORT __attribute__((visibility("default")))
+
+/* Declares the descriptor with the current ABI numbers filled in:
+ *   JZ_PLUGIN_DEFINE(.name = "example", .version = "1.0.0", ...); */
+#define JZ_PLUGIN_DEFINE(...)                                                                  \
+    JZ_PLUGIN_EXPORT const struct jz_plugin jazari_plugin = {                                 \
+        .struct_size = sizeof(struct jz_plugin),                                               \
+        .abi_major = JZ_PLUGIN_ABI_MAJOR,                                                      \
+        .abi_minor = JZ_PLUGIN_ABI_MINOR,                                                      \
+        __VA_ARGS__}
+
+#define JZ_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages Jazari needs to build, run and test. Idempotent: installs only
+# what is missing. Run as root (or with sudo available).
+set -euo pipefail
+
+pkgs=(
+  build-essential cmake pkg-config git
+  libevent-dev libjansson-dev libsqlite3-dev libssl-dev libcurl4-openssl-dev
+  libhwloc-dev hwloc
+  libcmocka-dev
+  ocl-icd-opencl-dev opencl-headers pocl-opencl-icd libclblast-dev
+  libopenblas-dev libpng-dev zlib1g-dev
+  dataset-fashion-mnist
+)
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "install-deps: installing ${missing[*]}" >&2
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
