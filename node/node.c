@@ -1,0 +1,298 @@
+/* Local node: topology discovery and worker processes (fork/exec, event pipes, reaping). */
+#include "node/node.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/json.h"
+#include "common/strutil.h"
+#include "scheduler/topo_hwloc.h"
+
+#define WORKER_LINE_MAX (64 * 1024) /* an event line longer than this is dropped */
+
+struct worker {
+    struct worker *next;
+    struct jz_node *node;
+    pid_t pid;
+    int fd;
+    struct event *ev;
+    char *line;
+    size_t len;
+    bool overflow;
+    bool exited, eof;
+    int status;
+    struct jz_node_worker_cbs cbs;
+    void *arg;
+};
+
+struct jz_node {
+    struct event_base *base;
+    char name[64];
+    char source[4200];
+    bool declared;
+    char worker_path[4096];
+    struct jz_topo *topo;
+    struct event *sigchld;
+    struct worker *workers;
+    size_t running;
+};
+
+static void worker_finish_if_done(struct worker *w)
+{
+    if (!w->exited || !w->eof)
+        return;
+    struct jz_node *n = w->node;
+    for (struct worker **pp = &n->workers; *pp; pp = &(*pp)->next)
+        if (*pp == w) {
+            *pp = w->next;
+            break;
+        }
+    n->running--;
+    struct jz_node_worker_cbs cbs = w->cbs;
+    void *arg = w->arg;
+    int status = w->status;
+    if (w->ev)
+        event_free(w->ev);
+    if (w->fd >= 0)
+        close(w->fd);
+    free(w->line);
+    free(w);
+    cbs.on_exit(arg, status);
+}
+
+static void deliver_line(struct worker *w, const char *line, size_t len)
+{
+    if (len == 0)
+        return;
+    json_t *ev = jz_json_parse(line, len, 8, NULL);
+    if (ev && json_is_object(ev))
+        w->cbs.on_event(w->arg, ev);
+    json_decref(ev);
+}
+
+static void on_worker_readable(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+    char buf[16384];
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (n <= 0) {
+            if (w->len && !w->overflow)
+                deliver_line(w, w->line, w->len);
+            w->len = 0;
+            event_del(w->ev);
+            w->eof = true;
+            worker_finish_if_done(w);
+            return;
+        }
+        for (ssize_t i = 0; i < n; i++) {
+            if (buf[i] == '\n') {
+                if (!w->overflow)
+                    deliver_line(w, w->line, w->len);
+                w->len = 0;
+                w->overflow = false;
+            } else if (w->len < WORKER_LINE_MAX) {
+                w->line[w->len++] = buf[i];
+            } else {
+                w->overflow = true;
+            }
+        }
+    }
+}
+
+static void on_sigchld(evutil_socket_t sig, short what, void *arg)
+{
+    struct jz_node *n = arg;
+    struct worker *w = n->workers;
+    while (w) {
+        struct worker *next = w->next;
+        int status;
+        if (!w->exited && waitpid(w->pid, &status, WNOHANG) == w->pid) {
+            w->exited = true;
+            w->status = status;
+            /* Read what is left in the pipe now: the worker is gone, so EOF follows unless
+             * a grandchild still holds the write end (then the event delivers it later). */
+            on_worker_readable(w->fd, EV_READ, w);
+        }
+        w = next;
+    }
+}
+
+int jz_node_create(struct event_base *base, const struct jz_node_config *cfg,
+                   struct jz_node **out, struct jz_error *err)
+{
+    struct jz_node *n = calloc(1, sizeof *n);
+    if (!n)
+        return jz_error_set(err, JZ_ENOMEM, "out of memory");
+    n->base = base;
+    jz_strlcpy(n->name, cfg->name ? cfg->name : "local", sizeof n->name);
+    jz_strlcpy(n->worker_path, cfg->worker_path, sizeof n->worker_path);
+    int rc;
+    if (cfg->topology_path && *cfg->topology_path) {
+        n->declared = true;
+        snprintf(n->source, sizeof n->source, "xml:%s", cfg->topology_path);
+        rc = jz_topo_hwloc_load_xml(cfg->topology_path, &n->topo, err);
+    } else {
+        snprintf(n->source, sizeof n->source, "live");
+        rc = jz_topo_hwloc_load_live(&n->topo, err);
+    }
+    if (rc)
+        goto fail;
+    n->sigchld = evsignal_new(base, SIGCHLD, on_sigchld, n);
+    if (!n->sigchld || evsignal_add(n->sigchld, NULL) != 0) {
+        rc = jz_error_set(err, JZ_EIO, "cannot watch SIGCHLD");
+        goto fail;
+    }
+    *out = n;
+    return 0;
+fail:
+    jz_node_destroy(n);
+    return rc;
+}
+
+void jz_node_destroy(struct jz_node *n)
+{
+    if (!n)
+        return;
+    for (struct worker *w = n->workers, *next; w; w = next) {
+        next = w->next;
+        kill(-w->pid, SIGKILL);
+        kill(w->pid, SIGKILL);
+        if (!w->exited)
+            waitpid(w->pid, NULL, 0);
+        if (w->ev)
+            event_free(w->ev);
+        if (w->fd >= 0)
+            close(w->fd);
+        free(w->line);
+        free(w);
+    }
+    if (n->sigchld)
+        event_free(n->sigchld);
+    jz_topo_destroy(n->topo);
+    free(n);
+}
+
+const char *jz_node_name(const struct jz_node *n)
+{
+    return n->name;
+}
+
+const char *jz_node_source(const struct jz_node *n)
+{
+    return n->source;
+}
+
+bool jz_node_declared(const struct jz_node *n)
+{
+    return n->declared;
+}
+
+const struct jz_topo *jz_node_topo(const struct jz_node *n)
+{
+    return n->topo;
+}
+
+size_t jz_node_running(const struct jz_node *n)
+{
+    return n->running;
+}
+
+const char *jz_node_gpu_backend(const struct jz_node *n, size_t gpu, const char *fallback)
+{
+    const struct jz_topo_gpu *g = jz_topo_gpu_at(n->topo, gpu);
+    if (n->declared || !g)
+        return fallback;
+    if (strstr(g->os_names, "cuda"))
+        return "cuda";
+    if (strstr(g->os_names, "opencl"))
+        return "opencl";
+    return fallback;
+}
+
+int jz_node_launch(struct jz_node *n, const char *spec_path, const struct jz_node_worker_cbs *cbs,
+                   void *arg, pid_t *pid_out, struct jz_error *err)
+{
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0)
+        return jz_error_set(err, JZ_EIO, "pipe: %s", strerror(errno));
+    struct worker *w = calloc(1, sizeof *w);
+    char *line = malloc(WORKER_LINE_MAX);
+    if (!w || !line) {
+        free(w);
+        free(line);
+        close(fds[0]);
+        close(fds[1]);
+        return jz_error_set(err, JZ_ENOMEM, "out of memory");
+    }
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        free(w);
+        free(line);
+        close(fds[0]);
+        close(fds[1]);
+        return jz_error_set(err, JZ_EIO, "fork: %s", strerror(errno));
+    }
+    if (pid == 0) {
+        /* Child: only async-signal-safe calls until exec. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        setpgid(0, 0); /* terminal signals meant for jazarid do not reach jobs directly */
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGPIPE, SIG_DFL);
+        signal(SIGCHLD, SIG_DFL);
+        int devnull = open("/dev/null", O_RDONLY);
+        if (devnull >= 0)
+            dup2(devnull, 0);
+        if (dup2(fds[1], 3) < 0)
+            _exit(127);
+        char *argv[] = {n->worker_path, "--spec", (char *)spec_path, "--events-fd", "3", NULL};
+        execv(n->worker_path, argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK);
+    *w = (struct worker){.node = n, .pid = pid, .fd = fds[0], .line = line, .cbs = *cbs,
+                         .arg = arg};
+    w->ev = event_new(n->base, fds[0], EV_READ | EV_PERSIST, on_worker_readable, w);
+    event_add(w->ev, NULL);
+    w->next = n->workers;
+    n->workers = w;
+    n->running++;
+    *pid_out = pid;
+    return 0;
+}
+
+int jz_node_signal(struct jz_node *n, pid_t pid, int sig)
+{
+    for (struct worker *w = n->workers; w; w = w->next)
+        if (w->pid == pid && !w->exited)
+            return kill(pid, sig) == 0 ? 0 : JZ_EIO;
+    return JZ_ENOENT;
+}
+
+int jz_node_kill_group(struct jz_node *n, pid_t pid)
+{
+    for (struct worker *w = n->workers; w; w = w->next)
+        if (w->pid == pid && !w->exited) {
+            kill(-pid, SIGKILL); /* children the worker put in its own group are separate */
+            kill(pid, SIGKILL);
+            return 0;
+        }
+    return JZ_ENOENT;
+}

@@ -1,0 +1,60 @@
+/* The node agent library: this node's topology, and the jazari-worker processes that run jobs on
+ * it. jazarid runs it in-process as the local node; jazari-node will wrap the same library.
+ * Decisions about what runs where are not made here: the caller (the scheduler side) passes
+ * a finished job spec to launch. */
+#ifndef JZ_NODE_NODE_H
+#define JZ_NODE_NODE_H
+
+#include <event2/event.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include <jazari/error.h>
+
+#include "scheduler/topo.h"
+
+struct jz_node;
+
+struct jz_node_config {
+    const char *name;             /* "local" */
+    const char *topology_path;    /* NULL: discover this machine with hwloc */
+    const char *worker_path;      /* the jazari-worker executable */
+};
+
+/* What a running worker reports. Both callbacks run on the event loop thread. */
+struct jz_node_worker_cbs {
+    /* One event line from the worker (borrowed for the call). */
+    void (*on_event)(void *arg, json_t *event);
+    /* The worker has exited and its event stream is drained; wait_status as from waitpid. */
+    void (*on_exit)(void *arg, int wait_status);
+};
+
+/* Creates the node: loads the topology (XML file or live). *out is owned by the caller. */
+int jz_node_create(struct event_base *base, const struct jz_node_config *cfg,
+                   struct jz_node **out, struct jz_error *err);
+/* Kills every worker's process group (SIGKILL) and frees the node; NULL is accepted. */
+void jz_node_destroy(struct jz_node *n);
+
+const char *jz_node_name(const struct jz_node *n);
+/* "live" or "xml:PATH". */
+const char *jz_node_source(const struct jz_node *n);
+/* True when the GPUs were declared from an XML file (they are not this machine's devices). */
+bool jz_node_declared(const struct jz_node *n);
+/* The topology, owned by the node. */
+const struct jz_topo *jz_node_topo(const struct jz_node *n);
+/* The backend a job runs on for GPU i: "cuda" when the device is this machine's CUDA GPU,
+ * "opencl" for a live OpenCL device, else fallback. */
+const char *jz_node_gpu_backend(const struct jz_node *n, size_t gpu, const char *fallback);
+
+/* Starts `jazari-worker --spec SPEC --events-fd 3`. The worker dies with this process
+ * (PR_SET_PDEATHSIG). cbs/arg are kept until on_exit has been called. */
+int jz_node_launch(struct jz_node *n, const char *spec_path, const struct jz_node_worker_cbs *cbs,
+                   void *arg, pid_t *pid_out, struct jz_error *err);
+/* Sends sig to a worker (the supervisor process, which forwards TERM/USR1 to the job). */
+int jz_node_signal(struct jz_node *n, pid_t pid, int sig);
+/* Sends SIGKILL to a worker's whole process group (a backstop when the worker itself hangs). */
+int jz_node_kill_group(struct jz_node *n, pid_t pid);
+size_t jz_node_running(const struct jz_node *n);
+
+#endif

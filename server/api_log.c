@@ -1,0 +1,183 @@
+/* GET /v1/jobs/{id}/log: the job's log from a byte offset, or (follow=1) a chunked stream that
+ * grows with the log until the job ends. Followers poll the file on a short timer: the worker
+ * writes the log directly, so there is no event to wait for. */
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "server/api.h"
+#include "server/auth.h"
+#include "server/http.h"
+#include "server/jobs.h"
+
+#define LOG_MAX_REPLY (4 * 1024 * 1024) /* bytes in one non-follow reply; page with offset */
+#define LOG_CHUNK (256 * 1024)          /* bytes sent per follow tick */
+#define LOG_POLL_MS 200
+#define LOG_MAX_FOLLOWERS 1024
+
+static size_t followers_now;
+
+struct follower {
+    struct evhttp_request *req;
+    struct evhttp_connection *conn;
+    struct jz_job *job;
+    void *watch;
+    struct event *timer;
+    char path[4200];
+    off_t offset;
+    bool ended;
+};
+
+/* Appends up to max bytes of path from *offset to buf; returns bytes read (0 at EOF or when
+ * the file does not exist yet). */
+static size_t read_from(const char *path, off_t *offset, size_t max, struct evbuffer *buf)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    size_t total = 0;
+    char tmp[65536];
+    while (total < max) {
+        size_t want = max - total < sizeof tmp ? max - total : sizeof tmp;
+        ssize_t n = pread(fd, tmp, want, *offset);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        evbuffer_add(buf, tmp, (size_t)n);
+        *offset += n;
+        total += (size_t)n;
+    }
+    close(fd);
+    return total;
+}
+
+static void follower_free(struct follower *f)
+{
+    if (f->watch)
+        jz_job_unwatch(f->job, f->watch);
+    if (f->timer)
+        event_free(f->timer);
+    followers_now--;
+    free(f);
+}
+
+static void on_conn_close(struct evhttp_connection *conn, void *arg)
+{
+    follower_free(arg);
+}
+
+static void follower_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct follower *f = arg;
+    struct evbuffer *buf = evbuffer_new();
+    size_t n;
+    /* Read until caught up when the job has ended, else one chunk per tick. */
+    do {
+        n = read_from(f->path, &f->offset, LOG_CHUNK, buf);
+        if (evbuffer_get_length(buf))
+            evhttp_send_reply_chunk(f->req, buf);
+    } while (f->ended && n == LOG_CHUNK);
+    evbuffer_free(buf);
+    if (f->ended) {
+        evhttp_connection_set_closecb(f->conn, NULL, NULL);
+        evhttp_send_reply_end(f->req);
+        follower_free(f);
+        return;
+    }
+    struct timeval tv = {.tv_sec = 0, .tv_usec = LOG_POLL_MS * 1000};
+    evtimer_add(f->timer, &tv);
+}
+
+static void on_job_end(void *arg, struct jz_job *job, bool ended)
+{
+    struct follower *f = arg;
+    f->watch = NULL; /* the job drops its watch list when it ends */
+    f->ended = true;
+    event_active(f->timer, EV_TIMEOUT, 0);
+}
+
+void jz_api_jobs_log(struct jz_req *r)
+{
+    const char *ids = r->seg[2];
+    char *end;
+    long long id = strtoll(ids, &end, 10);
+    struct jz_job *job = (*end == '\0' && id > 0) ? jz_jobs_find(r->srv->jobs, id) : NULL;
+    if (!job) {
+        jz_http_reply_error(r, 404, "not_found", "id", "no job %.32s", ids);
+        return;
+    }
+    if (!jz_job_visible_to(job, r->user)) {
+        jz_http_reply_error(r, 403, "forbidden", "id", "job %lld belongs to another user", id);
+        return;
+    }
+    off_t offset = 0;
+    const char *v = jz_req_query(r, "offset");
+    if (v) {
+        long long o = strtoll(v, &end, 10);
+        if (*end || o < 0) {
+            jz_http_reply_error(r, 400, "invalid", "offset", "offset must be a byte count >= 0");
+            return;
+        }
+        offset = (off_t)o;
+    }
+    const char *follow = jz_req_query(r, "follow");
+    bool following = follow && (strcmp(follow, "1") == 0 || strcmp(follow, "true") == 0);
+    char path[4200];
+    jz_job_log_path(r->srv->jobs, job, path, sizeof path);
+    struct evkeyvalq *h = evhttp_request_get_output_headers(r->req);
+    evhttp_add_header(h, "Content-Type", "text/plain; charset=utf-8");
+    evhttp_add_header(h, "Cache-Control", "no-store");
+
+    enum jz_job_state st = jz_job_state(job);
+    bool final = st != JZ_JOB_PENDING && st != JZ_JOB_RUNNING;
+    if (!following || final) {
+        struct evbuffer *buf = evbuffer_new();
+        read_from(path, &offset, LOG_MAX_REPLY, buf);
+        char next[32];
+        snprintf(next, sizeof next, "%lld", (long long)offset);
+        evhttp_add_header(h, "X-Jazari-Next-Offset", next);
+        if (following) {
+            /* Already ended: stream what there is and end, like a follow that caught up. */
+            evhttp_send_reply_start(r->req, 200, "OK");
+            for (;;) {
+                if (evbuffer_get_length(buf))
+                    evhttp_send_reply_chunk(r->req, buf);
+                if (read_from(path, &offset, LOG_MAX_REPLY, buf) == 0)
+                    break;
+            }
+            evhttp_send_reply_end(r->req);
+        } else {
+            evhttp_send_reply(r->req, 200, "OK", buf);
+        }
+        evbuffer_free(buf);
+        return;
+    }
+    if (followers_now >= LOG_MAX_FOLLOWERS) {
+        jz_http_reply_error(r, 429, "too_many_followers", NULL,
+                            "too many log streams open (limit %d)", LOG_MAX_FOLLOWERS);
+        return;
+    }
+    struct follower *f = calloc(1, sizeof *f);
+    if (!f) {
+        jz_http_reply_error(r, 500, "internal", NULL, "out of memory");
+        return;
+    }
+    followers_now++;
+    f->req = r->req;
+    f->conn = evhttp_request_get_connection(r->req);
+    f->job = job;
+    f->offset = offset;
+    snprintf(f->path, sizeof f->path, "%s", path);
+    f->timer = evtimer_new(r->srv->base, follower_tick, f);
+    f->watch = jz_job_watch(job, on_job_end, f);
+    evhttp_send_reply_start(r->req, 200, "OK");
+    evhttp_connection_set_closecb(f->conn, on_conn_close, f);
+    event_active(f->timer, EV_TIMEOUT, 0);
+}

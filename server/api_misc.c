@@ -1,0 +1,96 @@
+/* Handlers for health, metrics, nodes, plugins, identity and user administration. */
+#include <event2/buffer.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/json.h"
+#include "node/node.h"
+#include "server/api.h"
+#include "server/auth.h"
+#include "server/http.h"
+#include "server/jobs.h"
+#include "server/plugins.h"
+
+void jz_api_healthz(struct jz_req *r)
+{
+    jz_http_reply_json(r, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+/* Prometheus text exposition. */
+void jz_api_metrics(struct jz_req *r)
+{
+    size_t counts[6];
+    jz_jobs_counts(r->srv->jobs, counts);
+    json_t *nodes = jz_jobs_nodes_json(r->srv->jobs);
+    json_t *node = json_array_get(json_object_get(nodes, "nodes"), 0);
+    struct evbuffer *buf = evbuffer_new();
+    evbuffer_add_printf(buf, "# HELP jazari_jobs Jobs known to the service, by state.\n"
+                             "# TYPE jazari_jobs gauge\n");
+    for (int s = 0; s < 6; s++)
+        evbuffer_add_printf(buf, "jazari_jobs{state=\"%s\"} %zu\n", jz_job_state_name(s),
+                            counts[s]);
+    evbuffer_add_printf(buf,
+                        "# HELP jazari_gpus GPUs on the node.\n# TYPE jazari_gpus gauge\n"
+                        "jazari_gpus{node=\"%s\",state=\"free\"} %lld\n"
+                        "jazari_gpus{node=\"%s\",state=\"total\"} %lld\n"
+                        "# HELP jazari_cores_free Free cores on the node.\n"
+                        "# TYPE jazari_cores_free gauge\njazari_cores_free{node=\"%s\"} %lld\n",
+                        jz_json_str(node, "name", "?"), (long long)jz_json_int(node, "gpus_free", 0),
+                        jz_json_str(node, "name", "?"), (long long)jz_json_int(node, "gpus_total", 0),
+                        jz_json_str(node, "name", "?"), (long long)jz_json_int(node, "cores_free", 0));
+    json_decref(nodes);
+    evhttp_add_header(evhttp_request_get_output_headers(r->req), "Content-Type",
+                      "text/plain; version=0.0.4");
+    evhttp_send_reply(r->req, 200, "OK", buf);
+    evbuffer_free(buf);
+}
+
+void jz_api_nodes(struct jz_req *r)
+{
+    jz_http_reply_json(r, 200, jz_jobs_nodes_json(r->srv->jobs));
+}
+
+void jz_api_plugins(struct jz_req *r)
+{
+    jz_http_reply_json(r, 200, json_pack("{s:o}", "plugins", jz_plugins_json(r->srv->plugins)));
+}
+
+void jz_api_whoami(struct jz_req *r)
+{
+    jz_http_reply_json(r, 200, json_pack("{s:s, s:s, s:s}", "name", r->user->name, "tenant",
+                                         r->user->tenant, "role",
+                                         r->user->admin ? "admin" : "user"));
+}
+
+void jz_api_admin_users_add(struct jz_req *r)
+{
+    const char *name = jz_json_str(r->body, "name", NULL);
+    const char *tenant = jz_json_str(r->body, "tenant", NULL);
+    const char *role = jz_json_str(r->body, "role", "user");
+    if (!name) {
+        jz_http_reply_error(r, 400, "invalid", "name", "name: required string");
+        return;
+    }
+    if (!tenant) {
+        jz_http_reply_error(r, 400, "invalid", "tenant", "tenant: required string");
+        return;
+    }
+    if (strcmp(role, "user") != 0 && strcmp(role, "admin") != 0) {
+        jz_http_reply_error(r, 400, "invalid", "role", "role: must be user or admin");
+        return;
+    }
+    char token[JZ_TOKEN_LEN + 1];
+    struct jz_error err = {0};
+    if (jz_auth_user_add(r->srv->auth, name, tenant, strcmp(role, "admin") == 0, token, &err)) {
+        const char *field = strncmp(err.msg, "tenant", 6) == 0 ? "tenant" : "name";
+        jz_http_reply_jz_error(r, &err, field);
+        return;
+    }
+    jz_http_reply_json(r, 201, json_pack("{s:s, s:s, s:s, s:s}", "name", name, "tenant", tenant,
+                                         "role", role, "token", token));
+}
+
+void jz_api_admin_users_list(struct jz_req *r)
+{
+    jz_http_reply_json(r, 200, json_pack("{s:o}", "users", jz_auth_users_json(r->srv->auth)));
+}

@@ -1,0 +1,325 @@
+/* evhttp glue: one generic callback routes every request through a table, after checking the
+ * token and reading a bounded JSON body. */
+#include "server/http.h"
+
+#include <event2/buffer.h>
+#include <netinet/in.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <event2/keyvalq_struct.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/json.h"
+#include "common/log.h"
+#include "server/api.h"
+#include "server/auth.h"
+
+struct jz_deferred_reply {
+    struct jz_deferred_reply *next;
+    struct evhttp_request *req;
+    int status;
+    char *body;
+};
+
+enum route_access { ROUTE_PUBLIC, ROUTE_USER, ROUTE_ADMIN };
+
+struct route {
+    enum evhttp_cmd_type method;
+    const char *pattern; /* segments separated by '/', '*' matches one segment */
+    enum route_access access;
+    bool takes_body;
+    void (*handler)(struct jz_req *r);
+};
+
+static const struct route routes[] = {
+    {EVHTTP_REQ_GET, "healthz", ROUTE_PUBLIC, false, jz_api_healthz},
+    {EVHTTP_REQ_GET, "metrics", ROUTE_PUBLIC, false, jz_api_metrics},
+    {EVHTTP_REQ_POST, "v1/jobs", ROUTE_USER, true, jz_api_jobs_submit},
+    {EVHTTP_REQ_GET, "v1/jobs", ROUTE_USER, false, jz_api_jobs_list},
+    {EVHTTP_REQ_GET, "v1/jobs/*", ROUTE_USER, false, jz_api_jobs_get},
+    {EVHTTP_REQ_POST, "v1/jobs/*/cancel", ROUTE_USER, false, jz_api_jobs_cancel},
+    {EVHTTP_REQ_GET, "v1/jobs/*/log", ROUTE_USER, false, jz_api_jobs_log},
+    {EVHTTP_REQ_GET, "v1/jobs/*/events", ROUTE_USER, false, jz_api_jobs_events},
+    {EVHTTP_REQ_GET, "v1/nodes", ROUTE_USER, false, jz_api_nodes},
+    {EVHTTP_REQ_GET, "v1/plugins", ROUTE_USER, false, jz_api_plugins},
+    {EVHTTP_REQ_GET, "v1/whoami", ROUTE_USER, false, jz_api_whoami},
+    {EVHTTP_REQ_POST, "v1/admin/users", ROUTE_ADMIN, true, jz_api_admin_users_add},
+    {EVHTTP_REQ_GET, "v1/admin/users", ROUTE_ADMIN, false, jz_api_admin_users_list},
+};
+
+static const char *status_reason(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 429: return "Too Many Requests";
+    case 503: return "Service Unavailable";
+    default: return status >= 500 ? "Internal Server Error" : "Error";
+    }
+}
+
+static void send_now(struct evhttp_request *req, int status, const char *body)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Content-Type", "application/json");
+    evhttp_add_header(h, "Cache-Control", "no-store");
+    struct evbuffer *buf = evbuffer_new();
+    if (body) {
+        evbuffer_add(buf, body, strlen(body));
+        evbuffer_add(buf, "\n", 1);
+    }
+    evhttp_send_reply(req, status, status_reason(status), buf);
+    evbuffer_free(buf);
+}
+
+void jz_http_reply_json(struct jz_req *r, int status, json_t *body)
+{
+    struct jz_server *srv = r->srv;
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (!srv->store->ops->in_transaction(srv->store)) {
+        send_now(r->req, status, text);
+        free(text);
+        return;
+    }
+    struct jz_deferred_reply *d = malloc(sizeof *d);
+    if (!d) {
+        free(text);
+        send_now(r->req, 500, "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\","
+                              "\"field\":null}}");
+        return;
+    }
+    *d = (struct jz_deferred_reply){.req = r->req, .status = status, .body = text};
+    *srv->deferred_tail = d;
+    srv->deferred_tail = &d->next;
+    jz_server_request_commit(srv);
+}
+
+void jz_http_flush_deferred(struct jz_server *srv, bool committed)
+{
+    struct jz_deferred_reply *d = srv->deferred_head;
+    srv->deferred_head = NULL;
+    srv->deferred_tail = &srv->deferred_head;
+    while (d) {
+        struct jz_deferred_reply *next = d->next;
+        if (committed)
+            send_now(d->req, d->status, d->body);
+        else
+            send_now(d->req, 500,
+                     "{\"error\":{\"code\":\"store_failed\",\"message\":\"the change could not be "
+                     "made durable; it may not have been applied\",\"field\":null}}");
+        free(d->body);
+        free(d);
+        d = next;
+    }
+}
+
+void jz_http_reply_error(struct jz_req *r, int status, const char *code, const char *field,
+                         const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    json_t *body = json_pack("{s:{s:s, s:s, s:s?}}", "error", "code", code, "message", msg,
+                             "field", field);
+    if (!field)
+        json_object_set_new(json_object_get(body, "error"), "field", json_null());
+    jz_http_reply_json(r, status, body);
+}
+
+void jz_http_reply_jz_error(struct jz_req *r, const struct jz_error *err, const char *field)
+{
+    int status = 500;
+    const char *code = "internal";
+    switch (err->code) {
+    case JZ_EINVAL: status = 400; code = "invalid"; break;
+    case JZ_ERANGE: status = 400; code = "out_of_range"; break;
+    case JZ_ENOENT: status = 404; code = "not_found"; break;
+    case JZ_EPERM: status = 403; code = "forbidden"; break;
+    case JZ_EEXIST: status = 409; code = "exists"; break;
+    case JZ_EBUSY: status = 409; code = "conflict"; break;
+    case JZ_ELIMIT: status = 413; code = "too_large"; break;
+    case JZ_EAGAIN: status = 429; code = "too_many"; break;
+    default: break;
+    }
+    jz_http_reply_error(r, status, code, field, "%s", err->msg);
+}
+
+const char *jz_req_query(struct jz_req *r, const char *key)
+{
+    return evhttp_find_header(&r->query, key);
+}
+
+/* Splits path (a private copy) into segments; false when there are too many. */
+static bool split_path(char *path, struct jz_req *r)
+{
+    r->nseg = 0;
+    for (char *save = NULL, *tok = strtok_r(path, "/", &save); tok;
+         tok = strtok_r(NULL, "/", &save)) {
+        if (r->nseg == JZ_MAX_PATH_SEGMENTS)
+            return false;
+        r->seg[r->nseg++] = tok;
+    }
+    return true;
+}
+
+static bool route_matches(const struct route *rt, const struct jz_req *r)
+{
+    char pat[128];
+    snprintf(pat, sizeof pat, "%s", rt->pattern);
+    size_t i = 0;
+    for (char *save = NULL, *tok = strtok_r(pat, "/", &save); tok;
+         tok = strtok_r(NULL, "/", &save), i++) {
+        if (i >= r->nseg)
+            return false;
+        if (strcmp(tok, "*") != 0 && strcmp(tok, r->seg[i]) != 0)
+            return false;
+    }
+    return i == r->nseg;
+}
+
+static bool read_body(struct jz_req *r)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(r->req);
+    size_t len = evbuffer_get_length(in);
+    if (len > JZ_MAX_BODY_BYTES) {
+        jz_http_reply_error(r, 413, "too_large", "body", "request body is %zu bytes; the limit is %d",
+                            len, JZ_MAX_BODY_BYTES);
+        return false;
+    }
+    if (len == 0) {
+        r->body = json_object();
+        return true;
+    }
+    const char *data = (const char *)evbuffer_pullup(in, -1);
+    struct jz_error err = {0};
+    r->body = jz_json_parse(data, len, JZ_MAX_JSON_DEPTH, &err);
+    if (!r->body) {
+        jz_http_reply_error(r, err.code == JZ_ELIMIT ? 413 : 400,
+                            err.code == JZ_ELIMIT ? "too_deep" : "bad_json", "body", "%s", err.msg);
+        return false;
+    }
+    if (!json_is_object(r->body)) {
+        jz_http_reply_error(r, 400, "bad_json", "body", "the body must be a JSON object");
+        json_decref(r->body);
+        r->body = NULL;
+        return false;
+    }
+    return true;
+}
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+    struct jz_server *srv = arg;
+    struct jz_req r = {.srv = srv, .req = req, .method = evhttp_request_get_command(req)};
+    TAILQ_INIT(&r.query);
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *raw_path = uri ? evhttp_uri_get_path(uri) : NULL;
+    char path[1024];
+    if (!raw_path || strlen(raw_path) >= sizeof path) {
+        jz_http_reply_error(&r, 400, "bad_path", NULL, "bad or over-long path");
+        return;
+    }
+    snprintf(path, sizeof path, "%s", raw_path);
+    const char *q = evhttp_uri_get_query(uri);
+    if (q && evhttp_parse_query_str(q, &r.query) != 0) {
+        jz_http_reply_error(&r, 400, "bad_query", NULL, "malformed query string");
+        return;
+    }
+    if (!split_path(path, &r)) {
+        jz_http_reply_error(&r, 404, "not_found", NULL, "no such route");
+        goto done;
+    }
+    const struct route *rt = NULL;
+    bool path_known = false;
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        if (!route_matches(&routes[i], &r))
+            continue;
+        path_known = true;
+        if (routes[i].method == r.method) {
+            rt = &routes[i];
+            break;
+        }
+    }
+    if (!rt) {
+        if (path_known)
+            jz_http_reply_error(&r, 405, "method_not_allowed", NULL, "method not allowed here");
+        else
+            jz_http_reply_error(&r, 404, "not_found", NULL, "no such route");
+        goto done;
+    }
+    if (srv->stopping) {
+        jz_http_reply_error(&r, 503, "stopping", NULL, "the service is shutting down");
+        goto done;
+    }
+    if (rt->access != ROUTE_PUBLIC) {
+        const char *authz = evhttp_find_header(evhttp_request_get_input_headers(req),
+                                               "Authorization");
+        r.user = jz_auth_check(srv->auth, authz);
+        if (!r.user) {
+            evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
+                              "Bearer realm=\"jazari\"");
+            jz_http_reply_error(&r, 401, "unauthorized", "Authorization",
+                                authz ? "invalid token" : "missing bearer token");
+            goto done;
+        }
+        if (rt->access == ROUTE_ADMIN && !r.user->admin) {
+            jz_http_reply_error(&r, 403, "forbidden", NULL, "this needs the admin role");
+            goto done;
+        }
+    }
+    if (rt->takes_body && !read_body(&r))
+        goto done;
+    rt->handler(&r);
+done:
+    json_decref(r.body);
+    evhttp_clear_headers(&r.query);
+}
+
+int jz_http_start(struct jz_server *srv, struct jz_error *err)
+{
+    srv->http = evhttp_new(srv->base);
+    if (!srv->http)
+        return jz_error_set(err, JZ_ENOMEM, "cannot create the HTTP server");
+    evhttp_set_max_body_size(srv->http, JZ_MAX_TRANSPORT_BODY);
+    evhttp_set_max_headers_size(srv->http, 64 * 1024);
+    evhttp_set_timeout(srv->http, 120);
+    evhttp_set_allowed_methods(srv->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+                                              EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD);
+    evhttp_set_gencb(srv->http, on_request, srv);
+    struct evhttp_bound_socket *sock = evhttp_bind_socket_with_handle(
+        srv->http, srv->cfg.listen_host, (ev_uint16_t)srv->cfg.listen_port);
+    if (!sock)
+        return jz_error_set(err, JZ_EIO, "cannot listen on %s:%d", srv->cfg.listen_host,
+                            srv->cfg.listen_port);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    evutil_socket_t fd = evhttp_bound_socket_get_fd(sock);
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET)
+            srv->bound_port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        else if (ss.ss_family == AF_INET6)
+            srv->bound_port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
+    return 0;
+}
+
+void jz_http_stop(struct jz_server *srv)
+{
+    if (srv->http)
+        evhttp_free(srv->http);
+    srv->http = NULL;
+}

@@ -1,0 +1,47 @@
+/* jazarid's HTTP layer: routing, authentication of each request, bounded bodies, JSON replies
+ * and errors, and replies deferred until the group commit that makes their change durable. */
+#ifndef JZ_SERVER_HTTP_H
+#define JZ_SERVER_HTTP_H
+
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <jansson.h>
+
+#include "server/server.h"
+
+struct jz_user;
+
+#define JZ_MAX_PATH_SEGMENTS 8
+
+/* One request as the handlers see it. Lives for the handler call only (handlers that keep the
+ * request, like log streaming, keep the evhttp_request themselves). */
+struct jz_req {
+    struct jz_server *srv;
+    struct evhttp_request *req;
+    enum evhttp_cmd_type method;
+    const char *seg[JZ_MAX_PATH_SEGMENTS]; /* path segments ("v1", "jobs", "42") */
+    size_t nseg;
+    struct evkeyvalq query;
+    const struct jz_user *user; /* NULL on unauthenticated routes */
+    json_t *body;               /* parsed JSON body for routes that take one, else NULL */
+};
+
+int jz_http_start(struct jz_server *srv, struct jz_error *err);
+void jz_http_stop(struct jz_server *srv);
+
+/* Replies with body (a reference is stolen; NULL sends no body). The reply goes out after the
+ * current group commit when a transaction is open, at once otherwise. */
+void jz_http_reply_json(struct jz_req *r, int status, json_t *body);
+/* Replies {"error": {"code", "message", "field"}}; field may be NULL. */
+void jz_http_reply_error(struct jz_req *r, int status, const char *code, const char *field,
+                         const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* Maps a JZ_E* code to an HTTP status and error code, for errors from lower layers. */
+void jz_http_reply_jz_error(struct jz_req *r, const struct jz_error *err, const char *field);
+
+/* Sends the replies waiting for the commit that just succeeded (or a 500 when it failed). */
+void jz_http_flush_deferred(struct jz_server *srv, bool committed);
+
+/* Query helpers: the value of key, or NULL. */
+const char *jz_req_query(struct jz_req *r, const char *key);
+
+#endif

@@ -1,0 +1,79 @@
+/* Jobs: the in-memory job table, the job state machine, submission checks, placement on the
+ * local node and the worker events that move jobs along. Every change is written to the store
+ * in the current group transaction.
+ *
+ *   PENDING --place--> RUNNING --exit--> SUCCEEDED | FAILED | TIMEOUT | CANCELLED
+ *   PENDING --cancel--> CANCELLED            RUNNING --node lost--> FAILED, or PENDING (requeue)
+ */
+#ifndef JZ_SERVER_JOBS_H
+#define JZ_SERVER_JOBS_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "server/server.h"
+
+struct jz_user;
+struct jz_job;
+
+enum jz_job_state {
+    JZ_JOB_PENDING,
+    JZ_JOB_RUNNING,
+    JZ_JOB_SUCCEEDED,
+    JZ_JOB_FAILED,
+    JZ_JOB_CANCELLED,
+    JZ_JOB_TIMEOUT,
+};
+
+const char *jz_job_state_name(enum jz_job_state s);
+/* Parses "PENDING" etc. (case-insensitive); -1 when unknown. */
+int jz_job_state_parse(const char *s);
+
+/* Loads every job from the store and recovers the ones that were running when the service
+ * stopped (see docs/ops-guide.md: "node lost"). */
+int jz_jobs_open(struct jz_server *srv, struct jz_jobs **out, struct jz_error *err);
+/* Kills running workers and frees everything; NULL is accepted. */
+void jz_jobs_close(struct jz_jobs *jobs);
+
+/* Validates a submission body and creates a PENDING job. On success *job_out is the new job's
+ * record (a new reference). On failure *field names the field at fault (static or owned by
+ * jobs; valid until the next call) and err says why; JZ_EAGAIN means the user has too many
+ * pending jobs. */
+int jz_jobs_submit(struct jz_jobs *jobs, const struct jz_user *user, const json_t *body,
+                   json_t **job_out, const char **field, struct jz_error *err);
+
+/* The job with this id, or NULL. */
+struct jz_job *jz_jobs_find(struct jz_jobs *jobs, int64_t id);
+/* The job's record (borrowed). */
+json_t *jz_job_record(const struct jz_job *job);
+enum jz_job_state jz_job_state(const struct jz_job *job);
+bool jz_job_visible_to(const struct jz_job *job, const struct jz_user *user);
+/* Path of the job's log file (it may not exist yet). */
+void jz_job_log_path(const struct jz_jobs *jobs, const struct jz_job *job, char *buf, size_t len);
+
+/* Cancels a pending job at once, or asks a running one to stop (TERM, then KILL after the
+ * grace period). JZ_EBUSY when it had already ended. */
+int jz_jobs_cancel(struct jz_jobs *jobs, struct jz_job *job, struct jz_error *err);
+
+/* Lists jobs with id > after in ascending order (descending when desc, ids < after, 0 meaning
+ * "from the newest"), at most limit, visible to user, optionally filtered by a state mask
+ * (bit 1<<state; 0 = all) and user name. Returns {"jobs": [...], "next_after": id|null}. */
+json_t *jz_jobs_list(struct jz_jobs *jobs, const struct jz_user *user, unsigned state_mask,
+                     const char *user_filter, int64_t after, bool desc, size_t limit);
+
+/* Starts every pending job that fits now. Called by the server before each group commit. */
+void jz_jobs_schedule(struct jz_jobs *jobs);
+
+/* The local node's view for GET /v1/nodes (new reference). */
+json_t *jz_jobs_nodes_json(struct jz_jobs *jobs);
+/* Counters for /metrics. */
+void jz_jobs_counts(const struct jz_jobs *jobs, size_t counts[6]);
+
+/* Log followers: called with the job when its log may have grown or the job ended. */
+typedef void (*jz_job_watch_fn)(void *arg, struct jz_job *job, bool ended);
+/* Registers fn to be called on job end; returns a handle for jz_job_unwatch. */
+void *jz_job_watch(struct jz_job *job, jz_job_watch_fn fn, void *arg);
+void jz_job_unwatch(struct jz_job *job, void *handle);
+
+#endif

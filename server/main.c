@@ -1,0 +1,262 @@
+/* jazarid: the Jazari job service. One libevent loop serves the REST API, drives the local node
+ * and commits every loop iteration's changes to the store together. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/json.h"
+#include "common/log.h"
+#include "common/strutil.h"
+#include "node/node.h"
+#include "server/auth.h"
+#include "server/http.h"
+#include "server/jobs.h"
+#include "server/plugins.h"
+#include "server/server.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: jazarid [options]\n"
+            "  --listen HOST:PORT     address to serve the REST API on (default 127.0.0.1:8600;\n"
+            "                         port 0 picks a free port, printed at start-up)\n"
+            "  --state-dir DIR        database, job files and admin.token (default ./jazari-state)\n"
+            "  --topology FILE.xml    declare this node's GPUs from an hwloc XML file\n"
+            "                         (default: discover this machine)\n"
+            "  --plugin-dir DIRS      ':'-separated plugin folders (default: the built-in ones)\n"
+            "  --worker PATH          the jazari-worker executable (default: next to jazarid)\n"
+            "  --fallback-backend B   backend for declared GPUs: cpu or opencl (default cpu)\n"
+            "  --kill-grace SECONDS   TERM-to-KILL grace for cancel and time limits (default 10)\n"
+            "  --max-pending N        pending jobs allowed per user (default 100000)\n"
+            "  --config FILE.json     configuration file\n"
+            "  --port-file FILE       write the bound port here once listening\n"
+            "  --log-level LEVEL      error, warn, info (default) or debug\n");
+}
+
+static int parse_listen(const char *s, struct jz_server_config *cfg)
+{
+    const char *colon = strrchr(s, ':');
+    if (!colon || colon == s)
+        return -1;
+    size_t hlen = (size_t)(colon - s);
+    if (hlen >= sizeof cfg->listen_host)
+        return -1;
+    memcpy(cfg->listen_host, s, hlen);
+    cfg->listen_host[hlen] = '\0';
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end || port < 0 || port > 65535)
+        return -1;
+    cfg->listen_port = (int)port;
+    return 0;
+}
+
+static void on_commit(evutil_socket_t fd, short what, void *arg)
+{
+    struct jz_server *srv = arg;
+    /* Decisions first, so that the jobs they start are in the same transaction. */
+    jz_jobs_schedule(srv->jobs);
+    struct jz_error err = {0};
+    bool ok = srv->store->ops->commit(srv->store, &err) == 0;
+    if (!ok)
+        jz_log_error("store", "group commit failed: %s", err.msg);
+    jz_http_flush_deferred(srv, ok);
+}
+
+void jz_server_request_commit(struct jz_server *srv)
+{
+    if (srv->commit_ev && !event_pending(srv->commit_ev, EV_TIMEOUT, NULL))
+        event_active(srv->commit_ev, EV_TIMEOUT, 0);
+}
+
+static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct jz_server *srv = arg;
+    jz_log_info("jazarid", "signal %d: stopping", (int)sig);
+    srv->stopping = true;
+    event_base_loopexit(srv->base, NULL);
+}
+
+static int write_port_file(const char *path, int port)
+{
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return -1;
+    fprintf(f, "%d\n", port);
+    if (fclose(f) != 0)
+        return -1;
+    return rename(tmp, path);
+}
+
+int main(int argc, char **argv)
+{
+    static struct jz_server srv; /* large (paths); one per process */
+    struct jz_server_config *cfg = &srv.cfg;
+    snprintf(cfg->listen_host, sizeof cfg->listen_host, "127.0.0.1");
+    cfg->listen_port = 8600;
+    snprintf(cfg->state_dir, sizeof cfg->state_dir, "jazari-state");
+    snprintf(cfg->fallback_backend, sizeof cfg->fallback_backend, "cpu");
+    cfg->kill_grace_s = 10;
+    cfg->max_pending_per_user = 100000;
+    const char *port_file = NULL;
+    int level = JZ_SEV_INFO;
+
+    enum { OPT_LISTEN = 256, OPT_STATE, OPT_TOPO, OPT_PLUGINS, OPT_WORKER, OPT_FALLBACK,
+           OPT_GRACE, OPT_MAXPEND, OPT_CONFIG, OPT_PORTFILE, OPT_LOGLEVEL };
+    static const struct option opts[] = {
+        {"listen", required_argument, NULL, OPT_LISTEN},
+        {"state-dir", required_argument, NULL, OPT_STATE},
+        {"topology", required_argument, NULL, OPT_TOPO},
+        {"plugin-dir", required_argument, NULL, OPT_PLUGINS},
+        {"worker", required_argument, NULL, OPT_WORKER},
+        {"fallback-backend", required_argument, NULL, OPT_FALLBACK},
+        {"kill-grace", required_argument, NULL, OPT_GRACE},
+        {"max-pending", required_argument, NULL, OPT_MAXPEND},
+        {"config", required_argument, NULL, OPT_CONFIG},
+        {"port-file", required_argument, NULL, OPT_PORTFILE},
+        {"log-level", required_argument, NULL, OPT_LOGLEVEL},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        bool ok = true;
+        switch (c) {
+        case OPT_LISTEN: ok = parse_listen(optarg, cfg) == 0; break;
+        case OPT_STATE: ok = jz_strlcpy(cfg->state_dir, optarg, sizeof cfg->state_dir); break;
+        case OPT_TOPO: ok = jz_strlcpy(cfg->topology_path, optarg, sizeof cfg->topology_path); break;
+        case OPT_PLUGINS: ok = jz_strlcpy(cfg->plugin_dir, optarg, sizeof cfg->plugin_dir); break;
+        case OPT_WORKER: ok = jz_strlcpy(cfg->worker_path, optarg, sizeof cfg->worker_path); break;
+        case OPT_FALLBACK:
+            ok = strcmp(optarg, "cpu") == 0 || strcmp(optarg, "opencl") == 0;
+            jz_strlcpy(cfg->fallback_backend, optarg, sizeof cfg->fallback_backend);
+            break;
+        case OPT_GRACE: cfg->kill_grace_s = strtoll(optarg, NULL, 10); ok = cfg->kill_grace_s >= 0 && cfg->kill_grace_s <= 3600; break;
+        case OPT_MAXPEND: cfg->max_pending_per_user = strtoll(optarg, NULL, 10); ok = cfg->max_pending_per_user > 0; break;
+        case OPT_CONFIG: ok = jz_strlcpy(cfg->config_path, optarg, sizeof cfg->config_path); break;
+        case OPT_PORTFILE: port_file = optarg; break;
+        case OPT_LOGLEVEL: level = jz_log_level_parse(optarg); ok = level >= 0; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+        if (!ok) {
+            fprintf(stderr, "jazarid: bad value for --%s: '%s'\n", opts[c - OPT_LISTEN].name,
+                    optarg);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "jazarid: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    jz_log_init(stderr, (enum jz_log_sev)level);
+    signal(SIGPIPE, SIG_IGN);
+
+    char exe_dir[4096];
+    if (jz_exe_dir(exe_dir, sizeof exe_dir) != 0)
+        snprintf(exe_dir, sizeof exe_dir, ".");
+    if (!cfg->worker_path[0])
+        snprintf(cfg->worker_path, sizeof cfg->worker_path, "%.4000s/jazari-worker", exe_dir);
+    if (!cfg->plugin_dir[0]) {
+        /* Build tree (build/bin -> build/plugins), else the installed location. */
+        char build_dir[4200];
+        struct stat st;
+        snprintf(build_dir, sizeof build_dir, "%.4000s/../plugins", exe_dir);
+        if (stat(build_dir, &st) == 0 && S_ISDIR(st.st_mode))
+            snprintf(cfg->plugin_dir, sizeof cfg->plugin_dir, "%s", build_dir);
+        else
+            snprintf(cfg->plugin_dir, sizeof cfg->plugin_dir, "%.4000s/../lib/jazari/plugins",
+                     exe_dir);
+    }
+
+    struct jz_error err = {0};
+    srv.config = json_object();
+    if (cfg->config_path[0]) {
+        json_decref(srv.config);
+        srv.config = jz_json_load_file(cfg->config_path, 1024 * 1024, &err);
+        if (!srv.config || !json_is_object(srv.config)) {
+            fprintf(stderr, "jazarid: config %s: %s\n", cfg->config_path,
+                    srv.config ? "must be a JSON object" : err.msg);
+            return 2;
+        }
+    }
+    char sub[4200];
+    snprintf(sub, sizeof sub, "%s/jobs", cfg->state_dir);
+    if (jz_mkdir_p(sub, 0750) != 0) {
+        fprintf(stderr, "jazarid: cannot create state directory %s: %s\n", cfg->state_dir,
+                strerror(errno));
+        return 1;
+    }
+    char dbpath[4200];
+    snprintf(dbpath, sizeof dbpath, "%s/jazari.db", cfg->state_dir);
+
+    int rc = 1;
+    srv.deferred_tail = &srv.deferred_head;
+    srv.base = event_base_new();
+    if (!srv.base) {
+        fprintf(stderr, "jazarid: cannot create the event loop\n");
+        return 1;
+    }
+    srv.commit_ev = event_new(srv.base, -1, 0, on_commit, &srv);
+    if (jz_store_sqlite_open(dbpath, &srv.store, &err) ||
+        jz_auth_open(&srv, &srv.auth, &err) ||
+        jz_plugins_load(cfg->plugin_dir, cfg->worker_path, &srv.plugins, &err))
+        goto out;
+    struct jz_node_config ncfg = {.name = "local",
+                                  .topology_path = cfg->topology_path[0] ? cfg->topology_path : NULL,
+                                  .worker_path = cfg->worker_path};
+    if (jz_node_create(srv.base, &ncfg, &srv.node, &err) ||
+        jz_jobs_open(&srv, &srv.jobs, &err))
+        goto out;
+    if (srv.store->ops->commit(srv.store, &err)) /* recovery's changes */
+        goto out;
+    if (jz_http_start(&srv, &err))
+        goto out;
+    srv.sigint_ev = evsignal_new(srv.base, SIGINT, on_stop_signal, &srv);
+    srv.sigterm_ev = evsignal_new(srv.base, SIGTERM, on_stop_signal, &srv);
+    evsignal_add(srv.sigint_ev, NULL);
+    evsignal_add(srv.sigterm_ev, NULL);
+
+    char desc[256];
+    jz_topo_describe(jz_node_topo(srv.node), desc, sizeof desc);
+    jz_log_info("jazarid", "listening on http://%s:%d (state %s, node %s: %s, %zu plugin files)",
+                cfg->listen_host, srv.bound_port, cfg->state_dir, jz_node_source(srv.node), desc,
+                jz_plugins_count(srv.plugins));
+    if (port_file && write_port_file(port_file, srv.bound_port) != 0) {
+        jz_error_set(&err, JZ_EIO, "cannot write %s", port_file);
+        goto out;
+    }
+    jz_server_request_commit(&srv); /* schedule the jobs recovered as pending */
+    event_base_dispatch(srv.base);
+    rc = 0;
+out:
+    if (rc)
+        fprintf(stderr, "jazarid: %s\n", err.msg);
+    srv.stopping = true;
+    jz_http_stop(&srv);
+    jz_node_destroy(srv.node); /* kills running workers; their jobs count as "node lost" */
+    jz_jobs_close(srv.jobs);
+    jz_plugins_free(srv.plugins);
+    jz_auth_close(srv.auth);
+    if (srv.store) {
+        struct jz_error cerr = {0};
+        srv.store->ops->commit(srv.store, &cerr);
+        jz_store_close(srv.store);
+    }
+    if (srv.commit_ev)
+        event_free(srv.commit_ev);
+    if (srv.sigint_ev)
+        event_free(srv.sigint_ev);
+    if (srv.sigterm_ev)
+        event_free(srv.sigterm_ev);
+    json_decref(srv.config);
+    event_base_free(srv.base);
+    return rc;
+}

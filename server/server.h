@@ -1,0 +1,67 @@
+/* jazarid's shared state: the event loop, the store, and the modules that act on them.
+ * One instance per process; every module receives it explicitly (no process-wide globals). */
+#ifndef JZ_SERVER_SERVER_H
+#define JZ_SERVER_SERVER_H
+
+#include <event2/event.h>
+#include <event2/http.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jazari/error.h>
+
+#include "server/store.h"
+
+/* Limits on what a user controls. Exceeding one is a 4xx naming the field. */
+#define JZ_MAX_BODY_BYTES (1024 * 1024)       /* API limit, answered with a JSON 413 */
+#define JZ_MAX_TRANSPORT_BODY (16 * 1024 * 1024) /* evhttp drops anything larger */
+#define JZ_MAX_JSON_DEPTH 32
+#define JZ_MAX_NAME_LEN 128
+#define JZ_MAX_LIST_LIMIT 1000
+#define JZ_MAX_TIME_LIMIT_S (30LL * 24 * 3600)
+#define JZ_DEFAULT_TIME_LIMIT_S 3600
+#define JZ_MAX_CPUS_PER_JOB 4096
+#define JZ_MAX_METRICS_PER_JOB 256
+
+struct jz_server_config {
+    char listen_host[256];
+    int listen_port;
+    char state_dir[4096];
+    char topology_path[4096]; /* "" means discover this machine */
+    char plugin_dir[4096];    /* "" means the built-in plugins next to the binaries */
+    char worker_path[4096];   /* jazari-worker */
+    char fallback_backend[16]; /* backend for GPUs declared from XML: "cpu" or "opencl" */
+    int64_t kill_grace_s;     /* TERM -> KILL grace for cancel and time limits */
+    int64_t max_pending_per_user;
+    char config_path[4096];   /* optional JSON configuration file */
+};
+
+struct jz_auth;
+struct jz_plugins;
+struct jz_jobs;
+struct jz_node;
+
+struct jz_server {
+    struct jz_server_config cfg;
+    struct event_base *base;
+    struct evhttp *http;
+    struct jz_store *store;
+    struct jz_auth *auth;
+    struct jz_plugins *plugins;
+    struct jz_jobs *jobs;
+    struct jz_node *node;
+    json_t *config; /* the parsed configuration file (an object; {} when none) */
+    int bound_port;
+    struct event *sigint_ev, *sigterm_ev;
+    bool stopping;
+
+    /* Group commit: replies wait here until the transaction holding their change commits. */
+    struct event *commit_ev;
+    struct jz_deferred_reply *deferred_head, **deferred_tail;
+};
+
+/* Asks for a group commit at the end of this loop iteration (idempotent). */
+void jz_server_request_commit(struct jz_server *srv);
+
+#endif
