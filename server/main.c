@@ -2,6 +2,7 @@
  * and commits every loop iteration's changes to the store together. */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -194,6 +195,12 @@ int main(int argc, char **argv)
                 strerror(errno));
         return 1;
     }
+    char abs_state[PATH_MAX];
+    if (!realpath(cfg->state_dir, abs_state)) {
+        fprintf(stderr, "jazarid: %s: %s\n", cfg->state_dir, strerror(errno));
+        return 1;
+    }
+    jz_strlcpy(cfg->state_dir, abs_state, sizeof cfg->state_dir);
     char dbpath[4200];
     snprintf(dbpath, sizeof dbpath, "%s/jazari.db", cfg->state_dir);
 

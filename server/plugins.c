@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -150,8 +151,14 @@ static int cmp_entry(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
-static int scan_dir(struct jz_plugins *p, const char *dir, const char *worker)
+static int scan_dir(struct jz_plugins *p, const char *given, const char *worker)
 {
+    /* Workers run with other working directories: keep absolute paths only. */
+    char dir[PATH_MAX];
+    if (!realpath(given, dir)) {
+        jz_log_warn("plugins", "cannot read plugin directory %s: %s", given, strerror(errno));
+        return 0;
+    }
     DIR *d = opendir(dir);
     if (!d) {
         jz_log_warn("plugins", "cannot read plugin directory %s: %s", dir, strerror(errno));

@@ -1,0 +1,465 @@
+#!/usr/bin/env python3
+"""End-to-end tests of jazarid and the jazari CLI: a real service on 127.0.0.1 with an ephemeral
+port, a temporary state directory and an 8-GPU topology fixture (AWS g4dn.metal, 8x T4).
+
+Usage: test_service.py --build BUILD_DIR --fixtures FIXTURES_DIR TEST [TEST...]
+Each TEST is one of the functions named test_* below, without the prefix."""
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+
+ARGS = None
+
+
+class Service:
+    """One jazarid process with its own state directory."""
+
+    def __init__(self, topology="aws-g4dn-metal-8xT4.xml", grace=1, extra=()):
+        self.state = tempfile.mkdtemp(prefix="jazari-test-")
+        self.topology = os.path.join(ARGS.fixtures, "topologies", topology)
+        self.grace = grace
+        self.extra = list(extra)
+        self.proc = None
+        self.start()
+        with open(os.path.join(self.state, "admin.token")) as f:
+            self.admin = f.read().strip()
+
+    def start(self):
+        port_file = os.path.join(self.state, "port")
+        if os.path.exists(port_file):
+            os.unlink(port_file)
+        plugins = ":".join([os.path.join(ARGS.build, "plugins"),
+                            os.path.join(ARGS.build, "test-plugins")])
+        self.log = open(os.path.join(self.state, "jazarid.log"), "a")
+        self.proc = subprocess.Popen(
+            [os.path.join(ARGS.build, "bin", "jazarid"), "--listen", "127.0.0.1:0",
+             "--state-dir", self.state, "--topology", self.topology, "--plugin-dir", plugins,
+             "--kill-grace", str(self.grace), "--port-file", port_file, *self.extra],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 30
+        while not os.path.exists(port_file):
+            if self.proc.poll() is not None or time.time() > deadline:
+                raise AssertionError("jazarid did not start:\n" + self.read_log())
+            time.sleep(0.02)
+        with open(port_file) as f:
+            self.port = int(f.read())
+        self.url = "http://127.0.0.1:%d" % self.port
+
+    def read_log(self):
+        with open(os.path.join(self.state, "jazarid.log")) as f:
+            return f.read()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+    def kill9(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.log.close()
+
+    def close(self):
+        self.stop()
+        shutil.rmtree(self.state, ignore_errors=True)
+
+    # --- raw HTTP ---------------------------------------------------------------------------
+    def http(self, method, path, body=None, token=None, raw=None, headers=None):
+        """Returns (status, parsed JSON or text)."""
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        if token:
+            req.add_header("Authorization", "Bearer " + token)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        for k, v in (headers or {}).items():
+            req.add_header(k, v)
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r:
+                status, text = r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            status, text = e.code, e.read().decode()
+        try:
+            return status, json.loads(text)
+        except ValueError:
+            return status, text
+
+    def submit(self, token, body):
+        status, j = self.http("POST", "/v1/jobs", body, token)
+        assert status == 201, (status, j)
+        return j["id"]
+
+    def job(self, token, job_id):
+        status, j = self.http("GET", "/v1/jobs/%d" % job_id, token=token)
+        assert status == 200, (status, j)
+        return j
+
+    def wait(self, token, job_id, timeout=60):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            j = self.job(token, job_id)
+            if j["state"] not in ("PENDING", "RUNNING"):
+                return j
+            time.sleep(0.05)
+        raise AssertionError("job %d did not end: %s" % (job_id, j))
+
+    def add_user(self, name, tenant="physics", role="user"):
+        status, j = self.http("POST", "/v1/admin/users",
+                              {"name": name, "tenant": tenant, "role": role}, self.admin)
+        assert status == 201, (status, j)
+        return j["token"]
+
+    # --- the CLI ----------------------------------------------------------------------------
+    def cli(self, *args, token=None, timeout=120, cwd=None):
+        env = dict(os.environ, JAZARI_URL=self.url, JAZARI_TOKEN=token or self.admin,
+                   JAZARI_CONFIG="/nonexistent")
+        r = subprocess.run([os.path.join(ARGS.build, "bin", "jazari"), *args], env=env,
+                           capture_output=True, text=True, timeout=timeout, cwd=cwd)
+        return r.returncode, r.stdout, r.stderr
+
+
+def batch(argv, gpus=0, **res):
+    body = {"plugin": "batch", "params": {"argv": argv}, "resources": dict(gpus=gpus, **res)}
+    return body
+
+
+# ------------------------------------------------------------------------------------------
+def test_auth(svc):
+    st, j = svc.http("GET", "/v1/jobs")
+    assert st == 401 and j["error"]["code"] == "unauthorized", (st, j)
+    assert j["error"]["field"] == "Authorization"
+    st, j = svc.http("GET", "/v1/jobs", token="jz_" + "0" * 48)
+    assert st == 401, (st, j)
+    st, j = svc.http("GET", "/healthz")
+    assert st == 200 and j["status"] == "ok"
+    mode = os.stat(os.path.join(svc.state, "admin.token")).st_mode & 0o777
+    assert mode == 0o600, oct(mode)
+    alice, bob = svc.add_user("alice"), svc.add_user("bob", tenant="startup-a")
+    st, j = svc.http("POST", "/v1/admin/users", {"name": "mallory", "tenant": "x"}, alice)
+    assert st == 403, (st, j)
+    st, j = svc.http("POST", "/v1/admin/users", {"name": "alice", "tenant": "x"}, svc.admin)
+    assert st == 409, (st, j)
+    jid = svc.submit(alice, batch(["sleep", "30"]))
+    st, j = svc.http("GET", "/v1/jobs/%d" % jid, token=bob)
+    assert st == 403 and j["error"]["code"] == "forbidden", (st, j)
+    st, j = svc.http("POST", "/v1/jobs/%d/cancel" % jid, token=bob)
+    assert st == 403, (st, j)
+    st, j = svc.http("GET", "/v1/jobs/%d/log" % jid, token=bob)
+    assert st == 403, (st, j)
+    st, j = svc.http("GET", "/v1/jobs", token=bob)
+    assert st == 200 and j["jobs"] == [], j
+    st, j = svc.http("GET", "/v1/jobs?user=alice", token=bob)
+    assert st == 403, (st, j)
+    st, j = svc.http("GET", "/v1/jobs?user=alice", token=svc.admin)
+    assert st == 200 and [x["id"] for x in j["jobs"]] == [jid], j
+    st, j = svc.http("GET", "/v1/whoami", token=bob)
+    assert j == {"name": "bob", "tenant": "startup-a", "role": "user"}, j
+    st, j = svc.http("POST", "/v1/jobs/%d/cancel" % jid, token=alice)
+    assert st == 200, (st, j)
+    assert svc.wait(alice, jid)["state"] == "CANCELLED"
+    # Tokens are stored hashed: the token text is nowhere in the database.
+    with open(os.path.join(svc.state, "jazari.db"), "rb") as f:
+        db = f.read()
+    with open(os.path.join(svc.state, "jazari.db-wal"), "rb") as f:
+        db += f.read()
+    assert alice.encode() not in db and svc.admin.encode() not in db
+
+
+def test_malformed(svc):
+    t = svc.admin
+    cases = [
+        (dict(raw=b"{not json"), 400, "body"),
+        (dict(raw=b"[1,2]"), 400, "body"),
+        (dict(body={"plugin": "nope"}), 400, "plugin"),
+        (dict(body={"params": {}}), 400, "plugin"),
+        (dict(body={"plugin": 7}), 400, "plugin"),
+        (dict(body={"plugin": "batch", "params": {"argv": "x"}, "colour": 1}), 400, "colour"),
+        (dict(body={"plugin": "batch"}), 400, "params.argv"),
+        (dict(body={"plugin": "batch", "params": {"argv": [1, 2]}}), 400, "params.argv"),
+        (dict(body={"plugin": "batch", "params": {"argv": ["true"], "bogus": 1}}), 400,
+         "params.bogus"),
+        (dict(body={"plugin": "sleeper", "params": {"seconds": "abc"}}), 400, "params.seconds"),
+        (dict(body={"plugin": "sleeper", "params": {"seconds": [1]}}), 400, "params.seconds"),
+        (dict(body={"plugin": "batch", "params": {"argv": ["true"]},
+                    "resources": {"gpus": "two"}}), 400, "resources.gpus"),
+        (dict(body={"plugin": "batch", "params": {"argv": ["true"]},
+                    "resources": {"gpus": 9}}), 400, "resources.gpus"),
+        (dict(body={"plugin": "batch", "params": {"argv": ["true"]},
+                    "resources": {"time_limit_s": 0}}), 400, "resources.time_limit_s"),
+        (dict(body={"plugin": "batch", "params": {"argv": ["true"]},
+                    "resources": {"time_limit": "forever"}}), 400, "resources.time_limit"),
+        (dict(body={"plugin": "batch", "params": {"argv": ["true"]}, "name": "x" * 500}), 400,
+         "name"),
+        (dict(raw=b'{"plugin": "batch", "params": {"argv": ["' + b"a" * (2 << 20) + b'"]}}'),
+         413, "body"),
+        (dict(raw=b'{"a":' * 100 + b"1" + b"}" * 100), 413, "body"),
+    ]
+    for kw, status, field in cases:
+        st, j = svc.http("POST", "/v1/jobs", token=t, **kw)
+        assert st == status, (kw.get("body"), st, j)
+        assert isinstance(j, dict) and j["error"]["field"] == field, (kw.get("body"), j)
+        assert j["error"]["message"], j
+    st, j = svc.http("GET", "/v1/jobs/999999", token=t)
+    assert st == 404 and j["error"]["code"] == "not_found", (st, j)
+    st, j = svc.http("GET", "/v1/jobs/abc", token=t)
+    assert st == 404, (st, j)
+    st, j = svc.http("DELETE", "/v1/jobs", token=t)
+    assert st == 405, (st, j)
+    st, j = svc.http("GET", "/v1/jobs?limit=0", token=t)
+    assert st == 400 and j["error"]["field"] == "limit", (st, j)
+    st, j = svc.http("GET", "/v1/jobs?state=SLEEPING", token=t)
+    assert st == 400 and j["error"]["field"] == "state", (st, j)
+    # Nothing was created, and the server still serves.
+    st, j = svc.http("GET", "/v1/jobs", token=t)
+    assert st == 200 and j["jobs"] == [], j
+    jid = svc.submit(t, {"plugin": "sleeper", "params": {"seconds": "0.1"}})
+    job = svc.wait(t, jid)
+    assert job["state"] == "SUCCEEDED" and job["params"]["seconds"] == 0.1, job
+
+
+def test_many_jobs(svc):
+    """200 batch jobs with mixed GPU counts: never a GPU double-booked, logs and exit codes right."""
+    t = svc.admin
+    rng = random.Random(int(os.environ.get("JZ_TEST_SEED", time.time())))
+    ids = {}
+    for i in range(200):
+        gpus = rng.choice([0, 1, 1, 2, 2, 4, 8])
+        code = 3 if i % 7 == 0 else 0
+        argv = ["sh", "-c", 'echo "job $JAZARI_JOB_ID devices=$CUDA_VISIBLE_DEVICES"; '
+                'sleep 0.0%d; exit %d' % (rng.randint(0, 9), code)]
+        ids[svc.submit(t, batch(argv, gpus=gpus))] = (gpus, code)
+    jobs = {jid: svc.wait(t, jid, timeout=240) for jid in ids}
+    for jid, (gpus, code) in ids.items():
+        j = jobs[jid]
+        want = "SUCCEEDED" if code == 0 else "FAILED"
+        assert j["state"] == want and j["exit_code"] == code, j
+        assert len(j["gpus"]) == gpus, j
+        if code:
+            assert j["reason"].startswith("exit code 3"), j
+        devices = ",".join(str(g["index"]) for g in j["gpus"])
+        st, log = svc.http("GET", "/v1/jobs/%d/log" % jid, token=t)
+        assert st == 200 and ("job %d devices=%s\n" % (jid, devices)) in log, (jid, log)
+    # No GPU (and no core) held by two jobs at once: intervals on each GPU must not overlap.
+    per_gpu = {}
+    for j in jobs.values():
+        for g in j["gpus"]:
+            per_gpu.setdefault(g["index"], []).append((j["start_time"], j["end_time"], j["id"]))
+    for gpu, spans in per_gpu.items():
+        spans.sort()
+        for a, b in zip(spans, spans[1:]):
+            assert b[0] >= a[1], "GPU %d double-booked by jobs %d and %d" % (gpu, a[2], b[2])
+    st, n = svc.http("GET", "/v1/nodes", token=t)
+    assert n["nodes"][0]["gpus_free"] == 8 and n["nodes"][0]["gpus_total"] == 8, n
+
+
+def test_cancel(svc):
+    t = svc.admin
+    big = svc.submit(t, batch(["sleep", "60"], gpus=8))
+    waiting = svc.submit(t, batch(["true"], gpus=8))
+    deadline = time.time() + 10
+    while svc.job(t, big)["state"] != "RUNNING":
+        assert time.time() < deadline
+        time.sleep(0.02)
+    j = svc.job(t, waiting)
+    assert j["state"] == "PENDING" and "waiting for resources" in j["reason"], j
+    st, j = svc.http("POST", "/v1/jobs/%d/cancel" % waiting, token=t)
+    assert st == 200 and j["state"] == "CANCELLED", (st, j)
+    t0 = time.time()
+    st, j = svc.http("POST", "/v1/jobs/%d/cancel" % big, token=t)
+    assert st == 200, (st, j)
+    j = svc.wait(t, big, timeout=20)
+    assert j["state"] == "CANCELLED" and time.time() - t0 < 10, j
+    st, j = svc.http("POST", "/v1/jobs/%d/cancel" % big, token=t)
+    assert st == 409 and j["error"]["code"] == "already_ended", (st, j)
+    # The GPUs are free again.
+    assert svc.wait(t, svc.submit(t, batch(["true"], gpus=8)))["state"] == "SUCCEEDED"
+
+
+def test_time_limit(svc):
+    t = svc.admin
+    a = svc.submit(t, batch(["sleep", "60"], time_limit_s=1))
+    # The hang plugin ignores cancellation and SIGTERM: the worker must KILL it after the grace.
+    b = svc.submit(t, {"plugin": "hang", "resources": {"time_limit": "1s"}})
+    t0 = time.time()
+    ja, jb = svc.wait(t, a, 30), svc.wait(t, b, 30)
+    assert ja["state"] == "TIMEOUT" and "time limit" in ja["reason"], ja
+    assert jb["state"] == "TIMEOUT", jb
+    assert time.time() - t0 < 15
+
+
+def test_plugins(svc):
+    t = svc.admin
+    st, j = svc.http("GET", "/v1/plugins", token=t)
+    by = {p["name"]: p for p in j["plugins"]}
+    assert by["batch"]["status"] == "ok" and by["batch"]["abi"]["major"] == 1, by["batch"]
+    assert by["badabi"]["status"] == "refused" and "ABI" in by["badabi"]["reason"], by["badabi"]
+    assert by["nodesc"]["status"] == "refused" and by["nodesc"]["reason"], by["nodesc"]
+    st, e = svc.http("POST", "/v1/jobs", {"plugin": "badabi"}, t)
+    assert st == 400 and e["error"]["field"] == "plugin" and "refused" in e["error"]["message"]
+    crash = svc.wait(t, svc.submit(t, {"plugin": "crash"}))
+    assert crash["state"] == "FAILED" and crash["signal"] == 11, crash
+    assert "SIGSEGV" in crash["reason"], crash
+    ok = svc.wait(t, svc.submit(t, {"plugin": "sleeper", "params": {"seconds": 0.3}}))
+    assert ok["state"] == "SUCCEEDED", ok
+    bad = svc.wait(t, svc.submit(t, {"plugin": "sleeper", "params": {"seconds": 0.1,
+                                                                         "fail": True}}))
+    assert bad["state"] == "FAILED" and bad["exit_code"] == 3, bad
+
+
+def test_kill9(svc):
+    """kill -9 of jazarid under load, restart: nothing acknowledged is lost, nothing runs twice."""
+    t = svc.admin
+    marks = os.path.join(svc.state, "marks")
+    os.mkdir(marks)
+    accepted, stop = [], threading.Event()
+    lock = threading.Lock()
+
+    def client(k):
+        n = 0
+        while not stop.is_set() and n < 150:
+            n += 1
+            argv = ["sh", "-c", 'echo x >> %s/$JAZARI_JOB_ID; sleep 0.%d' % (marks, n % 3)]
+            try:
+                st, j = svc.http("POST", "/v1/jobs", batch(argv, gpus=k % 3), t)
+            except Exception:
+                return  # the server died mid-request: that submission was not acknowledged
+            if st == 201:
+                with lock:
+                    accepted.append(j["id"])
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+    for th in threads:
+        th.start()
+    time.sleep(1.0)
+    svc.kill9()
+    stop.set()
+    for th in threads:
+        th.join()
+    assert len(accepted) > 20, len(accepted)
+    # Workers die with jazarid (PR_SET_PDEATHSIG): nothing of the old run keeps running.
+    time.sleep(0.5)
+    svc.start()
+    jobs = {}
+    after = 0
+    while True:
+        st, page = svc.http("GET", "/v1/jobs?limit=1000&after=%d" % after, token=t)
+        for j in page["jobs"]:
+            jobs[j["id"]] = j
+        if page["next_after"] is None:
+            break
+        after = page["next_after"]
+    missing = [i for i in accepted if i not in jobs]
+    assert not missing, "acknowledged jobs lost: %s" % missing[:10]
+    final = {i: svc.wait(t, i, timeout=120) for i in jobs}
+    lost = [j for j in final.values() if j["state"] == "FAILED" and "node lost" in j["reason"]]
+    for i, j in final.items():
+        assert j["state"] in ("SUCCEEDED", "FAILED"), j
+        if j["state"] == "FAILED":
+            assert "node lost" in j["reason"], j
+    for name in os.listdir(marks):
+        with open(os.path.join(marks, name)) as f:
+            runs = f.read().count("x")
+        # A job killed with the old jazarid may have been stopped before its echo ran.
+        assert runs <= 1, "job %s ran %d times" % (name, runs)
+        if final[int(name)]["state"] == "SUCCEEDED":
+            assert runs == 1, final[int(name)]
+    for i, j in final.items():
+        if j["state"] == "SUCCEEDED":
+            assert os.path.exists(os.path.join(marks, str(i))), j
+    print("kill9: %d acknowledged, %d jobs after restart, %d node lost" %
+          (len(accepted), len(jobs), len(lost)))
+
+
+def test_cli(svc):
+    t = svc.admin
+    work = tempfile.mkdtemp(prefix="jazari-cli-")
+    try:
+        rc, out, err = svc.cli("submit", "--gpus", "2", "--name", "hello", "--",
+                               "sh", "-c", "pwd; echo devices=$CUDA_VISIBLE_DEVICES; exit 4",
+                               cwd=work)
+        assert rc == 0 and out.strip().isdigit(), (rc, out, err)
+        jid = int(out)
+        rc, out, err = svc.cli("wait", str(jid))
+        assert rc == 4, (rc, out, err)
+        rc, out, err = svc.cli("logs", str(jid))
+        assert rc == 0 and work in out and "devices=" in out, (rc, out, err)
+        rc, out, err = svc.cli("show", "--json", str(jid))
+        j = json.loads(out)
+        assert j["state"] == "FAILED" and j["exit_code"] == 4 and j["name"] == "hello", j
+        rc, out, err = svc.cli("show", str(jid))
+        assert rc == 0 and "FAILED" in out, (rc, out, err)
+        # Following a running job's log streams it until the job ends.
+        rc, out, err = svc.cli("submit", "--", "sh", "-c",
+                               "for i in 1 2 3; do echo tick $i; sleep 0.3; done")
+        jid2 = int(out)
+        rc, out, err = svc.cli("logs", "-f", jid2.__str__(), timeout=30)
+        assert rc == 0 and "tick 1" in out and "tick 3" in out, (rc, out, err)
+        rc, out, err = svc.cli("submit", "--time", "1m", "--", "sleep", "30")
+        jid3 = int(out)
+        rc, out, err = svc.cli("queue")
+        assert rc == 0 and str(jid3) in out, (rc, out, err)
+        rc, out, err = svc.cli("cancel", str(jid3))
+        assert rc == 0, (rc, out, err)
+        rc, out, err = svc.cli("wait", str(jid3))
+        assert rc == 130, (rc, out, err)
+        rc, out, err = svc.cli("submit", "--plugin", "sleeper", "--param", "seconds=abc")
+        assert rc != 0 and "params.seconds" in err and len(err.strip().splitlines()) == 1, err
+        rc, out, err = svc.cli("nodes")
+        assert rc == 0 and "8" in out, (rc, out, err)
+        rc, out, err = svc.cli("plugins")
+        assert rc == 0 and "batch" in out and "refused" in out, (rc, out, err)
+        rc, out, err = svc.cli("admin", "user", "add", "carol", "--tenant", "bio")
+        assert rc == 0 and out.strip().startswith("jz_"), (rc, out, err)
+        carol = out.strip()
+        rc, out, err = svc.cli("show", str(jid), token=carol)
+        assert rc != 0 and "403" in err, (rc, out, err)
+        rc, out, err = svc.cli("queue", token="jz_" + "1" * 48)
+        assert rc != 0 and "401" in err, (rc, out, err)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main():
+    global ARGS
+    p = argparse.ArgumentParser()
+    p.add_argument("--build", required=True)
+    p.add_argument("--fixtures", required=True)
+    p.add_argument("tests", nargs="+")
+    ARGS = p.parse_args()
+    failed = 0
+    for name in ARGS.tests:
+        fn = globals()["test_" + name]
+        svc = Service()
+        t0 = time.time()
+        try:
+            fn(svc)
+            print("PASS %s (%.1fs)" % (name, time.time() - t0))
+        except Exception:
+            failed += 1
+            import traceback
+            traceback.print_exc()
+            print("--- jazarid log ---\n" + svc.read_log()[-4000:])
+            print("FAIL %s" % name)
+        finally:
+            svc.close()
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
