@@ -4,7 +4,7 @@
 set -euo pipefail
 
 pkgs=(
-  build-essential cmake pkg-config git
+  build-essential cmake pkg-config git python3 curl
   libevent-dev libjansson-dev libsqlite3-dev libssl-dev libcurl4-openssl-dev
   libhwloc-dev hwloc
   libcmocka-dev
