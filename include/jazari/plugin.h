@@ -48,6 +48,10 @@ enum jz_param_type {
 };
 
 /* One parameter of the schema. All strings are static and owned by the plugin.
+ * The plugin passes an array of these, so this structure has no size field and is frozen for
+ * ABI major 1: a later minor that needs more per-parameter data adds a new array to the end of
+ * struct jz_plugin instead. Names are [A-Za-z_][A-Za-z0-9_]{0,63} and unique; a default must
+ * itself pass the bounds and choices; choices apply to STRING and STRING_LIST only.
  * Bounds: for INT and FLOAT, the value must lie in [min, max]; for STRING, the length in bytes;
  * for lists, the number of elements (min == max == 0 means "no bound beyond the host's limits").
  * `choices` is NULL or a '|'-separated list of allowed STRING values ("relu|gelu").
@@ -116,14 +120,17 @@ struct jz_host {
     /* The directory the job was submitted from (may be "" when unknown). */
     const char *(*submit_dir)(jz_ctx_t *ctx);
 
-    /* --- logging: one line per call, written to the job log with a level prefix --- */
+    /* --- logging: one line per call, written to the job log as "[LEVEL] message"; lines are
+     * cut at 4 KiB and control characters (newlines included) become spaces --- */
     void (*log)(jz_ctx_t *ctx, enum jz_log_level level, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
 
     /* --- progress and metrics, forwarded to the service (visible in `jazari show`) --- */
-    /* fraction in [0,1]; message may be NULL. */
+    /* fraction in [0,1] (clamped); message may be NULL; messages are cut at 1 KiB. */
     void (*progress)(jz_ctx_t *ctx, double fraction, const char *message);
-    /* A named scalar, latest value wins; `step` orders values (e.g. the epoch), -1 for none. */
+    /* A named scalar, latest value wins; `step` orders values (e.g. the epoch), -1 for none.
+     * Names are [A-Za-z0-9_.-]{1,64}; a bad name or a non-finite value is dropped with a
+     * warning in the job log. */
     void (*metric)(jz_ctx_t *ctx, const char *name, double value, int64_t step);
 
     /* --- cooperative cancellation --- */
@@ -138,15 +145,19 @@ struct jz_host {
     int (*artifact_path)(jz_ctx_t *ctx, const char *name, char *buf, size_t len);
 
     /* --- checkpoints: one file per job, replaced atomically --- */
-    /* Path of the checkpoint to restore from, or NULL when the job starts fresh. */
+    /* Path of the checkpoint to restore from, or NULL when the job starts fresh. Decided when
+     * the job starts: a checkpoint committed during this run does not change it. */
     const char *(*checkpoint_restore_path)(jz_ctx_t *ctx);
-    /* Path of a temporary file to write the next checkpoint into (into buf). */
+    /* Path of a temporary file to write the next checkpoint into (into buf). 0, JZ_ERANGE
+     * (buf too small) or JZ_ENOTSUP (the job has no checkpoint directory). */
     int (*checkpoint_begin)(jz_ctx_t *ctx, char *buf, size_t len);
-    /* Atomically makes the file written since checkpoint_begin the job's checkpoint. */
+    /* Atomically makes the file written since checkpoint_begin the job's checkpoint (fsync,
+     * rename). 0, JZ_ENOENT (nothing was written), JZ_EIO or JZ_ENOTSUP. */
     int (*checkpoint_commit)(jz_ctx_t *ctx);
 
     /* --- failure --- */
-    /* Sets the message the job record shows when run returns non-zero. */
+    /* Sets the message the job record shows when run returns non-zero (cut at 1 KiB; the
+     * last call wins). Also written to the job log. */
     void (*set_error)(jz_ctx_t *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 };
 
@@ -158,7 +169,10 @@ struct jz_plugin_ops {
     int (*run)(jz_ctx_t *ctx, const struct jz_host *host);
 };
 
-/* The one exported descriptor. */
+/* The one exported descriptor. The worker refuses it (and jazarid lists it as refused) when
+ * abi_major differs from the host's, abi_minor is newer than the host's, struct_size is smaller
+ * than the ABI 1.0 layout, the name is not [a-z0-9_-]{1,32}, ops or ops->run is NULL, or the
+ * parameter schema is malformed. Fields past the plugin's struct_size read as zero/NULL. */
 struct jz_plugin {
     uint32_t struct_size; /* sizeof(struct jz_plugin) as the plugin saw it */
     uint32_t abi_major;   /* JZ_PLUGIN_ABI_MAJOR */

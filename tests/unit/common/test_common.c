@@ -1,0 +1,178 @@
+/* Tests of common/ helpers: cpulist parse/format, duration parse/format, JSON parse limits,
+ * safe names and bounded copies. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "common/cpulist.h"
+#include "common/json.h"
+#include "common/strutil.h"
+#include "common/time.h"
+
+static void check_cpulist(const char *in, const char *canonical, size_t n)
+{
+    int *cpus = NULL;
+    size_t count = 0;
+    struct jz_error err;
+    assert_int_equal(jz_cpulist_parse(in, &cpus, &count, &err), 0);
+    assert_int_equal(count, n);
+    char buf[128];
+    assert_int_equal(jz_cpulist_format(cpus, count, buf, sizeof buf), 0);
+    assert_string_equal(buf, canonical);
+    free(cpus);
+}
+
+static void test_cpulist(void **state)
+{
+    check_cpulist("", "", 0);
+    check_cpulist("0", "0", 1);
+    check_cpulist("0-3", "0-3", 4);
+    check_cpulist("8,0-3,2,9", "0-3,8-9", 6);
+    check_cpulist("5,4,3", "3-5", 3);
+    const char *bad[] = {"a", "1-", "-1", "3-1", "1,,2", "1 2", "8192", "0-8192"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int *cpus = (int *)0x1;
+        size_t n = 99;
+        struct jz_error err;
+        int rc = jz_cpulist_parse(bad[i], &cpus, &n, &err);
+        assert_int_equal(rc, JZ_EINVAL);
+        assert_ptr_equal(cpus, (int *)0x1); /* outputs untouched on failure */
+        assert_int_equal(n, 99);
+        assert_non_null(strstr(err.msg, "bad CPU list"));
+    }
+    int cpus[] = {0, 1, 2, 3, 10};
+    char small[4];
+    assert_int_equal(jz_cpulist_format(cpus, 5, small, sizeof small), JZ_ERANGE);
+}
+
+static void test_duration(void **state)
+{
+    struct {
+        const char *in;
+        int64_t secs;
+    } ok[] = {{"90", 90},     {"90s", 90},         {"30m", 1800},      {"1h30m", 5400},
+              {"2d", 172800}, {"1d1h1m1s", 90061}, {"01:02:03", 3723}, {"0", 0}};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        int64_t v = -1;
+        struct jz_error err;
+        assert_int_equal(jz_duration_parse(ok[i].in, &v, &err), 0);
+        assert_int_equal(v, ok[i].secs);
+    }
+    const char *bad[] = {"", "x", "1x", "-5", "1:99:00", "1h 30m"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int64_t v = 77;
+        struct jz_error err;
+        assert_int_equal(jz_duration_parse(bad[i], &v, &err), JZ_EINVAL);
+        assert_int_equal(v, 77);
+    }
+    int64_t v;
+    struct jz_error err;
+    assert_int_equal(jz_duration_parse("99999999999d", &v, &err), JZ_ERANGE);
+    assert_int_equal(jz_duration_parse(NULL, &v, &err), JZ_EINVAL);
+
+    char buf[32];
+    jz_duration_format(5400, buf, sizeof buf);
+    assert_string_equal(buf, "1h30m");
+    jz_duration_format(45, buf, sizeof buf);
+    assert_string_equal(buf, "45s");
+    jz_duration_format(172800, buf, sizeof buf);
+    assert_string_equal(buf, "2d");
+    jz_duration_format(0, buf, sizeof buf);
+    assert_string_equal(buf, "0s");
+    jz_duration_format(-3, buf, sizeof buf);
+    assert_string_equal(buf, "0s");
+    /* Round trip. */
+    jz_duration_format(90061, buf, sizeof buf);
+    assert_int_equal(jz_duration_parse(buf, &v, &err), 0);
+    assert_int_equal(v, 90061);
+}
+
+static void test_json_limits(void **state)
+{
+    struct jz_error err;
+    json_t *v = jz_json_parse("{\"a\": [1, {\"b\": 2}]}", 20, 3, &err);
+    assert_non_null(v);
+    json_decref(v);
+    /* Depth 3 passes at limit 3, fails at limit 2. */
+    v = jz_json_parse("{\"a\": [1, {\"b\": 2}]}", 20, 2, &err);
+    assert_null(v);
+    assert_int_equal(err.code, JZ_ELIMIT);
+    char deep[512];
+    size_t n = 0;
+    for (int i = 0; i < 100; i++)
+        deep[n++] = '[';
+    for (int i = 0; i < 100; i++)
+        deep[n++] = ']';
+    v = jz_json_parse(deep, n, 64, &err);
+    assert_null(v);
+    assert_int_equal(err.code, JZ_ELIMIT);
+    v = jz_json_parse("{\"a\": 1, \"a\": 2}", 16, 8, &err);
+    assert_null(v); /* duplicate keys are refused */
+    assert_int_equal(err.code, JZ_EINVAL);
+    v = jz_json_parse("{\"a\": ", 6, 8, &err);
+    assert_null(v);
+    assert_non_null(strstr(err.msg, "line 1"));
+
+    assert_string_equal(jz_json_str(NULL, "x", "fb"), "fb");
+    json_t *o = json_pack("{s:s, s:i, s:f, s:b}", "s", "v", "i", 5, "f", 1.5, "b", 1);
+    assert_string_equal(jz_json_str(o, "s", NULL), "v");
+    assert_int_equal(jz_json_int(o, "i", 0), 5);
+    assert_int_equal(jz_json_int(o, "s", -1), -1);
+    assert_true(jz_json_num(o, "f", 0) == 1.5);
+    assert_true(jz_json_num(o, "i", 0) == 5.0);
+    assert_true(jz_json_bool(o, "b", false));
+    assert_false(jz_json_bool(o, "i", false));
+    json_decref(o);
+}
+
+static void test_json_files(void **state)
+{
+    char dir[] = "/tmp/jz-test-common-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[256];
+    snprintf(path, sizeof path, "%s/x.json", dir);
+    json_t *o = json_pack("{s:i}", "k", 42);
+    struct jz_error err;
+    assert_int_equal(jz_json_save_file(o, path, &err), 0);
+    json_decref(o);
+    o = jz_json_load_file(path, 1024, &err);
+    assert_non_null(o);
+    assert_int_equal(jz_json_int(o, "k", 0), 42);
+    json_decref(o);
+    assert_null(jz_json_load_file(path, 4, &err)); /* larger than the limit */
+    assert_int_equal(err.code, JZ_ELIMIT);
+    unlink(path);
+    assert_null(jz_json_load_file(path, 1024, &err));
+    assert_int_equal(err.code, JZ_EIO);
+    rmdir(dir);
+}
+
+static void test_strutil(void **state)
+{
+    assert_true(jz_name_is_safe("model.bin", 64));
+    assert_true(jz_name_is_safe("a-b_c", 64));
+    assert_false(jz_name_is_safe("", 64));
+    assert_false(jz_name_is_safe(".hidden", 64));
+    assert_false(jz_name_is_safe("a/b", 64));
+    assert_false(jz_name_is_safe("..", 64));
+    assert_false(jz_name_is_safe("abcdef", 5));
+    char buf[4];
+    assert_true(jz_strlcpy(buf, "abc", sizeof buf));
+    assert_false(jz_strlcpy(buf, "abcd", sizeof buf));
+    assert_string_equal(buf, "abc");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cpulist),     cmocka_unit_test(test_duration),
+        cmocka_unit_test(test_json_limits), cmocka_unit_test(test_json_files),
+        cmocka_unit_test(test_strutil),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
