@@ -1,0 +1,209 @@
+/* Internal interface of the `jazari` command-line client: the pieces that need no server
+ * (argument parsing into request bodies, configuration, formatting) kept apart from HTTP. */
+#ifndef JZ_CLIENTS_CLI_H
+#define JZ_CLIENTS_CLI_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <jazari/error.h>
+
+/* Process exit statuses (wait mirrors the job's own instead). */
+#define JZ_CLI_EXIT_OK 0
+#define JZ_CLI_EXIT_FAIL 1  /* server or network error */
+#define JZ_CLI_EXIT_USAGE 2 /* bad command line or configuration */
+
+/* Limits on what the user controls. */
+#define JZ_CLI_MAX_ARGS 4096              /* argv elements of one command line */
+#define JZ_CLI_MAX_PARAMS_JSON (1u << 20) /* bytes of --params-json */
+#define JZ_CLI_MAX_RESPONSE (64u << 20)   /* bytes of one buffered JSON response */
+#define JZ_CLI_MAX_URL 2048
+#define JZ_CLI_MAX_TOKEN 1024
+#define JZ_CLI_MAX_CONFIG (64u << 10) /* bytes of the config file or token file */
+#define JZ_CLI_MAX_QUEUE_LIMIT 1000000
+#define JZ_CLI_DEFAULT_URL "http://127.0.0.1:8600"
+
+/* ---- option parsing ---------------------------------------------------------------------- */
+
+/* One option a command accepts. id > 0; ids >= JZ_CLI_OPT_COMMON are the common options. */
+struct jz_cli_optspec {
+    const char *name; /* long name without "--" */
+    char short_name;  /* 0 when none */
+    bool has_arg;
+    int id;
+};
+
+enum {
+    JZ_CLI_OPT_COMMON = 1000,
+    JZ_CLI_OPT_JSON = 1000,
+    JZ_CLI_OPT_URL,
+    JZ_CLI_OPT_TOKEN,
+    JZ_CLI_OPT_HELP,
+};
+
+/* Values returned by jz_cli_opt_next besides an option id. */
+#define JZ_CLI_OPT_END 0 /* no more arguments */
+#define JZ_CLI_OPT_POSITIONAL (-1)
+#define JZ_CLI_OPT_DASHDASH (-2) /* "--" seen; the rest starts at st->i */
+#define JZ_CLI_OPT_ERROR (-3)    /* message in err */
+
+/* Walks argv[1..argc) of one command. Options and positionals may be interleaved;
+ * "--opt value" and "--opt=value" are both accepted. Borrowed argv. */
+struct jz_cli_optstate {
+    int argc;
+    char **argv;
+    int i;
+};
+
+void jz_cli_opt_init(struct jz_cli_optstate *st, int argc, char **argv);
+/* Returns an option id (value in *val when it takes one), a positional (in *val), END,
+ * DASHDASH or ERROR. The common options (--json --url --token --help/-h) are always known. */
+int jz_cli_opt_next(struct jz_cli_optstate *st, const struct jz_cli_optspec *specs,
+                    const char **val, struct jz_error *err);
+
+/* Parses a decimal integer in [min, max]; what names the value in messages. */
+int jz_cli_parse_int(const char *s, int64_t min, int64_t max, const char *what, int64_t *out,
+                     struct jz_error *err);
+
+/* ---- the invocation ---------------------------------------------------------------------- */
+
+/* Options common to every command and the resolved connection settings. */
+struct jz_cli {
+    const char *cmd; /* command name, for messages ("submit") */
+    const char *url_flag;
+    const char *token_flag;
+    bool json;
+    bool help;
+    char url[JZ_CLI_MAX_URL];
+    char token[JZ_CLI_MAX_TOKEN];
+};
+
+/* Stores a common option (id >= JZ_CLI_OPT_COMMON) into cli. */
+void jz_cli_common_option(struct jz_cli *cli, int id, const char *val);
+
+/* ---- submit ------------------------------------------------------------------------------ */
+
+/* Builds the POST /v1/jobs body from the arguments after "submit" (argv[0] is "submit").
+ * cwd becomes submit_dir (may be NULL to leave it out). *body is a new reference owned by
+ * the caller, written only on success. Returns 0, or JZ_EINVAL / JZ_ELIMIT with err set; when
+ * --help is seen, returns 0 with cli->help set and *body NULL. */
+int jz_cli_submit_build(struct jz_cli *cli, int argc, char **argv, const char *cwd, json_t **body,
+                        struct jz_error *err);
+
+/* What `queue` asks for. */
+struct jz_cli_queue_args {
+    bool all;
+    const char *states; /* NULL: PENDING,RUNNING unless all */
+    const char *user;
+    int64_t limit;
+};
+
+/* Parses the arguments after "queue" (argv[0] is "queue"); borrowed strings point into argv. */
+int jz_cli_queue_parse(struct jz_cli *cli, int argc, char **argv, struct jz_cli_queue_args *out,
+                       struct jz_error *err);
+/* Writes the path of one page of GET /v1/jobs into buf ("/v1/jobs?limit=..."). after < 0:
+ * first page. Values are URL-encoded. */
+int jz_cli_queue_path(const struct jz_cli_queue_args *q, int64_t after, int64_t page_limit,
+                      char *buf, size_t len, struct jz_error *err);
+
+/* ---- configuration ----------------------------------------------------------------------- */
+
+typedef const char *(*jz_cli_getenv_fn)(const char *name);
+
+/* Parses config file text ("url = ...", "token = ...", '#' comments). Unknown keys are
+ * ignored so that older clients read newer files. Writes only the keys present (into the
+ * caller's buffers, each JZ_CLI_MAX_URL / JZ_CLI_MAX_TOKEN bytes). */
+int jz_cli_config_parse(const char *text, size_t len, const char *origin, char *url, bool *has_url,
+                        char *token, bool *has_token, struct jz_error *err);
+
+/* Resolves cli->url and cli->token: flag, then environment (JAZARI_URL; JAZARI_TOKEN, then
+ * JAZARI_TOKEN_FILE), then the config file ($JAZARI_CONFIG or ~/.config/jazari/config, read
+ * only when needed), then the default URL. A missing token is not an error here (token ""). */
+int jz_cli_config_resolve(struct jz_cli *cli, jz_cli_getenv_fn env, struct jz_error *err);
+
+/* ---- formatting -------------------------------------------------------------------------- */
+
+/* Parses "2026-11-25T19:00:00.123Z" (fraction and Z optional) into ms since the epoch. */
+int jz_cli_time_parse(const char *iso, int64_t *ms);
+/* Formats an ISO time as local "YYYY-MM-DD HH:MM:SS"; "-" when iso is NULL or unreadable. */
+void jz_cli_time_local(const char *iso, char *buf, size_t len);
+
+/* The process exit code that mirrors an ended job: SUCCEEDED 0, FAILED exit code N (1 when
+ * none or out of range), killed by signal S 128+S, TIMEOUT 124, CANCELLED 130.
+ * Returns -1 while the job has not ended. */
+int jz_cli_job_exit_code(const json_t *job);
+/* True for SUCCEEDED, FAILED, CANCELLED and TIMEOUT. */
+bool jz_cli_state_is_final(const char *state);
+
+/* Writes the one-line message for an error response: the server's message (prefixed with its
+ * field when the message does not name it) and the status, "params.lr: expected a number (400)".
+ * body may be anything; a non-JSON body gives "HTTP 502: first line". */
+void jz_cli_server_error(long status, const char *body, size_t body_len, char *buf, size_t len);
+
+/* A table printed with aligned columns. Cells are copied; control characters the server sent
+ * are shown as '?' so that a job name cannot drive the terminal. */
+struct jz_table;
+struct jz_table *jz_table_new(size_t ncols, const char *const *headers);
+/* Adds a row of ncols cells (NULL cells print as "-"). Returns 0 or JZ_ENOMEM. */
+int jz_table_add(struct jz_table *t, const char *const *cells);
+/* Right-aligns column col (numbers). */
+void jz_table_align_right(struct jz_table *t, size_t col);
+/* Prints header and rows; the last column is not padded. */
+void jz_table_print(const struct jz_table *t, FILE *out);
+void jz_table_free(struct jz_table *t);
+
+/* Copies s into buf replacing control characters with '?'. */
+void jz_cli_sanitize(const char *s, char *buf, size_t len);
+
+/* ---- HTTP -------------------------------------------------------------------------------- */
+
+/* A buffered response. body is NUL-terminated and owned by the struct. */
+struct jz_cli_response {
+    long status;
+    char *body;
+    size_t len;
+    json_t *json; /* parsed body when it is JSON, else NULL */
+};
+void jz_cli_response_clear(struct jz_cli_response *r);
+
+/* Sends one request (body may be NULL) to cli->url + path with the bearer token and buffers
+ * the answer. Returns 0 when any HTTP status was received (check r->status), or JZ_EIO with
+ * err naming the network failure. */
+int jz_cli_http(const struct jz_cli *cli, const char *method, const char *path, const json_t *body,
+                struct jz_cli_response *r, struct jz_error *err);
+
+/* Streams a GET: bytes of a 2xx answer go to sink as they arrive; an error answer is buffered
+ * into r (r->status is set in both cases). Returns 0 when the transfer completed, JZ_EIO when it
+ * broke off or could not start, JZ_ECANCELED when sink failed (*received says how many 2xx bytes
+ * reached sink). */
+typedef int (*jz_cli_sink_fn)(const char *data, size_t len, void *ud);
+int jz_cli_http_stream(const struct jz_cli *cli, const char *path, jz_cli_sink_fn sink, void *ud,
+                       struct jz_cli_response *r, uint64_t *received, struct jz_error *err);
+
+/* ---- commands ---------------------------------------------------------------------------- */
+
+/* Each command gets argv starting with its own name and returns the process exit code. */
+typedef int (*jz_cli_cmd_fn)(struct jz_cli *cli, int argc, char **argv);
+
+struct jz_cli_command {
+    const char *name;
+    jz_cli_cmd_fn fn;
+    const char *summary;
+    const char *usage; /* full help text */
+};
+
+/* The command table (NULL-name terminated). */
+extern const struct jz_cli_command jz_cli_commands[];
+
+/* Prints "jazari: CMD: message" on stderr. */
+void jz_cli_errorf(const struct jz_cli *cli, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Runs the whole command line; returns the exit code. extra (NULL-name terminated, may be NULL)
+ * adds commands that only the executable links, such as `place`. Not thread-safe. */
+int jz_cli_main(int argc, char **argv, const struct jz_cli_command *extra);
+
+#endif

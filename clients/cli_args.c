@@ -1,0 +1,518 @@
+/* Command-line parsing for the jazari client: a small option walker, and the parsers that turn
+ * `submit` and `queue` arguments into request bodies and paths (no I/O beyond --params-json @file).
+ */
+#include "clients/cli.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/json.h"
+#include "common/time.h"
+
+static const struct jz_cli_optspec common_specs[] = {
+    {"json", 0, false, JZ_CLI_OPT_JSON},
+    {"url", 0, true, JZ_CLI_OPT_URL},
+    {"token", 0, true, JZ_CLI_OPT_TOKEN},
+    {"help", 'h', false, JZ_CLI_OPT_HELP},
+    {NULL, 0, false, 0},
+};
+
+void jz_cli_opt_init(struct jz_cli_optstate *st, int argc, char **argv)
+{
+    st->argc = argc;
+    st->argv = argv;
+    st->i = 1;
+}
+
+static const struct jz_cli_optspec *find_long(const struct jz_cli_optspec *specs, const char *name,
+                                              size_t n)
+{
+    for (int pass = 0; pass < 2; pass++) {
+        const struct jz_cli_optspec *s = pass == 0 ? specs : common_specs;
+        for (; s && s->name; s++)
+            if (strlen(s->name) == n && strncmp(s->name, name, n) == 0)
+                return s;
+    }
+    return NULL;
+}
+
+static const struct jz_cli_optspec *find_short(const struct jz_cli_optspec *specs, char c)
+{
+    for (int pass = 0; pass < 2; pass++) {
+        const struct jz_cli_optspec *s = pass == 0 ? specs : common_specs;
+        for (; s && s->name; s++)
+            if (s->short_name == c)
+                return s;
+    }
+    return NULL;
+}
+
+int jz_cli_opt_next(struct jz_cli_optstate *st, const struct jz_cli_optspec *specs,
+                    const char **val, struct jz_error *err)
+{
+    *val = NULL;
+    if (st->i >= st->argc)
+        return JZ_CLI_OPT_END;
+    const char *a = st->argv[st->i++];
+    if (strcmp(a, "--") == 0)
+        return JZ_CLI_OPT_DASHDASH;
+    /* "-" alone and negative numbers are values, not options. */
+    if (a[0] != '-' || a[1] == '\0' || isdigit((unsigned char)a[1])) {
+        *val = a;
+        return JZ_CLI_OPT_POSITIONAL;
+    }
+    const struct jz_cli_optspec *s;
+    const char *inline_val = NULL;
+    if (a[1] == '-') {
+        const char *name = a + 2;
+        const char *eq = strchr(name, '=');
+        size_t n = eq ? (size_t)(eq - name) : strlen(name);
+        s = find_long(specs, name, n);
+        if (!s) {
+            jz_error_set(err, JZ_EINVAL, "unknown option '--%.*s'", (int)(n > 64 ? 64 : n), name);
+            return JZ_CLI_OPT_ERROR;
+        }
+        if (eq)
+            inline_val = eq + 1;
+    } else {
+        if (a[2] != '\0') {
+            jz_error_set(err, JZ_EINVAL, "unknown option '%.64s'", a);
+            return JZ_CLI_OPT_ERROR;
+        }
+        s = find_short(specs, a[1]);
+        if (!s) {
+            jz_error_set(err, JZ_EINVAL, "unknown option '%.64s'", a);
+            return JZ_CLI_OPT_ERROR;
+        }
+    }
+    if (!s->has_arg) {
+        if (inline_val) {
+            jz_error_set(err, JZ_EINVAL, "option '--%s' takes no value", s->name);
+            return JZ_CLI_OPT_ERROR;
+        }
+        return s->id;
+    }
+    if (inline_val) {
+        *val = inline_val;
+        return s->id;
+    }
+    if (st->i >= st->argc) {
+        jz_error_set(err, JZ_EINVAL, "option '--%s' needs a value", s->name);
+        return JZ_CLI_OPT_ERROR;
+    }
+    *val = st->argv[st->i++];
+    return s->id;
+}
+
+int jz_cli_parse_int(const char *s, int64_t min, int64_t max, const char *what, int64_t *out,
+                     struct jz_error *err)
+{
+    if (!s || !*s ||
+        !(isdigit((unsigned char)s[0]) || (s[0] == '-' && isdigit((unsigned char)s[1]))))
+        return jz_error_set(err, JZ_EINVAL, "%s: expected an integer, got '%.64s'", what,
+                            s ? s : "");
+    errno = 0;
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (*end != '\0')
+        return jz_error_set(err, JZ_EINVAL, "%s: expected an integer, got '%.64s'", what, s);
+    if (errno == ERANGE || v < min || v > max)
+        return jz_error_set(err, JZ_ERANGE, "%s: %.64s is out of range [%lld, %lld]", what, s,
+                            (long long)min, (long long)max);
+    *out = v;
+    return 0;
+}
+
+void jz_cli_common_option(struct jz_cli *cli, int id, const char *val)
+{
+    switch (id) {
+    case JZ_CLI_OPT_JSON:
+        cli->json = true;
+        break;
+    case JZ_CLI_OPT_URL:
+        cli->url_flag = val;
+        break;
+    case JZ_CLI_OPT_TOKEN:
+        cli->token_flag = val;
+        break;
+    case JZ_CLI_OPT_HELP:
+        cli->help = true;
+        break;
+    default:
+        break;
+    }
+}
+
+/* ---- submit ------------------------------------------------------------------------------ */
+
+enum {
+    SUB_PLUGIN = 1,
+    SUB_GPUS,
+    SUB_CPUS,
+    SUB_CPUS_PER_GPU,
+    SUB_TIME,
+    SUB_MEM,
+    SUB_NAME,
+    SUB_PREEMPTIBLE,
+    SUB_PARAM,
+    SUB_PARAMS_JSON,
+};
+
+static const struct jz_cli_optspec submit_specs[] = {
+    {"plugin", 'p', true, SUB_PLUGIN},
+    {"gpus", 'g', true, SUB_GPUS},
+    {"cpus", 'c', true, SUB_CPUS},
+    {"cpus-per-gpu", 0, true, SUB_CPUS_PER_GPU},
+    {"time", 't', true, SUB_TIME},
+    {"mem", 0, true, SUB_MEM},
+    {"name", 'n', true, SUB_NAME},
+    {"preemptible", 0, false, SUB_PREEMPTIBLE},
+    {"param", 'P', true, SUB_PARAM},
+    {"params-json", 0, true, SUB_PARAMS_JSON},
+    {NULL, 0, false, 0},
+};
+
+/* Reads --params-json @FILE, refusing files over the limit. *text is malloc'd. */
+static int read_params_file(const char *path, char **text, size_t *len, struct jz_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return jz_error_set(err, JZ_EINVAL, "--params-json: cannot open %.200s: %s", path,
+                            strerror(errno));
+    char *buf = malloc(JZ_CLI_MAX_PARAMS_JSON + 1);
+    if (!buf) {
+        fclose(f);
+        return jz_error_set(err, JZ_ENOMEM, "out of memory");
+    }
+    size_t n = fread(buf, 1, JZ_CLI_MAX_PARAMS_JSON + 1, f);
+    fclose(f);
+    if (n > JZ_CLI_MAX_PARAMS_JSON) {
+        free(buf);
+        return jz_error_set(err, JZ_ELIMIT, "--params-json: %.200s is larger than 1 MiB", path);
+    }
+    *text = buf;
+    *len = n;
+    return 0;
+}
+
+/* Merges a --params-json value (text or @file) into params; later keys replace earlier ones. */
+static int merge_params_json(json_t *params, const char *val, struct jz_error *err)
+{
+    char *owned = NULL;
+    const char *text = val;
+    size_t len = strlen(val);
+    if (val[0] == '@') {
+        int rc = read_params_file(val + 1, &owned, &len, err);
+        if (rc)
+            return rc;
+        text = owned;
+    } else if (len > JZ_CLI_MAX_PARAMS_JSON) {
+        return jz_error_set(err, JZ_ELIMIT, "--params-json is larger than 1 MiB (%zu bytes)", len);
+    }
+    struct jz_error perr = {0};
+    json_t *obj = jz_json_parse(text, len, 32, &perr);
+    free(owned);
+    if (!obj)
+        return jz_error_set(err, JZ_EINVAL, "--params-json: %s", perr.msg);
+    if (!json_is_object(obj)) {
+        json_decref(obj);
+        return jz_error_set(err, JZ_EINVAL, "--params-json: expected a JSON object");
+    }
+    json_object_update(params, obj);
+    json_decref(obj);
+    return 0;
+}
+
+static int set_resource(json_t *res, const char *key, const char *val, int64_t min, int64_t max,
+                        const char *opt, struct jz_error *err)
+{
+    int64_t v;
+    int rc = jz_cli_parse_int(val, min, max, opt, &v, err);
+    if (rc)
+        return rc;
+    json_object_set_new(res, key, json_integer(v));
+    return 0;
+}
+
+int jz_cli_submit_build(struct jz_cli *cli, int argc, char **argv, const char *cwd, json_t **body,
+                        struct jz_error *err)
+{
+    if (argc > JZ_CLI_MAX_ARGS)
+        return jz_error_set(err, JZ_ELIMIT, "command line has %d arguments, more than %d", argc,
+                            JZ_CLI_MAX_ARGS);
+    json_t *b = json_object(), *params = json_object(), *res = json_object(), *cmd = NULL;
+    const char *plugin = NULL;
+    int rc = 0;
+    struct jz_cli_optstate st;
+    jz_cli_opt_init(&st, argc, argv);
+    for (;;) {
+        const char *val;
+        int id = jz_cli_opt_next(&st, submit_specs, &val, err);
+        if (id == JZ_CLI_OPT_END)
+            break;
+        if (id == JZ_CLI_OPT_ERROR) {
+            rc = err ? err->code : JZ_EINVAL;
+            goto fail;
+        }
+        if (id == JZ_CLI_OPT_POSITIONAL) {
+            rc = jz_error_set(err, JZ_EINVAL,
+                              "unexpected argument '%.64s' (put the command after '--')", val);
+            goto fail;
+        }
+        if (id == JZ_CLI_OPT_DASHDASH) {
+            cmd = json_array();
+            for (; st.i < argc; st.i++)
+                json_array_append_new(cmd, json_string(argv[st.i]));
+            break;
+        }
+        if (id >= JZ_CLI_OPT_COMMON) {
+            jz_cli_common_option(cli, id, val);
+            continue;
+        }
+        switch (id) {
+        case SUB_PLUGIN:
+            if (!*val) {
+                rc = jz_error_set(err, JZ_EINVAL, "--plugin: empty name");
+                goto fail;
+            }
+            plugin = val;
+            break;
+        case SUB_GPUS:
+            rc = set_resource(res, "gpus", val, 0, 4096, "--gpus", err);
+            break;
+        case SUB_CPUS:
+            rc = set_resource(res, "cpus", val, 1, 1 << 20, "--cpus", err);
+            break;
+        case SUB_CPUS_PER_GPU:
+            rc = set_resource(res, "cpus_per_gpu", val, 1, 1 << 20, "--cpus-per-gpu", err);
+            break;
+        case SUB_MEM:
+            rc = set_resource(res, "memory_mb", val, 0, INT64_C(1) << 40, "--mem", err);
+            break;
+        case SUB_TIME: {
+            int64_t secs;
+            struct jz_error derr = {0};
+            if (jz_duration_parse(val, &secs, &derr) != 0) {
+                rc = jz_error_set(err, JZ_EINVAL, "--time: %s", derr.msg);
+                goto fail;
+            }
+            if (secs <= 0) {
+                rc = jz_error_set(err, JZ_EINVAL, "--time: must be longer than 0 seconds");
+                goto fail;
+            }
+            json_object_set_new(res, "time_limit_s", json_integer(secs));
+            break;
+        }
+        case SUB_NAME:
+            json_object_set_new(b, "name", json_string(val));
+            break;
+        case SUB_PREEMPTIBLE:
+            json_object_set_new(b, "preemptible", json_true());
+            break;
+        case SUB_PARAM: {
+            const char *eq = strchr(val, '=');
+            if (!eq || eq == val) {
+                rc = jz_error_set(err, JZ_EINVAL, "--param: expected KEY=VALUE, got '%.64s'", val);
+                goto fail;
+            }
+            /* Values go as strings: the server converts them to the schema's type. */
+            char *key = strndup(val, (size_t)(eq - val));
+            if (!key) {
+                rc = jz_error_set(err, JZ_ENOMEM, "out of memory");
+                goto fail;
+            }
+            json_object_set_new(params, key, json_string(eq + 1));
+            free(key);
+            break;
+        }
+        case SUB_PARAMS_JSON:
+            rc = merge_params_json(params, val, err);
+            break;
+        default:
+            break;
+        }
+        if (rc)
+            goto fail;
+    }
+    if (cli->help) {
+        json_decref(b);
+        json_decref(params);
+        json_decref(res);
+        json_decref(cmd);
+        *body = NULL;
+        return 0;
+    }
+    if (cmd) {
+        if (json_array_size(cmd) == 0) {
+            rc = jz_error_set(err, JZ_EINVAL, "no command after '--'");
+            goto fail;
+        }
+        if (!plugin)
+            plugin = "batch";
+        json_object_set_new(params, "argv", cmd);
+        cmd = NULL;
+    }
+    if (!plugin) {
+        rc = jz_error_set(err, JZ_EINVAL, "give --plugin NAME, or a command after '--'");
+        goto fail;
+    }
+    json_object_set_new(b, "plugin", json_string(plugin));
+    if (json_object_size(params))
+        json_object_set(b, "params", params);
+    if (json_object_size(res))
+        json_object_set(b, "resources", res);
+    if (cwd)
+        json_object_set_new(b, "submit_dir", json_string(cwd));
+    json_decref(params);
+    json_decref(res);
+    *body = b;
+    return 0;
+fail:
+    json_decref(b);
+    json_decref(params);
+    json_decref(res);
+    json_decref(cmd);
+    return rc ? rc : JZ_EINVAL;
+}
+
+/* ---- queue ------------------------------------------------------------------------------- */
+
+enum { Q_ALL = 1, Q_STATE, Q_USER, Q_LIMIT };
+
+static const struct jz_cli_optspec queue_specs[] = {
+    {"all", 'a', false, Q_ALL},    {"state", 's', true, Q_STATE}, {"user", 'u', true, Q_USER},
+    {"limit", 'n', true, Q_LIMIT}, {NULL, 0, false, 0},
+};
+
+static bool state_list_ok(const char *s)
+{
+    static const char *const known[] = {"PENDING", "RUNNING",   "SUCCEEDED",
+                                        "FAILED",  "CANCELLED", "TIMEOUT"};
+    const char *p = s;
+    while (*p) {
+        size_t n = strcspn(p, ",");
+        bool ok = false;
+        for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
+            if (strlen(known[k]) == n && strncasecmp(known[k], p, n) == 0)
+                ok = true;
+        if (!ok)
+            return false;
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    return *s != '\0';
+}
+
+int jz_cli_queue_parse(struct jz_cli *cli, int argc, char **argv, struct jz_cli_queue_args *out,
+                       struct jz_error *err)
+{
+    struct jz_cli_queue_args q = {.all = false, .states = NULL, .user = NULL, .limit = 1000};
+    struct jz_cli_optstate st;
+    jz_cli_opt_init(&st, argc, argv);
+    for (;;) {
+        const char *val;
+        int id = jz_cli_opt_next(&st, queue_specs, &val, err);
+        if (id == JZ_CLI_OPT_END)
+            break;
+        if (id == JZ_CLI_OPT_ERROR)
+            return err ? err->code : JZ_EINVAL;
+        if (id == JZ_CLI_OPT_POSITIONAL || id == JZ_CLI_OPT_DASHDASH)
+            return jz_error_set(err, JZ_EINVAL, "unexpected argument '%.64s'", val ? val : "--");
+        if (id >= JZ_CLI_OPT_COMMON) {
+            jz_cli_common_option(cli, id, val);
+            continue;
+        }
+        switch (id) {
+        case Q_ALL:
+            q.all = true;
+            break;
+        case Q_STATE:
+            if (!state_list_ok(val))
+                return jz_error_set(err, JZ_EINVAL,
+                                    "--state: expected a list of PENDING, RUNNING, SUCCEEDED, "
+                                    "FAILED, CANCELLED, TIMEOUT; got '%.64s'",
+                                    val);
+            q.states = val;
+            break;
+        case Q_USER:
+            if (!*val || strlen(val) > 256)
+                return jz_error_set(err, JZ_EINVAL, "--user: expected a user name");
+            q.user = val;
+            break;
+        case Q_LIMIT: {
+            int rc = jz_cli_parse_int(val, 1, JZ_CLI_MAX_QUEUE_LIMIT, "--limit", &q.limit, err);
+            if (rc)
+                return rc;
+            break;
+        }
+        default:
+            break;
+        }
+    }
+    *out = q;
+    return 0;
+}
+
+/* Appends s percent-encoded (RFC 3986 unreserved kept, ',' kept for lists). */
+static bool append_encoded(char *buf, size_t len, size_t *n, const char *s, bool upper)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        unsigned char c = *p;
+        if (upper && c >= 'a' && c <= 'z')
+            c = (unsigned char)(c - 'a' + 'A');
+        if (isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || c == ',') {
+            if (*n + 1 >= len)
+                return false;
+            buf[(*n)++] = (char)c;
+        } else {
+            if (*n + 3 >= len)
+                return false;
+            buf[(*n)++] = '%';
+            buf[(*n)++] = hex[c >> 4];
+            buf[(*n)++] = hex[c & 15];
+        }
+    }
+    buf[*n] = '\0';
+    return true;
+}
+
+static bool append_raw(char *buf, size_t len, size_t *n, const char *s)
+{
+    size_t k = strlen(s);
+    if (*n + k >= len)
+        return false;
+    memcpy(buf + *n, s, k + 1);
+    *n += k;
+    return true;
+}
+
+int jz_cli_queue_path(const struct jz_cli_queue_args *q, int64_t after, int64_t page_limit,
+                      char *buf, size_t len, struct jz_error *err)
+{
+    int w = snprintf(buf, len, "/v1/jobs?limit=%lld", (long long)page_limit);
+    if (w < 0 || (size_t)w >= len)
+        return jz_error_set(err, JZ_ERANGE, "request path too long");
+    size_t n = (size_t)w;
+    const char *states = q->states ? q->states : (q->all ? NULL : "PENDING,RUNNING");
+    bool ok = true;
+    if (states) {
+        ok = ok && append_raw(buf, len, &n, "&state=");
+        ok = ok && append_encoded(buf, len, &n, states, true);
+    }
+    if (q->user) {
+        ok = ok && append_raw(buf, len, &n, "&user=");
+        ok = ok && append_encoded(buf, len, &n, q->user, false);
+    }
+    if (ok && after >= 0) {
+        w = snprintf(buf + n, len - n, "&after=%lld", (long long)after);
+        ok = w > 0 && (size_t)w < len - n;
+    }
+    if (!ok)
+        return jz_error_set(err, JZ_ERANGE, "request path too long");
+    return 0;
+}

@@ -1,0 +1,1272 @@
+/* The jazari client's commands: one function each, all talking the public REST API
+ * (docs/rest-api.md), and the table that names them. */
+#include "clients/cli.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/json.h"
+#include "common/strutil.h"
+#include "common/time.h"
+
+void jz_cli_errorf(const struct jz_cli *cli, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "jazari: ");
+    if (cli && cli->cmd)
+        fprintf(stderr, "%s: ", cli->cmd);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+/* Commands linked in by the executable (jz_cli_main's extra), searched after the table. */
+static const struct jz_cli_command *extra_commands;
+
+static const struct jz_cli_command *find_command(const char *name)
+{
+    for (const struct jz_cli_command *c = jz_cli_commands; c->name; c++)
+        if (strcmp(c->name, name) == 0)
+            return c;
+    for (const struct jz_cli_command *c = extra_commands; c && c->name; c++)
+        if (strcmp(c->name, name) == 0)
+            return c;
+    return NULL;
+}
+
+static int print_usage(const struct jz_cli *cli)
+{
+    const struct jz_cli_command *c = find_command(cli->cmd);
+    fputs(c ? c->usage : "", stdout);
+    return JZ_CLI_EXIT_OK;
+}
+
+static int usage_error(const struct jz_cli *cli, const char *msg)
+{
+    jz_cli_errorf(cli, "%s", msg);
+    fprintf(stderr, "Try 'jazari %s --help'.\n", cli->cmd);
+    return JZ_CLI_EXIT_USAGE;
+}
+
+static const char *env_get(const char *name)
+{
+    return getenv(name);
+}
+
+static int resolve(struct jz_cli *cli)
+{
+    struct jz_error err = {0};
+    if (jz_cli_config_resolve(cli, env_get, &err) != 0) {
+        jz_cli_errorf(cli, "%s", err.msg);
+        return JZ_CLI_EXIT_USAGE;
+    }
+    return 0;
+}
+
+/* Reports a non-2xx answer in one line; adds a hint when no token was configured. */
+static void report_status(const struct jz_cli *cli, const struct jz_cli_response *r,
+                          const char *what)
+{
+    char msg[640];
+    jz_cli_server_error(r->status, r->body, r->len, msg, sizeof msg);
+    if (r->status == 401 && !cli->token[0])
+        jz_cli_errorf(cli, "%s%s (no token: use --token, JAZARI_TOKEN or the config file)",
+                      what ? what : "", msg);
+    else
+        jz_cli_errorf(cli, "%s%s", what ? what : "", msg);
+}
+
+/* One request; on anything but a 2xx prints the error line and returns non-zero. */
+static int request(const struct jz_cli *cli, const char *method, const char *path,
+                   const json_t *body, struct jz_cli_response *r)
+{
+    struct jz_error err = {0};
+    if (jz_cli_http(cli, method, path, body, r, &err) != 0) {
+        jz_cli_errorf(cli, "%s", err.msg);
+        return JZ_CLI_EXIT_FAIL;
+    }
+    if (r->status < 200 || r->status >= 300) {
+        report_status(cli, r, NULL);
+        jz_cli_response_clear(r);
+        return JZ_CLI_EXIT_FAIL;
+    }
+    if (!r->json) {
+        jz_cli_errorf(cli, "the server's answer is not JSON (HTTP %ld)", r->status);
+        jz_cli_response_clear(r);
+        return JZ_CLI_EXIT_FAIL;
+    }
+    return 0;
+}
+
+static void print_raw(const struct jz_cli_response *r)
+{
+    fwrite(r->body, 1, r->len, stdout);
+    if (r->len == 0 || r->body[r->len - 1] != '\n')
+        fputc('\n', stdout);
+}
+
+static void print_json(const json_t *j)
+{
+    json_dumpf(j, stdout, JSON_COMPACT);
+    fputc('\n', stdout);
+}
+
+/* Parses a command that takes only the common options and up to max positionals. */
+static int parse_simple(struct jz_cli *cli, int argc, char **argv, const char **pos, int min,
+                        int max, int *npos)
+{
+    struct jz_cli_optstate st;
+    struct jz_error err = {0};
+    jz_cli_opt_init(&st, argc, argv);
+    *npos = 0;
+    for (;;) {
+        const char *val;
+        int id = jz_cli_opt_next(&st, NULL, &val, &err);
+        if (id == JZ_CLI_OPT_END)
+            break;
+        if (id == JZ_CLI_OPT_ERROR)
+            return usage_error(cli, err.msg);
+        if (id == JZ_CLI_OPT_DASHDASH) {
+            /* Everything after "--" is an argument, even when it looks like an option. */
+            for (; st.i < argc; st.i++) {
+                if (*npos >= max)
+                    return usage_error(cli, "too many arguments");
+                pos[(*npos)++] = argv[st.i];
+            }
+            break;
+        }
+        if (id == JZ_CLI_OPT_POSITIONAL) {
+            if (*npos >= max)
+                return usage_error(cli, "too many arguments");
+            pos[(*npos)++] = val;
+            continue;
+        }
+        jz_cli_common_option(cli, id, val);
+    }
+    if (cli->help)
+        return 0;
+    if (*npos < min)
+        return usage_error(cli, "missing argument");
+    return 0;
+}
+
+static int parse_job_id(const struct jz_cli *cli, const char *s, int64_t *id)
+{
+    struct jz_error err = {0};
+    if (jz_cli_parse_int(s, 1, INT64_MAX, "job id", id, &err) != 0)
+        return usage_error(cli, err.msg);
+    return 0;
+}
+
+/* "1h2m" between two ISO times (end NULL: now); "-" when start is unknown. */
+static void elapsed(const char *start, const char *end, char *buf, size_t len)
+{
+    int64_t s, e;
+    if (jz_cli_time_parse(start, &s) != 0) {
+        jz_strlcpy(buf, "-", len);
+        return;
+    }
+    if (!end || jz_cli_time_parse(end, &e) != 0)
+        e = jz_time_now_ms();
+    jz_duration_format(e > s ? (e - s) / 1000 : 0, buf, len);
+}
+
+/* ---- submit ------------------------------------------------------------------------------ */
+
+static int cmd_submit(struct jz_cli *cli, int argc, char **argv)
+{
+    char cwd[4096];
+    const char *dir = getcwd(cwd, sizeof cwd) ? cwd : NULL;
+    json_t *body = NULL;
+    struct jz_error err = {0};
+    if (jz_cli_submit_build(cli, argc, argv, dir, &body, &err) != 0)
+        return usage_error(cli, err.msg);
+    if (cli->help)
+        return print_usage(cli);
+    int rc = resolve(cli);
+    if (rc) {
+        json_decref(body);
+        return rc;
+    }
+    struct jz_cli_response r;
+    rc = request(cli, "POST", "/v1/jobs", body, &r);
+    json_decref(body);
+    if (rc)
+        return rc;
+    json_int_t id = json_integer_value(json_object_get(r.json, "id"));
+    if (cli->json) {
+        print_raw(&r);
+    } else if (id > 0) {
+        printf("%lld\n", (long long)id);
+    } else {
+        jz_cli_errorf(cli, "the server's answer has no job id");
+        rc = JZ_CLI_EXIT_FAIL;
+    }
+    jz_cli_response_clear(&r);
+    return rc;
+}
+
+/* ---- queue ------------------------------------------------------------------------------- */
+
+static void gpus_cell(const json_t *job, char *buf, size_t len)
+{
+    json_t *g = json_object_get(job, "gpus");
+    if (json_is_array(g) && json_array_size(g) > 0) {
+        snprintf(buf, len, "%zu", json_array_size(g));
+        return;
+    }
+    snprintf(buf, len, "%lld",
+             (long long)jz_json_int(json_object_get(job, "resources"), "gpus", 0));
+}
+
+static int cmd_queue(struct jz_cli *cli, int argc, char **argv)
+{
+    struct jz_cli_queue_args q;
+    struct jz_error err = {0};
+    if (jz_cli_queue_parse(cli, argc, argv, &q, &err) != 0)
+        return usage_error(cli, err.msg);
+    if (cli->help)
+        return print_usage(cli);
+    int rc = resolve(cli);
+    if (rc)
+        return rc;
+    json_t *all = json_array();
+    json_t *next = json_null();
+    int64_t after = -1;
+    while ((int64_t)json_array_size(all) < q.limit) {
+        int64_t want = q.limit - (int64_t)json_array_size(all);
+        char path[1024];
+        if (jz_cli_queue_path(&q, after, want > 1000 ? 1000 : want, path, sizeof path, &err)) {
+            jz_cli_errorf(cli, "%s", err.msg);
+            rc = JZ_CLI_EXIT_USAGE;
+            goto out;
+        }
+        struct jz_cli_response r;
+        if ((rc = request(cli, "GET", path, NULL, &r)))
+            goto out;
+        json_t *jobs = json_object_get(r.json, "jobs");
+        size_t i;
+        json_t *j;
+        json_array_foreach(jobs, i, j)
+        {
+            if ((int64_t)json_array_size(all) < q.limit)
+                json_array_append(all, j);
+        }
+        json_t *na = json_object_get(r.json, "next_after");
+        json_decref(next);
+        next = json_incref(na ? na : json_null());
+        /* Stop on the last page, and on a cursor that does not move (a server bug would
+         * otherwise loop forever). */
+        bool more = json_is_integer(na) && json_integer_value(na) > after && json_array_size(jobs);
+        if (more)
+            after = json_integer_value(na);
+        jz_cli_response_clear(&r);
+        if (!more)
+            break;
+    }
+    if (cli->json) {
+        json_t *o = json_pack("{s:O,s:O}", "jobs", all, "next_after", next);
+        print_json(o);
+        json_decref(o);
+        goto out;
+    }
+    static const char *const hdr[] = {"ID",    "NAME", "USER", "PLUGIN",
+                                      "STATE", "GPUS", "TIME", "REASON"};
+    struct jz_table *t = jz_table_new(8, hdr);
+    if (!t) {
+        rc = JZ_CLI_EXIT_FAIL;
+        goto out;
+    }
+    jz_table_align_right(t, 0);
+    jz_table_align_right(t, 5);
+    size_t i;
+    json_t *j;
+    json_array_foreach(all, i, j)
+    {
+        char id[24], gpus[24], tm[32];
+        snprintf(id, sizeof id, "%lld", (long long)jz_json_int(j, "id", 0));
+        gpus_cell(j, gpus, sizeof gpus);
+        const char *state = jz_json_str(j, "state", "?");
+        if (strcmp(state, "PENDING") == 0)
+            jz_strlcpy(tm, "-", sizeof tm);
+        else
+            elapsed(jz_json_str(j, "start_time", NULL), jz_json_str(j, "end_time", NULL), tm,
+                    sizeof tm);
+        const char *cells[] = {id,
+                               jz_json_str(j, "name", NULL),
+                               jz_json_str(j, "user", NULL),
+                               jz_json_str(j, "plugin", NULL),
+                               state,
+                               gpus,
+                               tm,
+                               jz_json_str(j, "reason", NULL)};
+        jz_table_add(t, cells);
+    }
+    jz_table_print(t, stdout);
+    jz_table_free(t);
+out:
+    json_decref(all);
+    json_decref(next);
+    return rc;
+}
+
+/* ---- show -------------------------------------------------------------------------------- */
+
+static void field(const char *label, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void field(const char *label, const char *fmt, ...)
+{
+    char raw[1024], clean[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(raw, sizeof raw, fmt, ap);
+    va_end(ap);
+    jz_cli_sanitize(raw, clean, sizeof clean);
+    printf("  %-16s%s\n", label, clean);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static void show_job(const json_t *j)
+{
+    char a[64], b[64];
+    const char *name = jz_json_str(j, "name", NULL);
+    char clean[300];
+    jz_cli_sanitize(name ? name : "", clean, sizeof clean);
+    printf("Job %lld%s%s%s\n", (long long)jz_json_int(j, "id", 0), name ? " (" : "",
+           name ? clean : "", name ? ")" : "");
+    const char *state = jz_json_str(j, "state", "?");
+    field("State:", "%s", state);
+    if (jz_json_str(j, "reason", NULL))
+        field("Reason:", "%s", jz_json_str(j, "reason", ""));
+    field("User:", "%s (tenant %s)", jz_json_str(j, "user", "?"), jz_json_str(j, "tenant", "?"));
+    field("Plugin:", "%s", jz_json_str(j, "plugin", "?"));
+    jz_cli_time_local(jz_json_str(j, "submit_time", NULL), a, sizeof a);
+    field("Submitted:", "%s", a);
+    if (jz_json_str(j, "start_time", NULL)) {
+        jz_cli_time_local(jz_json_str(j, "start_time", NULL), a, sizeof a);
+        field("Started:", "%s", a);
+    }
+    if (jz_json_str(j, "end_time", NULL)) {
+        jz_cli_time_local(jz_json_str(j, "end_time", NULL), a, sizeof a);
+        field("Ended:", "%s", a);
+    }
+    if (jz_json_str(j, "start_time", NULL)) {
+        elapsed(jz_json_str(j, "start_time", NULL), jz_json_str(j, "end_time", NULL), a, sizeof a);
+        field("Elapsed:", "%s", a);
+    }
+    if (strcmp(state, "PENDING") == 0) {
+        const char *est = jz_json_str(j, "estimated_start", NULL);
+        jz_cli_time_local(est, a, sizeof a);
+        field("Estimated start:", "%s", est ? a : "unknown");
+    }
+    json_t *res = json_object_get(j, "resources");
+    int64_t gpus = jz_json_int(res, "gpus", 0);
+    jz_duration_format(jz_json_int(res, "time_limit_s", 0), b, sizeof b);
+    if (gpus > 0)
+        field("Resources:", "%lld GPU%s, %lld CPU%s per GPU, memory %lld MB, time limit %s",
+              (long long)gpus, gpus == 1 ? "" : "s", (long long)jz_json_int(res, "cpus_per_gpu", 1),
+              jz_json_int(res, "cpus_per_gpu", 1) == 1 ? "" : "s",
+              (long long)jz_json_int(res, "memory_mb", 0), b);
+    else
+        field("Resources:", "%lld CPU%s, memory %lld MB, time limit %s",
+              (long long)jz_json_int(res, "cpus", 1), jz_json_int(res, "cpus", 1) == 1 ? "" : "s",
+              (long long)jz_json_int(res, "memory_mb", 0), b);
+    field("Preemptible:", "%s", jz_json_bool(j, "preemptible", false) ? "yes" : "no");
+    if (jz_json_str(j, "node", NULL))
+        field("Node:", "%s", jz_json_str(j, "node", ""));
+    size_t i;
+    json_t *g;
+    json_array_foreach(json_object_get(j, "gpus"), i, g)
+    {
+        field(i == 0 ? "GPUs:" : "", "%lld  %s  %s", (long long)jz_json_int(g, "index", -1),
+              jz_json_str(g, "pci_bus_id", "-"), jz_json_str(g, "model", ""));
+    }
+    if (jz_json_str(j, "cpus", NULL))
+        field("CPUs:", "%s", jz_json_str(j, "cpus", ""));
+    if (jz_json_str(j, "backend", NULL))
+        field("Backend:", "%s", jz_json_str(j, "backend", ""));
+    if (json_is_integer(json_object_get(j, "exit_code")))
+        field("Exit code:", "%lld", (long long)jz_json_int(j, "exit_code", 0));
+    if (json_is_integer(json_object_get(j, "signal")))
+        field("Signal:", "%lld", (long long)jz_json_int(j, "signal", 0));
+    json_t *p = json_object_get(j, "progress");
+    if (json_is_object(p)) {
+        if (json_is_number(json_object_get(p, "fraction")))
+            field("Progress:", "%.0f%%  %s", jz_json_num(p, "fraction", 0) * 100.0,
+                  jz_json_str(p, "message", ""));
+        else
+            field("Progress:", "%s", jz_json_str(p, "message", ""));
+    }
+    json_t *m = json_object_get(j, "metrics");
+    if (json_is_object(m) && json_object_size(m) > 0) {
+        /* Sorted by name so that the output is stable between calls. */
+        size_t n = json_object_size(m), k = 0;
+        const char **keys = calloc(n, sizeof *keys);
+        const char *key;
+        json_t *v;
+        if (keys) {
+            json_object_foreach(m, key, v) keys[k++] = key;
+            qsort(keys, k, sizeof *keys, cmp_str);
+            for (size_t x = 0; x < k; x++) {
+                v = json_object_get(m, keys[x]);
+                char *txt = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+                field(x == 0 ? "Metrics:" : "", "%s = %s", keys[x], txt ? txt : "?");
+                free(txt);
+            }
+            free(keys);
+        }
+    }
+    int64_t requeues = jz_json_int(j, "requeues", 0);
+    if (requeues > 0)
+        field("Requeues:", "%lld", (long long)requeues);
+    json_t *params = json_object_get(j, "params");
+    if (json_is_object(params) && json_object_size(params) > 0) {
+        char *txt = json_dumps(params, JSON_COMPACT | JSON_SORT_KEYS);
+        field("Params:", "%s", txt ? txt : "?");
+        free(txt);
+    }
+}
+
+static int cmd_show(struct jz_cli *cli, int argc, char **argv)
+{
+    const char *pos[1];
+    int n, rc;
+    if ((rc = parse_simple(cli, argc, argv, pos, 1, 1, &n)))
+        return rc;
+    if (cli->help)
+        return print_usage(cli);
+    int64_t id;
+    if ((rc = parse_job_id(cli, pos[0], &id)) || (rc = resolve(cli)))
+        return rc;
+    char path[64];
+    snprintf(path, sizeof path, "/v1/jobs/%lld", (long long)id);
+    struct jz_cli_response r;
+    if ((rc = request(cli, "GET", path, NULL, &r)))
+        return rc;
+    if (cli->json)
+        print_raw(&r);
+    else
+        show_job(r.json);
+    jz_cli_response_clear(&r);
+    return 0;
+}
+
+/* ---- cancel ------------------------------------------------------------------------------ */
+
+static int cmd_cancel(struct jz_cli *cli, int argc, char **argv)
+{
+    const char *pos[JZ_CLI_MAX_ARGS];
+    int n, rc;
+    if ((rc = parse_simple(cli, argc, argv, pos, 1, JZ_CLI_MAX_ARGS, &n)))
+        return rc;
+    if (cli->help)
+        return print_usage(cli);
+    int64_t *ids = calloc((size_t)n, sizeof *ids);
+    if (!ids)
+        return JZ_CLI_EXIT_FAIL;
+    /* Check every id before cancelling any, so a typo does not leave half the work done. */
+    for (int i = 0; i < n; i++)
+        if ((rc = parse_job_id(cli, pos[i], &ids[i]))) {
+            free(ids);
+            return rc;
+        }
+    if ((rc = resolve(cli))) {
+        free(ids);
+        return rc;
+    }
+    int conflicts = 0, failures = 0;
+    for (int i = 0; i < n; i++) {
+        char path[64], what[64];
+        snprintf(path, sizeof path, "/v1/jobs/%lld/cancel", (long long)ids[i]);
+        snprintf(what, sizeof what, "job %lld: ", (long long)ids[i]);
+        struct jz_cli_response r;
+        struct jz_error err = {0};
+        if (jz_cli_http(cli, "POST", path, NULL, &r, &err) != 0) {
+            jz_cli_errorf(cli, "%s%s", what, err.msg);
+            /* The server is unreachable: the other jobs would only repeat this line. */
+            if (i + 1 < n)
+                jz_cli_errorf(cli, "%d more job%s not tried", n - i - 1, n - i - 1 == 1 ? "" : "s");
+            failures++;
+            break;
+        }
+        if (r.status >= 200 && r.status < 300) {
+            if (cli->json)
+                print_raw(&r);
+            else
+                printf("cancelled job %lld\n", (long long)ids[i]);
+        } else {
+            report_status(cli, &r, what);
+            if (r.status == 409)
+                conflicts++;
+            else
+                failures++;
+        }
+        jz_cli_response_clear(&r);
+    }
+    free(ids);
+    return failures > 0 || conflicts == n ? JZ_CLI_EXIT_FAIL : JZ_CLI_EXIT_OK;
+}
+
+/* ---- logs -------------------------------------------------------------------------------- */
+
+static int write_stdout(const char *data, size_t len, void *ud)
+{
+    if (fwrite(data, 1, len, stdout) != len)
+        return JZ_EIO;
+    /* Followed logs are read as they grow: do not hold lines back in stdio. */
+    return fflush(stdout) == 0 ? 0 : JZ_EIO;
+}
+
+static void sleep_ms(int64_t ms)
+{
+    if (ms <= 0)
+        return;
+    struct timespec ts = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+static bool transient_status(long status)
+{
+    return status == 502 || status == 503 || status == 504;
+}
+
+/* GET the job; 1: ended, 0: not ended, <0: could not tell (network or 5xx). A 4xx is
+ * reported and returned as JZ_EPERM, which ends the caller. */
+static int job_ended(const struct jz_cli *cli, int64_t id, json_t **job)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/v1/jobs/%lld", (long long)id);
+    struct jz_cli_response r;
+    struct jz_error err = {0};
+    if (jz_cli_http(cli, "GET", path, NULL, &r, &err) != 0)
+        return JZ_EIO;
+    int rc;
+    if (r.status >= 200 && r.status < 300 && r.json) {
+        rc = jz_cli_state_is_final(jz_json_str(r.json, "state", NULL)) ? 1 : 0;
+        if (job)
+            *job = json_incref(r.json);
+    } else if (r.status >= 400 && r.status < 500) {
+        report_status(cli, &r, NULL);
+        rc = JZ_EPERM;
+    } else {
+        rc = JZ_EIO;
+    }
+    jz_cli_response_clear(&r);
+    return rc;
+}
+
+#define FOLLOW_MAX_FAILS 30 /* consecutive failed reconnects (about 30 s) before giving up */
+
+static int cmd_logs(struct jz_cli *cli, int argc, char **argv)
+{
+    static const struct jz_cli_optspec specs[] = {{"follow", 'f', false, 1}, {NULL, 0, false, 0}};
+    struct jz_cli_optstate st;
+    struct jz_error err = {0};
+    const char *idarg = NULL;
+    bool follow = false;
+    jz_cli_opt_init(&st, argc, argv);
+    for (;;) {
+        const char *val;
+        int id = jz_cli_opt_next(&st, specs, &val, &err);
+        if (id == JZ_CLI_OPT_END)
+            break;
+        if (id == JZ_CLI_OPT_ERROR)
+            return usage_error(cli, err.msg);
+        if (id == JZ_CLI_OPT_DASHDASH)
+            continue;
+        if (id == JZ_CLI_OPT_POSITIONAL) {
+            if (idarg)
+                return usage_error(cli, "too many arguments");
+            idarg = val;
+        } else if (id == 1) {
+            follow = true;
+        } else {
+            jz_cli_common_option(cli, id, val);
+        }
+    }
+    if (cli->help)
+        return print_usage(cli);
+    if (!idarg)
+        return usage_error(cli, "missing job id");
+    int64_t id;
+    int rc;
+    if ((rc = parse_job_id(cli, idarg, &id)) || (rc = resolve(cli)))
+        return rc;
+    uint64_t offset = 0;
+    int fails = 0;
+    /* Plain reads return at most one server-sized slice each: repeat them until one is empty.
+     * With -f, stream; when a stream ends before the job did, reconnect from the offset
+     * already printed; once the job has ended, plain reads pick up whatever remained. */
+    bool plain = !follow;
+    for (;;) {
+        char path[128];
+        snprintf(path, sizeof path, "/v1/jobs/%lld/log?offset=%llu%s", (long long)id,
+                 (unsigned long long)offset, plain ? "" : "&follow=1");
+        struct jz_cli_response r;
+        uint64_t got = 0;
+        rc = jz_cli_http_stream(cli, path, write_stdout, NULL, &r, &got, &err);
+        offset += got;
+        long status = r.status;
+        if (rc == JZ_ECANCELED) {
+            jz_cli_response_clear(&r);
+            jz_cli_errorf(cli, "%s", err.msg);
+            return JZ_CLI_EXIT_FAIL;
+        }
+        if (status >= 300 && !(follow && transient_status(status))) {
+            report_status(cli, &r, NULL);
+            jz_cli_response_clear(&r);
+            return JZ_CLI_EXIT_FAIL;
+        }
+        jz_cli_response_clear(&r);
+        bool ok = rc == 0 && status < 300;
+        if (!follow && !ok) {
+            jz_cli_errorf(cli, "%s", err.msg);
+            return JZ_CLI_EXIT_FAIL;
+        }
+        if (plain && ok) {
+            if (got == 0)
+                return JZ_CLI_EXIT_OK;
+            continue;
+        }
+        fails = got > 0 ? 0 : fails + 1;
+        if (fails >= FOLLOW_MAX_FAILS) {
+            if (rc)
+                jz_cli_errorf(cli, "%s", err.msg);
+            else
+                jz_cli_errorf(cli, "the log stream keeps ending before the job does (HTTP %ld)",
+                              status);
+            return JZ_CLI_EXIT_FAIL;
+        }
+        if (!plain) {
+            int ended = job_ended(cli, id, NULL);
+            if (ended == JZ_EPERM)
+                return JZ_CLI_EXIT_FAIL;
+            if (ended == 1) {
+                plain = true;
+                continue;
+            }
+        }
+        if (got == 0 || !ok)
+            sleep_ms(fails <= 1 ? 100 : 1000);
+    }
+}
+
+/* ---- wait -------------------------------------------------------------------------------- */
+
+#define WAIT_MAX_FAILS 20
+
+static int cmd_wait(struct jz_cli *cli, int argc, char **argv)
+{
+    static const struct jz_cli_optspec specs[] = {{"timeout", 't', true, 1}, {NULL, 0, false, 0}};
+    struct jz_cli_optstate st;
+    struct jz_error err = {0};
+    const char *idarg = NULL;
+    int64_t timeout_s = 0;
+    jz_cli_opt_init(&st, argc, argv);
+    for (;;) {
+        const char *val;
+        int id = jz_cli_opt_next(&st, specs, &val, &err);
+        if (id == JZ_CLI_OPT_END)
+            break;
+        if (id == JZ_CLI_OPT_ERROR)
+            return usage_error(cli, err.msg);
+        if (id == JZ_CLI_OPT_DASHDASH)
+            continue;
+        if (id == JZ_CLI_OPT_POSITIONAL) {
+            if (idarg)
+                return usage_error(cli, "too many arguments");
+            idarg = val;
+        } else if (id == 1) {
+            struct jz_error derr = {0};
+            if (jz_duration_parse(val, &timeout_s, &derr) != 0) {
+                char msg[300];
+                snprintf(msg, sizeof msg, "--timeout: %s", derr.msg);
+                return usage_error(cli, msg);
+            }
+        } else {
+            jz_cli_common_option(cli, id, val);
+        }
+    }
+    if (cli->help)
+        return print_usage(cli);
+    if (!idarg)
+        return usage_error(cli, "missing job id");
+    int64_t id;
+    int rc;
+    if ((rc = parse_job_id(cli, idarg, &id)) || (rc = resolve(cli)))
+        return rc;
+    char path[64];
+    snprintf(path, sizeof path, "/v1/jobs/%lld", (long long)id);
+    int64_t deadline = timeout_s > 0 ? jz_time_mono_ms() + timeout_s * 1000 : INT64_MAX;
+    int64_t delay = 50;
+    int fails = 0;
+    for (;;) {
+        struct jz_cli_response r;
+        err = (struct jz_error){0};
+        rc = jz_cli_http(cli, "GET", path, NULL, &r, &err);
+        if (rc == 0 && r.status >= 200 && r.status < 300 && r.json) {
+            fails = 0;
+            int code = jz_cli_job_exit_code(r.json);
+            if (code >= 0) {
+                if (cli->json) {
+                    print_raw(&r);
+                } else {
+                    const char *reason = jz_json_str(r.json, "reason", NULL);
+                    char clean[300];
+                    jz_cli_sanitize(reason ? reason : "", clean, sizeof clean);
+                    printf("job %lld %s%s%s%s\n", (long long)id, jz_json_str(r.json, "state", "?"),
+                           reason ? " (" : "", clean, reason ? ")" : "");
+                }
+                jz_cli_response_clear(&r);
+                return code;
+            }
+        } else if (rc == 0 && !transient_status(r.status)) {
+            report_status(cli, &r, NULL);
+            jz_cli_response_clear(&r);
+            return JZ_CLI_EXIT_FAIL;
+        } else if (++fails >= WAIT_MAX_FAILS) {
+            if (rc)
+                jz_cli_errorf(cli, "%s", err.msg);
+            else
+                report_status(cli, &r, NULL);
+            jz_cli_response_clear(&r);
+            return JZ_CLI_EXIT_FAIL;
+        }
+        jz_cli_response_clear(&r);
+        int64_t now = jz_time_mono_ms();
+        if (now >= deadline) {
+            /* Exit 2, not 124: 124 already means the job itself hit its time limit. */
+            jz_cli_errorf(cli, "timed out");
+            return JZ_CLI_EXIT_USAGE;
+        }
+        sleep_ms(delay < deadline - now ? delay : deadline - now);
+        delay = delay * 2 > 1000 ? 1000 : delay * 2;
+    }
+}
+
+/* ---- nodes, plugins, whoami -------------------------------------------------------------- */
+
+static int cmd_nodes(struct jz_cli *cli, int argc, char **argv)
+{
+    const char *pos[1];
+    int n, rc;
+    if ((rc = parse_simple(cli, argc, argv, pos, 0, 0, &n)))
+        return rc;
+    if (cli->help)
+        return print_usage(cli);
+    if ((rc = resolve(cli)))
+        return rc;
+    struct jz_cli_response r;
+    if ((rc = request(cli, "GET", "/v1/nodes", NULL, &r)))
+        return rc;
+    if (cli->json) {
+        print_raw(&r);
+        jz_cli_response_clear(&r);
+        return 0;
+    }
+    static const char *const hdr[] = {"NAME", "STATE", "CPUS", "GPUS", "FREE", "SOURCE", "MODELS"};
+    struct jz_table *t = jz_table_new(7, hdr);
+    if (!t) {
+        jz_cli_response_clear(&r);
+        return JZ_CLI_EXIT_FAIL;
+    }
+    for (size_t c = 2; c <= 4; c++)
+        jz_table_align_right(t, c);
+    size_t i;
+    json_t *node;
+    json_array_foreach(json_object_get(r.json, "nodes"), i, node)
+    {
+        char cpus[24], total[24], freeg[24], models[512] = "";
+        snprintf(cpus, sizeof cpus, "%lld", (long long)jz_json_int(node, "cpus", 0));
+        snprintf(total, sizeof total, "%lld", (long long)jz_json_int(node, "gpus_total", 0));
+        snprintf(freeg, sizeof freeg, "%lld", (long long)jz_json_int(node, "gpus_free", 0));
+        /* Distinct models with counts, "4x H100, 2x T4", in first-seen order. */
+        json_t *gpus = json_object_get(node, "gpus"), *g;
+        size_t k;
+        json_t *seen = json_object();
+        json_array_foreach(gpus, k, g)
+        {
+            const char *m = jz_json_str(g, "model", "?");
+            json_object_set_new(seen, m, json_integer(jz_json_int(seen, m, 0) + 1));
+        }
+        size_t off = 0;
+        const char *m;
+        json_t *cnt;
+        json_object_foreach(seen, m, cnt)
+        {
+            int w = snprintf(models + off, sizeof models - off, "%s%lldx %s", off ? ", " : "",
+                             (long long)json_integer_value(cnt), m);
+            if (w < 0 || (size_t)w >= sizeof models - off)
+                break;
+            off += (size_t)w;
+        }
+        json_decref(seen);
+        const char *cells[] = {
+            jz_json_str(node, "name", NULL),   jz_json_str(node, "state", NULL), cpus, total, freeg,
+            jz_json_str(node, "source", NULL), models[0] ? models : "-"};
+        jz_table_add(t, cells);
+    }
+    jz_table_print(t, stdout);
+    jz_table_free(t);
+    jz_cli_response_clear(&r);
+    return 0;
+}
+
+static void caps_text(const json_t *caps, char *buf, size_t len)
+{
+    size_t off = 0, i;
+    json_t *c;
+    buf[0] = '\0';
+    json_array_foreach(caps, i, c)
+    {
+        if (!json_is_string(c))
+            continue;
+        int w = snprintf(buf + off, len - off, "%s%s", off ? "," : "", json_string_value(c));
+        if (w < 0 || (size_t)w >= len - off)
+            break;
+        off += (size_t)w;
+    }
+}
+
+/* A schema value as short text: strings bare, anything else as compact JSON. */
+static char *value_text(const json_t *v)
+{
+    if (!v || json_is_null(v))
+        return NULL;
+    if (json_is_string(v))
+        return strdup(json_string_value(v));
+    return json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+}
+
+static void show_plugin_schema(const json_t *p)
+{
+    char caps[256];
+    caps_text(json_object_get(p, "caps"), caps, sizeof caps);
+    char clean[600];
+    jz_cli_sanitize(jz_json_str(p, "description", ""), clean, sizeof clean);
+    printf("%s %s (%s)\n", jz_json_str(p, "name", "?"), jz_json_str(p, "version", "?"),
+           jz_json_str(p, "status", "?"));
+    if (clean[0])
+        printf("  %s\n", clean);
+    if (caps[0])
+        printf("  caps: %s\n", caps);
+    if (jz_json_str(p, "reason", NULL)) {
+        jz_cli_sanitize(jz_json_str(p, "reason", ""), clean, sizeof clean);
+        printf("  refused: %s\n", clean);
+    }
+    json_t *params = json_object_get(p, "params");
+    if (json_array_size(params) == 0) {
+        printf("\nNo parameters.\n");
+        return;
+    }
+    putchar('\n');
+    static const char *const hdr[] = {"PARAM", "TYPE",    "REQUIRED", "DEFAULT",
+                                      "RANGE", "CHOICES", "HELP"};
+    struct jz_table *t = jz_table_new(7, hdr);
+    if (!t)
+        return;
+    size_t i;
+    json_t *s;
+    json_array_foreach(params, i, s)
+    {
+        char *type = value_text(json_object_get(s, "type"));
+        json_t *dv = json_object_get(s, "default");
+        char *def = dv ? value_text(dv) : NULL;
+        if (!dv && jz_json_str(s, "default_json", NULL))
+            def = strdup(jz_json_str(s, "default_json", ""));
+        char range[96] = "";
+        json_t *mn = json_object_get(s, "min"), *mx = json_object_get(s, "max");
+        if (json_is_number(mn) && json_is_number(mx) &&
+            !(json_number_value(mn) == 0 && json_number_value(mx) == 0)) {
+            /* Bounds are values for numbers, a length for strings, a count for lists. */
+            const char *tn = jz_json_str(s, "type", "");
+            const char *unit = strcmp(tn, "string") == 0     ? "length "
+                               : strstr(tn, "_list") != NULL ? "count "
+                                                             : "";
+            snprintf(range, sizeof range, "%s%g..%g", unit, json_number_value(mn),
+                     json_number_value(mx));
+        }
+        char *choices = NULL;
+        json_t *ch = json_object_get(s, "choices");
+        if (json_is_array(ch)) {
+            char buf[256];
+            caps_text(ch, buf, sizeof buf);
+            for (char *c = buf; *c; c++)
+                if (*c == ',')
+                    *c = '|';
+            choices = strdup(buf);
+        } else {
+            choices = value_text(ch);
+        }
+        const char *cells[] = {jz_json_str(s, "name", NULL),
+                               type,
+                               jz_json_bool(s, "required", false) ? "yes" : "no",
+                               def,
+                               range[0] ? range : NULL,
+                               choices,
+                               jz_json_str(s, "help", NULL)};
+        jz_table_add(t, cells);
+        free(type);
+        free(def);
+        free(choices);
+    }
+    jz_table_print(t, stdout);
+    jz_table_free(t);
+}
+
+static int cmd_plugins(struct jz_cli *cli, int argc, char **argv)
+{
+    const char *pos[1];
+    int n, rc;
+    if ((rc = parse_simple(cli, argc, argv, pos, 0, 1, &n)))
+        return rc;
+    if (cli->help)
+        return print_usage(cli);
+    if ((rc = resolve(cli)))
+        return rc;
+    struct jz_cli_response r;
+    if ((rc = request(cli, "GET", "/v1/plugins", NULL, &r)))
+        return rc;
+    json_t *list = json_object_get(r.json, "plugins");
+    if (n == 1) {
+        json_t *found = NULL, *p;
+        size_t i;
+        json_array_foreach(list, i, p)
+        {
+            if (strcmp(jz_json_str(p, "name", ""), pos[0]) == 0)
+                found = p;
+        }
+        if (!found) {
+            char clean[128];
+            jz_cli_sanitize(pos[0], clean, sizeof clean);
+            jz_cli_errorf(cli, "no plugin named '%s'", clean);
+            rc = JZ_CLI_EXIT_FAIL;
+        } else if (cli->json) {
+            print_json(found);
+        } else {
+            show_plugin_schema(found);
+        }
+        jz_cli_response_clear(&r);
+        return rc;
+    }
+    if (cli->json) {
+        print_raw(&r);
+        jz_cli_response_clear(&r);
+        return 0;
+    }
+    static const char *const hdr[] = {"NAME", "VERSION", "STATUS", "CAPS", "DESCRIPTION"};
+    struct jz_table *t = jz_table_new(5, hdr);
+    if (!t) {
+        jz_cli_response_clear(&r);
+        return JZ_CLI_EXIT_FAIL;
+    }
+    size_t i;
+    json_t *p;
+    json_array_foreach(list, i, p)
+    {
+        char caps[256], desc[600];
+        caps_text(json_object_get(p, "caps"), caps, sizeof caps);
+        const char *reason = jz_json_str(p, "reason", NULL);
+        if (reason)
+            snprintf(desc, sizeof desc, "%s", reason);
+        else
+            snprintf(desc, sizeof desc, "%s", jz_json_str(p, "description", ""));
+        const char *cells[] = {jz_json_str(p, "name", NULL), jz_json_str(p, "version", NULL),
+                               jz_json_str(p, "status", NULL), caps[0] ? caps : NULL, desc};
+        jz_table_add(t, cells);
+    }
+    jz_table_print(t, stdout);
+    jz_table_free(t);
+    jz_cli_response_clear(&r);
+    return 0;
+}
+
+static int cmd_whoami(struct jz_cli *cli, int argc, char **argv)
+{
+    const char *pos[1];
+    int n, rc;
+    if ((rc = parse_simple(cli, argc, argv, pos, 0, 0, &n)))
+        return rc;
+    if (cli->help)
+        return print_usage(cli);
+    if ((rc = resolve(cli)))
+        return rc;
+    struct jz_cli_response r;
+    if ((rc = request(cli, "GET", "/v1/whoami", NULL, &r)))
+        return rc;
+    if (cli->json) {
+        print_raw(&r);
+    } else {
+        char line[4096], clean[4096];
+        snprintf(line, sizeof line, "%s (tenant %s, role %s) at %s",
+                 jz_json_str(r.json, "name", "?"), jz_json_str(r.json, "tenant", "?"),
+                 jz_json_str(r.json, "role", "?"), cli->url);
+        jz_cli_sanitize(line, clean, sizeof clean);
+        puts(clean);
+    }
+    jz_cli_response_clear(&r);
+    return 0;
+}
+
+/* ---- admin ------------------------------------------------------------------------------- */
+
+static int admin_user_add(struct jz_cli *cli, int argc, char **argv)
+{
+    enum { O_TENANT = 1, O_ROLE };
+    static const struct jz_cli_optspec specs[] = {
+        {"tenant", 0, true, O_TENANT}, {"role", 0, true, O_ROLE}, {NULL, 0, false, 0}};
+    struct jz_cli_optstate st;
+    struct jz_error err = {0};
+    const char *name = NULL, *tenant = NULL, *role = "user";
+    jz_cli_opt_init(&st, argc, argv);
+    for (;;) {
+        const char *val;
+        int id = jz_cli_opt_next(&st, specs, &val, &err);
+        if (id == JZ_CLI_OPT_END)
+            break;
+        if (id == JZ_CLI_OPT_ERROR)
+            return usage_error(cli, err.msg);
+        if (id == JZ_CLI_OPT_DASHDASH)
+            continue;
+        if (id == JZ_CLI_OPT_POSITIONAL) {
+            if (name)
+                return usage_error(cli, "too many arguments");
+            name = val;
+        } else if (id == O_TENANT) {
+            tenant = val;
+        } else if (id == O_ROLE) {
+            if (strcmp(val, "user") != 0 && strcmp(val, "admin") != 0)
+                return usage_error(cli, "--role: expected 'user' or 'admin'");
+            role = val;
+        } else {
+            jz_cli_common_option(cli, id, val);
+        }
+    }
+    if (cli->help)
+        return print_usage(cli);
+    if (!name || !*name)
+        return usage_error(cli, "missing user name");
+    if (!tenant || !*tenant)
+        return usage_error(cli, "missing --tenant");
+    int rc = resolve(cli);
+    if (rc)
+        return rc;
+    json_t *body = json_pack("{s:s,s:s,s:s}", "name", name, "tenant", tenant, "role", role);
+    struct jz_cli_response r;
+    rc = request(cli, "POST", "/v1/admin/users", body, &r);
+    json_decref(body);
+    if (rc)
+        return rc;
+    if (cli->json) {
+        print_raw(&r);
+    } else if (jz_json_str(r.json, "token", NULL)) {
+        /* The new user's token is shown only now, alone on its line for scripts. */
+        puts(jz_json_str(r.json, "token", ""));
+    } else {
+        jz_cli_errorf(cli, "the server's answer has no token");
+        rc = JZ_CLI_EXIT_FAIL;
+    }
+    jz_cli_response_clear(&r);
+    return rc;
+}
+
+static int admin_user_list(struct jz_cli *cli, int argc, char **argv)
+{
+    const char *pos[1];
+    int n, rc;
+    if ((rc = parse_simple(cli, argc, argv, pos, 0, 0, &n)))
+        return rc;
+    if (cli->help)
+        return print_usage(cli);
+    if ((rc = resolve(cli)))
+        return rc;
+    struct jz_cli_response r;
+    if ((rc = request(cli, "GET", "/v1/admin/users", NULL, &r)))
+        return rc;
+    if (cli->json) {
+        print_raw(&r);
+        jz_cli_response_clear(&r);
+        return 0;
+    }
+    static const char *const hdr[] = {"NAME", "TENANT", "ROLE", "CREATED"};
+    struct jz_table *t = jz_table_new(4, hdr);
+    if (!t) {
+        jz_cli_response_clear(&r);
+        return JZ_CLI_EXIT_FAIL;
+    }
+    size_t i;
+    json_t *u;
+    json_array_foreach(json_object_get(r.json, "users"), i, u)
+    {
+        char created[32];
+        jz_cli_time_local(jz_json_str(u, "created", NULL), created, sizeof created);
+        const char *cells[] = {jz_json_str(u, "name", NULL), jz_json_str(u, "tenant", NULL),
+                               jz_json_str(u, "role", NULL), created};
+        jz_table_add(t, cells);
+    }
+    jz_table_print(t, stdout);
+    jz_table_free(t);
+    jz_cli_response_clear(&r);
+    return 0;
+}
+
+static int cmd_admin(struct jz_cli *cli, int argc, char **argv)
+{
+    /* "admin user add ..." / "admin user list": the object and verb come first. */
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0))
+        return print_usage(cli);
+    if (argc < 3 || strcmp(argv[1], "user") != 0)
+        return usage_error(cli, "expected 'admin user add' or 'admin user list'");
+    if (strcmp(argv[2], "add") == 0)
+        return admin_user_add(cli, argc - 2, argv + 2);
+    if (strcmp(argv[2], "list") == 0)
+        return admin_user_list(cli, argc - 2, argv + 2);
+    return usage_error(cli, "expected 'admin user add' or 'admin user list'");
+}
+
+/* ---- the table --------------------------------------------------------------------------- */
+
+#define COMMON_HELP                                                                                \
+    "Common options: --json (print the server's JSON), --url URL, --token TOKEN, --help.\n"
+
+const struct jz_cli_command jz_cli_commands[] = {
+    {"submit", cmd_submit, "submit a job",
+     "Usage: jazari submit [options] [-- command args...]\n"
+     "Submits a job and prints its id (the job JSON with --json).\n"
+     "  -p, --plugin NAME      workload plugin (default with a command: batch)\n"
+     "  -g, --gpus N           GPUs\n"
+     "  -c, --cpus N           CPU cores of a job without GPUs\n"
+     "      --cpus-per-gpu N   CPU cores per GPU\n"
+     "  -t, --time DURATION    time limit (90, 30m, 1h30m, 2d, HH:MM:SS)\n"
+     "      --mem MB           memory in MB\n"
+     "  -n, --name NAME        job name\n"
+     "      --preemptible      the job may be preempted\n"
+     "  -P, --param KEY=VALUE  a plugin parameter (repeatable; the last one wins)\n"
+     "      --params-json JSON parameters as a JSON object, or @FILE (at most 1 MiB)\n"
+     "With '-- command args...' the plugin runs that command (params.argv).\n" COMMON_HELP},
+    {"queue", cmd_queue, "list jobs",
+     "Usage: jazari queue [--all] [--state S,...] [--user U] [--limit N]\n"
+     "Lists jobs: PENDING and RUNNING ones unless --all or --state is given.\n"
+     "  -a, --all              jobs in every state\n"
+     "  -s, --state LIST       states, comma-separated (PENDING,RUNNING,SUCCEEDED,...)\n"
+     "  -u, --user NAME        another user's jobs (admins)\n"
+     "  -n, --limit N          at most N jobs (default 1000)\n" COMMON_HELP},
+    {"show", cmd_show, "show one job in detail", "Usage: jazari show ID\n" COMMON_HELP},
+    {"cancel", cmd_cancel, "cancel jobs",
+     "Usage: jazari cancel ID...\n"
+     "Cancels each job. A job that had already ended is reported but only fails the command\n"
+     "when every job had.\n" COMMON_HELP},
+    {"logs", cmd_logs, "print a job's log",
+     "Usage: jazari logs [-f] ID\n"
+     "  -f, --follow           keep printing as the log grows, until the job ends\n" COMMON_HELP},
+    {"wait", cmd_wait, "wait for a job to end",
+     "Usage: jazari wait [--timeout DURATION] ID\n"
+     "Waits until the job ends; the exit status mirrors it: SUCCEEDED 0, FAILED its exit code\n"
+     "(128+N when killed by signal N), TIMEOUT 124, CANCELLED 130. When --timeout passes\n"
+     "first, prints 'timed out' and exits 2.\n" COMMON_HELP},
+    {"nodes", cmd_nodes, "list nodes", "Usage: jazari nodes\n" COMMON_HELP},
+    {"plugins", cmd_plugins, "list plugins, or show one plugin's parameters",
+     "Usage: jazari plugins [NAME]\n" COMMON_HELP},
+    {"whoami", cmd_whoami, "show who the token belongs to", "Usage: jazari whoami\n" COMMON_HELP},
+    {"admin", cmd_admin, "manage users (admins)",
+     "Usage: jazari admin user add NAME --tenant T [--role user|admin]\n"
+     "       jazari admin user list\n"
+     "'user add' prints the new user's token; it is shown only this once.\n" COMMON_HELP},
+    {NULL, NULL, NULL, NULL},
+};
+
+static void print_main_usage(FILE *out)
+{
+    fprintf(out, "Usage: jazari [--url URL] [--token TOKEN] [--json] COMMAND [args...]\n\n"
+                 "Commands:\n");
+    for (const struct jz_cli_command *c = jz_cli_commands; c->name; c++)
+        fprintf(out, "  %-10s %s\n", c->name, c->summary);
+    for (const struct jz_cli_command *c = extra_commands; c && c->name; c++)
+        fprintf(out, "  %-10s %s\n", c->name, c->summary);
+    fprintf(out,
+            "\nServer: --url, else JAZARI_URL, else the config file, else %s.\n"
+            "Token: --token, else JAZARI_TOKEN, else the file named by JAZARI_TOKEN_FILE,\n"
+            "else the config file ($JAZARI_CONFIG or ~/.config/jazari/config: lines\n"
+            "'url = ...' and 'token = ...').\n"
+            "'jazari COMMAND --help' describes a command.\n",
+            JZ_CLI_DEFAULT_URL);
+}
+
+int jz_cli_main(int argc, char **argv, const struct jz_cli_command *extra)
+{
+    struct jz_cli cli = {.cmd = NULL};
+    extra_commands = extra;
+    if (argc > JZ_CLI_MAX_ARGS) {
+        jz_cli_errorf(&cli, "command line has %d arguments, more than %d", argc, JZ_CLI_MAX_ARGS);
+        return JZ_CLI_EXIT_USAGE;
+    }
+    /* Common options may also come before the command. */
+    int i = 1;
+    for (; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--json") == 0) {
+            cli.json = true;
+        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            print_main_usage(stdout);
+            return JZ_CLI_EXIT_OK;
+        } else if (strcmp(a, "--version") == 0) {
+            printf("jazari 0.1.0\n");
+            return JZ_CLI_EXIT_OK;
+        } else if (strcmp(a, "--url") == 0 || strcmp(a, "--token") == 0) {
+            if (i + 1 >= argc) {
+                jz_cli_errorf(&cli, "option '%s' needs a value", a);
+                return JZ_CLI_EXIT_USAGE;
+            }
+            if (a[2] == 'u')
+                cli.url_flag = argv[++i];
+            else
+                cli.token_flag = argv[++i];
+        } else if (strncmp(a, "--url=", 6) == 0) {
+            cli.url_flag = a + 6;
+        } else if (strncmp(a, "--token=", 8) == 0) {
+            cli.token_flag = a + 8;
+        } else if (a[0] == '-') {
+            jz_cli_errorf(&cli, "unknown option '%.64s'", a);
+            fprintf(stderr, "Try 'jazari --help'.\n");
+            return JZ_CLI_EXIT_USAGE;
+        } else {
+            break;
+        }
+    }
+    if (i >= argc) {
+        print_main_usage(stderr);
+        return JZ_CLI_EXIT_USAGE;
+    }
+    if (strcmp(argv[i], "help") == 0) {
+        const struct jz_cli_command *c = i + 1 < argc ? find_command(argv[i + 1]) : NULL;
+        if (c)
+            fputs(c->usage, stdout);
+        else
+            print_main_usage(stdout);
+        return JZ_CLI_EXIT_OK;
+    }
+    const struct jz_cli_command *c = find_command(argv[i]);
+    if (!c) {
+        char clean[64];
+        jz_cli_sanitize(argv[i], clean, sizeof clean);
+        jz_cli_errorf(&cli, "unknown command '%s'", clean);
+        fprintf(stderr, "Try 'jazari --help'.\n");
+        return JZ_CLI_EXIT_USAGE;
+    }
+    cli.cmd = c->name;
+    int rc = c->fn(&cli, argc - i, argv + i);
+    if (fflush(stdout) != 0 && rc == 0) {
+        jz_cli_errorf(&cli, "cannot write to standard output: %s", strerror(errno));
+        rc = JZ_CLI_EXIT_FAIL;
+    }
+    return rc;
+}

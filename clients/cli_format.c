@@ -1,0 +1,248 @@
+/* Output helpers of the jazari client: aligned tables, times, error lines, and the exit code
+ * that mirrors a finished job. */
+#include "clients/cli.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/json.h"
+#include "common/strutil.h"
+
+int jz_cli_time_parse(const char *iso, int64_t *ms)
+{
+    if (!iso)
+        return JZ_EINVAL;
+    struct tm tm = {0};
+    int frac_len = 0;
+    char frac[10] = "";
+    int consumed = 0;
+    if (sscanf(iso, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+               &tm.tm_min, &tm.tm_sec, &consumed) != 6)
+        return JZ_EINVAL;
+    const char *p = iso + consumed;
+    if (*p == '.') {
+        p++;
+        while (*p >= '0' && *p <= '9') {
+            if (frac_len < 3)
+                frac[frac_len++] = *p;
+            p++;
+        }
+    }
+    if (*p == 'Z')
+        p++;
+    if (*p != '\0')
+        return JZ_EINVAL;
+    if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 ||
+        tm.tm_min > 59 || tm.tm_sec > 60)
+        return JZ_EINVAL;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    time_t t = timegm(&tm);
+    int64_t f = 0;
+    for (int i = 0; i < 3; i++)
+        f = f * 10 + (i < frac_len ? frac[i] - '0' : 0);
+    *ms = (int64_t)t * 1000 + f;
+    return 0;
+}
+
+void jz_cli_time_local(const char *iso, char *buf, size_t len)
+{
+    int64_t ms;
+    if (!iso || jz_cli_time_parse(iso, &ms) != 0) {
+        jz_strlcpy(buf, "-", len);
+        return;
+    }
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    tzset(); /* localtime_r need not read TZ itself */
+    localtime_r(&t, &tm);
+    if (strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm) == 0)
+        jz_strlcpy(buf, "-", len);
+}
+
+bool jz_cli_state_is_final(const char *state)
+{
+    return state && (strcmp(state, "SUCCEEDED") == 0 || strcmp(state, "FAILED") == 0 ||
+                     strcmp(state, "CANCELLED") == 0 || strcmp(state, "TIMEOUT") == 0);
+}
+
+int jz_cli_job_exit_code(const json_t *job)
+{
+    const char *state = jz_json_str(job, "state", NULL);
+    if (!jz_cli_state_is_final(state))
+        return -1;
+    if (strcmp(state, "SUCCEEDED") == 0)
+        return 0;
+    if (strcmp(state, "TIMEOUT") == 0)
+        return 124;
+    if (strcmp(state, "CANCELLED") == 0)
+        return 130;
+    /* FAILED: a signal explains it better than the exit status the shell would invent. */
+    int64_t sig = jz_json_int(job, "signal", 0);
+    if (sig >= 1 && sig <= 127)
+        return (int)(128 + sig);
+    int64_t code = jz_json_int(job, "exit_code", 0);
+    if (code >= 1 && code <= 255)
+        return (int)code;
+    return 1;
+}
+
+void jz_cli_sanitize(const char *s, char *buf, size_t len)
+{
+    if (len == 0)
+        return;
+    size_t i = 0;
+    for (; s && s[i] && i + 1 < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        buf[i] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+    }
+    buf[i] = '\0';
+}
+
+void jz_cli_server_error(long status, const char *body, size_t body_len, char *buf, size_t len)
+{
+    json_t *j = body && body_len ? json_loadb(body, body_len, 0, NULL) : NULL;
+    json_t *e = json_object_get(j, "error");
+    const char *msg = jz_json_str(e, "message", NULL);
+    const char *field = jz_json_str(e, "field", NULL);
+    char clean[512];
+    if (msg) {
+        jz_cli_sanitize(msg, clean, sizeof clean);
+        if (field && *field && !strstr(msg, field)) {
+            char f[128];
+            jz_cli_sanitize(field, f, sizeof f);
+            snprintf(buf, len, "%s: %s (%ld)", f, clean, status);
+        } else {
+            snprintf(buf, len, "%s (%ld)", clean, status);
+        }
+    } else {
+        /* Not our server's error shape (a proxy, say): show the start of what came back. */
+        char first[200] = "";
+        if (body) {
+            size_t n = strcspn(body, "\r\n");
+            if (n >= sizeof first)
+                n = sizeof first - 1;
+            memcpy(first, body, n);
+            first[n] = '\0';
+            jz_cli_sanitize(first, first, sizeof first);
+        }
+        if (first[0])
+            snprintf(buf, len, "HTTP %ld: %s", status, first);
+        else
+            snprintf(buf, len, "HTTP %ld", status);
+    }
+    json_decref(j);
+}
+
+/* ---- tables ------------------------------------------------------------------------------ */
+
+struct jz_table {
+    size_t ncols;
+    size_t nrows, cap;
+    char **cells; /* (nrows + 1) * ncols, row 0 is the header */
+    bool *right;
+};
+
+static char *dup_clean(const char *s)
+{
+    size_t n = strlen(s);
+    char *d = malloc(n + 1);
+    if (d)
+        jz_cli_sanitize(s, d, n + 1);
+    return d;
+}
+
+struct jz_table *jz_table_new(size_t ncols, const char *const *headers)
+{
+    struct jz_table *t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    t->ncols = ncols;
+    t->right = calloc(ncols, sizeof *t->right);
+    if (!t->right || jz_table_add(t, headers) != 0) {
+        jz_table_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+int jz_table_add(struct jz_table *t, const char *const *cells)
+{
+    if (t->nrows == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 16;
+        char **c = realloc(t->cells, cap * t->ncols * sizeof *c);
+        if (!c)
+            return JZ_ENOMEM;
+        t->cells = c;
+        t->cap = cap;
+    }
+    char **row = t->cells + t->nrows * t->ncols;
+    for (size_t i = 0; i < t->ncols; i++) {
+        row[i] = dup_clean(cells[i] ? cells[i] : "-");
+        if (!row[i]) {
+            while (i-- > 0)
+                free(row[i]);
+            return JZ_ENOMEM;
+        }
+    }
+    t->nrows++;
+    return 0;
+}
+
+void jz_table_align_right(struct jz_table *t, size_t col)
+{
+    if (col < t->ncols)
+        t->right[col] = true;
+}
+
+/* Display width: UTF-8 continuation bytes take no column. */
+static size_t width_of(const char *s)
+{
+    size_t w = 0;
+    for (; *s; s++)
+        if (((unsigned char)*s & 0xC0) != 0x80)
+            w++;
+    return w;
+}
+
+void jz_table_print(const struct jz_table *t, FILE *out)
+{
+    size_t *w = calloc(t->ncols, sizeof *w);
+    if (!w)
+        return;
+    for (size_t r = 0; r < t->nrows; r++)
+        for (size_t c = 0; c < t->ncols; c++) {
+            size_t cw = width_of(t->cells[r * t->ncols + c]);
+            if (cw > w[c])
+                w[c] = cw;
+        }
+    for (size_t r = 0; r < t->nrows; r++) {
+        for (size_t c = 0; c < t->ncols; c++) {
+            const char *cell = t->cells[r * t->ncols + c];
+            size_t pad = w[c] - width_of(cell);
+            bool last = c + 1 == t->ncols;
+            if (t->right[c])
+                fprintf(out, "%*s%s", (int)pad, "", cell);
+            else if (last)
+                fputs(cell, out);
+            else
+                fprintf(out, "%s%*s", cell, (int)pad, "");
+            if (!last)
+                fputs("  ", out);
+        }
+        fputc('\n', out);
+    }
+    free(w);
+}
+
+void jz_table_free(struct jz_table *t)
+{
+    if (!t)
+        return;
+    for (size_t i = 0; i < t->nrows * t->ncols; i++)
+        free(t->cells[i]);
+    free(t->cells);
+    free(t->right);
+    free(t);
+}

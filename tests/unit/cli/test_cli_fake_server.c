@@ -1,0 +1,506 @@
+/* Runs the real `jazari` binary against a fake jazarid: a libevent HTTP server on 127.0.0.1,
+ * port 0, in a forked child, answering canned JSON. Checks output and exit codes. */
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#define TOKEN "testtoken-s3cret"
+
+/* ---- the fake server (runs in the child) --------------------------------------------------- */
+
+static int polls_job9, polls_job11;
+
+static void reply_json(struct evhttp_request *req, int code, const char *text)
+{
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add(b, text, strlen(text));
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
+    evhttp_send_reply(req, code, code < 300 ? "OK" : "Error", b);
+    evbuffer_free(b);
+}
+
+static void reply_obj(struct evhttp_request *req, int code, json_t *obj)
+{
+    char *text = json_dumps(obj, JSON_COMPACT);
+    reply_json(req, code, text);
+    free(text);
+    json_decref(obj);
+}
+
+static void reply_error(struct evhttp_request *req, int code, const char *ecode, const char *msg,
+                        const char *field)
+{
+    reply_obj(
+        req, code,
+        json_pack("{s:{s:s,s:s,s:s?}}", "error", "code", ecode, "message", msg, "field", field));
+}
+
+static json_t *job_obj(int id, const char *state, json_t *exit_code, json_t *sig)
+{
+    return json_pack("{s:i,s:s,s:s,s:s,s:s,s:s,s:n,s:s,s:o,s:o,s:{s:i},s:[]}", "id", id, "name",
+                     "job", "user", "alice", "tenant", "physics", "plugin", "batch", "state", state,
+                     "reason", "submit_time", "2026-11-25T19:00:00.000Z", "exit_code", exit_code,
+                     "signal", sig, "resources", "gpus", 1, "gpus");
+}
+
+/* Cuts the connection under a streaming reply once its first chunk has been written. */
+static void drop_connection(struct evhttp_connection *conn, void *arg)
+{
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(conn);
+    shutdown(bufferevent_getfd(bev), SHUT_RDWR);
+}
+
+static void on_log(struct evhttp_request *req, struct evkeyvalq *q)
+{
+    const char *off = evhttp_find_header(q, "offset");
+    const char *follow = evhttp_find_header(q, "follow");
+    long offset = off ? atol(off) : 0;
+    struct evbuffer *b = evbuffer_new();
+    if (follow && offset == 0) {
+        /* First connection: "hello " and then the connection drops mid-stream. */
+        evhttp_send_reply_start(req, 200, "OK");
+        evbuffer_add(b, "hello ", 6);
+        evhttp_send_reply_chunk_with_cb(req, b, drop_connection, NULL);
+    } else if (follow && offset == 6) {
+        evhttp_send_reply_start(req, 200, "OK");
+        evbuffer_add(b, "world\n", 6);
+        evhttp_send_reply_chunk(req, b);
+        evhttp_send_reply_end(req);
+    } else if (!follow && (offset == 0 || offset == 6 || offset == 12)) {
+        /* Plain reads come in slices (the real server caps each reply): 6 bytes here. */
+        evbuffer_add(b, "hello world\n" + offset, offset == 12 ? 0 : 6);
+        evhttp_send_reply(req, 200, "OK", b);
+    } else {
+        reply_error(req, 400, "bad_offset", "unexpected offset", "offset");
+    }
+    evbuffer_free(b);
+}
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+    const char *auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+    if (!auth || strcmp(auth, "Bearer " TOKEN) != 0) {
+        reply_error(req, 401, "unauthorized", "missing or bad token", NULL);
+        return;
+    }
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = evhttp_uri_get_path(uri);
+    const char *query = evhttp_uri_get_query(uri);
+    struct evkeyvalq q;
+    TAILQ_INIT(&q);
+    if (query)
+        evhttp_parse_query_str(query, &q);
+    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+    int id = 0;
+    char tail[32] = "";
+    if (cmd == EVHTTP_REQ_POST && strcmp(path, "/v1/jobs") == 0) {
+        struct evbuffer *in = evhttp_request_get_input_buffer(req);
+        size_t len = evbuffer_get_length(in);
+        json_t *body = json_loadb((const char *)evbuffer_pullup(in, -1), len, 0, NULL);
+        json_t *params = json_object_get(body, "params");
+        const char *lr = json_string_value(json_object_get(params, "lr"));
+        if (lr && strcmp(lr, "bad") == 0) {
+            reply_error(req, 400, "invalid_param", "params.lr: expected a number", "params.lr");
+        } else {
+            json_t *j = job_obj(42, "PENDING", json_null(), json_null());
+            json_object_set(j, "received", body); /* lets the test see what was sent */
+            reply_obj(req, 201, j);
+        }
+        json_decref(body);
+    } else if (cmd == EVHTTP_REQ_GET && strcmp(path, "/v1/jobs") == 0) {
+        const char *after = evhttp_find_header(&q, "after");
+        const char *state = evhttp_find_header(&q, "state");
+        if (!state || strcmp(state, "PENDING,RUNNING") != 0)
+            reply_error(req, 400, "bad_state", "expected the default state filter", "state");
+        else if (!after)
+            reply_obj(req, 200,
+                      json_pack("{s:[o,o],s:i}", "jobs",
+                                job_obj(1, "RUNNING", json_null(), json_null()),
+                                job_obj(2, "PENDING", json_null(), json_null()), "next_after", 2));
+        else if (strcmp(after, "2") == 0)
+            reply_obj(req, 200,
+                      json_pack("{s:[o],s:n}", "jobs",
+                                job_obj(3, "PENDING", json_null(), json_null()), "next_after"));
+        else
+            reply_error(req, 400, "bad_after", "unexpected cursor", "after");
+    } else if (cmd == EVHTTP_REQ_GET && sscanf(path, "/v1/jobs/%d%31s", &id, tail) == 2 &&
+               strcmp(tail, "/log") == 0) {
+        on_log(req, &q);
+    } else if (cmd == EVHTTP_REQ_POST && sscanf(path, "/v1/jobs/%d%31s", &id, tail) == 2 &&
+               strcmp(tail, "/cancel") == 0) {
+        if (id == 5)
+            reply_error(req, 409, "conflict", "job 5 has already ended", NULL);
+        else if (id == 6)
+            reply_obj(req, 200, job_obj(6, "CANCELLED", json_null(), json_integer(15)));
+        else
+            reply_error(req, 404, "not_found", "no such job", NULL);
+    } else if (cmd == EVHTTP_REQ_GET && sscanf(path, "/v1/jobs/%d", &id) == 1) {
+        json_t *j = NULL;
+        switch (id) {
+        case 7:
+            j = job_obj(7, "FAILED", json_integer(3), json_null());
+            json_object_set_new(j, "metrics", json_pack("{s:f,s:i}", "val_loss", 0.25, "epoch", 4));
+            json_object_set_new(j, "progress",
+                                json_pack("{s:f,s:s}", "fraction", 0.5, "message", "epoch 4/8"));
+            break;
+        case 8:
+            j = job_obj(8, "FAILED", json_null(), json_integer(9));
+            break;
+        case 9:
+            j = job_obj(9, ++polls_job9 < 3 ? "RUNNING" : "SUCCEEDED", json_null(), json_null());
+            break;
+        case 10:
+            j = job_obj(10, "RUNNING", json_null(), json_null());
+            break;
+        case 11:
+            j = job_obj(11, ++polls_job11 < 2 ? "RUNNING" : "SUCCEEDED", json_null(), json_null());
+            break;
+        default:
+            break;
+        }
+        if (j)
+            reply_obj(req, 200, j);
+        else
+            reply_error(req, 404, "not_found", "no such job", NULL);
+    } else if (cmd == EVHTTP_REQ_GET && strcmp(path, "/v1/plugins") == 0) {
+        reply_json(req, 200,
+                   "{\"plugins\": [{\"name\": \"train\", \"version\": \"1.2.0\", \"status\": "
+                   "\"ok\", \"reason\": null, \"caps\": [\"uses_gpu\", \"checkpoint\"], "
+                   "\"description\": \"Trains an MLP\", \"params\": [{\"name\": \"lr\", "
+                   "\"type\": \"float\", \"required\": false, \"default\": 0.01, \"min\": 0, "
+                   "\"max\": 1, \"help\": \"learning rate\"}, {\"name\": \"act\", \"type\": "
+                   "\"string\", \"required\": true, \"choices\": [\"relu\", \"gelu\"]}]}, "
+                   "{\"name\": \"old\", \"version\": \"0.1.0\", \"status\": \"refused\", "
+                   "\"reason\": \"ABI major 0, host 1\", \"caps\": [], \"params\": []}]}");
+    } else if (cmd == EVHTTP_REQ_POST && strcmp(path, "/v1/admin/users") == 0) {
+        struct evbuffer *in = evhttp_request_get_input_buffer(req);
+        json_t *body =
+            json_loadb((const char *)evbuffer_pullup(in, -1), evbuffer_get_length(in), 0, NULL);
+        json_object_set_new(body, "token", json_string("jz_newusertoken"));
+        reply_obj(req, 201, body);
+    } else if (cmd == EVHTTP_REQ_GET && strcmp(path, "/v1/whoami") == 0) {
+        reply_json(req, 200, "{\"name\": \"alice\", \"tenant\": \"physics\", \"role\": \"user\"}");
+    } else {
+        reply_error(req, 404, "not_found", "no such route", NULL);
+    }
+    evhttp_clear_headers(&q);
+}
+
+static void serve(int port_pipe)
+{
+    /* cmocka's handlers would jump back into the parent's tests: crash plainly instead. */
+    signal(SIGSEGV, SIG_DFL);
+    signal(SIGBUS, SIG_DFL);
+    signal(SIGABRT, SIG_DFL);
+    signal(SIGILL, SIG_DFL);
+    signal(SIGFPE, SIG_DFL);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    struct event_base *base = event_base_new();
+    struct evhttp *http = evhttp_new(base);
+    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
+    evhttp_set_gencb(http, on_request, NULL);
+    struct evhttp_bound_socket *s = evhttp_bind_socket_with_handle(http, "127.0.0.1", 0);
+    if (!s)
+        _exit(3);
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof sa;
+    getsockname(evhttp_bound_socket_get_fd(s), (struct sockaddr *)&sa, &sl);
+    int port = ntohs(sa.sin_port);
+    if (write(port_pipe, &port, sizeof port) != sizeof port)
+        _exit(4);
+    close(port_pipe);
+    event_base_dispatch(base);
+    _exit(0);
+}
+
+/* ---- the tests (parent) ---------------------------------------------------------------------- */
+
+static pid_t server_pid;
+static char url[64];
+
+static int start_server(void **state)
+{
+    int p[2];
+    if (pipe(p) != 0)
+        return -1;
+    server_pid = fork();
+    if (server_pid < 0)
+        return -1;
+    if (server_pid == 0) {
+        close(p[0]);
+        serve(p[1]);
+    }
+    close(p[1]);
+    int port = 0;
+    ssize_t n = read(p[0], &port, sizeof port);
+    close(p[0]);
+    if (n != sizeof port)
+        return -1;
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
+    return 0;
+}
+
+static int stop_server(void **state)
+{
+    kill(server_pid, SIGTERM);
+    waitpid(server_pid, NULL, 0);
+    return 0;
+}
+
+struct run {
+    int code;
+    char *out, *err;
+};
+
+static char *slurp(FILE *f)
+{
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    rewind(f);
+    char *s = calloc(1, (size_t)n + 1);
+    assert_int_equal(fread(s, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    return s;
+}
+
+/* Runs jazari with the fake server's URL and token in the environment. */
+static struct run run_cli(const char *first, ...)
+{
+    char *argv[32] = {"jazari"};
+    int argc = 1;
+    va_list ap;
+    va_start(ap, first);
+    for (const char *a = first; a; a = va_arg(ap, const char *))
+        argv[argc++] = (char *)a;
+    va_end(ap);
+    FILE *out = tmpfile(), *err = tmpfile();
+    assert_non_null(out);
+    assert_non_null(err);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(fileno(out), 1);
+        dup2(fileno(err), 2);
+        setenv("JAZARI_URL", url, 1);
+        setenv("JAZARI_TOKEN", TOKEN, 1);
+        unsetenv("JAZARI_CONFIG");
+        unsetenv("JAZARI_TOKEN_FILE");
+        setenv("HOME", "/nonexistent", 1);
+        setenv("TZ", "UTC", 1);
+        execv(JZ_CLI_BIN, argv);
+        _exit(127);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    struct run r = {.code = WIFEXITED(status) ? WEXITSTATUS(status) : 200 + WTERMSIG(status)};
+    r.out = slurp(out);
+    r.err = slurp(err);
+    /* The token never appears in anything the client prints. */
+    assert_null(strstr(r.out, TOKEN));
+    assert_null(strstr(r.err, TOKEN));
+    return r;
+}
+
+static void run_free(struct run *r)
+{
+    free(r->out);
+    free(r->err);
+}
+
+static void test_submit(void **state)
+{
+    struct run r = run_cli("submit", "--gpus", "1", "--", "echo", "hi", NULL);
+    assert_int_equal(r.code, 0);
+    assert_string_equal(r.out, "42\n");
+    assert_string_equal(r.err, "");
+    run_free(&r);
+
+    r = run_cli("submit", "--json", "--param", "lr=0.1", "--", "echo", "hi", NULL);
+    assert_int_equal(r.code, 0);
+    json_t *j = json_loads(r.out, 0, NULL);
+    assert_non_null(j);
+    json_t *sent = json_object_get(j, "received");
+    assert_string_equal(json_string_value(json_object_get(sent, "plugin")), "batch");
+    json_t *params = json_object_get(sent, "params");
+    assert_string_equal(json_string_value(json_object_get(params, "lr")), "0.1");
+    json_t *argv = json_object_get(params, "argv");
+    assert_int_equal(json_array_size(argv), 2);
+    assert_string_equal(json_string_value(json_array_get(argv, 1)), "hi");
+    char cwd[4096];
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    assert_string_equal(json_string_value(json_object_get(sent, "submit_dir")), cwd);
+    json_decref(j);
+    run_free(&r);
+}
+
+static void test_errors(void **state)
+{
+    struct run r = run_cli("submit", "--plugin", "train", "--param", "lr=bad", NULL);
+    assert_int_equal(r.code, 1);
+    assert_string_equal(r.out, "");
+    assert_string_equal(r.err, "jazari: submit: params.lr: expected a number (400)\n");
+    run_free(&r);
+
+    r = run_cli("--token", "wrong", "whoami", NULL);
+    assert_int_equal(r.code, 1);
+    assert_string_equal(r.err, "jazari: whoami: missing or bad token (401)\n");
+    run_free(&r);
+
+    r = run_cli("show", "12345", NULL);
+    assert_int_equal(r.code, 1);
+    assert_string_equal(r.err, "jazari: show: no such job (404)\n");
+    run_free(&r);
+
+    r = run_cli("show", "abc", NULL);
+    assert_int_equal(r.code, 2);
+    run_free(&r);
+
+    r = run_cli("--url", "http://127.0.0.1:1", "whoami", NULL);
+    assert_int_equal(r.code, 1);
+    assert_non_null(strstr(r.err, "jazari: whoami: cannot reach http://127.0.0.1:1"));
+    run_free(&r);
+}
+
+static void test_wait(void **state)
+{
+    struct run r = run_cli("wait", "7", NULL);
+    assert_int_equal(r.code, 3);
+    run_free(&r);
+    r = run_cli("wait", "8", NULL);
+    assert_int_equal(r.code, 128 + 9);
+    run_free(&r);
+    r = run_cli("wait", "9", NULL); /* RUNNING twice, then SUCCEEDED */
+    assert_int_equal(r.code, 0);
+    assert_string_equal(r.out, "job 9 SUCCEEDED\n");
+    run_free(&r);
+    r = run_cli("wait", "--timeout", "1", "10", NULL);
+    assert_int_equal(r.code, 2);
+    assert_string_equal(r.err, "jazari: wait: timed out\n");
+    run_free(&r);
+}
+
+static void test_cancel(void **state)
+{
+    struct run r = run_cli("cancel", "5", NULL);
+    assert_int_equal(r.code, 1); /* every job had already ended */
+    assert_string_equal(r.err, "jazari: cancel: job 5: job 5 has already ended (409)\n");
+    run_free(&r);
+    r = run_cli("cancel", "5", "6", NULL);
+    assert_int_equal(r.code, 0);
+    assert_string_equal(r.out, "cancelled job 6\n");
+    run_free(&r);
+    r = run_cli("cancel", "6", "99", NULL);
+    assert_int_equal(r.code, 1);
+    run_free(&r);
+}
+
+static void test_queue_and_show(void **state)
+{
+    struct run r = run_cli("queue", NULL);
+    assert_int_equal(r.code, 0);
+    assert_string_equal(r.out, "ID  NAME  USER   PLUGIN  STATE    GPUS  TIME  REASON\n"
+                               " 1  job   alice  batch   RUNNING     1  -     -\n"
+                               " 2  job   alice  batch   PENDING     1  -     -\n"
+                               " 3  job   alice  batch   PENDING     1  -     -\n");
+    run_free(&r);
+    r = run_cli("queue", "--json", "--limit", "2", NULL);
+    json_t *j = json_loads(r.out, 0, NULL);
+    assert_int_equal(json_array_size(json_object_get(j, "jobs")), 2);
+    json_decref(j);
+    run_free(&r);
+    r = run_cli("show", "7", NULL);
+    assert_int_equal(r.code, 0);
+    assert_non_null(strstr(r.out, "Job 7 (job)\n"));
+    assert_non_null(strstr(r.out, "  State:          FAILED\n"));
+    assert_non_null(strstr(r.out, "  Exit code:      3\n"));
+    assert_non_null(strstr(r.out, "  Progress:       50%  epoch 4/8\n"
+                                  "  Metrics:        epoch = 4\n"
+                                  "                  val_loss = 0.25\n"));
+    assert_non_null(strstr(r.out, "  Submitted:      2026-11-25 19:00:00\n"));
+    run_free(&r);
+}
+
+static void test_logs_follow_reconnects(void **state)
+{
+    struct run r = run_cli("logs", "-f", "11", NULL);
+    assert_string_equal(r.err, "");
+    assert_int_equal(r.code, 0);
+    assert_string_equal(r.out, "hello world\n");
+    run_free(&r);
+    r = run_cli("logs", "11", NULL);
+    assert_int_equal(r.code, 0);
+    assert_string_equal(r.out, "hello world\n");
+    run_free(&r);
+}
+
+static void test_plugins_and_admin(void **state)
+{
+    struct run r = run_cli("plugins", NULL);
+    assert_int_equal(r.code, 0);
+    assert_string_equal(r.out,
+                        "NAME   VERSION  STATUS   CAPS                 DESCRIPTION\n"
+                        "train  1.2.0    ok       uses_gpu,checkpoint  Trains an MLP\n"
+                        "old    0.1.0    refused  -                    ABI major 0, host 1\n");
+    run_free(&r);
+    r = run_cli("plugins", "train", NULL);
+    assert_int_equal(r.code, 0);
+    assert_non_null(strstr(r.out,
+                           "PARAM  TYPE    REQUIRED  DEFAULT  RANGE  CHOICES    HELP\n"
+                           "lr     float   no        0.01     0..1   -          learning rate\n"
+                           "act    string  yes       -        -      relu|gelu  -\n"));
+    run_free(&r);
+    r = run_cli("plugins", "nope", NULL);
+    assert_int_equal(r.code, 1);
+    assert_string_equal(r.err, "jazari: plugins: no plugin named 'nope'\n");
+    run_free(&r);
+
+    r = run_cli("admin", "user", "add", "bob", "--tenant", "bio", NULL);
+    assert_int_equal(r.code, 0);
+    assert_string_equal(r.out, "jz_newusertoken\n");
+    run_free(&r);
+    r = run_cli("admin", "user", "add", "bob", NULL);
+    assert_int_equal(r.code, 2);
+    run_free(&r);
+    r = run_cli("admin", "user", "add", "bob", "--tenant", "bio", "--role", "root", NULL);
+    assert_int_equal(r.code, 2);
+    run_free(&r);
+    r = run_cli("--json", "whoami", NULL);
+    assert_int_equal(r.code, 0);
+    assert_non_null(strstr(r.out, "\"tenant\": \"physics\""));
+    run_free(&r);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_submit),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_wait),
+        cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_queue_and_show),
+        cmocka_unit_test(test_logs_follow_reconnects),
+        cmocka_unit_test(test_plugins_and_admin),
+    };
+    return cmocka_run_group_tests(tests, start_server, stop_server);
+}
