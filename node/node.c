@@ -236,17 +236,19 @@ int jz_node_launch(struct jz_node *n, const char *spec_path, const struct jz_nod
         close(fds[1]);
         return jz_error_set(err, JZ_ENOMEM, "out of memory");
     }
+    /* Block every signal across fork: until the child has reset the handlers, a signal sent
+     * to it (a quick cancel) would run libevent's handler, which reports the signal to *this*
+     * process through a shared socket. */
+    sigset_t all, old;
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, &old);
     pid_t parent = getpid();
     pid_t pid = fork();
-    if (pid < 0) {
-        free(w);
-        free(line);
-        close(fds[0]);
-        close(fds[1]);
-        return jz_error_set(err, JZ_EIO, "fork: %s", strerror(errno));
-    }
     if (pid == 0) {
         /* Child: only async-signal-safe calls until exec. */
+        for (int sig = 1; sig < NSIG; sig++)
+            if (sig != SIGKILL && sig != SIGSTOP)
+                signal(sig, SIG_DFL);
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent)
             _exit(127);
@@ -254,8 +256,6 @@ int jz_node_launch(struct jz_node *n, const char *spec_path, const struct jz_nod
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
-        signal(SIGPIPE, SIG_DFL);
-        signal(SIGCHLD, SIG_DFL);
         int devnull = open("/dev/null", O_RDONLY);
         if (devnull >= 0)
             dup2(devnull, 0);
@@ -264,6 +264,15 @@ int jz_node_launch(struct jz_node *n, const char *spec_path, const struct jz_nod
         char *argv[] = {n->worker_path, "--spec", (char *)spec_path, "--events-fd", "3", NULL};
         execv(n->worker_path, argv);
         _exit(127);
+    }
+    int fork_errno = errno;
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    if (pid < 0) {
+        free(w);
+        free(line);
+        close(fds[0]);
+        close(fds[1]);
+        return jz_error_set(err, JZ_EIO, "fork: %s", strerror(fork_errno));
     }
     close(fds[1]);
     fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK);

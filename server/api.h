@@ -12,6 +12,8 @@ void jz_api_jobs_get(struct jz_req *r);
 void jz_api_jobs_cancel(struct jz_req *r);
 void jz_api_jobs_log(struct jz_req *r);
 void jz_api_jobs_events(struct jz_req *r);
+void jz_api_jobs_artifacts(struct jz_req *r);
+void jz_api_jobs_artifact_get(struct jz_req *r);
 void jz_api_nodes(struct jz_req *r);
 void jz_api_plugins(struct jz_req *r);
 void jz_api_whoami(struct jz_req *r);

@@ -43,6 +43,8 @@ static const struct route routes[] = {
     {EVHTTP_REQ_POST, "v1/jobs/*/cancel", ROUTE_USER, false, jz_api_jobs_cancel},
     {EVHTTP_REQ_GET, "v1/jobs/*/log", ROUTE_USER, false, jz_api_jobs_log},
     {EVHTTP_REQ_GET, "v1/jobs/*/events", ROUTE_USER, false, jz_api_jobs_events},
+    {EVHTTP_REQ_GET, "v1/jobs/*/artifacts", ROUTE_USER, false, jz_api_jobs_artifacts},
+    {EVHTTP_REQ_GET, "v1/jobs/*/artifacts/*", ROUTE_USER, false, jz_api_jobs_artifact_get},
     {EVHTTP_REQ_GET, "v1/nodes", ROUTE_USER, false, jz_api_nodes},
     {EVHTTP_REQ_GET, "v1/plugins", ROUTE_USER, false, jz_api_plugins},
     {EVHTTP_REQ_GET, "v1/whoami", ROUTE_USER, false, jz_api_whoami},

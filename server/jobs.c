@@ -242,6 +242,12 @@ static void job_free(struct jz_job *job)
     free(job);
 }
 
+static void checkpoint_file(const struct jz_jobs *jobs, int64_t id, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/jobs/%lld/checkpoint/checkpoint.bin", jobs->srv->cfg.state_dir,
+             (long long)id);
+}
+
 void jz_job_log_path(const struct jz_jobs *jobs, const struct jz_job *job, char *buf, size_t len)
 {
     snprintf(buf, len, "%s/jobs/%lld/log", jobs->srv->cfg.state_dir, (long long)job->id);
@@ -394,7 +400,16 @@ static void on_worker_exit(void *arg, int wait_status)
     json_object_set_new(job->rec, "signal",
                         json_is_integer(sig) ? json_integer(json_integer_value(sig)) : json_null());
     const char *msg = job->error_msg[0] ? job->error_msg : jz_json_str(ex, "message", "");
-    if (!status) {
+    bool succeeded = status && strcmp(status, "succeeded") == 0;
+    if (succeeded) {
+        s = JZ_JOB_SUCCEEDED;
+        reason[0] = '\0';
+    } else if (job->cancel_requested || (status && strcmp(status, "cancelled") == 0)) {
+        /* Includes a worker that got the cancel before it could handle signals. */
+        s = JZ_JOB_CANCELLED;
+        snprintf(reason, sizeof reason, "cancelled by %s",
+                 jz_json_str(job->rec, "cancelled_by", "a user"));
+    } else if (!status) {
         s = JZ_JOB_FAILED;
         if (WIFSIGNALED(wait_status))
             snprintf(reason, sizeof reason, "the worker was killed by signal %s (%d)",
@@ -402,13 +417,6 @@ static void on_worker_exit(void *arg, int wait_status)
         else
             snprintf(reason, sizeof reason, "the worker exited (status %d) without a result",
                      WIFEXITED(wait_status) ? WEXITSTATUS(wait_status) : -1);
-    } else if (strcmp(status, "succeeded") == 0) {
-        s = JZ_JOB_SUCCEEDED;
-        reason[0] = '\0';
-    } else if (job->cancel_requested || strcmp(status, "cancelled") == 0) {
-        s = JZ_JOB_CANCELLED;
-        snprintf(reason, sizeof reason, "cancelled by %s",
-                 jz_json_str(job->rec, "cancelled_by", "a user"));
     } else if (strcmp(status, "timeout") == 0) {
         s = JZ_JOB_TIMEOUT;
         snprintf(reason, sizeof reason, "time limit of %llds reached",
@@ -507,6 +515,21 @@ static void start_job(struct jz_jobs *jobs, struct jz_job *job, struct jz_place_
     if (mkdir(job_dir, 0750) != 0 && errno != EEXIST) {
         jz_error_set(&err, JZ_EIO, "cannot create %s: %s", job_dir, strerror(errno));
         goto fail;
+    }
+    int64_t resume_from = jz_json_int(job->rec, "resume_from", 0);
+    if (resume_from && !jz_json_str(job->rec, "checkpoint_time", NULL)) {
+        /* Start from the other job's checkpoint: a hard link costs nothing, and the worker's
+         * next checkpoint replaces the link rather than writing through it. */
+        char src[4300], dst[4300];
+        checkpoint_file(jobs, resume_from, src, sizeof src);
+        snprintf(dst, sizeof dst, "%s/checkpoint", job_dir);
+        mkdir(dst, 0750);
+        checkpoint_file(jobs, job->id, dst, sizeof dst);
+        if (link(src, dst) != 0 && errno != EEXIST) {
+            jz_error_set(&err, JZ_EIO, "cannot resume from job %lld's checkpoint: %s",
+                         (long long)resume_from, strerror(errno));
+            goto fail;
+        }
     }
     spec = build_spec(jobs, job, pl, job_dir);
     if (!spec) {
@@ -660,13 +683,48 @@ static bool only_keys(const json_t *obj, const char *const *allowed, const char 
     return true;
 }
 
+/* A string parameter "job:ID" or "job:ID/NAME" names another job's artifact (NAME defaults to
+ * "model"). It is replaced by the artifact's absolute path, after checking that the user may
+ * see that job and that the artifact exists, so plugins never need to know about the service. */
+static int resolve_artifact_refs(struct jz_jobs *jobs, const struct jz_user *user, json_t *params,
+                                 const char **field, struct jz_error *err)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(params, key, v) {
+        if (!json_is_string(v) || strncmp(json_string_value(v), "job:", 4) != 0)
+            continue;
+        char path[160];
+        snprintf(path, sizeof path, "params.%.64s", key);
+        const char *ref = json_string_value(v) + 4;
+        char *end;
+        long long id = strtoll(ref, &end, 10);
+        const char *name = *end == '/' ? end + 1 : *end == '\0' ? "model" : NULL;
+        struct jz_job *src = id > 0 && end != ref ? jz_jobs_find(jobs, id) : NULL;
+        if (!name || !jz_name_is_safe(name, 255))
+            return field_error(jobs, field, path, err, JZ_EINVAL,
+                               "a job reference is job:ID or job:ID/ARTIFACT");
+        if (!src || !jz_job_visible_to(src, user))
+            return field_error(jobs, field, path, err, JZ_EINVAL, "no job %lld that you may see",
+                               id);
+        char file[4500];
+        snprintf(file, sizeof file, "%s/jobs/%lld/out/%s", jobs->srv->cfg.state_dir, id, name);
+        struct stat st;
+        if (lstat(file, &st) != 0 || !S_ISREG(st.st_mode))
+            return field_error(jobs, field, path, err, JZ_EINVAL, "job %lld has no artifact '%s'",
+                               id, name);
+        json_object_set_new(params, key, json_string(file));
+    }
+    return 0;
+}
+
 int jz_jobs_submit(struct jz_jobs *jobs, const struct jz_user *user, const json_t *body,
                    json_t **job_out, const char **field, struct jz_error *err)
 {
     struct jz_server *srv = jobs->srv;
     *field = NULL;
-    static const char *const top_keys[] = {"plugin",      "name",       "params", "resources",
-                                           "preemptible", "submit_dir", NULL};
+    static const char *const top_keys[] = {"plugin",      "name",       "params",      "resources",
+                                           "preemptible", "submit_dir", "resume_from", NULL};
     static const char *const res_keys[] = {"gpus",      "cpus_per_gpu", "cpus",
                                            "memory_mb", "time_limit_s", "time_limit",
                                            "gpu_model", "gpu_memory_min_mb", NULL};
@@ -792,6 +850,37 @@ int jz_jobs_submit(struct jz_jobs *jobs, const struct jz_user *user, const json_
         return err->code;
     }
 
+    if (resolve_artifact_refs(jobs, user, norm, field, err)) {
+        json_decref(norm);
+        return err->code;
+    }
+    int64_t resume_from = 0;
+    json_t *jresume = json_object_get(body, "resume_from");
+    if (jresume && !json_is_null(jresume)) {
+        struct jz_job *src = json_is_integer(jresume)
+                                 ? jz_jobs_find(jobs, json_integer_value(jresume))
+                                 : NULL;
+        char ckpt[4300];
+        struct stat st;
+        if (src && jz_job_visible_to(src, user))
+            checkpoint_file(jobs, src->id, ckpt, sizeof ckpt);
+        int rc = !json_is_integer(jresume)
+                     ? field_error(jobs, field, "resume_from", err, JZ_EINVAL, "expected a job id")
+                 : !src || !jz_job_visible_to(src, user)
+                     ? field_error(jobs, field, "resume_from", err, JZ_EINVAL,
+                                   "no job %lld that you may see",
+                                   (long long)json_integer_value(jresume))
+                 : stat(ckpt, &st) != 0
+                     ? field_error(jobs, field, "resume_from", err, JZ_EINVAL,
+                                   "job %lld has no checkpoint", (long long)src->id)
+                     : 0;
+        if (rc) {
+            json_decref(norm);
+            return rc;
+        }
+        resume_from = src->id;
+    }
+
     json_t *pending = json_object_get(jobs->pending_by_user, user->name);
     if (pending && json_integer_value(pending) >= srv->cfg.max_pending_per_user) {
         json_decref(norm);
@@ -815,6 +904,8 @@ int jz_jobs_submit(struct jz_jobs *jobs, const struct jz_user *user, const json_
         "requeues", 0);
     if (!rec)
         return jz_error_set(err, JZ_ENOMEM, "out of memory");
+    if (resume_from)
+        json_object_set_new(rec, "resume_from", json_integer(resume_from));
     struct jz_job *job = job_new(jobs, rec);
     if (!job || table_put(jobs, job)) {
         if (job)

@@ -289,6 +289,15 @@ def test_cancel(svc):
     assert st == 409 and j["error"]["code"] == "already_ended", (st, j)
     # The GPUs are free again.
     assert svc.wait(t, svc.submit(t, batch(["true"], gpus=8)))["state"] == "SUCCEEDED"
+    # Cancels that race the worker's start-up still cancel, and never reach jazarid itself.
+    ids = [svc.submit(t, batch(["sleep", "100"])) for _ in range(40)]
+    for i in ids:
+        st, j = svc.http("POST", "/v1/jobs/%d/cancel" % i, token=t)
+        assert st == 200, (st, j)
+    for i in ids:
+        j = svc.wait(t, i, timeout=30)
+        assert j["state"] == "CANCELLED", j
+    assert svc.proc.poll() is None and svc.http("GET", "/healthz")[0] == 200
 
 
 def test_time_limit(svc):

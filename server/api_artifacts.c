@@ -1,0 +1,106 @@
+/* GET /v1/jobs/{id}/artifacts and /v1/jobs/{id}/artifacts/{name}: the files a job wrote into its
+ * output directory. Names are single safe path components and symbolic links are not followed,
+ * so a request can never reach outside the job's folder. */
+#include <dirent.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/strutil.h"
+#include "server/api.h"
+#include "server/auth.h"
+#include "server/http.h"
+#include "server/jobs.h"
+
+#define MAX_LISTED 10000
+
+static struct jz_job *visible_job(struct jz_req *r)
+{
+    char *end;
+    long long id = strtoll(r->seg[2], &end, 10);
+    struct jz_job *job = (*end == '\0' && id > 0) ? jz_jobs_find(r->srv->jobs, id) : NULL;
+    if (!job) {
+        jz_http_reply_error(r, 404, "not_found", "id", "no job %.32s", r->seg[2]);
+        return NULL;
+    }
+    if (!jz_job_visible_to(job, r->user)) {
+        jz_http_reply_error(r, 403, "forbidden", "id", "job %lld belongs to another user", id);
+        return NULL;
+    }
+    return job;
+}
+
+static void out_dir(struct jz_req *r, struct jz_job *job, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/jobs/%lld/out", r->srv->cfg.state_dir,
+             (long long)json_integer_value(json_object_get(jz_job_record(job), "id")));
+}
+
+void jz_api_jobs_artifacts(struct jz_req *r)
+{
+    struct jz_job *job = visible_job(r);
+    if (!job)
+        return;
+    char dir[4200];
+    out_dir(r, job, dir, sizeof dir);
+    json_t *arr = json_array();
+    DIR *d = opendir(dir);
+    if (d) {
+        int dfd = dirfd(d);
+        struct dirent *de;
+        while ((de = readdir(d)) && json_array_size(arr) < MAX_LISTED) {
+            struct stat st;
+            if (!jz_name_is_safe(de->d_name, 255) ||
+                fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+                continue;
+            json_array_append_new(arr, json_pack("{s:s, s:I}", "name", de->d_name, "size",
+                                                 (json_int_t)st.st_size));
+        }
+        closedir(d);
+    }
+    jz_http_reply_json(r, 200, json_pack("{s:o}", "artifacts", arr));
+}
+
+void jz_api_jobs_artifact_get(struct jz_req *r)
+{
+    struct jz_job *job = visible_job(r);
+    if (!job)
+        return;
+    const char *name = r->seg[4];
+    if (!jz_name_is_safe(name, 255)) {
+        jz_http_reply_error(r, 400, "invalid", "name",
+                            "artifact names are [A-Za-z0-9._-], not starting with '.'");
+        return;
+    }
+    char path[4500];
+    out_dir(r, job, path, sizeof path);
+    size_t len = strlen(path);
+    snprintf(path + len, sizeof path - len, "/%s", name);
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        if (fd >= 0)
+            close(fd);
+        jz_http_reply_error(r, 404, "not_found", "name", "job has no artifact '%s'", name);
+        return;
+    }
+    struct evbuffer *buf = evbuffer_new();
+    /* evbuffer_add_file takes the descriptor and sends with sendfile where it can. */
+    if (evbuffer_add_file(buf, fd, 0, st.st_size) != 0) {
+        evbuffer_free(buf);
+        jz_http_reply_error(r, 500, "internal", NULL, "cannot read artifact '%s'", name);
+        return;
+    }
+    struct evkeyvalq *h = evhttp_request_get_output_headers(r->req);
+    evhttp_add_header(h, "Content-Type", "application/octet-stream");
+    char disp[400];
+    snprintf(disp, sizeof disp, "attachment; filename=\"%s\"", name);
+    evhttp_add_header(h, "Content-Disposition", disp);
+    evhttp_send_reply(r->req, 200, "OK", buf);
+    evbuffer_free(buf);
+}
