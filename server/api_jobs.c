@@ -49,8 +49,9 @@ void jz_api_jobs_submit(struct jz_req *r)
             jz_http_reply_error(r, 429, "too_many_pending", NULL, "%s", err.msg);
         else
             jz_http_reply_error(r, err.code == JZ_ENOMEM ? 500 : 400,
-                                field && strncmp(field, "params", 6) == 0 ? "invalid_param"
-                                                                          : "invalid",
+                                err.code == JZ_ENOMEM                       ? "internal"
+                                : field && strncmp(field, "params", 6) == 0 ? "invalid_param"
+                                                                            : "invalid",
                                 field, "%s", err.msg);
         return;
     }
@@ -122,8 +123,7 @@ void jz_api_jobs_cancel(struct jz_req *r)
     if (!job)
         return;
     struct jz_error err = {0};
-    json_object_set_new(jz_job_record(job), "cancelled_by", json_string(r->user->name));
-    if (jz_jobs_cancel(r->srv->jobs, job, &err)) {
+    if (jz_jobs_cancel(r->srv->jobs, job, r->user->name, &err)) {
         jz_http_reply_error(r, 409, "already_ended", "id", "%s", err.msg);
         return;
     }

@@ -946,11 +946,13 @@ bool jz_job_visible_to(const struct jz_job *job, const struct jz_user *user)
     return user->admin || strcmp(job->user, user->name) == 0;
 }
 
-int jz_jobs_cancel(struct jz_jobs *jobs, struct jz_job *job, struct jz_error *err)
+int jz_jobs_cancel(struct jz_jobs *jobs, struct jz_job *job, const char *by,
+                   struct jz_error *err)
 {
     if (state_is_final(job->state))
         return jz_error_set(err, JZ_EBUSY, "job %lld already ended (%s)", (long long)job->id,
                             state_names[job->state]);
+    json_object_set_new(job->rec, "cancelled_by", json_string(by));
     if (job->state == JZ_JOB_PENDING) {
         queue_remove(jobs, job);
         finish(job, JZ_JOB_CANCELLED, "cancelled before it started");

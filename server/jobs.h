@@ -53,8 +53,9 @@ bool jz_job_visible_to(const struct jz_job *job, const struct jz_user *user);
 void jz_job_log_path(const struct jz_jobs *jobs, const struct jz_job *job, char *buf, size_t len);
 
 /* Cancels a pending job at once, or asks a running one to stop (TERM, then KILL after the
- * grace period). JZ_EBUSY when it had already ended. */
-int jz_jobs_cancel(struct jz_jobs *jobs, struct jz_job *job, struct jz_error *err);
+ * grace period); `by` (the user's name) is recorded. JZ_EBUSY when it had already ended. */
+int jz_jobs_cancel(struct jz_jobs *jobs, struct jz_job *job, const char *by,
+                   struct jz_error *err);
 
 /* Lists jobs with id > after in ascending order (descending when desc, ids < after, 0 meaning
  * "from the newest"), at most limit, visible to user, optionally filtered by a state mask
