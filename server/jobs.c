@@ -48,6 +48,7 @@ struct jz_job {
     bool preemptible;
     char reason[256];     /* why a pending job waits (derived, not persisted) */
     struct jz_job *prev, *next; /* the pending queue, in submission order */
+    struct jz_job *launch_next; /* placed, waiting for the commit before its worker starts */
     /* while running */
     pid_t pid;
     size_t *gpus, ngpus, *cores, ncores;
@@ -66,6 +67,7 @@ struct jz_jobs {
     size_t cap;
     int64_t max_id;
     struct jz_job *pend_head, *pend_tail;
+    struct jz_job *launch_head, **launch_tail;
     size_t counts[6];
     json_t *pending_by_user; /* user -> number of pending jobs */
     uint64_t gpu_busy[JZ_BITMAP_WORDS(JZ_TOPO_MAX_GPUS)];
@@ -542,9 +544,9 @@ static void start_job(struct jz_jobs *jobs, struct jz_job *job, struct jz_place_
         jz_error_set(&err, JZ_EIO, "cannot write %s", spec_path);
         goto fail;
     }
-    if (jz_node_launch(srv->node, spec_path, &worker_cbs, job, &job->pid, &err))
-        goto fail;
-
+    /* The worker is launched only after the group commit has made RUNNING durable (see
+     * jz_jobs_launch_started): a crash in between then reads as "node lost", never as a pending
+     * job that would run a second time. */
     set_state(job, JZ_JOB_RUNNING);
     set_reason(job, NULL);
     set_time(job->rec, "start_time", jz_time_now_ms());
@@ -560,14 +562,13 @@ static void start_job(struct jz_jobs *jobs, struct jz_job *job, struct jz_place_
     json_object_set(job->rec, "numa_nodes", json_object_get(spec, "numa_nodes"));
     json_t *dev0 = json_array_get(json_object_get(spec, "devices"), 0);
     json_object_set_new(job->rec, "backend", json_string(jz_json_str(dev0, "backend", "cpu")));
-    json_object_set_new(job->rec, "worker_pid", json_integer(job->pid));
     json_object_set_new(job->rec, "placement", json_string(pl->reason));
     json_decref(spec);
-    job->backstop = evtimer_new(srv->base, on_backstop, job);
-    struct timeval tv = {.tv_sec = job->time_limit_s + srv->cfg.kill_grace_s + BACKSTOP_EXTRA_S};
-    evtimer_add(job->backstop, &tv);
     persist(job, "state", "RUNNING");
-    jz_log_debug("jobs", "job %lld started: %s", (long long)job->id, pl->reason);
+    job->launch_next = NULL;
+    *jobs->launch_tail = job;
+    jobs->launch_tail = &job->launch_next;
+    jz_log_debug("jobs", "job %lld placed: %s", (long long)job->id, pl->reason);
     return;
 fail:
     json_decref(spec);
@@ -575,6 +576,37 @@ fail:
     char reason[400];
     snprintf(reason, sizeof reason, "could not start: %s", err.msg);
     finish(job, JZ_JOB_FAILED, reason);
+}
+
+void jz_jobs_launch_started(struct jz_jobs *jobs, bool committed)
+{
+    struct jz_server *srv = jobs->srv;
+    struct jz_job *job = jobs->launch_head;
+    jobs->launch_head = NULL;
+    jobs->launch_tail = &jobs->launch_head;
+    for (struct jz_job *next; job; job = next) {
+        next = job->launch_next;
+        struct jz_error err = {0};
+        char spec_path[4300];
+        snprintf(spec_path, sizeof spec_path, "%s/jobs/%lld/spec.json", srv->cfg.state_dir,
+                 (long long)job->id);
+        if (!committed) {
+            finish(job, JZ_JOB_FAILED, "could not start: the store could not record the start");
+            continue;
+        }
+        if (jz_node_launch(srv->node, spec_path, &worker_cbs, job, &job->pid, &err)) {
+            char reason[400];
+            snprintf(reason, sizeof reason, "could not start: %s", err.msg);
+            finish(job, JZ_JOB_FAILED, reason);
+            continue;
+        }
+        json_object_set_new(job->rec, "worker_pid", json_integer(job->pid));
+        job->backstop = evtimer_new(srv->base, on_backstop, job);
+        struct timeval tv = {.tv_sec = job->time_limit_s + srv->cfg.kill_grace_s +
+                                       BACKSTOP_EXTRA_S};
+        evtimer_add(job->backstop, &tv);
+        persist(job, NULL, NULL); /* the pid, so a restart can make sure the worker is gone */
+    }
 }
 
 /* Does request a ask for at least as much as b? Then a cannot fit where b did not. */
@@ -1085,6 +1117,7 @@ int jz_jobs_open(struct jz_server *srv, struct jz_jobs **out, struct jz_error *e
     if (!jobs)
         return jz_error_set(err, JZ_ENOMEM, "out of memory");
     jobs->srv = srv;
+    jobs->launch_tail = &jobs->launch_head;
     jobs->pending_by_user = json_object();
     const struct jz_topo *topo = jz_node_topo(srv->node);
     size_t ncores = jz_topo_core_count(topo);

@@ -63,8 +63,11 @@ int jz_jobs_cancel(struct jz_jobs *jobs, struct jz_job *job, const char *by,
 json_t *jz_jobs_list(struct jz_jobs *jobs, const struct jz_user *user, unsigned state_mask,
                      const char *user_filter, int64_t after, bool desc, size_t limit);
 
-/* Starts every pending job that fits now. Called by the server before each group commit. */
+/* Places every pending job that fits now and marks it RUNNING. Called by the server before each
+ * group commit; jz_jobs_launch_started then starts their workers once the commit succeeded
+ * (committed true) or fails them (false). */
 void jz_jobs_schedule(struct jz_jobs *jobs);
+void jz_jobs_launch_started(struct jz_jobs *jobs, bool committed);
 
 /* The local node's view for GET /v1/nodes (new reference). */
 json_t *jz_jobs_nodes_json(struct jz_jobs *jobs);

@@ -67,6 +67,7 @@ static void on_commit(evutil_socket_t fd, short what, void *arg)
     if (!ok)
         jz_log_error("store", "group commit failed: %s", err.msg);
     jz_http_flush_deferred(srv, ok);
+    jz_jobs_launch_started(srv->jobs, ok);
 }
 
 void jz_server_request_commit(struct jz_server *srv)
