@@ -451,6 +451,8 @@ def main():
     p.add_argument("--fixtures", required=True)
     p.add_argument("tests", nargs="+")
     ARGS = p.parse_args()
+    ARGS.build = os.path.abspath(ARGS.build)
+    ARGS.fixtures = os.path.abspath(ARGS.fixtures)
     failed = 0
     for name in ARGS.tests:
         fn = globals()["test_" + name]
