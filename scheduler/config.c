@@ -1,0 +1,378 @@
+/* Parses the "scheduler" object of the service configuration into a jz_sched_config, its
+ * classes, tenants and reservations. Pure: it reads an in-memory JSON value, never a file. */
+#include "scheduler/config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/time.h"
+
+struct owned {
+    struct jz_sched_class *classes;
+    struct jz_sched_tenant *tenants;
+    char **names; /* reservation node names, flat */
+    size_t nnames;
+    const char **node_ptrs;
+};
+
+void jz_sched_parsed_free(struct jz_sched_parsed *p)
+{
+    if (!p)
+        return;
+    struct owned *o = p->owned;
+    if (o) {
+        free(o->classes);
+        free(o->tenants);
+        for (size_t i = 0; i < o->nnames; i++)
+            free(o->names[i]);
+        free(o->names);
+        free(o->node_ptrs);
+        free(o);
+    }
+    free(p->reservations);
+    free(p);
+}
+
+static bool is_leap(int64_t y)
+{
+    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+/* Days since 1970-01-01 of a civil date (proleptic Gregorian). */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (int64_t)doe - 719468;
+}
+
+int jz_sched_time_parse(const char *s, int64_t *out, struct jz_error *err)
+{
+    if (!s || !*s)
+        return jz_error_set(err, JZ_EINVAL, "empty time");
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (*end == '\0') {
+        *out = v;
+        return 0;
+    }
+    int y, mo, d, h, mi, se, n = 0;
+    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &se, &n) != 6 || n != 19)
+        return jz_error_set(err, JZ_EINVAL, "time \"%s\" is not YYYY-MM-DDTHH:MM:SSZ", s);
+    const char *rest = s + n;
+    if (*rest == '.')
+        for (rest++; *rest >= '0' && *rest <= '9'; rest++)
+            ;
+    static const unsigned mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (strcmp(rest, "Z") != 0 || mo < 1 || mo > 12 || d < 1 ||
+        (unsigned)d > mdays[mo - 1] + (mo == 2 && is_leap(y)) || h > 23 || mi > 59 || se > 60 ||
+        h < 0 || mi < 0 || se < 0)
+        return jz_error_set(err, JZ_EINVAL, "time \"%s\" is not a valid UTC time", s);
+    *out = days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + se;
+    return 0;
+}
+
+/* A duration: a number of seconds or a string like "7d", "1h30m". */
+static int get_duration(const json_t *v, const char *key, double *out, struct jz_error *err)
+{
+    if (json_is_number(v)) {
+        *out = json_number_value(v);
+        if (!(*out >= 0))
+            return jz_error_set(err, JZ_ERANGE, "scheduler.%s must not be negative", key);
+        return 0;
+    }
+    if (json_is_string(v)) {
+        int64_t secs;
+        if (jz_duration_parse(json_string_value(v), &secs, err) != 0)
+            return jz_error_set(err, JZ_EINVAL, "scheduler.%s: %s", key, err ? err->msg : "");
+        *out = (double)secs;
+        return 0;
+    }
+    return jz_error_set(err, JZ_EINVAL, "scheduler.%s must be seconds or a duration string", key);
+}
+
+static int get_number(const json_t *v, const char *key, double lo, double hi, double *out,
+                      struct jz_error *err)
+{
+    if (!json_is_number(v) || !(json_number_value(v) >= lo) || !(json_number_value(v) <= hi))
+        return jz_error_set(err, JZ_ERANGE, "%s must be a number in [%g, %g]", key, lo, hi);
+    *out = json_number_value(v);
+    return 0;
+}
+
+static int get_name(const json_t *v, const char *key, char *dst, struct jz_error *err)
+{
+    const char *s = json_string_value(v);
+    if (!s || !*s || strlen(s) >= JZ_SCHED_NAME_LEN)
+        return jz_error_set(err, JZ_EINVAL, "%s must be a string of 1 to %d characters", key,
+                            JZ_SCHED_NAME_LEN - 1);
+    memcpy(dst, s, strlen(s) + 1);
+    return 0;
+}
+
+static int parse_weights(const json_t *w, struct jz_sched_config *c, struct jz_error *err)
+{
+    if (!json_is_object(w))
+        return jz_error_set(err, JZ_EINVAL, "scheduler.weights must be an object");
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)w, k, v) {
+        double *dst = strcmp(k, "fairshare") == 0 ? &c->weight_fairshare
+                      : strcmp(k, "age") == 0     ? &c->weight_age
+                      : strcmp(k, "class") == 0   ? &c->weight_class
+                      : strcmp(k, "size") == 0    ? &c->weight_size
+                                                  : NULL;
+        if (!dst)
+            return jz_error_set(err, JZ_EINVAL, "scheduler.weights: unknown key \"%s\"", k);
+        int rc = get_number(v, "scheduler.weights values", 0, 1e9, dst, err);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int parse_classes(const json_t *a, struct owned *o, struct jz_sched_config *c,
+                         struct jz_error *err)
+{
+    size_t n = json_array_size(a);
+    if (!json_is_array(a) || n > JZ_SCHED_MAX_CLASSES)
+        return jz_error_set(err, JZ_ELIMIT, "scheduler.classes must be an array of at most %d",
+                            JZ_SCHED_MAX_CLASSES);
+    o->classes = calloc(n + 1, sizeof(*o->classes));
+    if (!o->classes)
+        return jz_error_set(err, JZ_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = json_array_get(a, i), *v;
+        const char *k;
+        if (!json_is_object(e))
+            return jz_error_set(err, JZ_EINVAL, "scheduler.classes[%zu] must be an object", i);
+        struct jz_sched_class *cl = &o->classes[i];
+        cl->rank = 50;
+        json_object_foreach(e, k, v) {
+            int rc = 0;
+            double r;
+            if (strcmp(k, "name") == 0)
+                rc = get_name(v, "scheduler.classes[].name", cl->name, err);
+            else if (strcmp(k, "rank") == 0) {
+                rc = get_number(v, "scheduler.classes[].rank", 0, 100, &r, err);
+                cl->rank = (unsigned)r;
+            } else if (strcmp(k, "can_preempt") == 0) {
+                if (!json_is_boolean(v))
+                    rc = jz_error_set(err, JZ_EINVAL, "can_preempt must be true or false");
+                cl->can_preempt = json_is_true(v);
+            } else
+                rc = jz_error_set(err, JZ_EINVAL, "scheduler.classes[%zu]: unknown key \"%s\"",
+                                  i, k);
+            if (rc)
+                return rc;
+        }
+        if (!cl->name[0])
+            return jz_error_set(err, JZ_EINVAL, "scheduler.classes[%zu] needs a name", i);
+    }
+    c->classes = o->classes;
+    c->class_count = n;
+    return 0;
+}
+
+static int parse_tenants(const json_t *a, struct owned *o, struct jz_sched_config *c,
+                         struct jz_error *err)
+{
+    size_t n = json_array_size(a);
+    if (!json_is_array(a) || n > JZ_SCHED_MAX_TENANTS)
+        return jz_error_set(err, JZ_ELIMIT, "scheduler.tenants must be an array of at most %d",
+                            JZ_SCHED_MAX_TENANTS);
+    o->tenants = calloc(n + 1, sizeof(*o->tenants));
+    if (!o->tenants)
+        return jz_error_set(err, JZ_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = json_array_get(a, i), *v;
+        const char *k;
+        if (!json_is_object(e))
+            return jz_error_set(err, JZ_EINVAL, "scheduler.tenants[%zu] must be an object", i);
+        struct jz_sched_tenant *t = &o->tenants[i];
+        t->weight = 1;
+        json_object_foreach(e, k, v) {
+            int rc = 0;
+            double x;
+            if (strcmp(k, "name") == 0)
+                rc = get_name(v, "scheduler.tenants[].name", t->name, err);
+            else if (strcmp(k, "weight") == 0)
+                rc = get_number(v, "scheduler.tenants[].weight", 1e-9, 1e9, &t->weight, err);
+            else if (strcmp(k, "max_gpus") == 0) {
+                rc = get_number(v, "scheduler.tenants[].max_gpus", 0, 1e7, &x, err);
+                t->max_gpus = (unsigned)x;
+            } else if (strcmp(k, "class") == 0)
+                rc = get_name(v, "scheduler.tenants[].class", t->class_name, err);
+            else
+                rc = jz_error_set(err, JZ_EINVAL, "scheduler.tenants[%zu]: unknown key \"%s\"",
+                                  i, k);
+            if (rc)
+                return rc;
+        }
+        if (!t->name[0])
+            return jz_error_set(err, JZ_EINVAL, "scheduler.tenants[%zu] needs a name", i);
+    }
+    c->tenants = o->tenants;
+    c->tenant_count = n;
+    return 0;
+}
+
+static int parse_time(const json_t *v, const char *key, int64_t *out, struct jz_error *err)
+{
+    if (json_is_integer(v)) {
+        *out = json_integer_value(v);
+        return 0;
+    }
+    if (!json_is_string(v))
+        return jz_error_set(err, JZ_EINVAL, "%s must be a UTC time string or seconds", key);
+    return jz_sched_time_parse(json_string_value(v), out, err);
+}
+
+static int parse_reservations(const json_t *a, struct owned *o, struct jz_sched_parsed *p,
+                              struct jz_error *err)
+{
+    size_t n = json_array_size(a);
+    if (!json_is_array(a) || n > JZ_SCHED_MAX_RESERVATIONS)
+        return jz_error_set(err, JZ_ELIMIT,
+                            "scheduler.reservations must be an array of at most %d",
+                            JZ_SCHED_MAX_RESERVATIONS);
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t k = json_array_size(json_object_get(json_array_get(a, i), "nodes"));
+        if (k > JZ_SCHED_MAX_NODES)
+            return jz_error_set(err, JZ_ELIMIT, "reservation with too many nodes");
+        total += k;
+    }
+    p->reservations = calloc(n + 1, sizeof(*p->reservations));
+    o->names = calloc(total + 1, sizeof(char *));
+    o->node_ptrs = calloc(total + 1, sizeof(char *));
+    if (!p->reservations || !o->names || !o->node_ptrs)
+        return jz_error_set(err, JZ_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = json_array_get(a, i), *v;
+        const char *k;
+        if (!json_is_object(e))
+            return jz_error_set(err, JZ_EINVAL, "scheduler.reservations[%zu] must be an object",
+                                i);
+        struct jz_sched_reservation *r = &p->reservations[i];
+        r->nodes = o->node_ptrs + o->nnames;
+        bool have_start = false, have_end = false;
+        json_object_foreach(e, k, v) {
+            int rc = 0;
+            double x;
+            if (strcmp(k, "name") == 0)
+                rc = get_name(v, "scheduler.reservations[].name", r->name, err);
+            else if (strcmp(k, "tenant") == 0)
+                rc = get_name(v, "scheduler.reservations[].tenant", r->tenant, err);
+            else if (strcmp(k, "gpus_per_node") == 0) {
+                rc = get_number(v, "scheduler.reservations[].gpus_per_node", 1, JZ_TOPO_MAX_GPUS,
+                                &x, err);
+                r->gpus_per_node = (unsigned)x;
+            } else if (strcmp(k, "start") == 0) {
+                rc = parse_time(v, "scheduler.reservations[].start", &r->start, err);
+                have_start = true;
+            } else if (strcmp(k, "end") == 0) {
+                rc = parse_time(v, "scheduler.reservations[].end", &r->end, err);
+                have_end = true;
+            } else if (strcmp(k, "nodes") == 0) {
+                if (!json_is_array(v) || json_array_size(v) == 0)
+                    rc = jz_error_set(err, JZ_EINVAL, "reservation nodes must be a non-empty "
+                                                      "array of names");
+                for (size_t q = 0; rc == 0 && q < json_array_size(v); q++) {
+                    const char *nm = json_string_value(json_array_get(v, q));
+                    if (!nm || !*nm || strlen(nm) >= JZ_SCHED_NAME_LEN) {
+                        rc = jz_error_set(err, JZ_EINVAL, "bad node name in reservation");
+                        break;
+                    }
+                    char *copy = malloc(strlen(nm) + 1);
+                    if (!copy) {
+                        rc = jz_error_set(err, JZ_ENOMEM, "out of memory");
+                        break;
+                    }
+                    memcpy(copy, nm, strlen(nm) + 1);
+                    o->names[o->nnames] = copy;
+                    o->node_ptrs[o->nnames++] = copy;
+                    r->node_count++;
+                }
+            } else
+                rc = jz_error_set(err, JZ_EINVAL,
+                                  "scheduler.reservations[%zu]: unknown key \"%s\"", i, k);
+            if (rc)
+                return rc;
+        }
+        if (!r->name[0] || !r->tenant[0] || !r->node_count || !r->gpus_per_node ||
+            !have_start || !have_end || r->end <= r->start)
+            return jz_error_set(err, JZ_EINVAL,
+                                "scheduler.reservations[%zu] needs name, tenant, nodes, "
+                                "gpus_per_node, and start before end",
+                                i);
+    }
+    p->reservation_count = n;
+    return 0;
+}
+
+int jz_sched_config_parse(const json_t *obj, struct jz_sched_parsed **out, struct jz_error *err)
+{
+    if (!out)
+        return jz_error_set(err, JZ_EINVAL, "no output");
+    if (obj && !json_is_object(obj))
+        return jz_error_set(err, JZ_EINVAL, "\"scheduler\" must be an object");
+    struct jz_sched_parsed *p = calloc(1, sizeof(*p));
+    struct owned *o = calloc(1, sizeof(*o));
+    if (!p || !o) {
+        free(p);
+        free(o);
+        return jz_error_set(err, JZ_ENOMEM, "out of memory");
+    }
+    p->owned = o;
+    jz_sched_config_defaults(&p->cfg);
+    int rc = 0;
+    const char *k;
+    json_t *v;
+    if (obj)
+        json_object_foreach((json_t *)obj, k, v) {
+            double x;
+            if (strcmp(k, "half_life") == 0)
+                rc = get_duration(v, k, &p->cfg.half_life_s, err);
+            else if (strcmp(k, "age_scale") == 0)
+                rc = get_duration(v, k, &p->cfg.age_scale_s, err);
+            else if (strcmp(k, "preempt_grace") == 0) {
+                rc = get_duration(v, k, &x, err);
+                p->cfg.preempt_grace_s = (int64_t)x;
+            } else if (strcmp(k, "weights") == 0)
+                rc = parse_weights(v, &p->cfg, err);
+            else if (strcmp(k, "default_weight") == 0)
+                rc = get_number(v, "scheduler.default_weight", 1e-9, 1e9, &p->cfg.default_weight,
+                                err);
+            else if (strcmp(k, "backfill_depth") == 0) {
+                rc = get_number(v, "scheduler.backfill_depth", 1, 1e6, &x, err);
+                p->cfg.backfill_depth = (unsigned)x;
+            } else if (strcmp(k, "backfill_max_tests") == 0) {
+                rc = get_number(v, "scheduler.backfill_max_tests", 1, 1e7, &x, err);
+                p->cfg.backfill_max_tests = (unsigned)x;
+            } else if (strcmp(k, "default_class") == 0)
+                rc = get_name(v, "scheduler.default_class", p->cfg.default_class, err);
+            else if (strcmp(k, "classes") == 0)
+                rc = parse_classes(v, o, &p->cfg, err);
+            else if (strcmp(k, "tenants") == 0)
+                rc = parse_tenants(v, o, &p->cfg, err);
+            else if (strcmp(k, "reservations") == 0)
+                rc = parse_reservations(v, o, p, err);
+            else
+                rc = jz_error_set(err, JZ_EINVAL, "scheduler: unknown key \"%s\"", k);
+            if (rc)
+                break;
+        }
+    if (rc == 0 && (!(p->cfg.half_life_s > 0) || !(p->cfg.age_scale_s > 0)))
+        rc = jz_error_set(err, JZ_ERANGE, "scheduler.half_life and age_scale must be positive");
+    if (rc) {
+        jz_sched_parsed_free(p);
+        return rc;
+    }
+    *out = p;
+    return 0;
+}

@@ -1,0 +1,2010 @@
+/* The event-driven scheduler: per-(tenant, size) priority queues, multifactor priority with
+ * decayed fair share, quotas, credits, reservations, EASY backfill and preemption. Pure: state
+ * and time come in as arguments; decisions go out as values. */
+#include "scheduler/sched.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NODE_SCAN_LIMIT 64 /* nodes examined per placement attempt */
+#define NODE_FITS_WANTED 4 /* fitting nodes compared (by GPU distance) before choosing */
+#define PREEMPT_SEARCHES 4 /* preemption searches per decide call */
+#define NEVER INT64_MAX
+#define SET_CACHE_MAX_GPUS 10 /* topologies this small cache every (free set, size) choice */
+#define SET_KNOWN (1ull << 63)
+
+enum fail { FIT = 0, FAIL_RESOURCES, FAIL_RESERVATION, FAIL_SHADOW, FAIL_NONE_FREE };
+
+struct queue;
+
+struct job {
+    uint64_t id;
+    int64_t submit, limit, start, est_start, end_expected;
+    double key, prio;
+    uint64_t gpu_mask;
+    uint64_t reason_arg;
+    uint64_t for_job; /* PREEMPTING: the job it makes room for */
+    size_t *cores;
+    char *model;
+    uint64_t min_mem;
+    uint64_t *dependents;
+    uint32_t ndependents, dependents_cap;
+    uint32_t tenant, node, heap_pos, node_pos, pass, ncores;
+    uint16_t gpus, cpus_per_gpu, cpus, deps_left, victims_left;
+    uint8_t cls, state, reason;
+    bool preemptible, dep_failed;
+};
+
+struct queue {
+    uint32_t tenant;
+    unsigned k;
+    struct job **h; /* max-heap by key, then lower id */
+    size_t n, cap;
+    size_t active_pos;
+    uint32_t pass, examined;
+    uint8_t block;
+    uint64_t block_arg;
+};
+
+struct tenant {
+    char name[JZ_SCHED_NAME_LEN];
+    double weight;
+    unsigned max_gpus;
+    int cls;
+    bool has_credit;
+    double usage; /* decayed GPU-seconds as of usage_time */
+    int64_t usage_time;
+    bool usage_started;
+    unsigned in_use;
+    double fs;
+    struct queue *queues[JZ_TOPO_MAX_GPUS + 1];
+};
+
+struct resv {
+    char name[JZ_SCHED_NAME_LEN];
+    uint32_t tenant;
+    int64_t start, end;
+    unsigned gpus;
+};
+
+struct node {
+    char name[JZ_SCHED_NAME_LEN];
+    const struct jz_topo *topo;
+    bool up;
+    unsigned gpus, cores;
+    unsigned free_gpus, free_cores;
+    uint64_t gpu_busy;
+    uint64_t *core_busy;
+    struct job **run; /* running and preempting jobs, by expected end */
+    size_t nrun, runcap;
+    size_t bucket_pos;
+    uint32_t topo_index;
+    uint32_t *resv; /* reservation indexes */
+    size_t nresv;
+};
+
+/* Min tournament tree over nodes: the earliest time node n has >= k free GPUs. */
+struct tree {
+    int64_t *t;
+    uint32_t *who;
+    size_t p;
+};
+
+struct jz_sched {
+    struct jz_sched_config cfg;
+    struct jz_sched_class classes[JZ_SCHED_MAX_CLASSES];
+    size_t nclasses;
+    int default_class;
+
+    struct tenant **tenants;
+    size_t ntenants, tenants_cap;
+    uint32_t *tenant_hash; /* index + 1, 0 empty */
+    size_t tenant_hash_cap;
+
+    struct node *nodes;
+    size_t nnodes, nodes_cap;
+    const struct jz_topo **topos; /* distinct topologies of the nodes */
+    uint8_t (*topo_best)[JZ_TOPO_MAX_GPUS + 1]; /* per topology and size: the best worst link
+                                                 * on an empty node; 0xff not yet known */
+    uint64_t **set_cache; /* per small topology: chosen GPU set by (free mask, size) */
+    size_t ntopos, topos_cap;
+    uint32_t *node_hash; /* node index + 1 by name, 0 empty */
+    size_t node_hash_cap;
+    unsigned max_gpus, max_cores;
+    size_t **bucket; /* bucket[f]: up nodes with f free GPUs */
+    size_t *bucket_n, *bucket_cap;
+    unsigned nbuckets;
+    struct tree *trees; /* trees[k], k = 1..max_gpus */
+    unsigned ntrees;
+    bool trees_dirty;
+
+    struct resv *resv;
+    size_t nresv;
+
+    struct job **table; /* open addressing by id */
+    size_t table_cap, njobs;
+    size_t pending, held, running;
+    size_t job_extra_bytes;
+
+    struct queue **active;
+    size_t nactive, active_cap;
+
+    uint32_t pass;
+    uint64_t decisions;
+    /* per-decide scratch */
+    struct job **tmp;
+    size_t ntmp, tmp_cap;
+    struct cand { double p; struct queue *q; } *cand;
+    size_t ncand, cand_cap;
+};
+
+/* ---------- small helpers ---------- */
+
+static int grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return 0;
+    size_t nc = *cap ? *cap * 2 : 8;
+    while (nc < need)
+        nc *= 2;
+    void *np = realloc(*p, nc * elem);
+    if (!np)
+        return JZ_ENOMEM;
+    *p = np;
+    *cap = nc;
+    return 0;
+}
+
+static uint64_t hash64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ull;
+    x ^= x >> 33;
+    return x;
+}
+
+static uint64_t hash_str(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static bool name_ok(const char *s)
+{
+    return s && *s && strlen(s) < JZ_SCHED_NAME_LEN;
+}
+
+/* ---------- job table ---------- */
+
+static struct job *job_find(const struct jz_sched *s, uint64_t id)
+{
+    if (!s->table_cap || id == 0)
+        return NULL;
+    size_t m = s->table_cap - 1;
+    for (size_t i = hash64(id) & m;; i = (i + 1) & m) {
+        struct job *j = s->table[i];
+        if (!j)
+            return NULL;
+        if (j->id == id)
+            return j;
+    }
+}
+
+static int table_insert(struct jz_sched *s, struct job *j)
+{
+    if ((s->njobs + 1) * 2 > s->table_cap) {
+        size_t nc = s->table_cap ? s->table_cap * 2 : 1024;
+        struct job **nt = calloc(nc, sizeof(*nt));
+        if (!nt)
+            return JZ_ENOMEM;
+        for (size_t i = 0; i < s->table_cap; i++) {
+            struct job *x = s->table[i];
+            if (!x)
+                continue;
+            size_t k = hash64(x->id) & (nc - 1);
+            while (nt[k])
+                k = (k + 1) & (nc - 1);
+            nt[k] = x;
+        }
+        free(s->table);
+        s->table = nt;
+        s->table_cap = nc;
+    }
+    size_t m = s->table_cap - 1, i = hash64(j->id) & m;
+    while (s->table[i])
+        i = (i + 1) & m;
+    s->table[i] = j;
+    s->njobs++;
+    return 0;
+}
+
+static void table_remove(struct jz_sched *s, uint64_t id)
+{
+    size_t m = s->table_cap - 1, i = hash64(id) & m;
+    while (s->table[i] && s->table[i]->id != id)
+        i = (i + 1) & m;
+    if (!s->table[i])
+        return;
+    s->table[i] = NULL;
+    s->njobs--;
+    /* Backward-shift deletion keeps linear probing free of tombstones. */
+    for (size_t j = (i + 1) & m; s->table[j]; j = (j + 1) & m) {
+        size_t home = hash64(s->table[j]->id) & m;
+        bool move = (i <= j) ? (home <= i || home > j) : (home <= i && home > j);
+        if (move) {
+            s->table[i] = s->table[j];
+            s->table[j] = NULL;
+            i = j;
+        }
+    }
+}
+
+static void job_free(struct jz_sched *s, struct job *j)
+{
+    if (!j)
+        return;
+    if (j->model)
+        s->job_extra_bytes -= strlen(j->model) + 1;
+    s->job_extra_bytes -= j->dependents_cap * sizeof(uint64_t);
+    free(j->model);
+    free(j->cores);
+    free(j->dependents);
+    free(j);
+}
+
+/* ---------- tenants and classes ---------- */
+
+static int class_find(const struct jz_sched *s, const char *name)
+{
+    for (size_t i = 0; i < s->nclasses; i++)
+        if (strcmp(s->classes[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+static int tenant_find(const struct jz_sched *s, const char *name)
+{
+    if (!s->tenant_hash_cap)
+        return -1;
+    size_t m = s->tenant_hash_cap - 1;
+    for (size_t i = hash_str(name) & m; s->tenant_hash[i]; i = (i + 1) & m)
+        if (strcmp(s->tenants[s->tenant_hash[i] - 1]->name, name) == 0)
+            return (int)(s->tenant_hash[i] - 1);
+    return -1;
+}
+
+static int tenant_hash_rebuild(struct jz_sched *s, size_t cap)
+{
+    uint32_t *h = calloc(cap, sizeof(*h));
+    if (!h)
+        return JZ_ENOMEM;
+    for (size_t t = 0; t < s->ntenants; t++) {
+        size_t i = hash_str(s->tenants[t]->name) & (cap - 1);
+        while (h[i])
+            i = (i + 1) & (cap - 1);
+        h[i] = (uint32_t)t + 1;
+    }
+    free(s->tenant_hash);
+    s->tenant_hash = h;
+    s->tenant_hash_cap = cap;
+    return 0;
+}
+
+/* Returns the tenant index, creating it with defaults when unknown. */
+static int tenant_get(struct jz_sched *s, const char *name, struct jz_error *err)
+{
+    int i = tenant_find(s, name);
+    if (i >= 0)
+        return i;
+    if (!name_ok(name))
+        return jz_error_set(err, JZ_EINVAL, "tenant name must be 1 to %d characters",
+                            JZ_SCHED_NAME_LEN - 1);
+    if (s->ntenants >= JZ_SCHED_MAX_TENANTS)
+        return jz_error_set(err, JZ_ELIMIT, "more than %d tenants", JZ_SCHED_MAX_TENANTS);
+    if (grow((void **)&s->tenants, &s->tenants_cap, s->ntenants + 1, sizeof(*s->tenants)))
+        return jz_error_set(err, JZ_ENOMEM, "out of memory adding a tenant");
+    struct tenant *t = calloc(1, sizeof(*t));
+    if (!t)
+        return jz_error_set(err, JZ_ENOMEM, "out of memory adding a tenant");
+    snprintf(t->name, sizeof(t->name), "%s", name);
+    t->weight = s->cfg.default_weight;
+    t->cls = s->default_class;
+    t->has_credit = true;
+    t->fs = 1.0;
+    s->tenants[s->ntenants++] = t;
+    if (s->ntenants * 2 > s->tenant_hash_cap &&
+        tenant_hash_rebuild(s, s->tenant_hash_cap ? s->tenant_hash_cap * 2 : 64)) {
+        s->ntenants--;
+        free(t);
+        return jz_error_set(err, JZ_ENOMEM, "out of memory adding a tenant");
+    }
+    if (s->tenant_hash_cap >= 64 && s->ntenants * 2 <= s->tenant_hash_cap &&
+        tenant_find(s, name) < 0) {
+        size_t m = s->tenant_hash_cap - 1, k = hash_str(name) & m;
+        while (s->tenant_hash[k])
+            k = (k + 1) & m;
+        s->tenant_hash[k] = (uint32_t)s->ntenants;
+    }
+    return (int)s->ntenants - 1;
+}
+
+/* Brings a tenant's decayed usage up to now, charging its running GPUs for the interval. */
+static void tenant_advance(const struct jz_sched *s, struct tenant *t, int64_t now)
+{
+    if (!t->usage_started) {
+        t->usage_started = true;
+        t->usage_time = now;
+        return;
+    }
+    if (now <= t->usage_time)
+        return;
+    double dt = (double)(now - t->usage_time);
+    t->usage = t->usage * exp2(-dt / s->cfg.half_life_s) + (double)t->in_use * dt;
+    t->usage_time = now;
+}
+
+static void fair_share_update(struct jz_sched *s, int64_t now)
+{
+    double utot = 0, wtot = 0;
+    for (size_t i = 0; i < s->ntenants; i++) {
+        tenant_advance(s, s->tenants[i], now);
+        utot += s->tenants[i]->usage;
+        wtot += s->tenants[i]->weight;
+    }
+    for (size_t i = 0; i < s->ntenants; i++) {
+        struct tenant *t = s->tenants[i];
+        if (utot <= 0 || wtot <= 0 || t->weight <= 0)
+            t->fs = utot <= 0 ? 1.0 : 0.0;
+        else
+            t->fs = exp2(-(t->usage / utot) / (t->weight / wtot));
+    }
+}
+
+/* ---------- priority ---------- */
+
+static double size_factor(const struct jz_sched *s, unsigned k)
+{
+    unsigned m = s->max_gpus ? s->max_gpus : 1;
+    return k >= m ? 1.0 : (double)k / m;
+}
+
+/* The part of the priority that orders jobs inside one (tenant, size) queue; waiting time adds
+ * the same amount to all of them, so this order never changes while they wait. */
+static double job_key(const struct jz_sched *s, const struct job *j)
+{
+    return s->cfg.weight_class * s->classes[j->cls].rank / 100.0 +
+           s->cfg.weight_size * size_factor(s, j->gpus) -
+           s->cfg.weight_age * (double)j->submit / s->cfg.age_scale_s;
+}
+
+static double job_prio(const struct jz_sched *s, const struct job *j, int64_t now)
+{
+    return s->cfg.weight_fairshare * s->tenants[j->tenant]->fs + j->key +
+           s->cfg.weight_age * (double)now / s->cfg.age_scale_s;
+}
+
+/* ---------- per-queue heaps ---------- */
+
+static bool before(const struct job *a, const struct job *b)
+{
+    return a->key > b->key || (a->key == b->key && a->id < b->id);
+}
+
+static void heap_set(struct queue *q, size_t i, struct job *j)
+{
+    q->h[i] = j;
+    j->heap_pos = (uint32_t)i;
+}
+
+static void sift_up(struct queue *q, size_t i)
+{
+    struct job *j = q->h[i];
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (!before(j, q->h[p]))
+            break;
+        heap_set(q, i, q->h[p]);
+        i = p;
+    }
+    heap_set(q, i, j);
+}
+
+static void sift_down(struct queue *q, size_t i)
+{
+    struct job *j = q->h[i];
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= q->n)
+            break;
+        if (c + 1 < q->n && before(q->h[c + 1], q->h[c]))
+            c++;
+        if (!before(q->h[c], j))
+            break;
+        heap_set(q, i, q->h[c]);
+        i = c;
+    }
+    heap_set(q, i, j);
+}
+
+static void active_add(struct jz_sched *s, struct queue *q)
+{
+    q->active_pos = s->nactive;
+    s->active[s->nactive++] = q;
+}
+
+static void active_remove(struct jz_sched *s, struct queue *q)
+{
+    struct queue *last = s->active[--s->nactive];
+    s->active[q->active_pos] = last;
+    last->active_pos = q->active_pos;
+}
+
+static int queue_push(struct jz_sched *s, struct job *j)
+{
+    struct tenant *t = s->tenants[j->tenant];
+    struct queue *q = t->queues[j->gpus];
+    if (!q) {
+        if (grow((void **)&s->active, &s->active_cap, s->nactive + 1, sizeof(*s->active)))
+            return JZ_ENOMEM;
+        q = calloc(1, sizeof(*q));
+        if (!q)
+            return JZ_ENOMEM;
+        q->tenant = j->tenant;
+        q->k = j->gpus;
+        q->active_pos = SIZE_MAX;
+        t->queues[j->gpus] = q;
+    }
+    if (grow((void **)&q->h, &q->cap, q->n + 1, sizeof(*q->h)))
+        return JZ_ENOMEM;
+    if (q->n == 0) {
+        if (grow((void **)&s->active, &s->active_cap, s->nactive + 1, sizeof(*s->active)))
+            return JZ_ENOMEM;
+        active_add(s, q);
+    }
+    q->h[q->n++] = j;
+    sift_up(q, q->n - 1);
+    return 0;
+}
+
+static void queue_remove(struct jz_sched *s, struct job *j)
+{
+    struct queue *q = s->tenants[j->tenant]->queues[j->gpus];
+    size_t i = j->heap_pos;
+    q->n--;
+    if (i != q->n) {
+        heap_set(q, i, q->h[q->n]);
+        sift_down(q, i);
+        sift_up(q, q->h[i]->heap_pos);
+    }
+    if (q->n == 0)
+        active_remove(s, q);
+}
+
+/* ---------- nodes: buckets by free GPUs, and the earliest-free trees ---------- */
+
+static int bucket_add(struct jz_sched *s, size_t n)
+{
+    unsigned f = s->nodes[n].free_gpus;
+    if (grow((void **)&s->bucket[f], &s->bucket_cap[f], s->bucket_n[f] + 1, sizeof(size_t)))
+        return JZ_ENOMEM;
+    s->nodes[n].bucket_pos = s->bucket_n[f];
+    s->bucket[f][s->bucket_n[f]++] = n;
+    return 0;
+}
+
+static void bucket_del(struct jz_sched *s, size_t n)
+{
+    unsigned f = s->nodes[n].free_gpus;
+    size_t pos = s->nodes[n].bucket_pos;
+    size_t last = s->bucket[f][--s->bucket_n[f]];
+    s->bucket[f][pos] = last;
+    s->nodes[last].bucket_pos = pos;
+}
+
+static void tree_set(struct tree *tr, size_t leaf, int64_t v)
+{
+    size_t i = tr->p + leaf;
+    tr->t[i] = v;
+    tr->who[i] = (uint32_t)leaf;
+    for (i /= 2; i >= 1; i /= 2) {
+        size_t a = 2 * i, b = 2 * i + 1;
+        size_t w = tr->t[b] < tr->t[a] ? b : a;
+        tr->t[i] = tr->t[w];
+        tr->who[i] = tr->who[w];
+    }
+}
+
+/* Recomputes, for every k, when node n will have k free GPUs if its jobs end at their limits. */
+static void node_times(struct jz_sched *s, size_t n)
+{
+    if (s->trees_dirty || s->ntrees == 0)
+        return;
+    struct node *nd = &s->nodes[n];
+    unsigned have = nd->free_gpus;
+    size_t r = 0;
+    for (unsigned k = 1; k < s->ntrees; k++) {
+        int64_t v;
+        if (!nd->up || k > nd->gpus)
+            v = NEVER;
+        else if (k <= nd->free_gpus)
+            v = 0;
+        else {
+            while (r < nd->nrun && have < k)
+                have += nd->run[r++]->gpus;
+            v = have >= k ? nd->run[r - 1]->end_expected : NEVER;
+        }
+        tree_set(&s->trees[k], n, v);
+    }
+}
+
+static int trees_build(struct jz_sched *s)
+{
+    for (unsigned k = 0; k < s->ntrees; k++) {
+        free(s->trees[k].t);
+        free(s->trees[k].who);
+    }
+    free(s->trees);
+    s->trees = NULL;
+    s->ntrees = 0;
+    unsigned nt = s->max_gpus + 1;
+    size_t p = 1;
+    while (p < s->nnodes)
+        p *= 2;
+    s->trees = calloc(nt, sizeof(*s->trees));
+    if (!s->trees)
+        return JZ_ENOMEM;
+    s->ntrees = nt;
+    for (unsigned k = 1; k < nt; k++) {
+        struct tree *tr = &s->trees[k];
+        tr->p = p;
+        tr->t = malloc(2 * p * sizeof(int64_t));
+        tr->who = malloc(2 * p * sizeof(uint32_t));
+        if (!tr->t || !tr->who)
+            return JZ_ENOMEM;
+        for (size_t i = 0; i < 2 * p; i++) {
+            tr->t[i] = NEVER;
+            tr->who[i] = UINT32_MAX;
+        }
+    }
+    s->trees_dirty = false;
+    for (size_t n = 0; n < s->nnodes; n++)
+        node_times(s, n);
+    return 0;
+}
+
+static int run_add(struct node *nd, struct job *j)
+{
+    if (grow((void **)&nd->run, &nd->runcap, nd->nrun + 1, sizeof(*nd->run)))
+        return JZ_ENOMEM;
+    size_t i = nd->nrun++;
+    while (i > 0 && nd->run[i - 1]->end_expected > j->end_expected) {
+        nd->run[i] = nd->run[i - 1];
+        nd->run[i]->node_pos = (uint32_t)i;
+        i--;
+    }
+    nd->run[i] = j;
+    j->node_pos = (uint32_t)i;
+    return 0;
+}
+
+static void run_del(struct node *nd, struct job *j)
+{
+    for (size_t i = j->node_pos; i + 1 < nd->nrun; i++) {
+        nd->run[i] = nd->run[i + 1];
+        nd->run[i]->node_pos = (uint32_t)i;
+    }
+    nd->nrun--;
+}
+
+static void set_bit(uint64_t *bm, size_t i, bool v)
+{
+    if (v)
+        bm[i / 64] |= 1ull << (i % 64);
+    else
+        bm[i / 64] &= ~(1ull << (i % 64));
+}
+
+/* Marks j's GPUs and cores used (on) or free (off) on its node, keeping buckets and trees. */
+static int node_apply(struct jz_sched *s, struct job *j, bool on)
+{
+    struct node *nd = &s->nodes[j->node];
+    if (nd->up)
+        bucket_del(s, j->node);
+    unsigned k = (unsigned)__builtin_popcountll(j->gpu_mask);
+    if (on) {
+        nd->gpu_busy |= j->gpu_mask;
+        nd->free_gpus -= k;
+        nd->free_cores -= j->ncores;
+    } else {
+        nd->gpu_busy &= ~j->gpu_mask;
+        nd->free_gpus += k;
+        nd->free_cores += j->ncores;
+    }
+    for (size_t c = 0; c < j->ncores; c++)
+        set_bit(nd->core_busy, j->cores[c], on);
+    int rc = 0;
+    if (on)
+        rc = run_add(nd, j);
+    else
+        run_del(nd, j);
+    if (nd->up && bucket_add(s, j->node))
+        rc = JZ_ENOMEM;
+    node_times(s, j->node);
+    return rc;
+}
+
+/* May job j start now on node nd without eating into other tenants' reservations? GPUs whose
+ * current jobs end before the reservation opens count as free by then. */
+static bool reservations_allow(const struct jz_sched *s, const struct node *nd,
+                               const struct job *j, int64_t now)
+{
+    unsigned held = 0;
+    int64_t first = NEVER;
+    for (size_t i = 0; i < nd->nresv; i++) {
+        const struct resv *r = &s->resv[nd->resv[i]];
+        if (r->end <= now || now + j->limit <= r->start)
+            continue; /* no overlap with the job's run */
+        if (r->tenant == j->tenant && now >= r->start)
+            continue; /* its own reservation, already open */
+        held += r->gpus;
+        int64_t from = r->start > now ? r->start : now;
+        if (from < first)
+            first = from;
+    }
+    if (held == 0)
+        return true;
+    unsigned busy_then = 0;
+    for (size_t r = 0; r < nd->nrun; r++)
+        if (nd->run[r]->end_expected > first)
+            busy_then += nd->run[r]->gpus;
+    return busy_then + held + j->gpus <= nd->gpus;
+}
+
+/* ---------- decisions ---------- */
+
+void jz_sched_decisions_init(struct jz_sched_decisions *d)
+{
+    memset(d, 0, sizeof(*d));
+}
+
+void jz_sched_decisions_clear(struct jz_sched_decisions *d)
+{
+    if (!d)
+        return;
+    for (size_t i = 0; i < d->count; i++)
+        jz_place_result_free(&d->items[i].place);
+    d->count = 0;
+}
+
+void jz_sched_decisions_free(struct jz_sched_decisions *d)
+{
+    if (!d)
+        return;
+    jz_sched_decisions_clear(d);
+    free(d->items);
+    memset(d, 0, sizeof(*d));
+}
+
+static struct jz_sched_decision *decision_new(struct jz_sched_decisions *d)
+{
+    if (grow((void **)&d->items, &d->cap, d->count + 1, sizeof(*d->items)))
+        return NULL;
+    struct jz_sched_decision *x = &d->items[d->count++];
+    memset(x, 0, sizeof(*x));
+    return x;
+}
+
+static void say(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void say(char *buf, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, len, fmt, ap); /* a sentence cut short still explains */
+    va_end(ap);
+}
+
+/* ---------- creation ---------- */
+
+void jz_sched_config_defaults(struct jz_sched_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->half_life_s = 7 * 86400.0;
+    cfg->weight_fairshare = 10000;
+    cfg->weight_age = 1000;
+    cfg->age_scale_s = 86400;
+    cfg->weight_class = 100000;
+    cfg->weight_size = 500;
+    cfg->default_weight = 1;
+    cfg->preempt_grace_s = 120;
+    cfg->backfill_depth = 16;
+    cfg->backfill_max_tests = 1000;
+    snprintf(cfg->default_class, sizeof(cfg->default_class), "normal");
+}
+
+int jz_sched_tenant_set(struct jz_sched *s, const struct jz_sched_tenant *t, struct jz_error *err)
+{
+    if (!s || !t || !name_ok(t->name))
+        return jz_error_set(err, JZ_EINVAL, "a tenant needs a name of 1 to %d characters",
+                            JZ_SCHED_NAME_LEN - 1);
+    if (!(t->weight > 0) || t->weight > 1e9)
+        return jz_error_set(err, JZ_ERANGE, "tenant %s: weight must be in (0, 1e9]", t->name);
+    int cls = s->default_class;
+    if (t->class_name[0] && (cls = class_find(s, t->class_name)) < 0)
+        return jz_error_set(err, JZ_ENOENT, "tenant %s: unknown class %s", t->name,
+                            t->class_name);
+    int i = tenant_get(s, t->name, err);
+    if (i < 0)
+        return i;
+    struct tenant *x = s->tenants[i];
+    x->weight = t->weight;
+    x->max_gpus = t->max_gpus;
+    x->cls = cls;
+    return 0;
+}
+
+int jz_sched_tenant_set_credit(struct jz_sched *s, const char *tenant, bool has_credit,
+                               struct jz_error *err)
+{
+    int i = tenant_get(s, tenant, err);
+    if (i < 0)
+        return i;
+    s->tenants[i]->has_credit = has_credit;
+    return 0;
+}
+
+int jz_sched_tenant_usage(struct jz_sched *s, const char *tenant, int64_t now,
+                          double *gpu_seconds, double *fair_share, struct jz_error *err)
+{
+    int i = tenant_find(s, tenant);
+    if (i < 0)
+        return jz_error_set(err, JZ_ENOENT, "unknown tenant %s", tenant ? tenant : "(null)");
+    tenant_advance(s, s->tenants[i], now);
+    if (gpu_seconds)
+        *gpu_seconds = s->tenants[i]->usage;
+    if (fair_share)
+        *fair_share = s->tenants[i]->fs;
+    return 0;
+}
+
+int jz_sched_create(const struct jz_sched_config *cfg, struct jz_sched **out, struct jz_error *err)
+{
+    if (!out)
+        return jz_error_set(err, JZ_EINVAL, "no output");
+    struct jz_sched_config d;
+    jz_sched_config_defaults(&d);
+    struct jz_sched *s = calloc(1, sizeof(*s));
+    if (!s)
+        return jz_error_set(err, JZ_ENOMEM, "out of memory creating the scheduler");
+    s->cfg = cfg ? *cfg : d;
+    s->cfg.default_class[JZ_SCHED_NAME_LEN - 1] = '\0';
+    int rc = 0;
+    const struct jz_sched_config *v = &s->cfg;
+    if (!(v->half_life_s > 0) || !(v->age_scale_s > 0) || !(v->default_weight > 0) ||
+        !(v->weight_fairshare >= 0) || !(v->weight_age >= 0) || !(v->weight_class >= 0) ||
+        !(v->weight_size >= 0) || v->preempt_grace_s < 0 || v->backfill_depth == 0 ||
+        v->backfill_max_tests == 0 ||
+        !v->default_class[0]) {
+        rc = jz_error_set(err, JZ_ERANGE, "scheduler configuration out of range (start from "
+                                          "jz_sched_config_defaults)");
+        goto fail;
+    }
+    s->cfg.classes = NULL;
+    s->cfg.tenants = NULL;
+    size_t nc = cfg ? cfg->class_count : 0;
+    if (nc > JZ_SCHED_MAX_CLASSES) {
+        rc = jz_error_set(err, JZ_ELIMIT, "more than %d classes", JZ_SCHED_MAX_CLASSES);
+        goto fail;
+    }
+    for (size_t i = 0; i < nc; i++) {
+        const struct jz_sched_class *c = &cfg->classes[i];
+        if (!name_ok(c->name) || c->rank > 100 || class_find(s, c->name) >= 0) {
+            rc = jz_error_set(err, JZ_EINVAL, "class %zu: needs a unique name and a rank 0..100",
+                              i);
+            goto fail;
+        }
+        s->classes[s->nclasses++] = *c;
+    }
+    s->default_class = class_find(s, s->cfg.default_class);
+    if (s->default_class < 0) {
+        if (s->nclasses == JZ_SCHED_MAX_CLASSES) {
+            rc = jz_error_set(err, JZ_ELIMIT, "no room for the default class");
+            goto fail;
+        }
+        struct jz_sched_class c = {.rank = 50};
+        memcpy(c.name, s->cfg.default_class, sizeof(c.name));
+        s->classes[s->nclasses] = c;
+        s->default_class = (int)s->nclasses++;
+    }
+    s->nbuckets = 0;
+    s->trees_dirty = true;
+    for (size_t i = 0; cfg && i < cfg->tenant_count; i++)
+        if ((rc = jz_sched_tenant_set(s, &cfg->tenants[i], err)) != 0)
+            goto fail;
+    *out = s;
+    return 0;
+fail:
+    jz_sched_destroy(s);
+    return rc;
+}
+
+void jz_sched_destroy(struct jz_sched *s)
+{
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->table_cap; i++)
+        job_free(s, s->table[i]);
+    free(s->table);
+    for (size_t t = 0; t < s->ntenants; t++) {
+        for (unsigned k = 0; k <= JZ_TOPO_MAX_GPUS; k++)
+            if (s->tenants[t]->queues[k]) {
+                free(s->tenants[t]->queues[k]->h);
+                free(s->tenants[t]->queues[k]);
+            }
+        free(s->tenants[t]);
+    }
+    free(s->tenants);
+    free(s->tenant_hash);
+    for (size_t n = 0; n < s->nnodes; n++) {
+        free(s->nodes[n].core_busy);
+        free(s->nodes[n].run);
+        free(s->nodes[n].resv);
+    }
+    free(s->nodes);
+    free(s->topos);
+    free(s->topo_best);
+    for (size_t i = 0; i < s->ntopos; i++)
+        free(s->set_cache[i]);
+    free(s->set_cache);
+    free(s->node_hash);
+    for (unsigned f = 0; f < s->nbuckets; f++)
+        free(s->bucket[f]);
+    free(s->bucket);
+    free(s->bucket_n);
+    free(s->bucket_cap);
+    for (unsigned k = 0; k < s->ntrees; k++) {
+        free(s->trees[k].t);
+        free(s->trees[k].who);
+    }
+    free(s->trees);
+    free(s->resv);
+    free(s->active);
+    free(s->tmp);
+    free(s->cand);
+    free(s);
+}
+
+/* ---------- nodes ---------- */
+
+static int buckets_grow(struct jz_sched *s, unsigned need)
+{
+    if (need <= s->nbuckets)
+        return 0;
+    size_t **b = realloc(s->bucket, need * sizeof(*b));
+    if (!b)
+        return JZ_ENOMEM;
+    s->bucket = b;
+    size_t *bn = realloc(s->bucket_n, need * sizeof(*bn));
+    if (!bn)
+        return JZ_ENOMEM;
+    s->bucket_n = bn;
+    size_t *bc = realloc(s->bucket_cap, need * sizeof(*bc));
+    if (!bc)
+        return JZ_ENOMEM;
+    s->bucket_cap = bc;
+    for (unsigned f = s->nbuckets; f < need; f++) {
+        s->bucket[f] = NULL;
+        s->bucket_n[f] = s->bucket_cap[f] = 0;
+    }
+    s->nbuckets = need;
+    return 0;
+}
+
+static size_t node_find(const struct jz_sched *s, const char *name)
+{
+    if (!s->node_hash_cap)
+        return SIZE_MAX;
+    size_t m = s->node_hash_cap - 1;
+    for (size_t i = hash_str(name) & m; s->node_hash[i]; i = (i + 1) & m)
+        if (strcmp(s->nodes[s->node_hash[i] - 1].name, name) == 0)
+            return s->node_hash[i] - 1;
+    return SIZE_MAX;
+}
+
+static void node_hash_insert(struct jz_sched *s, size_t n)
+{
+    size_t m = s->node_hash_cap - 1, i = hash_str(s->nodes[n].name) & m;
+    while (s->node_hash[i])
+        i = (i + 1) & m;
+    s->node_hash[i] = (uint32_t)n + 1;
+}
+
+static int node_hash_rebuild(struct jz_sched *s, size_t cap)
+{
+    uint32_t *h = calloc(cap, sizeof(*h));
+    if (!h)
+        return JZ_ENOMEM;
+    free(s->node_hash);
+    s->node_hash = h;
+    s->node_hash_cap = cap;
+    for (size_t n = 0; n < s->nnodes; n++)
+        node_hash_insert(s, n);
+    return 0;
+}
+
+int jz_sched_node_add(struct jz_sched *s, const char *name, const struct jz_topo *topo,
+                      size_t *index, struct jz_error *err)
+{
+    if (!s || !name_ok(name) || !jz_topo_is_finished(topo))
+        return jz_error_set(err, JZ_EINVAL, "a node needs a name and a finished topology");
+    if (s->nnodes >= JZ_SCHED_MAX_NODES)
+        return jz_error_set(err, JZ_ELIMIT, "more than %d nodes", JZ_SCHED_MAX_NODES);
+    unsigned g = (unsigned)jz_topo_gpu_count(topo), c = (unsigned)jz_topo_core_count(topo);
+    if (node_find(s, name) != SIZE_MAX)
+        return jz_error_set(err, JZ_EEXIST, "node %s already exists", name);
+    if ((s->nnodes + 1) * 2 > s->node_hash_cap &&
+        node_hash_rebuild(s, s->node_hash_cap ? s->node_hash_cap * 2 : 64))
+        return jz_error_set(err, JZ_ENOMEM, "out of memory adding a node");
+    size_t ti = 0;
+    while (ti < s->ntopos && s->topos[ti] != topo)
+        ti++;
+    if (ti == s->ntopos) {
+        size_t cap = s->topos_cap;
+        if (grow((void **)&s->topos, &s->topos_cap, s->ntopos + 1, sizeof(*s->topos)))
+            return jz_error_set(err, JZ_ENOMEM, "out of memory adding a node");
+        if (s->topos_cap != cap) {
+            void *nb = realloc(s->topo_best, s->topos_cap * sizeof(*s->topo_best));
+            if (!nb)
+                return jz_error_set(err, JZ_ENOMEM, "out of memory adding a node");
+            s->topo_best = nb;
+            void *nc = realloc(s->set_cache, s->topos_cap * sizeof(*s->set_cache));
+            if (!nc)
+                return jz_error_set(err, JZ_ENOMEM, "out of memory adding a node");
+            s->set_cache = nc;
+        }
+        memset(s->topo_best[s->ntopos], 0xff, sizeof(s->topo_best[0]));
+        s->set_cache[s->ntopos] = NULL;
+        if (g <= SET_CACHE_MAX_GPUS) {
+            s->set_cache[s->ntopos] = calloc(((size_t)1 << g) * (g + 1), sizeof(uint64_t));
+            if (!s->set_cache[s->ntopos])
+                return jz_error_set(err, JZ_ENOMEM, "out of memory adding a node");
+        }
+        s->topos[s->ntopos++] = topo;
+    }
+    if (grow((void **)&s->nodes, &s->nodes_cap, s->nnodes + 1, sizeof(*s->nodes)) ||
+        buckets_grow(s, (g > s->max_gpus ? g : s->max_gpus) + 1))
+        return jz_error_set(err, JZ_ENOMEM, "out of memory adding a node");
+    struct node *nd = &s->nodes[s->nnodes];
+    memset(nd, 0, sizeof(*nd));
+    nd->core_busy = calloc(JZ_BITMAP_WORDS(c) + 1, sizeof(uint64_t));
+    if (!nd->core_busy)
+        return jz_error_set(err, JZ_ENOMEM, "out of memory adding a node");
+    snprintf(nd->name, sizeof(nd->name), "%s", name);
+    nd->topo = topo;
+    nd->topo_index = (uint32_t)ti;
+    nd->up = true;
+    nd->gpus = nd->free_gpus = g;
+    nd->cores = nd->free_cores = c;
+    size_t n = s->nnodes++;
+    if (bucket_add(s, n)) {
+        s->nnodes--;
+        free(nd->core_busy);
+        return jz_error_set(err, JZ_ENOMEM, "out of memory adding a node");
+    }
+    node_hash_insert(s, n);
+    if (g > s->max_gpus)
+        s->max_gpus = g;
+    if (c > s->max_cores)
+        s->max_cores = c;
+    s->trees_dirty = true; /* rebuilt at the next decision: adding 10,000 nodes stays linear */
+    if (index)
+        *index = n;
+    return 0;
+}
+
+int jz_sched_node_set_up(struct jz_sched *s, size_t node, bool up, struct jz_error *err)
+{
+    if (!s || node >= s->nnodes)
+        return jz_error_set(err, JZ_ENOENT, "no node %zu", node);
+    struct node *nd = &s->nodes[node];
+    if (nd->up == up)
+        return 0;
+    if (up) {
+        nd->up = true;
+        if (bucket_add(s, node)) {
+            nd->up = false;
+            return jz_error_set(err, JZ_ENOMEM, "out of memory");
+        }
+    } else {
+        bucket_del(s, node);
+        nd->up = false;
+    }
+    node_times(s, node);
+    return 0;
+}
+
+const char *jz_sched_node_name(const struct jz_sched *s, size_t node)
+{
+    return s && node < s->nnodes ? s->nodes[node].name : NULL;
+}
+
+size_t jz_sched_node_count(const struct jz_sched *s)
+{
+    return s ? s->nnodes : 0;
+}
+
+/* ---------- reservations ---------- */
+
+int jz_sched_reservation_add(struct jz_sched *s, const struct jz_sched_reservation *r,
+                             struct jz_error *err)
+{
+    if (!s || !r || !name_ok(r->name) || r->end <= r->start || r->gpus_per_node == 0 ||
+        r->node_count == 0 || !r->nodes)
+        return jz_error_set(err, JZ_EINVAL, "a reservation needs a name, nodes, GPUs and "
+                                            "start < end");
+    if (s->nresv >= JZ_SCHED_MAX_RESERVATIONS)
+        return jz_error_set(err, JZ_ELIMIT, "more than %d reservations",
+                            JZ_SCHED_MAX_RESERVATIONS);
+    for (size_t i = 0; i < s->nresv; i++)
+        if (strcmp(s->resv[i].name, r->name) == 0)
+            return jz_error_set(err, JZ_EEXIST, "reservation %s already exists", r->name);
+    size_t *idx = malloc(r->node_count * sizeof(size_t));
+    if (!idx)
+        return jz_error_set(err, JZ_ENOMEM, "out of memory");
+    for (size_t k = 0; k < r->node_count; k++) {
+        size_t n = r->nodes[k] ? node_find(s, r->nodes[k]) : SIZE_MAX;
+        if (n == SIZE_MAX || r->gpus_per_node > s->nodes[n].gpus) {
+            free(idx);
+            return jz_error_set(err, n == SIZE_MAX ? JZ_ENOENT : JZ_ERANGE,
+                                "reservation %s: node %s %s", r->name,
+                                r->nodes[k] ? r->nodes[k] : "(null)",
+                                n == SIZE_MAX ? "is unknown" : "has fewer GPUs");
+        }
+        idx[k] = n;
+    }
+    int t = tenant_get(s, r->tenant, err);
+    if (t < 0) {
+        free(idx);
+        return t;
+    }
+    struct resv *nr = realloc(s->resv, (s->nresv + 1) * sizeof(*nr));
+    if (!nr) {
+        free(idx);
+        return jz_error_set(err, JZ_ENOMEM, "out of memory");
+    }
+    s->resv = nr;
+    for (size_t k = 0; k < r->node_count; k++) {
+        struct node *nd = &s->nodes[idx[k]];
+        uint32_t *v = realloc(nd->resv, (nd->nresv + 1) * sizeof(*v));
+        if (!v) {
+            free(idx);
+            return jz_error_set(err, JZ_ENOMEM, "out of memory");
+        }
+        nd->resv = v;
+        nd->resv[nd->nresv++] = (uint32_t)s->nresv;
+    }
+    struct resv *x = &s->resv[s->nresv++];
+    snprintf(x->name, sizeof(x->name), "%s", r->name);
+    x->tenant = (uint32_t)t;
+    x->start = r->start;
+    x->end = r->end;
+    x->gpus = r->gpus_per_node;
+    free(idx);
+    return 0;
+}
+
+int jz_sched_reservation_remove(struct jz_sched *s, const char *name, struct jz_error *err)
+{
+    size_t i = 0;
+    while (s && name && i < s->nresv && strcmp(s->resv[i].name, name) != 0)
+        i++;
+    if (!s || !name || i == s->nresv)
+        return jz_error_set(err, JZ_ENOENT, "no reservation %s", name ? name : "(null)");
+    size_t last = s->nresv - 1;
+    for (size_t n = 0; n < s->nnodes; n++) {
+        struct node *nd = &s->nodes[n];
+        for (size_t k = 0; k < nd->nresv;) {
+            if (nd->resv[k] == i) {
+                nd->resv[k] = nd->resv[--nd->nresv];
+                continue;
+            }
+            if (nd->resv[k] == last)
+                nd->resv[k] = (uint32_t)i;
+            k++;
+        }
+    }
+    s->resv[i] = s->resv[last];
+    s->nresv--;
+    return 0;
+}
+
+/* ---------- jobs ---------- */
+
+static int job_validate(const struct jz_sched *s, const struct jz_sched_job *job,
+                        struct jz_error *err)
+{
+    if (!job || job->id == 0)
+        return jz_error_set(err, JZ_EINVAL, "a job needs a non-zero id");
+    if (!name_ok(job->tenant))
+        return jz_error_set(err, JZ_EINVAL, "job %llu: tenant name must be 1 to %d characters",
+                            (unsigned long long)job->id, JZ_SCHED_NAME_LEN - 1);
+    if (job->gpus > JZ_TOPO_MAX_GPUS || job->cpus_per_gpu > JZ_TOPO_MAX_CORES ||
+        job->cpus > JZ_TOPO_MAX_CORES)
+        return jz_error_set(err, JZ_ELIMIT, "job %llu: at most %d GPUs and %d cores on a node",
+                            (unsigned long long)job->id, JZ_TOPO_MAX_GPUS, JZ_TOPO_MAX_CORES);
+    if (job->gpus == 0 && job->cpus == 0)
+        return jz_error_set(err, JZ_EINVAL, "job %llu asks for neither GPUs nor cores",
+                            (unsigned long long)job->id);
+    if (job->time_limit_s <= 0 || job->time_limit_s > JZ_SCHED_MAX_TIME_LIMIT)
+        return jz_error_set(err, JZ_ERANGE, "job %llu: time limit must be 1 s to %lld s",
+                            (unsigned long long)job->id, (long long)JZ_SCHED_MAX_TIME_LIMIT);
+    if (job->depends_count > JZ_SCHED_MAX_DEPS || (job->depends_count && !job->depends_on))
+        return jz_error_set(err, JZ_ELIMIT, "job %llu: at most %d dependencies",
+                            (unsigned long long)job->id, JZ_SCHED_MAX_DEPS);
+    if (job->model && strlen(job->model) >= JZ_TOPO_MODEL_LEN)
+        return jz_error_set(err, JZ_ELIMIT, "job %llu: model constraint too long",
+                            (unsigned long long)job->id);
+    if (job_find(s, job->id))
+        return jz_error_set(err, JZ_EEXIST, "job %llu already exists",
+                            (unsigned long long)job->id);
+    if (s->njobs >= JZ_SCHED_MAX_JOBS)
+        return jz_error_set(err, JZ_ELIMIT, "more than %d jobs", JZ_SCHED_MAX_JOBS);
+    return 0;
+}
+
+static int job_make(struct jz_sched *s, const struct jz_sched_job *job, struct job **out,
+                    struct jz_error *err)
+{
+    int rc = job_validate(s, job, err);
+    if (rc)
+        return rc;
+    int cls = -1;
+    if (job->class_name && job->class_name[0] && (cls = class_find(s, job->class_name)) < 0)
+        return jz_error_set(err, JZ_ENOENT, "job %llu: unknown class %s",
+                            (unsigned long long)job->id, job->class_name);
+    int t = tenant_get(s, job->tenant, err);
+    if (t < 0)
+        return t;
+    struct job *j = calloc(1, sizeof(*j));
+    if (!j)
+        return jz_error_set(err, JZ_ENOMEM, "out of memory queueing a job");
+    j->id = job->id;
+    j->tenant = (uint32_t)t;
+    j->cls = (uint8_t)(cls >= 0 ? cls : s->tenants[t]->cls);
+    j->gpus = (uint16_t)job->gpus;
+    j->cpus_per_gpu = (uint16_t)job->cpus_per_gpu;
+    j->cpus = (uint16_t)job->cpus;
+    j->limit = job->time_limit_s;
+    j->preemptible = job->preemptible;
+    j->submit = job->submit_time;
+    j->est_start = -1;
+    j->min_mem = job->min_memory_bytes;
+    if (job->model && job->model[0]) {
+        size_t l = strlen(job->model) + 1;
+        j->model = malloc(l);
+        if (!j->model) {
+            free(j);
+            return jz_error_set(err, JZ_ENOMEM, "out of memory queueing a job");
+        }
+        memcpy(j->model, job->model, l);
+        s->job_extra_bytes += l;
+    }
+    j->key = job_key(s, j);
+    j->reason = JZ_SCHED_REASON_NEW;
+    *out = j;
+    return 0;
+}
+
+static int add_dependent(struct jz_sched *s, struct job *dep, uint64_t id)
+{
+    size_t cap = dep->dependents_cap;
+    if (grow((void **)&dep->dependents, &cap, dep->ndependents + 1, sizeof(uint64_t)))
+        return JZ_ENOMEM;
+    s->job_extra_bytes += (cap - dep->dependents_cap) * sizeof(uint64_t);
+    dep->dependents_cap = (uint32_t)cap;
+    dep->dependents[dep->ndependents++] = id;
+    return 0;
+}
+
+int jz_sched_submit(struct jz_sched *s, const struct jz_sched_job *job, int64_t now,
+                    struct jz_error *err)
+{
+    if (!s)
+        return jz_error_set(err, JZ_EINVAL, "no scheduler");
+    struct job *j;
+    int rc = job_make(s, job, &j, err);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < job->depends_count; i++) {
+        struct job *d = job_find(s, job->depends_on[i]);
+        if (d && d->id != j->id) { /* unknown ids have ended well (the service drops failures) */
+            if (add_dependent(s, d, j->id))
+                goto nomem;
+            j->deps_left++;
+        }
+    }
+    if (table_insert(s, j))
+        goto nomem;
+    if (j->deps_left) {
+        j->state = JZ_SCHED_JOB_HELD;
+        j->reason = JZ_SCHED_REASON_DEPENDENCY;
+        s->held++;
+        return 0;
+    }
+    j->state = JZ_SCHED_JOB_PENDING;
+    if (queue_push(s, j)) {
+        table_remove(s, j->id);
+        goto nomem;
+    }
+    s->pending++;
+    (void)now;
+    return 0;
+nomem:
+    /* Dependants already recorded point at an id that will never exist: harmless, since
+     * releasing an unknown id is a no-op. */
+    job_free(s, j);
+    return jz_error_set(err, JZ_ENOMEM, "out of memory queueing a job");
+}
+
+/* Releases or fails the jobs that wait for j. */
+static void release_dependents(struct jz_sched *s, struct job *j, bool ok)
+{
+    for (uint32_t i = 0; i < j->ndependents; i++) {
+        struct job *d = job_find(s, j->dependents[i]);
+        if (!d || d->state != JZ_SCHED_JOB_HELD)
+            continue;
+        if (!ok) {
+            d->dep_failed = true;
+            d->reason_arg = j->id;
+            continue;
+        }
+        if (d->deps_left)
+            d->deps_left--;
+        if (d->deps_left == 0 && !d->dep_failed && queue_push(s, d) == 0) {
+            d->state = JZ_SCHED_JOB_PENDING;
+            d->reason = JZ_SCHED_REASON_NEW;
+            s->held--;
+            s->pending++;
+        }
+    }
+}
+
+static void stop_running(struct jz_sched *s, struct job *j, int64_t now)
+{
+    struct tenant *t = s->tenants[j->tenant];
+    tenant_advance(s, t, now);
+    t->in_use -= j->gpus;
+    node_apply(s, j, false);
+    free(j->cores);
+    j->cores = NULL;
+    j->ncores = 0;
+    j->gpu_mask = 0;
+    s->running--;
+}
+
+int jz_sched_job_ended(struct jz_sched *s, uint64_t id, int64_t now, bool ok,
+                       struct jz_error *err)
+{
+    struct job *j = s ? job_find(s, id) : NULL;
+    if (!j)
+        return jz_error_set(err, JZ_ENOENT, "no job %llu", (unsigned long long)id);
+    if (j->state == JZ_SCHED_JOB_RUNNING || j->state == JZ_SCHED_JOB_PREEMPTING) {
+        if (j->state == JZ_SCHED_JOB_PREEMPTING) {
+            struct job *w = job_find(s, j->for_job);
+            if (w && w->victims_left)
+                w->victims_left--;
+        }
+        stop_running(s, j, now);
+    } else if (j->state == JZ_SCHED_JOB_PENDING) {
+        queue_remove(s, j);
+        s->pending--;
+    } else {
+        s->held--;
+    }
+    release_dependents(s, j, ok);
+    table_remove(s, id);
+    job_free(s, j);
+    return 0;
+}
+
+int jz_sched_job_requeue(struct jz_sched *s, uint64_t id, int64_t now, struct jz_error *err)
+{
+    struct job *j = s ? job_find(s, id) : NULL;
+    if (!j)
+        return jz_error_set(err, JZ_ENOENT, "no job %llu", (unsigned long long)id);
+    if (j->state != JZ_SCHED_JOB_RUNNING && j->state != JZ_SCHED_JOB_PREEMPTING)
+        return jz_error_set(err, JZ_EINVAL, "job %llu is not running", (unsigned long long)id);
+    if (j->state == JZ_SCHED_JOB_PREEMPTING) {
+        struct job *w = job_find(s, j->for_job);
+        if (w && w->victims_left)
+            w->victims_left--;
+    }
+    stop_running(s, j, now);
+    j->state = JZ_SCHED_JOB_PENDING;
+    j->reason = JZ_SCHED_REASON_NEW;
+    j->est_start = -1;
+    if (queue_push(s, j)) {
+        /* Cannot requeue without memory: drop it rather than keep a half-state job. */
+        table_remove(s, j->id);
+        job_free(s, j);
+        return jz_error_set(err, JZ_ENOMEM, "out of memory requeueing job %llu",
+                            (unsigned long long)id);
+    }
+    s->pending++;
+    return 0;
+}
+
+int jz_sched_cancel(struct jz_sched *s, uint64_t id, int64_t now, struct jz_error *err)
+{
+    struct job *j = s ? job_find(s, id) : NULL;
+    if (!j)
+        return jz_error_set(err, JZ_ENOENT, "no job %llu", (unsigned long long)id);
+    if (j->state == JZ_SCHED_JOB_RUNNING || j->state == JZ_SCHED_JOB_PREEMPTING)
+        return jz_error_set(err, JZ_EBUSY, "job %llu is running: stop it, then report its end",
+                            (unsigned long long)id);
+    return jz_sched_job_ended(s, id, now, false, err);
+}
+
+/* Makes j run on node n with the given placement (GPUs and cores from the topology). */
+static int start_job(struct jz_sched *s, struct job *j, size_t n, const size_t *gpus,
+                     size_t ngpus, const size_t *cores, size_t ncores, int64_t now)
+{
+    size_t *c = malloc((ncores ? ncores : 1) * sizeof(size_t));
+    if (!c)
+        return JZ_ENOMEM;
+    memcpy(c, cores, ncores * sizeof(size_t));
+    j->cores = c;
+    j->ncores = (uint32_t)ncores;
+    j->gpu_mask = 0;
+    for (size_t i = 0; i < ngpus; i++)
+        j->gpu_mask |= 1ull << gpus[i];
+    j->node = (uint32_t)n;
+    j->start = now;
+    j->end_expected = now + j->limit;
+    j->state = JZ_SCHED_JOB_RUNNING;
+    j->reason = JZ_SCHED_REASON_NONE;
+    j->victims_left = 0;
+    struct tenant *t = s->tenants[j->tenant];
+    tenant_advance(s, t, now);
+    t->in_use += j->gpus;
+    s->running++;
+    int rc = node_apply(s, j, true);
+    return rc;
+}
+
+int jz_sched_adopt_running(struct jz_sched *s, const struct jz_sched_job *job, size_t node,
+                           const size_t *gpus, size_t gpu_count, const size_t *cores,
+                           size_t core_count, int64_t start_time, struct jz_error *err)
+{
+    if (!s || node >= s->nnodes || gpu_count != job->gpus || (core_count && !cores) ||
+        (gpu_count && !gpus))
+        return jz_error_set(err, JZ_EINVAL, "adopt: bad node or placement");
+    struct node *nd = &s->nodes[node];
+    for (size_t i = 0; i < gpu_count; i++)
+        if (gpus[i] >= nd->gpus || (nd->gpu_busy >> gpus[i] & 1))
+            return jz_error_set(err, JZ_EBUSY, "adopt: GPU %zu of %s is unknown or in use",
+                                gpus[i], nd->name);
+    for (size_t i = 0; i < core_count; i++)
+        if (cores[i] >= nd->cores || (nd->core_busy[cores[i] / 64] >> (cores[i] % 64) & 1))
+            return jz_error_set(err, JZ_EBUSY, "adopt: core %zu of %s is unknown or in use",
+                                cores[i], nd->name);
+    struct job *j;
+    int rc = job_make(s, job, &j, err);
+    if (rc)
+        return rc;
+    if (table_insert(s, j)) {
+        job_free(s, j);
+        return jz_error_set(err, JZ_ENOMEM, "out of memory adopting a job");
+    }
+    if (start_job(s, j, node, gpus, gpu_count, cores, core_count, start_time)) {
+        return jz_error_set(err, JZ_ENOMEM, "out of memory adopting a job");
+    }
+    return 0;
+}
+
+/* ---------- placement across nodes ---------- */
+
+struct head {
+    bool set;
+    struct job *job;
+    size_t node; /* SIZE_MAX: no node known */
+    int64_t t;
+    unsigned k;
+};
+
+struct fit {
+    size_t node;
+    struct jz_place_result r;
+};
+
+/* The best worst link a k-GPU set can have on an empty node of topology ti (cached). */
+static unsigned best_link(struct jz_sched *s, uint32_t ti, unsigned k)
+{
+    uint8_t *b = &s->topo_best[ti][k];
+    if (*b == 0xff) {
+        const struct jz_topo *t = s->topos[ti];
+        size_t n = jz_topo_gpu_count(t);
+        uint64_t all = n >= 64 ? ~0ull : (1ull << n) - 1, set = 0;
+        unsigned worst = 0;
+        if (k > 1 && jz_place_gpu_set(t, all, k, &set) == 0)
+            for (uint64_t a = set; a; a &= a - 1)
+                for (uint64_t c = a & (a - 1); c; c &= c - 1) {
+                    unsigned l = (unsigned)jz_topo_gpu_link(t, (size_t)__builtin_ctzll(a),
+                                                            (size_t)__builtin_ctzll(c));
+                    if (l > worst)
+                        worst = l;
+                }
+        *b = (uint8_t)worst;
+    }
+    return *b;
+}
+
+/* Best fit: the fewest free GPUs that hold the job, the tightest GPU set among a few such
+ * nodes; reservations and the head job's shadow reservation are honoured. */
+static enum fail place_job(struct jz_sched *s, struct job *j, int64_t now,
+                           const struct head *hd, struct fit *out)
+{
+    unsigned k = j->gpus;
+    unsigned need_cores = k ? k * j->cpus_per_gpu : j->cpus;
+    struct jz_place_request req = {.gpus = k, .cpus_per_gpu = j->cpus_per_gpu, .cpus = j->cpus,
+                                   .model = j->model, .min_memory_bytes = j->min_mem};
+    bool resv_blocked = false, shadow_blocked = false, any = false;
+    size_t scanned = 0, fits = 0;
+    out->node = SIZE_MAX;
+    int top = (int)s->nbuckets - 1;
+    while (top >= 0 && s->bucket_n[top] == 0)
+        top--;
+    if (top < (int)k)
+        return FAIL_NONE_FREE;
+    for (unsigned f = k; f <= (unsigned)top && fits < NODE_FITS_WANTED &&
+                         scanned < NODE_SCAN_LIMIT; f++) {
+        for (size_t b = 0; b < s->bucket_n[f] && scanned < NODE_SCAN_LIMIT; b++) {
+            size_t n = s->bucket[f][b];
+            struct node *nd = &s->nodes[n];
+            scanned++;
+            if (nd->free_cores < need_cores)
+                continue;
+            if (nd->nresv && !reservations_allow(s, nd, j, now)) {
+                resv_blocked = true;
+                continue;
+            }
+            if (hd->set && hd->job != j && hd->node == n && now + j->limit > hd->t &&
+                f - k < hd->k) {
+                shadow_blocked = true;
+                continue;
+            }
+            any = true;
+            struct jz_place_usage u = {.gpu_busy = &nd->gpu_busy, .core_busy = nd->core_busy};
+            struct jz_place_result r;
+            uint64_t *cache = s->set_cache[nd->topo_index];
+            bool done = false;
+            if (cache && !j->model && !j->min_mem) {
+                /* Identical nodes with the same free GPUs choose the same set: remember it. */
+                uint64_t freem = ~nd->gpu_busy & (((uint64_t)1 << nd->gpus) - 1);
+                uint64_t *slot = &cache[freem * (nd->gpus + 1) + k];
+                if (!*slot) {
+                    uint64_t set;
+                    *slot = jz_place_gpu_set(nd->topo, freem, k, &set) == 0 ? set | SET_KNOWN
+                                                                          : SET_KNOWN;
+                }
+                uint64_t set = *slot & ~SET_KNOWN;
+                if (set && jz_place_gpus(nd->topo, &u, &req, set, &r, NULL) == 0) {
+                    if (r.fits)
+                        done = true;
+                    else
+                        jz_place_result_free(&r);
+                }
+            }
+            if (!done && (jz_place(nd->topo, &u, &req, &r, NULL) != 0 || !r.fits)) {
+                if (r.fits)
+                    jz_place_result_free(&r);
+                continue;
+            }
+            fits++;
+            /* As close as this hardware allows: no other node can do better. */
+            if ((unsigned)r.worst_link <= best_link(s, nd->topo_index, k))
+                fits = NODE_FITS_WANTED;
+            if (out->node == SIZE_MAX || r.worst_link < out->r.worst_link) {
+                if (out->node != SIZE_MAX)
+                    jz_place_result_free(&out->r);
+                out->node = n;
+                out->r = r;
+            } else {
+                jz_place_result_free(&r);
+            }
+        }
+        if (out->node != SIZE_MAX)
+            break; /* the smallest free count that fits wins: best fit */
+    }
+    if (out->node != SIZE_MAX)
+        return FIT;
+    if (resv_blocked && !any)
+        return FAIL_RESERVATION;
+    if (shadow_blocked && !any)
+        return FAIL_SHADOW;
+    return FAIL_RESOURCES;
+}
+
+/* CPU-only jobs look at every node (they are rare next to GPU jobs). */
+static enum fail place_cpu_job(struct jz_sched *s, struct job *j, struct fit *out)
+{
+    struct jz_place_request req = {.cpus = j->cpus};
+    for (size_t n = 0; n < s->nnodes; n++) {
+        struct node *nd = &s->nodes[n];
+        if (!nd->up || nd->free_cores < j->cpus)
+            continue;
+        struct jz_place_usage u = {.gpu_busy = &nd->gpu_busy, .core_busy = nd->core_busy};
+        if (jz_place(nd->topo, &u, &req, &out->r, NULL) != 0)
+            continue;
+        if (out->r.fits) {
+            out->node = n;
+            return FIT;
+        }
+    }
+    return FAIL_RESOURCES;
+}
+
+/* The earliest time (and node) j's size will be free if running jobs end at their limits. */
+static void shadow_of(const struct jz_sched *s, unsigned k, int64_t now, size_t *node,
+                      int64_t *t)
+{
+    *node = SIZE_MAX;
+    *t = NEVER;
+    if (k == 0 || k >= s->ntrees)
+        return;
+    const struct tree *tr = &s->trees[k];
+    if (tr->t[1] == NEVER)
+        return;
+    *node = tr->who[1];
+    *t = tr->t[1] < now ? now : tr->t[1];
+}
+
+/* Finds running preemptible jobs of lower rank whose GPUs let j start; asks them to stop. */
+static bool try_preempt(struct jz_sched *s, struct job *j, int64_t now,
+                        struct jz_sched_decisions *out, struct head *hd)
+{
+    unsigned rank = s->classes[j->cls].rank;
+    size_t best = SIZE_MAX;
+    unsigned best_cost = ~0u;
+    for (size_t n = 0; n < s->nnodes; n++) {
+        struct node *nd = &s->nodes[n];
+        if (!nd->up || nd->gpus < j->gpus)
+            continue;
+        unsigned avail = nd->free_gpus, cost = 0;
+        for (size_t r = nd->nrun; r-- > 0 && avail < j->gpus;) {
+            struct job *v = nd->run[r]; /* latest-ending first: the least work lost */
+            if (v->state != JZ_SCHED_JOB_RUNNING || !v->preemptible ||
+                s->classes[v->cls].rank >= rank)
+                continue;
+            avail += v->gpus;
+            cost += v->gpus;
+        }
+        if (avail >= j->gpus && cost > 0 && cost < best_cost) {
+            best = n;
+            best_cost = cost;
+        }
+    }
+    if (best == SIZE_MAX)
+        return false;
+    struct node *nd = &s->nodes[best];
+    unsigned avail = nd->free_gpus;
+    unsigned victims = 0;
+    /* Choose first, then mark: marking reorders the node's run list. */
+    struct job *chosen[JZ_TOPO_MAX_GPUS];
+    size_t nchosen = 0;
+    for (size_t r = nd->nrun; r-- > 0 && avail < j->gpus && nchosen < JZ_TOPO_MAX_GPUS;) {
+        struct job *v = nd->run[r];
+        if (v->state != JZ_SCHED_JOB_RUNNING || !v->preemptible ||
+            s->classes[v->cls].rank >= rank)
+            continue;
+        chosen[nchosen++] = v;
+        avail += v->gpus;
+    }
+    for (size_t c = 0; c < nchosen; c++) {
+        struct job *v = chosen[c];
+        struct jz_sched_decision *d = decision_new(out);
+        if (!d)
+            break;
+        d->action = JZ_SCHED_PREEMPT;
+        d->job_id = v->id;
+        d->node = best;
+        d->node_name = nd->name;
+        d->for_job = j->id;
+        d->grace_s = s->cfg.preempt_grace_s;
+        say(d->why, sizeof(d->why),
+            "Preempted (checkpoint, then stop after %llds) so that job %llu of class %s can "
+            "start.",
+            (long long)s->cfg.preempt_grace_s, (unsigned long long)j->id, s->classes[j->cls].name);
+        v->state = JZ_SCHED_JOB_PREEMPTING;
+        v->for_job = j->id;
+        /* It now ends within the grace period: move it in the node's end order. */
+        run_del(nd, v);
+        v->end_expected = now + s->cfg.preempt_grace_s;
+        run_add(nd, v); /* cannot fail: the list just shrank by one */
+        victims++;
+        s->decisions++;
+    }
+    node_times(s, best);
+    j->victims_left = (uint16_t)victims;
+    j->est_start = now + s->cfg.preempt_grace_s;
+    j->reason = JZ_SCHED_REASON_RESOURCES;
+    j->reason_arg = victims;
+    if (hd->job == j) {
+        hd->node = best;
+        hd->t = j->est_start;
+    }
+    return victims > 0;
+}
+
+/* ---------- the decision loop ---------- */
+
+static void cand_push(struct jz_sched *s, double p, struct queue *q)
+{
+    size_t i = s->ncand++;
+    while (i > 0) {
+        size_t up = (i - 1) / 2;
+        if (s->cand[up].p >= p)
+            break;
+        s->cand[i] = s->cand[up];
+        i = up;
+    }
+    s->cand[i] = (struct cand){p, q};
+}
+
+static struct cand cand_pop(struct jz_sched *s)
+{
+    struct cand top = s->cand[0], last = s->cand[--s->ncand];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= s->ncand)
+            break;
+        if (c + 1 < s->ncand && s->cand[c + 1].p > s->cand[c].p)
+            c++;
+        if (s->cand[c].p <= last.p)
+            break;
+        s->cand[i] = s->cand[c];
+        i = c;
+    }
+    if (s->ncand)
+        s->cand[i] = last;
+    return top;
+}
+
+/* Could any node ever hold j (enough GPUs of the model and memory asked)? Checked against the
+ * distinct topologies only, which are few even when nodes are many. */
+static bool could_ever_fit(const struct jz_sched *s, const struct job *j)
+{
+    if (j->gpus == 0)
+        return j->cpus <= s->max_cores;
+    if (j->gpus > s->max_gpus)
+        return false;
+    if (!j->model && !j->min_mem)
+        return true;
+    for (size_t i = 0; i < s->ntopos; i++) {
+        const struct jz_topo *t = s->topos[i];
+        unsigned ok = 0;
+        for (size_t g = 0; g < jz_topo_gpu_count(t); g++) {
+            const struct jz_topo_gpu *gpu = jz_topo_gpu_at(t, g);
+            if (j->min_mem && gpu->memory_bytes < j->min_mem)
+                continue;
+            if (j->model) {
+                struct jz_place_request req = {.gpus = 1, .model = j->model};
+                struct jz_place_result r;
+                uint64_t busy = ~(1ull << g);
+                struct jz_place_usage u = {.gpu_busy = &busy};
+                if (jz_place(t, &u, &req, &r, NULL) != 0)
+                    continue;
+                bool fits = r.fits;
+                jz_place_result_free(&r);
+                if (!fits)
+                    continue;
+            }
+            ok++;
+        }
+        if (ok >= j->gpus)
+            return true;
+    }
+    return false;
+}
+
+static int emit_start(struct jz_sched *s, struct job *j, struct fit *f, int64_t now,
+                      const struct head *hd, struct jz_sched_decisions *out)
+{
+    struct jz_sched_decision *d = decision_new(out);
+    if (!d) {
+        jz_place_result_free(&f->r);
+        return JZ_ENOMEM;
+    }
+    int rc = start_job(s, j, f->node, f->r.gpus, f->r.gpu_count, f->r.cores, f->r.core_count,
+                       now);
+    if (rc) {
+        out->count--;
+        jz_place_result_free(&f->r);
+        return rc;
+    }
+    d->action = JZ_SCHED_START;
+    d->job_id = j->id;
+    d->node = f->node;
+    d->node_name = s->nodes[f->node].name;
+    d->place = f->r;
+    if (hd->set && hd->job != j)
+        say(d->why, sizeof(d->why),
+            "Backfilled on %s: it cannot delay job %llu, which has the resources reserved from "
+            "%lld.",
+            s->nodes[f->node].name, (unsigned long long)hd->job->id, (long long)hd->t);
+    else
+        say(d->why, sizeof(d->why), "Highest priority that fits; best fit on %s.",
+            s->nodes[f->node].name);
+    s->decisions++;
+    return 0;
+}
+
+int jz_sched_decide(struct jz_sched *s, int64_t now, unsigned flags,
+                    struct jz_sched_decisions *out, struct jz_error *err)
+{
+    if (!s || !out)
+        return jz_error_set(err, JZ_EINVAL, "decide needs a scheduler and an output");
+    if (s->trees_dirty && trees_build(s))
+        return jz_error_set(err, JZ_ENOMEM, "out of memory building the backfill index");
+    bool full = flags & JZ_SCHED_FULL;
+    if (full)
+        fair_share_update(s, now);
+    s->pass++;
+    if (grow((void **)&s->cand, &s->cand_cap, s->nactive + 1, sizeof(*s->cand)))
+        return jz_error_set(err, JZ_ENOMEM, "out of memory deciding");
+    s->ncand = 0;
+    s->ntmp = 0;
+    for (size_t i = 0; i < s->nactive; i++) {
+        struct queue *q = s->active[i];
+        q->pass = s->pass;
+        q->examined = 0;
+        q->block = JZ_SCHED_REASON_PRIORITY;
+        q->block_arg = 0;
+        cand_push(s, job_prio(s, q->h[0], now), q);
+    }
+    struct head hd = {.set = false, .node = SIZE_MAX};
+    int preempt_budget = PREEMPT_SEARCHES;
+    unsigned tests = 0;
+    int rc = 0;
+    while (s->ncand > 0 && rc == 0) {
+        struct cand c = cand_pop(s);
+        struct queue *q = c.q;
+        struct job *j = q->h[0];
+        queue_remove(s, j);
+        if (grow((void **)&s->tmp, &s->tmp_cap, s->ntmp + 1, sizeof(*s->tmp))) {
+            queue_push(s, j);
+            rc = jz_error_set(err, JZ_ENOMEM, "out of memory deciding");
+            break;
+        }
+        s->tmp[s->ntmp++] = j;
+        j->prio = c.p;
+        j->pass = s->pass;
+        struct tenant *t = s->tenants[j->tenant];
+        bool next = false;
+        if (!t->has_credit) {
+            q->block = j->reason = JZ_SCHED_REASON_CREDITS;
+        } else if (t->max_gpus && t->in_use + j->gpus > t->max_gpus) {
+            q->block = j->reason = JZ_SCHED_REASON_QUOTA;
+        } else if (!could_ever_fit(s, j)) {
+            q->block = j->reason = JZ_SCHED_REASON_NEVER;
+        } else {
+            struct fit f = {.node = SIZE_MAX};
+            enum fail why = j->gpus ? place_job(s, j, now, &hd, &f) : place_cpu_job(s, j, &f);
+            if (why == FIT) {
+                rc = emit_start(s, j, &f, now, &hd, out);
+                if (rc == 0) {
+                    s->ntmp--; /* started: not put back */
+                    s->pending--;
+                    j->est_start = now;
+                } else {
+                    rc = jz_error_set(err, rc, "out of memory starting job %llu",
+                                      (unsigned long long)j->id);
+                }
+                next = true;
+            } else {
+                bool is_head = !hd.set;
+                if (is_head) {
+                    hd.set = true;
+                    hd.job = j;
+                    hd.k = j->gpus;
+                    if (j->victims_left) {
+                        hd.t = j->est_start;
+                        hd.node = SIZE_MAX; /* the node its victims are leaving */
+                        for (size_t n = 0; n < s->nnodes && hd.node == SIZE_MAX; n++)
+                            for (size_t r = 0; r < s->nodes[n].nrun; r++)
+                                if (s->nodes[n].run[r]->for_job == j->id &&
+                                    s->nodes[n].run[r]->state == JZ_SCHED_JOB_PREEMPTING) {
+                                    hd.node = n;
+                                    break;
+                                }
+                    } else {
+                        shadow_of(s, j->gpus, now, &hd.node, &hd.t);
+                        j->est_start = hd.t == NEVER ? -1 : hd.t;
+                    }
+                } else {
+                    j->est_start = -1;
+                }
+                j->reason = why == FAIL_RESERVATION ? JZ_SCHED_REASON_RESERVATION
+                            : why == FAIL_SHADOW || (!is_head && why != FAIL_NONE_FREE)
+                                ? JZ_SCHED_REASON_PRIORITY
+                                : JZ_SCHED_REASON_RESOURCES;
+                j->reason_arg = is_head ? 0 : hd.job->id;
+                if (!j->victims_left && s->classes[j->cls].can_preempt && preempt_budget > 0 &&
+                    why != FAIL_RESERVATION) {
+                    preempt_budget--;
+                    try_preempt(s, j, now, out, &hd);
+                }
+                if (j->victims_left) {
+                    j->reason = JZ_SCHED_REASON_RESOURCES;
+                    j->reason_arg = j->victims_left;
+                }
+                if (why == FAIL_NONE_FREE) {
+                    q->block = JZ_SCHED_REASON_RESOURCES; /* same size: none of them fits */
+                    q->block_arg = hd.job->id;
+                } else {
+                    next = true;
+                    q->block_arg = hd.job->id;
+                }
+            }
+        }
+        /* Only jobs that stayed behind count against the depth: a queue whose jobs keep
+         * starting is served until they stop fitting. */
+        if (j->state != JZ_SCHED_JOB_RUNNING) {
+            q->examined++;
+            if (++tests >= s->cfg.backfill_max_tests)
+                break; /* bounded work per call; the rest keep their last reason */
+        }
+        if (next && q->n > 0 && q->examined < s->cfg.backfill_depth)
+            cand_push(s, job_prio(s, q->h[0], now), q);
+    }
+    /* Put back what was looked at and did not start. */
+    for (size_t i = 0; i < s->ntmp; i++)
+        if (queue_push(s, s->tmp[i]) != 0 && rc == 0)
+            rc = jz_error_set(err, JZ_ENOMEM, "out of memory requeueing");
+    s->ntmp = 0;
+    if (full) {
+        for (size_t i = 0; i < s->nactive; i++) {
+            struct queue *q = s->active[i];
+            for (size_t k = 0; k < q->n; k++) {
+                struct job *j = q->h[k];
+                if (j->pass == s->pass)
+                    continue;
+                j->prio = job_prio(s, j, now);
+                j->reason = q->pass == s->pass ? q->block : JZ_SCHED_REASON_PRIORITY;
+                j->reason_arg = q->block_arg;
+                j->est_start = -1;
+                j->pass = s->pass;
+            }
+        }
+    }
+    return rc;
+}
+
+/* ---------- queries ---------- */
+
+const char *jz_sched_reason_name(enum jz_sched_reason r)
+{
+    switch (r) {
+    case JZ_SCHED_REASON_NONE: return "none";
+    case JZ_SCHED_REASON_RESOURCES: return "resources";
+    case JZ_SCHED_REASON_PRIORITY: return "priority";
+    case JZ_SCHED_REASON_QUOTA: return "quota";
+    case JZ_SCHED_REASON_RESERVATION: return "reservation";
+    case JZ_SCHED_REASON_DEPENDENCY: return "dependency";
+    case JZ_SCHED_REASON_CREDITS: return "credits";
+    case JZ_SCHED_REASON_NEVER: return "never";
+    case JZ_SCHED_REASON_NEW: return "new";
+    }
+    return "unknown";
+}
+
+int jz_sched_job_info(const struct jz_sched *s, uint64_t id, struct jz_sched_job_info *info,
+                      struct jz_error *err)
+{
+    const struct job *j = s ? job_find(s, id) : NULL;
+    if (!j || !info)
+        return jz_error_set(err, JZ_ENOENT, "no job %llu", (unsigned long long)id);
+    memset(info, 0, sizeof(*info));
+    info->state = (enum jz_sched_state)j->state;
+    info->reason = (enum jz_sched_reason)j->reason;
+    info->est_start = j->est_start;
+    info->priority = j->prio;
+    info->node = j->node;
+    info->start_time = j->start;
+    const struct tenant *t = s->tenants[j->tenant];
+    char *b = info->reason_text;
+    size_t n = sizeof(info->reason_text);
+    unsigned long long arg = (unsigned long long)j->reason_arg;
+    switch (j->state) {
+    case JZ_SCHED_JOB_RUNNING:
+        say(b, n, "Running on %s since %lld.", s->nodes[j->node].name, (long long)j->start);
+        return 0;
+    case JZ_SCHED_JOB_PREEMPTING:
+        say(b, n, "Stopping on %s to make room for job %llu.", s->nodes[j->node].name,
+            (unsigned long long)j->for_job);
+        return 0;
+    case JZ_SCHED_JOB_HELD:
+        if (j->dep_failed)
+            say(b, n, "Job %llu, which it depends on, did not end successfully; it will never "
+                      "start.", arg);
+        else
+            say(b, n, "Waiting for %u job%s it depends on to end.", j->deps_left,
+                j->deps_left == 1 ? "" : "s");
+        return 0;
+    default:
+        break;
+    }
+    switch (j->reason) {
+    case JZ_SCHED_REASON_RESOURCES:
+        if (j->victims_left)
+            say(b, n, "Waiting for %u preempted job%s to stop.", j->victims_left,
+                j->victims_left == 1 ? "" : "s");
+        else if (j->gpus)
+            say(b, n, "Needs %u GPU%s on one node; no node has them free now.", j->gpus,
+                j->gpus == 1 ? "" : "s");
+        else
+            say(b, n, "Needs %u cores on one node; no node has them free now.", j->cpus);
+        break;
+    case JZ_SCHED_REASON_PRIORITY:
+        if (arg)
+            say(b, n, "Waiting behind higher-priority job %llu (resources are held for it).",
+                arg);
+        else
+            say(b, n, "Waiting behind higher-priority jobs.");
+        break;
+    case JZ_SCHED_REASON_QUOTA:
+        say(b, n, "Tenant %s is at its quota of %u GPUs (%u in use).", t->name, t->max_gpus,
+            t->in_use);
+        break;
+    case JZ_SCHED_REASON_RESERVATION:
+        say(b, n, "The free GPUs that would fit are reserved for another tenant.");
+        break;
+    case JZ_SCHED_REASON_CREDITS:
+        say(b, n, "Tenant %s has no compute credit left.", t->name);
+        break;
+    case JZ_SCHED_REASON_NEVER:
+        say(b, n, "No node has %u GPUs (the largest has %u).", j->gpus, s->max_gpus);
+        break;
+    case JZ_SCHED_REASON_NEW:
+        say(b, n, "Not yet considered.");
+        break;
+    default:
+        say(b, n, "Waiting.");
+    }
+    return 0;
+}
+
+void jz_sched_stats_get(const struct jz_sched *s, struct jz_sched_stats *st)
+{
+    memset(st, 0, sizeof(*st));
+    if (!s)
+        return;
+    st->pending = s->pending;
+    st->held = s->held;
+    st->running = s->running;
+    st->nodes = s->nnodes;
+    for (size_t n = 0; n < s->nnodes; n++) {
+        st->gpus_total += s->nodes[n].gpus;
+        st->gpus_busy += s->nodes[n].gpus - s->nodes[n].free_gpus;
+    }
+    st->decisions = s->decisions;
+    size_t b = sizeof(*s) + s->table_cap * sizeof(*s->table) +
+               s->njobs * sizeof(struct job) + s->job_extra_bytes +
+               s->tenants_cap * sizeof(*s->tenants) + s->ntenants * sizeof(struct tenant) +
+               s->tenant_hash_cap * sizeof(uint32_t) + s->nodes_cap * sizeof(struct node) +
+               s->active_cap * sizeof(*s->active) + s->cand_cap * sizeof(*s->cand) +
+               s->tmp_cap * sizeof(*s->tmp);
+    for (size_t i = 0; i < s->nactive; i++)
+        b += sizeof(struct queue) + s->active[i]->cap * sizeof(struct job *);
+    for (size_t n = 0; n < s->nnodes; n++)
+        b += s->nodes[n].runcap * sizeof(struct job *) +
+             (JZ_BITMAP_WORDS(s->nodes[n].cores) + 1) * sizeof(uint64_t);
+    st->bytes = b;
+}

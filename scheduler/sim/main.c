@@ -1,0 +1,733 @@
+/* jazari-sim: replays a job trace on a cluster of topology files with a virtual clock, driving the
+ * real scheduler library, and reports utilisation, waits, fairness and fragmentation. */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/json.h"
+#include "scheduler/config.h"
+#include "scheduler/sched.h"
+#include "scheduler/topo_hwloc.h"
+
+#define SIM_MAX_JOBS 2000000
+#define SIM_MAX_LINE 1024
+#define SIM_MAX_TOPOS 64
+
+struct sim_job {
+    uint64_t id;
+    int64_t submit, duration, limit, remaining;
+    unsigned gpus;
+    int tenant;
+    bool preemptible;
+    char cls[JZ_SCHED_NAME_LEN];
+    int64_t first_start, end;
+    unsigned gen; /* bumps on preemption, so stale completion events are ignored */
+    bool done, started;
+    size_t node;
+    uint64_t gpu_mask;
+    unsigned preemptions;
+};
+
+struct sim_tenant {
+    char name[JZ_SCHED_NAME_LEN];
+    double weight;
+    double gpu_seconds;
+    size_t jobs, done;
+    double *waits;
+    size_t nwaits;
+};
+
+enum ev_kind { EV_SUBMIT = 0, EV_END = 1, EV_STOPPED = 2, EV_TIMER = 3 };
+
+struct event {
+    int64_t t;
+    int kind;
+    size_t job;
+    unsigned gen;
+};
+
+struct sim {
+    struct sim_job *jobs;
+    size_t njobs, cap;
+    struct sim_tenant tenants[JZ_SCHED_MAX_TENANTS];
+    size_t ntenants;
+    struct event *heap;
+    size_t nheap, heapcap;
+    struct jz_topo *topos[SIM_MAX_TOPOS];
+    size_t ntopos;
+    struct jz_sched *s;
+    size_t nnodes;
+    unsigned total_gpus;
+    uint64_t *node_busy;    /* the simulator's own view, to catch double booking */
+    uint64_t **core_busy;
+    const struct jz_topo **node_topo;
+    int64_t full_every, grace;
+    unsigned cpus_per_gpu;
+    bool check, log;
+    size_t violations;
+    /* metrics */
+    double busy_gpu_seconds, idle_waiting_gpu_seconds, waiting_seconds;
+    unsigned busy_gpus;
+    int64_t last_t, first_t, end_t;
+    size_t waiting;
+    uint64_t decide_calls, starts, preempts;
+    double decide_seconds;
+};
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("jazari-sim: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(1);
+}
+
+static bool ev_before(const struct event *a, const struct event *b)
+{
+    if (a->t != b->t)
+        return a->t < b->t;
+    if (a->kind != b->kind)
+        return a->kind > b->kind; /* ends and stops before submits at one instant */
+    return a->job < b->job;
+}
+
+static void ev_push(struct sim *m, struct event e)
+{
+    if (m->nheap == m->heapcap) {
+        m->heapcap = m->heapcap ? m->heapcap * 2 : 1024;
+        m->heap = realloc(m->heap, m->heapcap * sizeof(*m->heap));
+        if (!m->heap)
+            die("out of memory");
+    }
+    size_t i = m->nheap++;
+    while (i > 0 && ev_before(&e, &m->heap[(i - 1) / 2])) {
+        m->heap[i] = m->heap[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    m->heap[i] = e;
+}
+
+static struct event ev_pop(struct sim *m)
+{
+    struct event top = m->heap[0], last = m->heap[--m->nheap];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= m->nheap)
+            break;
+        if (c + 1 < m->nheap && ev_before(&m->heap[c + 1], &m->heap[c]))
+            c++;
+        if (!ev_before(&m->heap[c], &last))
+            break;
+        m->heap[i] = m->heap[c];
+        i = c;
+    }
+    if (m->nheap)
+        m->heap[i] = last;
+    return top;
+}
+
+static int tenant_index(struct sim *m, const char *name)
+{
+    for (size_t i = 0; i < m->ntenants; i++)
+        if (strcmp(m->tenants[i].name, name) == 0)
+            return (int)i;
+    if (m->ntenants == JZ_SCHED_MAX_TENANTS || strlen(name) >= JZ_SCHED_NAME_LEN || !*name)
+        die("bad or too many tenants (%s)", name);
+    struct sim_tenant *t = &m->tenants[m->ntenants];
+    snprintf(t->name, sizeof(t->name), "%s", name);
+    t->weight = 1;
+    return (int)m->ntenants++;
+}
+
+static struct sim_job *job_new(struct sim *m)
+{
+    if (m->njobs == SIM_MAX_JOBS)
+        die("more than %d jobs in the trace", SIM_MAX_JOBS);
+    if (m->njobs == m->cap) {
+        m->cap = m->cap ? m->cap * 2 : 1024;
+        m->jobs = realloc(m->jobs, m->cap * sizeof(*m->jobs));
+        if (!m->jobs)
+            die("out of memory");
+    }
+    struct sim_job *j = &m->jobs[m->njobs];
+    memset(j, 0, sizeof(*j));
+    j->id = m->njobs + 1;
+    m->njobs++;
+    return j;
+}
+
+/* CSV: submit,duration,time_limit,gpus,tenant,preemptible[,class]; '#' lines and a header
+ * line starting with "submit" are skipped. Times in seconds. */
+static void read_trace(struct sim *m, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        die("cannot open trace %s: %s", path, strerror(errno));
+    char line[SIM_MAX_LINE];
+    size_t lineno = 0;
+    while (fgets(line, sizeof(line), f)) {
+        lineno++;
+        if (!strchr(line, '\n') && !feof(f))
+            die("%s:%zu: line longer than %d bytes", path, lineno, SIM_MAX_LINE);
+        line[strcspn(line, "\r\n")] = '\0';
+        if (!line[0] || line[0] == '#' || strncmp(line, "submit", 6) == 0)
+            continue;
+        char *fields[8];
+        size_t nf = 0;
+        for (char *save = NULL, *tok = strtok_r(line, ",", &save); tok && nf < 8;
+             tok = strtok_r(NULL, ",", &save))
+            fields[nf++] = tok;
+        if (nf < 6)
+            die("%s:%zu: want submit,duration,time_limit,gpus,tenant,preemptible[,class]", path,
+                lineno);
+        struct sim_job *j = job_new(m);
+        char *end;
+        j->submit = strtoll(fields[0], &end, 10);
+        j->duration = strtoll(fields[1], &end, 10);
+        j->limit = strtoll(fields[2], &end, 10);
+        long g = strtol(fields[3], &end, 10);
+        if (j->submit < 0 || j->duration <= 0 || j->limit <= 0 || g < 0 || g > JZ_TOPO_MAX_GPUS)
+            die("%s:%zu: bad numbers", path, lineno);
+        j->gpus = (unsigned)g;
+        j->tenant = tenant_index(m, fields[4]);
+        j->preemptible = strcmp(fields[5], "1") == 0 || strcmp(fields[5], "true") == 0;
+        if (nf > 6)
+            snprintf(j->cls, sizeof(j->cls), "%s", fields[6]);
+        j->remaining = j->duration;
+    }
+    fclose(f);
+}
+
+static uint64_t rng_state = 88172645463325252ull;
+static double rnd(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (double)(rng_state >> 11) / 9007199254740992.0;
+}
+
+/* A random trace: Poisson arrivals, mostly small jobs, some whole-node ones, limits above the
+ * real durations (users overestimate), a fifth preemptible. */
+static void generate(struct sim *m, size_t n, unsigned tenants, double load,
+                     const char *high_class, double high_fraction)
+{
+    static const unsigned sizes[] = {1, 1, 1, 1, 2, 2, 4, 8};
+    double mean_gpus = 2.5, mean_dur = 1800;
+    double rate = load * m->total_gpus / (mean_gpus * mean_dur); /* jobs per second */
+    double t = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct sim_job *j = job_new(m);
+        t += -log(1 - rnd()) / rate;
+        j->submit = (int64_t)t;
+        j->duration = 60 + (int64_t)(-log(1 - rnd()) * (mean_dur - 60));
+        j->limit = (int64_t)((double)j->duration * (1.0 + 2.0 * rnd())) + 60;
+        j->gpus = sizes[(size_t)(rnd() * 8) % 8];
+        char name[16];
+        /* Tenant t0 submits most: fair share must still serve the others. */
+        unsigned tn = rnd() < 0.5 ? 0 : (unsigned)(rnd() * tenants) % tenants;
+        snprintf(name, sizeof(name), "t%u", tn);
+        j->tenant = tenant_index(m, name);
+        j->preemptible = rnd() < 0.2;
+        if (high_class && rnd() < high_fraction) {
+            snprintf(j->cls, sizeof(j->cls), "%s", high_class);
+            j->preemptible = false;
+        }
+        j->remaining = j->duration;
+    }
+}
+
+static void write_trace(const struct sim *m, const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        die("cannot write %s", path);
+    fprintf(f, "submit,duration,time_limit,gpus,tenant,preemptible,class\n");
+    for (size_t i = 0; i < m->njobs; i++) {
+        const struct sim_job *j = &m->jobs[i];
+        fprintf(f, "%" PRId64 ",%" PRId64 ",%" PRId64 ",%u,%s,%d%s%s\n", j->submit,
+                j->duration, j->limit, j->gpus, m->tenants[j->tenant].name, j->preemptible,
+                j->cls[0] ? "," : "", j->cls);
+    }
+    fclose(f);
+}
+
+static void add_nodes(struct sim *m, char *spec)
+{
+    for (char *save = NULL, *tok = strtok_r(spec, ",", &save); tok;
+         tok = strtok_r(NULL, ",", &save)) {
+        char *colon = strrchr(tok, ':');
+        long count = 1;
+        if (colon) {
+            *colon = '\0';
+            count = strtol(colon + 1, NULL, 10);
+        }
+        if (count < 1 || count > JZ_SCHED_MAX_NODES)
+            die("bad node count for %s", tok);
+        if (m->ntopos == SIM_MAX_TOPOS)
+            die("more than %d topology files", SIM_MAX_TOPOS);
+        struct jz_error err = {0};
+        struct jz_topo *t;
+        if (jz_topo_hwloc_load_xml(tok, &t, &err))
+            die("%s", err.msg);
+        m->topos[m->ntopos++] = t;
+        for (long i = 0; i < count; i++) {
+            char name[JZ_SCHED_NAME_LEN];
+            const char *base = strrchr(tok, '/');
+            snprintf(name, sizeof(name), "n%zu-%.40s", m->nnodes, base ? base + 1 : tok);
+            if (jz_sched_node_add(m->s, name, t, NULL, &err))
+                die("%s", err.msg);
+            m->nnodes++;
+            m->total_gpus += (unsigned)jz_topo_gpu_count(t);
+            m->node_busy = realloc(m->node_busy, m->nnodes * sizeof(uint64_t));
+            m->core_busy = realloc(m->core_busy, m->nnodes * sizeof(uint64_t *));
+            m->node_topo = realloc(m->node_topo, m->nnodes * sizeof(*m->node_topo));
+            if (!m->node_busy || !m->core_busy || !m->node_topo)
+                die("out of memory");
+            m->node_busy[m->nnodes - 1] = 0;
+            m->core_busy[m->nnodes - 1] =
+                calloc(JZ_BITMAP_WORDS(jz_topo_core_count(t)) + 1, sizeof(uint64_t));
+            m->node_topo[m->nnodes - 1] = t;
+        }
+    }
+}
+
+static void violation(struct sim *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void violation(struct sim *m, const char *fmt, ...)
+{
+    m->violations++;
+    if (m->violations > 20)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("jazari-sim: INVARIANT: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+/* Advances the time-weighted counters to t. */
+static void account(struct sim *m, int64_t t)
+{
+    if (t <= m->last_t)
+        return;
+    double dt = (double)(t - m->last_t);
+    m->busy_gpu_seconds += m->busy_gpus * dt;
+    if (m->waiting > 0) {
+        m->waiting_seconds += dt;
+        m->idle_waiting_gpu_seconds += (double)(m->total_gpus - m->busy_gpus) * dt;
+    }
+    m->last_t = t;
+}
+
+static void check_start(struct sim *m, const struct jz_sched_decision *d, struct sim_job *j)
+{
+    const struct jz_topo *t = m->node_topo[d->node];
+    uint64_t mask = 0;
+    for (size_t i = 0; i < d->place.gpu_count; i++)
+        mask |= 1ull << d->place.gpus[i];
+    if (mask & m->node_busy[d->node])
+        violation(m, "job %" PRIu64 " got a GPU already in use on node %zu", j->id, d->node);
+    if (d->place.gpu_count != j->gpus)
+        violation(m, "job %" PRIu64 " got %zu GPUs, asked %u", j->id, d->place.gpu_count,
+                  j->gpus);
+    for (size_t c = 0; c < d->place.core_count; c++) {
+        size_t core = d->place.cores[c];
+        if (m->core_busy[d->node][core / 64] >> (core % 64) & 1)
+            violation(m, "job %" PRIu64 " got core %zu already in use", j->id, core);
+        bool local = d->place.gpu_count == 0;
+        for (size_t g = 0; g < d->place.gpu_count && !local; g++) {
+            const struct jz_topo_gpu *gpu = jz_topo_gpu_at(t, d->place.gpus[g]);
+            for (size_t l = 0; l < gpu->local_core_count && !local; l++)
+                local = gpu->local_cores[l] == core;
+        }
+        if (!local)
+            violation(m, "job %" PRIu64 " got core %zu not local to its GPUs", j->id, core);
+    }
+    for (size_t g = 0; g < d->place.gpu_count; g++) {
+        int numa = jz_topo_gpu_at(t, d->place.gpus[g])->numa_os;
+        bool found = numa < 0;
+        for (size_t k = 0; k < d->place.numa_count && !found; k++)
+            found = d->place.numa[k] == numa;
+        if (!found)
+            violation(m, "job %" PRIu64 ": memory not on its GPUs' NUMA node", j->id);
+    }
+}
+
+static void set_busy(struct sim *m, size_t node, uint64_t mask, const size_t *cores, size_t n,
+                     bool on)
+{
+    if (on)
+        m->node_busy[node] |= mask;
+    else
+        m->node_busy[node] &= ~mask;
+    for (size_t c = 0; c < n; c++) {
+        if (on)
+            m->core_busy[node][cores[c] / 64] |= 1ull << (cores[c] % 64);
+        else
+            m->core_busy[node][cores[c] / 64] &= ~(1ull << (cores[c] % 64));
+    }
+}
+
+struct held_cores {
+    size_t *cores;
+    size_t n;
+};
+
+static struct held_cores *held; /* per job: the cores it holds, to release them */
+
+static void run_decide(struct sim *m, int64_t now, unsigned flags)
+{
+    struct jz_sched_decisions d;
+    jz_sched_decisions_init(&d);
+    struct jz_error err = {0};
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    if (jz_sched_decide(m->s, now, flags, &d, &err))
+        die("decide: %s", err.msg);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    m->decide_seconds += (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) * 1e-9;
+    m->decide_calls++;
+    for (size_t i = 0; i < d.count; i++) {
+        const struct jz_sched_decision *x = &d.items[i];
+        struct sim_job *j = &m->jobs[x->job_id - 1];
+        if (x->action == JZ_SCHED_START) {
+            if (m->check)
+                check_start(m, x, j);
+            m->starts++;
+            uint64_t mask = 0;
+            for (size_t g = 0; g < x->place.gpu_count; g++)
+                mask |= 1ull << x->place.gpus[g];
+            set_busy(m, x->node, mask, x->place.cores, x->place.core_count, true);
+            held[x->job_id - 1].cores = malloc((x->place.core_count + 1) * sizeof(size_t));
+            if (!held[x->job_id - 1].cores)
+                die("out of memory");
+            memcpy(held[x->job_id - 1].cores, x->place.cores,
+                   x->place.core_count * sizeof(size_t));
+            held[x->job_id - 1].n = x->place.core_count;
+            j->node = x->node;
+            j->gpu_mask = mask;
+            if (!j->started) {
+                j->first_start = now;
+                j->started = true;
+                struct sim_tenant *t = &m->tenants[j->tenant];
+                double w = (double)(now - j->submit);
+                t->waits[t->nwaits++] = w;
+            }
+            m->busy_gpus += j->gpus;
+            m->waiting--;
+            int64_t run = j->remaining < j->limit ? j->remaining : j->limit;
+            j->end = now + run;
+            ev_push(m, (struct event){now + run, EV_END, x->job_id - 1, j->gen});
+            if (m->log)
+                printf("%" PRId64 " start %" PRIu64 " %s gpus=%zu cpus=%zu worst=%s\n", now,
+                       x->job_id, x->node_name, x->place.gpu_count, x->place.cpu_count,
+                       x->place.gpu_count > 1 ? jz_topo_link_name(x->place.worst_link) : "-");
+        } else {
+            m->preempts++;
+            j->gen++; /* its completion will not happen; it stops after the grace period */
+            ev_push(m, (struct event){now + x->grace_s, EV_STOPPED, x->job_id - 1, j->gen});
+            if (m->log)
+                printf("%" PRId64 " preempt %" PRIu64 " for %" PRIu64 "\n", now, x->job_id,
+                       x->for_job);
+        }
+    }
+    jz_sched_decisions_free(&d);
+}
+
+static void release(struct sim *m, struct sim_job *j)
+{
+    set_busy(m, j->node, j->gpu_mask, held[j->id - 1].cores, held[j->id - 1].n, false);
+    free(held[j->id - 1].cores);
+    held[j->id - 1].cores = NULL;
+    m->busy_gpus -= j->gpus;
+}
+
+static void simulate(struct sim *m)
+{
+    held = calloc(m->njobs + 1, sizeof(*held));
+    for (size_t t = 0; t < m->ntenants; t++) {
+        m->tenants[t].waits = calloc(m->njobs + 1, sizeof(double));
+        if (!m->tenants[t].waits)
+            die("out of memory");
+    }
+    if (!held)
+        die("out of memory");
+    for (size_t i = 0; i < m->njobs; i++) {
+        ev_push(m, (struct event){m->jobs[i].submit, EV_SUBMIT, i, 0});
+        m->tenants[m->jobs[i].tenant].jobs++;
+    }
+    m->first_t = m->njobs ? m->heap[0].t : 0;
+    m->last_t = m->first_t;
+    size_t remaining = m->njobs;
+    if (m->full_every > 0)
+        ev_push(m, (struct event){m->first_t, EV_TIMER, 0, 0});
+    struct jz_error err = {0};
+    while (m->nheap > 0) {
+        int64_t now = m->heap[0].t;
+        account(m, now);
+        bool timer = false, any = false;
+        while (m->nheap > 0 && m->heap[0].t == now) {
+            struct event e = ev_pop(m);
+            struct sim_job *j = &m->jobs[e.job];
+            switch (e.kind) {
+            case EV_SUBMIT: {
+                struct jz_sched_job sj = {.id = j->id, .tenant = m->tenants[j->tenant].name,
+                                          .gpus = j->gpus, .cpus_per_gpu = m->cpus_per_gpu,
+                                          .cpus = j->gpus ? 0 : 1, .time_limit_s = j->limit,
+                                          .preemptible = j->preemptible,
+                                          .class_name = j->cls[0] ? j->cls : NULL,
+                                          .submit_time = j->submit};
+                if (jz_sched_submit(m->s, &sj, now, &err))
+                    die("submit %" PRIu64 ": %s", j->id, err.msg);
+                m->waiting++;
+                any = true;
+                break;
+            }
+            case EV_END:
+                if (e.gen != j->gen || j->done)
+                    break;
+                release(m, j);
+                j->done = true;
+                remaining--;
+                m->tenants[j->tenant].gpu_seconds += (double)j->gpus * (double)(now - j->first_start);
+                m->tenants[j->tenant].done++;
+                if (now > m->end_t)
+                    m->end_t = now;
+                /* A job that hit its limit is killed: it ended, not well. */
+                if (jz_sched_job_ended(m->s, j->id, now, j->remaining <= j->limit, &err))
+                    die("ended: %s", err.msg);
+                if (m->log)
+                    printf("%" PRId64 " end %" PRIu64 "\n", now, j->id);
+                any = true;
+                break;
+            case EV_STOPPED:
+                if (e.gen != j->gen)
+                    break;
+                release(m, j);
+                /* The checkpoint kept its progress. */
+                j->remaining -= now - (j->end - (j->remaining < j->limit ? j->remaining : j->limit));
+                if (j->remaining < 1)
+                    j->remaining = 1;
+                j->preemptions++;
+                m->waiting++;
+                if (jz_sched_job_requeue(m->s, j->id, now, &err))
+                    die("requeue: %s", err.msg);
+                if (m->log)
+                    printf("%" PRId64 " requeued %" PRIu64 "\n", now, j->id);
+                any = true;
+                break;
+            case EV_TIMER:
+                timer = true;
+                if (remaining > 0)
+                    ev_push(m, (struct event){now + m->full_every, EV_TIMER, 0, 0});
+                break;
+            }
+        }
+        if (any || timer)
+            run_decide(m, now, timer ? JZ_SCHED_FULL : 0);
+        if (remaining == 0)
+            break;
+        if (m->nheap == 0 && remaining > 0)
+            break;
+    }
+    if (remaining > 0 && m->check) {
+        size_t never = 0;
+        for (size_t i = 0; i < m->njobs; i++) {
+            struct jz_sched_job_info in;
+            if (!m->jobs[i].done &&
+                jz_sched_job_info(m->s, m->jobs[i].id, &in, &err) == 0 &&
+                in.reason == JZ_SCHED_REASON_NEVER)
+                never++;
+        }
+        if (remaining > never)
+            violation(m, "%zu jobs never ran (starved)", remaining - never);
+    }
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void report(struct sim *m, bool json, double wall)
+{
+    double span = (double)(m->end_t - m->first_t);
+    double util = span > 0 ? m->busy_gpu_seconds / (m->total_gpus * span) : 0;
+    double frag = m->waiting_seconds > 0
+                      ? m->idle_waiting_gpu_seconds / (m->total_gpus * m->waiting_seconds)
+                      : 0;
+    double total_gs = 0, wsum = 0;
+    for (size_t t = 0; t < m->ntenants; t++) {
+        total_gs += m->tenants[t].gpu_seconds;
+        wsum += m->tenants[t].weight;
+    }
+    /* Jain's index over achieved share / weight share (1 = perfectly proportional). */
+    double s1 = 0, s2 = 0;
+    for (size_t t = 0; t < m->ntenants; t++) {
+        double r = total_gs > 0 ? (m->tenants[t].gpu_seconds / total_gs) /
+                                      (m->tenants[t].weight / wsum)
+                                : 0;
+        s1 += r;
+        s2 += r * r;
+    }
+    double jain = s2 > 0 ? s1 * s1 / ((double)m->ntenants * s2) : 0;
+    double dps = m->decide_seconds > 0 ? (double)m->decide_calls / m->decide_seconds : 0;
+    if (json)
+        printf("{\"nodes\": %zu, \"gpus\": %u, \"jobs\": %zu, \"makespan_s\": %.0f, "
+               "\"utilisation\": %.4f, \"fragmentation\": %.4f, \"fairness_jain\": %.4f, "
+               "\"decide_calls\": %" PRIu64 ", \"starts\": %" PRIu64 ", \"preemptions\": %" PRIu64
+               ", \"decisions_per_second\": %.0f, \"violations\": %zu, \"tenants\": [",
+               m->nnodes, m->total_gpus, m->njobs, span, util, frag, jain, m->decide_calls,
+               m->starts, m->preempts, dps, m->violations);
+    else {
+        printf("cluster      %zu nodes, %u GPUs; %zu jobs over %.0f s (simulated in %.2f s)\n",
+               m->nnodes, m->total_gpus, m->njobs, span, wall);
+        printf("utilisation  %.1f%% of GPU time\n", 100 * util);
+        printf("fragmentation %.1f%% of GPUs idle while jobs waited\n", 100 * frag);
+        printf("fairness     Jain index %.3f over share achieved / weight share\n", jain);
+        printf("decisions    %" PRIu64 " decide calls, %" PRIu64 " starts, %" PRIu64
+               " preemptions, %.0f decide calls/s\n",
+               m->decide_calls, m->starts, m->preempts, dps);
+        printf("%-12s %6s %6s %10s %10s %8s %8s\n", "tenant", "jobs", "done", "mean wait",
+               "p95 wait", "share", "weight");
+    }
+    for (size_t t = 0; t < m->ntenants; t++) {
+        struct sim_tenant *x = &m->tenants[t];
+        qsort(x->waits, x->nwaits, sizeof(double), cmp_double);
+        double mean = 0;
+        for (size_t i = 0; i < x->nwaits; i++)
+            mean += x->waits[i];
+        mean = x->nwaits ? mean / (double)x->nwaits : 0;
+        double p95 = x->nwaits ? x->waits[(size_t)(0.95 * (double)(x->nwaits - 1))] : 0;
+        double share = total_gs > 0 ? x->gpu_seconds / total_gs : 0;
+        if (json)
+            printf("%s{\"name\": \"%s\", \"jobs\": %zu, \"done\": %zu, \"mean_wait_s\": %.1f, "
+                   "\"p95_wait_s\": %.1f, \"share\": %.4f, \"weight_share\": %.4f}",
+                   t ? ", " : "", x->name, x->jobs, x->done, mean, p95, share, x->weight / wsum);
+        else
+            printf("%-12s %6zu %6zu %9.0fs %9.0fs %7.1f%% %7.1f%%\n", x->name, x->jobs, x->done,
+                   mean, p95, 100 * share, 100 * x->weight / wsum);
+    }
+    if (json)
+        printf("]}\n");
+    if (m->violations)
+        printf("INVARIANT VIOLATIONS: %zu\n", m->violations);
+}
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: jazari-sim --cluster FILE.xml[:COUNT][,...] (--trace FILE.csv |\n"
+            "                  --generate N [--seed S] [--tenants T] [--load L]\n"
+            "                  [--high-class NAME --high-fraction F])\n"
+            "                  [--config FILE.json] [--full-every SECONDS] [--write-trace FILE]\n"
+            "                  [--cpus-per-gpu N] [--check] [--log] [--json]\n"
+            "Trace CSV columns: submit,duration,time_limit,gpus,tenant,preemptible[,class]\n"
+            "(seconds). --config takes the service configuration file (its \"scheduler\"\n"
+            "object) or that object alone. --check verifies invariants and exits 3 on a\n"
+            "violation.\n");
+    exit(1);
+}
+
+int main(int argc, char **argv)
+{
+    struct sim m;
+    memset(&m, 0, sizeof(m));
+    m.full_every = 60;
+    m.cpus_per_gpu = 1;
+    char *cluster = NULL;
+    const char *trace = NULL, *config = NULL, *write = NULL;
+    size_t gen = 0;
+    unsigned tenants = 4;
+    double load = 0.9, high_fraction = 0;
+    const char *high_class = NULL;
+    bool json = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--cluster") && v) cluster = argv[++i];
+        else if (!strcmp(a, "--trace") && v) trace = argv[++i], (void)v;
+        else if (!strcmp(a, "--config") && v) config = argv[++i];
+        else if (!strcmp(a, "--generate") && v) gen = strtoul(argv[++i], NULL, 10);
+        else if (!strcmp(a, "--seed") && v) rng_state = strtoull(argv[++i], NULL, 10) * 2654435761u + 1;
+        else if (!strcmp(a, "--tenants") && v) tenants = (unsigned)strtoul(argv[++i], NULL, 10);
+        else if (!strcmp(a, "--load") && v) load = strtod(argv[++i], NULL);
+        else if (!strcmp(a, "--high-class") && v) high_class = argv[++i];
+        else if (!strcmp(a, "--high-fraction") && v) high_fraction = strtod(argv[++i], NULL);
+        else if (!strcmp(a, "--full-every") && v) m.full_every = strtoll(argv[++i], NULL, 10);
+        else if (!strcmp(a, "--write-trace") && v) write = argv[++i];
+        else if (!strcmp(a, "--cpus-per-gpu") && v) m.cpus_per_gpu = (unsigned)strtoul(argv[++i], NULL, 10);
+        else if (!strcmp(a, "--check")) m.check = true;
+        else if (!strcmp(a, "--log")) m.log = true;
+        else if (!strcmp(a, "--json")) json = true;
+        else usage();
+    }
+    if (!cluster || (!trace && !gen) || gen > SIM_MAX_JOBS || tenants == 0 || tenants > 1000 ||
+        m.cpus_per_gpu > JZ_TOPO_MAX_CORES ||
+        !(load > 0 && load < 100))
+        usage();
+    struct jz_error err = {0};
+    struct jz_sched_parsed *p = NULL;
+    json_t *root = NULL;
+    if (config) {
+        root = jz_json_load_file(config, 16u << 20, &err);
+        if (!root)
+            die("%s", err.msg);
+        json_t *obj = json_object_get(root, "scheduler");
+        if (jz_sched_config_parse(obj ? obj : root, &p, &err))
+            die("%s: %s", config, err.msg);
+    } else if (jz_sched_config_parse(NULL, &p, &err)) {
+        die("%s", err.msg);
+    }
+    if (jz_sched_create(&p->cfg, &m.s, &err))
+        die("%s", err.msg);
+    add_nodes(&m, cluster);
+    for (size_t r = 0; r < p->reservation_count; r++)
+        if (jz_sched_reservation_add(m.s, &p->reservations[r], &err))
+            die("%s", err.msg);
+    if (trace)
+        read_trace(&m, trace);
+    else
+        generate(&m, gen, tenants, load, high_class, high_fraction);
+    for (size_t t = 0; t < m.ntenants; t++)
+        for (size_t c = 0; c < p->cfg.tenant_count; c++)
+            if (!strcmp(p->cfg.tenants[c].name, m.tenants[t].name))
+                m.tenants[t].weight = p->cfg.tenants[c].weight;
+    if (write)
+        write_trace(&m, write);
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    simulate(&m);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    report(&m, json, (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) * 1e-9);
+    int status = m.check && m.violations ? 3 : 0;
+    jz_sched_destroy(m.s);
+    jz_sched_parsed_free(p);
+    json_decref(root);
+    for (size_t i = 0; i < m.ntopos; i++)
+        jz_topo_destroy(m.topos[i]);
+    for (size_t n = 0; n < m.nnodes; n++)
+        free(m.core_busy[n]);
+    for (size_t i = 0; held && i < m.njobs; i++)
+        free(held[i].cores);
+    for (size_t t = 0; t < m.ntenants; t++)
+        free(m.tenants[t].waits);
+    free(held);
+    free(m.core_busy);
+    free(m.node_busy);
+    free(m.node_topo);
+    free(m.jobs);
+    free(m.heap);
+    return status;
+}
