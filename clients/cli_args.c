@@ -159,6 +159,8 @@ enum {
     SUB_PREEMPTIBLE,
     SUB_PARAM,
     SUB_PARAMS_JSON,
+    SUB_RESUME,
+    SUB_CLASS,
 };
 
 static const struct jz_cli_optspec submit_specs[] = {
@@ -172,6 +174,8 @@ static const struct jz_cli_optspec submit_specs[] = {
     {"preemptible", 0, false, SUB_PREEMPTIBLE},
     {"param", 'P', true, SUB_PARAM},
     {"params-json", 0, true, SUB_PARAMS_JSON},
+    {"resume", 0, true, SUB_RESUME},
+    {"class", 0, true, SUB_CLASS},
     {NULL, 0, false, 0},
 };
 
@@ -311,6 +315,16 @@ int jz_cli_submit_build(struct jz_cli *cli, int argc, char **argv, const char *c
             break;
         case SUB_PREEMPTIBLE:
             json_object_set_new(b, "preemptible", json_true());
+            break;
+        case SUB_RESUME: {
+            int64_t from;
+            if ((rc = jz_cli_parse_int(val, 1, INT64_MAX, "--resume", &from, err)))
+                goto fail;
+            json_object_set_new(b, "resume_from", json_integer(from));
+            break;
+        }
+        case SUB_CLASS:
+            json_object_set_new(b, "class", json_string(val));
             break;
         case SUB_PARAM: {
             const char *eq = strchr(val, '=');

@@ -459,6 +459,134 @@ static int cmd_show(struct jz_cli *cli, int argc, char **argv)
     return 0;
 }
 
+/* ---- why --------------------------------------------------------------------------------- */
+
+/* Explains in one or two lines where a job stands and, when it waits, why and until when. */
+static int cmd_why(struct jz_cli *cli, int argc, char **argv)
+{
+    const char *pos[1];
+    int n, rc;
+    if ((rc = parse_simple(cli, argc, argv, pos, 1, 1, &n)))
+        return rc;
+    if (cli->help)
+        return print_usage(cli);
+    int64_t id;
+    if ((rc = parse_job_id(cli, pos[0], &id)) || (rc = resolve(cli)))
+        return rc;
+    char path[64];
+    snprintf(path, sizeof path, "/v1/jobs/%lld", (long long)id);
+    struct jz_cli_response r;
+    if ((rc = request(cli, "GET", path, NULL, &r)))
+        return rc;
+    if (cli->json) {
+        json_t *o = json_pack("{s:O?, s:O?, s:O?, s:O?, s:O?, s:O?}", "id",
+                              json_object_get(r.json, "id"), "state",
+                              json_object_get(r.json, "state"), "reason",
+                              json_object_get(r.json, "reason"), "reason_code",
+                              json_object_get(r.json, "reason_code"), "estimated_start",
+                              json_object_get(r.json, "estimated_start"), "priority",
+                              json_object_get(r.json, "priority"));
+        print_json(o);
+        json_decref(o);
+        jz_cli_response_clear(&r);
+        return 0;
+    }
+    const char *state = jz_json_str(r.json, "state", "?");
+    const char *reason = jz_json_str(r.json, "reason", NULL);
+    char line[1024];
+    jz_cli_sanitize(reason ? reason : "", line, sizeof line);
+    if (strcmp(state, "PENDING") == 0) {
+        printf("Job %lld is waiting (%s): %s\n", (long long)id,
+               jz_json_str(r.json, "reason_code", "queued"), line);
+        const char *est = jz_json_str(r.json, "estimated_start", NULL);
+        if (est) {
+            char when[64];
+            jz_cli_time_local(est, when, sizeof when);
+            printf("Estimated start: %s (from the time limits of the jobs ahead of it).\n", when);
+        } else {
+            printf("No estimated start yet.\n");
+        }
+    } else if (strcmp(state, "RUNNING") == 0) {
+        printf("Job %lld is running on %s: %s\n", (long long)id, jz_json_str(r.json, "node", "?"),
+               jz_json_str(r.json, "placement", ""));
+    } else {
+        printf("Job %lld ended %s%s%s\n", (long long)id, state, reason ? ": " : ".", line);
+    }
+    jz_cli_response_clear(&r);
+    return 0;
+}
+
+/* ---- fetch ------------------------------------------------------------------------------- */
+
+static int write_file(const char *data, size_t len, void *ud)
+{
+    return fwrite(data, 1, len, ud) == len ? 0 : -1;
+}
+
+/* Downloads an artifact into -o FILE (default: its name in the current directory; "-" for
+ * standard output). A partial download is removed. */
+static int cmd_fetch(struct jz_cli *cli, int argc, char **argv)
+{
+    const char *pos[3];
+    const char *out = NULL;
+    int n = 0, rc;
+    /* -o FILE may stand anywhere; take it out before the common parsing. */
+    char **rest = calloc((size_t)argc + 1, sizeof *rest);
+    if (!rest)
+        return JZ_CLI_EXIT_FAIL;
+    int m = 0;
+    for (int i = 0; i < argc; i++) {
+        if ((strcmp(argv[i], "-o") == 0 || strcmp(argv[i], "--output") == 0) && i + 1 < argc)
+            out = argv[++i];
+        else
+            rest[m++] = argv[i];
+    }
+    rc = parse_simple(cli, m, rest, pos, 2, 2, &n);
+    free(rest);
+    if (rc)
+        return rc;
+    if (cli->help)
+        return print_usage(cli);
+    int64_t id;
+    if ((rc = parse_job_id(cli, pos[0], &id)) || (rc = resolve(cli)))
+        return rc;
+    const char *name = pos[1];
+    for (const char *c = name; *c; c++)
+        if (*c == '/' || *c == '?' || *c == '#' || *c == '%')
+            return usage_error(cli, "artifact names are plain file names");
+    if (!out)
+        out = name;
+    bool to_stdout = strcmp(out, "-") == 0;
+    FILE *f = to_stdout ? stdout : fopen(out, "wb");
+    if (!f) {
+        jz_cli_errorf(cli, "cannot write %s: %s", out, strerror(errno));
+        return JZ_CLI_EXIT_FAIL;
+    }
+    char path[512];
+    snprintf(path, sizeof path, "/v1/jobs/%lld/artifacts/%s", (long long)id, name);
+    struct jz_cli_response r;
+    struct jz_error err = {0};
+    uint64_t got = 0;
+    rc = jz_cli_http_stream(cli, path, write_file, f, &r, &got, &err);
+    bool ok = rc == 0 && r.status >= 200 && r.status < 300;
+    if (!to_stdout && fclose(f) != 0)
+        ok = false;
+    if (!ok) {
+        if (!to_stdout)
+            unlink(out);
+        if (rc)
+            jz_cli_errorf(cli, "%s", err.msg);
+        else
+            report_status(cli, &r, NULL);
+        jz_cli_response_clear(&r);
+        return JZ_CLI_EXIT_FAIL;
+    }
+    jz_cli_response_clear(&r);
+    if (!to_stdout && !cli->json)
+        fprintf(stderr, "%s: %llu bytes\n", out, (unsigned long long)got);
+    return 0;
+}
+
 /* ---- cancel ------------------------------------------------------------------------------ */
 
 static int cmd_cancel(struct jz_cli *cli, int argc, char **argv)
@@ -1152,6 +1280,8 @@ const struct jz_cli_command jz_cli_commands[] = {
      "      --preemptible      the job may be preempted\n"
      "  -P, --param KEY=VALUE  a plugin parameter (repeatable; the last one wins)\n"
      "      --params-json JSON parameters as a JSON object, or @FILE (at most 1 MiB)\n"
+     "      --resume ID        start from the checkpoint of job ID\n"
+     "      --class NAME       priority class (see docs/scheduler.md)\n"
      "With '-- command args...' the plugin runs that command (params.argv).\n" COMMON_HELP},
     {"queue", cmd_queue, "list jobs",
      "Usage: jazari queue [--all] [--state S,...] [--user U] [--limit N]\n"
@@ -1161,6 +1291,12 @@ const struct jz_cli_command jz_cli_commands[] = {
      "  -u, --user NAME        another user's jobs (admins)\n"
      "  -n, --limit N          at most N jobs (default 1000)\n" COMMON_HELP},
     {"show", cmd_show, "show one job in detail", "Usage: jazari show ID\n" COMMON_HELP},
+    {"why", cmd_why, "explain why a job waits, and when it should start",
+     "Usage: jazari why ID\n" COMMON_HELP},
+    {"fetch", cmd_fetch, "download an artifact of a job",
+     "Usage: jazari fetch ID NAME [-o FILE]\n"
+     "Writes the artifact to FILE (default: NAME in the current directory; - for stdout).\n"
+     COMMON_HELP},
     {"cancel", cmd_cancel, "cancel jobs",
      "Usage: jazari cancel ID...\n"
      "Cancels each job. A job that had already ended is reported but only fails the command\n"

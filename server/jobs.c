@@ -21,13 +21,16 @@
 #include "common/strutil.h"
 #include "common/time.h"
 #include "node/node.h"
+#include "scheduler/config.h"
 #include "scheduler/place.h"
+#include "scheduler/sched.h"
 #include "server/auth.h"
 #include "server/plugins.h"
 
 #define PERSIST_INTERVAL_MS 1000 /* progress/metric updates are written at most this often */
 #define MAX_ARTIFACTS 1000
 #define BACKSTOP_EXTRA_S 30      /* after limit + grace, jazarid kills a worker that hangs */
+#define FULL_PASS_S 30           /* fair share and every pending job's reason are refreshed */
 
 struct watch {
     struct watch *next;
@@ -46,13 +49,15 @@ struct jz_job {
     char model[64];
     int64_t time_limit_s;
     bool preemptible;
-    char reason[256];     /* why a pending job waits (derived, not persisted) */
     struct jz_job *prev, *next; /* the pending queue, in submission order */
     struct jz_job *launch_next; /* placed, waiting for the commit before its worker starts */
     /* while running */
     pid_t pid;
     size_t *gpus, ngpus, *cores, ncores;
     bool cancel_requested;
+    bool preempting;           /* told to checkpoint and stop; requeued when it ends */
+    int64_t preempted_by;
+    struct event *preempt_timer;
     json_t *exit_ev;
     char error_msg[1024];
     struct event *backstop;
@@ -70,10 +75,11 @@ struct jz_jobs {
     struct jz_job *launch_head, **launch_tail;
     size_t counts[6];
     json_t *pending_by_user; /* user -> number of pending jobs */
-    uint64_t gpu_busy[JZ_BITMAP_WORDS(JZ_TOPO_MAX_GPUS)];
-    uint64_t *core_busy;
-    size_t free_cores;
-    int32_t *gpu_job; /* job id per GPU, 0 when free */
+    struct jz_sched *sched;  /* the policy: every start, preemption and reason comes from it */
+    struct jz_sched_decisions decisions;
+    struct event *full_timer;
+    size_t free_cores;       /* for display; the scheduler keeps the real occupancy */
+    int32_t *gpu_job;        /* job id per GPU, 0 when free (for display) */
     char field[160];
 };
 
@@ -99,14 +105,6 @@ static bool state_is_final(enum jz_job_state s)
 }
 
 /* --- bookkeeping ------------------------------------------------------------------------ */
-
-static void bit_set(uint64_t *bm, size_t i, bool on)
-{
-    if (on)
-        bm[i / 64] |= 1ull << (i % 64);
-    else
-        bm[i / 64] &= ~(1ull << (i % 64));
-}
 
 static void pending_count_add(struct jz_jobs *jobs, const char *user, int delta)
 {
@@ -213,7 +211,6 @@ static void job_from_record(struct jz_job *job)
     job->req.min_memory_bytes = (uint64_t)jz_json_int(res, "gpu_memory_min_mb", 0) << 20;
     job->time_limit_s = jz_json_int(res, "time_limit_s", JZ_DEFAULT_TIME_LIMIT_S);
     job->preemptible = jz_json_bool(rec, "preemptible", false);
-    snprintf(job->reason, sizeof job->reason, "queued");
 }
 
 static struct jz_job *job_new(struct jz_jobs *jobs, json_t *rec)
@@ -297,12 +294,8 @@ void jz_job_unwatch(struct jz_job *job, void *handle)
 static void release_resources(struct jz_job *job)
 {
     struct jz_jobs *jobs = job->jobs;
-    for (size_t i = 0; i < job->ngpus; i++) {
-        bit_set(jobs->gpu_busy, job->gpus[i], false);
+    for (size_t i = 0; i < job->ngpus; i++)
         jobs->gpu_job[job->gpus[i]] = 0;
-    }
-    for (size_t i = 0; i < job->ncores; i++)
-        bit_set(jobs->core_busy, job->cores[i], false);
     jobs->free_cores += job->ncores;
     free(job->gpus);
     free(job->cores);
@@ -312,10 +305,30 @@ static void release_resources(struct jz_job *job)
         event_free(job->backstop);
         job->backstop = NULL;
     }
+    if (job->preempt_timer) {
+        event_free(job->preempt_timer);
+        job->preempt_timer = NULL;
+    }
+}
+
+static int64_t now_s(void)
+{
+    return jz_time_now_ms() / 1000;
+}
+
+/* Tells the scheduler that a job it knows about has left the queue or its resources. */
+static void sched_forget(struct jz_job *job, bool was_running, bool ok)
+{
+    struct jz_error err = {0};
+    int rc = was_running ? jz_sched_job_ended(job->jobs->sched, (uint64_t)job->id, now_s(), ok, &err)
+                         : jz_sched_cancel(job->jobs->sched, (uint64_t)job->id, now_s(), &err);
+    if (rc && rc != JZ_ENOENT)
+        jz_log_warn("jobs", "job %lld: scheduler: %s", (long long)job->id, err.msg);
 }
 
 static void finish(struct jz_job *job, enum jz_job_state s, const char *reason)
 {
+    sched_forget(job, job->state == JZ_JOB_RUNNING, s == JZ_JOB_SUCCEEDED);
     release_resources(job);
     set_state(job, s);
     set_reason(job, reason);
@@ -388,6 +401,33 @@ static const char *signal_name(int sig)
     return abbrev ? abbrev : "?";
 }
 
+/* A preempted job has stopped: it waits again, keeping its place by submit time, and resumes
+ * from its checkpoint when the plugin wrote one. */
+static void requeue(struct jz_job *job)
+{
+    struct jz_jobs *jobs = job->jobs;
+    struct jz_error err = {0};
+    if (jz_sched_job_requeue(jobs->sched, (uint64_t)job->id, now_s(), &err))
+        jz_log_warn("jobs", "job %lld: scheduler: %s", (long long)job->id, err.msg);
+    release_resources(job);
+    set_state(job, JZ_JOB_PENDING);
+    char reason[200];
+    snprintf(reason, sizeof reason, "requeued: preempted for job %lld", (long long)job->preempted_by);
+    set_reason(job, reason);
+    json_object_set_new(job->rec, "requeues",
+                        json_integer(jz_json_int(job->rec, "requeues", 0) + 1));
+    json_object_set_new(job->rec, "start_time", json_null());
+    json_object_del(job->rec, "worker_pid");
+    job->pid = 0;
+    job->preempting = false;
+    json_decref(job->exit_ev);
+    job->exit_ev = NULL;
+    job->error_msg[0] = '\0';
+    queue_push(jobs, job);
+    persist(job, "state", reason);
+    jz_log_info("jobs", "job %lld %s", (long long)job->id, reason);
+}
+
 static void on_worker_exit(void *arg, int wait_status)
 {
     struct jz_job *job = arg;
@@ -395,6 +435,12 @@ static void on_worker_exit(void *arg, int wait_status)
     enum jz_job_state s;
     json_t *ex = job->exit_ev;
     const char *status = jz_json_str(ex, "status", NULL);
+    if (job->preempting && !job->cancel_requested &&
+        !(status && strcmp(status, "succeeded") == 0)) {
+        requeue(job);
+        jz_server_request_commit(job->jobs->srv);
+        return;
+    }
     json_t *code = json_object_get(ex, "exit_code");
     json_t *sig = json_object_get(ex, "signal");
     json_object_set_new(job->rec, "exit_code",
@@ -501,12 +547,8 @@ static void start_job(struct jz_jobs *jobs, struct jz_job *job, struct jz_place_
     job->cores = pl->cores;
     job->ncores = pl->core_count;
     pl->gpus = pl->cores = NULL;
-    for (size_t i = 0; i < job->ngpus; i++) {
-        bit_set(jobs->gpu_busy, job->gpus[i], true);
+    for (size_t i = 0; i < job->ngpus; i++)
         jobs->gpu_job[job->gpus[i]] = (int32_t)job->id;
-    }
-    for (size_t i = 0; i < job->ncores; i++)
-        bit_set(jobs->core_busy, job->cores[i], true);
     jobs->free_cores -= job->ncores;
 
     char job_dir[4200], spec_path[4300];
@@ -609,55 +651,86 @@ void jz_jobs_launch_started(struct jz_jobs *jobs, bool committed)
     }
 }
 
-/* Does request a ask for at least as much as b? Then a cannot fit where b did not. */
-static bool dominates(const struct jz_place_request *a, const struct jz_place_request *b)
+static void on_preempt_grace(evutil_socket_t fd, short what, void *arg)
 {
-    unsigned ca = a->gpus ? a->gpus * a->cpus_per_gpu : a->cpus;
-    unsigned cb = b->gpus ? b->gpus * b->cpus_per_gpu : b->cpus;
-    return a->gpus >= b->gpus && ca >= cb && !(a->model && *a->model) &&
-           !(b->model && *b->model) && a->min_memory_bytes >= b->min_memory_bytes;
+    struct jz_job *job = arg;
+    /* The checkpoint grace is over: stop it like a cancel (TERM, then KILL after the grace). */
+    jz_node_signal(job->jobs->srv->node, job->pid, SIGTERM);
+}
+
+static void preempt_job(struct jz_jobs *jobs, struct jz_job *job, const struct jz_sched_decision *d)
+{
+    if (job->state != JZ_JOB_RUNNING || job->preempting || !job->pid)
+        return;
+    job->preempting = true;
+    job->preempted_by = (int64_t)d->for_job;
+    jz_node_signal(jobs->srv->node, job->pid, SIGUSR1); /* checkpoint now */
+    job->preempt_timer = evtimer_new(jobs->srv->base, on_preempt_grace, job);
+    struct timeval tv = {.tv_sec = d->grace_s};
+    evtimer_add(job->preempt_timer, &tv);
+    char detail[300];
+    snprintf(detail, sizeof detail, "preempted for job %llu: %s", (unsigned long long)d->for_job,
+             d->why);
+    persist(job, "preempt", detail);
+    jz_log_info("jobs", "job %lld %s", (long long)job->id, detail);
+}
+
+static void decide(struct jz_jobs *jobs, unsigned flags)
+{
+    struct jz_error err = {0};
+    jz_sched_decisions_clear(&jobs->decisions);
+    if (jz_sched_decide(jobs->sched, now_s(), flags, &jobs->decisions, &err)) {
+        jz_log_error("jobs", "scheduler: %s", err.msg);
+        return;
+    }
+    for (size_t i = 0; i < jobs->decisions.count; i++) {
+        struct jz_sched_decision *d = &jobs->decisions.items[i];
+        struct jz_job *job = jz_jobs_find(jobs, (int64_t)d->job_id);
+        if (!job) {
+            jz_log_error("jobs", "scheduler decided about unknown job %llu",
+                         (unsigned long long)d->job_id);
+            continue;
+        }
+        if (d->action == JZ_SCHED_START && job->state == JZ_JOB_PENDING)
+            start_job(jobs, job, &d->place);
+        else if (d->action == JZ_SCHED_PREEMPT)
+            preempt_job(jobs, job, d);
+    }
+    jz_sched_decisions_clear(&jobs->decisions);
 }
 
 void jz_jobs_schedule(struct jz_jobs *jobs)
 {
-    struct jz_server *srv = jobs->srv;
-    const struct jz_topo *topo = jz_node_topo(srv->node);
-    struct jz_place_usage usage = {.gpu_busy = jobs->gpu_busy, .core_busy = jobs->core_busy};
-    /* Requests that did not fit in this pass; anything asking for as much cannot fit either.
-     * This keeps a pass short when the node is full and the queue is long. */
-    struct jz_place_request failed[16];
-    size_t nfailed = 0;
-    for (struct jz_job *job = jobs->pend_head, *next; job; job = next) {
-        next = job->next;
-        if (jobs->free_cores == 0) {
-            snprintf(job->reason, sizeof job->reason, "waiting for resources: no free cores");
-            break;
-        }
-        bool skip = false;
-        for (size_t i = 0; i < nfailed && !skip; i++)
-            skip = dominates(&job->req, &failed[i]);
-        if (skip) {
-            snprintf(job->reason, sizeof job->reason,
-                     "waiting for resources: %u GPU(s) and %u core(s) are not free", job->req.gpus,
-                     job->req.gpus ? job->req.gpus * job->req.cpus_per_gpu : job->req.cpus);
-            continue;
-        }
-        struct jz_place_result pl = {0};
-        struct jz_error err = {0};
-        if (jz_place(topo, &usage, &job->req, &pl, &err)) {
-            queue_remove(jobs, job);
-            finish(job, JZ_JOB_FAILED, err.msg);
-            continue;
-        }
-        if (pl.fits) {
-            start_job(jobs, job, &pl);
-        } else {
-            snprintf(job->reason, sizeof job->reason, "waiting for resources: %s", pl.reason);
-            if (nfailed < sizeof failed / sizeof failed[0])
-                failed[nfailed++] = job->req;
-        }
-        jz_place_result_free(&pl);
-    }
+    decide(jobs, 0);
+}
+
+static void on_full_pass(evutil_socket_t fd, short what, void *arg)
+{
+    struct jz_jobs *jobs = arg;
+    decide(jobs, JZ_SCHED_FULL);
+    jz_server_request_commit(jobs->srv);
+    struct timeval tv = {.tv_sec = FULL_PASS_S};
+    evtimer_add(jobs->full_timer, &tv);
+}
+
+/* Hands a pending job to the scheduler. */
+static int sched_submit(struct jz_jobs *jobs, struct jz_job *job, struct jz_error *err)
+{
+    struct jz_sched_job sj = {
+        .id = (uint64_t)job->id,
+        .tenant = job->tenant,
+        .user = job->user,
+        .class_name = jz_json_str(job->rec, "class", NULL),
+        .gpus = job->req.gpus,
+        .cpus_per_gpu = job->req.cpus_per_gpu,
+        .cpus = job->req.cpus,
+        .time_limit_s = job->time_limit_s,
+        .preemptible = job->preemptible,
+        .submit_time = jz_json_int(job->rec, "submit_epoch", now_s()),
+        .model = job->model[0] ? job->model : NULL,
+        .min_memory_bytes = job->req.min_memory_bytes,
+    };
+    return jz_sched_submit(jobs->sched, &sj, now_s(), err);
 }
 
 /* --- submission ------------------------------------------------------------------------- */
@@ -755,8 +828,9 @@ int jz_jobs_submit(struct jz_jobs *jobs, const struct jz_user *user, const json_
 {
     struct jz_server *srv = jobs->srv;
     *field = NULL;
-    static const char *const top_keys[] = {"plugin",      "name",       "params",      "resources",
-                                           "preemptible", "submit_dir", "resume_from", NULL};
+    static const char *const top_keys[] = {"plugin",     "name",        "params", "resources",
+                                           "preemptible", "submit_dir", "resume_from", "class",
+                                           NULL};
     static const char *const res_keys[] = {"gpus",      "cpus_per_gpu", "cpus",
                                            "memory_mb", "time_limit_s", "time_limit",
                                            "gpu_model", "gpu_memory_min_mb", NULL};
@@ -805,6 +879,10 @@ int jz_jobs_submit(struct jz_jobs *jobs, const struct jz_user *user, const json_
         submit_dir = json_string_value(jsubmit);
     }
 
+    json_t *jclass = json_object_get(body, "class");
+    if (jclass && !json_is_null(jclass) &&
+        (!json_is_string(jclass) || !jz_name_is_safe(json_string_value(jclass), 63)))
+        return field_error(jobs, field, "class", err, JZ_EINVAL, "expected a class name");
     json_t *jpre = json_object_get(body, "preemptible");
     if (jpre && !json_is_boolean(jpre) && !json_is_null(jpre))
         return field_error(jobs, field, "preemptible", err, JZ_EINVAL, "expected true or false");
@@ -938,6 +1016,9 @@ int jz_jobs_submit(struct jz_jobs *jobs, const struct jz_user *user, const json_
         return jz_error_set(err, JZ_ENOMEM, "out of memory");
     if (resume_from)
         json_object_set_new(rec, "resume_from", json_integer(resume_from));
+    if (json_is_string(jclass))
+        json_object_set(rec, "class", jclass);
+    json_object_set_new(rec, "submit_epoch", json_integer(now_s()));
     struct jz_job *job = job_new(jobs, rec);
     if (!job || table_put(jobs, job)) {
         if (job)
@@ -945,6 +1026,16 @@ int jz_jobs_submit(struct jz_jobs *jobs, const struct jz_user *user, const json_
         else
             json_decref(rec);
         return jz_error_set(err, JZ_ENOMEM, "out of memory");
+    }
+    struct jz_error serr = {0};
+    if (sched_submit(jobs, job, &serr)) {
+        /* Refused by the policy (an unknown class): the job never existed. */
+        jobs->by_id[id] = NULL;
+        jobs->counts[job->state]--;
+        jobs->max_id = id - 1;
+        job_free(job);
+        return field_error(jobs, field, jclass ? "class" : "resources", err, JZ_EINVAL, "%s",
+                           serr.msg);
     }
     queue_push(jobs, job);
     persist(job, "state", "PENDING");
@@ -963,8 +1054,27 @@ struct jz_job *jz_jobs_find(struct jz_jobs *jobs, int64_t id)
 
 json_t *jz_job_record(const struct jz_job *job)
 {
-    if (job->state == JZ_JOB_PENDING)
-        json_object_set_new(job->rec, "reason", json_string(job->reason));
+    struct jz_sched_job_info info;
+    if (job->state == JZ_JOB_PENDING &&
+        jz_sched_job_info(job->jobs->sched, (uint64_t)job->id, &info, NULL) == 0) {
+        const char *why = info.reason_text[0] ? info.reason_text
+                          : info.reason == JZ_SCHED_REASON_NEW ? "queued; not yet considered"
+                                                               : jz_sched_reason_name(info.reason);
+        json_object_set_new(job->rec, "reason", json_string(why));
+        json_object_set_new(job->rec, "reason_code",
+                            json_string(jz_sched_reason_name(info.reason)));
+        json_object_set_new(job->rec, "priority", json_real(info.priority));
+        if (info.est_start >= 0) {
+            char ts[40];
+            jz_time_format_iso(info.est_start * 1000, ts, sizeof ts);
+            json_object_set_new(job->rec, "estimated_start", json_string(ts));
+        } else {
+            json_object_set_new(job->rec, "estimated_start", json_null());
+        }
+    } else if (job->state != JZ_JOB_PENDING) {
+        json_object_del(job->rec, "reason_code");
+        json_object_set_new(job->rec, "estimated_start", json_null());
+    }
     return job->rec;
 }
 
@@ -1083,8 +1193,13 @@ static int load_job(void *arg, json_t *rec)
         job_free(job);
         return 1;
     }
+    struct jz_error err = {0};
     if (job->state == JZ_JOB_PENDING) {
         queue_push(jobs, job);
+        if (sched_submit(jobs, job, &err)) {
+            queue_remove(jobs, job);
+            finish(job, JZ_JOB_FAILED, err.msg);
+        }
     } else if (job->state == JZ_JOB_RUNNING) {
         pid_t pid = (pid_t)jz_json_int(rec, "worker_pid", 0);
         if (pid > 0 && is_our_worker(pid)) {
@@ -1101,6 +1216,10 @@ static int load_job(void *arg, json_t *rec)
             json_object_set_new(job->rec, "start_time", json_null());
             queue_push(jobs, job);
             persist(job, "state", "PENDING: requeued after node lost");
+            if (sched_submit(jobs, job, &err)) {
+                queue_remove(jobs, job);
+                finish(job, JZ_JOB_FAILED, err.msg);
+            }
         } else {
             set_state(job, JZ_JOB_FAILED);
             set_reason(job, "node lost: jazarid stopped while the job was running");
@@ -1119,16 +1238,33 @@ int jz_jobs_open(struct jz_server *srv, struct jz_jobs **out, struct jz_error *e
     jobs->srv = srv;
     jobs->launch_tail = &jobs->launch_head;
     jobs->pending_by_user = json_object();
+    jz_sched_decisions_init(&jobs->decisions);
     const struct jz_topo *topo = jz_node_topo(srv->node);
-    size_t ncores = jz_topo_core_count(topo);
-    jobs->core_busy = calloc(JZ_BITMAP_WORDS(ncores) + 1, sizeof(uint64_t));
     jobs->gpu_job = calloc(JZ_TOPO_MAX_GPUS, sizeof(int32_t));
-    jobs->free_cores = ncores;
-    if (!jobs->core_busy || !jobs->gpu_job) {
+    jobs->free_cores = jz_topo_core_count(topo);
+    if (!jobs->gpu_job) {
         jz_jobs_close(jobs);
         return jz_error_set(err, JZ_ENOMEM, "out of memory");
     }
-    int rc = srv->store->ops->jobs_each(srv->store, load_job, jobs, err);
+    /* The policy from the configuration file's "scheduler" object (docs/scheduler.md). */
+    struct jz_sched_parsed *pc = NULL;
+    size_t node_index;
+    int rc = jz_sched_config_parse(json_object_get(srv->config, "scheduler"), &pc, err);
+    if (!rc)
+        rc = jz_sched_create(&pc->cfg, &jobs->sched, err);
+    if (!rc)
+        rc = jz_sched_node_add(jobs->sched, jz_node_name(srv->node), topo, &node_index, err);
+    for (size_t i = 0; !rc && i < pc->reservation_count; i++)
+        rc = jz_sched_reservation_add(jobs->sched, &pc->reservations[i], err);
+    jz_sched_parsed_free(pc);
+    if (rc) {
+        jz_jobs_close(jobs);
+        return rc;
+    }
+    jobs->full_timer = evtimer_new(srv->base, on_full_pass, jobs);
+    struct timeval tv = {.tv_sec = FULL_PASS_S};
+    evtimer_add(jobs->full_timer, &tv);
+    rc = srv->store->ops->jobs_each(srv->store, load_job, jobs, err);
     if (rc) {
         jz_jobs_close(jobs);
         return rc;
@@ -1147,8 +1283,11 @@ void jz_jobs_close(struct jz_jobs *jobs)
     for (size_t i = 0; i < jobs->cap; i++)
         job_free(jobs->by_id[i]);
     free(jobs->by_id);
-    free(jobs->core_busy);
     free(jobs->gpu_job);
+    if (jobs->full_timer)
+        event_free(jobs->full_timer);
+    jz_sched_decisions_free(&jobs->decisions);
+    jz_sched_destroy(jobs->sched);
     json_decref(jobs->pending_by_user);
     free(jobs);
 }

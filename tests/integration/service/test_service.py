@@ -25,8 +25,14 @@ ARGS = None
 class Service:
     """One jazarid process with its own state directory."""
 
-    def __init__(self, topology="aws-g4dn-metal-8xT4.xml", grace=1, extra=()):
+    def __init__(self, topology="aws-g4dn-metal-8xT4.xml", grace=1, extra=(), config=None):
         self.state = tempfile.mkdtemp(prefix="jazari-test-")
+        extra = list(extra)
+        if config is not None:
+            path = os.path.join(self.state, "config.json")
+            with open(path, "w") as f:
+                json.dump(config, f)
+            extra += ["--config", path]
         self.topology = os.path.join(ARGS.fixtures, "topologies", topology)
         self.grace = grace
         self.extra = list(extra)
@@ -277,7 +283,8 @@ def test_cancel(svc):
         assert time.time() < deadline
         time.sleep(0.02)
     j = svc.job(t, waiting)
-    assert j["state"] == "PENDING" and "waiting for resources" in j["reason"], j
+    assert j["state"] == "PENDING" and j["reason_code"] == "resources", j
+    assert "8 GPUs" in j["reason"] and j["estimated_start"], j
     st, j = svc.http("POST", "/v1/jobs/%d/cancel" % waiting, token=t)
     assert st == 200 and j["state"] == "CANCELLED", (st, j)
     t0 = time.time()
@@ -444,6 +451,106 @@ def test_cli(svc):
         shutil.rmtree(work, ignore_errors=True)
 
 
+POLICY_CONFIG = {"scheduler": {
+    "half_life": "1d", "preempt_grace": 1,
+    "classes": [{"name": "normal", "rank": 50},
+                {"name": "guaranteed", "rank": 90, "can_preempt": True}],
+    "tenants": [{"name": "physics", "weight": 2, "max_gpus": 2},
+                {"name": "startup-a", "weight": 1}]}}
+
+
+def test_policy(svc):
+    """The scheduler library drives the service: quotas, preemption, reasons and estimates."""
+    alice = svc.add_user("alice", tenant="physics")
+    bob = svc.add_user("bob", tenant="startup-a")
+    carol = svc.add_user("carol", tenant="hospital")
+    # Quota: physics may hold 2 GPUs at once.
+    a1 = svc.submit(alice, batch(["sleep", "30"], gpus=2))
+    a2 = svc.submit(alice, batch(["true"], gpus=2))
+    deadline = time.time() + 10
+    while svc.job(alice, a1)["state"] != "RUNNING":
+        assert time.time() < deadline
+        time.sleep(0.02)
+    j = svc.job(alice, a2)
+    assert j["state"] == "PENDING" and j["reason_code"] == "quota", j
+    rc, out, err = svc.cli("why", str(a2), token=alice)
+    assert rc == 0 and "quota" in out, (rc, out, err)
+    # Preemption: a preemptible job holds the other 6 GPUs; a guaranteed job needs 4 of them.
+    b1 = svc.submit(bob, dict(batch(["sleep", "60"], gpus=6), preemptible=True))
+    while svc.job(bob, b1)["state"] != "RUNNING":
+        assert time.time() < deadline
+        time.sleep(0.02)
+    c1 = svc.submit(carol, dict(batch(["sh", "-c", "echo guaranteed"], gpus=4),
+                                **{"class": "guaranteed"}))
+    j = svc.wait(carol, c1, timeout=30)
+    assert j["state"] == "SUCCEEDED", j
+    b = svc.job(bob, b1)
+    assert b["requeues"] >= 1, b
+    st, ev = svc.http("GET", "/v1/jobs/%d/events" % b1, token=bob)
+    assert any(e["type"] == "preempt" for e in ev["events"]), ev
+    # An unknown class is refused at submit time.
+    st, e = svc.http("POST", "/v1/jobs", dict(batch(["true"]), **{"class": "vip"}), carol)
+    assert st == 400 and e["error"]["field"] == "class", (st, e)
+    for jid, tok in ((a1, alice), (b1, bob)):
+        svc.http("POST", "/v1/jobs/%d/cancel" % jid, token=tok)
+
+
+def test_artifacts(svc):
+    t = svc.admin
+    bob = svc.add_user("bob")
+    src = svc.submit(t, batch(["sh", "-c", 'echo result-42 > "$JAZARI_OUTPUT_DIR/result.txt";'
+                               'ln -s /etc/passwd "$JAZARI_OUTPUT_DIR/sneaky"']))
+    assert svc.wait(t, src)["state"] == "SUCCEEDED"
+    st, j = svc.http("GET", "/v1/jobs/%d/artifacts" % src, token=t)
+    assert st == 200 and [a["name"] for a in j["artifacts"]] == ["result.txt"], j
+    st, body = svc.http("GET", "/v1/jobs/%d/artifacts/result.txt" % src, token=t)
+    assert st == 200 and body.strip() == "result-42", (st, body)
+    for bad in ("sneaky", "..%2Fspec.json", ".hidden", "nope"):
+        st, e = svc.http("GET", "/v1/jobs/%d/artifacts/%s" % (src, bad), token=t)
+        assert st in (400, 404) and e["error"]["field"] == "name", (bad, st, e)
+    st, e = svc.http("GET", "/v1/jobs/%d/artifacts/result.txt" % src, token=bob)
+    assert st == 403, (st, e)
+    out = os.path.join(svc.state, "fetched.txt")
+    rc, _, err = svc.cli("fetch", str(src), "result.txt", "-o", out)
+    assert rc == 0 and open(out).read().strip() == "result-42", (rc, err)
+    rc, _, err = svc.cli("fetch", str(src), "missing.bin", "-o", out + ".2")
+    assert rc == 1 and "404" in err and not os.path.exists(out + ".2"), (rc, err)
+    # job:ID/NAME hands another job's artifact to a plugin, only to those who may see it.
+    use = svc.submit(t, {"plugin": "batch", "params": {
+        "argv": ["sh", "-c", "cat \"$0\"", "job:%d/result.txt" % src]}})
+    st, e = svc.http("POST", "/v1/jobs", {"plugin": "batch", "params": {
+        "argv": ["true"], "cwd": "job:%d/result.txt" % src}}, bob)
+    assert st == 400 and e["error"]["field"] == "params.cwd", (st, e)
+    st, e = svc.http("POST", "/v1/jobs", {"plugin": "batch", "params": {
+        "argv": ["true"], "cwd": "job:%d/nothing" % src}}, t)
+    assert st == 400 and "no artifact" in e["error"]["message"], (st, e)
+    svc.wait(t, use)
+
+
+def test_resume(svc):
+    """A checkpointing plugin stopped mid-way continues from its checkpoint when resubmitted."""
+    t = svc.admin
+    first = svc.submit(t, {"plugin": "example", "params": {"count": 40, "delay_ms": 50}})
+    deadline = time.time() + 20
+    while ((svc.job(t, first).get("progress") or {}).get("fraction") or 0) < 0.2:
+        assert time.time() < deadline, svc.job(t, first)
+        time.sleep(0.05)
+    svc.http("POST", "/v1/jobs/%d/cancel" % first, token=t)
+    j = svc.wait(t, first)
+    # The plugin saves a checkpoint when it is cancelled.
+    assert j["state"] == "CANCELLED" and j["checkpoint_time"], j
+    st, e = svc.http("POST", "/v1/jobs", {"plugin": "example", "resume_from": 999}, t)
+    assert st == 400 and e["error"]["field"] == "resume_from", (st, e)
+    rc, out, err = svc.cli("submit", "--plugin", "example", "--resume", str(first),
+                           "--param", "count=40", "--param", "delay_ms=1")
+    assert rc == 0, (rc, out, err)
+    second = int(out)
+    j = svc.wait(t, second)
+    assert j["state"] == "SUCCEEDED", j
+    st, log = svc.http("GET", "/v1/jobs/%d/log" % second, token=t)
+    assert "example: resuming at" in log and "sum of 1..40 is 820" in log, log
+
+
 def main():
     global ARGS
     p = argparse.ArgumentParser()
@@ -456,7 +563,7 @@ def main():
     failed = 0
     for name in ARGS.tests:
         fn = globals()["test_" + name]
-        svc = Service()
+        svc = Service(config=POLICY_CONFIG if name == "policy" else None)
         t0 = time.time()
         try:
             fn(svc)
