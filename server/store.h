@@ -35,6 +35,7 @@ struct jz_store_ops {
     void (*close)(struct jz_store *s);
     int (*commit)(struct jz_store *s, struct jz_error *err);
     bool (*in_transaction)(struct jz_store *s);
+    /* Adds a user; a name or token hash already present is an error, never a replacement. */
     int (*user_put)(struct jz_store *s, const struct jz_store_user *u, struct jz_error *err);
     int (*users_each)(struct jz_store *s, jz_store_user_fn fn, void *arg, struct jz_error *err);
     /* Inserts or replaces a job from its record (the record's "id" is the key). */

@@ -246,7 +246,7 @@ int jz_store_sqlite_open(const char *path, struct jz_store **out, struct jz_erro
     } prep[] = {
         {&s->begin, "BEGIN IMMEDIATE"},
         {&s->commit, "COMMIT"},
-        {&s->user_put, "INSERT OR REPLACE INTO users(name, tenant, role, token_hash, created_ms) "
+        {&s->user_put, "INSERT INTO users(name, tenant, role, token_hash, created_ms) "
                        "VALUES(?,?,?,?,?)"},
         {&s->users_all, "SELECT name, tenant, role, token_hash, created_ms FROM users ORDER BY name"},
         {&s->job_put, "INSERT OR REPLACE INTO jobs(id, user, tenant, state, doc) VALUES(?,?,?,?,?)"},
