@@ -362,7 +362,10 @@ def test_kill9(svc):
     threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
     for th in threads:
         th.start()
-    time.sleep(1.0)
+    deadline = time.time() + 20
+    while len(accepted) < 40 and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.2)  # kill while submissions and jobs are in flight
     svc.kill9()
     stop.set()
     for th in threads:

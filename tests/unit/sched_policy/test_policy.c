@@ -35,7 +35,7 @@ static struct jz_sched *make(size_t nodes, const struct jz_sched_config *cfg)
     jz_sched_config_defaults(&d);
     assert_int_equal(jz_sched_create(cfg ? cfg : &d, &s, &err), 0);
     for (size_t i = 0; i < nodes; i++) {
-        char name[16];
+        char name[32];
         snprintf(name, sizeof(name), "n%zu", i);
         assert_int_equal(jz_sched_node_add(s, name, g4dn, NULL, &err), 0);
     }
@@ -368,6 +368,44 @@ static void test_cpu_only_node(void **state)
     jz_topo_destroy(t);
 }
 
+static void test_incremental_is_bounded(void **state)
+{
+    struct jz_sched *s = make(1, NULL);
+    struct jz_sched_decisions d;
+    jz_sched_decisions_init(&d);
+    struct jz_error err = {0};
+    submit(s, 1, "a", 8, 1000, 0);
+    assert_int_equal(decide(s, 0, 0, &d), 1);
+    for (uint64_t id = 100; id < 400; id++)
+        submit(s, id, "b", 1, 100, 1);
+    /* An arrival looks at the head of each queue, not at the 300 jobs behind it. */
+    assert_int_equal(decide(s, 2, 0, &d), 0);
+    assert_int_equal(info(s, 100).reason, JZ_SCHED_REASON_RESOURCES);
+    assert_int_equal(info(s, 100).est_start, 1000);
+    assert_int_equal(info(s, 399).reason, JZ_SCHED_REASON_NEW);
+    /* A full pass gives every waiting job its reason. */
+    assert_int_equal(decide(s, 3, JZ_SCHED_FULL, &d), 0);
+    assert_int_equal(info(s, 399).reason, JZ_SCHED_REASON_RESOURCES);
+    /* The end of job 1 starts eight of them at once. */
+    assert_int_equal(jz_sched_job_ended(s, 1, 500, true, &err), 0);
+    assert_int_equal(decide(s, 500, 0, &d), 8);
+    struct jz_sched_stats st;
+    jz_sched_stats_get(s, &st);
+    assert_int_equal(st.running, 8);
+    assert_int_equal(st.pending, 292);
+    assert_int_equal(st.gpus_busy, 8);
+    assert_true(st.bytes > 0);
+    /* A node taken out of service gets nothing new. */
+    assert_int_equal(jz_sched_node_set_up(s, 0, false, &err), 0);
+    for (uint64_t id = 100; id < 108; id++) /* equal priority: the lowest ids went first */
+        assert_int_equal(jz_sched_job_ended(s, id, 510, true, &err), 0);
+    assert_int_equal(decide(s, 520, JZ_SCHED_FULL, &d), 0);
+    assert_int_equal(jz_sched_node_set_up(s, 0, true, &err), 0);
+    assert_true(decide(s, 530, 0, &d) > 0);
+    jz_sched_decisions_free(&d);
+    jz_sched_destroy(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -380,6 +418,7 @@ int main(void)
         cmocka_unit_test(test_dependencies_credits_never),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_cpu_only_node),
+        cmocka_unit_test(test_incremental_is_bounded),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

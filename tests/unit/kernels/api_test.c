@@ -1,0 +1,171 @@
+/* The compute layer's API contract on the cpu backend: backend names, device enumeration,
+ * argument and size checks (errors leave outputs untouched), and the host collectives. */
+#include <jazari/kernels.h>
+
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+static void test_backends(void **state)
+{
+    struct jz_error e = {0};
+    enum jz_kbackend b;
+    assert_int_equal(jz_kbackend_parse("cuda", &b, &e), 0);
+    assert_int_equal(b, JZ_KBACKEND_CUDA);
+    assert_int_equal(jz_kbackend_parse("opencl", &b, &e), 0);
+    assert_int_equal(b, JZ_KBACKEND_OPENCL);
+    assert_int_equal(jz_kbackend_parse("cpu", &b, &e), 0);
+    assert_int_equal(b, JZ_KBACKEND_CPU);
+    assert_int_equal(jz_kbackend_parse("tpu", &b, &e), JZ_EINVAL);
+    assert_int_equal(e.code, JZ_EINVAL);
+    assert_non_null(strstr(e.msg, "tpu"));
+    assert_string_equal(jz_kbackend_name(JZ_KBACKEND_OPENCL), "opencl");
+    assert_true(jz_kbackend_built(JZ_KBACKEND_CPU));
+
+    size_t n = 99;
+    assert_int_equal(jz_kdev_count(JZ_KBACKEND_CPU, &n, &e), 0);
+    assert_int_equal(n, 1);
+    /* CUDA: whatever this machine has, counting must work (0 without a GPU or driver). */
+    assert_int_equal(jz_kdev_count(JZ_KBACKEND_CUDA, &n, &e), 0);
+    assert_int_equal(jz_kdev_count((enum jz_kbackend)7, &n, &e), JZ_EINVAL);
+
+    jz_kdev_t *d = (jz_kdev_t *)0x1;
+    assert_int_equal(jz_kdev_open(JZ_KBACKEND_CPU, 1, &d, &e), JZ_ENOENT);
+    assert_ptr_equal(d, (jz_kdev_t *)0x1); /* not written on failure */
+    assert_int_equal(jz_kdev_open_name("nope", 0, &d, &e), JZ_EINVAL);
+    assert_int_equal(jz_kdev_open_name("cpu", 0, &d, &e), 0);
+    assert_int_equal(jz_kdev_backend(d), JZ_KBACKEND_CPU);
+    assert_int_equal(jz_kdev_ordinal(d), 0);
+    assert_true(strlen(jz_kdev_name(d)) > 0);
+    assert_true(jz_kdev_memory(d) > 0);
+    jz_kdev_close(d);
+    jz_kdev_close(NULL);
+    jz_kbuf_free(NULL);
+    jz_kcomm_destroy(NULL);
+}
+
+static void test_checks(void **state)
+{
+    struct jz_error e = {0};
+    jz_kdev_t *d, *d2;
+    assert_int_equal(jz_kdev_open(JZ_KBACKEND_CPU, 0, &d, &e), 0);
+    assert_int_equal(jz_kdev_open(JZ_KBACKEND_CPU, 0, &d2, &e), 0);
+    jz_kbuf_t *a, *b, *c, *other, *out = (jz_kbuf_t *)0x1;
+    assert_int_equal(jz_kbuf_alloc(d, 0, &out, &e), JZ_EINVAL);
+    assert_int_equal(jz_kbuf_alloc(d, JZ_KBUF_MAX_BYTES + 1, &out, &e), JZ_ELIMIT);
+    assert_ptr_equal(out, (jz_kbuf_t *)0x1);
+    assert_int_equal(jz_kbuf_alloc(d, 64 * 4, &a, &e), 0);
+    assert_int_equal(jz_kbuf_alloc(d, 64 * 4, &b, &e), 0);
+    assert_int_equal(jz_kbuf_alloc(d, 63 * 4, &c, &e), 0);
+    assert_int_equal(jz_kbuf_alloc(d2, 64 * 4, &other, &e), 0);
+    assert_non_null(jz_kbuf_host_ptr(a));
+
+    float sentinel[64];
+    for (int i = 0; i < 64; i++)
+        sentinel[i] = (float)i;
+    assert_int_equal(jz_kbuf_write(c, 0, sentinel, 63 * 4, &e), 0);
+
+    /* 8x8 GEMM into a 63-element C: too small, nothing written. */
+    memset(&e, 0, sizeof e);
+    assert_int_equal(jz_k_gemm(d, false, false, 8, 8, 8, 1, a, 8, b, 8, 0, c, 8, &e), JZ_EINVAL);
+    assert_int_equal(e.code, JZ_EINVAL);
+    assert_non_null(strstr(e.msg, "C"));
+    assert_memory_equal(jz_kbuf_host_ptr(c), sentinel, 63 * 4);
+    /* lda smaller than k */
+    assert_int_equal(jz_k_gemm(d, false, false, 8, 8, 8, 1, a, 7, b, 8, 0, b, 8, &e), JZ_EINVAL);
+    /* buffers of another device handle */
+    assert_int_equal(jz_k_gemm(d, false, false, 8, 8, 8, 1, a, 8, other, 8, 0, b, 8, &e),
+                     JZ_EINVAL);
+    assert_int_equal(jz_kbuf_copy(a, 0, other, 0, 4, &e), JZ_EINVAL);
+    /* sizes beyond the limit, and products that overflow */
+    assert_int_equal(jz_k_fill(d, JZ_K_MAX_ELEMS + 1, 0, a, &e), JZ_ELIMIT);
+    assert_int_equal(jz_k_bias_act_forward(d, JZ_KACT_RELU, (size_t)1 << 20, (size_t)1 << 20, a,
+                                           NULL, b, &e),
+                     JZ_ELIMIT);
+    assert_int_equal(jz_k_fill(d, 0, 0, a, &e), JZ_EINVAL);
+    assert_int_equal(jz_k_bias_act_forward(d, (enum jz_kact)9, 2, 2, a, NULL, b, &e), JZ_EINVAL);
+    assert_int_equal(jz_k_heat2d_step(d, 2, 8, 0.1f, a, b, &e), JZ_EINVAL);
+    assert_int_equal(jz_k_heat2d_step(d, 8, 8, 0.1f, a, a, &e), JZ_EINVAL);
+    assert_int_equal(jz_k_heat2d_step(d, 8, 8, NAN, a, b, &e), JZ_EINVAL);
+    assert_int_equal(jz_k_nbody_forces(d, 16, 0.0f, a, b, &e), JZ_EINVAL);
+    assert_int_equal(jz_k_nbody_forces(d, 17, 0.1f, a, b, &e), JZ_EINVAL);
+    assert_int_equal(jz_k_sum(d, 64, a, a, &e), JZ_EINVAL);
+    assert_int_equal(jz_k_sgd_update(d, 64, a, a, b, 0.1f, 0.9f, 0, &e), JZ_EINVAL);
+    struct jz_adam_params p = {.lr = 0.1f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f};
+    assert_int_equal(jz_k_adam_update(d, 16, a, b, c, other, &p, &e), JZ_EINVAL);
+    jz_kbuf_t *m4;
+    assert_int_equal(jz_kbuf_alloc(d, 64 * 4, &m4, &e), 0);
+    p.step = 0;
+    assert_int_equal(jz_k_adam_update(d, 16, a, b, c, m4, &p, &e), JZ_EINVAL);
+    p.step = 1;
+    p.beta1 = 1.0f;
+    assert_int_equal(jz_k_adam_update(d, 16, a, b, c, m4, &p, &e), JZ_EINVAL);
+    assert_int_equal(jz_k_softmax_xent_forward(d, 4, 16, a, b, a, NULL, &e), JZ_EINVAL);
+    assert_int_equal(jz_k_rand_uniform(d, 65, 1, 0, 0, 1, a, &e), JZ_EINVAL);
+    assert_int_equal(jz_k_rand_normal(d, 64, 1, UINT64_MAX - 10, 0, 1, a, &e), JZ_ERANGE);
+
+    jz_kbuf_free(a), jz_kbuf_free(b), jz_kbuf_free(c), jz_kbuf_free(m4), jz_kbuf_free(other);
+    jz_kdev_close(d);
+    jz_kdev_close(d2);
+}
+
+/* Host collectives across three handles: sums and broadcasts match the float64 reference. */
+static void test_host_comm(void **state)
+{
+    struct jz_error e = {0};
+    enum { R = 3, N = 1031 };
+    jz_kdev_t *d[R];
+    jz_kbuf_t *b[R];
+    float h[R][N];
+    srand(12345);
+    for (int r = 0; r < R; r++) {
+        assert_int_equal(jz_kdev_open(JZ_KBACKEND_CPU, 0, &d[r], &e), 0);
+        assert_int_equal(jz_kbuf_alloc(d[r], N * 4, &b[r], &e), 0);
+        for (int i = 0; i < N; i++)
+            h[r][i] = (float)rand() / (float)RAND_MAX - 0.5f;
+        assert_int_equal(jz_kbuf_write(b[r], 0, h[r], N * 4, &e), 0);
+    }
+    jz_kcomm_t *c;
+    assert_int_equal(jz_kcomm_create(d, 0, &c, &e), JZ_ELIMIT);
+    jz_kdev_t *dup[2] = {d[0], d[0]};
+    assert_int_equal(jz_kcomm_create(dup, 2, &c, &e), JZ_EINVAL);
+    assert_int_equal(jz_kcomm_create(d, R, &c, &e), 0);
+    assert_int_equal(jz_kcomm_size(c), R);
+    assert_false(jz_kcomm_is_nccl(c));
+    assert_int_equal(jz_kcomm_allreduce_sum(c, b, N, &e), 0);
+    for (int r = 0; r < R; r++) {
+        const float *got = jz_kbuf_host_ptr(b[r]);
+        for (int i = 0; i < N; i++) {
+            double want = (double)h[0][i] + h[1][i] + h[2][i];
+            assert_true(fabs(got[i] - want) <= 1e-6 * (fabs(want) + 1));
+        }
+        assert_memory_equal(got, jz_kbuf_host_ptr(b[0]), N * 4); /* identical on every rank */
+    }
+    assert_int_equal(jz_kbuf_write(b[1], 0, h[1], N * 4, &e), 0);
+    assert_int_equal(jz_kcomm_broadcast(c, b, N, 1, &e), 0);
+    for (int r = 0; r < R; r++)
+        assert_memory_equal(jz_kbuf_host_ptr(b[r]), h[1], N * 4);
+    assert_int_equal(jz_kcomm_broadcast(c, b, N, 3, &e), JZ_EINVAL);
+    assert_int_equal(jz_kcomm_allreduce_sum(c, b, N + 1, &e), JZ_EINVAL);
+    jz_kcomm_destroy(c);
+    for (int r = 0; r < R; r++) {
+        jz_kbuf_free(b[r]);
+        jz_kdev_close(d[r]);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_backends),
+        cmocka_unit_test(test_checks),
+        cmocka_unit_test(test_host_comm),
+    };
+    return cmocka_run_group_tests_name("kernels_api", tests, NULL, NULL);
+}

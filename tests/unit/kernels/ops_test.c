@@ -1,0 +1,695 @@
+/* Every compute-layer operation on one backend (JZ_TEST_BACKEND) against a float64 CPU reference:
+ * fresh random inputs each run (the seed is printed), outputs poisoned before each call, odd sizes.
+ * Exits 77 (skip) when the backend has no device. */
+#include "../../../kernels/internal.h"
+
+#include <jazari/kernels.h>
+
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#ifndef JZ_TEST_BACKEND
+#define JZ_TEST_BACKEND JZ_KBACKEND_CPU
+#endif
+
+static jz_kdev_t *dev;
+static uint64_t rng_state;
+
+/* splitmix64: the tests' own input generator (independent of the code under test). */
+static uint64_t rnd64(void)
+{
+    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static float rndf(float lo, float hi)
+{
+    return lo + (hi - lo) * (float)((double)(rnd64() >> 11) / 9007199254740992.0);
+}
+
+static float *rand_vec(size_t n, float lo, float hi)
+{
+    float *v = malloc(n * sizeof *v);
+    assert_non_null(v);
+    for (size_t i = 0; i < n; i++)
+        v[i] = rndf(lo, hi);
+    return v;
+}
+
+static void ok(int rc, const struct jz_error *e)
+{
+    if (rc)
+        fail_msg("call failed: %d %s", rc, e->msg);
+}
+
+static jz_kbuf_t *upload(const void *h, size_t bytes)
+{
+    struct jz_error e = {0};
+    jz_kbuf_t *b = NULL;
+    ok(jz_kbuf_alloc(dev, bytes, &b, &e), &e);
+    ok(jz_kbuf_write(b, 0, h, bytes, &e), &e);
+    return b;
+}
+
+/* A buffer full of NaNs, so an element the kernel forgets to write fails the comparison. */
+static jz_kbuf_t *poisoned(size_t n)
+{
+    float *nan = malloc(n * sizeof *nan);
+    assert_non_null(nan);
+    for (size_t i = 0; i < n; i++)
+        nan[i] = NAN;
+    jz_kbuf_t *b = upload(nan, n * sizeof *nan);
+    free(nan);
+    return b;
+}
+
+static float *download(const jz_kbuf_t *b, size_t n)
+{
+    struct jz_error e = {0};
+    float *h = malloc(n * sizeof *h);
+    assert_non_null(h);
+    ok(jz_kbuf_read(b, 0, h, n * sizeof *h, &e), &e);
+    return h;
+}
+
+/* |got - ref| <= atol + rtol * scale[i] (scale = |ref| when NULL). */
+static void expect_close(const char *what, const float *got, const double *ref,
+                         const double *scale, size_t n, double rtol, double atol)
+{
+    for (size_t i = 0; i < n; i++) {
+        double s = scale ? scale[i] : fabs(ref[i]);
+        double d = fabs((double)got[i] - ref[i]);
+        if (!(d <= atol + rtol * s))
+            fail_msg("%s[%zu]: got %.9g, want %.9g (|diff| %.3g > %.3g)", what, i, got[i], ref[i],
+                     d, atol + rtol * s);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+static void gemm_case(bool ta, bool tb, float beta)
+{
+    const size_t m = 37, n = 29, k = 53, pad = 3;
+    size_t ar = ta ? k : m, ac = ta ? m : k, br = tb ? n : k, bc = tb ? k : n;
+    size_t lda = ac + pad, ldb = bc + pad, ldc = n + pad;
+    float *a = rand_vec(ar * lda, -1, 1), *b = rand_vec(br * ldb, -1, 1);
+    float *c0 = rand_vec(m * ldc, -1, 1);
+    const float alpha = 1.25f;
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = n; j < ldc; j++)
+            c0[i * ldc + j] = 12345.0f; /* padding that must stay untouched */
+    if (beta == 0)
+        for (size_t i = 0; i < m; i++)
+            for (size_t j = 0; j < n; j++)
+                c0[i * ldc + j] = NAN; /* beta == 0 must not read C */
+    double *ref = calloc(m * ldc, sizeof *ref), *scale = calloc(m * ldc, sizeof *scale);
+    for (size_t i = 0; i < m; i++) {
+        for (size_t j = 0; j < ldc; j++) {
+            if (j >= n) {
+                ref[i * ldc + j] = 12345.0;
+                continue;
+            }
+            double s = 0, sa = 0;
+            for (size_t p = 0; p < k; p++) {
+                double av = ta ? a[p * lda + i] : a[i * lda + p];
+                double bv = tb ? b[j * ldb + p] : b[p * ldb + j];
+                s += av * bv;
+                sa += fabs(av * bv);
+            }
+            double cv = beta == 0 ? 0 : c0[i * ldc + j];
+            ref[i * ldc + j] = alpha * s + beta * cv;
+            scale[i * ldc + j] = fabs(alpha) * sa + fabs(beta * cv);
+        }
+    }
+    struct jz_error e = {0};
+    jz_kbuf_t *A = upload(a, ar * lda * 4), *B = upload(b, br * ldb * 4);
+    jz_kbuf_t *C = upload(c0, m * ldc * 4);
+    ok(jz_k_gemm(dev, ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, &e), &e);
+    float *c = download(C, m * ldc);
+    expect_close("gemm", c, ref, scale, m * ldc, 1e-5, 1e-6);
+    free(a), free(b), free(c0), free(c), free(ref), free(scale);
+    jz_kbuf_free(A), jz_kbuf_free(B), jz_kbuf_free(C);
+}
+
+static void test_gemm(void **state)
+{
+    for (int t = 0; t < 4; t++) {
+        gemm_case(t & 1, t & 2, 0.0f);
+        gemm_case(t & 1, t & 2, 0.75f);
+    }
+}
+
+static double act_ref(int act, double z)
+{
+    if (act == JZ_KACT_RELU)
+        return z > 0 ? z : 0;
+    if (act == JZ_KACT_GELU)
+        return 0.5 * z * (1 + tanh(sqrt(2 / M_PI) * (z + 0.044715 * z * z * z)));
+    return z;
+}
+
+static double dact_ref(int act, double z)
+{
+    if (act == JZ_KACT_RELU)
+        return z > 0 ? 1 : 0;
+    if (act == JZ_KACT_GELU) {
+        double k0 = sqrt(2 / M_PI), u = k0 * (z + 0.044715 * z * z * z), t = tanh(u);
+        return 0.5 * (1 + t) + 0.5 * z * (1 - t * t) * k0 * (1 + 3 * 0.044715 * z * z);
+    }
+    return 1;
+}
+
+static void test_bias_act(void **state)
+{
+    const size_t rows = 33, cols = 67, n = rows * cols;
+    struct jz_error e = {0};
+    for (int act = 0; act <= 2; act++) {
+        for (int with_bias = 0; with_bias <= 1; with_bias++) {
+            float *x = rand_vec(n, -3, 3), *bias = rand_vec(cols, -1, 1), *dy = rand_vec(n, -2, 2);
+            double *ry = malloc(n * sizeof *ry), *rdx = malloc(n * sizeof *rdx);
+            double *rdb = calloc(cols, sizeof *rdb), *sdb = calloc(cols, sizeof *sdb);
+            for (size_t r = 0; r < rows; r++) {
+                for (size_t c = 0; c < cols; c++) {
+                    /* Keep clear of the ReLU kink, where float and double may disagree. */
+                    if (fabs(x[r * cols + c] + (with_bias ? bias[c] : 0.0f)) < 1e-3f)
+                        x[r * cols + c] += 0.01f;
+                    double z = (double)x[r * cols + c] + (with_bias ? bias[c] : 0);
+                    ry[r * cols + c] = act_ref(act, z);
+                    rdx[r * cols + c] = dy[r * cols + c] * dact_ref(act, z);
+                    rdb[c] += rdx[r * cols + c];
+                    sdb[c] += fabs(rdx[r * cols + c]);
+                }
+            }
+            jz_kbuf_t *X = upload(x, n * 4), *Bb = with_bias ? upload(bias, cols * 4) : NULL;
+            jz_kbuf_t *DY = upload(dy, n * 4), *Y = poisoned(n), *DX = poisoned(n);
+            jz_kbuf_t *DB = poisoned(cols);
+            ok(jz_k_bias_act_forward(dev, act, rows, cols, X, Bb, Y, &e), &e);
+            ok(jz_k_bias_act_backward(dev, act, rows, cols, X, Bb, DY, DX, DB, &e), &e);
+            float *y = download(Y, n), *dx = download(DX, n), *db = download(DB, cols);
+            expect_close("bias_act y", y, ry, NULL, n, 1e-5, 1e-6);
+            expect_close("bias_act dx", dx, rdx, NULL, n, 1e-4, 1e-6);
+            expect_close("bias_act dbias", db, rdb, sdb, cols, 1e-5, 1e-6);
+            /* In place: y == x, dx == dy. */
+            ok(jz_k_bias_act_forward(dev, act, rows, cols, X, Bb, X, &e), &e);
+            ok(jz_k_bias_act_backward(dev, act, rows, cols, Y, Bb, DY, DY, NULL, &e), &e);
+            float *xin = download(X, n);
+            expect_close("bias_act in place", xin, ry, NULL, n, 1e-5, 1e-6);
+            free(x), free(bias), free(dy), free(y), free(dx), free(db), free(xin);
+            free(ry), free(rdx), free(rdb), free(sdb);
+            jz_kbuf_free(X), jz_kbuf_free(Bb), jz_kbuf_free(DY), jz_kbuf_free(Y);
+            jz_kbuf_free(DX), jz_kbuf_free(DB);
+        }
+    }
+}
+
+static void test_softmax_xent(void **state)
+{
+    const size_t rows = 19, cols = 13, n = rows * cols;
+    struct jz_error e = {0};
+    float *l = rand_vec(n, -8, 8);
+    int32_t labels[19];
+    for (size_t r = 0; r < rows; r++)
+        labels[r] = (int32_t)(rnd64() % cols);
+    labels[5] = -1; /* ignored rows */
+    labels[11] = (int32_t)cols;
+    l[3] = 80.0f; /* a large logit: the softmax must stay finite */
+    double *rp = malloc(n * sizeof *rp), rl[19], *rd = malloc(n * sizeof *rd);
+    const float scale = 1.0f / (float)rows;
+    for (size_t r = 0; r < rows; r++) {
+        double mx = -INFINITY, s = 0;
+        for (size_t c = 0; c < cols; c++)
+            mx = fmax(mx, l[r * cols + c]);
+        for (size_t c = 0; c < cols; c++)
+            s += exp(l[r * cols + c] - mx);
+        bool valid = labels[r] >= 0 && (size_t)labels[r] < cols;
+        for (size_t c = 0; c < cols; c++) {
+            rp[r * cols + c] = exp(l[r * cols + c] - mx) / s;
+            rd[r * cols + c] =
+                valid ? scale * (rp[r * cols + c] - ((size_t)labels[r] == c)) : 0.0;
+        }
+        rl[r] = valid ? log(s) - (l[r * cols + labels[r]] - mx) : 0.0;
+    }
+    jz_kbuf_t *L = upload(l, n * 4), *Y = upload(labels, rows * 4), *P = poisoned(n);
+    jz_kbuf_t *LS = poisoned(rows), *D = poisoned(n);
+    ok(jz_k_softmax_xent_forward(dev, rows, cols, L, Y, P, LS, &e), &e);
+    ok(jz_k_softmax_xent_backward(dev, rows, cols, P, Y, scale, D, &e), &e);
+    float *p = download(P, n), *ls = download(LS, rows), *d = download(D, n);
+    expect_close("softmax probs", p, rp, NULL, n, 1e-5, 1e-7);
+    expect_close("xent loss", ls, rl, NULL, rows, 1e-5, 1e-6);
+    expect_close("xent grad", d, rd, NULL, n, 1e-4, 1e-7);
+    /* In place backward: dlogits == probs. */
+    ok(jz_k_softmax_xent_backward(dev, rows, cols, P, Y, scale, P, &e), &e);
+    float *d2 = download(P, n);
+    expect_close("xent grad in place", d2, rd, NULL, n, 1e-4, 1e-7);
+    free(l), free(rp), free(rd), free(p), free(ls), free(d), free(d2);
+    jz_kbuf_free(L), jz_kbuf_free(Y), jz_kbuf_free(P), jz_kbuf_free(LS), jz_kbuf_free(D);
+}
+
+static void test_reductions(void **state)
+{
+    const size_t n = 100003, rows = 41, cols = 23;
+    struct jz_error e = {0};
+    float *x = rand_vec(n, -1, 1);
+    x[n / 3] = 7.5f; /* a known maximum */
+    x[n / 2] = NAN;  /* max ignores NaNs */
+    double s = 0, sa = 0;
+    for (size_t i = 0; i < n; i++)
+        if (i != n / 2)
+            s += x[i], sa += fabs(x[i]);
+    jz_kbuf_t *X = upload(x, n * 4), *O = poisoned(1);
+    x[n / 2] = 0;
+    jz_kbuf_t *X0 = upload(x, n * 4);
+    ok(jz_k_sum(dev, n, X0, O, &e), &e);
+    float *got = download(O, 1);
+    expect_close("sum", got, &s, &sa, 1, 1e-5, 1e-6);
+    free(got);
+    jz_kbuf_free(O), O = poisoned(1);
+    ok(jz_k_max(dev, n, X, O, &e), &e);
+    got = download(O, 1);
+    assert_true(got[0] == 7.5f);
+    free(got);
+
+    float *m = rand_vec(rows * cols, -1, 1);
+    int32_t want[41], labels[41];
+    for (size_t r = 0; r < rows; r++) {
+        size_t c = (size_t)(rnd64() % cols);
+        m[r * cols + c] = 2.0f;
+        if (r % 5 == 0) /* ties: the first index wins */
+            m[r * cols + cols - 1] = 2.0f, c = c < cols - 1 ? c : cols - 1;
+        want[r] = (int32_t)c;
+        labels[r] = r % 3 ? want[r] : (want[r] + 1) % (int32_t)cols;
+    }
+    size_t hits = 0;
+    for (size_t r = 0; r < rows; r++)
+        hits += labels[r] == want[r];
+    jz_kbuf_t *M = upload(m, rows * cols * 4), *A = poisoned(rows), *Y = upload(labels, rows * 4);
+    jz_kbuf_t *ACC = poisoned(1);
+    ok(jz_k_argmax_rows(dev, rows, cols, M, A, &e), &e);
+    ok(jz_k_accuracy(dev, rows, cols, M, Y, ACC, &e), &e);
+    int32_t idx[41];
+    ok(jz_kbuf_read(A, 0, idx, sizeof idx, &e), &e);
+    for (size_t r = 0; r < rows; r++)
+        assert_int_equal(idx[r], want[r]);
+    float *acc = download(ACC, 1);
+    double racc = (double)hits / (double)rows;
+    expect_close("accuracy", acc, &racc, NULL, 1, 1e-6, 0);
+    free(x), free(m), free(acc);
+    jz_kbuf_free(X), jz_kbuf_free(X0), jz_kbuf_free(O), jz_kbuf_free(M), jz_kbuf_free(A);
+    jz_kbuf_free(Y), jz_kbuf_free(ACC);
+}
+
+static void test_elementwise(void **state)
+{
+    const size_t n = 4099;
+    struct jz_error e = {0};
+    float *x = rand_vec(n, -1, 1), *y = rand_vec(n, -1, 1);
+    double *r = malloc(n * sizeof *r);
+    jz_kbuf_t *X = upload(x, n * 4), *Y = upload(y, n * 4), *F = poisoned(n);
+    ok(jz_k_axpy(dev, n, -0.5f, X, Y, &e), &e);
+    ok(jz_k_scale(dev, n, 3.0f, X, &e), &e);
+    ok(jz_k_fill(dev, n, 2.5f, F, &e), &e);
+    float *gy = download(Y, n), *gx = download(X, n), *gf = download(F, n);
+    for (size_t i = 0; i < n; i++)
+        r[i] = (double)y[i] - 0.5 * x[i];
+    expect_close("axpy", gy, r, NULL, n, 1e-6, 1e-7);
+    for (size_t i = 0; i < n; i++)
+        r[i] = 3.0 * x[i];
+    expect_close("scale", gx, r, NULL, n, 1e-6, 0);
+    for (size_t i = 0; i < n; i++)
+        r[i] = 2.5;
+    expect_close("fill", gf, r, NULL, n, 0, 0);
+    free(x), free(y), free(r), free(gy), free(gx), free(gf);
+    jz_kbuf_free(X), jz_kbuf_free(Y), jz_kbuf_free(F);
+}
+
+static void test_optimizers(void **state)
+{
+    const size_t n = 1031;
+    const int steps = 3;
+    struct jz_error e = {0};
+    float *p = rand_vec(n, -1, 1), *v0 = rand_vec(n, -0.1f, 0.1f);
+    float *g[3] = {rand_vec(n, -1, 1), rand_vec(n, -1, 1), rand_vec(n, -1, 1)};
+    double *rp = malloc(n * sizeof *rp), *rv = malloc(n * sizeof *rv);
+    double *rm = malloc(n * sizeof *rm), *ra = malloc(n * sizeof *ra);
+
+    /* SGD with momentum */
+    const float lr = 0.1f, mom = 0.9f, wd = 0.01f;
+    for (size_t i = 0; i < n; i++)
+        rp[i] = p[i], rv[i] = v0[i];
+    jz_kbuf_t *P = upload(p, n * 4), *V = upload(v0, n * 4), *G = poisoned(n);
+    for (int s = 0; s < steps; s++) {
+        ok(jz_kbuf_write(G, 0, g[s], n * 4, &e), &e);
+        ok(jz_k_sgd_update(dev, n, P, G, V, lr, mom, wd, &e), &e);
+        for (size_t i = 0; i < n; i++) {
+            double gi = g[s][i] + (double)wd * rp[i];
+            rv[i] = mom * rv[i] + gi;
+            rp[i] -= lr * rv[i];
+        }
+    }
+    float *gp = download(P, n), *gv = download(V, n);
+    expect_close("sgd param", gp, rp, NULL, n, 1e-5, 1e-6);
+    expect_close("sgd vel", gv, rv, NULL, n, 1e-5, 1e-6);
+    free(gp), free(gv);
+    jz_kbuf_free(P), jz_kbuf_free(V);
+
+    /* AdamW */
+    struct jz_adam_params ap = {.lr = 0.01f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
+                                .weight_decay = 0.05f};
+    float *zeros = calloc(n, sizeof *zeros);
+    P = upload(p, n * 4);
+    jz_kbuf_t *M = upload(zeros, n * 4), *VV = upload(zeros, n * 4);
+    for (size_t i = 0; i < n; i++)
+        rp[i] = p[i], rm[i] = 0, ra[i] = 0;
+    for (int s = 0; s < steps; s++) {
+        ap.step = s + 1;
+        ok(jz_kbuf_write(G, 0, g[s], n * 4, &e), &e);
+        ok(jz_k_adam_update(dev, n, P, G, M, VV, &ap, &e), &e);
+        double bc1 = 1 - pow(ap.beta1, ap.step), bc2 = 1 - pow(ap.beta2, ap.step);
+        for (size_t i = 0; i < n; i++) {
+            double gi = g[s][i];
+            rm[i] = ap.beta1 * rm[i] + (1 - (double)ap.beta1) * gi;
+            ra[i] = ap.beta2 * ra[i] + (1 - (double)ap.beta2) * gi * gi;
+            double mh = rm[i] / bc1, vh = ra[i] / bc2;
+            rp[i] -= ap.lr * (mh / (sqrt(vh) + ap.eps) + ap.weight_decay * rp[i]);
+        }
+    }
+    gp = download(P, n);
+    float *gm = download(M, n), *gvv = download(VV, n);
+    /* The update is lr-sized and sensitive to sqrt(vh) near 0; compare absolute to lr. */
+    expect_close("adam param", gp, rp, NULL, n, 1e-5, 1e-5 * ap.lr * steps);
+    expect_close("adam m", gm, rm, NULL, n, 1e-4, 1e-7);
+    expect_close("adam v", gvv, ra, NULL, n, 1e-4, 1e-9);
+    free(gp), free(gm), free(gvv), free(zeros);
+    jz_kbuf_free(P), jz_kbuf_free(M), jz_kbuf_free(VV), jz_kbuf_free(G);
+    free(p), free(v0), free(g[0]), free(g[1]), free(g[2]);
+    free(rp), free(rv), free(rm), free(ra);
+}
+
+static void test_heat(void **state)
+{
+    struct jz_error e = {0};
+    const float alpha = 0.2f;
+    const int steps = 4;
+    /* 2D */
+    {
+        const size_t nx = 37, ny = 29, n = nx * ny;
+        float *u = rand_vec(n, 0, 100);
+        double *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
+        for (size_t i = 0; i < n; i++)
+            a[i] = u[i];
+        jz_kbuf_t *U = upload(u, n * 4), *W = poisoned(n);
+        for (int s = 0; s < steps; s++) {
+            ok(jz_k_heat2d_step(dev, nx, ny, alpha, U, W, &e), &e);
+            for (size_t y = 0; y < ny; y++)
+                for (size_t x = 0; x < nx; x++) {
+                    size_t i = y * nx + x;
+                    b[i] = (x == 0 || y == 0 || x == nx - 1 || y == ny - 1)
+                               ? a[i]
+                               : a[i] + alpha * (a[i - 1] + a[i + 1] + a[i - nx] + a[i + nx] -
+                                                 4 * a[i]);
+                }
+            double *t = a;
+            a = b, b = t;
+            jz_kbuf_t *tb = U;
+            U = W, W = tb;
+        }
+        float *got = download(U, n);
+        expect_close("heat2d", got, a, NULL, n, 1e-5, 1e-4);
+        free(u), free(a), free(b), free(got);
+        jz_kbuf_free(U), jz_kbuf_free(W);
+    }
+    /* A grid too large for the cache (16 MiB): the cpu backend switches to streaming stores. */
+    {
+        const size_t nx = 4099, ny = 1025, n = nx * ny;
+        float *u = rand_vec(n, 0, 100);
+        double *ref = malloc(n * sizeof *ref);
+        for (size_t y = 0; y < ny; y++)
+            for (size_t x = 0; x < nx; x++) {
+                size_t i = y * nx + x;
+                ref[i] = (x == 0 || y == 0 || x == nx - 1 || y == ny - 1)
+                             ? u[i]
+                             : u[i] + (double)alpha * ((double)u[i - 1] + u[i + 1] + u[i - nx] +
+                                                       u[i + nx] - 4.0 * u[i]);
+            }
+        jz_kbuf_t *U = upload(u, n * 4), *W = poisoned(n);
+        ok(jz_k_heat2d_step(dev, nx, ny, alpha, U, W, &e), &e);
+        float *got = download(W, n);
+        expect_close("heat2d large", got, ref, NULL, n, 1e-5, 1e-4);
+        free(u), free(ref), free(got);
+        jz_kbuf_free(U), jz_kbuf_free(W);
+    }
+    /* 3D: a small grid over several steps, and one above the streaming-store threshold. */
+    const size_t dims[2][3] = {{13, 11, 9}, {163, 161, 165}};
+    for (int g = 0; g < 2; g++) {
+        const size_t nx = dims[g][0], ny = dims[g][1], nz = dims[g][2], n = nx * ny * nz,
+                     pl = nx * ny;
+        const int steps3 = g ? 1 : steps;
+        const float a3 = 0.15f;
+        float *u = rand_vec(n, 0, 100);
+        double *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
+        for (size_t i = 0; i < n; i++)
+            a[i] = u[i];
+        jz_kbuf_t *U = upload(u, n * 4), *W = poisoned(n);
+        for (int s = 0; s < steps3; s++) {
+            ok(jz_k_heat3d_step(dev, nx, ny, nz, a3, U, W, &e), &e);
+            for (size_t z = 0; z < nz; z++)
+                for (size_t y = 0; y < ny; y++)
+                    for (size_t x = 0; x < nx; x++) {
+                        size_t i = (z * ny + y) * nx + x;
+                        bool edge = x == 0 || y == 0 || z == 0 || x == nx - 1 || y == ny - 1 ||
+                                    z == nz - 1;
+                        b[i] = edge ? a[i]
+                                    : a[i] + a3 * (a[i - 1] + a[i + 1] + a[i - nx] + a[i + nx] +
+                                                   a[i - pl] + a[i + pl] - 6 * a[i]);
+                    }
+            double *t = a;
+            a = b, b = t;
+            jz_kbuf_t *tb = U;
+            U = W, W = tb;
+        }
+        float *got = download(U, n);
+        expect_close("heat3d", got, a, NULL, n, 1e-5, 1e-4);
+        free(u), free(a), free(b), free(got);
+        jz_kbuf_free(U), jz_kbuf_free(W);
+    }
+}
+
+static void test_nbody(void **state)
+{
+    const size_t n = 131;
+    const float soft = 0.05f, dt = 0.01f;
+    struct jz_error e = {0};
+    float *pos = rand_vec(4 * n, -1, 1), *vel = rand_vec(4 * n, -0.1f, 0.1f);
+    for (size_t i = 0; i < n; i++)
+        pos[4 * i + 3] = rndf(0.5f, 2.0f);
+    double *ra = malloc(4 * n * sizeof *ra), *sa = malloc(4 * n * sizeof *sa);
+    for (size_t i = 0; i < n; i++) {
+        double acc[3] = {0}, sc[3] = {0};
+        for (size_t j = 0; j < n; j++) {
+            double d[3], r2 = (double)soft * soft;
+            for (int k = 0; k < 3; k++)
+                d[k] = (double)pos[4 * j + k] - pos[4 * i + k], r2 += d[k] * d[k];
+            double s = pos[4 * j + 3] / (r2 * sqrt(r2));
+            for (int k = 0; k < 3; k++)
+                acc[k] += s * d[k], sc[k] += fabs(s * d[k]);
+        }
+        for (int k = 0; k < 3; k++)
+            ra[4 * i + k] = acc[k], sa[4 * i + k] = sc[k];
+        ra[4 * i + 3] = 0, sa[4 * i + 3] = 0;
+    }
+    jz_kbuf_t *P = upload(pos, 4 * n * 4), *V = upload(vel, 4 * n * 4), *A = poisoned(4 * n);
+    ok(jz_k_nbody_forces(dev, n, soft, P, A, &e), &e);
+    float *acc = download(A, 4 * n);
+    /* rsqrt-based kernels carry ~1e-6 relative error per term. */
+    expect_close("nbody acc", acc, ra, sa, 4 * n, 2e-5, 1e-6);
+    ok(jz_k_nbody_leapfrog(dev, n, dt, P, V, A, &e), &e);
+    float *gp = download(P, 4 * n), *gv = download(V, 4 * n);
+    double *rp = malloc(4 * n * sizeof *rp), *rv = malloc(4 * n * sizeof *rv);
+    for (size_t i = 0; i < 4 * n; i++) {
+        bool w = i % 4 == 3;
+        rv[i] = w ? vel[i] : (double)vel[i] + (double)dt * acc[i];
+        rp[i] = w ? pos[i] : (double)pos[i] + (double)dt * rv[i];
+    }
+    expect_close("leapfrog vel", gv, rv, NULL, 4 * n, 1e-6, 1e-7);
+    expect_close("leapfrog pos", gp, rp, NULL, 4 * n, 1e-6, 1e-7);
+    free(pos), free(vel), free(ra), free(sa), free(acc), free(gp), free(gv), free(rp), free(rv);
+    jz_kbuf_free(P), jz_kbuf_free(V), jz_kbuf_free(A);
+}
+
+/* Philox4x32-10 known-answer vectors from the Random123 distribution (kat_vectors). */
+static void test_philox_kat(void **state)
+{
+    uint32_t c[4] = {0, 0, 0, 0};
+    jzk_philox(c, 0, 0);
+    assert_true(c[0] == 0x6627e8d5u && c[1] == 0xe169c58du && c[2] == 0xbc57ac4cu &&
+                c[3] == 0x9b00dbd8u);
+    uint32_t d[4] = {0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu};
+    jzk_philox(d, 0xffffffffu, 0xffffffffu);
+    assert_true(d[0] == 0x408f276du && d[1] == 0x41c83b0eu && d[2] == 0xa20bc7c6u &&
+                d[3] == 0x6d5451fdu);
+}
+
+static void test_rand(void **state)
+{
+    const size_t n = 10007;
+    const uint64_t seed = rnd64(), off = rnd64() % 1000;
+    struct jz_error e = {0};
+    jz_kbuf_t *U = poisoned(n), *N = poisoned(n), *U2 = poisoned(n - 5);
+    ok(jz_k_rand_uniform(dev, n, seed, off, -2.0f, 3.0f, U, &e), &e);
+    ok(jz_k_rand_normal(dev, n, seed, off, 1.0f, 2.0f, N, &e), &e);
+    /* The stream continues where it left off: a piece starting at off + 5. */
+    ok(jz_k_rand_uniform(dev, n - 5, seed, off + 5, -2.0f, 3.0f, U2, &e), &e);
+    float *u = download(U, n), *nn = download(N, n), *u2 = download(U2, n - 5);
+    double mean = 0, var = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t el = off + i;
+        float v[4];
+        jzk_philox_block(el / 4, seed, JZK_DIST_UNIFORM, -2.0f, 3.0f, v);
+        if (memcmp(&u[i], &v[el % 4], 4) != 0)
+            fail_msg("uniform[%zu] = %.9g, reference %.9g (must be bit-identical)", i, u[i],
+                     v[el % 4]);
+        if (!(u[i] >= -2.0f && u[i] < 3.0f))
+            fail_msg("uniform[%zu] = %g outside [-2, 3)", i, u[i]);
+        if (i >= 5 && memcmp(&u2[i - 5], &u[i], 4) != 0)
+            fail_msg("uniform stream differs when produced in pieces at %zu", i);
+        jzk_philox_block(el / 4, seed, JZK_DIST_NORMAL, 1.0f, 2.0f, v);
+        if (!(fabs(nn[i] - v[el % 4]) <= 1e-5 * (1 + fabs(v[el % 4]))))
+            fail_msg("normal[%zu] = %.9g, reference %.9g", i, nn[i], v[el % 4]);
+        mean += nn[i];
+    }
+    mean /= (double)n;
+    for (size_t i = 0; i < n; i++)
+        var += (nn[i] - mean) * (nn[i] - mean);
+    var /= (double)(n - 1);
+    /* 10007 samples of N(1, 4): the mean is within 0.1 and the variance within 0.4 at > 6 sigma. */
+    assert_true(fabs(mean - 1.0) < 0.12);
+    assert_true(fabs(var - 4.0) < 0.5);
+    free(u), free(nn), free(u2);
+    jz_kbuf_free(U), jz_kbuf_free(N), jz_kbuf_free(U2);
+}
+
+static void test_buffers(void **state)
+{
+    struct jz_error e = {0};
+    const size_t n = 1000;
+    float *x = rand_vec(n, -1, 1);
+    jz_kbuf_t *A = upload(x, n * 4), *B = poisoned(n);
+    ok(jz_kbuf_copy(B, 40, A, 0, 400, &e), &e); /* elements 10..109 of B = 0..99 of A */
+    ok(jz_kbuf_copy(B, 0, A, 3996, 4, &e), &e); /* B[0] = A[999] */
+    float *b = download(B, n);
+    assert_memory_equal(&b[10], &x[0], 400);
+    assert_memory_equal(&b[0], &x[999], 4);
+    assert_true(isnan(b[1]) && isnan(b[110]));
+    float part[3];
+    ok(jz_kbuf_read(A, 8, part, sizeof part, &e), &e);
+    assert_memory_equal(part, &x[2], sizeof part);
+    assert_int_equal(jz_kbuf_read(A, n * 4 - 4, part, 8, &e), JZ_ERANGE);
+    assert_int_equal(jz_kbuf_write(A, SIZE_MAX, part, 8, &e), JZ_ERANGE);
+    assert_int_equal(jz_kbuf_copy(A, 0, A, 4, 8, &e), JZ_EINVAL);
+    assert_int_equal(jz_kbuf_size(A), n * 4);
+    assert_ptr_equal(jz_kbuf_device(A), dev);
+    assert_int_equal(jz_kdev_sync(dev, &e), 0);
+    free(x), free(b);
+    jz_kbuf_free(A), jz_kbuf_free(B);
+}
+
+/* Collectives over the backend's devices (one per ordinal, NCCL on CUDA), then over two handles
+ * of device 0 (the host implementation): sums and broadcasts against the float64 reference. */
+static void comm_case(jz_kdev_t **devs, size_t nd, bool want_nccl)
+{
+    const size_t n = 4097;
+    struct jz_error e = {0};
+    jz_kcomm_t *c;
+    jz_kbuf_t *b[8];
+    float *h[8];
+    ok(jz_kcomm_create(devs, nd, &c, &e), &e);
+    assert_int_equal(jz_kcomm_is_nccl(c), want_nccl);
+    double *ref = calloc(n, sizeof *ref), *sc = calloc(n, sizeof *sc);
+    for (size_t r = 0; r < nd; r++) {
+        h[r] = rand_vec(n, -1, 1);
+        ok(jz_kbuf_alloc(devs[r], n * 4, &b[r], &e), &e);
+        ok(jz_kbuf_write(b[r], 0, h[r], n * 4, &e), &e);
+        for (size_t i = 0; i < n; i++)
+            ref[i] += h[r][i], sc[i] += fabs(h[r][i]);
+    }
+    ok(jz_kcomm_allreduce_sum(c, b, n, &e), &e);
+    for (size_t r = 0; r < nd; r++) {
+        float *got = malloc(n * 4);
+        ok(jz_kbuf_read(b[r], 0, got, n * 4, &e), &e);
+        expect_close("allreduce", got, ref, sc, n, 1e-6, 1e-7);
+        free(got);
+    }
+    size_t root = nd - 1;
+    ok(jz_kbuf_write(b[root], 0, h[0], n * 4, &e), &e);
+    ok(jz_kcomm_broadcast(c, b, n, root, &e), &e);
+    for (size_t r = 0; r < nd; r++) {
+        float *got = malloc(n * 4);
+        ok(jz_kbuf_read(b[r], 0, got, n * 4, &e), &e);
+        assert_memory_equal(got, h[0], n * 4);
+        free(got);
+    }
+    jz_kcomm_destroy(c);
+    for (size_t r = 0; r < nd; r++)
+        jz_kbuf_free(b[r]), free(h[r]);
+    free(ref), free(sc);
+}
+
+static void test_comm(void **state)
+{
+    struct jz_error e = {0};
+    size_t count = 0;
+    ok(jz_kdev_count(JZ_TEST_BACKEND, &count, &e), &e);
+    jz_kdev_t *devs[8];
+    size_t nd = count < 8 ? count : 8;
+    for (size_t i = 0; i < nd; i++)
+        ok(jz_kdev_open(JZ_TEST_BACKEND, (int)i, &devs[i], &e), &e);
+    comm_case(devs, nd, JZ_TEST_BACKEND == JZ_KBACKEND_CUDA);
+    jz_kdev_t *second;
+    ok(jz_kdev_open(JZ_TEST_BACKEND, 0, &second, &e), &e);
+    jz_kdev_t *pair[2] = {devs[0], second};
+    comm_case(pair, 2, false);
+    jz_kdev_close(second);
+    for (size_t i = 0; i < nd; i++)
+        jz_kdev_close(devs[i]);
+}
+
+int main(void)
+{
+    struct jz_error e = {0};
+    size_t count = 0;
+    if (jz_kdev_count(JZ_TEST_BACKEND, &count, &e) != 0 || count == 0) {
+        printf("no %s device: skipping\n", jz_kbackend_name(JZ_TEST_BACKEND));
+        return 77;
+    }
+    if (jz_kdev_open(JZ_TEST_BACKEND, 0, &dev, &e) != 0) {
+        printf("cannot open %s device 0: %s\n", jz_kbackend_name(JZ_TEST_BACKEND), e.msg);
+        return 1;
+    }
+    const char *s = getenv("JZ_TEST_SEED");
+    rng_state = s ? strtoull(s, NULL, 0) : ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid();
+    printf("backend %s, device '%s', JZ_TEST_SEED=%llu\n", jz_kbackend_name(JZ_TEST_BACKEND),
+           jz_kdev_name(dev), (unsigned long long)rng_state);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_buffers),     cmocka_unit_test(test_gemm),
+        cmocka_unit_test(test_bias_act),    cmocka_unit_test(test_softmax_xent),
+        cmocka_unit_test(test_reductions),  cmocka_unit_test(test_elementwise),
+        cmocka_unit_test(test_optimizers),  cmocka_unit_test(test_heat),
+        cmocka_unit_test(test_nbody),       cmocka_unit_test(test_philox_kat),
+        cmocka_unit_test(test_rand),        cmocka_unit_test(test_comm),
+    };
+    int rc = cmocka_run_group_tests_name(jz_kbackend_name(JZ_TEST_BACKEND), tests, NULL, NULL);
+    jz_kdev_close(dev);
+    return rc;
+}
