@@ -18,15 +18,14 @@ int jz_cli_place(int argc, char **argv);
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: jazari place [--topology FILE.xml] --gpus N [--cpus-per-gpu N] [--cpus N]\n"
-            "                    [--busy ID,...] [--busy-cores N,...] [--model TEXT]\n"
-            "                    [--min-memory-gib N] [--json]\n"
-            "Shows where the scheduler would place a job on one node. Without --topology it\n"
-            "reads this machine. --busy marks GPUs in use, by PCI bus id (DDDD:BB:DD.F, all\n"
-            "logical GPUs of that device), OS device name (nvml3) or index; --busy-cores marks\n"
-            "topology core indexes in use. --cpus asks for cores for a job without GPUs.\n"
-            "Exit status: 0 fits, 2 does not fit now, 1 error.\n");
+    fprintf(f, "usage: jazari place [--topology FILE.xml] --gpus N [--cpus-per-gpu N] [--cpus N]\n"
+               "                    [--busy ID,...] [--busy-cores N,...] [--model TEXT]\n"
+               "                    [--min-memory-gib N] [--json]\n"
+               "Shows where the scheduler would place a job on one node. Without --topology it\n"
+               "reads this machine. --busy marks GPUs in use, by PCI bus id (DDDD:BB:DD.F, all\n"
+               "logical GPUs of that device), OS device name (nvml3) or index; --busy-cores marks\n"
+               "topology core indexes in use. --cpus asks for cores for a job without GPUs.\n"
+               "Exit status: 0 fits, 2 does not fit now, 1 error.\n");
 }
 
 static int parse_uint(const char *s, unsigned max, unsigned *out)
@@ -142,10 +141,10 @@ static int print_json(const struct jz_topo *t, const struct jz_place_result *r)
         goto fail;
     for (size_t i = 0; i < r->gpu_count; i++) {
         const struct jz_topo_gpu *g = jz_topo_gpu_at(t, r->gpus[i]);
-        json_t *jg = json_pack("{s:I, s:s, s:o, s:i, s:s, s:I}", "index", (json_int_t)g->index,
-                               "pci_bus_id", g->pci_bus_id, "os_names",
-                               string_array_from_list(g->os_names), "numa", g->numa_os, "model",
-                               g->model, "memory_bytes", (json_int_t)g->memory_bytes);
+        json_t *jg =
+            json_pack("{s:I, s:s, s:o, s:i, s:s, s:I}", "index", (json_int_t)g->index, "pci_bus_id",
+                      g->pci_bus_id, "os_names", string_array_from_list(g->os_names), "numa",
+                      g->numa_os, "model", g->model, "memory_bytes", (json_int_t)g->memory_bytes);
         if (!jg)
             goto fail;
         json_array_append_new(gpus, jg);
@@ -243,8 +242,8 @@ int jz_cli_place(int argc, char **argv)
     }
     struct jz_error err = {0};
     struct jz_topo *t = NULL;
-    int rc = topo_path ? jz_topo_hwloc_load_xml(topo_path, &t, &err)
-                       : jz_topo_hwloc_load_live(&t, &err);
+    int rc =
+        topo_path ? jz_topo_hwloc_load_xml(topo_path, &t, &err) : jz_topo_hwloc_load_live(&t, &err);
     if (rc) {
         fprintf(stderr, "jazari place: %s\n", err.msg);
         return 1;
@@ -258,7 +257,9 @@ int jz_cli_place(int argc, char **argv)
         goto out;
     if (busy_cores && mark_busy_cores(t, busy_cores, cbusy) != 0)
         goto out;
-    struct jz_place_request req = {.gpus = gpus, .cpus_per_gpu = cpg, .cpus = cpus,
+    struct jz_place_request req = {.gpus = gpus,
+                                   .cpus_per_gpu = cpg,
+                                   .cpus = cpus,
                                    .model = model,
                                    .min_memory_bytes = (uint64_t)min_gib << 30};
     struct jz_place_usage use = {.gpu_busy = gbusy, .core_busy = cbusy};

@@ -120,7 +120,8 @@ static int parse_weights(const json_t *w, struct jz_sched_config *c, struct jz_e
         return jz_error_set(err, JZ_EINVAL, "scheduler.weights must be an object");
     const char *k;
     json_t *v;
-    json_object_foreach((json_t *)w, k, v) {
+    json_object_foreach((json_t *)w, k, v)
+    {
         double *dst = strcmp(k, "fairshare") == 0 ? &c->weight_fairshare
                       : strcmp(k, "age") == 0     ? &c->weight_age
                       : strcmp(k, "class") == 0   ? &c->weight_class
@@ -152,7 +153,8 @@ static int parse_classes(const json_t *a, struct owned *o, struct jz_sched_confi
             return jz_error_set(err, JZ_EINVAL, "scheduler.classes[%zu] must be an object", i);
         struct jz_sched_class *cl = &o->classes[i];
         cl->rank = 50;
-        json_object_foreach(e, k, v) {
+        json_object_foreach(e, k, v)
+        {
             int rc = 0;
             double r;
             if (strcmp(k, "name") == 0)
@@ -165,8 +167,8 @@ static int parse_classes(const json_t *a, struct owned *o, struct jz_sched_confi
                     rc = jz_error_set(err, JZ_EINVAL, "can_preempt must be true or false");
                 cl->can_preempt = json_is_true(v);
             } else
-                rc = jz_error_set(err, JZ_EINVAL, "scheduler.classes[%zu]: unknown key \"%s\"",
-                                  i, k);
+                rc = jz_error_set(err, JZ_EINVAL, "scheduler.classes[%zu]: unknown key \"%s\"", i,
+                                  k);
             if (rc)
                 return rc;
         }
@@ -195,7 +197,8 @@ static int parse_tenants(const json_t *a, struct owned *o, struct jz_sched_confi
             return jz_error_set(err, JZ_EINVAL, "scheduler.tenants[%zu] must be an object", i);
         struct jz_sched_tenant *t = &o->tenants[i];
         t->weight = 1;
-        json_object_foreach(e, k, v) {
+        json_object_foreach(e, k, v)
+        {
             int rc = 0;
             double x;
             if (strcmp(k, "name") == 0)
@@ -208,8 +211,8 @@ static int parse_tenants(const json_t *a, struct owned *o, struct jz_sched_confi
             } else if (strcmp(k, "class") == 0)
                 rc = get_name(v, "scheduler.tenants[].class", t->class_name, err);
             else
-                rc = jz_error_set(err, JZ_EINVAL, "scheduler.tenants[%zu]: unknown key \"%s\"",
-                                  i, k);
+                rc = jz_error_set(err, JZ_EINVAL, "scheduler.tenants[%zu]: unknown key \"%s\"", i,
+                                  k);
             if (rc)
                 return rc;
         }
@@ -237,8 +240,7 @@ static int parse_reservations(const json_t *a, struct owned *o, struct jz_sched_
 {
     size_t n = json_array_size(a);
     if (!json_is_array(a) || n > JZ_SCHED_MAX_RESERVATIONS)
-        return jz_error_set(err, JZ_ELIMIT,
-                            "scheduler.reservations must be an array of at most %d",
+        return jz_error_set(err, JZ_ELIMIT, "scheduler.reservations must be an array of at most %d",
                             JZ_SCHED_MAX_RESERVATIONS);
     size_t total = 0;
     for (size_t i = 0; i < n; i++) {
@@ -256,12 +258,12 @@ static int parse_reservations(const json_t *a, struct owned *o, struct jz_sched_
         json_t *e = json_array_get(a, i), *v;
         const char *k;
         if (!json_is_object(e))
-            return jz_error_set(err, JZ_EINVAL, "scheduler.reservations[%zu] must be an object",
-                                i);
+            return jz_error_set(err, JZ_EINVAL, "scheduler.reservations[%zu] must be an object", i);
         struct jz_sched_reservation *r = &p->reservations[i];
         r->nodes = o->node_ptrs + o->nnames;
         bool have_start = false, have_end = false;
-        json_object_foreach(e, k, v) {
+        json_object_foreach(e, k, v)
+        {
             int rc = 0;
             double x;
             if (strcmp(k, "name") == 0)
@@ -280,8 +282,9 @@ static int parse_reservations(const json_t *a, struct owned *o, struct jz_sched_
                 have_end = true;
             } else if (strcmp(k, "nodes") == 0) {
                 if (!json_is_array(v) || json_array_size(v) == 0)
-                    rc = jz_error_set(err, JZ_EINVAL, "reservation nodes must be a non-empty "
-                                                      "array of names");
+                    rc = jz_error_set(err, JZ_EINVAL,
+                                      "reservation nodes must be a non-empty "
+                                      "array of names");
                 for (size_t q = 0; rc == 0 && q < json_array_size(v); q++) {
                     const char *nm = json_string_value(json_array_get(v, q));
                     if (!nm || !*nm || strlen(nm) >= JZ_SCHED_NAME_LEN) {
@@ -299,13 +302,13 @@ static int parse_reservations(const json_t *a, struct owned *o, struct jz_sched_
                     r->node_count++;
                 }
             } else
-                rc = jz_error_set(err, JZ_EINVAL,
-                                  "scheduler.reservations[%zu]: unknown key \"%s\"", i, k);
+                rc = jz_error_set(err, JZ_EINVAL, "scheduler.reservations[%zu]: unknown key \"%s\"",
+                                  i, k);
             if (rc)
                 return rc;
         }
-        if (!r->name[0] || !r->tenant[0] || !r->node_count || !r->gpus_per_node ||
-            !have_start || !have_end || r->end <= r->start)
+        if (!r->name[0] || !r->tenant[0] || !r->node_count || !r->gpus_per_node || !have_start ||
+            !have_end || r->end <= r->start)
             return jz_error_set(err, JZ_EINVAL,
                                 "scheduler.reservations[%zu] needs name, tenant, nodes, "
                                 "gpus_per_node, and start before end",
@@ -334,7 +337,8 @@ int jz_sched_config_parse(const json_t *obj, struct jz_sched_parsed **out, struc
     const char *k;
     json_t *v;
     if (obj)
-        json_object_foreach((json_t *)obj, k, v) {
+        json_object_foreach((json_t *)obj, k, v)
+        {
             double x;
             if (strcmp(k, "half_life") == 0)
                 rc = get_duration(v, k, &p->cfg.half_life_s, err);

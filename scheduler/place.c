@@ -66,8 +66,8 @@ static unsigned worst_of(const struct chooser *c, const size_t *idx, size_t k, u
 
 /* For each link level L, how many free GPUs left outside the set sit within L of it: taking
  * GPUs from already-broken groups keeps larger free groups whole. */
-static void frag_of(const struct chooser *c, uint64_t free_mask, uint64_t set,
-                    const size_t *idx, size_t k, unsigned *frag)
+static void frag_of(const struct chooser *c, uint64_t free_mask, uint64_t set, const size_t *idx,
+                    size_t k, unsigned *frag)
 {
     memset(frag, 0, sizeof(unsigned) * JZ_TOPO_LINK_COUNT);
     uint64_t rest = free_mask & ~set;
@@ -191,8 +191,12 @@ static int choose(const struct jz_topo *t, uint64_t free_mask, unsigned k, feasi
     }
     if (k > n)
         return JZ_EBUSY;
-    struct chooser c = {.t = t, .dist = jz_topo_distance_matrix(t), .n = jz_topo_gpu_count(t),
-                        .free_mask = free_mask, .feasible = feasible, .ctx = ctx};
+    struct chooser c = {.t = t,
+                        .dist = jz_topo_distance_matrix(t),
+                        .n = jz_topo_gpu_count(t),
+                        .free_mask = free_mask,
+                        .feasible = feasible,
+                        .ctx = ctx};
     if (binom_capped((unsigned)n, k, EXACT_LIMIT) <= EXACT_LIMIT)
         enumerate(&c, freev, n, k);
     else
@@ -221,8 +225,8 @@ struct core_ctx {
     const struct jz_topo *t;
     const uint64_t *core_busy;
     unsigned per_gpu;
-    uint8_t *taken; /* scratch, core_count bytes */
-    size_t *out;    /* chosen cores, per_gpu * k */
+    uint64_t *taken; /* scratch bitmap, JZ_BITMAP_WORDS(core_count) words */
+    size_t *out;     /* chosen cores, per_gpu * k */
     size_t out_count;
 };
 
@@ -237,24 +241,29 @@ static bool assign_cores(const struct jz_topo *t, uint64_t set, void *vctx)
 {
     struct core_ctx *c = vctx;
     size_t nc = jz_topo_core_count(t);
-    memset(c->taken, 0, nc);
+    memset(c->taken, 0, JZ_BITMAP_WORDS(nc) * sizeof(uint64_t));
     c->out_count = 0;
     if (c->per_gpu == 0)
         return true;
     size_t order[JZ_TOPO_MAX_GPUS], avail[JZ_TOPO_MAX_GPUS], k = 0;
+    bool several = (set & (set - 1)) != 0; /* one GPU needs no serving order */
     for (uint64_t m = set; m; m &= m - 1) {
         size_t g = (size_t)__builtin_ctzll(m);
         const struct jz_topo_gpu *gpu = jz_topo_gpu_at(t, g);
         size_t a = 0;
-        for (size_t i = 0; i < gpu->local_core_count; i++)
+        for (size_t i = 0; several && i < gpu->local_core_count; i++)
             a += !bit(c->core_busy, gpu->local_cores[i]);
         order[k] = g;
         avail[k++] = a;
     }
     for (size_t i = 1; i < k; i++) /* insertion sort: k is small */
         for (size_t j = i; j > 0 && avail[j] < avail[j - 1]; j--) {
-            size_t x = avail[j]; avail[j] = avail[j - 1]; avail[j - 1] = x;
-            x = order[j]; order[j] = order[j - 1]; order[j - 1] = x;
+            size_t x = avail[j];
+            avail[j] = avail[j - 1];
+            avail[j - 1] = x;
+            x = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = x;
         }
     for (size_t q = 0; q < k; q++) {
         const struct jz_topo_gpu *gpu = jz_topo_gpu_at(t, order[q]);
@@ -262,14 +271,14 @@ static bool assign_cores(const struct jz_topo *t, uint64_t set, void *vctx)
         for (int pass = 0; pass < 2 && need; pass++)
             for (size_t i = 0; i < gpu->local_core_count && need; i++) {
                 size_t core = gpu->local_cores[i];
-                if (bit(c->core_busy, core) || c->taken[core])
+                if (bit(c->core_busy, core) || bit(c->taken, core))
                     continue;
                 bool pref = gpu->numa_os < 0 || core_pref(t, core, gpu->numa_os);
                 if (pass == 0 && !pref)
                     continue;
                 if (pass == 1 && pref)
                     continue;
-                c->taken[core] = 1;
+                c->taken[core / 64] |= 1ull << (core % 64);
                 c->out[c->out_count++] = core;
                 need--;
             }
@@ -504,10 +513,12 @@ static int fill(const struct jz_topo *t, uint64_t set, const size_t *cores, size
             r.numa[w++] = r.numa[i];
     r.numa_count = w;
     unsigned worst = 0;
+    const unsigned char *dist = jz_topo_distance_matrix(t);
+    size_t ng = jz_topo_gpu_count(t);
     for (size_t a = 0; a < r.gpu_count; a++)
         for (size_t b = a + 1; b < r.gpu_count; b++)
-            if (jz_topo_gpu_distance(t, r.gpus[a], r.gpus[b]) > worst)
-                worst = jz_topo_gpu_distance(t, r.gpus[a], r.gpus[b]);
+            if (dist[r.gpus[a] * ng + r.gpus[b]] > worst)
+                worst = dist[r.gpus[a] * ng + r.gpus[b]];
     r.worst_link = (enum jz_topo_link)(worst / 16);
     *out = r;
     return 0;
@@ -537,8 +548,8 @@ static int gpu_result(const struct jz_topo *t, uint64_t set, const size_t *cores
             "GPUs %s are the closest free set (worst link: %s)%s, with %zu local cores and "
             "memory on NUMA node %s.",
             gl, jz_topo_link_name(r.worst_link),
-            ties > 0 ? ", chosen among equals to leave larger free groups whole" : "",
-            r.core_count, r.numa_count ? list : "unknown");
+            ties > 0 ? ", chosen among equals to leave larger free groups whole" : "", r.core_count,
+            r.numa_count ? list : "unknown");
     *out = r;
     return 0;
 }
@@ -557,14 +568,17 @@ int jz_place_gpus(const struct jz_topo *t, const struct jz_place_usage *usage,
             return jz_error_set(err, JZ_EBUSY, "GPU %d is in use", __builtin_ctzll(m));
     size_t nc = jz_topo_core_count(t);
     size_t *cores = malloc((nc + 1) * sizeof(size_t));
-    uint8_t *taken = malloc(nc + 1);
+    uint64_t *taken = malloc((JZ_BITMAP_WORDS(nc) + 1) * sizeof(uint64_t));
     int rc = 0;
     if (!cores || !taken) {
         rc = jz_error_set(err, JZ_ENOMEM, "out of memory placing a job");
         goto out;
     }
-    struct core_ctx cc = {.t = t, .core_busy = usage ? usage->core_busy : NULL,
-                          .per_gpu = req->cpus_per_gpu, .taken = taken, .out = cores};
+    struct core_ctx cc = {.t = t,
+                          .core_busy = usage ? usage->core_busy : NULL,
+                          .per_gpu = req->cpus_per_gpu,
+                          .taken = taken,
+                          .out = cores};
     if (!assign_cores(t, set, &cc)) {
         refuse(res, "the chosen GPUs lack %u free local cores each", req->cpus_per_gpu);
         goto out;
@@ -578,8 +592,7 @@ out:
 }
 
 int jz_place(const struct jz_topo *t, const struct jz_place_usage *usage,
-             const struct jz_place_request *req, struct jz_place_result *res,
-             struct jz_error *err)
+             const struct jz_place_request *req, struct jz_place_result *res, struct jz_error *err)
 {
     if (!t || !req || !res || !jz_topo_is_finished(t))
         return jz_error_set(err, JZ_EINVAL, "placement needs a finished topology and a request");
@@ -593,7 +606,7 @@ int jz_place(const struct jz_topo *t, const struct jz_place_usage *usage,
     const uint64_t *cbusy = usage ? usage->core_busy : NULL;
     size_t ng = jz_topo_gpu_count(t), nc = jz_topo_core_count(t);
     size_t *cores = malloc((nc + 1) * sizeof(size_t));
-    uint8_t *taken = malloc(nc + 1);
+    uint64_t *taken = malloc((JZ_BITMAP_WORDS(nc) + 1) * sizeof(uint64_t));
     if (!cores || !taken) {
         free(cores);
         free(taken);
@@ -616,8 +629,8 @@ int jz_place(const struct jz_topo *t, const struct jz_place_usage *usage,
             goto nomem;
         list_ints(r.numa, r.numa_count, list, sizeof(list));
         say(r.reason, sizeof(r.reason),
-                 "%zu free cores on NUMA node %s, away from GPU-local cores where possible.", n,
-                 r.numa_count ? list : "unknown");
+            "%zu free cores on NUMA node %s, away from GPU-local cores where possible.", n,
+            r.numa_count ? list : "unknown");
         *res = r;
         goto out;
     }
@@ -644,20 +657,22 @@ int jz_place(const struct jz_topo *t, const struct jz_place_usage *usage,
         free_mask |= 1ull << g;
     }
     if (ng < req->gpus) {
-        refuse(res, "needs %u GPUs but the node has %zu", req->gpus, ng);
+        refuse(res, "needs %u GPU%s but the node has %zu", req->gpus, req->gpus == 1 ? "" : "s",
+               ng);
         goto out;
     }
     if (nfree < req->gpus) {
-        refuse(res, "needs %u GPUs but only %zu of %zu are free", req->gpus, nfree, ng);
+        refuse(res, "needs %u GPU%s but only %zu of %zu are free", req->gpus,
+               req->gpus == 1 ? "" : "s", nfree, ng);
         goto out;
     }
     if (nmodel < req->gpus) {
-        refuse(res, "needs %u GPUs of model \"%s\" but only %zu free GPUs match", req->gpus,
+        refuse(res, "needs %u GPU(s) of model \"%s\" but only %zu free GPUs match", req->gpus,
                req->model, nmodel);
         goto out;
     }
     if (nmem < req->gpus) {
-        refuse(res, "needs %u GPUs with at least %llu MiB but only %zu free GPUs have it",
+        refuse(res, "needs %u GPU(s) with at least %llu MiB but only %zu free GPUs have it",
                req->gpus, (unsigned long long)(req->min_memory_bytes >> 20), nmem);
         goto out;
     }
@@ -666,8 +681,8 @@ int jz_place(const struct jz_topo *t, const struct jz_place_usage *usage,
                req->cpus_per_gpu, req->gpus, ncore_ok);
         goto out;
     }
-    struct core_ctx cc = {.t = t, .core_busy = cbusy, .per_gpu = req->cpus_per_gpu,
-                          .taken = taken, .out = cores};
+    struct core_ctx cc = {
+        .t = t, .core_busy = cbusy, .per_gpu = req->cpus_per_gpu, .taken = taken, .out = cores};
     uint64_t set;
     unsigned ties = 0;
     /* Usually the closest set also has its cores; only when it does not, search again with

@@ -1,5 +1,6 @@
 /* Placement of one job on one node: which GPUs, which cores (and so which OS CPUs) and which NUMA
- * memory, given what is already in use. Pure and stateless: the caller keeps the occupancy. */
+ * memory, given what is already in use. Pure and stateless: the caller keeps the occupancy, and
+ * any number of threads may place on one (finished, immutable) topology at once. */
 #ifndef JZ_SCHED_PLACE_H
 #define JZ_SCHED_PLACE_H
 
@@ -25,10 +26,10 @@ struct jz_place_usage {
 
 /* What a job asks for on one node. */
 struct jz_place_request {
-    unsigned gpus;          /* GPUs wanted, 0 for a CPU-only job (at most JZ_TOPO_MAX_GPUS) */
-    unsigned cpus_per_gpu;  /* whole cores per GPU, from each GPU's own locality (0: none) */
-    unsigned cpus;          /* whole cores for a CPU-only job (used when gpus == 0) */
-    const char *model;      /* NULL or "": any; else a case-insensitive substring of the model */
+    unsigned gpus;             /* GPUs wanted, 0 for a CPU-only job (at most JZ_TOPO_MAX_GPUS) */
+    unsigned cpus_per_gpu;     /* whole cores per GPU, from each GPU's own locality (0: none) */
+    unsigned cpus;             /* whole cores for a CPU-only job (used when gpus == 0) */
+    const char *model;         /* NULL or "": any; else a case-insensitive substring of the model */
     uint64_t min_memory_bytes; /* 0: any; a GPU of unknown memory never satisfies a minimum */
 };
 
@@ -36,13 +37,13 @@ struct jz_place_request {
 struct jz_place_result {
     bool fits;
     size_t gpu_count;
-    size_t *gpus;          /* topology GPU indexes, ascending (malloc'd) */
+    size_t *gpus; /* topology GPU indexes, ascending (malloc'd) */
     size_t core_count;
-    size_t *cores;         /* topology core indexes, ascending (malloc'd): mark these busy */
+    size_t *cores; /* topology core indexes, ascending (malloc'd): mark these busy */
     size_t cpu_count;
-    int *cpus;             /* OS processor numbers of those cores, ascending (malloc'd) */
+    int *cpus; /* OS processor numbers of those cores, ascending (malloc'd) */
     size_t numa_count;
-    int *numa;             /* NUMA OS indexes of the GPUs' (or cores') memory, ascending */
+    int *numa;                    /* NUMA OS indexes of the GPUs' (or cores') memory, ascending */
     enum jz_topo_link worst_link; /* worst pairwise link of the GPUs (SAME_DEVICE for <= 1 GPU) */
     char reason[JZ_PLACE_REASON_LEN]; /* one sentence explaining the choice or the refusal */
 };
@@ -52,8 +53,7 @@ struct jz_place_result {
  * untouched). After a 0 return the caller owns *res's arrays and frees them with
  * jz_place_result_free. */
 int jz_place(const struct jz_topo *t, const struct jz_place_usage *usage,
-             const struct jz_place_request *req, struct jz_place_result *res,
-             struct jz_error *err);
+             const struct jz_place_request *req, struct jz_place_result *res, struct jz_error *err);
 /* Frees the arrays inside res (not res itself) and zeroes it; NULL is accepted. */
 void jz_place_result_free(struct jz_place_result *res);
 

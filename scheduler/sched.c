@@ -70,6 +70,13 @@ struct resv {
     unsigned gpus;
 };
 
+struct shape {
+    const struct jz_topo *t; /* the first topology of this shape */
+    uint64_t *set_cache;     /* up to 10 GPUs: chosen set by (free mask, size); 0 unknown */
+    uint8_t best[JZ_TOPO_MAX_GPUS + 1]; /* best worst link per size on an empty node; 0xff
+                                         * not yet known */
+};
+
 struct node {
     char name[JZ_SCHED_NAME_LEN];
     const struct jz_topo *topo;
@@ -81,7 +88,7 @@ struct node {
     struct job **run; /* running and preempting jobs, by expected end */
     size_t nrun, runcap;
     size_t bucket_pos;
-    uint32_t topo_index;
+    uint32_t shape;
     uint32_t *resv; /* reservation indexes */
     size_t nresv;
 };
@@ -106,10 +113,11 @@ struct jz_sched {
 
     struct node *nodes;
     size_t nnodes, nodes_cap;
-    const struct jz_topo **topos; /* distinct topologies of the nodes */
-    uint8_t (*topo_best)[JZ_TOPO_MAX_GPUS + 1]; /* per topology and size: the best worst link
-                                                 * on an empty node; 0xff not yet known */
-    uint64_t **set_cache; /* per small topology: chosen GPU set by (free mask, size) */
+    const struct jz_topo **topos;               /* distinct topologies of the nodes */
+    /* GPU choice depends only on the distance matrix: topologies with equal matrices (nodes of
+     * one model, even loaded separately) share one "shape" and its caches. */
+    struct shape *shapes;
+    size_t nshapes, shapes_cap;
     size_t ntopos, topos_cap;
     uint32_t *node_hash; /* node index + 1 by name, 0 empty */
     size_t node_hash_cap;
@@ -137,7 +145,10 @@ struct jz_sched {
     /* per-decide scratch */
     struct job **tmp;
     size_t ntmp, tmp_cap;
-    struct cand { double p; struct queue *q; } *cand;
+    struct cand {
+        double p;
+        struct queue *q;
+    } * cand;
     size_t ncand, cand_cap;
 };
 
@@ -319,14 +330,14 @@ static int tenant_get(struct jz_sched *s, const char *name, struct jz_error *err
     t->has_credit = true;
     t->fs = 1.0;
     s->tenants[s->ntenants++] = t;
-    if (s->ntenants * 2 > s->tenant_hash_cap &&
-        tenant_hash_rebuild(s, s->tenant_hash_cap ? s->tenant_hash_cap * 2 : 64)) {
-        s->ntenants--;
-        free(t);
-        return jz_error_set(err, JZ_ENOMEM, "out of memory adding a tenant");
-    }
-    if (s->tenant_hash_cap >= 64 && s->ntenants * 2 <= s->tenant_hash_cap &&
-        tenant_find(s, name) < 0) {
+    if (s->ntenants * 2 > s->tenant_hash_cap) {
+        /* The rebuild indexes every tenant, the new one included. */
+        if (tenant_hash_rebuild(s, s->tenant_hash_cap ? s->tenant_hash_cap * 2 : 64)) {
+            s->ntenants--;
+            free(t);
+            return jz_error_set(err, JZ_ENOMEM, "out of memory adding a tenant");
+        }
+    } else {
         size_t m = s->tenant_hash_cap - 1, k = hash_str(name) & m;
         while (s->tenant_hash[k])
             k = (k + 1) & m;
@@ -642,8 +653,8 @@ static int node_apply(struct jz_sched *s, struct job *j, bool on)
 
 /* May job j start now on node nd without eating into other tenants' reservations? GPUs whose
  * current jobs end before the reservation opens count as free by then. */
-static bool reservations_allow(const struct jz_sched *s, const struct node *nd,
-                               const struct job *j, int64_t now)
+static bool reservations_allow(const struct jz_sched *s, const struct node *nd, const struct job *j,
+                               int64_t now)
 {
     unsigned held = 0;
     int64_t first = NEVER;
@@ -724,7 +735,7 @@ void jz_sched_config_defaults(struct jz_sched_config *cfg)
     cfg->default_weight = 1;
     cfg->preempt_grace_s = 120;
     cfg->backfill_depth = 16;
-    cfg->backfill_max_tests = 1000;
+    cfg->backfill_max_tests = 500;
     snprintf(cfg->default_class, sizeof(cfg->default_class), "normal");
 }
 
@@ -737,8 +748,7 @@ int jz_sched_tenant_set(struct jz_sched *s, const struct jz_sched_tenant *t, str
         return jz_error_set(err, JZ_ERANGE, "tenant %s: weight must be in (0, 1e9]", t->name);
     int cls = s->default_class;
     if (t->class_name[0] && (cls = class_find(s, t->class_name)) < 0)
-        return jz_error_set(err, JZ_ENOENT, "tenant %s: unknown class %s", t->name,
-                            t->class_name);
+        return jz_error_set(err, JZ_ENOENT, "tenant %s: unknown class %s", t->name, t->class_name);
     int i = tenant_get(s, t->name, err);
     if (i < 0)
         return i;
@@ -759,8 +769,8 @@ int jz_sched_tenant_set_credit(struct jz_sched *s, const char *tenant, bool has_
     return 0;
 }
 
-int jz_sched_tenant_usage(struct jz_sched *s, const char *tenant, int64_t now,
-                          double *gpu_seconds, double *fair_share, struct jz_error *err)
+int jz_sched_tenant_usage(struct jz_sched *s, const char *tenant, int64_t now, double *gpu_seconds,
+                          double *fair_share, struct jz_error *err)
 {
     int i = tenant_find(s, tenant);
     if (i < 0)
@@ -789,10 +799,10 @@ int jz_sched_create(const struct jz_sched_config *cfg, struct jz_sched **out, st
     if (!(v->half_life_s > 0) || !(v->age_scale_s > 0) || !(v->default_weight > 0) ||
         !(v->weight_fairshare >= 0) || !(v->weight_age >= 0) || !(v->weight_class >= 0) ||
         !(v->weight_size >= 0) || v->preempt_grace_s < 0 || v->backfill_depth == 0 ||
-        v->backfill_max_tests == 0 ||
-        !v->default_class[0]) {
-        rc = jz_error_set(err, JZ_ERANGE, "scheduler configuration out of range (start from "
-                                          "jz_sched_config_defaults)");
+        v->backfill_max_tests == 0 || !v->default_class[0]) {
+        rc = jz_error_set(err, JZ_ERANGE,
+                          "scheduler configuration out of range (start from "
+                          "jz_sched_config_defaults)");
         goto fail;
     }
     s->cfg.classes = NULL;
@@ -805,8 +815,8 @@ int jz_sched_create(const struct jz_sched_config *cfg, struct jz_sched **out, st
     for (size_t i = 0; i < nc; i++) {
         const struct jz_sched_class *c = &cfg->classes[i];
         if (!name_ok(c->name) || c->rank > 100 || class_find(s, c->name) >= 0) {
-            rc = jz_error_set(err, JZ_EINVAL, "class %zu: needs a unique name and a rank 0..100",
-                              i);
+            rc =
+                jz_error_set(err, JZ_EINVAL, "class %zu: needs a unique name and a rank 0..100", i);
             goto fail;
         }
         s->classes[s->nclasses++] = *c;
@@ -858,10 +868,9 @@ void jz_sched_destroy(struct jz_sched *s)
     }
     free(s->nodes);
     free(s->topos);
-    free(s->topo_best);
-    for (size_t i = 0; i < s->ntopos; i++)
-        free(s->set_cache[i]);
-    free(s->set_cache);
+    for (size_t i = 0; i < s->nshapes; i++)
+        free(s->shapes[i].set_cache);
+    free(s->shapes);
     free(s->node_hash);
     for (unsigned f = 0; f < s->nbuckets; f++)
         free(s->bucket[f]);
@@ -938,6 +947,31 @@ static int node_hash_rebuild(struct jz_sched *s, size_t cap)
     return 0;
 }
 
+/* The shape (distance matrix) of topo, added when new; SIZE_MAX when out of memory. */
+static size_t shape_of(struct jz_sched *s, const struct jz_topo *topo)
+{
+    size_t g = jz_topo_gpu_count(topo);
+    const unsigned char *d = jz_topo_distance_matrix(topo);
+    for (size_t i = 0; i < s->nshapes; i++) {
+        const struct jz_topo *o = s->shapes[i].t;
+        if (o == topo || (jz_topo_gpu_count(o) == g &&
+                          (g == 0 || memcmp(jz_topo_distance_matrix(o), d, g * g) == 0)))
+            return i;
+    }
+    if (grow((void **)&s->shapes, &s->shapes_cap, s->nshapes + 1, sizeof(*s->shapes)))
+        return SIZE_MAX;
+    struct shape *sh = &s->shapes[s->nshapes];
+    memset(sh, 0, sizeof(*sh));
+    memset(sh->best, 0xff, sizeof(sh->best));
+    sh->t = topo;
+    if (g <= SET_CACHE_MAX_GPUS) {
+        sh->set_cache = calloc(((size_t)1 << g) * (g + 1), sizeof(uint64_t));
+        if (!sh->set_cache)
+            return SIZE_MAX;
+    }
+    return s->nshapes++;
+}
+
 int jz_sched_node_add(struct jz_sched *s, const char *name, const struct jz_topo *topo,
                       size_t *index, struct jz_error *err)
 {
@@ -954,29 +988,14 @@ int jz_sched_node_add(struct jz_sched *s, const char *name, const struct jz_topo
     size_t ti = 0;
     while (ti < s->ntopos && s->topos[ti] != topo)
         ti++;
-    if (ti == s->ntopos) {
-        size_t cap = s->topos_cap;
-        if (grow((void **)&s->topos, &s->topos_cap, s->ntopos + 1, sizeof(*s->topos)))
-            return jz_error_set(err, JZ_ENOMEM, "out of memory adding a node");
-        if (s->topos_cap != cap) {
-            void *nb = realloc(s->topo_best, s->topos_cap * sizeof(*s->topo_best));
-            if (!nb)
-                return jz_error_set(err, JZ_ENOMEM, "out of memory adding a node");
-            s->topo_best = nb;
-            void *nc = realloc(s->set_cache, s->topos_cap * sizeof(*s->set_cache));
-            if (!nc)
-                return jz_error_set(err, JZ_ENOMEM, "out of memory adding a node");
-            s->set_cache = nc;
-        }
-        memset(s->topo_best[s->ntopos], 0xff, sizeof(s->topo_best[0]));
-        s->set_cache[s->ntopos] = NULL;
-        if (g <= SET_CACHE_MAX_GPUS) {
-            s->set_cache[s->ntopos] = calloc(((size_t)1 << g) * (g + 1), sizeof(uint64_t));
-            if (!s->set_cache[s->ntopos])
-                return jz_error_set(err, JZ_ENOMEM, "out of memory adding a node");
-        }
+    if (ti == s->ntopos &&
+        grow((void **)&s->topos, &s->topos_cap, s->ntopos + 1, sizeof(*s->topos)))
+        return jz_error_set(err, JZ_ENOMEM, "out of memory adding a node");
+    size_t si = shape_of(s, topo);
+    if (si == SIZE_MAX)
+        return jz_error_set(err, JZ_ENOMEM, "out of memory adding a node");
+    if (ti == s->ntopos)
         s->topos[s->ntopos++] = topo;
-    }
     if (grow((void **)&s->nodes, &s->nodes_cap, s->nnodes + 1, sizeof(*s->nodes)) ||
         buckets_grow(s, (g > s->max_gpus ? g : s->max_gpus) + 1))
         return jz_error_set(err, JZ_ENOMEM, "out of memory adding a node");
@@ -987,7 +1006,7 @@ int jz_sched_node_add(struct jz_sched *s, const char *name, const struct jz_topo
         return jz_error_set(err, JZ_ENOMEM, "out of memory adding a node");
     snprintf(nd->name, sizeof(nd->name), "%s", name);
     nd->topo = topo;
-    nd->topo_index = (uint32_t)ti;
+    nd->shape = (uint32_t)si;
     nd->up = true;
     nd->gpus = nd->free_gpus = g;
     nd->cores = nd->free_cores = c;
@@ -1029,6 +1048,23 @@ int jz_sched_node_set_up(struct jz_sched *s, size_t node, bool up, struct jz_err
     return 0;
 }
 
+int jz_sched_node_info(const struct jz_sched *s, size_t node, struct jz_sched_node_info *info,
+                       struct jz_error *err)
+{
+    if (!s || !info || node >= s->nnodes)
+        return jz_error_set(err, JZ_ENOENT, "no node %zu", node);
+    const struct node *nd = &s->nodes[node];
+    info->name = nd->name;
+    info->up = nd->up;
+    info->gpus = nd->gpus;
+    info->free_gpus = nd->free_gpus;
+    info->cores = nd->cores;
+    info->free_cores = nd->free_cores;
+    info->gpu_busy = nd->gpu_busy;
+    info->running = nd->nrun;
+    return 0;
+}
+
 const char *jz_sched_node_name(const struct jz_sched *s, size_t node)
 {
     return s && node < s->nnodes ? s->nodes[node].name : NULL;
@@ -1046,11 +1082,11 @@ int jz_sched_reservation_add(struct jz_sched *s, const struct jz_sched_reservati
 {
     if (!s || !r || !name_ok(r->name) || r->end <= r->start || r->gpus_per_node == 0 ||
         r->node_count == 0 || !r->nodes)
-        return jz_error_set(err, JZ_EINVAL, "a reservation needs a name, nodes, GPUs and "
-                                            "start < end");
+        return jz_error_set(err, JZ_EINVAL,
+                            "a reservation needs a name, nodes, GPUs and "
+                            "start < end");
     if (s->nresv >= JZ_SCHED_MAX_RESERVATIONS)
-        return jz_error_set(err, JZ_ELIMIT, "more than %d reservations",
-                            JZ_SCHED_MAX_RESERVATIONS);
+        return jz_error_set(err, JZ_ELIMIT, "more than %d reservations", JZ_SCHED_MAX_RESERVATIONS);
     for (size_t i = 0; i < s->nresv; i++)
         if (strcmp(s->resv[i].name, r->name) == 0)
             return jz_error_set(err, JZ_EEXIST, "reservation %s already exists", r->name);
@@ -1151,8 +1187,7 @@ static int job_validate(const struct jz_sched *s, const struct jz_sched_job *job
         return jz_error_set(err, JZ_ELIMIT, "job %llu: model constraint too long",
                             (unsigned long long)job->id);
     if (job_find(s, job->id))
-        return jz_error_set(err, JZ_EEXIST, "job %llu already exists",
-                            (unsigned long long)job->id);
+        return jz_error_set(err, JZ_EEXIST, "job %llu already exists", (unsigned long long)job->id);
     if (s->njobs >= JZ_SCHED_MAX_JOBS)
         return jz_error_set(err, JZ_ELIMIT, "more than %d jobs", JZ_SCHED_MAX_JOBS);
     return 0;
@@ -1288,8 +1323,7 @@ static void stop_running(struct jz_sched *s, struct job *j, int64_t now)
     s->running--;
 }
 
-int jz_sched_job_ended(struct jz_sched *s, uint64_t id, int64_t now, bool ok,
-                       struct jz_error *err)
+int jz_sched_job_ended(struct jz_sched *s, uint64_t id, int64_t now, bool ok, struct jz_error *err)
 {
     struct job *j = s ? job_find(s, id) : NULL;
     if (!j)
@@ -1352,8 +1386,8 @@ int jz_sched_cancel(struct jz_sched *s, uint64_t id, int64_t now, struct jz_erro
 }
 
 /* Makes j run on node n with the given placement (GPUs and cores from the topology). */
-static int start_job(struct jz_sched *s, struct job *j, size_t n, const size_t *gpus,
-                     size_t ngpus, const size_t *cores, size_t ncores, int64_t now)
+static int start_job(struct jz_sched *s, struct job *j, size_t n, const size_t *gpus, size_t ngpus,
+                     const size_t *cores, size_t ncores, int64_t now)
 {
     size_t *c = malloc((ncores ? ncores : 1) * sizeof(size_t));
     if (!c)
@@ -1388,8 +1422,8 @@ int jz_sched_adopt_running(struct jz_sched *s, const struct jz_sched_job *job, s
     struct node *nd = &s->nodes[node];
     for (size_t i = 0; i < gpu_count; i++)
         if (gpus[i] >= nd->gpus || (nd->gpu_busy >> gpus[i] & 1))
-            return jz_error_set(err, JZ_EBUSY, "adopt: GPU %zu of %s is unknown or in use",
-                                gpus[i], nd->name);
+            return jz_error_set(err, JZ_EBUSY, "adopt: GPU %zu of %s is unknown or in use", gpus[i],
+                                nd->name);
     for (size_t i = 0; i < core_count; i++)
         if (cores[i] >= nd->cores || (nd->core_busy[cores[i] / 64] >> (cores[i] % 64) & 1))
             return jz_error_set(err, JZ_EBUSY, "adopt: core %zu of %s is unknown or in use",
@@ -1423,12 +1457,12 @@ struct fit {
     struct jz_place_result r;
 };
 
-/* The best worst link a k-GPU set can have on an empty node of topology ti (cached). */
-static unsigned best_link(struct jz_sched *s, uint32_t ti, unsigned k)
+/* The best worst link a k-GPU set can have on an empty node of shape si (cached). */
+static unsigned best_link(struct jz_sched *s, uint32_t si, unsigned k)
 {
-    uint8_t *b = &s->topo_best[ti][k];
+    uint8_t *b = &s->shapes[si].best[k];
     if (*b == 0xff) {
-        const struct jz_topo *t = s->topos[ti];
+        const struct jz_topo *t = s->shapes[si].t;
         size_t n = jz_topo_gpu_count(t);
         uint64_t all = n >= 64 ? ~0ull : (1ull << n) - 1, set = 0;
         unsigned worst = 0;
@@ -1447,13 +1481,16 @@ static unsigned best_link(struct jz_sched *s, uint32_t ti, unsigned k)
 
 /* Best fit: the fewest free GPUs that hold the job, the tightest GPU set among a few such
  * nodes; reservations and the head job's shadow reservation are honoured. */
-static enum fail place_job(struct jz_sched *s, struct job *j, int64_t now,
-                           const struct head *hd, struct fit *out)
+static enum fail place_job(struct jz_sched *s, struct job *j, int64_t now, const struct head *hd,
+                           struct fit *out)
 {
     unsigned k = j->gpus;
     unsigned need_cores = k ? k * j->cpus_per_gpu : j->cpus;
-    struct jz_place_request req = {.gpus = k, .cpus_per_gpu = j->cpus_per_gpu, .cpus = j->cpus,
-                                   .model = j->model, .min_memory_bytes = j->min_mem};
+    struct jz_place_request req = {.gpus = k,
+                                   .cpus_per_gpu = j->cpus_per_gpu,
+                                   .cpus = j->cpus,
+                                   .model = j->model,
+                                   .min_memory_bytes = j->min_mem};
     bool resv_blocked = false, shadow_blocked = false, any = false;
     size_t scanned = 0, fits = 0;
     out->node = SIZE_MAX;
@@ -1462,8 +1499,8 @@ static enum fail place_job(struct jz_sched *s, struct job *j, int64_t now,
         top--;
     if (top < (int)k)
         return FAIL_NONE_FREE;
-    for (unsigned f = k; f <= (unsigned)top && fits < NODE_FITS_WANTED &&
-                         scanned < NODE_SCAN_LIMIT; f++) {
+    for (unsigned f = k; f <= (unsigned)top && fits < NODE_FITS_WANTED && scanned < NODE_SCAN_LIMIT;
+         f++) {
         for (size_t b = 0; b < s->bucket_n[f] && scanned < NODE_SCAN_LIMIT; b++) {
             size_t n = s->bucket[f][b];
             struct node *nd = &s->nodes[n];
@@ -1482,7 +1519,7 @@ static enum fail place_job(struct jz_sched *s, struct job *j, int64_t now,
             any = true;
             struct jz_place_usage u = {.gpu_busy = &nd->gpu_busy, .core_busy = nd->core_busy};
             struct jz_place_result r;
-            uint64_t *cache = s->set_cache[nd->topo_index];
+            uint64_t *cache = s->shapes[nd->shape].set_cache;
             bool done = false;
             if (cache && !j->model && !j->min_mem) {
                 /* Identical nodes with the same free GPUs choose the same set: remember it. */
@@ -1491,7 +1528,7 @@ static enum fail place_job(struct jz_sched *s, struct job *j, int64_t now,
                 if (!*slot) {
                     uint64_t set;
                     *slot = jz_place_gpu_set(nd->topo, freem, k, &set) == 0 ? set | SET_KNOWN
-                                                                          : SET_KNOWN;
+                                                                            : SET_KNOWN;
                 }
                 uint64_t set = *slot & ~SET_KNOWN;
                 if (set && jz_place_gpus(nd->topo, &u, &req, set, &r, NULL) == 0) {
@@ -1508,7 +1545,7 @@ static enum fail place_job(struct jz_sched *s, struct job *j, int64_t now,
             }
             fits++;
             /* As close as this hardware allows: no other node can do better. */
-            if ((unsigned)r.worst_link <= best_link(s, nd->topo_index, k))
+            if ((unsigned)r.worst_link <= best_link(s, nd->shape, k))
                 fits = NODE_FITS_WANTED;
             if (out->node == SIZE_MAX || r.worst_link < out->r.worst_link) {
                 if (out->node != SIZE_MAX)
@@ -1551,8 +1588,7 @@ static enum fail place_cpu_job(struct jz_sched *s, struct job *j, struct fit *ou
 }
 
 /* The earliest time (and node) j's size will be free if running jobs end at their limits. */
-static void shadow_of(const struct jz_sched *s, unsigned k, int64_t now, size_t *node,
-                      int64_t *t)
+static void shadow_of(const struct jz_sched *s, unsigned k, int64_t now, size_t *node, int64_t *t)
 {
     *node = SIZE_MAX;
     *t = NEVER;
@@ -1600,8 +1636,7 @@ static bool try_preempt(struct jz_sched *s, struct job *j, int64_t now,
     size_t nchosen = 0;
     for (size_t r = nd->nrun; r-- > 0 && avail < j->gpus && nchosen < JZ_TOPO_MAX_GPUS;) {
         struct job *v = nd->run[r];
-        if (v->state != JZ_SCHED_JOB_RUNNING || !v->preemptible ||
-            s->classes[v->cls].rank >= rank)
+        if (v->state != JZ_SCHED_JOB_RUNNING || !v->preemptible || s->classes[v->cls].rank >= rank)
             continue;
         chosen[nchosen++] = v;
         avail += v->gpus;
@@ -1632,6 +1667,7 @@ static bool try_preempt(struct jz_sched *s, struct job *j, int64_t now,
     }
     node_times(s, best);
     j->victims_left = (uint16_t)victims;
+    j->node = (uint32_t)best; /* a waiting job's node: where room is being made */
     j->est_start = now + s->cfg.preempt_grace_s;
     j->reason = JZ_SCHED_REASON_RESOURCES;
     j->reason_arg = victims;
@@ -1722,8 +1758,7 @@ static int emit_start(struct jz_sched *s, struct job *j, struct fit *f, int64_t 
         jz_place_result_free(&f->r);
         return JZ_ENOMEM;
     }
-    int rc = start_job(s, j, f->node, f->r.gpus, f->r.gpu_count, f->r.cores, f->r.core_count,
-                       now);
+    int rc = start_job(s, j, f->node, f->r.gpus, f->r.gpu_count, f->r.cores, f->r.core_count, now);
     if (rc) {
         out->count--;
         jz_place_result_free(&f->r);
@@ -1746,8 +1781,8 @@ static int emit_start(struct jz_sched *s, struct job *j, struct fit *f, int64_t 
     return 0;
 }
 
-int jz_sched_decide(struct jz_sched *s, int64_t now, unsigned flags,
-                    struct jz_sched_decisions *out, struct jz_error *err)
+int jz_sched_decide(struct jz_sched *s, int64_t now, unsigned flags, struct jz_sched_decisions *out,
+                    struct jz_error *err)
 {
     if (!s || !out)
         return jz_error_set(err, JZ_EINVAL, "decide needs a scheduler and an output");
@@ -1816,14 +1851,7 @@ int jz_sched_decide(struct jz_sched *s, int64_t now, unsigned flags,
                     hd.k = j->gpus;
                     if (j->victims_left) {
                         hd.t = j->est_start;
-                        hd.node = SIZE_MAX; /* the node its victims are leaving */
-                        for (size_t n = 0; n < s->nnodes && hd.node == SIZE_MAX; n++)
-                            for (size_t r = 0; r < s->nodes[n].nrun; r++)
-                                if (s->nodes[n].run[r]->for_job == j->id &&
-                                    s->nodes[n].run[r]->state == JZ_SCHED_JOB_PREEMPTING) {
-                                    hd.node = n;
-                                    break;
-                                }
+                        hd.node = j->node; /* where its victims are leaving */
                     } else {
                         shadow_of(s, j->gpus, now, &hd.node, &hd.t);
                         j->est_start = hd.t == NEVER ? -1 : hd.t;
@@ -1892,15 +1920,24 @@ int jz_sched_decide(struct jz_sched *s, int64_t now, unsigned flags,
 const char *jz_sched_reason_name(enum jz_sched_reason r)
 {
     switch (r) {
-    case JZ_SCHED_REASON_NONE: return "none";
-    case JZ_SCHED_REASON_RESOURCES: return "resources";
-    case JZ_SCHED_REASON_PRIORITY: return "priority";
-    case JZ_SCHED_REASON_QUOTA: return "quota";
-    case JZ_SCHED_REASON_RESERVATION: return "reservation";
-    case JZ_SCHED_REASON_DEPENDENCY: return "dependency";
-    case JZ_SCHED_REASON_CREDITS: return "credits";
-    case JZ_SCHED_REASON_NEVER: return "never";
-    case JZ_SCHED_REASON_NEW: return "new";
+    case JZ_SCHED_REASON_NONE:
+        return "none";
+    case JZ_SCHED_REASON_RESOURCES:
+        return "resources";
+    case JZ_SCHED_REASON_PRIORITY:
+        return "priority";
+    case JZ_SCHED_REASON_QUOTA:
+        return "quota";
+    case JZ_SCHED_REASON_RESERVATION:
+        return "reservation";
+    case JZ_SCHED_REASON_DEPENDENCY:
+        return "dependency";
+    case JZ_SCHED_REASON_CREDITS:
+        return "credits";
+    case JZ_SCHED_REASON_NEVER:
+        return "never";
+    case JZ_SCHED_REASON_NEW:
+        return "new";
     }
     return "unknown";
 }
@@ -1932,8 +1969,10 @@ int jz_sched_job_info(const struct jz_sched *s, uint64_t id, struct jz_sched_job
         return 0;
     case JZ_SCHED_JOB_HELD:
         if (j->dep_failed)
-            say(b, n, "Job %llu, which it depends on, did not end successfully; it will never "
-                      "start.", arg);
+            say(b, n,
+                "Job %llu, which it depends on, did not end successfully; it will never "
+                "start.",
+                arg);
         else
             say(b, n, "Waiting for %u job%s it depends on to end.", j->deps_left,
                 j->deps_left == 1 ? "" : "s");
@@ -1954,8 +1993,7 @@ int jz_sched_job_info(const struct jz_sched *s, uint64_t id, struct jz_sched_job
         break;
     case JZ_SCHED_REASON_PRIORITY:
         if (arg)
-            say(b, n, "Waiting behind higher-priority job %llu (resources are held for it).",
-                arg);
+            say(b, n, "Waiting behind higher-priority job %llu (resources are held for it).", arg);
         else
             say(b, n, "Waiting behind higher-priority jobs.");
         break;
@@ -1995,12 +2033,11 @@ void jz_sched_stats_get(const struct jz_sched *s, struct jz_sched_stats *st)
         st->gpus_busy += s->nodes[n].gpus - s->nodes[n].free_gpus;
     }
     st->decisions = s->decisions;
-    size_t b = sizeof(*s) + s->table_cap * sizeof(*s->table) +
-               s->njobs * sizeof(struct job) + s->job_extra_bytes +
-               s->tenants_cap * sizeof(*s->tenants) + s->ntenants * sizeof(struct tenant) +
-               s->tenant_hash_cap * sizeof(uint32_t) + s->nodes_cap * sizeof(struct node) +
-               s->active_cap * sizeof(*s->active) + s->cand_cap * sizeof(*s->cand) +
-               s->tmp_cap * sizeof(*s->tmp);
+    size_t b = sizeof(*s) + s->table_cap * sizeof(*s->table) + s->njobs * sizeof(struct job) +
+               s->job_extra_bytes + s->tenants_cap * sizeof(*s->tenants) +
+               s->ntenants * sizeof(struct tenant) + s->tenant_hash_cap * sizeof(uint32_t) +
+               s->nodes_cap * sizeof(struct node) + s->active_cap * sizeof(*s->active) +
+               s->cand_cap * sizeof(*s->cand) + s->tmp_cap * sizeof(*s->tmp);
     for (size_t i = 0; i < s->nactive; i++)
         b += sizeof(struct queue) + s->active[i]->cap * sizeof(struct job *);
     for (size_t n = 0; n < s->nnodes; n++)

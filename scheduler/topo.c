@@ -102,13 +102,13 @@ int jz_topo_add_core(struct jz_topo *t, int numa_os, int package, const int *pus
                      struct jz_error *err)
 {
     if (!t || t->finished || (pu_count && !pus) || pu_count == 0)
-        return jz_error_set(err, JZ_EINVAL, "a core needs at least one processor (and an "
-                                            "unfinished topology)");
+        return jz_error_set(err, JZ_EINVAL,
+                            "a core needs at least one processor (and an "
+                            "unfinished topology)");
     if (t->core_count >= JZ_TOPO_MAX_CORES)
         return jz_error_set(err, JZ_ELIMIT, "more than %d cores on one node", JZ_TOPO_MAX_CORES);
     if (t->pu_count + pu_count > JZ_TOPO_MAX_PUS)
-        return jz_error_set(err, JZ_ELIMIT, "more than %d processors on one node",
-                            JZ_TOPO_MAX_PUS);
+        return jz_error_set(err, JZ_ELIMIT, "more than %d processors on one node", JZ_TOPO_MAX_PUS);
     int *c;
     int rc = copy_pus(pus, pu_count, &c, err);
     if (rc)
@@ -316,7 +316,8 @@ int jz_topo_finish(struct jz_topo *t, struct jz_error *err)
         b->g.local_core_count = w;
     }
 
-    qsort(t->gpus, n, sizeof(*t->gpus), cmp_gpu);
+    if (n)
+        qsort(t->gpus, n, sizeof(*t->gpus), cmp_gpu);
     for (size_t g = 0; g < n; g++) {
         rank[t->gpus[g].added] = g;
         t->gpus[g].g.index = g;
@@ -328,8 +329,7 @@ int jz_topo_finish(struct jz_topo *t, struct jz_error *err)
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < n; j++)
             dist[i * n + j] = i == j ? 0
-                                     : (unsigned char)compute_distance(&t->gpus[i].g,
-                                                                       &t->gpus[j].g,
+                                     : (unsigned char)compute_distance(&t->gpus[i].g, &t->gpus[j].g,
                                                                        linked[i * n + j]);
 
     for (size_t c = 0; c < t->core_count; c++) {
@@ -431,13 +431,20 @@ enum jz_topo_link jz_topo_gpu_link(const struct jz_topo *t, size_t i, size_t j)
 const char *jz_topo_link_name(enum jz_topo_link link)
 {
     switch (link) {
-    case JZ_TOPO_LINK_SAME_DEVICE: return "same device";
-    case JZ_TOPO_LINK_NVLINK: return "NVLink/XGMI";
-    case JZ_TOPO_LINK_PCI_SWITCH: return "same PCIe switch";
-    case JZ_TOPO_LINK_HOST_BRIDGE: return "same host bridge";
-    case JZ_TOPO_LINK_NUMA: return "same NUMA node";
-    case JZ_TOPO_LINK_PACKAGE: return "same package";
-    case JZ_TOPO_LINK_SYSTEM: return "across packages";
+    case JZ_TOPO_LINK_SAME_DEVICE:
+        return "same device";
+    case JZ_TOPO_LINK_NVLINK:
+        return "NVLink/XGMI";
+    case JZ_TOPO_LINK_PCI_SWITCH:
+        return "same PCIe switch";
+    case JZ_TOPO_LINK_HOST_BRIDGE:
+        return "same host bridge";
+    case JZ_TOPO_LINK_NUMA:
+        return "same NUMA node";
+    case JZ_TOPO_LINK_PACKAGE:
+        return "same package";
+    case JZ_TOPO_LINK_SYSTEM:
+        return "across packages";
     }
     return "unknown";
 }

@@ -14,10 +14,10 @@
 #define JZ_TOPO_MAX_CORES 4096 /* cores per node */
 #define JZ_TOPO_MAX_PUS 8192   /* OS processor numbers are below this */
 
-#define JZ_TOPO_PCI_ID_LEN 16     /* "DDDD:BB:DD.F" + NUL */
+#define JZ_TOPO_PCI_ID_LEN 16 /* "DDDD:BB:DD.F" + NUL */
 #define JZ_TOPO_MODEL_LEN 64
-#define JZ_TOPO_OS_NAMES_LEN 128  /* "cuda0,nvml0,opencl0d0" */
-#define JZ_TOPO_PCI_PATH_LEN 256  /* "0000:[00-3f]/0000:00:01.0/0000:02:00.0" */
+#define JZ_TOPO_OS_NAMES_LEN 128 /* "cuda0,nvml0,opencl0d0" */
+#define JZ_TOPO_PCI_PATH_LEN 256 /* "0000:[00-3f]/0000:00:01.0/0000:02:00.0" */
 
 /* How close two GPUs are, from closest to farthest. The order is the placement policy's order. */
 enum jz_topo_link {
@@ -33,18 +33,18 @@ enum jz_topo_link {
 
 /* A GPU as the topology sees it. Strings are NUL-terminated, "" when unknown. */
 struct jz_topo_gpu {
-    size_t index;                           /* 0..gpu_count-1, in PCI bus id order */
-    char pci_bus_id[JZ_TOPO_PCI_ID_LEN];    /* "0000:3b:00.0", lower-case hex */
-    unsigned subdevice;                     /* logical GPU within its PCI device (CPX), else 0 */
-    char model[JZ_TOPO_MODEL_LEN];          /* "NVIDIA H100 80GB HBM3" */
-    char vendor[JZ_TOPO_MODEL_LEN];         /* "NVIDIA Corporation" */
-    uint64_t memory_bytes;                  /* 0 when unknown */
-    int numa_os;                            /* OS index of its NUMA node, -1 when unknown */
-    int package;                            /* OS index of its package, -1 when unknown */
-    char os_names[JZ_TOPO_OS_NAMES_LEN];    /* comma-separated OS devices; "" for a PCI-only GPU */
-    char pci_path[JZ_TOPO_PCI_PATH_LEN];    /* bridges from the host bridge down, '/'-separated */
-    const size_t *local_cores;              /* topology core indexes local to the GPU; owned by
-                                             * the topology */
+    size_t index;                        /* 0..gpu_count-1, in PCI bus id order */
+    char pci_bus_id[JZ_TOPO_PCI_ID_LEN]; /* "0000:3b:00.0", lower-case hex */
+    unsigned subdevice;                  /* logical GPU within its PCI device (CPX), else 0 */
+    char model[JZ_TOPO_MODEL_LEN];       /* "NVIDIA H100 80GB HBM3" */
+    char vendor[JZ_TOPO_MODEL_LEN];      /* "NVIDIA Corporation" */
+    uint64_t memory_bytes;               /* 0 when unknown */
+    int numa_os;                         /* OS index of its NUMA node, -1 when unknown */
+    int package;                         /* OS index of its package, -1 when unknown */
+    char os_names[JZ_TOPO_OS_NAMES_LEN]; /* comma-separated OS devices; "" for a PCI-only GPU */
+    char pci_path[JZ_TOPO_PCI_PATH_LEN]; /* bridges from the host bridge down, '/'-separated */
+    const size_t *local_cores;           /* topology core indexes local to the GPU; owned by
+                                          * the topology */
     size_t local_core_count;
 };
 

@@ -56,9 +56,7 @@ static int cpuset_pus(struct load_ctx *c, hwloc_const_cpuset_t set, int **out, s
     }
     size_t k = 0;
     int i;
-    hwloc_bitmap_foreach_begin(i, b)
-        if (w > 0 && k < (size_t)w)
-            v[k++] = i;
+    hwloc_bitmap_foreach_begin(i, b) if (w > 0 && k < (size_t)w) v[k++] = i;
     hwloc_bitmap_foreach_end();
     hwloc_bitmap_free(b);
     *out = v;
@@ -68,34 +66,31 @@ static int cpuset_pus(struct load_ctx *c, hwloc_const_cpuset_t set, int **out, s
 
 static int obj_os(hwloc_obj_t o)
 {
-    return o && o->os_index != HWLOC_UNKNOWN_INDEX ? (int)o->os_index : (o ? (int)o->logical_index : -1);
+    return o && o->os_index != HWLOC_UNKNOWN_INDEX ? (int)o->os_index
+                                                   : (o ? (int)o->logical_index : -1);
 }
 
-/* The NUMA node holding cpuset, or the first one intersecting it; -1 when none. */
+/* The one object of type holding all of cpuset; -1 when it spans several (a device attached
+ * at machine level is not local to any one NUMA node, and saying so beats guessing). */
+static int container_of(struct load_ctx *c, hwloc_obj_type_t type, hwloc_const_cpuset_t set)
+{
+    hwloc_obj_t o = NULL;
+    if (hwloc_bitmap_iszero(set))
+        return -1;
+    while ((o = hwloc_get_next_obj_by_type(c->h, type, o)) != NULL)
+        if (!hwloc_bitmap_iszero(o->cpuset) && hwloc_bitmap_isincluded(set, o->cpuset))
+            return obj_os(o);
+    return -1;
+}
+
 static int numa_of(struct load_ctx *c, hwloc_const_cpuset_t set)
 {
-    hwloc_obj_t n = NULL, first = NULL;
-    while ((n = hwloc_get_next_obj_by_type(c->h, HWLOC_OBJ_NUMANODE, n)) != NULL) {
-        if (hwloc_bitmap_iszero(n->cpuset))
-            continue;
-        if (hwloc_bitmap_isincluded(set, n->cpuset))
-            return obj_os(n);
-        if (!first && hwloc_bitmap_intersects(set, n->cpuset))
-            first = n;
-    }
-    return first ? obj_os(first) : -1;
+    return container_of(c, HWLOC_OBJ_NUMANODE, set);
 }
 
 static int package_of(struct load_ctx *c, hwloc_const_cpuset_t set)
 {
-    hwloc_obj_t p = NULL, first = NULL;
-    while ((p = hwloc_get_next_obj_by_type(c->h, HWLOC_OBJ_PACKAGE, p)) != NULL) {
-        if (hwloc_bitmap_isincluded(set, p->cpuset))
-            return obj_os(p);
-        if (!first && hwloc_bitmap_intersects(set, p->cpuset))
-            first = p;
-    }
-    return first ? obj_os(first) : -1;
+    return container_of(c, HWLOC_OBJ_PACKAGE, set);
 }
 
 static int load_cores(struct load_ctx *c, struct jz_error *err)
@@ -290,8 +285,8 @@ static int load_gpus_of(struct load_ctx *c, hwloc_obj_t pci, struct jz_error *er
             if (v)
                 snprintf(g.vendor, sizeof(g.vendor), "%s", v);
         }
-        if (l == 0 && (rc = map_push(&c->pcimap, &c->pcimap_count, &c->pcimap_cap, pci,
-                                     c->gpus)) != 0)
+        if (l == 0 &&
+            (rc = map_push(&c->pcimap, &c->pcimap_count, &c->pcimap_cap, pci, c->gpus)) != 0)
             break;
         rc = jz_topo_add_gpu(c->t, &g, local, nlocal, err);
         if (rc == 0)

@@ -63,7 +63,7 @@ struct sim {
     struct jz_sched *s;
     size_t nnodes;
     unsigned total_gpus;
-    uint64_t *node_busy;    /* the simulator's own view, to catch double booking */
+    uint64_t *node_busy; /* the simulator's own view, to catch double booking */
     uint64_t **core_busy;
     const struct jz_topo **node_topo;
     int64_t full_every, grace;
@@ -219,8 +219,8 @@ static double rnd(void)
 
 /* A random trace: Poisson arrivals, mostly small jobs, some whole-node ones, limits above the
  * real durations (users overestimate), a fifth preemptible. */
-static void generate(struct sim *m, size_t n, unsigned tenants, double load,
-                     const char *high_class, double high_fraction)
+static void generate(struct sim *m, size_t n, unsigned tenants, double load, const char *high_class,
+                     double high_fraction)
 {
     static const unsigned sizes[] = {1, 1, 1, 1, 2, 2, 4, 8};
     double mean_gpus = 2.5, mean_dur = 1800;
@@ -255,9 +255,9 @@ static void write_trace(const struct sim *m, const char *path)
     fprintf(f, "submit,duration,time_limit,gpus,tenant,preemptible,class\n");
     for (size_t i = 0; i < m->njobs; i++) {
         const struct sim_job *j = &m->jobs[i];
-        fprintf(f, "%" PRId64 ",%" PRId64 ",%" PRId64 ",%u,%s,%d%s%s\n", j->submit,
-                j->duration, j->limit, j->gpus, m->tenants[j->tenant].name, j->preemptible,
-                j->cls[0] ? "," : "", j->cls);
+        fprintf(f, "%" PRId64 ",%" PRId64 ",%" PRId64 ",%u,%s,%d%s%s\n", j->submit, j->duration,
+                j->limit, j->gpus, m->tenants[j->tenant].name, j->preemptible, j->cls[0] ? "," : "",
+                j->cls);
     }
     fclose(f);
 }
@@ -339,8 +339,7 @@ static void check_start(struct sim *m, const struct jz_sched_decision *d, struct
     if (mask & m->node_busy[d->node])
         violation(m, "job %" PRIu64 " got a GPU already in use on node %zu", j->id, d->node);
     if (d->place.gpu_count != j->gpus)
-        violation(m, "job %" PRIu64 " got %zu GPUs, asked %u", j->id, d->place.gpu_count,
-                  j->gpus);
+        violation(m, "job %" PRIu64 " got %zu GPUs, asked %u", j->id, d->place.gpu_count, j->gpus);
     for (size_t c = 0; c < d->place.core_count; c++) {
         size_t core = d->place.cores[c];
         if (m->core_busy[d->node][core / 64] >> (core % 64) & 1)
@@ -412,8 +411,7 @@ static void run_decide(struct sim *m, int64_t now, unsigned flags)
             held[x->job_id - 1].cores = malloc((x->place.core_count + 1) * sizeof(size_t));
             if (!held[x->job_id - 1].cores)
                 die("out of memory");
-            memcpy(held[x->job_id - 1].cores, x->place.cores,
-                   x->place.core_count * sizeof(size_t));
+            memcpy(held[x->job_id - 1].cores, x->place.cores, x->place.core_count * sizeof(size_t));
             held[x->job_id - 1].n = x->place.core_count;
             j->node = x->node;
             j->gpu_mask = mask;
@@ -482,9 +480,12 @@ static void simulate(struct sim *m)
             struct sim_job *j = &m->jobs[e.job];
             switch (e.kind) {
             case EV_SUBMIT: {
-                struct jz_sched_job sj = {.id = j->id, .tenant = m->tenants[j->tenant].name,
-                                          .gpus = j->gpus, .cpus_per_gpu = m->cpus_per_gpu,
-                                          .cpus = j->gpus ? 0 : 1, .time_limit_s = j->limit,
+                struct jz_sched_job sj = {.id = j->id,
+                                          .tenant = m->tenants[j->tenant].name,
+                                          .gpus = j->gpus,
+                                          .cpus_per_gpu = m->cpus_per_gpu,
+                                          .cpus = j->gpus ? 0 : 1,
+                                          .time_limit_s = j->limit,
                                           .preemptible = j->preemptible,
                                           .class_name = j->cls[0] ? j->cls : NULL,
                                           .submit_time = j->submit};
@@ -500,7 +501,8 @@ static void simulate(struct sim *m)
                 release(m, j);
                 j->done = true;
                 remaining--;
-                m->tenants[j->tenant].gpu_seconds += (double)j->gpus * (double)(now - j->first_start);
+                m->tenants[j->tenant].gpu_seconds +=
+                    (double)j->gpus * (double)(now - j->first_start);
                 m->tenants[j->tenant].done++;
                 if (now > m->end_t)
                     m->end_t = now;
@@ -516,7 +518,8 @@ static void simulate(struct sim *m)
                     break;
                 release(m, j);
                 /* The checkpoint kept its progress. */
-                j->remaining -= now - (j->end - (j->remaining < j->limit ? j->remaining : j->limit));
+                j->remaining -=
+                    now - (j->end - (j->remaining < j->limit ? j->remaining : j->limit));
                 if (j->remaining < 1)
                     j->remaining = 1;
                 j->preemptions++;
@@ -545,8 +548,7 @@ static void simulate(struct sim *m)
         size_t never = 0;
         for (size_t i = 0; i < m->njobs; i++) {
             struct jz_sched_job_info in;
-            if (!m->jobs[i].done &&
-                jz_sched_job_info(m->s, m->jobs[i].id, &in, &err) == 0 &&
+            if (!m->jobs[i].done && jz_sched_job_info(m->s, m->jobs[i].id, &in, &err) == 0 &&
                 in.reason == JZ_SCHED_REASON_NEVER)
                 never++;
         }
@@ -576,9 +578,9 @@ static void report(struct sim *m, bool json, double wall)
     /* Jain's index over achieved share / weight share (1 = perfectly proportional). */
     double s1 = 0, s2 = 0;
     for (size_t t = 0; t < m->ntenants; t++) {
-        double r = total_gs > 0 ? (m->tenants[t].gpu_seconds / total_gs) /
-                                      (m->tenants[t].weight / wsum)
-                                : 0;
+        double r = total_gs > 0
+                       ? (m->tenants[t].gpu_seconds / total_gs) / (m->tenants[t].weight / wsum)
+                       : 0;
         s1 += r;
         s2 += r * r;
     }
@@ -610,7 +612,9 @@ static void report(struct sim *m, bool json, double wall)
         for (size_t i = 0; i < x->nwaits; i++)
             mean += x->waits[i];
         mean = x->nwaits ? mean / (double)x->nwaits : 0;
-        double p95 = x->nwaits ? x->waits[(size_t)(0.95 * (double)(x->nwaits - 1))] : 0;
+        /* nearest rank: the smallest wait that at least 95% of the jobs did not exceed */
+        size_t rank = (size_t)ceil(0.95 * (double)x->nwaits);
+        double p95 = x->nwaits ? x->waits[rank ? rank - 1 : 0] : 0;
         double share = total_gs > 0 ? x->gpu_seconds / total_gs : 0;
         if (json)
             printf("%s{\"name\": \"%s\", \"jobs\": %zu, \"done\": %zu, \"mean_wait_s\": %.1f, "
@@ -656,26 +660,41 @@ int main(int argc, char **argv)
     bool json = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--cluster") && v) cluster = argv[++i];
-        else if (!strcmp(a, "--trace") && v) trace = argv[++i], (void)v;
-        else if (!strcmp(a, "--config") && v) config = argv[++i];
-        else if (!strcmp(a, "--generate") && v) gen = strtoul(argv[++i], NULL, 10);
-        else if (!strcmp(a, "--seed") && v) rng_state = strtoull(argv[++i], NULL, 10) * 2654435761u + 1;
-        else if (!strcmp(a, "--tenants") && v) tenants = (unsigned)strtoul(argv[++i], NULL, 10);
-        else if (!strcmp(a, "--load") && v) load = strtod(argv[++i], NULL);
-        else if (!strcmp(a, "--high-class") && v) high_class = argv[++i];
-        else if (!strcmp(a, "--high-fraction") && v) high_fraction = strtod(argv[++i], NULL);
-        else if (!strcmp(a, "--full-every") && v) m.full_every = strtoll(argv[++i], NULL, 10);
-        else if (!strcmp(a, "--write-trace") && v) write = argv[++i];
-        else if (!strcmp(a, "--cpus-per-gpu") && v) m.cpus_per_gpu = (unsigned)strtoul(argv[++i], NULL, 10);
-        else if (!strcmp(a, "--check")) m.check = true;
-        else if (!strcmp(a, "--log")) m.log = true;
-        else if (!strcmp(a, "--json")) json = true;
-        else usage();
+        if (!strcmp(a, "--cluster") && v)
+            cluster = argv[++i];
+        else if (!strcmp(a, "--trace") && v)
+            trace = argv[++i], (void)v;
+        else if (!strcmp(a, "--config") && v)
+            config = argv[++i];
+        else if (!strcmp(a, "--generate") && v)
+            gen = strtoul(argv[++i], NULL, 10);
+        else if (!strcmp(a, "--seed") && v)
+            rng_state = strtoull(argv[++i], NULL, 10) * 2654435761u + 1;
+        else if (!strcmp(a, "--tenants") && v)
+            tenants = (unsigned)strtoul(argv[++i], NULL, 10);
+        else if (!strcmp(a, "--load") && v)
+            load = strtod(argv[++i], NULL);
+        else if (!strcmp(a, "--high-class") && v)
+            high_class = argv[++i];
+        else if (!strcmp(a, "--high-fraction") && v)
+            high_fraction = strtod(argv[++i], NULL);
+        else if (!strcmp(a, "--full-every") && v)
+            m.full_every = strtoll(argv[++i], NULL, 10);
+        else if (!strcmp(a, "--write-trace") && v)
+            write = argv[++i];
+        else if (!strcmp(a, "--cpus-per-gpu") && v)
+            m.cpus_per_gpu = (unsigned)strtoul(argv[++i], NULL, 10);
+        else if (!strcmp(a, "--check"))
+            m.check = true;
+        else if (!strcmp(a, "--log"))
+            m.log = true;
+        else if (!strcmp(a, "--json"))
+            json = true;
+        else
+            usage();
     }
     if (!cluster || (!trace && !gen) || gen > SIM_MAX_JOBS || tenants == 0 || tenants > 1000 ||
-        m.cpus_per_gpu > JZ_TOPO_MAX_CORES ||
-        !(load > 0 && load < 100))
+        m.cpus_per_gpu > JZ_TOPO_MAX_CORES || !(load > 0 && load < 100))
         usage();
     struct jz_error err = {0};
     struct jz_sched_parsed *p = NULL;

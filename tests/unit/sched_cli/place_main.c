@@ -1,4 +1,5 @@
-/* Test driver for `jazari place`: runs clients/place.c's jz_cli_place without the rest of the CLI. */
+/* Test driver for `jazari place`: runs clients/place.c's jz_cli_place without the rest of the CLI.
+ */
 int jz_cli_place(int argc, char **argv);
 
 int main(int argc, char **argv)

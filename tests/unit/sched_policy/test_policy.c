@@ -45,15 +45,18 @@ static struct jz_sched *make(size_t nodes, const struct jz_sched_config *cfg)
 static void submit(struct jz_sched *s, uint64_t id, const char *tenant, unsigned gpus,
                    int64_t limit, int64_t now)
 {
-    struct jz_sched_job j = {.id = id, .tenant = tenant, .gpus = gpus, .cpus_per_gpu = 1,
-                             .time_limit_s = limit, .submit_time = now};
+    struct jz_sched_job j = {.id = id,
+                             .tenant = tenant,
+                             .gpus = gpus,
+                             .cpus_per_gpu = 1,
+                             .time_limit_s = limit,
+                             .submit_time = now};
     struct jz_error err = {0};
     assert_int_equal(jz_sched_submit(s, &j, now, &err), 0);
 }
 
 /* Runs one decision and returns the started job ids in order (0-terminated). */
-static size_t decide(struct jz_sched *s, int64_t now, unsigned flags,
-                     struct jz_sched_decisions *d)
+static size_t decide(struct jz_sched *s, int64_t now, unsigned flags, struct jz_sched_decisions *d)
 {
     struct jz_error err = {0};
     jz_sched_decisions_clear(d);
@@ -167,7 +170,7 @@ static void test_easy_backfill(void **state)
     assert_int_equal(decide(s, 0, 0, &d), 1);
     /* Head: 8 GPUs, must wait for job 1 (ends by t=100). */
     submit(s, 2, "a", 8, 1000, 1);
-    submit(s, 3, "a", 1, 50, 2); /* ends by 60 < 100: may backfill */
+    submit(s, 3, "a", 1, 50, 2);  /* ends by 60 < 100: may backfill */
     submit(s, 4, "a", 1, 500, 3); /* would hold a GPU past 100: must not */
     assert_int_equal(decide(s, 10, JZ_SCHED_FULL, &d), 1);
     assert_non_null(find(&d, 3));
@@ -204,14 +207,22 @@ static void test_preemption(void **state)
     struct jz_sched_decisions d;
     jz_sched_decisions_init(&d);
     struct jz_error err = {0};
-    struct jz_sched_job low = {.id = 1, .tenant = "lab", .class_name = "scavenger", .gpus = 4,
-                               .time_limit_s = 86400, .preemptible = true};
+    struct jz_sched_job low = {.id = 1,
+                               .tenant = "lab",
+                               .class_name = "scavenger",
+                               .gpus = 4,
+                               .time_limit_s = 86400,
+                               .preemptible = true};
     struct jz_sched_job keep = {.id = 2, .tenant = "lab", .gpus = 4, .time_limit_s = 86400};
     assert_int_equal(jz_sched_submit(s, &low, 0, &err), 0);
     assert_int_equal(jz_sched_submit(s, &keep, 0, &err), 0);
     assert_int_equal(decide(s, 0, 0, &d), 2);
-    struct jz_sched_job hi = {.id = 3, .tenant = "hospital", .class_name = "guaranteed",
-                              .gpus = 4, .time_limit_s = 3600, .submit_time = 100};
+    struct jz_sched_job hi = {.id = 3,
+                              .tenant = "hospital",
+                              .class_name = "guaranteed",
+                              .gpus = 4,
+                              .time_limit_s = 3600,
+                              .submit_time = 100};
     assert_int_equal(jz_sched_submit(s, &hi, 100, &err), 0);
     assert_int_equal(decide(s, 100, 0, &d), 1);
     assert_int_equal(d.items[0].action, JZ_SCHED_PREEMPT);
@@ -238,13 +249,17 @@ static void test_reservation(void **state)
     jz_sched_decisions_init(&d);
     struct jz_error err = {0};
     const char *nodes[] = {"n0"};
-    struct jz_sched_reservation r = {.name = "demo", .tenant = "startup", .nodes = nodes,
-                                     .node_count = 1, .gpus_per_node = 6, .start = 1000,
+    struct jz_sched_reservation r = {.name = "demo",
+                                     .tenant = "startup",
+                                     .nodes = nodes,
+                                     .node_count = 1,
+                                     .gpus_per_node = 6,
+                                     .start = 1000,
                                      .end = 2000};
     assert_int_equal(jz_sched_reservation_add(s, &r, &err), 0);
-    submit(s, 1, "uni", 2, 5000, 0);  /* fits in the 2 unreserved GPUs */
-    submit(s, 2, "uni", 4, 500, 0);   /* ends before the window */
-    submit(s, 3, "uni", 1, 5000, 0);  /* would run into the window */
+    submit(s, 1, "uni", 2, 5000, 0); /* fits in the 2 unreserved GPUs */
+    submit(s, 2, "uni", 4, 500, 0);  /* ends before the window */
+    submit(s, 3, "uni", 1, 5000, 0); /* would run into the window */
     assert_int_equal(decide(s, 0, JZ_SCHED_FULL, &d), 2);
     assert_non_null(find(&d, 1));
     assert_non_null(find(&d, 2));
@@ -267,8 +282,12 @@ static void test_dependencies_credits_never(void **state)
     struct jz_error err = {0};
     submit(s, 1, "a", 8, 100, 0);
     uint64_t dep = 1;
-    struct jz_sched_job j2 = {.id = 2, .tenant = "a", .gpus = 1, .time_limit_s = 10,
-                              .depends_on = &dep, .depends_count = 1};
+    struct jz_sched_job j2 = {.id = 2,
+                              .tenant = "a",
+                              .gpus = 1,
+                              .time_limit_s = 10,
+                              .depends_on = &dep,
+                              .depends_count = 1};
     assert_int_equal(jz_sched_submit(s, &j2, 0, &err), 0);
     uint64_t dep3 = 2;
     struct jz_sched_job j3 = j2;
@@ -290,8 +309,8 @@ static void test_dependencies_credits_never(void **state)
     assert_int_equal(jz_sched_tenant_set_credit(s, "broke", false, &err), 0);
     submit(s, 4, "broke", 1, 10, 60);
     submit(s, 5, "a", 16, 10, 60);
-    struct jz_sched_job m = {.id = 6, .tenant = "a", .gpus = 1, .time_limit_s = 10,
-                             .model = "H100"};
+    struct jz_sched_job m = {
+        .id = 6, .tenant = "a", .gpus = 1, .time_limit_s = 10, .model = "H100"};
     assert_int_equal(jz_sched_submit(s, &m, 60, &err), 0);
     assert_int_equal(decide(s, 60, JZ_SCHED_FULL, &d), 0);
     assert_int_equal(info(s, 4).reason, JZ_SCHED_REASON_CREDITS);
@@ -395,6 +414,13 @@ static void test_incremental_is_bounded(void **state)
     assert_int_equal(st.pending, 292);
     assert_int_equal(st.gpus_busy, 8);
     assert_true(st.bytes > 0);
+    struct jz_sched_node_info ni;
+    assert_int_equal(jz_sched_node_info(s, 0, &ni, &err), 0);
+    assert_int_equal(ni.free_gpus, 0);
+    assert_int_equal(ni.gpu_busy, 0xff);
+    assert_int_equal(ni.running, 8);
+    assert_int_equal(ni.cores - ni.free_cores, 8);
+    assert_int_equal(jz_sched_node_info(s, 1, &ni, &err), JZ_ENOENT);
     /* A node taken out of service gets nothing new. */
     assert_int_equal(jz_sched_node_set_up(s, 0, false, &err), 0);
     for (uint64_t id = 100; id < 108; id++) /* equal priority: the lowest ids went first */
@@ -402,6 +428,57 @@ static void test_incremental_is_bounded(void **state)
     assert_int_equal(decide(s, 520, JZ_SCHED_FULL, &d), 0);
     assert_int_equal(jz_sched_node_set_up(s, 0, true, &err), 0);
     assert_true(decide(s, 530, 0, &d) > 0);
+    jz_sched_decisions_free(&d);
+    jz_sched_destroy(s);
+}
+
+static void test_adopt_and_tenants(void **state)
+{
+    struct jz_sched *s = make(1, NULL);
+    struct jz_sched_decisions d;
+    jz_sched_decisions_init(&d);
+    struct jz_error err = {0};
+    /* After a restart: job 5 still runs on GPUs 0-5 and cores 0-5. */
+    struct jz_sched_job run = {
+        .id = 5, .tenant = "a", .gpus = 6, .cpus_per_gpu = 1, .time_limit_s = 100};
+    size_t gpus[] = {0, 1, 2, 3, 4, 5}, cores[] = {0, 1, 2, 3, 4, 5};
+    assert_int_equal(jz_sched_adopt_running(s, &run, 0, gpus, 6, cores, 6, 0, &err), 0);
+    run.id = 6;
+    run.gpus = 1;
+    size_t taken[] = {5};
+    assert_int_equal(jz_sched_adopt_running(s, &run, 0, taken, 1, NULL, 0, 0, &err), JZ_EBUSY);
+    assert_int_equal(info(s, 5).state, JZ_SCHED_JOB_RUNNING);
+    submit(s, 7, "a", 2, 10, 1);
+    assert_int_equal(decide(s, 1, 0, &d), 1);
+    const struct jz_sched_decision *x = find(&d, 7);
+    assert_int_equal(x->place.gpus[0], 6);
+    assert_int_equal(x->place.gpus[1], 7);
+    for (size_t i = 0; i < x->place.core_count; i++)
+        assert_true(x->place.cores[i] >= 6);
+    /* Weight and quota change at run time; an unknown class is refused. */
+    struct jz_sched_tenant t = {.name = "a", .weight = 5, .max_gpus = 8};
+    assert_int_equal(jz_sched_tenant_set(s, &t, &err), 0);
+    snprintf(t.class_name, sizeof(t.class_name), "vip");
+    assert_int_equal(jz_sched_tenant_set(s, &t, &err), JZ_ENOENT);
+    t.class_name[0] = '\0';
+    t.weight = 0;
+    assert_int_equal(jz_sched_tenant_set(s, &t, &err), JZ_ERANGE);
+    const char *nodes[] = {"nope"};
+    struct jz_sched_reservation r = {.name = "r",
+                                     .tenant = "a",
+                                     .nodes = nodes,
+                                     .node_count = 1,
+                                     .gpus_per_node = 1,
+                                     .start = 0,
+                                     .end = 1};
+    assert_int_equal(jz_sched_reservation_add(s, &r, &err), JZ_ENOENT);
+    nodes[0] = "n0";
+    r.gpus_per_node = 9;
+    assert_int_equal(jz_sched_reservation_add(s, &r, &err), JZ_ERANGE);
+    assert_int_equal(jz_sched_job_ended(s, 5, 50, true, &err), 0);
+    double u;
+    assert_int_equal(jz_sched_tenant_usage(s, "a", 50, &u, NULL, &err), 0);
+    assert_true(u > 6 * 50 * 0.9); /* charged while it ran, adopted or not */
     jz_sched_decisions_free(&d);
     jz_sched_destroy(s);
 }
@@ -419,6 +496,7 @@ int main(void)
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_cpu_only_node),
         cmocka_unit_test(test_incremental_is_bounded),
+        cmocka_unit_test(test_adopt_and_tenants),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -89,8 +89,8 @@ static void test_g4dn_pairs(void **state)
     assert_false(r.fits);
     assert_non_null(strstr(r.reason, "model"));
     jz_place_result_free(&r);
-    r = place(t, 0, NULL, (struct jz_place_request){.gpus = 1, .model = "t4",
-                                                      .min_memory_bytes = 14ull << 30});
+    r = place(t, 0, NULL,
+              (struct jz_place_request){.gpus = 1, .model = "t4", .min_memory_bytes = 14ull << 30});
     assert_true(r.fits);
     jz_place_result_free(&r);
     r = place(t, 0, NULL, (struct jz_place_request){.gpus = 1, .min_memory_bytes = 32ull << 30});
@@ -98,7 +98,7 @@ static void test_g4dn_pairs(void **state)
     jz_place_result_free(&r);
     r = place(t, 0xff, NULL, (struct jz_place_request){.gpus = 1});
     assert_false(r.fits);
-    assert_string_equal(r.reason, "needs 1 GPUs but only 0 of 8 are free");
+    assert_string_equal(r.reason, "needs 1 GPU but only 0 of 8 are free");
     jz_place_result_free(&r);
     jz_topo_destroy(t);
 }
@@ -153,8 +153,8 @@ static void test_cores(void **state)
     struct jz_topo *t = load("dell-xe8640-4xH100-snc4.xml");
     size_t n1 = by_name(t, "nvml1");
     /* Each H100 has 14 local cores: 14 per GPU fit, 15 do not. */
-    struct jz_place_result r = place(t, 0, NULL,
-                                     (struct jz_place_request){.gpus = 4, .cpus_per_gpu = 14});
+    struct jz_place_result r =
+        place(t, 0, NULL, (struct jz_place_request){.gpus = 4, .cpus_per_gpu = 14});
     assert_true(r.fits);
     assert_int_equal(r.core_count, 56);
     assert_int_equal(r.numa_count, 4);
@@ -203,12 +203,15 @@ static void test_cpu_only(void **state)
 
 static void test_every_fixture_places(void **state)
 {
-    static const char *files[] = {
-        "aws-g4dn-metal-8xT4.xml", "dell-xe8640-4xH100-snc4.xml",
-        "hpe-ex255a-tuolumne-4xMI300A-cpx.xml", "hpe-ex255a-tuolumne-4xMI300A-spx.xml",
-        "ibm-ac922-lassen-4xV100.xml", "juwels-booster-4xA100-nps4.xml",
-        "llnl-corona-8xMI50.xml", "llnl-pascal-2xP100-pcie.xml",
-        "nvidia-dgx2-16xV100-nvswitch.xml"};
+    static const char *files[] = {"aws-g4dn-metal-8xT4.xml",
+                                  "dell-xe8640-4xH100-snc4.xml",
+                                  "hpe-ex255a-tuolumne-4xMI300A-cpx.xml",
+                                  "hpe-ex255a-tuolumne-4xMI300A-spx.xml",
+                                  "ibm-ac922-lassen-4xV100.xml",
+                                  "juwels-booster-4xA100-nps4.xml",
+                                  "llnl-corona-8xMI50.xml",
+                                  "llnl-pascal-2xP100-pcie.xml",
+                                  "nvidia-dgx2-16xV100-nvswitch.xml"};
     for (size_t f = 0; f < sizeof(files) / sizeof(files[0]); f++) {
         struct jz_topo *t = load(files[f]);
         size_t n = jz_topo_gpu_count(t);
@@ -245,9 +248,9 @@ static void test_every_fixture_places(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_g4dn_pairs), cmocka_unit_test(test_dgx2_planes),
+        cmocka_unit_test(test_g4dn_pairs),  cmocka_unit_test(test_dgx2_planes),
         cmocka_unit_test(test_cpx_devices), cmocka_unit_test(test_cores),
-        cmocka_unit_test(test_cpu_only), cmocka_unit_test(test_every_fixture_places),
+        cmocka_unit_test(test_cpu_only),    cmocka_unit_test(test_every_fixture_places),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -93,7 +93,8 @@ static void test_xe8640(void **state)
     assert_int_equal(jz_topo_gpu_at(t, n0)->numa_os, 3);
     assert_int_equal(jz_topo_gpu_at(t, n3)->numa_os, 5);
     assert_int_equal(jz_topo_gpu_at(t, n2)->numa_os, 7);
-    assert_true(has_name(jz_topo_gpu_at(t, n0), "cuda0") || has_name(jz_topo_gpu_at(t, n0), "cuda1"));
+    assert_true(has_name(jz_topo_gpu_at(t, n0), "cuda0") ||
+                has_name(jz_topo_gpu_at(t, n0), "cuda1"));
     assert_true(jz_topo_gpu_at(t, n0)->memory_bytes >= 79ull << 30);
     assert_true(gpu_has_pu(t, n1, 14) && gpu_has_pu(t, n1, 139) && !gpu_has_pu(t, n1, 42));
     assert_int_equal(jz_topo_gpu_at(t, n1)->local_core_count, 14);
@@ -276,12 +277,18 @@ static void test_builder(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_dgx2),        cmocka_unit_test(test_xe8640),
-        cmocka_unit_test(test_mi300a_cpx),  cmocka_unit_test(test_mi300a_spx),
-        cmocka_unit_test(test_lassen),      cmocka_unit_test(test_g4dn),
-        cmocka_unit_test(test_juwels_pci_only), cmocka_unit_test(test_corona),
-        cmocka_unit_test(test_pascal),      cmocka_unit_test(test_live),
-        cmocka_unit_test(test_bad_files),   cmocka_unit_test(test_builder),
+        cmocka_unit_test(test_dgx2),
+        cmocka_unit_test(test_xe8640),
+        cmocka_unit_test(test_mi300a_cpx),
+        cmocka_unit_test(test_mi300a_spx),
+        cmocka_unit_test(test_lassen),
+        cmocka_unit_test(test_g4dn),
+        cmocka_unit_test(test_juwels_pci_only),
+        cmocka_unit_test(test_corona),
+        cmocka_unit_test(test_pascal),
+        cmocka_unit_test(test_live),
+        cmocka_unit_test(test_bad_files),
+        cmocka_unit_test(test_builder),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

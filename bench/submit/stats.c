@@ -1,0 +1,122 @@
+/* Latency histogram, nearest-rank percentiles and ISO-8601 parsing for the submit benchmark. */
+#include "stats.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_US ((1ull << 41) - 1)
+
+static size_t bucket_of(uint64_t us)
+{
+    if (us > MAX_US)
+        us = MAX_US;
+    if (us < JZ_LATHIST_EXACT)
+        return (size_t)us;
+    unsigned msb = 63u - (unsigned)__builtin_clzll(us);
+    unsigned e = msb - 6; /* shift that leaves a mantissa in [64, 127] */
+    uint64_t m = us >> e;
+    return JZ_LATHIST_EXACT + (size_t)(e - 1) * JZ_LATHIST_SUB + (size_t)(m - JZ_LATHIST_SUB);
+}
+
+/* Midpoint of bucket i, in µs. */
+static double bucket_mid(size_t i)
+{
+    if (i < JZ_LATHIST_EXACT)
+        return (double)i;
+    size_t k = i - JZ_LATHIST_EXACT;
+    unsigned e = (unsigned)(k / JZ_LATHIST_SUB) + 1;
+    uint64_t m = k % JZ_LATHIST_SUB + JZ_LATHIST_SUB;
+    uint64_t lo = m << e, hi = ((m + 1) << e) - 1;
+    return ((double)lo + (double)hi) / 2.0;
+}
+
+void jz_lathist_add(struct jz_lathist *h, uint64_t us)
+{
+    h->buckets[bucket_of(us)]++;
+    h->count++;
+    if (us > h->max_us)
+        h->max_us = us;
+}
+
+void jz_lathist_merge(struct jz_lathist *dst, const struct jz_lathist *src)
+{
+    for (size_t i = 0; i < JZ_LATHIST_BUCKETS; i++)
+        dst->buckets[i] += src->buckets[i];
+    dst->count += src->count;
+    if (src->max_us > dst->max_us)
+        dst->max_us = src->max_us;
+}
+
+static uint64_t rank_of(uint64_t n, double q)
+{
+    if (q <= 0)
+        return 1;
+    double r = ceil(q * (double)n);
+    if (r < 1)
+        return 1;
+    return r > (double)n ? n : (uint64_t)r;
+}
+
+double jz_lathist_quantile_us(const struct jz_lathist *h, double q)
+{
+    if (h->count == 0)
+        return 0;
+    uint64_t rank = rank_of(h->count, q), seen = 0;
+    for (size_t i = 0; i < JZ_LATHIST_BUCKETS; i++) {
+        seen += h->buckets[i];
+        if (seen >= rank) {
+            double v = bucket_mid(i);
+            return v > (double)h->max_us ? (double)h->max_us : v;
+        }
+    }
+    return (double)h->max_us;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double jz_quantile_sorted(double *v, size_t n, double q)
+{
+    if (n == 0)
+        return 0;
+    qsort(v, n, sizeof *v, cmp_double);
+    return v[rank_of(n, q) - 1];
+}
+
+int jz_iso_parse_ms(const char *s, int64_t *out, struct jz_error *err)
+{
+    if (!s)
+        return jz_error_set(err, JZ_EINVAL, "missing timestamp");
+    struct tm tm = {0};
+    int consumed = 0;
+    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+               &tm.tm_min, &tm.tm_sec, &consumed) != 6 ||
+        consumed != 19)
+        return jz_error_set(err, JZ_EINVAL, "bad timestamp '%.40s'", s);
+    const char *p = s + consumed;
+    int64_t ms = 0;
+    if (*p == '.') {
+        int digits = 0;
+        for (p++; *p >= '0' && *p <= '9'; p++, digits++)
+            if (digits < 3)
+                ms = ms * 10 + (*p - '0');
+        if (digits == 0)
+            return jz_error_set(err, JZ_EINVAL, "bad timestamp '%.40s'", s);
+        for (; digits < 3; digits++)
+            ms *= 10;
+    }
+    if (strcmp(p, "Z") != 0 || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 ||
+        tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60)
+        return jz_error_set(err, JZ_EINVAL, "bad timestamp '%.40s'", s);
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    time_t secs = timegm(&tm);
+    *out = (int64_t)secs * 1000 + ms;
+    return 0;
+}
