@@ -108,7 +108,7 @@ int jz_auth_open(struct jz_server *srv, struct jz_auth **out, struct jz_error *e
         char token[JZ_TOKEN_LEN + 1];
         rc = jz_auth_user_add(a, "admin", "admin", true, token, err);
         if (!rc)
-            rc = srv->store->ops->commit(srv->store, err);
+            rc = srv->store->ops->sync(srv->store, err);
         if (!rc)
             rc = write_admin_token(srv->cfg.state_dir, token, err);
         if (rc)

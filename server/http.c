@@ -90,7 +90,7 @@ void jz_http_reply_json(struct jz_req *r, int status, json_t *body)
     struct jz_server *srv = r->srv;
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
-    if (!srv->store->ops->in_transaction(srv->store)) {
+    if (!srv->store->ops->busy(srv->store)) {
         send_now(r->req, status, text);
         free(text);
         return;
@@ -108,11 +108,16 @@ void jz_http_reply_json(struct jz_req *r, int status, json_t *body)
     jz_server_request_commit(srv);
 }
 
-void jz_http_flush_deferred(struct jz_server *srv, bool committed)
+struct jz_deferred_reply *jz_http_take_deferred(struct jz_server *srv)
 {
-    struct jz_deferred_reply *d = srv->deferred_head;
+    struct jz_deferred_reply *list = srv->deferred_head;
     srv->deferred_head = NULL;
     srv->deferred_tail = &srv->deferred_head;
+    return list;
+}
+
+void jz_http_send_deferred(struct jz_deferred_reply *d, bool committed)
+{
     while (d) {
         struct jz_deferred_reply *next = d->next;
         if (committed)

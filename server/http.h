@@ -38,8 +38,11 @@ void jz_http_reply_error(struct jz_req *r, int status, const char *code, const c
 /* Maps a JZ_E* code to an HTTP status and error code, for errors from lower layers. */
 void jz_http_reply_jz_error(struct jz_req *r, const struct jz_error *err, const char *field);
 
-/* Sends the replies waiting for the commit that just succeeded (or a 500 when it failed). */
-void jz_http_flush_deferred(struct jz_server *srv, bool committed);
+/* Replies wait while the store is busy: they are sent once the batch holding every change made
+ * before them is durable. take_deferred detaches the replies waiting now (for the batch being
+ * sealed); send_deferred sends them, or a 500 each when that batch failed. */
+struct jz_deferred_reply *jz_http_take_deferred(struct jz_server *srv);
+void jz_http_send_deferred(struct jz_deferred_reply *list, bool committed);
 
 /* Query helpers: the value of key, or NULL. */
 const char *jz_req_query(struct jz_req *r, const char *key);

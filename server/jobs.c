@@ -587,7 +587,7 @@ static void start_job(struct jz_jobs *jobs, struct jz_job *job, struct jz_place_
         goto fail;
     }
     /* The worker is launched only after the group commit has made RUNNING durable (see
-     * jz_jobs_launch_started): a crash in between then reads as "node lost", never as a pending
+     * jz_jobs_launch): a crash in between then reads as "node lost", never as a pending
      * job that would run a second time. */
     set_state(job, JZ_JOB_RUNNING);
     set_reason(job, NULL);
@@ -620,12 +620,17 @@ fail:
     finish(job, JZ_JOB_FAILED, reason);
 }
 
-void jz_jobs_launch_started(struct jz_jobs *jobs, bool committed)
+struct jz_job *jz_jobs_take_placed(struct jz_jobs *jobs)
 {
-    struct jz_server *srv = jobs->srv;
-    struct jz_job *job = jobs->launch_head;
+    struct jz_job *list = jobs->launch_head;
     jobs->launch_head = NULL;
     jobs->launch_tail = &jobs->launch_head;
+    return list;
+}
+
+void jz_jobs_launch(struct jz_jobs *jobs, struct jz_job *job, bool committed)
+{
+    struct jz_server *srv = jobs->srv;
     for (struct jz_job *next; job; job = next) {
         next = job->launch_next;
         struct jz_error err = {0};
@@ -636,6 +641,10 @@ void jz_jobs_launch_started(struct jz_jobs *jobs, bool committed)
             finish(job, JZ_JOB_FAILED, "could not start: the store could not record the start");
             continue;
         }
+        if (job->cancel_requested) { /* cancelled while its start was being made durable */
+            finish(job, JZ_JOB_CANCELLED, "cancelled before its worker started");
+            continue;
+        }
         if (jz_node_launch(srv->node, spec_path, &worker_cbs, job, &job->pid, &err)) {
             char reason[400];
             snprintf(reason, sizeof reason, "could not start: %s", err.msg);
@@ -643,6 +652,7 @@ void jz_jobs_launch_started(struct jz_jobs *jobs, bool committed)
             continue;
         }
         json_object_set_new(job->rec, "worker_pid", json_integer(job->pid));
+        set_time(job->rec, "start_time", jz_time_now_ms()); /* when its process started */
         job->backstop = evtimer_new(srv->base, on_backstop, job);
         struct timeval tv = {.tv_sec = job->time_limit_s + srv->cfg.kill_grace_s +
                                        BACKSTOP_EXTRA_S};

@@ -63,11 +63,13 @@ int jz_jobs_cancel(struct jz_jobs *jobs, struct jz_job *job, const char *by,
 json_t *jz_jobs_list(struct jz_jobs *jobs, const struct jz_user *user, unsigned state_mask,
                      const char *user_filter, int64_t after, bool desc, size_t limit);
 
-/* Places every pending job that fits now and marks it RUNNING. Called by the server before each
- * group commit; jz_jobs_launch_started then starts their workers once the commit succeeded
- * (committed true) or fails them (false). */
+/* Places every pending job that fits now and marks it RUNNING. Called by the server before it
+ * seals each store batch. The jobs placed since the last call are then taken with
+ * jz_jobs_take_placed and, once that batch is durable, started with jz_jobs_launch (or failed,
+ * when committed is false). */
 void jz_jobs_schedule(struct jz_jobs *jobs);
-void jz_jobs_launch_started(struct jz_jobs *jobs, bool committed);
+struct jz_job *jz_jobs_take_placed(struct jz_jobs *jobs);
+void jz_jobs_launch(struct jz_jobs *jobs, struct jz_job *placed, bool committed);
 
 /* The local node's view for GET /v1/nodes (new reference). */
 json_t *jz_jobs_nodes_json(struct jz_jobs *jobs);

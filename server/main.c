@@ -57,17 +57,55 @@ static int parse_listen(const char *s, struct jz_server_config *cfg)
     return 0;
 }
 
+/* What waits for one sealed store batch: replies to send and jobs to launch. */
+struct jz_batch_waiter {
+    struct jz_batch_waiter *next;
+    uint64_t seq;
+    struct jz_deferred_reply *replies;
+    struct jz_job *placed;
+};
+
+/* End of a loop iteration's work: decide, seal the batch, and let the writer thread make it
+ * durable while the loop goes on. */
 static void on_commit(evutil_socket_t fd, short what, void *arg)
 {
     struct jz_server *srv = arg;
-    /* Decisions first, so that the jobs they start are in the same transaction. */
+    /* Decisions first, so that the starts they make are in the same batch. */
     jz_jobs_schedule(srv->jobs);
-    struct jz_error err = {0};
-    bool ok = srv->store->ops->commit(srv->store, &err) == 0;
+    struct jz_batch_waiter *w = calloc(1, sizeof *w);
+    if (!w) {
+        jz_log_error("jazarid", "out of memory; retrying the commit");
+        jz_server_request_commit(srv);
+        return;
+    }
+    w->seq = srv->store->ops->seal(srv->store);
+    w->replies = jz_http_take_deferred(srv);
+    w->placed = jz_jobs_take_placed(srv->jobs);
+    *srv->waiters_tail = w;
+    srv->waiters_tail = &w->next;
+}
+
+static void on_batch_done(void *arg, uint64_t seq, bool ok)
+{
+    struct jz_server *srv = arg;
     if (!ok)
-        jz_log_error("store", "group commit failed: %s", err.msg);
-    jz_http_flush_deferred(srv, ok);
-    jz_jobs_launch_started(srv->jobs, ok);
+        jz_log_error("store", "batch %llu could not be made durable",
+                     (unsigned long long)seq);
+    while (srv->waiters_head && srv->waiters_head->seq <= seq) {
+        struct jz_batch_waiter *w = srv->waiters_head;
+        srv->waiters_head = w->next;
+        if (!srv->waiters_head)
+            srv->waiters_tail = &srv->waiters_head;
+        jz_http_send_deferred(w->replies, ok);
+        jz_jobs_launch(srv->jobs, w->placed, ok);
+        free(w);
+    }
+}
+
+static void on_store_done(evutil_socket_t fd, short what, void *arg)
+{
+    struct jz_server *srv = arg;
+    srv->store->ops->completions(srv->store, on_batch_done, srv);
 }
 
 void jz_server_request_commit(struct jz_server *srv)
@@ -207,6 +245,7 @@ int main(int argc, char **argv)
 
     int rc = 1;
     srv.deferred_tail = &srv.deferred_head;
+    srv.waiters_tail = &srv.waiters_head;
     srv.base = event_base_new();
     if (!srv.base) {
         fprintf(stderr, "jazarid: cannot create the event loop\n");
@@ -223,8 +262,11 @@ int main(int argc, char **argv)
     if (jz_node_create(srv.base, &ncfg, &srv.node, &err) ||
         jz_jobs_open(&srv, &srv.jobs, &err))
         goto out;
-    if (srv.store->ops->commit(srv.store, &err)) /* recovery's changes */
+    if (srv.store->ops->sync(srv.store, &err)) /* recovery's changes */
         goto out;
+    srv.store_done_ev = event_new(srv.base, srv.store->ops->completion_fd(srv.store),
+                                  EV_READ | EV_PERSIST, on_store_done, &srv);
+    event_add(srv.store_done_ev, NULL);
     if (jz_http_start(&srv, &err))
         goto out;
     srv.sigint_ev = evsignal_new(srv.base, SIGINT, on_stop_signal, &srv);
@@ -253,10 +295,13 @@ out:
     jz_jobs_close(srv.jobs);
     jz_plugins_free(srv.plugins);
     jz_auth_close(srv.auth);
-    if (srv.store) {
-        struct jz_error cerr = {0};
-        srv.store->ops->commit(srv.store, &cerr);
-        jz_store_close(srv.store);
+    jz_store_close(srv.store); /* makes queued writes durable first */
+    if (srv.store_done_ev)
+        event_free(srv.store_done_ev);
+    while (srv.waiters_head) {
+        struct jz_batch_waiter *w = srv.waiters_head;
+        srv.waiters_head = w->next;
+        free(w); /* their connections and workers are gone with the loop */
     }
     if (srv.commit_ev)
         event_free(srv.commit_ev);

@@ -56,9 +56,12 @@ struct jz_server {
     struct event *sigint_ev, *sigterm_ev;
     bool stopping;
 
-    /* Group commit: replies wait here until the transaction holding their change commits. */
+    /* Group commit: replies wait here until the store batch holding their change is durable;
+     * sealed batches wait in the waiters FIFO (see main.c). */
     struct event *commit_ev;
+    struct event *store_done_ev;
     struct jz_deferred_reply *deferred_head, **deferred_tail;
+    struct jz_batch_waiter *waiters_head, **waiters_tail;
 };
 
 /* Asks for a group commit at the end of this loop iteration (idempotent). */

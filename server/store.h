@@ -1,10 +1,14 @@
 /* The durable store behind jazarid: users, tenants, jobs and job events.
  *
- * Writes are grouped: the first write after a commit opens a transaction and jz_store_commit()
- * closes it, so everything one loop iteration changed becomes durable together (group commit).
- * The service acknowledges a request only after the commit that holds its change.
+ * jazarid's event loop never waits for the disk. Writes are queued into the current *batch*;
+ * jz_store_seal() hands the batch to a writer thread, which applies it in one transaction and
+ * makes it durable (group commit), in order, while the loop goes on with the next batch. When a
+ * batch is durable the loop learns it through completion_fd()/completions(), and only then are
+ * the replies that depended on it sent (and the workers of jobs it started launched).
+ *
  * The interface is a table of operations so that another backend (PostgreSQL) can serve larger
- * installations; SQLite in WAL mode is the embedded default. */
+ * installations; SQLite in WAL mode is the embedded default. Reads (users_each, jobs_each,
+ * job_max_id) are for start-up; events_each reads what is already durable. */
 #ifndef JZ_SERVER_STORE_H
 #define JZ_SERVER_STORE_H
 
@@ -16,7 +20,7 @@
 
 struct jz_store;
 
-/* A user as stored. Strings are owned by the struct (see jz_store_user_free). */
+/* A user as stored. */
 struct jz_store_user {
     char *name;
     char *tenant;
@@ -29,22 +33,39 @@ struct jz_store_user {
 typedef int (*jz_store_user_fn)(void *arg, const struct jz_store_user *row);
 /* Visits one job, as its JSON record (borrowed for the call only). */
 typedef int (*jz_store_job_fn)(void *arg, json_t *job);
+/* Reports that batch `seq` (and every earlier one) was applied: ok false when it failed. */
+typedef void (*jz_store_done_fn)(void *arg, uint64_t seq, bool ok);
 
 struct jz_store_ops {
     const char *name;
-    void (*close)(struct jz_store *s);
-    int (*commit)(struct jz_store *s, struct jz_error *err);
-    bool (*in_transaction)(struct jz_store *s);
-    /* Adds a user; a name or token hash already present is an error, never a replacement. */
+    void (*close)(struct jz_store *s); /* makes queued writes durable first */
+
+    /* --- writes: queued into the current batch, never blocking; arguments are copied --- */
+    /* Adds a user; a name or token hash already present fails the batch (never replaces). */
     int (*user_put)(struct jz_store *s, const struct jz_store_user *u, struct jz_error *err);
-    int (*users_each)(struct jz_store *s, jz_store_user_fn fn, void *arg, struct jz_error *err);
     /* Inserts or replaces a job from its record (the record's "id" is the key). */
     int (*job_put)(struct jz_store *s, const json_t *job, struct jz_error *err);
-    int (*jobs_each)(struct jz_store *s, jz_store_job_fn fn, void *arg, struct jz_error *err);
-    int64_t (*job_max_id)(struct jz_store *s);
     int (*event_add)(struct jz_store *s, int64_t job_id, int64_t time_ms, const char *type,
                      const char *detail, struct jz_error *err);
-    /* Calls fn(arg, time_ms, type, detail) for each event of the job, oldest first. */
+
+    /* --- batches --- */
+    /* Seals the current batch (possibly empty) and hands it to the writer; returns its
+     * sequence number, which grows by one per call, starting at 1. */
+    uint64_t (*seal)(struct jz_store *s);
+    /* True while writes are queued or sealed batches are not yet durable. */
+    bool (*busy)(struct jz_store *s);
+    /* A descriptor that becomes readable when batches complete (level-triggered). */
+    int (*completion_fd)(struct jz_store *s);
+    /* Calls fn for every batch completed since the last call, in order. */
+    void (*completions)(struct jz_store *s, jz_store_done_fn fn, void *arg);
+    /* Seals and waits until everything is durable: for start-up and shut-down only. */
+    int (*sync)(struct jz_store *s, struct jz_error *err);
+
+    /* --- reads --- */
+    int (*users_each)(struct jz_store *s, jz_store_user_fn fn, void *arg, struct jz_error *err);
+    int (*jobs_each)(struct jz_store *s, jz_store_job_fn fn, void *arg, struct jz_error *err);
+    int64_t (*job_max_id)(struct jz_store *s);
+    /* Calls fn(arg, time_ms, type, detail) for each durable event of the job, oldest first. */
     int (*events_each)(struct jz_store *s, int64_t job_id,
                        int (*fn)(void *arg, int64_t time_ms, const char *type, const char *detail),
                        void *arg, struct jz_error *err);
@@ -54,8 +75,8 @@ struct jz_store {
     const struct jz_store_ops *ops;
 };
 
-/* Opens (creating when missing) the SQLite store at path. *out is owned by the caller, who
- * closes it with jz_store_close(). */
+/* Opens (creating when missing) the SQLite store at path and starts its writer thread. *out is
+ * owned by the caller, who closes it with jz_store_close(). */
 int jz_store_sqlite_open(const char *path, struct jz_store **out, struct jz_error *err);
 
 static inline void jz_store_close(struct jz_store *s)
@@ -63,7 +84,5 @@ static inline void jz_store_close(struct jz_store *s)
     if (s)
         s->ops->close(s);
 }
-
-void jz_store_user_free(struct jz_store_user *u);
 
 #endif

@@ -1,17 +1,56 @@
-/* SQLite store: WAL mode, synchronous=FULL, one transaction per loop iteration (group commit).
- * Jobs are kept as JSON documents beside the columns that queries filter on. */
+/* SQLite store: WAL mode, synchronous=FULL. Writes are queued in batches on the event-loop
+ * thread and applied by one writer thread, one transaction per batch (group commit), so the loop
+ * never waits for fsync. The loop keeps its own connection for reads. */
 #include "server/store.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "common/log.h"
+
+enum op_kind { OP_USER, OP_JOB, OP_EVENT };
+
+/* One queued write. Strings are owned by the op. */
+struct op {
+    enum op_kind kind;
+    int64_t id, time_ms;
+    char *a, *b, *c, *d; /* USER: name tenant role hash; JOB: user tenant state doc; EVENT: type detail */
+};
+
+struct batch {
+    struct batch *next;
+    uint64_t seq;
+    struct op *ops;
+    size_t n, cap;
+    bool ok;
+};
 
 struct sqlite_store {
     struct jz_store base;
-    sqlite3 *db;
-    bool in_txn;
-    sqlite3_stmt *begin, *commit, *user_put, *users_all, *job_put, *jobs_all, *job_max,
-        *event_add, *events_of;
+    sqlite3 *rdb; /* the loop's connection: reads only */
+    sqlite3 *wdb; /* the writer thread's connection */
+    sqlite3_stmt *users_all, *jobs_all, *job_max, *events_of;           /* on rdb */
+    sqlite3_stmt *begin, *commit, *rollback, *user_put, *job_put, *event_add; /* on wdb */
+
+    struct batch *open;       /* being filled by the loop (never NULL) */
+    uint64_t next_seq;        /* seq the open batch will get */
+    uint64_t done_seq;        /* newest batch reported to the loop */
+
+    pthread_t thread;
+    bool thread_started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv_work, cv_done;
+    struct batch *todo_head, **todo_tail; /* sealed, waiting for the writer */
+    struct batch *done_head, **done_tail; /* applied, waiting for the loop */
+    uint64_t applied_seq;                 /* newest batch the writer finished */
+    bool stopping;
+    int efd;                              /* eventfd: the writer signals completions */
 };
 
 static const char *schema_sql =
@@ -29,75 +68,243 @@ static const char *schema_sql =
     "  type TEXT NOT NULL, detail TEXT);"
     "CREATE INDEX IF NOT EXISTS job_events_job ON job_events(job_id, seq);";
 
-static int db_fail(struct sqlite_store *s, struct jz_error *err, const char *what)
+static struct batch *batch_new(void)
 {
-    return jz_error_set(err, JZ_EIO, "store: %s: %s", what, sqlite3_errmsg(s->db));
+    return calloc(1, sizeof(struct batch));
 }
 
-/* Opens the group transaction on the first write after a commit. */
-static int ensure_txn(struct sqlite_store *s, struct jz_error *err)
+static void batch_free(struct batch *b)
 {
-    if (s->in_txn)
-        return 0;
-    int rc = sqlite3_step(s->begin);
-    sqlite3_reset(s->begin);
-    if (rc != SQLITE_DONE)
-        return db_fail(s, err, "begin");
-    s->in_txn = true;
-    return 0;
+    if (!b)
+        return;
+    for (size_t i = 0; i < b->n; i++) {
+        free(b->ops[i].a);
+        free(b->ops[i].b);
+        free(b->ops[i].c);
+        free(b->ops[i].d);
+    }
+    free(b->ops);
+    free(b);
 }
 
-static void sq_close(struct jz_store *base)
+static struct op *batch_push(struct batch *b)
 {
-    struct sqlite_store *s = (struct sqlite_store *)base;
-    if (s->in_txn)
-        sqlite3_step(s->commit);
-    sqlite3_stmt *all[] = {s->begin,   s->commit,  s->user_put,  s->users_all, s->job_put,
-                           s->jobs_all, s->job_max, s->event_add, s->events_of};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-        sqlite3_finalize(all[i]);
-    sqlite3_close(s->db);
-    free(s);
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 64;
+        struct op *grown = realloc(b->ops, cap * sizeof *grown);
+        if (!grown)
+            return NULL;
+        b->ops = grown;
+        b->cap = cap;
+    }
+    struct op *o = &b->ops[b->n++];
+    memset(o, 0, sizeof *o);
+    return o;
 }
 
-static int sq_commit(struct jz_store *base, struct jz_error *err)
+static char *dup_or_null(const char *s)
 {
-    struct sqlite_store *s = (struct sqlite_store *)base;
-    if (!s->in_txn)
-        return 0;
-    int rc = sqlite3_step(s->commit);
-    sqlite3_reset(s->commit);
-    if (rc != SQLITE_DONE)
-        return db_fail(s, err, "commit");
-    s->in_txn = false;
-    return 0;
+    return s ? strdup(s) : NULL;
 }
 
-static bool sq_in_transaction(struct jz_store *base)
-{
-    return ((struct sqlite_store *)base)->in_txn;
-}
+/* --- the writer thread ------------------------------------------------------------------- */
 
-static int step_done(struct sqlite_store *s, sqlite3_stmt *st, struct jz_error *err,
-                     const char *what)
+static bool step_done(sqlite3 *db, sqlite3_stmt *st)
 {
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
-    return rc == SQLITE_DONE ? 0 : db_fail(s, err, what);
+    if (rc != SQLITE_DONE)
+        jz_log_error("store", "%s", sqlite3_errmsg(db));
+    return rc == SQLITE_DONE;
 }
+
+static bool apply(struct sqlite_store *s, struct batch *b)
+{
+    if (b->n == 0)
+        return true;
+    bool ok = step_done(s->wdb, s->begin);
+    for (size_t i = 0; ok && i < b->n; i++) {
+        struct op *o = &b->ops[i];
+        sqlite3_stmt *st = o->kind == OP_USER ? s->user_put
+                           : o->kind == OP_JOB ? s->job_put
+                                               : s->event_add;
+        switch (o->kind) {
+        case OP_USER:
+            sqlite3_bind_text(st, 1, o->a, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 2, o->b, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 3, o->c, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 4, o->d, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(st, 5, o->time_ms);
+            break;
+        case OP_JOB:
+            sqlite3_bind_int64(st, 1, o->id);
+            sqlite3_bind_text(st, 2, o->a, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 3, o->b, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 4, o->c, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 5, o->d, -1, SQLITE_STATIC);
+            break;
+        case OP_EVENT:
+            sqlite3_bind_int64(st, 1, o->id);
+            sqlite3_bind_int64(st, 2, o->time_ms);
+            sqlite3_bind_text(st, 3, o->a, -1, SQLITE_STATIC);
+            if (o->b)
+                sqlite3_bind_text(st, 4, o->b, -1, SQLITE_STATIC);
+            break;
+        }
+        ok = step_done(s->wdb, st);
+    }
+    if (ok)
+        ok = step_done(s->wdb, s->commit);
+    if (!ok)
+        step_done(s->wdb, s->rollback);
+    return ok;
+}
+
+static void *writer_main(void *arg)
+{
+    struct sqlite_store *s = arg;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->todo_head && !s->stopping)
+            pthread_cond_wait(&s->cv_work, &s->mu);
+        if (!s->todo_head && s->stopping)
+            break;
+        /* Take every sealed batch: they are applied in order, one transaction each, so a
+         * failure stays confined to the batch that caused it. */
+        struct batch *list = s->todo_head;
+        s->todo_head = NULL;
+        s->todo_tail = &s->todo_head;
+        pthread_mutex_unlock(&s->mu);
+        for (struct batch *b = list; b; b = b->next)
+            b->ok = apply(s, b);
+        pthread_mutex_lock(&s->mu);
+        struct batch *last = list;
+        while (last->next)
+            last = last->next;
+        *s->done_tail = list;
+        s->done_tail = &last->next;
+        s->applied_seq = last->seq;
+        pthread_cond_broadcast(&s->cv_done);
+        uint64_t one = 1;
+        if (write(s->efd, &one, sizeof one) < 0 && errno != EAGAIN)
+            jz_log_error("store", "cannot signal completion: %s", strerror(errno));
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* --- the loop's side ----------------------------------------------------------------------- */
 
 static int sq_user_put(struct jz_store *base, const struct jz_store_user *u, struct jz_error *err)
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
-    if (ensure_txn(s, err))
-        return err ? err->code : JZ_EIO;
-    sqlite3_bind_text(s->user_put, 1, u->name, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s->user_put, 2, u->tenant, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s->user_put, 3, u->role, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s->user_put, 4, u->token_hash, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s->user_put, 5, u->created_ms);
-    return step_done(s, s->user_put, err, "user_put");
+    struct op *o = batch_push(s->open);
+    if (!o)
+        return jz_error_set(err, JZ_ENOMEM, "out of memory");
+    o->kind = OP_USER;
+    o->a = strdup(u->name);
+    o->b = strdup(u->tenant);
+    o->c = strdup(u->role);
+    o->d = strdup(u->token_hash);
+    o->time_ms = u->created_ms;
+    return 0;
+}
+
+static int sq_job_put(struct jz_store *base, const json_t *job, struct jz_error *err)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    char *doc = json_dumps(job, JSON_COMPACT);
+    struct op *o = doc ? batch_push(s->open) : NULL;
+    if (!o) {
+        free(doc);
+        return jz_error_set(err, JZ_ENOMEM, "out of memory");
+    }
+    o->kind = OP_JOB;
+    o->id = json_integer_value(json_object_get(job, "id"));
+    o->a = dup_or_null(json_string_value(json_object_get(job, "user")));
+    o->b = dup_or_null(json_string_value(json_object_get(job, "tenant")));
+    o->c = dup_or_null(json_string_value(json_object_get(job, "state")));
+    o->d = doc;
+    return 0;
+}
+
+static int sq_event_add(struct jz_store *base, int64_t job_id, int64_t time_ms, const char *type,
+                        const char *detail, struct jz_error *err)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    struct op *o = batch_push(s->open);
+    if (!o)
+        return jz_error_set(err, JZ_ENOMEM, "out of memory");
+    o->kind = OP_EVENT;
+    o->id = job_id;
+    o->time_ms = time_ms;
+    o->a = strdup(type);
+    o->b = dup_or_null(detail);
+    return 0;
+}
+
+static uint64_t sq_seal(struct jz_store *base)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    struct batch *b = s->open, *fresh = batch_new();
+    if (!fresh)
+        abort(); /* a few bytes; nothing sensible is left to do */
+    b->seq = s->next_seq++;
+    s->open = fresh;
+    pthread_mutex_lock(&s->mu);
+    *s->todo_tail = b;
+    s->todo_tail = &b->next;
+    pthread_cond_signal(&s->cv_work);
+    pthread_mutex_unlock(&s->mu);
+    return b->seq;
+}
+
+static bool sq_busy(struct jz_store *base)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    return s->open->n > 0 || s->done_seq + 1 < s->next_seq;
+}
+
+static int sq_completion_fd(struct jz_store *base)
+{
+    return ((struct sqlite_store *)base)->efd;
+}
+
+static void sq_completions(struct jz_store *base, jz_store_done_fn fn, void *arg)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    uint64_t count;
+    while (read(s->efd, &count, sizeof count) > 0) {
+    }
+    pthread_mutex_lock(&s->mu);
+    struct batch *list = s->done_head;
+    s->done_head = NULL;
+    s->done_tail = &s->done_head;
+    pthread_mutex_unlock(&s->mu);
+    while (list) {
+        struct batch *next = list->next;
+        s->done_seq = list->seq;
+        if (fn)
+            fn(arg, list->seq, list->ok);
+        batch_free(list);
+        list = next;
+    }
+}
+
+static int sq_sync(struct jz_store *base, struct jz_error *err)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    uint64_t seq = sq_seal(base);
+    bool ok = true;
+    pthread_mutex_lock(&s->mu);
+    while (s->applied_seq < seq)
+        pthread_cond_wait(&s->cv_done, &s->mu);
+    for (struct batch *b = s->done_head; b; b = b->next)
+        ok &= b->ok;
+    pthread_mutex_unlock(&s->mu);
+    sq_completions(base, NULL, NULL);
+    return ok ? 0 : jz_error_set(err, JZ_EIO, "store: a write failed (see the log)");
 }
 
 static int sq_users_each(struct jz_store *base, jz_store_user_fn fn, void *arg,
@@ -117,27 +324,8 @@ static int sq_users_each(struct jz_store *base, jz_store_user_fn fn, void *arg,
     }
     sqlite3_reset(s->users_all);
     if (!stop && rc != SQLITE_DONE)
-        return db_fail(s, err, "users");
+        return jz_error_set(err, JZ_EIO, "store: users: %s", sqlite3_errmsg(s->rdb));
     return 0;
-}
-
-static int sq_job_put(struct jz_store *base, const json_t *job, struct jz_error *err)
-{
-    struct sqlite_store *s = (struct sqlite_store *)base;
-    if (ensure_txn(s, err))
-        return err ? err->code : JZ_EIO;
-    char *doc = json_dumps(job, JSON_COMPACT);
-    if (!doc)
-        return jz_error_set(err, JZ_ENOMEM, "out of memory");
-    sqlite3_bind_int64(s->job_put, 1, json_integer_value(json_object_get(job, "id")));
-    sqlite3_bind_text(s->job_put, 2, json_string_value(json_object_get(job, "user")), -1,
-                      SQLITE_STATIC);
-    sqlite3_bind_text(s->job_put, 3, json_string_value(json_object_get(job, "tenant")), -1,
-                      SQLITE_STATIC);
-    sqlite3_bind_text(s->job_put, 4, json_string_value(json_object_get(job, "state")), -1,
-                      SQLITE_STATIC);
-    sqlite3_bind_text(s->job_put, 5, doc, -1, free);
-    return step_done(s, s->job_put, err, "job_put");
 }
 
 static int sq_jobs_each(struct jz_store *base, jz_store_job_fn fn, void *arg, struct jz_error *err)
@@ -149,16 +337,17 @@ static int sq_jobs_each(struct jz_store *base, jz_store_job_fn fn, void *arg, st
         json_error_t jerr;
         json_t *job = json_loads(doc, 0, &jerr);
         if (!job) {
+            long long id = sqlite3_column_int64(s->jobs_all, 1);
             sqlite3_reset(s->jobs_all);
-            return jz_error_set(err, JZ_ECORRUPT, "store: job %lld has a corrupt record: %s",
-                                (long long)sqlite3_column_int64(s->jobs_all, 1), jerr.text);
+            return jz_error_set(err, JZ_ECORRUPT, "store: job %lld has a corrupt record: %s", id,
+                                jerr.text);
         }
         stop = fn(arg, job);
         json_decref(job);
     }
     sqlite3_reset(s->jobs_all);
     if (!stop && rc != SQLITE_DONE)
-        return db_fail(s, err, "jobs");
+        return jz_error_set(err, JZ_EIO, "store: jobs: %s", sqlite3_errmsg(s->rdb));
     return 0;
 }
 
@@ -170,20 +359,6 @@ static int64_t sq_job_max_id(struct jz_store *base)
         max = sqlite3_column_int64(s->job_max, 0);
     sqlite3_reset(s->job_max);
     return max;
-}
-
-static int sq_event_add(struct jz_store *base, int64_t job_id, int64_t time_ms, const char *type,
-                        const char *detail, struct jz_error *err)
-{
-    struct sqlite_store *s = (struct sqlite_store *)base;
-    if (ensure_txn(s, err))
-        return err ? err->code : JZ_EIO;
-    sqlite3_bind_int64(s->event_add, 1, job_id);
-    sqlite3_bind_int64(s->event_add, 2, time_ms);
-    sqlite3_bind_text(s->event_add, 3, type, -1, SQLITE_STATIC);
-    if (detail)
-        sqlite3_bind_text(s->event_add, 4, detail, -1, SQLITE_STATIC);
-    return step_done(s, s->event_add, err, "event_add");
 }
 
 static int sq_events_each(struct jz_store *base, int64_t job_id,
@@ -200,23 +375,77 @@ static int sq_events_each(struct jz_store *base, int64_t job_id,
     sqlite3_reset(s->events_of);
     sqlite3_clear_bindings(s->events_of);
     if (!stop && rc != SQLITE_DONE)
-        return db_fail(s, err, "events");
+        return jz_error_set(err, JZ_EIO, "store: events: %s", sqlite3_errmsg(s->rdb));
     return 0;
+}
+
+static void sq_close(struct jz_store *base)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    if (s->thread_started) {
+        struct jz_error err = {0};
+        if (sq_sync(base, &err))
+            jz_log_error("store", "%s", err.msg);
+        pthread_mutex_lock(&s->mu);
+        s->stopping = true;
+        pthread_cond_signal(&s->cv_work);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->thread, NULL);
+        pthread_mutex_destroy(&s->mu);
+        pthread_cond_destroy(&s->cv_work);
+        pthread_cond_destroy(&s->cv_done);
+    }
+    sqlite3_stmt *all[] = {s->users_all, s->jobs_all, s->job_max,  s->events_of, s->begin,
+                           s->commit,    s->rollback, s->user_put, s->job_put,   s->event_add};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        sqlite3_finalize(all[i]);
+    sqlite3_close(s->rdb);
+    sqlite3_close(s->wdb);
+    batch_free(s->open);
+    if (s->efd >= 0)
+        close(s->efd);
+    free(s);
 }
 
 static const struct jz_store_ops sqlite_ops = {
     .name = "sqlite",
     .close = sq_close,
-    .commit = sq_commit,
-    .in_transaction = sq_in_transaction,
     .user_put = sq_user_put,
-    .users_each = sq_users_each,
     .job_put = sq_job_put,
+    .event_add = sq_event_add,
+    .seal = sq_seal,
+    .busy = sq_busy,
+    .completion_fd = sq_completion_fd,
+    .completions = sq_completions,
+    .sync = sq_sync,
+    .users_each = sq_users_each,
     .jobs_each = sq_jobs_each,
     .job_max_id = sq_job_max_id,
-    .event_add = sq_event_add,
     .events_each = sq_events_each,
 };
+
+static int open_db(const char *path, sqlite3 **db, struct jz_error *err)
+{
+    if (sqlite3_open_v2(path, db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK)
+        return jz_error_set(err, JZ_EIO, "store: cannot open %s: %s", path,
+                            *db ? sqlite3_errmsg(*db) : "out of memory");
+    sqlite3_busy_timeout(*db, 5000);
+    char *msg = NULL;
+    if (sqlite3_exec(*db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", NULL, NULL,
+                     &msg) != SQLITE_OK) {
+        jz_error_set(err, JZ_EIO, "store: cannot set up %s: %s", path, msg ? msg : "?");
+        sqlite3_free(msg);
+        return JZ_EIO;
+    }
+    return 0;
+}
+
+static int prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st, struct jz_error *err)
+{
+    if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) != SQLITE_OK)
+        return jz_error_set(err, JZ_EIO, "store: %s: %s", sql, sqlite3_errmsg(db));
+    return 0;
+}
 
 int jz_store_sqlite_open(const char *path, struct jz_store **out, struct jz_error *err)
 {
@@ -224,59 +453,65 @@ int jz_store_sqlite_open(const char *path, struct jz_store **out, struct jz_erro
     if (!s)
         return jz_error_set(err, JZ_ENOMEM, "out of memory");
     s->base.ops = &sqlite_ops;
-    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
-        SQLITE_OK) {
-        jz_error_set(err, JZ_EIO, "store: cannot open %s: %s", path,
-                     s->db ? sqlite3_errmsg(s->db) : "out of memory");
+    s->efd = -1;
+    s->next_seq = 1;
+    s->todo_tail = &s->todo_head;
+    s->done_tail = &s->done_head;
+    s->open = batch_new();
+    int rc = JZ_ENOMEM;
+    if (!s->open)
         goto fail;
-    }
-    sqlite3_busy_timeout(s->db, 5000);
     char *msg = NULL;
-    if (sqlite3_exec(s->db,
-                     "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
-                     NULL, NULL, &msg) != SQLITE_OK ||
-        sqlite3_exec(s->db, schema_sql, NULL, NULL, &msg) != SQLITE_OK) {
-        jz_error_set(err, JZ_EIO, "store: cannot set up %s: %s", path, msg ? msg : "?");
+    if ((rc = open_db(path, &s->wdb, err)))
+        goto fail;
+    if (sqlite3_exec(s->wdb, schema_sql, NULL, NULL, &msg) != SQLITE_OK) {
+        rc = jz_error_set(err, JZ_EIO, "store: cannot create the schema in %s: %s", path,
+                          msg ? msg : "?");
         sqlite3_free(msg);
         goto fail;
     }
+    if ((rc = open_db(path, &s->rdb, err)))
+        goto fail;
     struct {
+        sqlite3 *db;
         sqlite3_stmt **st;
         const char *sql;
     } prep[] = {
-        {&s->begin, "BEGIN IMMEDIATE"},
-        {&s->commit, "COMMIT"},
-        {&s->user_put, "INSERT INTO users(name, tenant, role, token_hash, created_ms) "
-                       "VALUES(?,?,?,?,?)"},
-        {&s->users_all, "SELECT name, tenant, role, token_hash, created_ms FROM users ORDER BY name"},
-        {&s->job_put, "INSERT OR REPLACE INTO jobs(id, user, tenant, state, doc) VALUES(?,?,?,?,?)"},
-        {&s->jobs_all, "SELECT doc, id FROM jobs ORDER BY id"},
-        {&s->job_max, "SELECT COALESCE(MAX(id), 0) FROM jobs"},
-        {&s->event_add, "INSERT INTO job_events(job_id, time_ms, type, detail) VALUES(?,?,?,?)"},
-        {&s->events_of,
+        {s->wdb, &s->begin, "BEGIN IMMEDIATE"},
+        {s->wdb, &s->commit, "COMMIT"},
+        {s->wdb, &s->rollback, "ROLLBACK"},
+        {s->wdb, &s->user_put,
+         "INSERT INTO users(name, tenant, role, token_hash, created_ms) VALUES(?,?,?,?,?)"},
+        {s->wdb, &s->job_put,
+         "INSERT OR REPLACE INTO jobs(id, user, tenant, state, doc) VALUES(?,?,?,?,?)"},
+        {s->wdb, &s->event_add,
+         "INSERT INTO job_events(job_id, time_ms, type, detail) VALUES(?,?,?,?)"},
+        {s->rdb, &s->users_all,
+         "SELECT name, tenant, role, token_hash, created_ms FROM users ORDER BY name"},
+        {s->rdb, &s->jobs_all, "SELECT doc, id FROM jobs ORDER BY id"},
+        {s->rdb, &s->job_max, "SELECT COALESCE(MAX(id), 0) FROM jobs"},
+        {s->rdb, &s->events_of,
          "SELECT time_ms, type, detail FROM job_events WHERE job_id = ? ORDER BY seq"},
     };
-    for (size_t i = 0; i < sizeof prep / sizeof prep[0]; i++) {
-        if (sqlite3_prepare_v3(s->db, prep[i].sql, -1, SQLITE_PREPARE_PERSISTENT, prep[i].st,
-                               NULL) != SQLITE_OK) {
-            db_fail(s, err, prep[i].sql);
+    for (size_t i = 0; i < sizeof prep / sizeof prep[0]; i++)
+        if ((rc = prepare(prep[i].db, prep[i].sql, prep[i].st, err)))
             goto fail;
-        }
+    s->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (s->efd < 0) {
+        rc = jz_error_set(err, JZ_EIO, "store: eventfd: %s", strerror(errno));
+        goto fail;
     }
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv_work, NULL);
+    pthread_cond_init(&s->cv_done, NULL);
+    if (pthread_create(&s->thread, NULL, writer_main, s) != 0) {
+        rc = jz_error_set(err, JZ_EIO, "store: cannot start the writer thread");
+        goto fail;
+    }
+    s->thread_started = true;
     *out = &s->base;
     return 0;
 fail:
     sq_close(&s->base);
-    return err ? err->code : JZ_EIO;
-}
-
-void jz_store_user_free(struct jz_store_user *u)
-{
-    if (!u)
-        return;
-    free(u->name);
-    free(u->tenant);
-    free(u->role);
-    free(u->token_hash);
-    u->name = u->tenant = u->role = u->token_hash = NULL;
+    return rc;
 }
