@@ -27,6 +27,9 @@ static void test_backends(void **state)
     assert_non_null(strstr(e.msg, "tpu"));
     assert_string_equal(jz_kbackend_name(JZ_KBACKEND_OPENCL), "opencl");
     assert_true(jz_kbackend_built(JZ_KBACKEND_CPU));
+#ifdef JZ_TEST_HAVE_CUDA
+    assert_true(jz_kbackend_built(JZ_KBACKEND_CUDA));
+#endif
 
     size_t n = 99;
     assert_int_equal(jz_kdev_count(JZ_KBACKEND_CPU, &n, &e), 0);
@@ -85,9 +88,9 @@ static void test_checks(void **state)
     assert_int_equal(jz_kbuf_copy(a, 0, other, 0, 4, &e), JZ_EINVAL);
     /* sizes beyond the limit, and products that overflow */
     assert_int_equal(jz_k_fill(d, JZ_K_MAX_ELEMS + 1, 0, a, &e), JZ_ELIMIT);
-    assert_int_equal(jz_k_bias_act_forward(d, JZ_KACT_RELU, (size_t)1 << 20, (size_t)1 << 20, a,
-                                           NULL, b, &e),
-                     JZ_ELIMIT);
+    assert_int_equal(
+        jz_k_bias_act_forward(d, JZ_KACT_RELU, (size_t)1 << 20, (size_t)1 << 20, a, NULL, b, &e),
+        JZ_ELIMIT);
     assert_int_equal(jz_k_fill(d, 0, 0, a, &e), JZ_EINVAL);
     assert_int_equal(jz_k_bias_act_forward(d, (enum jz_kact)9, 2, 2, a, NULL, b, &e), JZ_EINVAL);
     assert_int_equal(jz_k_heat2d_step(d, 2, 8, 0.1f, a, b, &e), JZ_EINVAL);

@@ -1,0 +1,21 @@
+/* Pieces of the cpu backend kept in their own files for their compile flags. */
+#ifndef JZ_KERNELS_CPU_H
+#define JZ_KERNELS_CPU_H
+
+#include "../internal.h"
+
+/* All-pairs softened forces (nbody.c, built with fast math for the reciprocal square root). */
+int jzk_cpu_nbody_forces(void *d, size_t n, float soft2, void *pos, void *acc,
+                         struct jz_error *err);
+
+/* Work over [0, n) runs in `chunks` contiguous ranges, one per thread; chunk c gets
+ * [n*c/chunks, n*(c+1)/chunks). The chunk index lets reductions keep per-chunk partials. */
+typedef void jzk_range_fn(void *ctx, size_t chunk, size_t begin, size_t end);
+
+/* Runs fn over [0, n) on the calling thread and the pool (pool.c), with at least `grain` items
+ * per chunk (so small work runs inline), and returns when every chunk is done. Concurrent
+ * callers take turns. At most jzk_pool_threads() chunks. */
+void jzk_parallel_for(size_t n, size_t grain, jzk_range_fn *fn, void *ctx);
+size_t jzk_pool_threads(void);
+
+#endif
