@@ -326,7 +326,7 @@ static void field(const char *label, const char *fmt, ...)
     vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
     jz_cli_sanitize(raw, clean, sizeof clean);
-    printf("  %-16s%s\n", label, clean);
+    printf("  %-17s%s\n", label, clean);
 }
 
 static int cmp_str(const void *a, const void *b)
