@@ -326,7 +326,7 @@ static void field(const char *label, const char *fmt, ...)
     vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
     jz_cli_sanitize(raw, clean, sizeof clean);
-    printf("  %-17s%s\n", label, clean);
+    printf("  %-16s%s\n", label, clean);
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -365,7 +365,7 @@ static void show_job(const json_t *j)
     if (strcmp(state, "PENDING") == 0) {
         const char *est = jz_json_str(j, "estimated_start", NULL);
         jz_cli_time_local(est, a, sizeof a);
-        field("Estimated start:", "%s", est ? a : "unknown");
+        field("Est. start:", "%s", est ? a : "unknown");
     }
     json_t *res = json_object_get(j, "resources");
     int64_t gpus = jz_json_int(res, "gpus", 0);

@@ -431,7 +431,7 @@ static void test_queue_and_show(void **state)
     r = run_cli("show", "7", NULL);
     assert_int_equal(r.code, 0);
     assert_non_null(strstr(r.out, "Job 7 (job)\n"));
-    assert_non_null(strstr(r.out, "  State:           FAILED\n"));
+    assert_non_null(strstr(r.out, "  State:          FAILED\n"));
     assert_non_null(strstr(r.out, "  Exit code:      3\n"));
     assert_non_null(strstr(r.out, "  Progress:       50%  epoch 4/8\n"
                                   "  Metrics:        epoch = 4\n"
