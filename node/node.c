@@ -44,6 +44,16 @@ struct jz_node {
     size_t running;
 };
 
+static void worker_free(struct worker *w)
+{
+    if (w->ev)
+        event_free(w->ev);
+    if (w->fd >= 0)
+        close(w->fd);
+    free(w->line);
+    free(w);
+}
+
 static void worker_finish_if_done(struct worker *w)
 {
     if (!w->exited || !w->eof)
@@ -58,12 +68,7 @@ static void worker_finish_if_done(struct worker *w)
     struct jz_node_worker_cbs cbs = w->cbs;
     void *arg = w->arg;
     int status = w->status;
-    if (w->ev)
-        event_free(w->ev);
-    if (w->fd >= 0)
-        close(w->fd);
-    free(w->line);
-    free(w);
+    worker_free(w);
     cbs.on_exit(arg, status);
 }
 
@@ -171,12 +176,7 @@ void jz_node_destroy(struct jz_node *n)
         kill(w->pid, SIGKILL);
         if (!w->exited)
             waitpid(w->pid, NULL, 0);
-        if (w->ev)
-            event_free(w->ev);
-        if (w->fd >= 0)
-            close(w->fd);
-        free(w->line);
-        free(w);
+        worker_free(w);
     }
     if (n->sigchld)
         event_free(n->sigchld);

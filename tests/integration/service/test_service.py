@@ -125,6 +125,12 @@ class Service:
             time.sleep(0.05)
         raise AssertionError("job %d did not end: %s" % (job_id, j))
 
+    def wait_running(self, token, job_id, timeout=10):
+        deadline = time.time() + timeout
+        while self.job(token, job_id)["state"] != "RUNNING":
+            assert time.time() < deadline, self.job(token, job_id)
+            time.sleep(0.02)
+
     def add_user(self, name, tenant="physics", role="user"):
         status, j = self.http("POST", "/v1/admin/users",
                               {"name": name, "tenant": tenant, "role": role}, self.admin)
@@ -278,10 +284,7 @@ def test_cancel(svc):
     t = svc.admin
     big = svc.submit(t, batch(["sleep", "60"], gpus=8))
     waiting = svc.submit(t, batch(["true"], gpus=8))
-    deadline = time.time() + 10
-    while svc.job(t, big)["state"] != "RUNNING":
-        assert time.time() < deadline
-        time.sleep(0.02)
+    svc.wait_running(t, big)
     j = svc.job(t, waiting)
     assert j["state"] == "PENDING" and j["reason_code"] == "resources", j
     assert "8 GPUs" in j["reason"] and j["estimated_start"], j
@@ -470,19 +473,14 @@ def test_policy(svc):
     # Quota: physics may hold 2 GPUs at once.
     a1 = svc.submit(alice, batch(["sleep", "30"], gpus=2))
     a2 = svc.submit(alice, batch(["true"], gpus=2))
-    deadline = time.time() + 10
-    while svc.job(alice, a1)["state"] != "RUNNING":
-        assert time.time() < deadline
-        time.sleep(0.02)
+    svc.wait_running(alice, a1)
     j = svc.job(alice, a2)
     assert j["state"] == "PENDING" and j["reason_code"] == "quota", j
     rc, out, err = svc.cli("why", str(a2), token=alice)
     assert rc == 0 and "quota" in out, (rc, out, err)
     # Preemption: a preemptible job holds the other 6 GPUs; a guaranteed job needs 4 of them.
     b1 = svc.submit(bob, dict(batch(["sleep", "60"], gpus=6), preemptible=True))
-    while svc.job(bob, b1)["state"] != "RUNNING":
-        assert time.time() < deadline
-        time.sleep(0.02)
+    svc.wait_running(bob, b1)
     c1 = svc.submit(carol, dict(batch(["sh", "-c", "echo guaranteed"], gpus=4),
                                 **{"class": "guaranteed"}))
     j = svc.wait(carol, c1, timeout=30)
