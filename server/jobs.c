@@ -507,10 +507,13 @@ static json_t *build_spec(struct jz_jobs *jobs, struct jz_job *job,
     json_t *devices = json_array();
     for (size_t i = 0; i < job->ngpus; i++) {
         const struct jz_topo_gpu *g = jz_topo_gpu_at(topo, job->gpus[i]);
+        /* The ordinal is the device within its backend: CUDA renumbers the visible GPUs from
+         * 0; the cpu and OpenCL fallbacks have one device that every declared GPU maps to. */
+        const char *backend =
+            jz_node_gpu_backend(srv->node, job->gpus[i], srv->cfg.fallback_backend);
         json_array_append_new(
-            devices, json_pack("{s:s, s:i, s:i, s:s, s:s, s:I, s:i}", "backend",
-                               jz_node_gpu_backend(srv->node, job->gpus[i], srv->cfg.fallback_backend),
-                               "ordinal", (int)i, "node_index", (int)g->index, "pci_bus_id",
+            devices, json_pack("{s:s, s:i, s:i, s:s, s:s, s:I, s:i}", "backend", backend,
+                               "ordinal", strcmp(backend, "cuda") == 0 ? (int)i : 0, "node_index", (int)g->index, "pci_bus_id",
                                g->pci_bus_id, "model", g->model, "memory_bytes",
                                (json_int_t)g->memory_bytes, "numa_node", g->numa_os));
     }

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/cpulist.h"
 #include "common/strutil.h"
 #include "common/time.h"
 #include "worker/worker.h"
@@ -177,6 +178,23 @@ static int set_env(const struct jz_worker_spec *spec, struct jz_error *err)
         setenv("JAZARI_OUTPUT_DIR", spec->output_dir, 1) || setenv("JAZARI_BACKEND", backend, 1))
         return jz_error_set(err, JZ_ENOMEM, "cannot set the job environment");
     if (spec->checkpoint_dir && setenv("JAZARI_CHECKPOINT_DIR", spec->checkpoint_dir, 1))
+        return jz_error_set(err, JZ_ENOMEM, "cannot set the job environment");
+    /* Thread pools (OpenMP, OpenBLAS) size themselves to the machine unless told otherwise;
+     * on a shared node that oversubscribes the job's cores, and spinning idle OpenMP threads
+     * starve the others. Size them to the job's CPUs (no more than this machine has: a
+     * declared topology may list more) and make idle threads sleep. Values already in the
+     * environment win. */
+    int *cpus = NULL;
+    size_t ncpus = 0;
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    if (jz_cpulist_parse(spec->cpus ? spec->cpus : "", &cpus, &ncpus, NULL) == 0)
+        free(cpus);
+    if (ncpus == 0 || (online > 0 && ncpus > (size_t)online))
+        ncpus = online > 0 ? (size_t)online : 1;
+    char threads[24];
+    snprintf(threads, sizeof threads, "%zu", ncpus);
+    if (setenv("OMP_NUM_THREADS", threads, 0) || setenv("OPENBLAS_NUM_THREADS", threads, 0) ||
+        setenv("OMP_WAIT_POLICY", "PASSIVE", 0))
         return jz_error_set(err, JZ_ENOMEM, "cannot set the job environment");
     return 0;
 }

@@ -302,14 +302,16 @@ static void test_batch_success_bound(void **state)
                              "f=$JAZARI_OUTPUT_DIR/cpus.txt; "
                              "grep Cpus_allowed_list /proc/self/status | cut -f2 > $f; "
                              "echo $JAZARI_CPUS $JAZARI_NUM_GPUS \"[$CUDA_VISIBLE_DEVICES]\" "
-                             "$JAZARI_BACKEND $(pwd) >> $f",
+                             "$JAZARI_BACKEND $(pwd) $OMP_NUM_THREADS $OPENBLAS_NUM_THREADS "
+                             "$OMP_WAIT_POLICY >> $f",
                              "cpus", cpus, "bind", 1, "submit_dir", "/");
     run_worker(spec, ACT_NONE, &r);
     check_exit(&r, "succeeded", 0, 0);
     char *got = job_file(&r, "out/cpus.txt");
     assert_non_null(got);
     char want[64];
-    snprintf(want, sizeof want, "%d\n%d 0 [] cpu /\n", cpu, cpu);
+    /* Thread pools are sized to the job's one CPU, and idle OpenMP threads sleep. */
+    snprintf(want, sizeof want, "%d\n%d 0 [] cpu / 1 1 PASSIVE\n", cpu, cpu);
     assert_string_equal(got, want);
     free(got);
     run_free(&r);
@@ -567,6 +569,10 @@ static void test_bad_spec(void **state)
 
 int main(void)
 {
+    /* The worker keeps thread settings already in its environment: start from none. */
+    unsetenv("OMP_NUM_THREADS");
+    unsetenv("OPENBLAS_NUM_THREADS");
+    unsetenv("OMP_WAIT_POLICY");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_describe_ok),
         cmocka_unit_test(test_describe_refused),
