@@ -4,6 +4,7 @@
 #define JAZARI_ERROR_H
 
 #include <stdarg.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -38,14 +39,55 @@ struct jz_error {
     char msg[JZ_ERROR_MSG_MAX];
 };
 
+/* The helpers are inline so that plugins, which link nothing of the service, have them too. */
+
 /* Writes code and a formatted message into err (which may be NULL) and returns code,
  * so that callers can write `return jz_error_set(err, JZ_EINVAL, "...")`. */
-int jz_error_set(struct jz_error *err, int code, const char *fmt, ...)
+static inline int jz_error_setv(struct jz_error *err, int code, const char *fmt, va_list ap)
+{
+    if (err) {
+        err->code = code;
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+    }
+    return code;
+}
+
+static inline int jz_error_set(struct jz_error *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-int jz_error_setv(struct jz_error *err, int code, const char *fmt, va_list ap);
+static inline int jz_error_set(struct jz_error *err, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    jz_error_setv(err, code, fmt, ap);
+    va_end(ap);
+    return code;
+}
 
 /* A static, human-readable name for a code ("invalid argument"). */
-const char *jz_strerror(int code);
+static inline const char *jz_strerror(int code)
+{
+    switch (code) {
+    case JZ_OK: return "success";
+    case JZ_EINVAL: return "invalid argument";
+    case JZ_ENOMEM: return "out of memory";
+    case JZ_ENOENT: return "not found";
+    case JZ_EIO: return "input/output error";
+    case JZ_EBUSY: return "busy";
+    case JZ_ERANGE: return "out of range";
+    case JZ_EPERM: return "not permitted";
+    case JZ_EEXIST: return "already exists";
+    case JZ_ENOTSUP: return "not supported";
+    case JZ_EABI: return "ABI mismatch";
+    case JZ_EDEVICE: return "device error";
+    case JZ_ECANCELED: return "cancelled";
+    case JZ_ETIMEDOUT: return "timed out";
+    case JZ_EAGAIN: return "try again";
+    case JZ_ELIMIT: return "limit exceeded";
+    case JZ_ECORRUPT: return "corrupt data";
+    case JZ_EINTERNAL: return "internal error";
+    default: return "unknown error";
+    }
+}
 
 #ifdef __cplusplus
 }

@@ -2,7 +2,6 @@
  * which reads gzipped and plain files alike. */
 #define _GNU_SOURCE
 #include "dataset.h"
-#include "perr.h"
 
 #include <ctype.h>
 #include <stdbool.h>
@@ -42,18 +41,18 @@ int jz_idx_read(const char *path, float **values, size_t *rows, size_t *features
 {
     gzFile f = gzopen(path, "rb");
     if (!f)
-        return jz_perr(err, JZ_EIO, "cannot open %s: %s", path, strerror(errno));
+        return jz_error_set(err, JZ_EIO, "cannot open %s: %s", path, strerror(errno));
     int rc = 0;
     float *out = NULL;
     unsigned char *raw = NULL;
     unsigned char hdr[4];
     if (gz_full_read(f, hdr, 4) != 0 || hdr[0] != 0 || hdr[1] != 0) {
-        rc = jz_perr(err, JZ_ECORRUPT, "%s: not an IDX file (bad magic)", path);
+        rc = jz_error_set(err, JZ_ECORRUPT, "%s: not an IDX file (bad magic)", path);
         goto done;
     }
     unsigned type = hdr[2], ndims = hdr[3];
     if ((type != 0x08 && type != 0x0D) || ndims < 1 || ndims > 4) {
-        rc = jz_perr(err, JZ_ECORRUPT,
+        rc = jz_error_set(err, JZ_ECORRUPT,
                           "%s: unsupported IDX type 0x%02x with %u dims (want ubyte or float, 1-4 dims)",
                           path, type, ndims);
         goto done;
@@ -62,19 +61,19 @@ int jz_idx_read(const char *path, float **values, size_t *rows, size_t *features
     for (unsigned i = 0; i < ndims; i++) {
         unsigned char d[4];
         if (gz_full_read(f, d, 4) != 0) {
-            rc = jz_perr(err, JZ_ECORRUPT, "%s: truncated IDX header", path);
+            rc = jz_error_set(err, JZ_ECORRUPT, "%s: truncated IDX header", path);
             goto done;
         }
         dims[i] = (size_t)d[0] << 24 | (size_t)d[1] << 16 | (size_t)d[2] << 8 | d[3];
         if (dims[i] == 0 || dims[i] > JZ_DATASET_MAX_ELEMS || total > JZ_DATASET_MAX_ELEMS / dims[i]) {
-            rc = jz_perr(err, JZ_ELIMIT, "%s: IDX dimensions too large or zero (limit %zu values)",
+            rc = jz_error_set(err, JZ_ELIMIT, "%s: IDX dimensions too large or zero (limit %zu values)",
                               path, JZ_DATASET_MAX_ELEMS);
             goto done;
         }
         total *= dims[i];
     }
     if (dims[0] > JZ_DATASET_MAX_ROWS || total / dims[0] > JZ_DATASET_MAX_FEATURES) {
-        rc = jz_perr(err, JZ_ELIMIT, "%s: %zu rows of %zu values exceed the limits (%zu, %zu)",
+        rc = jz_error_set(err, JZ_ELIMIT, "%s: %zu rows of %zu values exceed the limits (%zu, %zu)",
                           path, dims[0], total / dims[0], JZ_DATASET_MAX_ROWS, JZ_DATASET_MAX_FEATURES);
         goto done;
     }
@@ -82,11 +81,11 @@ int jz_idx_read(const char *path, float **values, size_t *rows, size_t *features
     out = malloc(total * sizeof *out);
     raw = malloc(total * esize);
     if (!out || !raw) {
-        rc = jz_perr(err, JZ_ENOMEM, "%s: out of memory for %zu values", path, total);
+        rc = jz_error_set(err, JZ_ENOMEM, "%s: out of memory for %zu values", path, total);
         goto done;
     }
     if (gz_full_read(f, raw, total * esize) != 0) {
-        rc = jz_perr(err, JZ_ECORRUPT, "%s: truncated IDX data (want %zu values)", path, total);
+        rc = jz_error_set(err, JZ_ECORRUPT, "%s: truncated IDX data (want %zu values)", path, total);
         goto done;
     }
     if (esize == 1) {
@@ -98,7 +97,7 @@ int jz_idx_read(const char *path, float **values, size_t *rows, size_t *features
                          (uint32_t)raw[4 * i + 2] << 8 | raw[4 * i + 3];
             memcpy(&out[i], &u, 4);
             if (!isfinite(out[i])) {
-                rc = jz_perr(err, JZ_ECORRUPT, "%s: non-finite value at %zu", path, i);
+                rc = jz_error_set(err, JZ_ECORRUPT, "%s: non-finite value at %zu", path, i);
                 goto done;
             }
         }
@@ -120,12 +119,12 @@ static int labels_from_floats(const char *what, const float *v, size_t n, int32_
 {
     int32_t *y = malloc((n ? n : 1) * sizeof *y);
     if (!y)
-        return jz_perr(err, JZ_ENOMEM, "out of memory");
+        return jz_error_set(err, JZ_ENOMEM, "out of memory");
     int32_t maxc = -1;
     for (size_t i = 0; i < n; i++) {
         if (!(v[i] >= 0 && v[i] < JZ_DATASET_MAX_CLASSES) || v[i] != floorf(v[i])) {
             free(y);
-            return jz_perr(err, JZ_ECORRUPT, "%s: label %g at row %zu is not an integer in [0, %d)",
+            return jz_error_set(err, JZ_ECORRUPT, "%s: label %g at row %zu is not an integer in [0, %d)",
                                 what, (double)v[i], i, JZ_DATASET_MAX_CLASSES);
         }
         y[i] = (int32_t)v[i];
@@ -151,7 +150,7 @@ int jz_dataset_load_idx(const char *images_path, const char *labels_path, struct
             goto fail;
         if (lf != 1 || lr != ds.rows) {
             free(lv);
-            rc = jz_perr(err, JZ_ECORRUPT, "%s: %zu x %zu labels do not match %zu images of %s",
+            rc = jz_error_set(err, JZ_ECORRUPT, "%s: %zu x %zu labels do not match %zu images of %s",
                               labels_path, lr, lf, ds.rows, images_path);
             goto fail;
         }
@@ -200,7 +199,7 @@ int jz_dataset_load_csv(const char *path, size_t expect_features, struct jz_data
 {
     FILE *f = fopen(path, "r");
     if (!f)
-        return jz_perr(err, JZ_EIO, "cannot open %s: %s", path, strerror(errno));
+        return jz_error_set(err, JZ_EIO, "cannot open %s: %s", path, strerror(errno));
     int rc = 0;
     char *line = NULL;
     size_t cap = 0;
@@ -208,14 +207,14 @@ int jz_dataset_load_csv(const char *path, size_t expect_features, struct jz_data
     float *xs = NULL, *labels = NULL;
     size_t rows = 0, row_cap = 0, cols = 0, lineno = 0;
     if (!vals) {
-        rc = jz_perr(err, JZ_ENOMEM, "out of memory");
+        rc = jz_error_set(err, JZ_ENOMEM, "out of memory");
         goto done;
     }
     ssize_t len;
     while ((len = getline(&line, &cap, f)) >= 0) {
         lineno++;
         if ((size_t)len > JZ_CSV_MAX_LINE) {
-            rc = jz_perr(err, JZ_ELIMIT, "%s:%zu: line longer than %zu bytes", path, lineno,
+            rc = jz_error_set(err, JZ_ELIMIT, "%s:%zu: line longer than %zu bytes", path, lineno,
                               JZ_CSV_MAX_LINE);
             goto done;
         }
@@ -226,14 +225,14 @@ int jz_dataset_load_csv(const char *path, size_t expect_features, struct jz_data
             continue;
         long n = parse_csv_numbers(s, vals, JZ_DATASET_MAX_FEATURES + 1);
         if (n == -2) {
-            rc = jz_perr(err, JZ_ELIMIT, "%s:%zu: more than %zu columns", path, lineno,
+            rc = jz_error_set(err, JZ_ELIMIT, "%s:%zu: more than %zu columns", path, lineno,
                               JZ_DATASET_MAX_FEATURES + 1);
             goto done;
         }
         if (n < 0) {
             if (rows == 0 && cols == 0 && lineno == 1)
                 continue; /* a header line */
-            rc = jz_perr(err, JZ_ECORRUPT, "%s:%zu: not a line of numbers", path, lineno);
+            rc = jz_error_set(err, JZ_ECORRUPT, "%s:%zu: not a line of numbers", path, lineno);
             goto done;
         }
         if (cols == 0) {
@@ -241,14 +240,14 @@ int jz_dataset_load_csv(const char *path, size_t expect_features, struct jz_data
             bool ok = expect_features ? (cols == expect_features || cols == expect_features + 1)
                                       : cols >= 2;
             if (!ok) {
-                rc = jz_perr(err, JZ_ECORRUPT,
+                rc = jz_error_set(err, JZ_ECORRUPT,
                                   "%s:%zu: %zu columns, expected %s%zu", path, lineno, cols,
                                   expect_features ? "features (+1 label): " : "a label and features: >= ",
                                   expect_features ? expect_features : 2);
                 goto done;
             }
         } else if ((size_t)n != cols) {
-            rc = jz_perr(err, JZ_ECORRUPT, "%s:%zu: %ld columns where earlier lines had %zu",
+            rc = jz_error_set(err, JZ_ECORRUPT, "%s:%zu: %ld columns where earlier lines had %zu",
                               path, lineno, n, cols);
             goto done;
         }
@@ -259,19 +258,19 @@ int jz_dataset_load_csv(const char *path, size_t expect_features, struct jz_data
             if (nc > JZ_DATASET_MAX_ROWS)
                 nc = JZ_DATASET_MAX_ROWS;
             if (rows >= nc || nc * nf > JZ_DATASET_MAX_ELEMS) {
-                rc = jz_perr(err, JZ_ELIMIT, "%s: more than %zu rows or %zu values", path,
+                rc = jz_error_set(err, JZ_ELIMIT, "%s: more than %zu rows or %zu values", path,
                                   JZ_DATASET_MAX_ROWS, JZ_DATASET_MAX_ELEMS);
                 goto done;
             }
             float *nx = realloc(xs, nc * nf * sizeof *nx);
             if (!nx) {
-                rc = jz_perr(err, JZ_ENOMEM, "out of memory");
+                rc = jz_error_set(err, JZ_ENOMEM, "out of memory");
                 goto done;
             }
             xs = nx;
             float *nl = realloc(labels, nc * sizeof *nl);
             if (!nl) {
-                rc = jz_perr(err, JZ_ENOMEM, "out of memory");
+                rc = jz_error_set(err, JZ_ENOMEM, "out of memory");
                 goto done;
             }
             labels = nl;
@@ -282,7 +281,7 @@ int jz_dataset_load_csv(const char *path, size_t expect_features, struct jz_data
         rows++;
     }
     if (rows == 0) {
-        rc = jz_perr(err, JZ_ECORRUPT, "%s: no data rows", path);
+        rc = jz_error_set(err, JZ_ECORRUPT, "%s: no data rows", path);
         goto done;
     }
     struct jz_dataset ds = {.rows = rows};
@@ -325,11 +324,11 @@ static int load_pair(const char *dir, const char *img, const char *lab, const ch
         int rc = jz_dataset_load_csv(ip, expect, out, err);
         if (rc == 0 && !out->y) {
             jz_dataset_free(out);
-            return jz_perr(err, JZ_ECORRUPT, "%s: no label column", ip);
+            return jz_error_set(err, JZ_ECORRUPT, "%s: no label column", ip);
         }
         return rc;
     }
-    return jz_perr(err, JZ_ENOENT, "%s: neither %s[.gz] + %s[.gz] nor %s found", dir, img,
+    return jz_error_set(err, JZ_ENOENT, "%s: neither %s[.gz] + %s[.gz] nor %s found", dir, img,
                         lab, csv);
 }
 
@@ -346,7 +345,7 @@ int jz_dataset_load_dir(const char *dir, struct jz_dataset *train, struct jz_dat
     if (rc)
         goto fail;
     if (te.features != tr.features || !te.y) {
-        rc = jz_perr(err, JZ_ECORRUPT, "%s: test set has %zu features, training set %zu", dir,
+        rc = jz_error_set(err, JZ_ECORRUPT, "%s: test set has %zu features, training set %zu", dir,
                           te.features, tr.features);
         goto fail;
     }
@@ -367,7 +366,7 @@ int jz_dataset_load_input(const char *path, const char *labels_path, size_t expe
 {
     struct stat st;
     if (stat(path, &st) != 0)
-        return jz_perr(err, JZ_ENOENT, "input %s: %s", path, strerror(errno));
+        return jz_error_set(err, JZ_ENOENT, "input %s: %s", path, strerror(errno));
     if (S_ISDIR(st.st_mode))
         return load_pair(path, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", "test.csv",
                          expect_features, out, err);

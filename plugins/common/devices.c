@@ -1,6 +1,5 @@
 /* Device opening for plugins (see devices.h). */
 #include "devices.h"
-#include "perr.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -32,7 +31,7 @@ int jz_pdevs_open(jz_ctx_t *ctx, const struct jz_host *host, size_t max, struct 
         if (want > 0) {
             struct jz_device_info info = {.struct_size = sizeof info};
             if ((rc = host->device_get(ctx, i, &info)) != 0) {
-                jz_perr(err, rc, "cannot read device %zu of the job", i);
+                jz_error_set(err, rc, "cannot read device %zu of the job", i);
                 goto fail;
             }
             if ((rc = jz_kbackend_parse(info.backend, &b, err)) != 0)
@@ -43,7 +42,7 @@ int jz_pdevs_open(jz_ctx_t *ctx, const struct jz_host *host, size_t max, struct 
         if ((rc = jz_kdev_count(b, &count, err)) != 0)
             goto fail;
         if (count == 0) {
-            rc = jz_perr(err, JZ_ENOENT, "device %zu: backend %s has no device here", i,
+            rc = jz_error_set(err, JZ_ENOENT, "device %zu: backend %s has no device here", i,
                          jz_kbackend_name(b));
             goto fail;
         }
@@ -51,7 +50,7 @@ int jz_pdevs_open(jz_ctx_t *ctx, const struct jz_host *host, size_t max, struct 
             /* A real GPU that is not there is an error; the fallback backends stand in for
              * declared GPUs and have fewer devices than the job lists. */
             if (b == JZ_KBACKEND_CUDA) {
-                rc = jz_perr(err, JZ_ENOENT, "device %zu: cuda ordinal %d, but %zu GPU(s) visible", i,
+                rc = jz_error_set(err, JZ_ENOENT, "device %zu: cuda ordinal %d, but %zu GPU(s) visible", i,
                              ordinal, count);
                 goto fail;
             }

@@ -1,6 +1,5 @@
 /* Colour-mapped PNG output of 2-D fields with libpng (see image.h). */
 #include "image.h"
-#include "perr.h"
 
 #include <errno.h>
 #include <png.h>
@@ -32,21 +31,21 @@ int jz_png_write_field(const char *path, const float *field, size_t width, size_
                        float lo, float hi, struct jz_error *err)
 {
     if (width < 1 || height < 1 || width > JZ_PNG_MAX_SIDE || height > JZ_PNG_MAX_SIDE)
-        return jz_perr(err, JZ_ELIMIT, "PNG of %zu x %zu pixels (1..%d per side)", width, height,
+        return jz_error_set(err, JZ_ELIMIT, "PNG of %zu x %zu pixels (1..%d per side)", width, height,
                        JZ_PNG_MAX_SIDE);
     FILE *f = fopen(path, "wb");
     if (!f)
-        return jz_perr(err, JZ_EIO, "cannot create %s: %s", path, strerror(errno));
+        return jz_error_set(err, JZ_EIO, "cannot create %s: %s", path, strerror(errno));
     unsigned char *row = malloc(3 * width);
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
     png_infop info = png ? png_create_info_struct(png) : NULL;
     int rc = 0;
     if (!row || !png || !info) {
-        rc = jz_perr(err, JZ_ENOMEM, "out of memory for the PNG writer");
+        rc = jz_error_set(err, JZ_ENOMEM, "out of memory for the PNG writer");
         goto done;
     }
     if (setjmp(png_jmpbuf(png))) {
-        rc = jz_perr(err, JZ_EIO, "libpng failed writing %s", path);
+        rc = jz_error_set(err, JZ_EIO, "libpng failed writing %s", path);
         goto done;
     }
     png_init_io(png, f);
@@ -65,6 +64,6 @@ done:
         png_destroy_write_struct(&png, info ? &info : NULL);
     free(row);
     if (fclose(f) != 0 && rc == 0)
-        rc = jz_perr(err, JZ_EIO, "cannot close %s: %s", path, strerror(errno));
+        rc = jz_error_set(err, JZ_EIO, "cannot close %s: %s", path, strerror(errno));
     return rc;
 }

@@ -1,7 +1,6 @@
 /* MLP forward/backward on one device with the kernels API (see mlpdev.h). Weights are stored
  * input-major (in x out), so a layer is one GEMM z = x W with no transposes. */
 #include "mlpdev.h"
-#include "perr.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -164,7 +163,7 @@ int jz_mlpdev_reset_acc(struct jz_mlpdev *d, struct jz_error *err)
 int jz_mlpdev_forward(struct jz_mlpdev *d, size_t rows, struct jz_error *err)
 {
     if (rows < 1 || rows > d->rows_cap)
-        return jz_perr(err, JZ_EINVAL, "forward over %zu rows (1..%zu)", rows, d->rows_cap);
+        return jz_error_set(err, JZ_EINVAL, "forward over %zu rows (1..%zu)", rows, d->rows_cap);
     for (uint32_t l = 0; l < d->L; l++) {
         size_t in = d->sizes[l], out = d->sizes[l + 1];
         const jz_kbuf_t *src = l == 0 ? d->x : d->a[l - 1];
@@ -193,7 +192,7 @@ int jz_mlpdev_score(struct jz_mlpdev *d, size_t rows, struct jz_error *err)
 int jz_mlpdev_backward(struct jz_mlpdev *d, size_t rows, float scale, struct jz_error *err)
 {
     if (d->opt == JZ_MLPDEV_INFER)
-        return jz_perr(err, JZ_EINVAL, "backward on an inference-only model");
+        return jz_error_set(err, JZ_EINVAL, "backward on an inference-only model");
     if (rows == 0) {
         for (uint32_t l = 0; l < d->L; l++) {
             CK(jz_k_fill(d->dev, (size_t)d->sizes[l] * d->sizes[l + 1], 0, d->gw[l], err));

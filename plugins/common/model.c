@@ -2,7 +2,6 @@
  * weights and biases as float32, then a CRC-32 of everything before it. */
 #define _GNU_SOURCE
 #include "model.h"
-#include "perr.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -72,21 +71,21 @@ static int check_shape(uint32_t n_layers, const uint32_t *sizes, uint32_t activa
                        size_t *params, struct jz_error *err)
 {
     if (n_layers < 1 || n_layers > JZ_MLP_MAX_LAYERS)
-        return jz_perr(err, JZ_ECORRUPT, "model has %u layers (1..%d)", n_layers,
+        return jz_error_set(err, JZ_ECORRUPT, "model has %u layers (1..%d)", n_layers,
                             JZ_MLP_MAX_LAYERS);
     if (activation != JZ_MLP_RELU && activation != JZ_MLP_GELU)
-        return jz_perr(err, JZ_ECORRUPT, "unknown activation code %u", activation);
+        return jz_error_set(err, JZ_ECORRUPT, "unknown activation code %u", activation);
     size_t total = 2 * (size_t)sizes[0];
     for (uint32_t l = 0; l <= n_layers; l++)
         if (sizes[l] < 1 || sizes[l] > JZ_MLP_MAX_WIDTH)
-            return jz_perr(err, JZ_ECORRUPT, "layer width %u out of range (1..%u)", sizes[l],
+            return jz_error_set(err, JZ_ECORRUPT, "layer width %u out of range (1..%u)", sizes[l],
                                 JZ_MLP_MAX_WIDTH);
     if (sizes[n_layers] < 2)
-        return jz_perr(err, JZ_ECORRUPT, "a classifier needs at least 2 classes");
+        return jz_error_set(err, JZ_ECORRUPT, "a classifier needs at least 2 classes");
     for (uint32_t l = 0; l < n_layers; l++)
         total += (size_t)sizes[l] * sizes[l + 1] + sizes[l + 1];
     if (total > JZ_MLP_MAX_PARAMS)
-        return jz_perr(err, JZ_ELIMIT, "model has %zu numbers (limit %zu)", total,
+        return jz_error_set(err, JZ_ELIMIT, "model has %zu numbers (limit %zu)", total,
                             JZ_MLP_MAX_PARAMS);
     *params = total;
     return 0;
@@ -111,7 +110,7 @@ int jz_mlp_alloc(struct jz_mlp *m, uint32_t n_layers, const uint32_t *sizes, uin
     }
     if (!ok) {
         jz_mlp_free(&t);
-        return jz_perr(err, JZ_ENOMEM, "out of memory for a model of %zu numbers", params);
+        return jz_error_set(err, JZ_ENOMEM, "out of memory for a model of %zu numbers", params);
     }
     *m = t;
     return 0;
@@ -166,7 +165,7 @@ int jz_mlp_encode(const struct jz_mlp *m, uint8_t **buf, size_t *len, struct jz_
         jz_bytes_u32(&b, jz_crc32(b.data, b.len));
     if (b.failed) {
         free(b.data);
-        return jz_perr(err, JZ_ENOMEM, "out of memory encoding the model");
+        return jz_error_set(err, JZ_ENOMEM, "out of memory encoding the model");
     }
     *buf = b.data;
     *len = b.len;
@@ -184,10 +183,10 @@ static bool all_finite(const float *v, size_t n)
 int jz_mlp_decode(const uint8_t *buf, size_t len, struct jz_mlp *m, struct jz_error *err)
 {
     if (len < HEADER_BYTES + 4)
-        return jz_perr(err, JZ_ECORRUPT, "model file truncated: %zu bytes is shorter than the header",
+        return jz_error_set(err, JZ_ECORRUPT, "model file truncated: %zu bytes is shorter than the header",
                             len);
     if (memcmp(buf, JZ_MLP_MAGIC, 8) != 0)
-        return jz_perr(err, JZ_ECORRUPT, "not a Jazari MLP model file (bad magic)");
+        return jz_error_set(err, JZ_ECORRUPT, "not a Jazari MLP model file (bad magic)");
     struct jz_reader r = {buf + 8, len - 8};
     uint32_t version = 0, act = 0, n_layers = 0, flags = 0;
     uint64_t payload = 0;
@@ -197,35 +196,35 @@ int jz_mlp_decode(const uint8_t *buf, size_t len, struct jz_mlp *m, struct jz_er
     jz_reader_u32(&r, &flags);
     jz_reader_u64(&r, &payload);
     if (version != JZ_MLP_VERSION)
-        return jz_perr(err, JZ_ECORRUPT, "model format version %u is not supported (this build reads %u)",
+        return jz_error_set(err, JZ_ECORRUPT, "model format version %u is not supported (this build reads %u)",
                             version, JZ_MLP_VERSION);
     if (n_layers < 1 || n_layers > JZ_MLP_MAX_LAYERS)
-        return jz_perr(err, JZ_ECORRUPT, "model has %u layers (1..%d)", n_layers,
+        return jz_error_set(err, JZ_ECORRUPT, "model has %u layers (1..%d)", n_layers,
                             JZ_MLP_MAX_LAYERS);
     if (flags != 0)
-        return jz_perr(err, JZ_ECORRUPT, "model has unknown flags 0x%x", flags);
+        return jz_error_set(err, JZ_ECORRUPT, "model has unknown flags 0x%x", flags);
     uint32_t sizes[JZ_MLP_MAX_LAYERS + 1];
     if (jz_reader_take(&r, sizes, 4ull * (n_layers + 1)) != 0)
-        return jz_perr(err, JZ_ECORRUPT, "model file truncated inside the layer sizes");
+        return jz_error_set(err, JZ_ECORRUPT, "model file truncated inside the layer sizes");
     size_t params;
     int rc = check_shape(n_layers, sizes, act, &params, err);
     if (rc)
-        return rc == JZ_ELIMIT ? rc : jz_perr(err, JZ_ECORRUPT, "bad model shape: %s", err ? err->msg : "");
+        return rc == JZ_ELIMIT ? rc : jz_error_set(err, JZ_ECORRUPT, "bad model shape: %s", err ? err->msg : "");
     uint64_t want_payload = 4ull * (n_layers + 1) + 4ull * params;
     if (payload != want_payload)
-        return jz_perr(err, JZ_ECORRUPT, "model header says %llu payload bytes, its shape needs %llu",
+        return jz_error_set(err, JZ_ECORRUPT, "model header says %llu payload bytes, its shape needs %llu",
                             (unsigned long long)payload, (unsigned long long)want_payload);
     size_t want = HEADER_BYTES + want_payload + 4;
     if (len < want)
-        return jz_perr(err, JZ_ECORRUPT, "model file truncated: %zu of %zu bytes", len, want);
+        return jz_error_set(err, JZ_ECORRUPT, "model file truncated: %zu of %zu bytes", len, want);
     if (len > want)
-        return jz_perr(err, JZ_ECORRUPT, "model file has %zu trailing bytes after %zu", len - want,
+        return jz_error_set(err, JZ_ECORRUPT, "model file has %zu trailing bytes after %zu", len - want,
                             want);
     uint32_t stored;
     memcpy(&stored, buf + len - 4, 4);
     uint32_t actual = jz_crc32(buf, len - 4);
     if (stored != actual)
-        return jz_perr(err, JZ_ECORRUPT, "model file checksum mismatch (stored %08x, computed %08x): corrupt",
+        return jz_error_set(err, JZ_ECORRUPT, "model file checksum mismatch (stored %08x, computed %08x): corrupt",
                             stored, actual);
     struct jz_mlp t;
     if ((rc = jz_mlp_alloc(&t, n_layers, sizes, act, err)))
@@ -243,7 +242,7 @@ int jz_mlp_decode(const uint8_t *buf, size_t len, struct jz_mlp *m, struct jz_er
     }
     if (!ok) {
         jz_mlp_free(&t);
-        return jz_perr(err, JZ_ECORRUPT, "model holds non-finite numbers or a non-positive std");
+        return jz_error_set(err, JZ_ECORRUPT, "model holds non-finite numbers or a non-positive std");
     }
     *m = t;
     return 0;
@@ -254,22 +253,22 @@ int jz_file_read_all(const char *path, size_t max, uint8_t **buf, size_t *len,
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return jz_perr(err, JZ_EIO, "cannot open %s: %s", path, strerror(errno));
+        return jz_error_set(err, JZ_EIO, "cannot open %s: %s", path, strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(fd);
-        return jz_perr(err, JZ_EIO, "%s is not a regular file", path);
+        return jz_error_set(err, JZ_EIO, "%s is not a regular file", path);
     }
     if ((uint64_t)st.st_size > max) {
         close(fd);
-        return jz_perr(err, JZ_ELIMIT, "%s is %lld bytes (limit %zu)", path,
+        return jz_error_set(err, JZ_ELIMIT, "%s is %lld bytes (limit %zu)", path,
                             (long long)st.st_size, max);
     }
     size_t n = (size_t)st.st_size;
     uint8_t *b = malloc(n ? n : 1);
     if (!b) {
         close(fd);
-        return jz_perr(err, JZ_ENOMEM, "out of memory reading %s", path);
+        return jz_error_set(err, JZ_ENOMEM, "out of memory reading %s", path);
     }
     size_t got = 0;
     while (got < n) {
@@ -283,7 +282,7 @@ int jz_file_read_all(const char *path, size_t max, uint8_t **buf, size_t *len,
     close(fd);
     if (got != n) {
         free(b);
-        return jz_perr(err, JZ_EIO, "short read on %s", path);
+        return jz_error_set(err, JZ_EIO, "short read on %s", path);
     }
     *buf = b;
     *len = n;
@@ -294,10 +293,10 @@ int jz_file_write_atomic(const char *path, const void *buf, size_t len, struct j
 {
     char tmp[4200];
     if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp)
-        return jz_perr(err, JZ_ERANGE, "path too long: %s", path);
+        return jz_error_set(err, JZ_ERANGE, "path too long: %s", path);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
-        return jz_perr(err, JZ_EIO, "cannot create %s: %s", tmp, strerror(errno));
+        return jz_error_set(err, JZ_EIO, "cannot create %s: %s", tmp, strerror(errno));
     const uint8_t *p = buf;
     size_t left = len;
     while (left > 0) {
@@ -308,18 +307,18 @@ int jz_file_write_atomic(const char *path, const void *buf, size_t len, struct j
             int e = errno;
             close(fd);
             unlink(tmp);
-            return jz_perr(err, JZ_EIO, "cannot write %s: %s", tmp, strerror(e));
+            return jz_error_set(err, JZ_EIO, "cannot write %s: %s", tmp, strerror(e));
         }
         p += k;
         left -= (size_t)k;
     }
     if (fsync(fd) != 0 || close(fd) != 0) {
         unlink(tmp);
-        return jz_perr(err, JZ_EIO, "cannot flush %s: %s", tmp, strerror(errno));
+        return jz_error_set(err, JZ_EIO, "cannot flush %s: %s", tmp, strerror(errno));
     }
     if (rename(tmp, path) != 0) {
         unlink(tmp);
-        return jz_perr(err, JZ_EIO, "cannot rename %s: %s", tmp, strerror(errno));
+        return jz_error_set(err, JZ_EIO, "cannot rename %s: %s", tmp, strerror(errno));
     }
     return 0;
 }

@@ -16,7 +16,6 @@
 #include "devices.h"
 #include "mlpdev.h"
 #include "model.h"
-#include "perr.h"
 
 static const struct jz_param_spec infer_params[] = {
     {.name = "model", .type = JZ_PARAM_STRING, .required = true, .min = 1, .max = 4096,
@@ -96,10 +95,10 @@ static int write_outputs(jz_ctx_t *ctx, const struct jz_host *host, struct infer
     size_t C = s->model.sizes[s->model.n_layers];
     int rc = host->artifact_path(ctx, "predictions.csv", path, sizeof path);
     if (rc)
-        return jz_perr(&s->err, rc, "cannot name predictions.csv");
+        return jz_error_set(&s->err, rc, "cannot name predictions.csv");
     FILE *f = fopen(path, "w");
     if (!f)
-        return jz_perr(&s->err, JZ_EIO, "cannot create %s: %s", path, strerror(errno));
+        return jz_error_set(&s->err, JZ_EIO, "cannot create %s: %s", path, strerror(errno));
     fprintf(f, s->in.y ? "index,prediction,confidence,label\n" : "index,prediction,confidence\n");
     size_t correct = 0;
     for (size_t i = 0; i < s->in.rows; i++) {
@@ -111,13 +110,13 @@ static int write_outputs(jz_ctx_t *ctx, const struct jz_host *host, struct infer
         }
     }
     if (fclose(f) != 0)
-        return jz_perr(&s->err, JZ_EIO, "cannot write %s", path);
+        return jz_error_set(&s->err, JZ_EIO, "cannot write %s", path);
     if (!s->in.y)
         return 0;
     *accuracy = (double)correct / (double)s->in.rows;
     uint64_t *cm = calloc(C * C, sizeof *cm);
     if (!cm)
-        return jz_perr(&s->err, JZ_ENOMEM, "out of memory");
+        return jz_error_set(&s->err, JZ_ENOMEM, "out of memory");
     for (size_t i = 0; i < s->in.rows; i++)
         cm[(size_t)s->in.y[i] * C + (size_t)s->pred[i]]++;
     if ((rc = host->artifact_path(ctx, "confusion.csv", path, sizeof path)) == 0) {
@@ -135,12 +134,12 @@ static int write_outputs(jz_ctx_t *ctx, const struct jz_host *host, struct infer
                 fputc('\n', f);
             }
             if (fclose(f) != 0)
-                rc = jz_perr(&s->err, JZ_EIO, "cannot write %s", path);
+                rc = jz_error_set(&s->err, JZ_EIO, "cannot write %s", path);
         } else {
-            rc = jz_perr(&s->err, JZ_EIO, "cannot create %s: %s", path, strerror(errno));
+            rc = jz_error_set(&s->err, JZ_EIO, "cannot create %s: %s", path, strerror(errno));
         }
     } else {
-        jz_perr(&s->err, rc, "cannot name confusion.csv");
+        jz_error_set(&s->err, rc, "cannot name confusion.csv");
     }
     free(cm);
     return rc;
@@ -159,11 +158,11 @@ static int infer_run(jz_ctx_t *ctx, const struct jz_host *host)
     const char *labels = host->param_string(ctx, "labels");
     size_t batch = (size_t)host->param_int(ctx, "batch_size");
     if (!model_path || !input) {
-        rc = jz_perr(&s->err, JZ_EINVAL, "model and input are required");
+        rc = jz_error_set(&s->err, JZ_EINVAL, "model and input are required");
         goto fail;
     }
     if (strncmp(model_path, "job:", 4) == 0) {
-        rc = jz_perr(&s->err, JZ_EINVAL,
+        rc = jz_error_set(&s->err, JZ_EINVAL,
                      "model %s was not resolved to a file by the service (use job:ID/NAME)", model_path);
         goto fail;
     }
@@ -173,13 +172,13 @@ static int infer_run(jz_ctx_t *ctx, const struct jz_host *host)
     if ((rc = jz_dataset_load_input(input, labels, F, &s->in, &s->err)))
         goto fail;
     if (s->in.features != F) {
-        rc = jz_perr(&s->err, JZ_EINVAL,
+        rc = jz_error_set(&s->err, JZ_EINVAL,
                      "the model does not match the input: it takes %zu features, %s has %zu", F,
                      input, s->in.features);
         goto fail;
     }
     if (s->in.y && (size_t)s->in.classes > C) {
-        rc = jz_perr(&s->err, JZ_EINVAL,
+        rc = jz_error_set(&s->err, JZ_EINVAL,
                      "the model does not match the input: it has %zu classes, %s has label %d", C,
                      input, s->in.classes - 1);
         goto fail;
@@ -192,7 +191,7 @@ static int infer_run(jz_ctx_t *ctx, const struct jz_host *host)
     if (batch > s->in.rows)
         batch = s->in.rows;
     if ((double)batch * (double)F > (double)JZ_DATASET_MAX_ELEMS / 4) {
-        rc = jz_perr(&s->err, JZ_ELIMIT, "batch_size %zu x %zu features exceeds %zu values", batch,
+        rc = jz_error_set(&s->err, JZ_ELIMIT, "batch_size %zu x %zu features exceeds %zu values", batch,
                      F, JZ_DATASET_MAX_ELEMS / 4);
         goto fail;
     }
@@ -206,7 +205,7 @@ static int infer_run(jz_ctx_t *ctx, const struct jz_host *host)
     s->probs = malloc(batch * C * sizeof *s->probs);
     s->neg = malloc(batch * sizeof *s->neg);
     if (!s->pred || !s->conf || !s->probs || !s->neg) {
-        rc = jz_perr(&s->err, JZ_ENOMEM, "out of memory for %zu predictions", s->in.rows);
+        rc = jz_error_set(&s->err, JZ_ENOMEM, "out of memory for %zu predictions", s->in.rows);
         goto fail;
     }
     for (size_t i = 0; i < batch; i++)

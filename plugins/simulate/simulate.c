@@ -15,7 +15,6 @@
 #include "devices.h"
 #include "image.h"
 #include "model.h"
-#include "perr.h"
 
 #define MAX_CELLS ((size_t)1 << 28)
 #define MAX_BODIES 262144
@@ -87,7 +86,7 @@ static int write_snapshot(jz_ctx_t *ctx, const struct jz_host *host, const char 
     char path[4096];
     int rc = host->artifact_path(ctx, name, path, sizeof path);
     if (rc)
-        return jz_perr(err, rc, "cannot name artifact %s", name);
+        return jz_error_set(err, rc, "cannot name artifact %s", name);
     struct jz_bytes b = {0};
     jz_bytes_put(&b, magic, 8);
     for (size_t i = 0; i < nwords; i++)
@@ -99,7 +98,7 @@ static int write_snapshot(jz_ctx_t *ctx, const struct jz_host *host, const char 
         jz_bytes_u32(&b, jz_crc32(b.data, b.len));
     if (b.failed) {
         free(b.data);
-        return jz_perr(err, JZ_ENOMEM, "out of memory for a snapshot");
+        return jz_error_set(err, JZ_ENOMEM, "out of memory for a snapshot");
     }
     rc = jz_file_write_atomic(path, b.data, b.len, err);
     free(b.data);
@@ -261,9 +260,9 @@ static int run_heat(jz_ctx_t *ctx, const struct jz_host *host, struct jz_error *
                                                : BC_DIRICHLET;
     int64_t steps = host->param_int(ctx, "steps"), nsnap = host->param_int(ctx, "snapshots");
     if (h.dims == 3 && h.alpha > 1.0 / 6)
-        return jz_perr(err, JZ_EINVAL, "alpha %g is unstable in 3D (at most 1/6)", h.alpha);
+        return jz_error_set(err, JZ_EINVAL, "alpha %g is unstable in 3D (at most 1/6)", h.alpha);
     if (h.nx * h.ny > MAX_CELLS || h.nx * h.ny * h.nz > MAX_CELLS)
-        return jz_perr(err, JZ_ELIMIT, "grid of %zu x %zu x %zu cells exceeds %zu", h.nx, h.ny,
+        return jz_error_set(err, JZ_ELIMIT, "grid of %zu x %zu x %zu cells exceeds %zu", h.nx, h.ny,
                        h.nz, MAX_CELLS);
     h.plane = h.dims == 3 ? h.nx * h.ny : h.nx;
     h.planes = h.dims == 3 ? h.nz : h.ny;
@@ -275,7 +274,7 @@ static int run_heat(jz_ctx_t *ctx, const struct jz_host *host, struct jz_error *
     h.field = malloc(h.cells * sizeof(float));
     stage = malloc(h.plane * sizeof(float));
     if (!h.field || !stage) {
-        rc = jz_perr(err, JZ_ENOMEM, "out of memory for %zu cells", h.cells);
+        rc = jz_error_set(err, JZ_ENOMEM, "out of memory for %zu cells", h.cells);
         goto done;
     }
     for (size_t z = 0; z < h.nz; z++)
@@ -308,7 +307,7 @@ static int run_heat(jz_ctx_t *ctx, const struct jz_host *host, struct jz_error *
     double t0 = now_s(), last_progress = t0;
     for (int64_t step = 1; step <= steps; step++) {
         if (host->cancelled(ctx)) {
-            rc = jz_perr(err, JZ_ECANCELED, "cancelled at step %lld", (long long)step);
+            rc = jz_error_set(err, JZ_ECANCELED, "cancelled at step %lld", (long long)step);
             goto done;
         }
         for (size_t d = 0; d < h.k; d++) {
@@ -360,7 +359,7 @@ static int run_heat(jz_ctx_t *ctx, const struct jz_host *host, struct jz_error *
     /* The PNG: the field (2D) or its middle z plane (3D). */
     char path[4096];
     if ((rc = host->artifact_path(ctx, "heat.png", path, sizeof path)) != 0) {
-        jz_perr(err, rc, "cannot name heat.png");
+        jz_error_set(err, rc, "cannot name heat.png");
         goto done;
     }
     size_t zmid = h.dims == 3 ? h.nz / 2 : 0;
@@ -514,7 +513,7 @@ static int run_nbody(jz_ctx_t *ctx, const struct jz_host *host, struct jz_error 
     b.mass = malloc(4 * b.n);
     float *masked = malloc(16 * b.n);
     if (!b.hpos || !b.hvel || !b.hacc || !b.mass || !masked) {
-        rc = jz_perr(err, JZ_ENOMEM, "out of memory for %zu bodies", b.n);
+        rc = jz_error_set(err, JZ_ENOMEM, "out of memory for %zu bodies", b.n);
         goto done;
     }
     plummer(b.n, (uint64_t)host->param_int(ctx, "seed"), b.hpos, b.hvel);
@@ -547,7 +546,7 @@ static int run_nbody(jz_ctx_t *ctx, const struct jz_host *host, struct jz_error 
         goto done;
     for (int64_t step = 1; step <= steps; step++) {
         if (host->cancelled(ctx)) {
-            rc = jz_perr(err, JZ_ECANCELED, "cancelled at step %lld", (long long)step);
+            rc = jz_error_set(err, JZ_ECANCELED, "cancelled at step %lld", (long long)step);
             goto done;
         }
         if ((rc = nbody_kick(&b, 0.5f * b.dt, err)))
@@ -573,7 +572,7 @@ static int run_nbody(jz_ctx_t *ctx, const struct jz_host *host, struct jz_error 
             /* positions (x, y, z, mass) then velocities (x, y, z, 0) */
             float *both = malloc(32 * b.n);
             if (!both) {
-                rc = jz_perr(err, JZ_ENOMEM, "out of memory");
+                rc = jz_error_set(err, JZ_ENOMEM, "out of memory");
                 goto done;
             }
             memcpy(both, b.hpos, 16 * b.n);

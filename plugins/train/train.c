@@ -15,7 +15,6 @@
 #include "devices.h"
 #include "mlpdev.h"
 #include "model.h"
-#include "perr.h"
 
 #define MAX_HIDDEN (JZ_MLP_MAX_LAYERS - 1)
 #define CKPT_MAGIC "JZTRCKP1"
@@ -149,14 +148,14 @@ static int save_checkpoint(struct trainer *t)
     struct jz_error *err = &t->err;
     int rc = t->host->checkpoint_begin(t->ctx, path, sizeof path);
     if (rc)
-        return jz_perr(err, rc, "no checkpoint path from the host");
+        return jz_error_set(err, rc, "no checkpoint path from the host");
     size_t ns = jz_mlpdev_state_count(&t->md[0]);
     float *state = malloc((ns ? ns : 1) * sizeof *state);
     uint8_t *model = NULL;
     size_t model_len = 0;
     float acc[2];
     if (!state) {
-        rc = jz_perr(err, JZ_ENOMEM, "out of memory for the checkpoint");
+        rc = jz_error_set(err, JZ_ENOMEM, "out of memory for the checkpoint");
         goto done;
     }
     /* Every rank holds the same weights and state; rank 0's copy is the job's. */
@@ -191,13 +190,13 @@ static int save_checkpoint(struct trainer *t)
         jz_bytes_u32(&b, jz_crc32(b.data, b.len));
     if (b.failed) {
         free(b.data);
-        rc = jz_perr(err, JZ_ENOMEM, "out of memory for the checkpoint");
+        rc = jz_error_set(err, JZ_ENOMEM, "out of memory for the checkpoint");
         goto done;
     }
     rc = jz_file_write_atomic(path, b.data, b.len, err);
     free(b.data);
     if (rc == 0 && (rc = t->host->checkpoint_commit(t->ctx)) != 0)
-        jz_perr(err, rc, "checkpoint commit failed");
+        jz_error_set(err, rc, "checkpoint commit failed");
 done:
     free(state);
     free(model);
@@ -222,12 +221,12 @@ static int load_checkpoint(struct trainer *t, const char *path)
     uint64_t epoch = 0, next_batch = 0, step = 0, model_len = 0, ns = 0;
     double loss = 0, correct = 0, seen = 0, secs = 0;
     if (len < 12 || memcmp(buf, CKPT_MAGIC, 8) != 0) {
-        rc = jz_perr(err, JZ_ECORRUPT, "%s is not a train checkpoint", path);
+        rc = jz_error_set(err, JZ_ECORRUPT, "%s is not a train checkpoint", path);
         goto done;
     }
     memcpy(&crc, buf + len - 4, 4);
     if (crc != jz_crc32(buf, len - 4)) {
-        rc = jz_perr(err, JZ_ECORRUPT, "checkpoint %s: checksum mismatch", path);
+        rc = jz_error_set(err, JZ_ECORRUPT, "checkpoint %s: checksum mismatch", path);
         goto done;
     }
     r.left -= 4;
@@ -235,11 +234,11 @@ static int load_checkpoint(struct trainer *t, const char *path)
         jz_reader_u64(&r, &epoch) || jz_reader_u64(&r, &next_batch) || jz_reader_u64(&r, &step) ||
         jz_reader_f64(&r, &loss) || jz_reader_f64(&r, &correct) || jz_reader_f64(&r, &seen) ||
         jz_reader_f64(&r, &secs) || jz_reader_u64(&r, &model_len) || model_len > r.left) {
-        rc = jz_perr(err, JZ_ECORRUPT, "checkpoint %s: truncated header", path);
+        rc = jz_error_set(err, JZ_ECORRUPT, "checkpoint %s: truncated header", path);
         goto done;
     }
     if (version != CKPT_VERSION) {
-        rc = jz_perr(err, JZ_ECORRUPT, "checkpoint version %u not supported", version);
+        rc = jz_error_set(err, JZ_ECORRUPT, "checkpoint version %u not supported", version);
         goto done;
     }
     if ((rc = jz_mlp_decode(r.p, model_len, &m, err)))
@@ -249,19 +248,19 @@ static int load_checkpoint(struct trainer *t, const char *path)
     bool same = m.n_layers == t->model.n_layers && m.activation == t->model.activation &&
                 memcmp(m.sizes, t->model.sizes, (m.n_layers + 1) * sizeof m.sizes[0]) == 0;
     if (!same || opt != (uint32_t)t->opt) {
-        rc = jz_perr(err, JZ_ECORRUPT,
+        rc = jz_error_set(err, JZ_ECORRUPT,
                      "checkpoint was written for another network or optimizer; resubmit with the same "
                      "layers, activation and optimizer");
         goto done;
     }
     size_t want_ns = jz_mlpdev_state_count(&t->md[0]);
     if (jz_reader_u64(&r, &ns) || ns != want_ns || r.left != ns * sizeof(float)) {
-        rc = jz_perr(err, JZ_ECORRUPT, "checkpoint %s: optimizer state has the wrong size", path);
+        rc = jz_error_set(err, JZ_ECORRUPT, "checkpoint %s: optimizer state has the wrong size", path);
         goto done;
     }
     state = malloc((ns ? ns : 1) * sizeof *state);
     if (!state) {
-        rc = jz_perr(err, JZ_ENOMEM, "out of memory");
+        rc = jz_error_set(err, JZ_ENOMEM, "out of memory");
         goto done;
     }
     jz_reader_take(&r, state, ns * sizeof *state);
@@ -373,11 +372,11 @@ static int read_params(struct trainer *t, uint32_t *sizes, uint32_t *n_layers)
     jz_ctx_t *c = t->ctx;
     size_t nh = h->param_list_len(c, "layers");
     if (nh > MAX_HIDDEN)
-        return jz_perr(&t->err, JZ_ELIMIT, "at most %d hidden layers", MAX_HIDDEN);
+        return jz_error_set(&t->err, JZ_ELIMIT, "at most %d hidden layers", MAX_HIDDEN);
     for (size_t i = 0; i < nh; i++) {
         int64_t v = h->param_list_int(c, "layers", i);
         if (v < 1 || v > (int64_t)JZ_MLP_MAX_WIDTH)
-            return jz_perr(&t->err, JZ_EINVAL, "layers[%zu] = %lld is outside 1..%u", i,
+            return jz_error_set(&t->err, JZ_EINVAL, "layers[%zu] = %lld is outside 1..%u", i,
                            (long long)v, JZ_MLP_MAX_WIDTH);
         sizes[i + 1] = (uint32_t)v;
     }
@@ -393,7 +392,7 @@ static int read_params(struct trainer *t, uint32_t *sizes, uint32_t *n_layers)
     t->epochs = (size_t)h->param_int(c, "epochs");
     t->seed = (uint64_t)h->param_int(c, "seed");
     if (t->batch < 1 || t->epochs < 1 || !(t->lr > 0))
-        return jz_perr(&t->err, JZ_EINVAL, "batch_size, epochs and lr must be positive");
+        return jz_error_set(&t->err, JZ_EINVAL, "batch_size, epochs and lr must be positive");
     return 0;
 }
 
@@ -408,7 +407,7 @@ static int write_model(struct trainer *t)
     char path[4096];
     int rc = t->host->artifact_path(t->ctx, "model", path, sizeof path);
     if (rc)
-        return jz_perr(&t->err, rc, "cannot name the model artifact");
+        return jz_error_set(&t->err, rc, "cannot name the model artifact");
     if ((rc = jz_mlpdev_download(&t->md[0], &t->model, &t->err)))
         return rc;
     return jz_mlp_save(&t->model, path, &t->err);
@@ -429,7 +428,7 @@ static int train_run(jz_ctx_t *ctx, const struct jz_host *host)
         goto fail;
     const char *dir = host->param_string(ctx, "dataset");
     if (!dir || !*dir) {
-        rc = jz_perr(&t->err, JZ_EINVAL, "dataset is required");
+        rc = jz_error_set(&t->err, JZ_EINVAL, "dataset is required");
         goto fail;
     }
     double t0 = now_s();
@@ -438,17 +437,17 @@ static int train_run(jz_ctx_t *ctx, const struct jz_host *host)
     limit_rows(&t->train, host->param_int(ctx, "train_limit"));
     limit_rows(&t->test, host->param_int(ctx, "test_limit"));
     if (t->train.rows < 1 || t->train.classes < 2) {
-        rc = jz_perr(&t->err, JZ_EINVAL, "the training set needs rows of at least 2 classes");
+        rc = jz_error_set(&t->err, JZ_EINVAL, "the training set needs rows of at least 2 classes");
         goto fail;
     }
     if (t->train.features > JZ_MLP_MAX_WIDTH) {
-        rc = jz_perr(&t->err, JZ_ELIMIT, "%zu input features (limit %u)", t->train.features,
+        rc = jz_error_set(&t->err, JZ_ELIMIT, "%zu input features (limit %u)", t->train.features,
                      JZ_MLP_MAX_WIDTH);
         goto fail;
     }
     /* The batch staging buffer and each device's activations scale with batch x width. */
     if ((double)t->batch * (double)t->train.features > (double)JZ_DATASET_MAX_ELEMS / 4) {
-        rc = jz_perr(&t->err, JZ_ELIMIT, "batch_size %zu x %zu features exceeds %zu values", t->batch,
+        rc = jz_error_set(&t->err, JZ_ELIMIT, "batch_size %zu x %zu features exceeds %zu values", t->batch,
                      t->train.features, JZ_DATASET_MAX_ELEMS / 4);
         goto fail;
     }
@@ -489,7 +488,7 @@ static int train_run(jz_ctx_t *ctx, const struct jz_host *host)
     t->yb = malloc(t->batch * sizeof(int32_t));
     t->perm = malloc(t->train.rows * sizeof(uint32_t));
     if (!t->xb || !t->yb || !t->perm) {
-        rc = jz_perr(&t->err, JZ_ENOMEM, "out of memory for batches");
+        rc = jz_error_set(&t->err, JZ_ENOMEM, "out of memory for batches");
         goto fail;
     }
     for (size_t i = 0; i < k; i++)
