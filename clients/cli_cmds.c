@@ -1247,18 +1247,135 @@ static int admin_user_list(struct jz_cli *cli, int argc, char **argv)
     return 0;
 }
 
+/* "admin credit add TENANT GPU_HOURS [--note TEXT]": a negative amount corrects a grant. */
+static int admin_credit_add(struct jz_cli *cli, int argc, char **argv)
+{
+    enum { O_NOTE = 1 };
+    static const struct jz_cli_optspec specs[] = {{"note", 0, true, O_NOTE}, {NULL, 0, false, 0}};
+    struct jz_cli_optstate st;
+    struct jz_error err = {0};
+    const char *pos[2] = {NULL, NULL}, *note = NULL;
+    int npos = 0;
+    jz_cli_opt_init(&st, argc, argv);
+    for (;;) {
+        const char *val;
+        int id = jz_cli_opt_next(&st, specs, &val, &err);
+        if (id == JZ_CLI_OPT_END)
+            break;
+        if (id == JZ_CLI_OPT_ERROR)
+            return usage_error(cli, err.msg);
+        if (id == JZ_CLI_OPT_DASHDASH) {
+            for (; st.i < argc; st.i++) { /* "--" lets a negative amount through */
+                if (npos == 2)
+                    return usage_error(cli, "too many arguments");
+                pos[npos++] = argv[st.i];
+            }
+            break;
+        }
+        if (id == JZ_CLI_OPT_POSITIONAL) {
+            if (npos == 2)
+                return usage_error(cli, "too many arguments");
+            pos[npos++] = val;
+        } else if (id == O_NOTE) {
+            note = val;
+        } else {
+            jz_cli_common_option(cli, id, val);
+        }
+    }
+    if (cli->help)
+        return print_usage(cli);
+    if (npos < 2)
+        return usage_error(cli, "expected TENANT GPU_HOURS");
+    char *end;
+    double hours = strtod(pos[1], &end);
+    if (*end || end == pos[1])
+        return usage_error(cli, "GPU_HOURS: expected a number");
+    int rc = resolve(cli);
+    if (rc)
+        return rc;
+    json_t *body = json_pack("{s:s, s:f, s:s?}", "tenant", pos[0], "gpu_hours", hours, "note", note);
+    struct jz_cli_response r;
+    rc = request(cli, "POST", "/v1/admin/credits", body, &r);
+    json_decref(body);
+    if (rc)
+        return rc;
+    if (cli->json)
+        print_raw(&r);
+    else
+        printf("%s: balance %.2f GPU-hours\n", pos[0],
+               jz_json_num(r.json, "balance_gpu_hours", 0));
+    jz_cli_response_clear(&r);
+    return 0;
+}
+
 static int cmd_admin(struct jz_cli *cli, int argc, char **argv)
 {
-    /* "admin user add ..." / "admin user list": the object and verb come first. */
+    /* "admin user add ..." / "admin user list" / "admin credit add": object and verb first. */
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0))
         return print_usage(cli);
-    if (argc < 3 || strcmp(argv[1], "user") != 0)
-        return usage_error(cli, "expected 'admin user add' or 'admin user list'");
-    if (strcmp(argv[2], "add") == 0)
+    if (argc >= 3 && strcmp(argv[1], "user") == 0 && strcmp(argv[2], "add") == 0)
         return admin_user_add(cli, argc - 2, argv + 2);
-    if (strcmp(argv[2], "list") == 0)
+    if (argc >= 3 && strcmp(argv[1], "user") == 0 && strcmp(argv[2], "list") == 0)
         return admin_user_list(cli, argc - 2, argv + 2);
-    return usage_error(cli, "expected 'admin user add' or 'admin user list'");
+    if (argc >= 3 && strcmp(argv[1], "credit") == 0 && strcmp(argv[2], "add") == 0)
+        return admin_credit_add(cli, argc - 2, argv + 2);
+    return usage_error(cli, "expected 'admin user add', 'admin user list' or 'admin credit add'");
+}
+
+/* ---- usage ------------------------------------------------------------------------------- */
+
+static int cmd_usage(struct jz_cli *cli, int argc, char **argv)
+{
+    const char *pos[1];
+    int n, rc;
+    if ((rc = parse_simple(cli, argc, argv, pos, 0, 1, &n)))
+        return rc;
+    if (cli->help)
+        return print_usage(cli);
+    if ((rc = resolve(cli)))
+        return rc;
+    char path[256] = "/v1/usage";
+    if (n == 1) {
+        for (const char *c = pos[0]; *c; c++)
+            if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+                  (*c >= '0' && *c <= '9') || *c == '.' || *c == '_' || *c == '-'))
+                return usage_error(cli, "tenant names are A-Z a-z 0-9 . _ -");
+        snprintf(path, sizeof path, "/v1/usage?tenant=%.200s", pos[0]);
+    }
+    struct jz_cli_response r;
+    if ((rc = request(cli, "GET", path, NULL, &r)))
+        return rc;
+    if (cli->json) {
+        print_raw(&r);
+        jz_cli_response_clear(&r);
+        return 0;
+    }
+    static const char *const hdr[] = {"TENANT", "JOBS", "USED GPU-H", "GRANTED GPU-H",
+                                      "BALANCE GPU-H"};
+    struct jz_table *t = jz_table_new(5, hdr);
+    if (!t) {
+        jz_cli_response_clear(&r);
+        return JZ_CLI_EXIT_FAIL;
+    }
+    for (size_t c = 1; c < 5; c++)
+        jz_table_align_right(t, c);
+    size_t i;
+    json_t *row;
+    json_array_foreach(json_object_get(r.json, "tenants"), i, row) {
+        char jobs[32], used[32], granted[32], bal[32];
+        bool metered = jz_json_bool(row, "metered", false);
+        snprintf(jobs, sizeof jobs, "%lld", (long long)jz_json_int(row, "jobs", 0));
+        snprintf(used, sizeof used, "%.2f", jz_json_num(row, "used_gpu_hours", 0));
+        snprintf(granted, sizeof granted, "%.2f", jz_json_num(row, "granted_gpu_hours", 0));
+        snprintf(bal, sizeof bal, "%.2f", jz_json_num(row, "balance_gpu_hours", 0));
+        const char *cells[] = {jz_json_str(row, "tenant", "?"), jobs, used,
+                               metered ? granted : "-", metered ? bal : "unmetered"};
+        jz_table_add(t, cells);
+    }
+    jz_table_print(t, stdout);
+    jz_table_free(t);
+    jz_cli_response_clear(&r);
+    return 0;
 }
 
 /* ---- the table --------------------------------------------------------------------------- */
@@ -1312,10 +1429,16 @@ const struct jz_cli_command jz_cli_commands[] = {
     {"nodes", cmd_nodes, "list nodes", "Usage: jazari nodes\n" COMMON_HELP},
     {"plugins", cmd_plugins, "list plugins, or show one plugin's parameters",
      "Usage: jazari plugins [NAME]\n" COMMON_HELP},
+    {"usage", cmd_usage, "GPU-hours used, granted and left, per tenant",
+     "Usage: jazari usage [TENANT]\n"
+     "Your tenant's usage (every tenant's for admins). Tenants that were granted credit are\n"
+     "metered: when their balance is used up, their jobs wait with the reason 'credits'.\n"
+     COMMON_HELP},
     {"whoami", cmd_whoami, "show who the token belongs to", "Usage: jazari whoami\n" COMMON_HELP},
     {"admin", cmd_admin, "manage users (admins)",
      "Usage: jazari admin user add NAME --tenant T [--role user|admin]\n"
      "       jazari admin user list\n"
+     "       jazari admin credit add TENANT GPU_HOURS [--note TEXT]\n"
      "'user add' prints the new user's token; it is shown only this once.\n" COMMON_HELP},
     {NULL, NULL, NULL, NULL},
 };

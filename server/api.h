@@ -19,5 +19,7 @@ void jz_api_plugins(struct jz_req *r);
 void jz_api_whoami(struct jz_req *r);
 void jz_api_admin_users_add(struct jz_req *r);
 void jz_api_admin_users_list(struct jz_req *r);
+void jz_api_usage(struct jz_req *r);
+void jz_api_admin_credits_add(struct jz_req *r);
 
 #endif

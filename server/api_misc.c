@@ -9,6 +9,7 @@
 #include "server/auth.h"
 #include "server/http.h"
 #include "server/jobs.h"
+#include "server/ledger.h"
 #include "server/plugins.h"
 
 void jz_api_healthz(struct jz_req *r)
@@ -93,4 +94,49 @@ void jz_api_admin_users_add(struct jz_req *r)
 void jz_api_admin_users_list(struct jz_req *r)
 {
     jz_http_reply_json(r, 200, json_pack("{s:o}", "users", jz_auth_users_json(r->srv->auth)));
+}
+
+void jz_api_usage(struct jz_req *r)
+{
+    const char *tenant = jz_req_query(r, "tenant");
+    if (tenant && !r->user->admin && strcmp(tenant, r->user->tenant) != 0) {
+        jz_http_reply_error(r, 403, "forbidden", "tenant",
+                            "only admins may see other tenants' usage");
+        return;
+    }
+    if (!r->user->admin && !tenant)
+        tenant = r->user->tenant;
+    jz_http_reply_json(r, 200, jz_ledger_usage_json(r->srv->ledger, tenant));
+}
+
+void jz_api_admin_credits_add(struct jz_req *r)
+{
+    const char *tenant = jz_json_str(r->body, "tenant", NULL);
+    json_t *hours = json_object_get(r->body, "gpu_hours");
+    json_t *note = json_object_get(r->body, "note");
+    if (!tenant) {
+        jz_http_reply_error(r, 400, "invalid", "tenant", "tenant: required string");
+        return;
+    }
+    if (!json_is_number(hours)) {
+        jz_http_reply_error(r, 400, "invalid", "gpu_hours", "gpu_hours: required number");
+        return;
+    }
+    if (note && !json_is_null(note) &&
+        (!json_is_string(note) || strlen(json_string_value(note)) > 1024)) {
+        jz_http_reply_error(r, 400, "invalid", "note", "note: a string of at most 1024 bytes");
+        return;
+    }
+    char who[512];
+    snprintf(who, sizeof who, "%s%s%s", r->user->name, json_is_string(note) ? ": " : "",
+             json_is_string(note) ? json_string_value(note) : "");
+    struct jz_error err = {0};
+    if (jz_ledger_grant(r->srv->ledger, tenant, json_number_value(hours), who, &err)) {
+        jz_http_reply_jz_error(r, &err, strncmp(err.msg, "tenant", 6) == 0 ? "tenant" : "gpu_hours");
+        return;
+    }
+    json_t *usage = jz_ledger_usage_json(r->srv->ledger, tenant);
+    json_t *row = json_incref(json_array_get(json_object_get(usage, "tenants"), 0));
+    json_decref(usage);
+    jz_http_reply_json(r, 201, row);
 }

@@ -50,6 +50,8 @@ static const struct route routes[] = {
     {EVHTTP_REQ_GET, "v1/whoami", ROUTE_USER, false, jz_api_whoami},
     {EVHTTP_REQ_POST, "v1/admin/users", ROUTE_ADMIN, true, jz_api_admin_users_add},
     {EVHTTP_REQ_GET, "v1/admin/users", ROUTE_ADMIN, false, jz_api_admin_users_list},
+    {EVHTTP_REQ_GET, "v1/usage", ROUTE_USER, false, jz_api_usage},
+    {EVHTTP_REQ_POST, "v1/admin/credits", ROUTE_ADMIN, true, jz_api_admin_credits_add},
 };
 
 static const char *status_reason(int status)

@@ -25,6 +25,7 @@
 #include "scheduler/place.h"
 #include "scheduler/sched.h"
 #include "server/auth.h"
+#include "server/ledger.h"
 #include "server/plugins.h"
 
 #define PERSIST_INTERVAL_MS 1000 /* progress/metric updates are written at most this often */
@@ -53,6 +54,7 @@ struct jz_job {
     struct jz_job *launch_next; /* placed, waiting for the commit before its worker starts */
     /* while running */
     pid_t pid;
+    int64_t start_ms;          /* when its worker started (0 before) */
     size_t *gpus, ngpus, *cores, ncores;
     bool cancel_requested;
     bool preempting;           /* told to checkpoint and stop; requeued when it ends */
@@ -326,8 +328,19 @@ static void sched_forget(struct jz_job *job, bool was_running, bool ok)
         jz_log_warn("jobs", "job %lld: scheduler: %s", (long long)job->id, err.msg);
 }
 
+/* Charges the GPU time of a run that ends now to the job's tenant. */
+static void charge(struct jz_job *job)
+{
+    if (job->start_ms > 0 && job->ngpus > 0 && job->jobs->srv->ledger)
+        jz_ledger_charge(job->jobs->srv->ledger, job->tenant,
+                         jz_json_str(job->rec, "plugin", "?"), job->id,
+                         (double)job->ngpus * (double)(jz_time_now_ms() - job->start_ms) / 1000.0);
+    job->start_ms = 0;
+}
+
 static void finish(struct jz_job *job, enum jz_job_state s, const char *reason)
 {
+    charge(job);
     sched_forget(job, job->state == JZ_JOB_RUNNING, s == JZ_JOB_SUCCEEDED);
     release_resources(job);
     set_state(job, s);
@@ -407,6 +420,7 @@ static void requeue(struct jz_job *job)
 {
     struct jz_jobs *jobs = job->jobs;
     struct jz_error err = {0};
+    charge(job);
     if (jz_sched_job_requeue(jobs->sched, (uint64_t)job->id, now_s(), &err))
         jz_log_warn("jobs", "job %lld: scheduler: %s", (long long)job->id, err.msg);
     release_resources(job);
@@ -655,7 +669,8 @@ void jz_jobs_launch(struct jz_jobs *jobs, struct jz_job *job, bool committed)
             continue;
         }
         json_object_set_new(job->rec, "worker_pid", json_integer(job->pid));
-        set_time(job->rec, "start_time", jz_time_now_ms()); /* when its process started */
+        job->start_ms = jz_time_now_ms();
+        set_time(job->rec, "start_time", job->start_ms); /* when its process started */
         job->backstop = evtimer_new(srv->base, on_backstop, job);
         struct timeval tv = {.tv_sec = job->time_limit_s + srv->cfg.kill_grace_s +
                                        BACKSTOP_EXTRA_S};
@@ -1147,6 +1162,14 @@ json_t *jz_jobs_list(struct jz_jobs *jobs, const struct jz_user *user, unsigned 
     }
     return json_pack("{s:o, s:o}", "jobs", arr, "next_after",
                      more ? json_integer(last) : json_null());
+}
+
+void jz_jobs_tenant_credit(struct jz_jobs *jobs, const char *tenant, bool has_credit)
+{
+    struct jz_error err = {0};
+    if (jz_sched_tenant_set_credit(jobs->sched, tenant, has_credit, &err))
+        jz_log_warn("jobs", "tenant %s: %s", tenant, err.msg);
+    jz_server_request_commit(jobs->srv); /* regained credit: schedule again */
 }
 
 json_t *jz_jobs_nodes_json(struct jz_jobs *jobs)

@@ -71,6 +71,10 @@ void jz_jobs_schedule(struct jz_jobs *jobs);
 struct jz_job *jz_jobs_take_placed(struct jz_jobs *jobs);
 void jz_jobs_launch(struct jz_jobs *jobs, struct jz_job *placed, bool committed);
 
+/* Whether a tenant may start jobs (compute credit left); the scheduler holds its jobs with the
+ * reason "credits" while not. */
+void jz_jobs_tenant_credit(struct jz_jobs *jobs, const char *tenant, bool has_credit);
+
 /* The local node's view for GET /v1/nodes (new reference). */
 json_t *jz_jobs_nodes_json(struct jz_jobs *jobs);
 /* Counters for /metrics. */

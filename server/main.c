@@ -17,6 +17,7 @@
 #include "server/auth.h"
 #include "server/http.h"
 #include "server/jobs.h"
+#include "server/ledger.h"
 #include "server/plugins.h"
 #include "server/server.h"
 
@@ -260,7 +261,7 @@ int main(int argc, char **argv)
                                   .topology_path = cfg->topology_path[0] ? cfg->topology_path : NULL,
                                   .worker_path = cfg->worker_path};
     if (jz_node_create(srv.base, &ncfg, &srv.node, &err) ||
-        jz_jobs_open(&srv, &srv.jobs, &err))
+        jz_jobs_open(&srv, &srv.jobs, &err) || jz_ledger_open(&srv, &srv.ledger, &err))
         goto out;
     if (srv.store->ops->sync(srv.store, &err)) /* recovery's changes */
         goto out;
@@ -293,6 +294,7 @@ out:
     jz_http_stop(&srv);
     jz_node_destroy(srv.node); /* kills running workers; their jobs count as "node lost" */
     jz_jobs_close(srv.jobs);
+    jz_ledger_close(srv.ledger);
     jz_plugins_free(srv.plugins);
     jz_auth_close(srv.auth);
     jz_store_close(srv.store); /* makes queued writes durable first */

@@ -41,6 +41,7 @@ struct jz_auth;
 struct jz_plugins;
 struct jz_jobs;
 struct jz_node;
+struct jz_ledger;
 
 struct jz_server {
     struct jz_server_config cfg;
@@ -51,6 +52,7 @@ struct jz_server {
     struct jz_plugins *plugins;
     struct jz_jobs *jobs;
     struct jz_node *node;
+    struct jz_ledger *ledger;
     json_t *config; /* the parsed configuration file (an object; {} when none) */
     int bound_port;
     struct event *sigint_ev, *sigterm_ev;

@@ -29,6 +29,19 @@ struct jz_store_user {
     int64_t created_ms;
 };
 
+/* One movement of compute credit, in GPU-seconds: a grant (positive, or negative to correct
+ * one) or a job's charge. Strings are borrowed. */
+struct jz_ledger_entry {
+    int64_t time_ms;
+    const char *tenant;
+    const char *kind;   /* "grant" or "charge" */
+    double gpu_seconds; /* grants add, charges subtract (stored positive) */
+    int64_t job_id;     /* 0 for grants */
+    const char *plugin; /* the job's plugin, or NULL */
+    const char *note;   /* who/why, or NULL */
+};
+typedef int (*jz_store_ledger_fn)(void *arg, const struct jz_ledger_entry *e);
+
 /* Visits one row; return non-zero to stop. `row` is borrowed for the call only. */
 typedef int (*jz_store_user_fn)(void *arg, const struct jz_store_user *row);
 /* Visits one job, as its JSON record (borrowed for the call only). */
@@ -47,6 +60,8 @@ struct jz_store_ops {
     int (*job_put)(struct jz_store *s, const json_t *job, struct jz_error *err);
     int (*event_add)(struct jz_store *s, int64_t job_id, int64_t time_ms, const char *type,
                      const char *detail, struct jz_error *err);
+    /* Appends a ledger entry: entries are never edited (corrections are entries too). */
+    int (*ledger_add)(struct jz_store *s, const struct jz_ledger_entry *e, struct jz_error *err);
 
     /* --- batches --- */
     /* Seals the current batch (possibly empty) and hands it to the writer; returns its
@@ -65,6 +80,8 @@ struct jz_store_ops {
     int (*users_each)(struct jz_store *s, jz_store_user_fn fn, void *arg, struct jz_error *err);
     int (*jobs_each)(struct jz_store *s, jz_store_job_fn fn, void *arg, struct jz_error *err);
     int64_t (*job_max_id)(struct jz_store *s);
+    /* Visits every ledger entry, oldest first. */
+    int (*ledger_each)(struct jz_store *s, jz_store_ledger_fn fn, void *arg, struct jz_error *err);
     /* Calls fn(arg, time_ms, type, detail) for each durable event of the job, oldest first. */
     int (*events_each)(struct jz_store *s, int64_t job_id,
                        int (*fn)(void *arg, int64_t time_ms, const char *type, const char *detail),

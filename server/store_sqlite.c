@@ -14,13 +14,16 @@
 
 #include "common/log.h"
 
-enum op_kind { OP_USER, OP_JOB, OP_EVENT };
+enum op_kind { OP_USER, OP_JOB, OP_EVENT, OP_LEDGER };
 
 /* One queued write. Strings are owned by the op. */
 struct op {
     enum op_kind kind;
     int64_t id, time_ms;
-    char *a, *b, *c, *d; /* USER: name tenant role hash; JOB: user tenant state doc; EVENT: type detail */
+    double amount;
+    /* USER: name tenant role hash; JOB: user tenant state doc; EVENT: type detail;
+     * LEDGER: tenant kind plugin note */
+    char *a, *b, *c, *d;
 };
 
 struct batch {
@@ -35,8 +38,9 @@ struct sqlite_store {
     struct jz_store base;
     sqlite3 *rdb; /* the loop's connection: reads only */
     sqlite3 *wdb; /* the writer thread's connection */
-    sqlite3_stmt *users_all, *jobs_all, *job_max, *events_of;           /* on rdb */
-    sqlite3_stmt *begin, *commit, *rollback, *user_put, *job_put, *event_add; /* on wdb */
+    sqlite3_stmt *users_all, *jobs_all, *job_max, *events_of, *ledger_all; /* on rdb */
+    sqlite3_stmt *begin, *commit, *rollback, *user_put, *job_put, *event_add,
+        *ledger_add; /* on wdb */
 
     struct batch *open;       /* being filled by the loop (never NULL) */
     uint64_t next_seq;        /* seq the open batch will get */
@@ -66,7 +70,10 @@ static const char *schema_sql =
     "CREATE TABLE IF NOT EXISTS job_events("
     "  seq INTEGER PRIMARY KEY, job_id INTEGER NOT NULL, time_ms INTEGER NOT NULL,"
     "  type TEXT NOT NULL, detail TEXT);"
-    "CREATE INDEX IF NOT EXISTS job_events_job ON job_events(job_id, seq);";
+    "CREATE INDEX IF NOT EXISTS job_events_job ON job_events(job_id, seq);"
+    "CREATE TABLE IF NOT EXISTS ledger("
+    "  seq INTEGER PRIMARY KEY, time_ms INTEGER NOT NULL, tenant TEXT NOT NULL,"
+    "  kind TEXT NOT NULL, gpu_seconds REAL NOT NULL, job_id INTEGER, plugin TEXT, note TEXT);";
 
 static struct batch *batch_new(void)
 {
@@ -126,9 +133,10 @@ static bool apply(struct sqlite_store *s, struct batch *b)
     bool ok = step_done(s->wdb, s->begin);
     for (size_t i = 0; ok && i < b->n; i++) {
         struct op *o = &b->ops[i];
-        sqlite3_stmt *st = o->kind == OP_USER ? s->user_put
-                           : o->kind == OP_JOB ? s->job_put
-                                               : s->event_add;
+        sqlite3_stmt *st = o->kind == OP_USER    ? s->user_put
+                           : o->kind == OP_JOB    ? s->job_put
+                           : o->kind == OP_EVENT  ? s->event_add
+                                                  : s->ledger_add;
         switch (o->kind) {
         case OP_USER:
             sqlite3_bind_text(st, 1, o->a, -1, SQLITE_STATIC);
@@ -150,6 +158,18 @@ static bool apply(struct sqlite_store *s, struct batch *b)
             sqlite3_bind_text(st, 3, o->a, -1, SQLITE_STATIC);
             if (o->b)
                 sqlite3_bind_text(st, 4, o->b, -1, SQLITE_STATIC);
+            break;
+        case OP_LEDGER:
+            sqlite3_bind_int64(st, 1, o->time_ms);
+            sqlite3_bind_text(st, 2, o->a, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 3, o->b, -1, SQLITE_STATIC);
+            sqlite3_bind_double(st, 4, o->amount);
+            if (o->id)
+                sqlite3_bind_int64(st, 5, o->id);
+            if (o->c)
+                sqlite3_bind_text(st, 6, o->c, -1, SQLITE_STATIC);
+            if (o->d)
+                sqlite3_bind_text(st, 7, o->d, -1, SQLITE_STATIC);
             break;
         }
         ok = step_done(s->wdb, st);
@@ -241,6 +261,48 @@ static int sq_event_add(struct jz_store *base, int64_t job_id, int64_t time_ms, 
     o->time_ms = time_ms;
     o->a = strdup(type);
     o->b = dup_or_null(detail);
+    return 0;
+}
+
+static int sq_ledger_add(struct jz_store *base, const struct jz_ledger_entry *e,
+                         struct jz_error *err)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    struct op *o = batch_push(s->open);
+    if (!o)
+        return jz_error_set(err, JZ_ENOMEM, "out of memory");
+    o->kind = OP_LEDGER;
+    o->time_ms = e->time_ms;
+    o->a = strdup(e->tenant);
+    o->b = strdup(e->kind);
+    o->amount = e->gpu_seconds;
+    o->id = e->job_id;
+    o->c = dup_or_null(e->plugin);
+    o->d = dup_or_null(e->note);
+    return 0;
+}
+
+static int sq_ledger_each(struct jz_store *base, jz_store_ledger_fn fn, void *arg,
+                          struct jz_error *err)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    int rc, stop = 0;
+    sqlite3_stmt *st = s->ledger_all;
+    while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct jz_ledger_entry e = {
+            .time_ms = sqlite3_column_int64(st, 0),
+            .tenant = (const char *)sqlite3_column_text(st, 1),
+            .kind = (const char *)sqlite3_column_text(st, 2),
+            .gpu_seconds = sqlite3_column_double(st, 3),
+            .job_id = sqlite3_column_int64(st, 4),
+            .plugin = (const char *)sqlite3_column_text(st, 5),
+            .note = (const char *)sqlite3_column_text(st, 6),
+        };
+        stop = fn(arg, &e);
+    }
+    sqlite3_reset(st);
+    if (!stop && rc != SQLITE_DONE)
+        return jz_error_set(err, JZ_EIO, "store: ledger: %s", sqlite3_errmsg(s->rdb));
     return 0;
 }
 
@@ -395,8 +457,9 @@ static void sq_close(struct jz_store *base)
         pthread_cond_destroy(&s->cv_work);
         pthread_cond_destroy(&s->cv_done);
     }
-    sqlite3_stmt *all[] = {s->users_all, s->jobs_all, s->job_max,  s->events_of, s->begin,
-                           s->commit,    s->rollback, s->user_put, s->job_put,   s->event_add};
+    sqlite3_stmt *all[] = {s->users_all, s->jobs_all, s->job_max,  s->events_of,
+                           s->ledger_all, s->begin,  s->commit,  s->rollback,
+                           s->user_put,  s->job_put, s->event_add, s->ledger_add};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         sqlite3_finalize(all[i]);
     sqlite3_close(s->rdb);
@@ -413,6 +476,7 @@ static const struct jz_store_ops sqlite_ops = {
     .user_put = sq_user_put,
     .job_put = sq_job_put,
     .event_add = sq_event_add,
+    .ledger_add = sq_ledger_add,
     .seal = sq_seal,
     .busy = sq_busy,
     .completion_fd = sq_completion_fd,
@@ -422,6 +486,7 @@ static const struct jz_store_ops sqlite_ops = {
     .jobs_each = sq_jobs_each,
     .job_max_id = sq_job_max_id,
     .events_each = sq_events_each,
+    .ledger_each = sq_ledger_each,
 };
 
 static int open_db(const char *path, sqlite3 **db, struct jz_error *err)
@@ -486,6 +551,11 @@ int jz_store_sqlite_open(const char *path, struct jz_store **out, struct jz_erro
          "INSERT OR REPLACE INTO jobs(id, user, tenant, state, doc) VALUES(?,?,?,?,?)"},
         {s->wdb, &s->event_add,
          "INSERT INTO job_events(job_id, time_ms, type, detail) VALUES(?,?,?,?)"},
+        {s->wdb, &s->ledger_add,
+         "INSERT INTO ledger(time_ms, tenant, kind, gpu_seconds, job_id, plugin, note) "
+         "VALUES(?,?,?,?,?,?,?)"},
+        {s->rdb, &s->ledger_all,
+         "SELECT time_ms, tenant, kind, gpu_seconds, job_id, plugin, note FROM ledger ORDER BY seq"},
         {s->rdb, &s->users_all,
          "SELECT name, tenant, role, token_hash, created_ms FROM users ORDER BY name"},
         {s->rdb, &s->jobs_all, "SELECT doc, id FROM jobs ORDER BY id"},

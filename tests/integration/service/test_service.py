@@ -496,6 +496,50 @@ def test_policy(svc):
         svc.http("POST", "/v1/jobs/%d/cancel" % jid, token=tok)
 
 
+def test_credits(svc):
+    """Metered tenants: GPU time is charged to a ledger; out of credit, jobs wait for more."""
+    alice = svc.add_user("alice", tenant="startup-a")
+    rc, out, err = svc.cli("admin", "credit", "add", "startup-a", "0.0005", "--note", "trial")
+    assert rc == 0 and "startup-a" in out, (rc, out, err)
+    # 0.0005 GPU-hours = 1.8 GPU-seconds; this job uses about 2 x 1.5 = 3.
+    first = svc.submit(alice, batch(["sleep", "1.5"], gpus=2))
+    assert svc.wait(alice, first)["state"] == "SUCCEEDED"
+    st, u = svc.http("GET", "/v1/usage", token=alice)
+    row = u["tenants"][0]
+    assert st == 200 and row["tenant"] == "startup-a" and row["metered"], u
+    assert row["jobs"] == 1 and 2.9 / 3600 < row["used_gpu_hours"] < 4.5 / 3600, row
+    assert row["balance_gpu_hours"] < 0, row
+    assert row["used_gpu_hours_by_plugin"]["batch"] == row["used_gpu_hours"], row
+    second = svc.submit(alice, batch(["true"], gpus=1))
+    deadline = time.time() + 5
+    while svc.job(alice, second).get("reason_code") != "credits":
+        assert time.time() < deadline, svc.job(alice, second)
+        time.sleep(0.05)
+    assert svc.job(alice, second)["state"] == "PENDING"
+    st, e = svc.http("POST", "/v1/admin/credits", {"tenant": "startup-a", "gpu_hours": 1,
+                                                   "note": "invoice 7"}, svc.admin)
+    assert st == 201 and e["balance_gpu_hours"] > 0.99, (st, e)
+    assert svc.wait(alice, second)["state"] == "SUCCEEDED"
+    # Users see their own tenant only; grants are checked.
+    st, e = svc.http("GET", "/v1/usage?tenant=other", token=alice)
+    assert st == 403 and e["error"]["field"] == "tenant", (st, e)
+    st, e = svc.http("POST", "/v1/admin/credits", {"tenant": "startup-a", "gpu_hours": 0},
+                     svc.admin)
+    assert st == 400 and e["error"]["field"] == "gpu_hours", (st, e)
+    st, e = svc.http("POST", "/v1/admin/credits", {"tenant": "x", "gpu_hours": 1}, alice)
+    assert st == 403, (st, e)
+    # Unmetered tenants (never granted anything) are never held.
+    st, u = svc.http("GET", "/v1/usage", token=svc.admin)
+    assert {r["tenant"] for r in u["tenants"]} >= {"startup-a"}, u
+    # The ledger survives a restart.
+    svc.stop()
+    svc.start()
+    st, u = svc.http("GET", "/v1/usage?tenant=startup-a", token=svc.admin)
+    assert u["tenants"][0]["jobs"] == 2 and u["tenants"][0]["granted_gpu_hours"] > 1, u
+    rc, out, err = svc.cli("usage", token=alice)
+    assert rc == 0 and "startup-a" in out, (rc, out, err)
+
+
 def test_artifacts(svc):
     t = svc.admin
     bob = svc.add_user("bob")
