@@ -417,6 +417,10 @@ static void show_job(const json_t *j)
             qsort(keys, k, sizeof *keys, cmp_str);
             for (size_t x = 0; x < k; x++) {
                 v = json_object_get(m, keys[x]);
+                if (json_is_number(v)) { /* 6 significant digits read better than 17 */
+                    field(x == 0 ? "Metrics:" : "", "%s = %.6g", keys[x], json_number_value(v));
+                    continue;
+                }
                 char *txt = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
                 field(x == 0 ? "Metrics:" : "", "%s = %s", keys[x], txt ? txt : "?");
                 free(txt);
