@@ -21,6 +21,7 @@ struct worker {
     struct worker *next;
     struct jz_node *node;
     pid_t pid;
+    pid_t job_pgid; /* the job's own process group (from the "started" event), 0 before */
     int fd;
     struct event *ev;
     char *line;
@@ -77,8 +78,16 @@ static void deliver_line(struct worker *w, const char *line, size_t len)
     if (len == 0)
         return;
     json_t *ev = jz_json_parse(line, len, 8, NULL);
-    if (ev && json_is_object(ev))
+    if (ev && json_is_object(ev)) {
+        /* The job runs in a process group of its own: remember it, so that every way of
+         * stopping the job also stops what the job started. */
+        if (strcmp(jz_json_str(ev, "type", ""), "started") == 0 && w->job_pgid == 0) {
+            json_int_t pgid = jz_json_int(ev, "pid", 0);
+            if (pgid > 1 && pgid != getpid())
+                w->job_pgid = (pid_t)pgid;
+        }
         w->cbs.on_event(w->arg, ev);
+    }
     json_decref(ev);
 }
 
@@ -172,10 +181,13 @@ void jz_node_destroy(struct jz_node *n)
         return;
     for (struct worker *w = n->workers, *next; w; w = next) {
         next = w->next;
-        kill(-w->pid, SIGKILL);
-        kill(w->pid, SIGKILL);
-        if (!w->exited)
+        if (w->job_pgid)
+            kill(-w->job_pgid, SIGKILL);
+        if (!w->exited) { /* a reaped pid may belong to someone else by now */
+            kill(-w->pid, SIGKILL);
+            kill(w->pid, SIGKILL);
             waitpid(w->pid, NULL, 0);
+        }
         worker_free(w);
     }
     if (n->sigchld)
@@ -257,8 +269,10 @@ int jz_node_launch(struct jz_node *n, const char *spec_path, const struct jz_nod
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
         int devnull = open("/dev/null", O_RDONLY);
-        if (devnull >= 0)
+        if (devnull > 0) {
             dup2(devnull, 0);
+            close(devnull);
+        }
         if (dup2(fds[1], 3) < 0)
             _exit(127);
         char *argv[] = {n->worker_path, "--spec", (char *)spec_path, "--events-fd", "3", NULL};
@@ -298,9 +312,15 @@ int jz_node_signal(struct jz_node *n, pid_t pid, int sig)
 int jz_node_kill_group(struct jz_node *n, pid_t pid)
 {
     for (struct worker *w = n->workers; w; w = w->next)
-        if (w->pid == pid && !w->exited) {
-            kill(-pid, SIGKILL); /* children the worker put in its own group are separate */
-            kill(pid, SIGKILL);
+        if (w->pid == pid) {
+            /* The job's group too: a descendant still holding the event pipe keeps the worker
+             * "running" for us even after the worker itself has exited. */
+            if (w->job_pgid)
+                kill(-w->job_pgid, SIGKILL);
+            if (!w->exited) {
+                kill(-pid, SIGKILL);
+                kill(pid, SIGKILL);
+            }
             return 0;
         }
     return JZ_ENOENT;

@@ -53,7 +53,8 @@ int jz_node_launch(struct jz_node *n, const char *spec_path, const struct jz_nod
                    void *arg, pid_t *pid_out, struct jz_error *err);
 /* Sends sig to a worker (the supervisor process, which forwards TERM/USR1 to the job). */
 int jz_node_signal(struct jz_node *n, pid_t pid, int sig);
-/* Sends SIGKILL to a worker's whole process group (a backstop when the worker itself hangs). */
+/* Sends SIGKILL to a worker, its process group and the job's own process group (a backstop
+ * when the worker hangs, or a descendant of the job outlives it holding the event pipe). */
 int jz_node_kill_group(struct jz_node *n, pid_t pid);
 size_t jz_node_running(const struct jz_node *n);
 

@@ -36,6 +36,7 @@ static json_t *public_record(const struct jz_job *job)
 {
     json_t *copy = json_copy(jz_job_record(job));
     json_object_del(copy, "worker_pid");
+    json_object_del(copy, "job_pgid");
     return copy;
 }
 

@@ -57,6 +57,7 @@ struct jz_job {
     int64_t start_ms;          /* when its worker started (0 before) */
     size_t *gpus, ngpus, *cores, ncores;
     bool cancel_requested;
+    bool sched_started;        /* the scheduler counts its resources as in use */
     bool preempting;           /* told to checkpoint and stop; requeued when it ends */
     int64_t preempted_by;
     struct event *preempt_timer;
@@ -319,11 +320,15 @@ static int64_t now_s(void)
 }
 
 /* Tells the scheduler that a job it knows about has left the queue or its resources. */
-static void sched_forget(struct jz_job *job, bool was_running, bool ok)
+static void sched_forget(struct jz_job *job, bool ok)
 {
     struct jz_error err = {0};
-    int rc = was_running ? jz_sched_job_ended(job->jobs->sched, (uint64_t)job->id, now_s(), ok, &err)
-                         : jz_sched_cancel(job->jobs->sched, (uint64_t)job->id, now_s(), &err);
+    /* A job the scheduler started (even if its start then failed) holds resources there until
+     * it is reported ended; a waiting one is cancelled. */
+    bool started = job->sched_started;
+    job->sched_started = false;
+    int rc = started ? jz_sched_job_ended(job->jobs->sched, (uint64_t)job->id, now_s(), ok, &err)
+                     : jz_sched_cancel(job->jobs->sched, (uint64_t)job->id, now_s(), &err);
     if (rc && rc != JZ_ENOENT)
         jz_log_warn("jobs", "job %lld: scheduler: %s", (long long)job->id, err.msg);
 }
@@ -341,12 +346,13 @@ static void charge(struct jz_job *job)
 static void finish(struct jz_job *job, enum jz_job_state s, const char *reason)
 {
     charge(job);
-    sched_forget(job, job->state == JZ_JOB_RUNNING, s == JZ_JOB_SUCCEEDED);
+    sched_forget(job, s == JZ_JOB_SUCCEEDED);
     release_resources(job);
     set_state(job, s);
     set_reason(job, reason);
     set_time(job->rec, "end_time", jz_time_now_ms());
     json_object_del(job->rec, "worker_pid");
+    json_object_del(job->rec, "job_pgid");
     job->pid = 0;
     char detail[400];
     snprintf(detail, sizeof detail, "%s%s%s", state_names[s], reason ? ": " : "",
@@ -396,6 +402,13 @@ static void on_worker_event(void *arg, json_t *ev)
         important = true;
     } else if (strcmp(type, "error") == 0) {
         jz_strlcpy(job->error_msg, jz_json_str(ev, "message", ""), sizeof job->error_msg);
+    } else if (strcmp(type, "started") == 0) {
+        /* The job's process group, so that a restart can stop what is left of it. */
+        json_int_t pgid = jz_json_int(ev, "pid", 0);
+        if (pgid > 1) {
+            json_object_set_new(job->rec, "job_pgid", json_integer(pgid));
+            important = true;
+        }
     } else if (strcmp(type, "exit") == 0) {
         json_decref(job->exit_ev);
         job->exit_ev = json_incref(ev);
@@ -421,6 +434,7 @@ static void requeue(struct jz_job *job)
     struct jz_jobs *jobs = job->jobs;
     struct jz_error err = {0};
     charge(job);
+    job->sched_started = false;
     if (jz_sched_job_requeue(jobs->sched, (uint64_t)job->id, now_s(), &err))
         jz_log_warn("jobs", "job %lld: scheduler: %s", (long long)job->id, err.msg);
     release_resources(job);
@@ -432,6 +446,7 @@ static void requeue(struct jz_job *job)
                         json_integer(jz_json_int(job->rec, "requeues", 0) + 1));
     json_object_set_new(job->rec, "start_time", json_null());
     json_object_del(job->rec, "worker_pid");
+    json_object_del(job->rec, "job_pgid");
     job->pid = 0;
     job->preempting = false;
     json_decref(job->exit_ev);
@@ -559,6 +574,7 @@ static void start_job(struct jz_jobs *jobs, struct jz_job *job, struct jz_place_
     struct jz_server *srv = jobs->srv;
     const struct jz_topo *topo = jz_node_topo(srv->node);
     queue_remove(jobs, job);
+    job->sched_started = true;
     job->gpus = pl->gpus;
     job->ngpus = pl->gpu_count;
     job->cores = pl->cores;
@@ -662,6 +678,10 @@ void jz_jobs_launch(struct jz_jobs *jobs, struct jz_job *job, bool committed)
             finish(job, JZ_JOB_CANCELLED, "cancelled before its worker started");
             continue;
         }
+        if (job->preempting) { /* preempted before its worker started: nothing to stop */
+            requeue(job);
+            continue;
+        }
         if (jz_node_launch(srv->node, spec_path, &worker_cbs, job, &job->pid, &err)) {
             char reason[400];
             snprintf(reason, sizeof reason, "could not start: %s", err.msg);
@@ -688,10 +708,12 @@ static void on_preempt_grace(evutil_socket_t fd, short what, void *arg)
 
 static void preempt_job(struct jz_jobs *jobs, struct jz_job *job, const struct jz_sched_decision *d)
 {
-    if (job->state != JZ_JOB_RUNNING || job->preempting || !job->pid)
+    if (job->state != JZ_JOB_RUNNING || job->preempting)
         return;
     job->preempting = true;
     job->preempted_by = (int64_t)d->for_job;
+    if (!job->pid)
+        return; /* placed, worker not started yet: jz_jobs_launch requeues it instead */
     jz_node_signal(jobs->srv->node, job->pid, SIGUSR1); /* checkpoint now */
     job->preempt_timer = evtimer_new(jobs->srv->base, on_preempt_grace, job);
     struct timeval tv = {.tv_sec = d->grace_s};
@@ -1157,6 +1179,7 @@ json_t *jz_jobs_list(struct jz_jobs *jobs, const struct jz_user *user, unsigned 
         }
         json_t *copy = json_copy(jz_job_record(job));
         json_object_del(copy, "worker_pid");
+        json_object_del(copy, "job_pgid");
         json_array_append_new(arr, copy);
         last = id;
     }
@@ -1242,7 +1265,14 @@ static int load_job(void *arg, json_t *rec)
             kill(-pid, SIGKILL);
             kill(pid, SIGKILL);
         }
+        /* What the job started lives on in its own process group after the worker died with
+         * the old jazarid. A process-group id is not reused while any member lives, so this
+         * reaches only what is left of this job. */
+        pid_t pgid = (pid_t)jz_json_int(rec, "job_pgid", 0);
+        if (pgid > 1)
+            kill(-pgid, SIGKILL);
         json_object_del(job->rec, "worker_pid");
+        json_object_del(job->rec, "job_pgid");
         if (job->preemptible) {
             /* A preemptible job has said it may be restarted: put it back in the queue. */
             set_state(job, JZ_JOB_PENDING);

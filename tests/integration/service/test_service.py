@@ -408,6 +408,38 @@ def test_kill9(svc):
           (len(accepted), len(jobs), len(lost)))
 
 
+def pgrep(pattern):
+    r = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True)
+    return [int(x) for x in r.stdout.split()]
+
+
+def test_orphans(svc):
+    """What a job started dies with it, even when jazarid is killed: after a restart a requeued
+    job runs exactly once, and a failed one leaves nothing behind."""
+    t = svc.admin
+    mark = "%d.%06d" % (300 + os.getpid() % 100, random.randrange(10 ** 6))
+    keep = svc.submit(t, dict(batch(["sh", "-c", "sleep %s1; true" % mark], gpus=1),
+                              preemptible=True))
+    lost = svc.submit(t, batch(["sh", "-c", "sleep %s2; true" % mark], gpus=1))
+    svc.wait_running(t, keep)
+    svc.wait_running(t, lost)
+    deadline = time.time() + 10
+    while len(pgrep("^sleep %s" % mark)) < 2:
+        assert time.time() < deadline, pgrep("^sleep %s" % mark)
+        time.sleep(0.05)
+    svc.kill9()
+    svc.start()
+    svc.wait_running(t, keep)
+    assert svc.job(t, lost)["state"] == "FAILED"
+    time.sleep(0.5)
+    assert pgrep("^sleep %s2" % mark) == [], "the failed job's command outlived it"
+    assert len(pgrep("^sleep %s1" % mark)) == 1, "the requeued job runs more than once"
+    svc.http("POST", "/v1/jobs/%d/cancel" % keep, token=t)
+    assert svc.wait(t, keep, timeout=20)["state"] == "CANCELLED"
+    time.sleep(0.3)
+    assert pgrep("^sleep %s" % mark) == []
+
+
 def test_cli(svc):
     t = svc.admin
     work = tempfile.mkdtemp(prefix="jazari-cli-")
