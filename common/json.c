@@ -48,8 +48,11 @@ json_t *jz_json_parse(const char *text, size_t len, int max_depth, struct jz_err
      * check below enforces the caller's much smaller bound. */
     json_t *v = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!v) {
-        jz_error_set(err, JZ_EINVAL, "invalid JSON at line %d column %d: %s", jerr.line,
-                     jerr.column, jerr.text);
+        if (json_error_code(&jerr) == json_error_stack_overflow)
+            jz_error_set(err, JZ_ELIMIT, "JSON nested deeper than %d levels", max_depth);
+        else
+            jz_error_set(err, JZ_EINVAL, "invalid JSON at line %d column %d: %s", jerr.line,
+                         jerr.column, jerr.text);
         return NULL;
     }
     if (json_depth(v, max_depth) < 0) {

@@ -70,7 +70,12 @@ static void follower_free(struct follower *f)
 
 static void on_conn_close(struct evhttp_connection *conn, void *arg)
 {
-    follower_free(arg);
+    struct follower *f = arg;
+    /* libevent detaches an unfinished request from a closing connection; ending the reply
+     * frees it. */
+    if (!evhttp_request_get_connection(f->req))
+        evhttp_send_reply_end(f->req);
+    follower_free(f);
 }
 
 static void follower_tick(evutil_socket_t fd, short what, void *arg)
@@ -179,5 +184,7 @@ void jz_api_jobs_log(struct jz_req *r)
     f->watch = jz_job_watch(job, on_job_end, f);
     evhttp_send_reply_start(r->req, 200, "OK");
     evhttp_connection_set_closecb(f->conn, on_conn_close, f);
+    /* A quiet log is normal: no idle timeout for a stream (a day bounds a dead peer). */
+    evhttp_connection_set_timeout(f->conn, 24 * 3600);
     event_active(f->timer, EV_TIMEOUT, 0);
 }

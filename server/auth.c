@@ -106,11 +106,13 @@ int jz_auth_open(struct jz_server *srv, struct jz_auth **out, struct jz_error *e
         have_admin |= a->users[i]->admin;
     if (!have_admin) {
         char token[JZ_TOKEN_LEN + 1];
+        /* The token file first: a crash before the user is durable then just repeats this
+         * at the next start, while the opposite order could leave an admin nobody can use. */
         rc = jz_auth_user_add(a, "admin", "admin", true, token, err);
         if (!rc)
-            rc = srv->store->ops->sync(srv->store, err);
-        if (!rc)
             rc = write_admin_token(srv->cfg.state_dir, token, err);
+        if (!rc)
+            rc = srv->store->ops->sync(srv->store, err);
         if (rc)
             goto fail;
     }

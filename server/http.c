@@ -134,17 +134,44 @@ void jz_http_send_deferred(struct jz_deferred_reply *d, bool committed)
     }
 }
 
+/* Replaces what is not valid UTF-8 (user text cut mid-character, raw query bytes) with '?', so
+ * that an error message can always be put in JSON. */
+static void utf8_clean(char *s)
+{
+    unsigned char *p = (unsigned char *)s;
+    while (*p) {
+        int n = *p < 0x80 ? 1 : (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3
+                : (*p & 0xf8) == 0xf0 ? 4 : 0;
+        bool ok = n > 0;
+        for (int i = 1; ok && i < n; i++)
+            ok = (p[i] & 0xc0) == 0x80;
+        if (!ok) {
+            *p++ = '?';
+            continue;
+        }
+        p += n;
+    }
+}
+
 void jz_http_reply_error(struct jz_req *r, int status, const char *code, const char *field,
                          const char *fmt, ...)
 {
-    char msg[512];
+    char msg[512], fld[160];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    utf8_clean(msg);
+    if (field) {
+        snprintf(fld, sizeof fld, "%s", field);
+        utf8_clean(fld);
+    }
     json_t *body = json_pack("{s:{s:s, s:s, s:s?}}", "error", "code", code, "message", msg,
-                             "field", field);
-    if (!field)
+                             "field", field ? fld : NULL);
+    if (!body)
+        body = json_pack("{s:{s:s, s:s, s:n}}", "error", "code", code, "message",
+                         "the request was refused", "field");
+    else if (!field)
         json_object_set_new(json_object_get(body, "error"), "field", json_null());
     jz_http_reply_json(r, status, body);
 }

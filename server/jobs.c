@@ -923,9 +923,9 @@ int jz_jobs_submit(struct jz_jobs *jobs, const struct jz_user *user, const json_
     const char *submit_dir = "";
     if (jsubmit && !json_is_null(jsubmit)) {
         if (!json_is_string(jsubmit) || json_string_value(jsubmit)[0] != '/' ||
-            strlen(json_string_value(jsubmit)) >= 4096)
+            strlen(json_string_value(jsubmit)) > JZ_MAX_PATH_LEN)
             return field_error(jobs, field, "submit_dir", err, JZ_EINVAL,
-                               "expected an absolute path under 4096 bytes");
+                               "expected an absolute path of at most %d bytes", JZ_MAX_PATH_LEN);
         submit_dir = json_string_value(jsubmit);
     }
 

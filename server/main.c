@@ -241,6 +241,12 @@ int main(int argc, char **argv)
         return 1;
     }
     jz_strlcpy(cfg->state_dir, abs_state, sizeof cfg->state_dir);
+    /* Job paths below it go to the worker, which takes paths of JZ_MAX_PATH_LEN bytes. */
+    if (strlen(cfg->state_dir) > JZ_MAX_PATH_LEN - 100) {
+        fprintf(stderr, "jazarid: --state-dir %s is too long (at most %d bytes)\n",
+                cfg->state_dir, JZ_MAX_PATH_LEN - 100);
+        return 2;
+    }
     char dbpath[4200];
     snprintf(dbpath, sizeof dbpath, "%s/jazari.db", cfg->state_dir);
 

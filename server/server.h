@@ -15,9 +15,13 @@
 
 /* Limits on what a user controls. Exceeding one is a 4xx naming the field. */
 #define JZ_MAX_BODY_BYTES (1024 * 1024)       /* API limit, answered with a JSON 413 */
-#define JZ_MAX_TRANSPORT_BODY (16 * 1024 * 1024) /* evhttp drops anything larger */
+/* evhttp reads a whole body before any handler (and so the token check) runs: this bounds what
+ * an unauthenticated client can make jazarid hold per connection. Bodies between the API limit
+ * and this still get a JSON 413; larger ones get evhttp's own 413. */
+#define JZ_MAX_TRANSPORT_BODY (4 * 1024 * 1024)
 #define JZ_MAX_JSON_DEPTH 32
 #define JZ_MAX_NAME_LEN 128
+#define JZ_MAX_PATH_LEN 1024 /* paths the worker is given (its own limit) */
 #define JZ_MAX_LIST_LIMIT 1000
 #define JZ_MAX_TIME_LIMIT_S (30LL * 24 * 3600)
 #define JZ_DEFAULT_TIME_LIMIT_S 3600

@@ -221,6 +221,13 @@ def test_malformed(svc):
         (dict(raw=b'{"plugin": "batch", "params": {"argv": ["' + b"a" * (2 << 20) + b'"]}}'),
          413, "body"),
         (dict(raw=b'{"a":' * 100 + b"1" + b"}" * 100), 413, "body"),
+        (dict(raw=b"[" * 3000 + b"]" * 3000), 413, "body"),
+        # Messages that quote user text cut mid-character still come back as JSON.
+        (dict(body={"plugin": "a" * 63 + "\u00e9\u00e9"}), 400, "plugin"),
+        (dict(body={"plugin": "batch", "params": {"argv": ["true"]},
+                    "resources": {"\u00e9" * 80: 1}}), 400, "resources." + "\u00e9" * 50),
+        (dict(body={"plugin": "batch", "params": {"argv": ["true"]},
+                    "submit_dir": "/" + "d" * 1100}), 400, "submit_dir"),
     ]
     for kw, status, field in cases:
         st, j = svc.http("POST", "/v1/jobs", token=t, **kw)
@@ -236,6 +243,8 @@ def test_malformed(svc):
     st, j = svc.http("GET", "/v1/jobs?limit=0", token=t)
     assert st == 400 and j["error"]["field"] == "limit", (st, j)
     st, j = svc.http("GET", "/v1/jobs?state=SLEEPING", token=t)
+    assert st == 400 and j["error"]["field"] == "state", (st, j)
+    st, j = svc.http("GET", "/v1/jobs?state=%ff%fe", token=t)
     assert st == 400 and j["error"]["field"] == "state", (st, j)
     # Nothing was created, and the server still serves.
     st, j = svc.http("GET", "/v1/jobs", token=t)

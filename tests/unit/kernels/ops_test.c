@@ -531,6 +531,230 @@ static void test_nbody(void **state)
     jz_kbuf_free(P), jz_kbuf_free(V), jz_kbuf_free(A);
 }
 
+/* The reference's own boundary mapping (jz_k_heat*_step_bc in kernels.h): a ghost on a boundary
+ * face stands for the interior cell it mirrors (Neumann) or repeats (periodic). */
+static size_t ref_src(size_t i, size_t n, int bc, bool lo_is_halo, bool hi_is_halo)
+{
+    if (bc == JZ_KBC_NEUMANN)
+        return i == 0 && !lo_is_halo ? 1 : i == n - 1 && !hi_is_halo ? n - 2 : i;
+    if (bc == JZ_KBC_PERIODIC)
+        return i == 0 && !lo_is_halo ? n - 2 : i == n - 1 && !hi_is_halo ? 1 : i;
+    return i;
+}
+
+/* One float64 step of the _bc stencils on an nx x ny x nz grid (nz == 1: 2D). */
+static void ref_heat_bc(size_t nx, size_t ny, size_t nz, double alpha, int bc, unsigned halo,
+                        const double *a, double *b)
+{
+    const size_t n[3] = {nx, ny, nz};
+    const int axes = nz > 1 ? 3 : 2;
+    for (size_t z = 0; z < nz; z++)
+        for (size_t y = 0; y < ny; y++)
+            for (size_t x = 0; x < nx; x++) {
+                size_t c[3] = {x, y, z}, m[3] = {x, y, z};
+                size_t i = (z * ny + y) * nx + x;
+                bool copy = false;
+                for (int k = 0; k < axes; k++) {
+                    bool lh = halo & (1u << (2 * k)), hh = halo & (2u << (2 * k));
+                    bool lo = c[k] == 0, hi = c[k] == n[k] - 1;
+                    if ((lo && lh) || (hi && hh) || (bc == JZ_KBC_DIRICHLET && (lo || hi)))
+                        copy = true;
+                    m[k] = ref_src(c[k], n[k], bc, lh, hh);
+                }
+                if (copy) {
+                    b[i] = a[i];
+                    continue;
+                }
+                size_t mi = (m[2] * ny + m[1]) * nx + m[0];
+                double s = 0;
+                for (int k = 0; k < axes; k++) {
+                    bool lh = halo & (1u << (2 * k)), hh = halo & (2u << (2 * k));
+                    for (int sgn = -1; sgn <= 1; sgn += 2) {
+                        size_t q[3] = {m[0], m[1], m[2]};
+                        q[k] = ref_src(m[k] + (size_t)sgn, n[k], bc, lh, hh);
+                        s += a[(q[2] * ny + q[1]) * nx + q[0]];
+                    }
+                }
+                b[i] = a[mi] + alpha * (s - 2.0 * axes * a[mi]);
+            }
+}
+
+/* Every boundary mode in 2D and 3D, with no halo, a halo on one side of the slowest axis and on
+ * both, over a few steps from random fields (ghosts of the input are random too: Neumann and
+ * periodic must not read them). */
+static void test_heat_bc(void **state)
+{
+    struct jz_error e = {0};
+    const size_t sizes[2][3] = {{23, 17, 1}, {11, 9, 7}};
+    for (int g = 0; g < 2; g++) {
+        const size_t nx = sizes[g][0], ny = sizes[g][1], nz = sizes[g][2], n = nx * ny * nz;
+        const bool is3d = nz > 1;
+        const unsigned lo = is3d ? JZ_KFACE_ZLO : JZ_KFACE_YLO;
+        const unsigned hi = is3d ? JZ_KFACE_ZHI : JZ_KFACE_YHI;
+        const unsigned halos[4] = {0, lo, hi, lo | hi};
+        const float alpha = is3d ? 0.15f : 0.22f;
+        for (int bc = 0; bc <= 2; bc++)
+            for (int hm = 0; hm < 4; hm++) {
+                unsigned halo = halos[hm];
+                if (bc == JZ_KBC_PERIODIC && (hm == 1 || hm == 2)) {
+                    jz_kbuf_t *U = poisoned(n), *W = poisoned(n);
+                    int rc = is3d ? jz_k_heat3d_step_bc(dev, nx, ny, nz, alpha, bc, halo, U, W, &e)
+                                  : jz_k_heat2d_step_bc(dev, nx, ny, alpha, bc, halo, U, W, &e);
+                    assert_int_equal(rc, JZ_EINVAL); /* one-sided halo on a periodic axis */
+                    jz_kbuf_free(U), jz_kbuf_free(W);
+                    continue;
+                }
+                float *u = rand_vec(n, 0, 100);
+                double *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
+                for (size_t i = 0; i < n; i++)
+                    a[i] = u[i];
+                jz_kbuf_t *U = upload(u, n * 4), *W = NULL;
+                for (int s = 0; s < 3; s++) {
+                    W = poisoned(n);
+                    ok(is3d ? jz_k_heat3d_step_bc(dev, nx, ny, nz, alpha, bc, halo, U, W, &e)
+                            : jz_k_heat2d_step_bc(dev, nx, ny, alpha, bc, halo, U, W, &e),
+                       &e);
+                    ref_heat_bc(nx, ny, nz, alpha, bc, halo, a, b);
+                    double *t = a;
+                    a = b, b = t;
+                    jz_kbuf_free(U);
+                    U = W;
+                }
+                float *got = download(U, n);
+                char what[64];
+                snprintf(what, sizeof what, "heat%dd bc %d halo 0x%x", is3d ? 3 : 2, bc, halo);
+                expect_close(what, got, a, NULL, n, 1e-5, 1e-4);
+                free(u), free(a), free(b), free(got);
+                jz_kbuf_free(U);
+            }
+    }
+    /* A grid above the cpu backend's streaming-store threshold (16 MiB), where the row loops
+     * use non-temporal stores between the mapped x ends. */
+    for (int bc = JZ_KBC_NEUMANN; bc <= JZ_KBC_PERIODIC; bc++) {
+        const size_t nx = 4099, ny = 1025, n = nx * ny;
+        const unsigned halo = bc == JZ_KBC_NEUMANN ? JZ_KFACE_YHI : 0;
+        float *u = rand_vec(n, 0, 100);
+        double *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
+        for (size_t i = 0; i < n; i++)
+            a[i] = u[i];
+        jz_kbuf_t *U = upload(u, n * 4), *W = poisoned(n);
+        ok(jz_k_heat2d_step_bc(dev, nx, ny, 0.2f, bc, halo, U, W, &e), &e);
+        ref_heat_bc(nx, ny, 1, 0.2f, bc, halo, a, b);
+        float *got = download(W, n);
+        expect_close("heat2d bc large", got, b, NULL, n, 1e-5, 1e-4);
+        free(u), free(a), free(b), free(got);
+        jz_kbuf_free(U), jz_kbuf_free(W);
+    }
+    /* The same grid as two slabs with halo faces gives the whole grid's owned rows bit for bit,
+     * although the whole grid takes the cpu backend's streaming path and the slabs do not. */
+    for (int bc = 0; bc <= 2; bc++) {
+        const size_t nx = 4099, ny = 1025, n = nx * ny, m = ny / 2, rb = nx * 4;
+        float *u = rand_vec(n, 0, 100);
+        jz_kbuf_t *U = upload(u, n * 4), *W = poisoned(n);
+        ok(jz_k_heat2d_step_bc(dev, nx, ny, 0.2f, bc, 0, U, W, &e), &e);
+        float *whole = download(W, n);
+        bool per = bc == JZ_KBC_PERIODIC;
+        /* slab A: rows [0, m] (row m a halo); slab B: rows [m-1, ny) (row m-1 a halo); with a
+         * periodic boundary the ends are halos too, filled as the exchange would */
+        const size_t na = m + 1, nb = ny - m + 1;
+        float *ha = malloc(na * rb), *hb = malloc(nb * rb);
+        memcpy(ha, u, na * rb);
+        memcpy(hb, u + (m - 1) * nx, nb * rb);
+        if (per) {
+            memcpy(ha, u + (ny - 2) * nx, rb);
+            memcpy(hb + (nb - 1) * nx, u + nx, rb);
+        }
+        unsigned lo_h = per ? JZ_KFACE_YLO : 0, hi_h = per ? JZ_KFACE_YHI : 0;
+        jz_kbuf_t *A = upload(ha, na * rb), *AW = poisoned(na * nx);
+        jz_kbuf_t *B = upload(hb, nb * rb), *BW = poisoned(nb * nx);
+        ok(jz_k_heat2d_step_bc(dev, nx, na, 0.2f, bc, lo_h | JZ_KFACE_YHI, A, AW, &e), &e);
+        ok(jz_k_heat2d_step_bc(dev, nx, nb, 0.2f, bc, JZ_KFACE_YLO | hi_h, B, BW, &e), &e);
+        float *ga = download(AW, na * nx), *gb = download(BW, nb * nx);
+        size_t a0 = per ? 1 : 0, b1 = per ? ny - 1 : ny;
+        for (size_t y = a0; y < m; y++)
+            if (memcmp(ga + y * nx, whole + y * nx, rb) != 0)
+                fail_msg("bc %d: slab A row %zu differs from the whole grid", bc, y);
+        for (size_t y = m; y < b1; y++)
+            if (memcmp(gb + (y - m + 1) * nx, whole + y * nx, rb) != 0)
+                fail_msg("bc %d: slab B row %zu differs from the whole grid", bc, y);
+        /* halo rows come back as they went in */
+        assert_memory_equal(ga + m * nx, ha + m * nx, rb);
+        assert_memory_equal(gb, hb, rb);
+        free(u), free(whole), free(ha), free(hb), free(ga), free(gb);
+        jz_kbuf_free(U), jz_kbuf_free(W), jz_kbuf_free(A), jz_kbuf_free(AW);
+        jz_kbuf_free(B), jz_kbuf_free(BW);
+    }
+    /* Dirichlet without halos is the plain step, bit for bit. */
+    {
+        const size_t nx = 19, ny = 13, n = nx * ny;
+        float *u = rand_vec(n, 0, 100);
+        jz_kbuf_t *U = upload(u, n * 4), *W1 = poisoned(n), *W2 = poisoned(n);
+        ok(jz_k_heat2d_step(dev, nx, ny, 0.2f, U, W1, &e), &e);
+        ok(jz_k_heat2d_step_bc(dev, nx, ny, 0.2f, JZ_KBC_DIRICHLET, 0, U, W2, &e), &e);
+        float *g1 = download(W1, n), *g2 = download(W2, n);
+        assert_memory_equal(g1, g2, n * 4);
+        /* argument checks */
+        assert_int_equal(jz_k_heat2d_step_bc(dev, nx, ny, 0.2f, (enum jz_kbc)3, 0, U, W1, &e),
+                         JZ_EINVAL);
+        assert_int_equal(jz_k_heat2d_step_bc(dev, nx, ny, 0.2f, JZ_KBC_NEUMANN, JZ_KFACE_ZLO, U,
+                                             W1, &e),
+                         JZ_EINVAL);
+        assert_int_equal(jz_k_heat2d_step_bc(dev, nx, ny, 0.2f, JZ_KBC_NEUMANN, 0, U, U, &e),
+                         JZ_EINVAL);
+        assert_int_equal(jz_k_heat3d_step_bc(dev, nx, ny, 1, 0.1f, JZ_KBC_NEUMANN, 0, U, W1, &e),
+                         JZ_EINVAL);
+        free(u), free(g1), free(g2);
+        jz_kbuf_free(U), jz_kbuf_free(W1), jz_kbuf_free(W2);
+    }
+}
+
+/* Ranges of bodies give the same bits as the whole, leave the rest of acc alone, and are checked
+ * against n. */
+static void test_nbody_range(void **state)
+{
+    const size_t n = 131;
+    const float soft = 0.05f;
+    struct jz_error e = {0};
+    float *pos = rand_vec(4 * n, -1, 1);
+    for (size_t i = 0; i < n; i++)
+        pos[4 * i + 3] = rndf(0.5f, 2.0f);
+    jz_kbuf_t *P = upload(pos, 4 * n * 4), *A = poisoned(4 * n);
+    ok(jz_k_nbody_forces(dev, n, soft, P, A, &e), &e);
+    float *whole = download(A, 4 * n);
+    const size_t ranges[][2] = {{0, 1}, {n - 1, 1}, {0, n}, {17, 50}, {64, 67}, {3, 16}};
+    for (size_t r = 0; r < sizeof ranges / sizeof ranges[0]; r++) {
+        size_t first = ranges[r][0], count = ranges[r][1];
+        jz_kbuf_t *B = poisoned(4 * n);
+        ok(jz_k_nbody_forces_range(dev, n, first, count, soft, P, B, &e), &e);
+        float *got = download(B, 4 * n);
+        for (size_t i = 0; i < n; i++)
+            for (int k = 0; k < 4; k++) {
+                float g = got[4 * i + k];
+                if (i >= first && i < first + count) {
+                    if (memcmp(&g, &whole[4 * i + k], 4) != 0)
+                        fail_msg("range [%zu,+%zu) body %zu[%d]: %.9g vs whole %.9g", first,
+                                 count, i, k, g, whole[4 * i + k]);
+                } else if (!isnan(g)) {
+                    fail_msg("range [%zu,+%zu) wrote body %zu outside it", first, count, i);
+                }
+            }
+        free(got);
+        jz_kbuf_free(B);
+    }
+    /* acc needs only first + count bodies */
+    jz_kbuf_t *S = poisoned(4 * 10);
+    ok(jz_k_nbody_forces_range(dev, n, 6, 4, soft, P, S, &e), &e);
+    float *gs = download(S, 40);
+    assert_memory_equal(gs + 24, whole + 24, 16 * 4);
+    assert_true(isnan(gs[0]) && isnan(gs[23]));
+    assert_int_equal(jz_k_nbody_forces_range(dev, n, 6, 5, soft, P, S, &e), JZ_EINVAL);
+    assert_int_equal(jz_k_nbody_forces_range(dev, n, n, 1, soft, P, A, &e), JZ_ERANGE);
+    assert_int_equal(jz_k_nbody_forces_range(dev, n, 100, 32, soft, P, A, &e), JZ_ERANGE);
+    assert_int_equal(jz_k_nbody_forces_range(dev, n, 0, 0, soft, P, A, &e), JZ_EINVAL);
+    free(pos), free(whole), free(gs);
+    jz_kbuf_free(P), jz_kbuf_free(A), jz_kbuf_free(S);
+}
+
 /* Philox4x32-10 known-answer vectors from the Random123 distribution (kat_vectors). */
 static void test_philox_kat(void **state)
 {
@@ -695,6 +919,7 @@ int main(void)
         cmocka_unit_test(test_optimizers), cmocka_unit_test(test_heat),
         cmocka_unit_test(test_nbody),      cmocka_unit_test(test_philox_kat),
         cmocka_unit_test(test_rand),       cmocka_unit_test(test_comm),
+        cmocka_unit_test(test_heat_bc),    cmocka_unit_test(test_nbody_range),
     };
     int rc = cmocka_run_group_tests_name(jz_kbackend_name(JZ_TEST_BACKEND), tests, NULL, NULL);
     jz_kdev_close(dev);
