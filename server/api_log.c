@@ -3,6 +3,7 @@
  * writes the log directly, so there is no event to wait for. */
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <fcntl.h>
@@ -16,8 +17,9 @@
 #include "server/http.h"
 #include "server/jobs.h"
 
-#define LOG_MAX_REPLY (4 * 1024 * 1024) /* bytes in one non-follow reply; page with offset */
-#define LOG_CHUNK (256 * 1024)          /* bytes sent per follow tick */
+#define LOG_MAX_REPLY (1024 * 1024) /* bytes in one non-follow reply; page with offset */
+#define LOG_CHUNK (256 * 1024)      /* bytes queued per follow tick */
+#define LOG_MAX_QUEUED (512 * 1024) /* a stream whose client lags more than this waits for it */
 #define LOG_POLL_MS 200
 #define LOG_MAX_FOLLOWERS 1024
 
@@ -78,25 +80,31 @@ static void on_conn_close(struct evhttp_connection *conn, void *arg)
     follower_free(f);
 }
 
+/* One chunk per tick, and only while the client keeps up: what a slow reader has not taken
+ * stays in the file, not in jazarid's memory. */
 static void follower_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct follower *f = arg;
-    struct evbuffer *buf = evbuffer_new();
-    size_t n;
-    /* Read until caught up when the job has ended, else one chunk per tick. */
-    do {
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(f->conn);
+    size_t queued = bev ? evbuffer_get_length(bufferevent_get_output(bev)) : 0;
+    size_t n = 0;
+    if (queued < LOG_MAX_QUEUED) {
+        struct evbuffer *buf = evbuffer_new();
         n = read_from(f->path, &f->offset, LOG_CHUNK, buf);
-        if (evbuffer_get_length(buf))
+        if (n)
             evhttp_send_reply_chunk(f->req, buf);
-    } while (f->ended && n == LOG_CHUNK);
-    evbuffer_free(buf);
-    if (f->ended) {
+        evbuffer_free(buf);
+    }
+    if (f->ended && queued < LOG_MAX_QUEUED && n < LOG_CHUNK) { /* caught up with a final log */
         evhttp_connection_set_closecb(f->conn, NULL, NULL);
         evhttp_send_reply_end(f->req);
         follower_free(f);
         return;
     }
-    struct timeval tv = {.tv_sec = 0, .tv_usec = LOG_POLL_MS * 1000};
+    /* More to send right away when the last read was full and the client is keeping up. */
+    struct timeval tv = {.tv_sec = 0,
+                         .tv_usec = (n == LOG_CHUNK && queued < LOG_MAX_QUEUED) ? 0
+                                                                                : LOG_POLL_MS * 1000};
     evtimer_add(f->timer, &tv);
 }
 
@@ -142,28 +150,17 @@ void jz_api_jobs_log(struct jz_req *r)
 
     enum jz_job_state st = jz_job_state(job);
     bool final = st != JZ_JOB_PENDING && st != JZ_JOB_RUNNING;
-    if (!following || final) {
+    if (!following) {
         struct evbuffer *buf = evbuffer_new();
         read_from(path, &offset, LOG_MAX_REPLY, buf);
         char next[32];
         snprintf(next, sizeof next, "%lld", (long long)offset);
         evhttp_add_header(h, "X-Jazari-Next-Offset", next);
-        if (following) {
-            /* Already ended: stream what there is and end, like a follow that caught up. */
-            evhttp_send_reply_start(r->req, 200, "OK");
-            for (;;) {
-                if (evbuffer_get_length(buf))
-                    evhttp_send_reply_chunk(r->req, buf);
-                if (read_from(path, &offset, LOG_MAX_REPLY, buf) == 0)
-                    break;
-            }
-            evhttp_send_reply_end(r->req);
-        } else {
-            evhttp_send_reply(r->req, 200, "OK", buf);
-        }
+        evhttp_send_reply(r->req, 200, "OK", buf);
         evbuffer_free(buf);
         return;
     }
+    /* Following an ended job streams what there is, like a follow that has caught up. */
     if (followers_now >= LOG_MAX_FOLLOWERS) {
         jz_http_reply_error(r, 429, "too_many_followers", NULL,
                             "too many log streams open (limit %d)", LOG_MAX_FOLLOWERS);
@@ -181,7 +178,8 @@ void jz_api_jobs_log(struct jz_req *r)
     f->offset = offset;
     snprintf(f->path, sizeof f->path, "%s", path);
     f->timer = evtimer_new(r->srv->base, follower_tick, f);
-    f->watch = jz_job_watch(job, on_job_end, f);
+    f->ended = final;
+    f->watch = final ? NULL : jz_job_watch(job, on_job_end, f);
     evhttp_send_reply_start(r->req, 200, "OK");
     evhttp_connection_set_closecb(f->conn, on_conn_close, f);
     /* A quiet log is normal: no idle timeout for a stream (a day bounds a dead peer). */

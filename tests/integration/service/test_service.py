@@ -537,6 +537,25 @@ def test_policy(svc):
         svc.http("POST", "/v1/jobs/%d/cancel" % jid, token=tok)
 
 
+def test_logs(svc):
+    """Large logs: plain reads page by 1 MiB; a stream delivers everything, then ends."""
+    t = svc.admin
+    jid = svc.submit(t, batch(["sh", "-c", "head -c 3000000 /dev/zero | tr '\\0' x; echo END"]))
+    assert svc.wait(t, jid)["state"] == "SUCCEEDED"
+    req = urllib.request.Request(svc.url + "/v1/jobs/%d/log" % jid,
+                                 headers={"Authorization": "Bearer " + t})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        first = r.read()
+        nxt = int(r.headers["X-Jazari-Next-Offset"])
+    assert len(first) == 1 << 20 and nxt == 1 << 20, (len(first), nxt)
+    req = urllib.request.Request(svc.url + "/v1/jobs/%d/log?follow=1&offset=%d" % (jid, nxt),
+                                 headers={"Authorization": "Bearer " + t})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        rest = r.read()
+    log = first + rest
+    assert b"x" * 3000000 + b"END\n" in log, len(log)
+
+
 def test_credits(svc):
     """Metered tenants: GPU time is charged to a ledger; out of credit, jobs wait for more."""
     alice = svc.add_user("alice", tenant="startup-a")
