@@ -605,7 +605,7 @@ int jz_k_heat2d_step(jz_kdev_t *dev, size_t nx, size_t ny, float alpha, const jz
     TRY(check_finite("alpha", alpha, err));
     if (in == out)
         return jzk_err(err, JZ_EINVAL, "in and out must be distinct");
-    return dev->ops->heat2d(dev->d, nx, ny, alpha, in->h, out->h, err);
+    return dev->ops->heat2d(dev->d, nx, ny, alpha, JZ_KBC_DIRICHLET, 0, in->h, out->h, err);
 }
 
 int jz_k_heat3d_step(jz_kdev_t *dev, size_t nx, size_t ny, size_t nz, float alpha,
@@ -623,7 +623,60 @@ int jz_k_heat3d_step(jz_kdev_t *dev, size_t nx, size_t ny, size_t nz, float alph
     TRY(check_finite("alpha", alpha, err));
     if (in == out)
         return jzk_err(err, JZ_EINVAL, "in and out must be distinct");
-    return dev->ops->heat3d(dev->d, nx, ny, nz, alpha, in->h, out->h, err);
+    return dev->ops->heat3d(dev->d, nx, ny, nz, alpha, JZ_KBC_DIRICHLET, 0, in->h, out->h, err);
+}
+
+/* The boundary mode and halo mask of a _bc stencil with `faces` faces (4 or 6). */
+static int check_bc(enum jz_kbc bc, unsigned halo, unsigned faces, struct jz_error *err)
+{
+    if (bc != JZ_KBC_DIRICHLET && bc != JZ_KBC_NEUMANN && bc != JZ_KBC_PERIODIC)
+        return jzk_err(err, JZ_EINVAL, "unknown boundary condition %d", (int)bc);
+    if (halo & ~((1u << faces) - 1))
+        return jzk_err(err, JZ_EINVAL, "halo mask 0x%x names faces a %uD grid lacks", halo,
+                       faces / 2);
+    if (bc == JZ_KBC_PERIODIC)
+        for (unsigned f = 0; f < faces; f += 2)
+            if (((halo >> f) & 1u) != ((halo >> (f + 1)) & 1u))
+                return jzk_err(err, JZ_EINVAL,
+                               "periodic boundary: both faces of an axis must be halos or neither");
+    return 0;
+}
+
+int jz_k_heat2d_step_bc(jz_kdev_t *dev, size_t nx, size_t ny, float alpha, enum jz_kbc bc,
+                        unsigned halo, const jz_kbuf_t *in, jz_kbuf_t *out, struct jz_error *err)
+{
+    size_t n = 0;
+    TRY(check_dev(dev, err));
+    TRY(check_bc(bc, halo, 4, err));
+    TRY(check_dim("nx", nx, 3, err));
+    TRY(check_dim("ny", ny, 3, err));
+    TRY(check_prod("grid", nx, ny, &n, err));
+    TRY(check_buf(dev, "in", in, n, 4, err));
+    TRY(check_buf(dev, "out", out, n, 4, err));
+    TRY(check_finite("alpha", alpha, err));
+    if (in == out)
+        return jzk_err(err, JZ_EINVAL, "in and out must be distinct");
+    return dev->ops->heat2d(dev->d, nx, ny, alpha, (int)bc, halo, in->h, out->h, err);
+}
+
+int jz_k_heat3d_step_bc(jz_kdev_t *dev, size_t nx, size_t ny, size_t nz, float alpha,
+                        enum jz_kbc bc, unsigned halo, const jz_kbuf_t *in, jz_kbuf_t *out,
+                        struct jz_error *err)
+{
+    size_t n2 = 0, n = 0;
+    TRY(check_dev(dev, err));
+    TRY(check_bc(bc, halo, 6, err));
+    TRY(check_dim("nx", nx, 3, err));
+    TRY(check_dim("ny", ny, 3, err));
+    TRY(check_dim("nz", nz, 3, err));
+    TRY(check_prod("grid", nx, ny, &n2, err));
+    TRY(check_prod("grid", n2, nz, &n, err));
+    TRY(check_buf(dev, "in", in, n, 4, err));
+    TRY(check_buf(dev, "out", out, n, 4, err));
+    TRY(check_finite("alpha", alpha, err));
+    if (in == out)
+        return jzk_err(err, JZ_EINVAL, "in and out must be distinct");
+    return dev->ops->heat3d(dev->d, nx, ny, nz, alpha, (int)bc, halo, in->h, out->h, err);
 }
 
 int jz_k_nbody_forces(jz_kdev_t *dev, size_t n, float softening, const jz_kbuf_t *pos,
@@ -639,7 +692,29 @@ int jz_k_nbody_forces(jz_kdev_t *dev, size_t n, float softening, const jz_kbuf_t
         return jzk_err(err, JZ_EINVAL, "softening must be positive");
     if (pos == acc)
         return jzk_err(err, JZ_EINVAL, "pos and acc must be distinct");
-    return dev->ops->nbody_forces(dev->d, n, softening * softening, pos->h, acc->h, err);
+    return dev->ops->nbody_forces(dev->d, n, 0, n, softening * softening, pos->h, acc->h, err);
+}
+
+int jz_k_nbody_forces_range(jz_kdev_t *dev, size_t n, size_t first, size_t count, float softening,
+                            const jz_kbuf_t *pos, jz_kbuf_t *acc, struct jz_error *err)
+{
+    size_t n4 = 0, e4 = 0;
+    TRY(check_dev(dev, err));
+    TRY(check_dim("n", n, 1, err));
+    TRY(check_dim("count", count, 1, err));
+    if (first > n || count > n - first)
+        return jzk_err(err, JZ_ERANGE, "bodies [%zu, %zu + %zu) outside [0, %zu)", first, first,
+                       count, n);
+    TRY(check_prod("bodies", n, 4, &n4, err));
+    TRY(check_prod("bodies", first + count, 4, &e4, err));
+    TRY(check_buf(dev, "pos", pos, n4, 4, err));
+    TRY(check_buf(dev, "acc", acc, e4, 4, err));
+    if (!(softening > 0) || !isfinite(softening))
+        return jzk_err(err, JZ_EINVAL, "softening must be positive");
+    if (pos == acc)
+        return jzk_err(err, JZ_EINVAL, "pos and acc must be distinct");
+    return dev->ops->nbody_forces(dev->d, n, first, count, softening * softening, pos->h, acc->h,
+                                  err);
 }
 
 int jz_k_nbody_leapfrog(jz_kdev_t *dev, size_t n, float dt, jz_kbuf_t *pos, jz_kbuf_t *vel,

@@ -14,7 +14,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever struct jzk_ops changes, so a stale CUDA module is refused. */
-#define JZK_OPS_VERSION 1
+#define JZK_OPS_VERSION 2
 
 enum jzk_reduce { JZK_REDUCE_SUM = 0, JZK_REDUCE_MAX = 1 };
 enum jzk_dist { JZK_DIST_UNIFORM = 0, JZK_DIST_NORMAL = 1 };
@@ -59,11 +59,14 @@ struct jzk_ops {
     /* bc1 = 1 - b1^t, bc2 = 1 - b2^t, computed by the front end in double. */
     int (*adam)(void *d, size_t n, void *p, void *g, void *m, void *v, float lr, float b1, float b2,
                 float eps, float wd, float bc1, float bc2, struct jz_error *err);
-    int (*heat2d)(void *d, size_t nx, size_t ny, float alpha, void *in, void *out,
-                  struct jz_error *err);
-    int (*heat3d)(void *d, size_t nx, size_t ny, size_t nz, float alpha, void *in, void *out,
-                  struct jz_error *err);
-    int (*nbody_forces)(void *d, size_t n, float soft2, void *pos, void *acc, struct jz_error *err);
+    /* bc: enum jz_kbc; halo: JZ_KFACE_* bits (the plain steps are DIRICHLET with no halo). */
+    int (*heat2d)(void *d, size_t nx, size_t ny, float alpha, int bc, unsigned halo, void *in,
+                  void *out, struct jz_error *err);
+    int (*heat3d)(void *d, size_t nx, size_t ny, size_t nz, float alpha, int bc, unsigned halo,
+                  void *in, void *out, struct jz_error *err);
+    /* Bodies [first, first + count) of n (all of them for jz_k_nbody_forces). */
+    int (*nbody_forces)(void *d, size_t n, size_t first, size_t count, float soft2, void *pos,
+                        void *acc, struct jz_error *err);
     int (*leapfrog)(void *d, size_t n, float dt, void *pos, void *vel, void *acc,
                     struct jz_error *err);
     int (*rand)(void *d, int dist, size_t n, uint64_t seed, uint64_t offset, float a, float b,
@@ -100,6 +103,21 @@ static inline int jzk_err(struct jz_error *err, int code, const char *fmt, ...)
         va_end(ap);
     }
     return code;
+}
+
+/* Along one axis of n cells, the cell whose value index i stands for under boundary condition
+ * bc: a ghost on a boundary face (lo / hi: the face is a domain boundary, not a halo) maps to
+ * the interior cell it mirrors (NEUMANN) or repeats (PERIODIC); every other index to itself.
+ * Shared by the cpu backend and the tests; OpenCL and CUDA carry copies. */
+static inline size_t jzk_bc_src(size_t i, size_t n, int bc, bool lo, bool hi)
+{
+    if (bc == JZ_KBC_DIRICHLET)
+        return i;
+    if (i == 0 && lo)
+        return bc == JZ_KBC_PERIODIC ? n - 2 : 1;
+    if (i == n - 1 && hi)
+        return bc == JZ_KBC_PERIODIC ? 1 : n - 2;
+    return i;
 }
 
 /* Philox4x32-10, shared by the cpu backend and the tests; OpenCL and CUDA carry copies. */

@@ -1,9 +1,11 @@
 /* jazari-bench-kernels: measures the compute layer against references taken in the same run and
  * prints one JSON object per line (op, backend, n, value, unit, reference, reference_value,
  * ratio). SGEMM vs OpenBLAS (and cuBLAS) called directly, heat stencils vs a STREAM triad (or
- * the device's copy bandwidth on CUDA), N-body vs the CPU's measured FMA peak.
- * Usage: jazari-bench-kernels [--backends cpu,opencl,cuda] [--ops sgemm,stencil,nbody]
- *                             [--reps N] [--quick] */
+ * the device's copy bandwidth on CUDA), N-body vs the CPU's measured FMA peak, bias +
+ * activation vs the triad.
+ * Usage: jazari-bench-kernels [--backends cpu,opencl,cuda] [--ops sgemm,stencil,nbody,act]
+ *                             [--reps N] [--quick]
+ * (act: the fused bias + ReLU / GELU forward pass vs the triad; not run by default) */
 #define _GNU_SOURCE
 #include <jazari/kernels.h>
 
@@ -371,9 +373,49 @@ static void bench_nbody(jz_kdev_t *d, const char *bname)
     }
     double ips = (double)n * (double)n / median(t, r);
     emit("nbody_interactions", bname, n, ips * 1e-9, "Ginteractions/s", "none", 0);
+    /* Half the bodies with jz_k_nbody_forces_range, as one of two devices computes them in the
+     * simulate plugin: the time should halve (ratio: against the full call's time). */
+    double th[32];
+    for (int k = 0; k < r + 1; k++) {
+        double t0 = now();
+        CK(jz_k_nbody_forces_range(d, n, n / 2, n - n / 2, 0.01f, P, A, &err), "nbody_range");
+        CK(jz_kdev_sync(d, &err), "sync");
+        if (k)
+            th[k - 1] = now() - t0;
+    }
+    emit("nbody_range_half_s", bname, n, median(th, r), "s", "nbody_full_s", median(t, r));
     /* 20 flops per interaction, the usual count (GPU Gems 3, ch. 31). */
     emit("nbody", bname, n, ips * 20 * 1e-9, "GFLOP/s", "cpu_fma_peak", median(peak, r));
     jz_kbuf_free(P), jz_kbuf_free(A);
+}
+
+/* The fused bias + activation forward pass on an inference-sized activation (1024 x 1024): each
+ * element is read once and written once, so it is compared with the triad. */
+static void bench_act(jz_kdev_t *d, const char *bname)
+{
+    const size_t rows = 1024, cols = 1024, n = rows * cols;
+    static const char *const names[3] = {"bias_act_none", "bias_act_relu", "bias_act_gelu"};
+    jz_kbuf_t *X = random_buf(d, n, -3, 3, 7), *B = random_buf(d, cols, -1, 1, 8), *Y;
+    CK(jz_kbuf_alloc(d, n * 4, &Y, &err), "alloc");
+    for (int act = JZ_KACT_RELU; act <= JZ_KACT_GELU; act++) {
+        double t[32], ref[32];
+        int r = reps < 32 ? reps : 32;
+        const int calls = 20;
+        for (int k = 0; k < r + 1; k++) {
+            double rb = ref_bandwidth(d, X, Y, n * 4);
+            double t0 = now();
+            for (int c = 0; c < calls; c++)
+                CK(jz_k_bias_act_forward(d, (enum jz_kact)act, rows, cols, X, B, Y, &err),
+                   "bias_act_forward");
+            CK(jz_kdev_sync(d, &err), "sync");
+            if (k)
+                t[k - 1] = (now() - t0) / calls, ref[k - 1] = rb;
+        }
+        emit(names[act], bname, n, 8.0 * (double)n / median(t, r) * 1e-9, "GB/s",
+             jz_kdev_backend(d) == JZ_KBACKEND_CUDA ? "device_copy" : "stream_triad",
+             median(ref, r));
+    }
+    jz_kbuf_free(X), jz_kbuf_free(B), jz_kbuf_free(Y);
 }
 
 int main(int argc, char **argv)
@@ -390,7 +432,7 @@ int main(int argc, char **argv)
             quick = true;
         else {
             fprintf(stderr,
-                    "usage: %s [--backends cpu,opencl,cuda] [--ops sgemm,stencil,nbody] "
+                    "usage: %s [--backends cpu,opencl,cuda] [--ops sgemm,stencil,nbody,act] "
                     "[--reps N] [--quick]\n",
                     argv[0]);
             return 2;
@@ -425,6 +467,8 @@ int main(int argc, char **argv)
             bench_stencil(d, tok);
         if (strstr(ops, "nbody"))
             bench_nbody(d, tok);
+        if (strstr(ops, "act"))
+            bench_act(d, tok);
         jz_kdev_close(d);
     }
     free(tri_a), free(tri_b), free(tri_c);

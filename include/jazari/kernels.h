@@ -32,7 +32,7 @@
 extern "C" {
 #endif
 
-#define JZ_KERNELS_API_VERSION 1
+#define JZ_KERNELS_API_VERSION 2
 
 /* Largest element count / matrix dimension any operation accepts (int32 indexing on devices). */
 #define JZ_K_MAX_ELEMS ((size_t)INT32_MAX)
@@ -270,6 +270,62 @@ int jz_kcomm_allreduce_sum(jz_kcomm_t *comm, jz_kbuf_t *const *bufs, size_t coun
 /* In place: afterwards every bufs[i] holds the first `count` floats of bufs[root]. */
 int jz_kcomm_broadcast(jz_kcomm_t *comm, jz_kbuf_t *const *bufs, size_t count, size_t root,
                        struct jz_error *err);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Additions of API version 2 (appended: nothing above changed)                                 */
+
+/* Boundary condition of the heat stencils on the faces of the whole domain. The outer layer of
+ * cells on every face is a layer of boundary or ghost cells; the interior is updated.
+ *  - DIRICHLET: the outer cells hold fixed temperatures: they are copied from in to out and the
+ *    interior reads them as they are (what jz_k_heat2d_step and jz_k_heat3d_step do).
+ *  - NEUMANN: zero flux. The outer cells are ghosts standing for the first interior cell inward
+ *    (index 0 -> 1, n-1 -> n-2 along each axis): the interior reads that cell instead of the
+ *    ghost, and out's ghosts receive that cell's new value.
+ *  - PERIODIC: the interior cells 1 .. n-2 of each axis repeat with period n-2; the ghosts stand
+ *    for the opposite interior cell (0 -> n-2, n-1 -> 1), read and written as for NEUMANN.
+ * With NEUMANN and PERIODIC the ghost values of `in` are never read (on boundary faces), so a
+ * fresh grid needs no ghost set-up, and `out` is always complete and self-consistent. A ghost
+ * cell on an edge or corner stands for the cell mapped along every axis where it is a ghost. */
+enum jz_kbc {
+    JZ_KBC_DIRICHLET = 0,
+    JZ_KBC_NEUMANN = 1,
+    JZ_KBC_PERIODIC = 2,
+};
+
+/* Faces of a grid, as bits of the `halo` mask of the _bc stencils. */
+#define JZ_KFACE_XLO 0x01u /* x == 0 */
+#define JZ_KFACE_XHI 0x02u /* x == nx - 1 */
+#define JZ_KFACE_YLO 0x04u
+#define JZ_KFACE_YHI 0x08u
+#define JZ_KFACE_ZLO 0x10u /* 3D only */
+#define JZ_KFACE_ZHI 0x20u
+
+/* One explicit heat step with boundary condition `bc` on an nx x ny grid (layout and stencil as
+ * jz_k_heat2d_step, nx, ny >= 3, alpha <= 1/4 for stability).
+ * `halo` marks faces that are not boundaries of the whole domain but cuts between the slabs of a
+ * split grid: their outer layer holds the neighbouring slab's cells (a halo), which the interior
+ * reads as they are; out's halo layer is copied from in, for the caller's halo exchange to
+ * overwrite. Only unmarked faces take `bc`. A grid split into slabs along y passes YLO for every
+ * slab but the first and YHI for every slab but the last; with PERIODIC along the split axis and
+ * more than one slab, pass both YLO and YHI on every slab and let the exchange wrap around (the
+ * first slab's outer layer takes the last slab's plane n-2, the last slab's outer layer the first
+ * slab's plane 1). PERIODIC needs both faces of an axis marked alike (else JZ_EINVAL); bits other
+ * than the 4 faces of a 2D grid are JZ_EINVAL. in and out must be distinct. */
+int jz_k_heat2d_step_bc(jz_kdev_t *dev, size_t nx, size_t ny, float alpha, enum jz_kbc bc,
+                        unsigned halo, const jz_kbuf_t *in, jz_kbuf_t *out, struct jz_error *err);
+/* The same on an nx x ny x nz grid (index (z * ny + y) * nx + x), all 6 faces; alpha <= 1/6. */
+int jz_k_heat3d_step_bc(jz_kdev_t *dev, size_t nx, size_t ny, size_t nz, float alpha,
+                        enum jz_kbc bc, unsigned halo, const jz_kbuf_t *in, jz_kbuf_t *out,
+                        struct jz_error *err);
+
+/* Forces of jz_k_nbody_forces for bodies [first, first + count) only, each from all n bodies:
+ * acc[i] (float4 index i, as in jz_k_nbody_forces) is written for i in the range, every other
+ * element of acc is left untouched. acc must hold at least first + count float4. count >= 1 and
+ * first + count <= n. Each body's sum runs the same way as in jz_k_nbody_forces on the same
+ * backend, so slices computed on several devices of one backend assemble into bit-identical
+ * results (e.g. fill acc with 0, compute the slice, jz_kcomm_allreduce_sum). */
+int jz_k_nbody_forces_range(jz_kdev_t *dev, size_t n, size_t first, size_t count, float softening,
+                            const jz_kbuf_t *pos, jz_kbuf_t *acc, struct jz_error *err);
 
 #ifdef __cplusplus
 }

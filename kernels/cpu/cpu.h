@@ -5,8 +5,14 @@
 #include "../internal.h"
 
 /* All-pairs softened forces (nbody.c, built with fast math for the reciprocal square root). */
-int jzk_cpu_nbody_forces(void *d, size_t n, float soft2, void *pos, void *acc,
-                         struct jz_error *err);
+int jzk_cpu_nbody_forces(void *d, size_t n, size_t first, size_t count, float soft2, void *pos,
+                         void *acc, struct jz_error *err);
+
+/* Heat steps with boundary mode and halo faces (stencil.c, built without FP contraction). */
+int jzk_cpu_heat2d(void *d, size_t nx, size_t ny, float alpha, int bc, unsigned halo, void *in,
+                   void *out, struct jz_error *err);
+int jzk_cpu_heat3d(void *d, size_t nx, size_t ny, size_t nz, float alpha, int bc, unsigned halo,
+                   void *in, void *out, struct jz_error *err);
 
 /* Work over [0, n) runs in `chunks` contiguous ranges, one per thread; chunk c gets
  * [n*c/chunks, n*(c+1)/chunks). The chunk index lets reductions keep per-chunk partials. */

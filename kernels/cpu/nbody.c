@@ -71,7 +71,7 @@ static rows_fn *pick_rows(void)
 
 struct nbody_args {
     rows_fn *rows;
-    size_t n;
+    size_t n, first, end;
     float soft2;
     const float *xs, *ys, *zs, *ms;
     float *acc;
@@ -80,11 +80,12 @@ struct nbody_args {
 static void nbody_blocks(void *p, size_t chunk, size_t b0, size_t b1)
 {
     const struct nbody_args *a = p;
-    size_t i0 = b0 * 16, i1 = b1 * 16 < a->n ? b1 * 16 : a->n;
+    size_t i0 = a->first + b0 * 16, i1 = a->first + b1 * 16 < a->end ? a->first + b1 * 16 : a->end;
     a->rows(i0, i1, a->n, a->soft2, a->xs, a->ys, a->zs, a->ms, a->acc);
 }
 
-int jzk_cpu_nbody_forces(void *d, size_t n, float soft2, void *pos, void *acc, struct jz_error *err)
+int jzk_cpu_nbody_forces(void *d, size_t n, size_t first, size_t count, float soft2, void *pos,
+                         void *acc, struct jz_error *err)
 {
     const float *P = pos;
     size_t padded = (n + 15) & ~(size_t)15;
@@ -100,14 +101,18 @@ int jzk_cpu_nbody_forces(void *d, size_t n, float soft2, void *pos, void *acc, s
     }
     struct nbody_args a = {.rows = pick_rows(),
                            .n = n,
+                           .first = first,
+                           .end = first + count,
                            .soft2 = soft2,
                            .xs = xs,
                            .ys = ys,
                            .zs = zs,
                            .ms = ms,
                            .acc = acc};
-    /* Blocks of 16 bodies, a few blocks per chunk: every chunk does the same work. */
-    jzk_parallel_for((n + 15) / 16, 4, nbody_blocks, &a);
+    /* Blocks of 16 bodies, a few blocks per chunk: every chunk does the same work. A body's sum
+     * over j does not depend on which block or pair it falls in, so a range gives the same bits
+     * as the whole. */
+    jzk_parallel_for((count + 15) / 16, 4, nbody_blocks, &a);
     free(soa);
     return 0;
 }

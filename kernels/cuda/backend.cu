@@ -236,45 +236,82 @@ __global__ void k_adam(size_t n, float lr, float b1, float b2, float eps, float 
     }
 }
 
-__global__ void k_heat2d(unsigned nx, unsigned ny, float alpha, const float *__restrict__ in,
-                         float *__restrict__ out)
+// The cell whose value index i stands for along an axis of n cells (jzk_bc_src in internal.h).
+__device__ __forceinline__ unsigned bc_src(unsigned i, unsigned n, int bc, bool lo, bool hi)
+{
+    if (bc == JZ_KBC_DIRICHLET)
+        return i;
+    if (i == 0 && lo)
+        return bc == JZ_KBC_PERIODIC ? n - 2 : 1;
+    if (i == n - 1 && hi)
+        return bc == JZ_KBC_PERIODIC ? 1 : n - 2;
+    return i;
+}
+
+// Whether cell i of an axis is copied: on a halo face, or on a Dirichlet boundary.
+__device__ __forceinline__ bool bc_copy(unsigned i, unsigned n, int bc, bool lo, bool hi)
+{
+    bool at_lo = i == 0, at_hi = i == n - 1;
+    return (at_lo && !lo) || (at_hi && !hi) || (bc == JZ_KBC_DIRICHLET && (at_lo || at_hi));
+}
+
+__global__ void k_heat2d(unsigned nx, unsigned ny, float alpha, int bc, unsigned halo,
+                         const float *__restrict__ in, float *__restrict__ out)
 {
     unsigned x = blockIdx.x * blockDim.x + threadIdx.x, y = blockIdx.y * blockDim.y + threadIdx.y;
     if (x >= nx || y >= ny)
         return;
     size_t i = (size_t)y * nx + x;
-    if (x == 0 || y == 0 || x == nx - 1 || y == ny - 1) {
+    bool xl = !(halo & JZ_KFACE_XLO), xh = !(halo & JZ_KFACE_XHI);
+    bool yl = !(halo & JZ_KFACE_YLO), yh = !(halo & JZ_KFACE_YHI);
+    if (bc_copy(x, nx, bc, xl, xh) || bc_copy(y, ny, bc, yl, yh)) {
         out[i] = in[i];
         return;
     }
-    out[i] = (1.0f - 4.0f * alpha) * in[i] +
-             alpha * ((in[i - 1] + in[i + 1]) + (in[i - nx] + in[i + nx]));
+    unsigned mx = bc_src(x, nx, bc, xl, xh), my = bc_src(y, ny, bc, yl, yh);
+    size_t row = (size_t)my * nx;
+    float l = in[row + bc_src(mx - 1, nx, bc, xl, xh)];
+    float r = in[row + bc_src(mx + 1, nx, bc, xl, xh)];
+    float d = in[(size_t)bc_src(my - 1, ny, bc, yl, yh) * nx + mx];
+    float u = in[(size_t)bc_src(my + 1, ny, bc, yl, yh) * nx + mx];
+    out[i] = (1.0f - 4.0f * alpha) * in[row + mx] + alpha * ((l + r) + (d + u));
 }
 
-__global__ void k_heat3d(unsigned nx, unsigned ny, unsigned nz, float alpha,
-                         const float *__restrict__ in, float *__restrict__ out)
+__global__ void k_heat3d(unsigned nx, unsigned ny, unsigned nz, float alpha, int bc,
+                         unsigned halo, const float *__restrict__ in, float *__restrict__ out)
 {
     unsigned x = blockIdx.x * blockDim.x + threadIdx.x, y = blockIdx.y * blockDim.y + threadIdx.y;
     unsigned z = blockIdx.z;
     if (x >= nx || y >= ny || z >= nz)
         return;
     size_t pl = (size_t)nx * ny, i = z * pl + (size_t)y * nx + x;
-    if (x == 0 || y == 0 || z == 0 || x == nx - 1 || y == ny - 1 || z == nz - 1) {
+    bool xl = !(halo & JZ_KFACE_XLO), xh = !(halo & JZ_KFACE_XHI);
+    bool yl = !(halo & JZ_KFACE_YLO), yh = !(halo & JZ_KFACE_YHI);
+    bool zl = !(halo & JZ_KFACE_ZLO), zh = !(halo & JZ_KFACE_ZHI);
+    if (bc_copy(x, nx, bc, xl, xh) || bc_copy(y, ny, bc, yl, yh) || bc_copy(z, nz, bc, zl, zh)) {
         out[i] = in[i];
         return;
     }
-    out[i] = (1.0f - 6.0f * alpha) * in[i] +
-             alpha * ((in[i - 1] + in[i + 1]) + (in[i - nx] + in[i + nx]) +
-                      (in[i - pl] + in[i + pl]));
+    unsigned mx = bc_src(x, nx, bc, xl, xh), my = bc_src(y, ny, bc, yl, yh);
+    unsigned mz = bc_src(z, nz, bc, zl, zh);
+    size_t c = mz * pl + (size_t)my * nx;
+    float l = in[c + bc_src(mx - 1, nx, bc, xl, xh)], r = in[c + bc_src(mx + 1, nx, bc, xl, xh)];
+    float d = in[mz * pl + (size_t)bc_src(my - 1, ny, bc, yl, yh) * nx + mx];
+    float u = in[mz * pl + (size_t)bc_src(my + 1, ny, bc, yl, yh) * nx + mx];
+    float b = in[bc_src(mz - 1, nz, bc, zl, zh) * pl + (size_t)my * nx + mx];
+    float f = in[bc_src(mz + 1, nz, bc, zl, zh) * pl + (size_t)my * nx + mx];
+    out[i] = (1.0f - 6.0f * alpha) * in[c + mx] + alpha * (((l + r) + (d + u)) + (b + f));
 }
 
-// Tiles of kThreads bodies staged in shared memory, as in the GPU Gems 3 N-body chapter.
-__global__ void k_nbody(unsigned n, float soft2, const float4 *__restrict__ pos,
-                        float4 *__restrict__ acc)
+// Tiles of kThreads bodies staged in shared memory, as in the GPU Gems 3 N-body chapter. Thread
+// g computes body first + g; every body runs the same tiles in the same order, so a range gives
+// the same bits as the whole.
+__global__ void k_nbody(unsigned n, unsigned first, unsigned count, float soft2,
+                        const float4 *__restrict__ pos, float4 *__restrict__ acc)
 {
     __shared__ float4 tile[kThreads];
-    unsigned i = blockIdx.x * blockDim.x + threadIdx.x;
-    float4 pi = i < n ? pos[i] : make_float4(0, 0, 0, 0);
+    unsigned g = blockIdx.x * blockDim.x + threadIdx.x, i = first + g;
+    float4 pi = g < count ? pos[i] : make_float4(0, 0, 0, 0);
     float ax = 0, ay = 0, az = 0;
     for (unsigned base = 0; base < n; base += kThreads) {
         unsigned j = base + threadIdx.x;
@@ -292,7 +329,7 @@ __global__ void k_nbody(unsigned n, float soft2, const float4 *__restrict__ pos,
         }
         __syncthreads();
     }
-    if (i < n)
+    if (g < count)
         acc[i] = make_float4(ax, ay, az, 0.0f);
 }
 
@@ -618,35 +655,36 @@ int cu_adam(void *d, size_t n, void *p, void *g, void *m, void *v, float lr, flo
     return launched(err, "adam_update");
 }
 
-int cu_heat2d(void *d, size_t nx, size_t ny, float alpha, void *in, void *out,
-              struct jz_error *err)
+int cu_heat2d(void *d, size_t nx, size_t ny, float alpha, int bc, unsigned halo, void *in,
+              void *out, struct jz_error *err)
 {
     PREP(dv);
     dim3 block(32, 8), grid((unsigned)((nx + 31) / 32), (unsigned)((ny + 7) / 8));
     if (grid.y > 65535)
         return jzk_err(err, JZ_ELIMIT, "heat2d: ny %zu too large for the CUDA grid", ny);
-    k_heat2d<<<grid, block, 0, dv->stream>>>((unsigned)nx, (unsigned)ny, alpha,
+    k_heat2d<<<grid, block, 0, dv->stream>>>((unsigned)nx, (unsigned)ny, alpha, bc, halo,
                                              (const float *)in, (float *)out);
     return launched(err, "heat2d_step");
 }
 
-int cu_heat3d(void *d, size_t nx, size_t ny, size_t nz, float alpha, void *in, void *out,
-              struct jz_error *err)
+int cu_heat3d(void *d, size_t nx, size_t ny, size_t nz, float alpha, int bc, unsigned halo,
+              void *in, void *out, struct jz_error *err)
 {
     PREP(dv);
     dim3 block(32, 8), grid((unsigned)((nx + 31) / 32), (unsigned)((ny + 7) / 8), (unsigned)nz);
     if (grid.y > 65535 || nz > 65535)
         return jzk_err(err, JZ_ELIMIT, "heat3d: grid %zu x %zu too large for CUDA", ny, nz);
-    k_heat3d<<<grid, block, 0, dv->stream>>>((unsigned)nx, (unsigned)ny, (unsigned)nz, alpha,
-                                             (const float *)in, (float *)out);
+    k_heat3d<<<grid, block, 0, dv->stream>>>((unsigned)nx, (unsigned)ny, (unsigned)nz, alpha, bc,
+                                             halo, (const float *)in, (float *)out);
     return launched(err, "heat3d_step");
 }
 
-int cu_nbody(void *d, size_t n, float soft2, void *pos, void *acc, struct jz_error *err)
+int cu_nbody(void *d, size_t n, size_t first, size_t count, float soft2, void *pos, void *acc,
+             struct jz_error *err)
 {
     PREP(dv);
-    k_nbody<<<(unsigned)((n + kThreads - 1) / kThreads), kThreads, 0, dv->stream>>>(
-        (unsigned)n, soft2, (const float4 *)pos, (float4 *)acc);
+    k_nbody<<<(unsigned)((count + kThreads - 1) / kThreads), kThreads, 0, dv->stream>>>(
+        (unsigned)n, (unsigned)first, (unsigned)count, soft2, (const float4 *)pos, (float4 *)acc);
     return launched(err, "nbody_forces");
 }
 

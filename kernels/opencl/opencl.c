@@ -432,31 +432,34 @@ static int ocl_adam(void *d, size_t n, void *p, void *g, void *m, void *v, float
                   A(P), A(G), A(M), A(V));
 }
 
-static int ocl_heat2d(void *d, size_t nx, size_t ny, float alpha, void *in, void *out,
-                      struct jz_error *err)
+static int ocl_heat2d(void *d, size_t nx, size_t ny, float alpha, int bc, unsigned halo, void *in,
+                      void *out, struct jz_error *err)
 {
-    cl_uint x = (cl_uint)nx, y = (cl_uint)ny;
+    cl_uint x = (cl_uint)nx, y = (cl_uint)ny, hm = halo;
+    cl_int b = bc;
     cl_mem I = in, O = out;
     /* Rows of STENCIL_WG cells per work-group: PoCL vectorises a work-group along x, and its own
      * choice of local size for a 2D range was 4x slower. */
     size_t gws[2] = {round_up(nx, STENCIL_WG), ny}, lws[2] = {STENCIL_WG, 1};
-    return LAUNCH(d, K_HEAT2D, 2, gws, lws, A(x), A(y), A(alpha), A(I), A(O));
+    return LAUNCH(d, K_HEAT2D, 2, gws, lws, A(x), A(y), A(alpha), A(b), A(hm), A(I), A(O));
 }
 
-static int ocl_heat3d(void *d, size_t nx, size_t ny, size_t nz, float alpha, void *in, void *out,
-                      struct jz_error *err)
+static int ocl_heat3d(void *d, size_t nx, size_t ny, size_t nz, float alpha, int bc,
+                      unsigned halo, void *in, void *out, struct jz_error *err)
 {
-    cl_uint x = (cl_uint)nx, y = (cl_uint)ny, z = (cl_uint)nz;
+    cl_uint x = (cl_uint)nx, y = (cl_uint)ny, z = (cl_uint)nz, hm = halo;
+    cl_int b = bc;
     cl_mem I = in, O = out;
     size_t gws[3] = {round_up(nx, STENCIL_WG), ny, nz}, lws[3] = {STENCIL_WG, 1, 1};
-    return LAUNCH(d, K_HEAT3D, 3, gws, lws, A(x), A(y), A(z), A(alpha), A(I), A(O));
+    return LAUNCH(d, K_HEAT3D, 3, gws, lws, A(x), A(y), A(z), A(alpha), A(b), A(hm), A(I), A(O));
 }
 
-static int ocl_nbody(void *d, size_t n, float soft2, void *pos, void *acc, struct jz_error *err)
+static int ocl_nbody(void *d, size_t n, size_t first, size_t count, float soft2, void *pos,
+                     void *acc, struct jz_error *err)
 {
-    cl_uint nn = (cl_uint)n;
+    cl_uint nn = (cl_uint)n, f = (cl_uint)first, c = (cl_uint)count;
     cl_mem P = pos, AC = acc;
-    return LAUNCH(d, K_NBODY, 1, &n, NULL, A(nn), A(soft2), A(P), A(AC));
+    return LAUNCH(d, K_NBODY, 1, &count, NULL, A(nn), A(f), A(c), A(soft2), A(P), A(AC));
 }
 
 static int ocl_leapfrog(void *d, size_t n, float dt, void *pos, void *vel, void *acc,

@@ -1,7 +1,8 @@
 /* The simulate plugin: `heat` (explicit 2D/3D diffusion of a Gaussian pulse, the grid split into
  * slabs across the job's devices with halo exchange, checked against the analytic solution) and
- * `nbody` (Plummer sphere, kick-drift-kick leapfrog, forces all-reduced across devices, energy
- * drift reported). Parameters, metrics and snapshot formats: docs/workloads.md. */
+ * `nbody` (Plummer sphere, kick-drift-kick leapfrog, each device computing the forces on its
+ * slice of bodies, assembled by an all-reduce; energy drift reported). Parameters, metrics and
+ * snapshot formats: docs/workloads.md. */
 #define _GNU_SOURCE
 #include <math.h>
 #include <stdio.h>
@@ -147,10 +148,23 @@ static int heat_gather(struct heat *h, struct jz_error *err)
     return 0;
 }
 
-/* Copies each slab's edge planes into its neighbours' halos through host memory. */
+/* Copies each slab's edge planes into its neighbours' halos through host memory. With a periodic
+ * boundary across several slabs the ends are neighbours too: the first slab's outer plane (global
+ * plane 0, a ghost) takes the last slab's plane P-2, the last slab's outer plane (P-1) the first
+ * slab's plane 1. */
 static int heat_exchange(struct heat *h, float *stage, struct jz_error *err)
 {
     size_t pb = h->plane * sizeof(float);
+    if (h->k > 1 && h->bc == BC_PERIODIC) {
+        struct slab *first = &h->s[0], *last = &h->s[h->k - 1];
+        size_t P = h->planes;
+        int rc;
+        if ((rc = jz_kbuf_read(last->a, (P - 2 - last->lo) * pb, stage, pb, err)) ||
+            (rc = jz_kbuf_write(first->a, 0, stage, pb, err)) ||
+            (rc = jz_kbuf_read(first->a, 1 * pb, stage, pb, err)) ||
+            (rc = jz_kbuf_write(last->a, (P - 1 - last->lo) * pb, stage, pb, err)))
+            return rc;
+    }
     for (size_t d = 0; d + 1 < h->k; d++) {
         struct slab *lo = &h->s[d], *up = &h->s[d + 1];
         int rc;
@@ -166,58 +180,17 @@ static int heat_exchange(struct heat *h, float *stage, struct jz_error *err)
     return 0;
 }
 
-/* Copies `n` floats inside one slab buffer (device-side). */
-static int cp(struct slab *s, size_t dst, size_t src, size_t n, struct jz_error *err)
+/* Faces of slab d that are cuts between slabs, not domain boundaries (the slab axis is y in 2D,
+ * z in 3D); with a periodic boundary and several slabs the domain's own faces on that axis are
+ * cuts too (heat_exchange wraps around). The kernels apply the boundary condition on all other
+ * faces themselves. */
+static unsigned heat_halo(const struct heat *h, size_t d)
 {
-    return jz_kbuf_copy(s->a, dst * sizeof(float), s->a, src * sizeof(float), n * sizeof(float), err);
-}
-
-/* Neumann and periodic boundaries on top of the kernels' fixed outer ring: after each step the
- * ring becomes ghost cells, set from the interior (zero gradient: the neighbour inside; periodic:
- * the opposite interior cell). In-plane faces first, then the faces across the slab axis, so the
- * latter copy planes whose own ghosts are already set. Cell-sized copies along x: the kernels
- * have no boundary mode, see the report. */
-static int heat_ghosts(struct heat *h, float *stage, struct jz_error *err)
-{
-    if (h->bc == BC_DIRICHLET)
-        return 0;
-    bool per = h->bc == BC_PERIODIC;
-    size_t nx = h->nx, ny = h->ny, rows_per_plane = h->dims == 3 ? ny : 1;
-    int rc;
-    for (size_t d = 0; d < h->k; d++) {
-        struct slab *s = &h->s[d];
-        for (size_t p = s->r0; p < s->r1; p++) {
-            size_t q = (p - s->lo) * h->plane;
-            if (h->dims == 3) { /* y faces: whole rows */
-                if ((rc = cp(s, q, q + (per ? ny - 2 : 1) * nx, nx, err)) ||
-                    (rc = cp(s, q + (ny - 1) * nx, q + (per ? 1 : ny - 2) * nx, nx, err)))
-                    return rc;
-            }
-            for (size_t y = 0; y < rows_per_plane; y++) { /* x faces: single cells */
-                size_t row = q + y * nx;
-                if ((rc = cp(s, row, row + (per ? nx - 2 : 1), 1, err)) ||
-                    (rc = cp(s, row + nx - 1, row + (per ? 1 : nx - 2), 1, err)))
-                    return rc;
-            }
-        }
-    }
-    /* faces across the slab axis: global planes 0 and planes-1 */
-    struct slab *first = &h->s[0], *last = &h->s[h->k - 1];
-    size_t P = h->planes, pb = h->plane * sizeof(float);
-    if (!per)
-        return (rc = cp(first, 0, h->plane, h->plane, err))
-                   ? rc
-                   : cp(last, (P - 1 - last->lo) * h->plane, (P - 2 - last->lo) * h->plane, h->plane, err);
-    if (h->k == 1)
-        return (rc = cp(first, 0, (P - 2) * h->plane, h->plane, err))
-                   ? rc
-                   : cp(first, (P - 1) * h->plane, h->plane, h->plane, err);
-    if ((rc = jz_kbuf_read(last->a, (P - 2 - last->lo) * pb, stage, pb, err)) ||
-        (rc = jz_kbuf_write(first->a, 0, stage, pb, err)) ||
-        (rc = jz_kbuf_read(first->a, 1 * pb, stage, pb, err)) ||
-        (rc = jz_kbuf_write(last->a, (P - 1 - last->lo) * pb, stage, pb, err)))
-        return rc;
-    return 0;
+    unsigned lo = h->dims == 3 ? JZ_KFACE_ZLO : JZ_KFACE_YLO;
+    unsigned hi = h->dims == 3 ? JZ_KFACE_ZHI : JZ_KFACE_YHI;
+    if (h->k > 1 && h->bc == BC_PERIODIC)
+        return lo | hi;
+    return (d > 0 ? lo : 0u) | (d + 1 < h->k ? hi : 0u);
 }
 
 static int heat_errors(struct heat *h, double t, double *rel_l2, double *max_abs, double *total)
@@ -302,8 +275,11 @@ static int run_heat(jz_ctx_t *ctx, const struct jz_host *host, struct jz_error *
     host->log(ctx, JZ_LOG_INFO, "simulate heat: %zuD %zu x %zu x %zu, alpha %g, %s boundary, %lld steps on %zu slab(s), devices %s",
               h.dims, h.nx, h.ny, h.nz, h.alpha, bc ? bc : "dirichlet", (long long)steps, h.k,
               h.devs.summary);
-    if ((rc = heat_ghosts(&h, stage, err)) || (h.k > 1 && (rc = heat_exchange(&h, stage, err))))
+    if (h.k > 1 && (rc = heat_exchange(&h, stage, err)))
         goto done;
+    enum jz_kbc kbc = h.bc == BC_NEUMANN    ? JZ_KBC_NEUMANN
+                      : h.bc == BC_PERIODIC ? JZ_KBC_PERIODIC
+                                            : JZ_KBC_DIRICHLET;
     double t0 = now_s(), last_progress = t0;
     for (int64_t step = 1; step <= steps; step++) {
         if (host->cancelled(ctx)) {
@@ -313,16 +289,18 @@ static int run_heat(jz_ctx_t *ctx, const struct jz_host *host, struct jz_error *
         for (size_t d = 0; d < h.k; d++) {
             struct slab *s = &h.s[d];
             size_t n = s->hi - s->lo;
-            rc = h.dims == 3
-                     ? jz_k_heat3d_step(h.devs.dev[d], h.nx, h.ny, n, (float)h.alpha, s->a, s->b, err)
-                     : jz_k_heat2d_step(h.devs.dev[d], h.nx, n, (float)h.alpha, s->a, s->b, err);
+            unsigned halo = heat_halo(&h, d);
+            rc = h.dims == 3 ? jz_k_heat3d_step_bc(h.devs.dev[d], h.nx, h.ny, n, (float)h.alpha,
+                                                   kbc, halo, s->a, s->b, err)
+                             : jz_k_heat2d_step_bc(h.devs.dev[d], h.nx, n, (float)h.alpha, kbc,
+                                                   halo, s->a, s->b, err);
             if (rc)
                 goto done;
             jz_kbuf_t *t = s->a;
             s->a = s->b;
             s->b = t;
         }
-        if ((rc = heat_ghosts(&h, stage, err)) || (h.k > 1 && (rc = heat_exchange(&h, stage, err))))
+        if (h.k > 1 && (rc = heat_exchange(&h, stage, err)))
             goto done;
         if (snapshot_due(step, steps, nsnap)) {
             char name[64];
@@ -457,19 +435,26 @@ struct nbody {
     float eps, dt;
     struct jz_pdevs devs;
     jz_kbuf_t *pos[JZ_KCOMM_MAX_DEVICES], *vel[JZ_KCOMM_MAX_DEVICES], *acc[JZ_KCOMM_MAX_DEVICES];
-    float *hpos, *hvel, *hacc, *mass;
+    float *hpos, *hvel, *hacc;
 };
 
-/* acc = sum over ranks of the pull of that rank's share of the bodies: rank d holds every
- * position but only its own bodies' masses, so the all-reduce adds up the full force. */
+/* Each rank computes the accelerations of its own slice of bodies (from all of them) into a
+ * zeroed buffer, and the all-reduce sum assembles the whole on every rank: the O(n^2) work is
+ * split k ways, and each body's force is summed exactly as on one device (adding zeros is
+ * exact), so the run does not depend on the number of devices. */
 static int nbody_forces(struct nbody *b, struct jz_error *err)
 {
+    if (b->k == 1)
+        return jz_k_nbody_forces(b->devs.dev[0], b->n, b->eps, b->pos[0], b->acc[0], err);
     for (size_t d = 0; d < b->k; d++) {
-        int rc = jz_k_nbody_forces(b->devs.dev[d], b->n, b->eps, b->pos[d], b->acc[d], err);
-        if (rc)
+        size_t lo = b->n * d / b->k, hi = b->n * (d + 1) / b->k;
+        int rc;
+        if ((rc = jz_k_fill(b->devs.dev[d], 4 * b->n, 0.0f, b->acc[d], err)) ||
+            (rc = jz_k_nbody_forces_range(b->devs.dev[d], b->n, lo, hi - lo, b->eps, b->pos[d],
+                                          b->acc[d], err)))
             return rc;
     }
-    return b->k > 1 ? jz_kcomm_allreduce_sum(b->devs.comm, b->acc, 4 * b->n, err) : 0;
+    return jz_kcomm_allreduce_sum(b->devs.comm, b->acc, 4 * b->n, err);
 }
 
 static int nbody_kick(struct nbody *b, float h, struct jz_error *err)
@@ -482,15 +467,13 @@ static int nbody_kick(struct nbody *b, float h, struct jz_error *err)
     return 0;
 }
 
-/* Reads rank 0's state; masses come from the host copy since ranks hold masked ones. */
+/* Reads rank 0's state (every rank holds the same). */
 static int nbody_read(struct nbody *b, struct jz_error *err)
 {
     int rc;
     if ((rc = jz_kbuf_read(b->pos[0], 0, b->hpos, 16 * b->n, err)) ||
         (rc = jz_kbuf_read(b->vel[0], 0, b->hvel, 16 * b->n, err)))
         return rc;
-    for (size_t i = 0; i < b->n; i++)
-        b->hpos[4 * i + 3] = b->mass[i];
     return 0;
 }
 
@@ -510,25 +493,16 @@ static int run_nbody(jz_ctx_t *ctx, const struct jz_host *host, struct jz_error 
     b.hpos = malloc(16 * b.n);
     b.hvel = malloc(16 * b.n);
     b.hacc = malloc(16 * b.n);
-    b.mass = malloc(4 * b.n);
-    float *masked = malloc(16 * b.n);
-    if (!b.hpos || !b.hvel || !b.hacc || !b.mass || !masked) {
+    if (!b.hpos || !b.hvel || !b.hacc) {
         rc = jz_error_set(err, JZ_ENOMEM, "out of memory for %zu bodies", b.n);
         goto done;
     }
     plummer(b.n, (uint64_t)host->param_int(ctx, "seed"), b.hpos, b.hvel);
-    for (size_t i = 0; i < b.n; i++)
-        b.mass[i] = b.hpos[4 * i + 3];
     for (size_t d = 0; d < b.k; d++) {
-        size_t lo = b.n * d / b.k, hi = b.n * (d + 1) / b.k;
-        memcpy(masked, b.hpos, 16 * b.n);
-        for (size_t i = 0; i < b.n; i++)
-            if (i < lo || i >= hi)
-                masked[4 * i + 3] = 0;
         if ((rc = jz_kbuf_alloc(b.devs.dev[d], 16 * b.n, &b.pos[d], err)) ||
             (rc = jz_kbuf_alloc(b.devs.dev[d], 16 * b.n, &b.vel[d], err)) ||
             (rc = jz_kbuf_alloc(b.devs.dev[d], 16 * b.n, &b.acc[d], err)) ||
-            (rc = jz_kbuf_write(b.pos[d], 0, masked, 16 * b.n, err)) ||
+            (rc = jz_kbuf_write(b.pos[d], 0, b.hpos, 16 * b.n, err)) ||
             (rc = jz_kbuf_write(b.vel[d], 0, b.hvel, 16 * b.n, err)))
             goto done;
     }
@@ -614,8 +588,6 @@ done:
     free(b.hpos);
     free(b.hvel);
     free(b.hacc);
-    free(b.mass);
-    free(masked);
     return rc;
 }
 
