@@ -338,6 +338,7 @@ int jz_http_start(struct jz_server *srv, struct jz_error *err)
     evhttp_set_gencb(srv->http, on_request, srv);
     struct evhttp_bound_socket *sock = evhttp_bind_socket_with_handle(
         srv->http, srv->cfg.listen_host, (ev_uint16_t)srv->cfg.listen_port);
+    srv->listener = sock;
     if (!sock)
         return jz_error_set(err, JZ_EIO, "cannot listen on %s:%d", srv->cfg.listen_host,
                             srv->cfg.listen_port);
@@ -351,6 +352,13 @@ int jz_http_start(struct jz_server *srv, struct jz_error *err)
             srv->bound_port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
     }
     return 0;
+}
+
+void jz_http_stop_accepting(struct jz_server *srv)
+{
+    if (srv->http && srv->listener)
+        evhttp_del_accept_socket(srv->http, srv->listener);
+    srv->listener = NULL;
 }
 
 void jz_http_stop(struct jz_server *srv)

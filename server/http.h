@@ -28,6 +28,8 @@ struct jz_req {
 
 int jz_http_start(struct jz_server *srv, struct jz_error *err);
 void jz_http_stop(struct jz_server *srv);
+/* Closes the listening socket (new clients are refused); open connections are still served. */
+void jz_http_stop_accepting(struct jz_server *srv);
 
 /* Replies with body (a reference is stolen; NULL sends no body). The reply goes out after the
  * current group commit when a transaction is open, at once otherwise. */

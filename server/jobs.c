@@ -429,7 +429,7 @@ static const char *signal_name(int sig)
 
 /* A preempted job has stopped: it waits again, keeping its place by submit time, and resumes
  * from its checkpoint when the plugin wrote one. */
-static void requeue(struct jz_job *job)
+static void requeue(struct jz_job *job, const char *why)
 {
     struct jz_jobs *jobs = job->jobs;
     struct jz_error err = {0};
@@ -440,7 +440,11 @@ static void requeue(struct jz_job *job)
     release_resources(job);
     set_state(job, JZ_JOB_PENDING);
     char reason[200];
-    snprintf(reason, sizeof reason, "requeued: preempted for job %lld", (long long)job->preempted_by);
+    if (why)
+        snprintf(reason, sizeof reason, "requeued: %s", why);
+    else
+        snprintf(reason, sizeof reason, "requeued: preempted for job %lld",
+                 (long long)job->preempted_by);
     set_reason(job, reason);
     json_object_set_new(job->rec, "requeues",
                         json_integer(jz_json_int(job->rec, "requeues", 0) + 1));
@@ -466,7 +470,7 @@ static void on_worker_exit(void *arg, int wait_status)
     const char *status = jz_json_str(ex, "status", NULL);
     if (job->preempting && !job->cancel_requested &&
         !(status && strcmp(status, "succeeded") == 0)) {
-        requeue(job);
+        requeue(job, NULL);
         jz_server_request_commit(job->jobs->srv);
         return;
     }
@@ -678,8 +682,10 @@ void jz_jobs_launch(struct jz_jobs *jobs, struct jz_job *job, bool committed)
             finish(job, JZ_JOB_CANCELLED, "cancelled before its worker started");
             continue;
         }
-        if (job->preempting) { /* preempted before its worker started: nothing to stop */
-            requeue(job);
+        if (job->preempting || srv->stopping) {
+            /* Preempted before its worker started, or the service is stopping: nothing runs
+             * yet, so the job simply waits again. */
+            requeue(job, job->preempting ? NULL : "the service stopped before it started");
             continue;
         }
         if (jz_node_launch(srv->node, spec_path, &worker_cbs, job, &job->pid, &err)) {

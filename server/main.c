@@ -72,7 +72,8 @@ static void on_commit(evutil_socket_t fd, short what, void *arg)
 {
     struct jz_server *srv = arg;
     /* Decisions first, so that the starts they make are in the same batch. */
-    jz_jobs_schedule(srv->jobs);
+    if (!srv->stopping)
+        jz_jobs_schedule(srv->jobs);
     struct jz_batch_waiter *w = calloc(1, sizeof *w);
     if (!w) {
         jz_log_error("jazarid", "out of memory; retrying the commit");
@@ -89,9 +90,18 @@ static void on_commit(evutil_socket_t fd, short what, void *arg)
 static void on_batch_done(void *arg, uint64_t seq, bool ok)
 {
     struct jz_server *srv = arg;
-    if (!ok)
-        jz_log_error("store", "batch %llu could not be made durable",
+    if (!ok && !srv->store_failed) {
+        /* The loop's state now holds changes the database refused. Acknowledge nothing more
+         * and stop: a restart recovers from the last durable state. */
+        jz_log_error("store", "batch %llu could not be made durable after retries; stopping "
+                              "so that a restart recovers from the database",
                      (unsigned long long)seq);
+        srv->store_failed = srv->stopping = true;
+        event_base_loopbreak(srv->base);
+        return;
+    }
+    if (srv->store_failed)
+        return;
     while (srv->waiters_head && srv->waiters_head->seq <= seq) {
         struct jz_batch_waiter *w = srv->waiters_head;
         srv->waiters_head = w->next;
@@ -100,6 +110,12 @@ static void on_batch_done(void *arg, uint64_t seq, bool ok)
         jz_http_send_deferred(w->replies, ok);
         jz_jobs_launch(srv->jobs, w->placed, ok);
         free(w);
+    }
+    /* A graceful stop ends once every acknowledged change is durable and answered; a short
+     * delay lets the replies leave. */
+    if (srv->stopping && !srv->waiters_head && !srv->store->ops->busy(srv->store)) {
+        struct timeval flush = {.tv_sec = 0, .tv_usec = 200 * 1000};
+        event_base_loopexit(srv->base, &flush);
     }
 }
 
@@ -118,9 +134,19 @@ void jz_server_request_commit(struct jz_server *srv)
 static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 {
     struct jz_server *srv = arg;
-    jz_log_info("jazarid", "signal %d: stopping", (int)sig);
+    if (srv->stopping) {
+        jz_log_info("jazarid", "signal %d again: stopping now", (int)sig);
+        event_base_loopbreak(srv->base);
+        return;
+    }
+    jz_log_info("jazarid", "signal %d: stopping once pending changes are durable", (int)sig);
+    /* New requests get 503; what was acknowledged or placed is made durable and answered
+     * first (jobs placed but not yet started go back to the queue), then the loop ends. */
     srv->stopping = true;
-    event_base_loopexit(srv->base, NULL);
+    jz_http_stop_accepting(srv);
+    jz_server_request_commit(srv);
+    struct timeval limit = {.tv_sec = 10};
+    event_base_loopexit(srv->base, &limit);
 }
 
 static int write_port_file(const char *path, int port)
@@ -292,7 +318,9 @@ int main(int argc, char **argv)
     }
     jz_server_request_commit(&srv); /* schedule the jobs recovered as pending */
     event_base_dispatch(srv.base);
-    rc = 0;
+    rc = srv.store_failed ? 1 : 0;
+    if (srv.store_failed)
+        jz_error_set(&err, JZ_EIO, "stopped: the store could not be written");
 out:
     if (rc)
         fprintf(stderr, "jazarid: %s\n", err.msg);

@@ -51,6 +51,7 @@ struct jz_server {
     struct jz_server_config cfg;
     struct event_base *base;
     struct evhttp *http;
+    struct evhttp_bound_socket *listener;
     struct jz_store *store;
     struct jz_auth *auth;
     struct jz_plugins *plugins;
@@ -60,7 +61,8 @@ struct jz_server {
     json_t *config; /* the parsed configuration file (an object; {} when none) */
     int bound_port;
     struct event *sigint_ev, *sigterm_ev;
-    bool stopping;
+    bool stopping;     /* SIGTERM/SIGINT: draining, then exit */
+    bool store_failed; /* a batch was lost: acknowledge nothing more, exit */
 
     /* Group commit: replies wait here until the store batch holding their change is durable;
      * sealed batches wait in the waiters FIFO (see main.c). */

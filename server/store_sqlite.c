@@ -14,6 +14,9 @@
 
 #include "common/log.h"
 
+#define WRITE_ATTEMPTS 10
+#define WRITE_RETRY_US 500000
+
 enum op_kind { OP_USER, OP_JOB, OP_EVENT, OP_LEDGER };
 
 /* One queued write. Strings are owned by the op. */
@@ -196,8 +199,11 @@ static void *writer_main(void *arg)
         s->todo_head = NULL;
         s->todo_tail = &s->todo_head;
         pthread_mutex_unlock(&s->mu);
+        /* A busy database (a backup holding the lock) or a full disk may pass: retry before
+         * reporting a batch lost, which makes the service stop (see main.c). */
         for (struct batch *b = list; b; b = b->next)
-            b->ok = apply(s, b);
+            for (int attempt = 0; attempt < WRITE_ATTEMPTS && !(b->ok = apply(s, b)); attempt++)
+                usleep(WRITE_RETRY_US);
         pthread_mutex_lock(&s->mu);
         struct batch *last = list;
         while (last->next)
