@@ -66,6 +66,8 @@ struct jz_job {
     struct event *backstop;
     int64_t last_persist_ms;
     bool dirty;
+    bool flush_queued;         /* on the jobs' flush list */
+    struct jz_job *flush_next;
     struct watch *watches;
 };
 
@@ -76,6 +78,7 @@ struct jz_jobs {
     int64_t max_id;
     struct jz_job *pend_head, *pend_tail;
     struct jz_job *launch_head, **launch_tail;
+    struct jz_job *flush_head; /* records to write at the end of this loop iteration */
     size_t counts[6];
     json_t *pending_by_user; /* user -> number of pending jobs */
     struct jz_sched *sched;  /* the policy: every start, preemption and reason comes from it */
@@ -417,8 +420,28 @@ static void on_worker_event(void *arg, json_t *ev)
         return;
     }
     job->dirty = true;
-    if (important || jz_time_mono_ms() - job->last_persist_ms >= PERSIST_INTERVAL_MS)
-        persist(job, NULL, NULL);
+    /* Written once per loop iteration however many events came (see flush_dirty); metrics and
+     * progress alone at most once a second, the final record carries the last values. */
+    if ((important || jz_time_mono_ms() - job->last_persist_ms >= PERSIST_INTERVAL_MS) &&
+        !job->flush_queued) {
+        job->flush_queued = true;
+        job->flush_next = job->jobs->flush_head;
+        job->jobs->flush_head = job;
+        jz_server_request_commit(job->jobs->srv);
+    }
+}
+
+/* Writes the records that worker events changed in this loop iteration. */
+static void flush_dirty(struct jz_jobs *jobs)
+{
+    struct jz_job *job = jobs->flush_head;
+    jobs->flush_head = NULL;
+    for (struct jz_job *next; job; job = next) {
+        next = job->flush_next;
+        job->flush_queued = false;
+        if (job->dirty)
+            persist(job, NULL, NULL);
+    }
 }
 
 static const char *signal_name(int sig)
@@ -755,8 +778,14 @@ static void decide(struct jz_jobs *jobs, unsigned flags)
     jz_sched_decisions_clear(&jobs->decisions);
 }
 
+void jz_jobs_flush(struct jz_jobs *jobs)
+{
+    flush_dirty(jobs);
+}
+
 void jz_jobs_schedule(struct jz_jobs *jobs)
 {
+    flush_dirty(jobs);
     decide(jobs, 0);
 }
 

@@ -68,6 +68,8 @@ json_t *jz_jobs_list(struct jz_jobs *jobs, const struct jz_user *user, unsigned 
  * jz_jobs_take_placed and, once that batch is durable, started with jz_jobs_launch (or failed,
  * when committed is false). */
 void jz_jobs_schedule(struct jz_jobs *jobs);
+/* Only writes the records worker events changed (what jz_jobs_schedule does first). */
+void jz_jobs_flush(struct jz_jobs *jobs);
 struct jz_job *jz_jobs_take_placed(struct jz_jobs *jobs);
 void jz_jobs_launch(struct jz_jobs *jobs, struct jz_job *placed, bool committed);
 

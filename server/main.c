@@ -71,9 +71,11 @@ struct jz_batch_waiter {
 static void on_commit(evutil_socket_t fd, short what, void *arg)
 {
     struct jz_server *srv = arg;
-    /* Decisions first, so that the starts they make are in the same batch. */
+    /* Decisions (and records changed by worker events) first, so that they are in this batch. */
     if (!srv->stopping)
         jz_jobs_schedule(srv->jobs);
+    else
+        jz_jobs_flush(srv->jobs);
     struct jz_batch_waiter *w = calloc(1, sizeof *w);
     if (!w) {
         jz_log_error("jazarid", "out of memory; retrying the commit");
