@@ -1,5 +1,5 @@
-/* The job table and state machine: submission checks, first-come placement on the local node,
- * worker launch, worker events, cancellation, recovery after a restart. */
+/* The job table and state machine: submission checks, applying the scheduler's decisions on the
+ * local node, worker launch, worker events, cancellation, preemption, recovery after a restart. */
 #include "server/jobs.h"
 
 #include <errno.h>
@@ -50,7 +50,6 @@ struct jz_job {
     char model[64];
     int64_t time_limit_s;
     bool preemptible;
-    struct jz_job *prev, *next; /* the pending queue, in submission order */
     struct jz_job *launch_next; /* placed, waiting for the commit before its worker starts */
     /* while running */
     pid_t pid;
@@ -76,7 +75,6 @@ struct jz_jobs {
     struct jz_job **by_id; /* index = id; ids are dense from 1 */
     size_t cap;
     int64_t max_id;
-    struct jz_job *pend_head, *pend_tail;
     struct jz_job *launch_head, **launch_tail;
     struct jz_job *flush_head; /* records to write at the end of this loop iteration */
     size_t counts[6];
@@ -119,29 +117,15 @@ static void pending_count_add(struct jz_jobs *jobs, const char *user, int delta)
     json_object_set_new(jobs->pending_by_user, user, json_integer(n < 0 ? 0 : n));
 }
 
+/* The scheduler holds the queue itself; jazarid only counts each user's waiting jobs (for the
+ * per-user limit). */
 static void queue_push(struct jz_jobs *jobs, struct jz_job *job)
 {
-    job->next = NULL;
-    job->prev = jobs->pend_tail;
-    if (jobs->pend_tail)
-        jobs->pend_tail->next = job;
-    else
-        jobs->pend_head = job;
-    jobs->pend_tail = job;
     pending_count_add(jobs, job->user, +1);
 }
 
 static void queue_remove(struct jz_jobs *jobs, struct jz_job *job)
 {
-    if (job->prev)
-        job->prev->next = job->next;
-    else
-        jobs->pend_head = job->next;
-    if (job->next)
-        job->next->prev = job->prev;
-    else
-        jobs->pend_tail = job->prev;
-    job->prev = job->next = NULL;
     pending_count_add(jobs, job->user, -1);
 }
 
