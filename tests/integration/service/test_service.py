@@ -693,19 +693,13 @@ def test_resume(svc):
     assert "example: resuming at" in log and "sum of 1..40 is 820" in log, log
 
 
-def main():
-    global ARGS
-    p = argparse.ArgumentParser()
-    p.add_argument("--build", required=True)
-    p.add_argument("--fixtures", required=True)
-    p.add_argument("tests", nargs="+")
-    ARGS = p.parse_args()
-    ARGS.build = os.path.abspath(ARGS.build)
-    ARGS.fixtures = os.path.abspath(ARGS.fixtures)
+def run_tests(names, namespace, make_service):
+    """Runs namespace["test_NAME"](service) for each name, each on a fresh service; prints
+    PASS/FAIL lines (with the end of jazarid's log on failure) and returns the failure count."""
     failed = 0
-    for name in ARGS.tests:
-        fn = globals()["test_" + name]
-        svc = Service(config=POLICY_CONFIG if name == "policy" else None)
+    for name in names:
+        fn = namespace["test_" + name]
+        svc = make_service(name)
         t0 = time.time()
         try:
             fn(svc)
@@ -718,6 +712,20 @@ def main():
             print("FAIL %s" % name)
         finally:
             svc.close()
+    return failed
+
+
+def main():
+    global ARGS
+    p = argparse.ArgumentParser()
+    p.add_argument("--build", required=True)
+    p.add_argument("--fixtures", required=True)
+    p.add_argument("tests", nargs="+")
+    ARGS = p.parse_args()
+    ARGS.build = os.path.abspath(ARGS.build)
+    ARGS.fixtures = os.path.abspath(ARGS.fixtures)
+    failed = run_tests(ARGS.tests, globals(),
+                       lambda name: Service(config=POLICY_CONFIG if name == "policy" else None))
     sys.exit(1 if failed else 0)
 
 

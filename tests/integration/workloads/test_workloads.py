@@ -17,7 +17,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "service"))
 import test_service  # noqa: E402
-from test_service import Service  # noqa: E402
+from test_service import Service, run_tests  # noqa: E402
 
 FASHION = "/usr/share/datasets/fashion-mnist"
 DATA = None  # the subset folder, made once per process
@@ -196,21 +196,7 @@ def main():
     make_subset(DATA)
     failed = 0
     try:
-        for name in args.tests:
-            fn = globals()["test_" + name]
-            svc = Service()
-            t0 = time.time()
-            try:
-                fn(svc)
-                print("PASS %s (%.1fs)" % (name, time.time() - t0))
-            except Exception:
-                failed += 1
-                import traceback
-                traceback.print_exc()
-                print("--- jazarid log ---\n" + svc.read_log()[-4000:])
-                print("FAIL %s" % name)
-            finally:
-                svc.close()
+        failed = run_tests(args.tests, globals(), lambda name: Service())
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     sys.exit(1 if failed else 0)
