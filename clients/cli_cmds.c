@@ -163,6 +163,30 @@ static int parse_job_id(const struct jz_cli *cli, const char *s, int64_t *id)
     return 0;
 }
 
+/* The common start of a command that takes no argument and shows one GET: parses the common
+ * options, prints help, resolves the server and GETs path. Returns true with *r to render;
+ * false when the command is done (*rc is its exit code: help, an error, or --json printed). */
+static bool get_for_command(struct jz_cli *cli, int argc, char **argv, const char *path,
+                            struct jz_cli_response *r, int *rc)
+{
+    const char *pos[1];
+    int n;
+    if ((*rc = parse_simple(cli, argc, argv, pos, 0, 0, &n)))
+        return false;
+    if (cli->help) {
+        *rc = print_usage(cli);
+        return false;
+    }
+    if ((*rc = resolve(cli)) || (*rc = request(cli, "GET", path, NULL, r)))
+        return false;
+    if (cli->json) {
+        print_raw(r);
+        jz_cli_response_clear(r);
+        return false;
+    }
+    return true;
+}
+
 /* "1h2m" between two ISO times (end NULL: now); "-" when start is unknown. */
 static void elapsed(const char *start, const char *end, char *buf, size_t len)
 {
@@ -889,22 +913,10 @@ static int cmd_wait(struct jz_cli *cli, int argc, char **argv)
 
 static int cmd_nodes(struct jz_cli *cli, int argc, char **argv)
 {
-    const char *pos[1];
-    int n, rc;
-    if ((rc = parse_simple(cli, argc, argv, pos, 0, 0, &n)))
-        return rc;
-    if (cli->help)
-        return print_usage(cli);
-    if ((rc = resolve(cli)))
-        return rc;
+    int rc;
     struct jz_cli_response r;
-    if ((rc = request(cli, "GET", "/v1/nodes", NULL, &r)))
+    if (!get_for_command(cli, argc, argv, "/v1/nodes", &r, &rc))
         return rc;
-    if (cli->json) {
-        print_raw(&r);
-        jz_cli_response_clear(&r);
-        return 0;
-    }
     static const char *const hdr[] = {"NAME", "STATE", "CPUS", "GPUS", "FREE", "SOURCE", "MODELS"};
     struct jz_table *t = jz_table_new(7, hdr);
     if (!t) {
@@ -1124,27 +1136,15 @@ static int cmd_plugins(struct jz_cli *cli, int argc, char **argv)
 
 static int cmd_whoami(struct jz_cli *cli, int argc, char **argv)
 {
-    const char *pos[1];
-    int n, rc;
-    if ((rc = parse_simple(cli, argc, argv, pos, 0, 0, &n)))
-        return rc;
-    if (cli->help)
-        return print_usage(cli);
-    if ((rc = resolve(cli)))
-        return rc;
+    int rc;
     struct jz_cli_response r;
-    if ((rc = request(cli, "GET", "/v1/whoami", NULL, &r)))
+    if (!get_for_command(cli, argc, argv, "/v1/whoami", &r, &rc))
         return rc;
-    if (cli->json) {
-        print_raw(&r);
-    } else {
-        char line[4096], clean[4096];
-        snprintf(line, sizeof line, "%s (tenant %s, role %s) at %s",
-                 jz_json_str(r.json, "name", "?"), jz_json_str(r.json, "tenant", "?"),
-                 jz_json_str(r.json, "role", "?"), cli->url);
-        jz_cli_sanitize(line, clean, sizeof clean);
-        puts(clean);
-    }
+    char line[4096], clean[4096];
+    snprintf(line, sizeof line, "%s (tenant %s, role %s) at %s", jz_json_str(r.json, "name", "?"),
+             jz_json_str(r.json, "tenant", "?"), jz_json_str(r.json, "role", "?"), cli->url);
+    jz_cli_sanitize(line, clean, sizeof clean);
+    puts(clean);
     jz_cli_response_clear(&r);
     return 0;
 }
@@ -1213,22 +1213,10 @@ static int admin_user_add(struct jz_cli *cli, int argc, char **argv)
 
 static int admin_user_list(struct jz_cli *cli, int argc, char **argv)
 {
-    const char *pos[1];
-    int n, rc;
-    if ((rc = parse_simple(cli, argc, argv, pos, 0, 0, &n)))
-        return rc;
-    if (cli->help)
-        return print_usage(cli);
-    if ((rc = resolve(cli)))
-        return rc;
+    int rc;
     struct jz_cli_response r;
-    if ((rc = request(cli, "GET", "/v1/admin/users", NULL, &r)))
+    if (!get_for_command(cli, argc, argv, "/v1/admin/users", &r, &rc))
         return rc;
-    if (cli->json) {
-        print_raw(&r);
-        jz_cli_response_clear(&r);
-        return 0;
-    }
     static const char *const hdr[] = {"NAME", "TENANT", "ROLE", "CREATED"};
     struct jz_table *t = jz_table_new(4, hdr);
     if (!t) {
