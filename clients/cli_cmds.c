@@ -187,6 +187,26 @@ static bool get_for_command(struct jz_cli *cli, int argc, char **argv, const cha
     return true;
 }
 
+/* The common start of a command about one job (`CMD ID`): parses, resolves and GETs the job.
+ * Returns true with *r (the job) to render and *id; false when the command is done (*rc). */
+static bool get_job_for_command(struct jz_cli *cli, int argc, char **argv, int64_t *id,
+                                struct jz_cli_response *r, int *rc)
+{
+    const char *pos[1];
+    int n;
+    if ((*rc = parse_simple(cli, argc, argv, pos, 1, 1, &n)))
+        return false;
+    if (cli->help) {
+        *rc = print_usage(cli);
+        return false;
+    }
+    if ((*rc = parse_job_id(cli, pos[0], id)) || (*rc = resolve(cli)))
+        return false;
+    char path[64];
+    snprintf(path, sizeof path, "/v1/jobs/%lld", (long long)*id);
+    return (*rc = request(cli, "GET", path, NULL, r)) == 0;
+}
+
 /* "1h2m" between two ISO times (end NULL: now); "-" when start is unknown. */
 static void elapsed(const char *start, const char *end, char *buf, size_t len)
 {
@@ -465,19 +485,10 @@ static void show_job(const json_t *j)
 
 static int cmd_show(struct jz_cli *cli, int argc, char **argv)
 {
-    const char *pos[1];
-    int n, rc;
-    if ((rc = parse_simple(cli, argc, argv, pos, 1, 1, &n)))
-        return rc;
-    if (cli->help)
-        return print_usage(cli);
+    int rc;
     int64_t id;
-    if ((rc = parse_job_id(cli, pos[0], &id)) || (rc = resolve(cli)))
-        return rc;
-    char path[64];
-    snprintf(path, sizeof path, "/v1/jobs/%lld", (long long)id);
     struct jz_cli_response r;
-    if ((rc = request(cli, "GET", path, NULL, &r)))
+    if (!get_job_for_command(cli, argc, argv, &id, &r, &rc))
         return rc;
     if (cli->json)
         print_raw(&r);
@@ -492,19 +503,10 @@ static int cmd_show(struct jz_cli *cli, int argc, char **argv)
 /* Explains in one or two lines where a job stands and, when it waits, why and until when. */
 static int cmd_why(struct jz_cli *cli, int argc, char **argv)
 {
-    const char *pos[1];
-    int n, rc;
-    if ((rc = parse_simple(cli, argc, argv, pos, 1, 1, &n)))
-        return rc;
-    if (cli->help)
-        return print_usage(cli);
+    int rc;
     int64_t id;
-    if ((rc = parse_job_id(cli, pos[0], &id)) || (rc = resolve(cli)))
-        return rc;
-    char path[64];
-    snprintf(path, sizeof path, "/v1/jobs/%lld", (long long)id);
     struct jz_cli_response r;
-    if ((rc = request(cli, "GET", path, NULL, &r)))
+    if (!get_job_for_command(cli, argc, argv, &id, &r, &rc))
         return rc;
     if (cli->json) {
         json_t *o = json_pack("{s:O?, s:O?, s:O?, s:O?, s:O?, s:O?}", "id",
