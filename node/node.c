@@ -24,6 +24,7 @@ struct worker {
     pid_t job_pgid; /* the job's own process group (from the "started" event), 0 before */
     int fd;
     struct event *ev;
+    struct event *eof_timer; /* armed when the worker exits: EOF is not waited for forever */
     char *line;
     size_t len;
     bool overflow;
@@ -49,6 +50,8 @@ static void worker_free(struct worker *w)
 {
     if (w->ev)
         event_free(w->ev);
+    if (w->eof_timer)
+        event_free(w->eof_timer);
     if (w->fd >= 0)
         close(w->fd);
     free(w->line);
@@ -125,6 +128,21 @@ static void on_worker_readable(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+#define EOF_GRACE_S 5
+
+/* The worker has been gone for a while and something it left (a descendant that escaped its
+ * process group) still holds the event pipe: stop waiting for it. */
+static void on_eof_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+    if (w->len && !w->overflow)
+        deliver_line(w, w->line, w->len);
+    w->len = 0;
+    event_del(w->ev);
+    w->eof = true;
+    worker_finish_if_done(w);
+}
+
 static void on_sigchld(evutil_socket_t sig, short what, void *arg)
 {
     struct jz_node *n = arg;
@@ -135,6 +153,10 @@ static void on_sigchld(evutil_socket_t sig, short what, void *arg)
         if (!w->exited && waitpid(w->pid, &status, WNOHANG) == w->pid) {
             w->exited = true;
             w->status = status;
+            w->eof_timer = evtimer_new(n->base, on_eof_timeout, w);
+            struct timeval tv = {.tv_sec = EOF_GRACE_S};
+            if (w->eof_timer)
+                evtimer_add(w->eof_timer, &tv);
             /* Read what is left in the pipe now: the worker is gone, so EOF follows unless
              * a grandchild still holds the write end (then the event delivers it later). */
             on_worker_readable(w->fd, EV_READ, w);

@@ -449,6 +449,21 @@ def test_orphans(svc):
     assert pgrep("^sleep %s" % mark) == []
 
 
+def test_leftover(svc):
+    """A process that escaped the job (own session) and holds the worker's event pipe does not
+    keep the job RUNNING: the job ends a few seconds after its worker."""
+    t = svc.admin
+    jid = svc.submit(t, {"plugin": "leaky"})
+    t0 = time.time()
+    j = svc.wait(t, jid, timeout=30)
+    took = time.time() - t0
+    st, pid = svc.http("GET", "/v1/jobs/%d/artifacts/leftover" % jid, token=t)
+    try:
+        assert j["state"] == "SUCCEEDED" and took < 15, (j, took)
+    finally:
+        os.kill(int(pid), signal.SIGKILL)
+
+
 def test_cli(svc):
     t = svc.admin
     work = tempfile.mkdtemp(prefix="jazari-cli-")
