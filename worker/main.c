@@ -216,6 +216,31 @@ static int events_fd_parse(const char *s)
     return fd > 2 ? fd : fcntl(fd, F_DUPFD_CLOEXEC, 10);
 }
 
+/* Kills and reaps every remaining descendant (they are reparented to this subreaper as their
+ * parents die). Bounded: about 2 s. */
+static void reap_descendants(void)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%d/children", (int)getpid());
+    for (int round = 0; round < 200; round++) {
+        while (waitpid(-1, NULL, WNOHANG) > 0) {
+        }
+        FILE *f = fopen(path, "r");
+        if (!f)
+            return;
+        int child, found = 0;
+        while (fscanf(f, "%d", &child) == 1) {
+            kill(child, SIGKILL);
+            found++;
+        }
+        fclose(f);
+        if (!found)
+            return;
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
 static void signal_text(int sig, char *buf, size_t len)
 {
     const char *name = sigabbrev_np(sig);
@@ -279,6 +304,8 @@ static int run_job(const char *spec_path, const char *events_arg)
     }
     fflush(NULL);
     pid_t parent = getpid();
+    /* Orphaned descendants of the job are reparented to us, so none can outlive the job. */
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
     pid_t pid = fork();
     if (pid < 0) {
         rc = jz_error_set(&err, JZ_EIO, "fork: %s", strerror(errno));
@@ -350,8 +377,10 @@ static int run_job(const char *spec_path, const char *events_arg)
             kill(pid, SIGUSR1);
         }
     }
-    /* Whatever the job left behind in its process group goes with it. */
+    /* Whatever the job left behind goes with it: its process group, and (as we are a child
+     * subreaper) every descendant that left the group with setsid/setpgid. */
     kill(-pid, SIGKILL);
+    reap_descendants();
 
     int exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;

@@ -208,8 +208,13 @@ int jz_mlp_decode(const uint8_t *buf, size_t len, struct jz_mlp *m, struct jz_er
         return jz_error_set(err, JZ_ECORRUPT, "model file truncated inside the layer sizes");
     size_t params;
     int rc = check_shape(n_layers, sizes, act, &params, err);
-    if (rc)
-        return rc == JZ_ELIMIT ? rc : jz_error_set(err, JZ_ECORRUPT, "bad model shape: %s", err ? err->msg : "");
+    if (rc) {
+        if (rc == JZ_ELIMIT || !err)
+            return rc;
+        char why[JZ_ERROR_MSG_MAX]; /* formatting from err->msg into itself is undefined */
+        snprintf(why, sizeof why, "%s", err->msg);
+        return jz_error_set(err, JZ_ECORRUPT, "bad model shape: %s", why);
+    }
     uint64_t want_payload = 4ull * (n_layers + 1) + 4ull * params;
     if (payload != want_payload)
         return jz_error_set(err, JZ_ECORRUPT, "model header says %llu payload bytes, its shape needs %llu",
@@ -312,9 +317,14 @@ int jz_file_write_atomic(const char *path, const void *buf, size_t len, struct j
         p += k;
         left -= (size_t)k;
     }
-    if (fsync(fd) != 0 || close(fd) != 0) {
+    int sync_rc = fsync(fd), sync_errno = errno;
+    if (close(fd) != 0 && sync_rc == 0) {
+        sync_rc = -1;
+        sync_errno = errno;
+    }
+    if (sync_rc != 0) {
         unlink(tmp);
-        return jz_error_set(err, JZ_EIO, "cannot flush %s: %s", tmp, strerror(errno));
+        return jz_error_set(err, JZ_EIO, "cannot flush %s: %s", tmp, strerror(sync_errno));
     }
     if (rename(tmp, path) != 0) {
         unlink(tmp);

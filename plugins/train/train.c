@@ -553,6 +553,14 @@ static int train_run(jz_ctx_t *ctx, const struct jz_host *host)
         double train_loss = loss / seen, train_acc = correct / seen;
         double sps = t->part_seconds > 0 ? t->part_seen / t->part_seconds : 0;
         double epoch_s = t->part_seconds;
+        if (!isfinite(train_loss)) {
+            /* Diverged: a model of NaNs would only be refused later by infer and by resume. */
+            rc = jz_error_set(&t->err, JZ_ERANGE,
+                              "training diverged in epoch %zu (the loss is not finite); "
+                              "lower lr or use another optimizer",
+                              t->epoch + 1);
+            goto fail;
+        }
         double test_loss = NAN, test_acc = NAN;
         if (t->test.rows > 0 && (rc = evaluate(t, &t->test, &test_loss, &test_acc)))
             goto fail;
