@@ -514,16 +514,21 @@ static int train_run(jz_ctx_t *ctx, const struct jz_host *host)
             if ((rc = jz_mlpdev_reset_acc(&t->md[i], &t->err)))
                 goto fail;
         double start = now_s();
+        bool ckpt_failed = false;
         for (; t->next_batch < t->steps_per_epoch; t->next_batch++) {
             if (host->cancelled(ctx)) {
                 cancelled = true;
                 break;
             }
-            if (host->checkpoint_requested(ctx)) {
+            /* A failed save is not retried on every batch (the request stays set until a
+             * commit succeeds): once per epoch is enough, and logs once. */
+            if (host->checkpoint_requested(ctx) && !ckpt_failed) {
                 t->part_seconds += now_s() - start;
                 start = now_s();
-                if ((rc = save_checkpoint(t)))
+                if ((rc = save_checkpoint(t))) {
+                    ckpt_failed = true;
                     host->log(ctx, JZ_LOG_WARN, "train: checkpoint failed: %s", t->err.msg);
+                }
             }
             size_t first = t->next_batch * t->batch;
             size_t rows = t->train.rows - first < t->batch ? t->train.rows - first : t->batch;
@@ -593,10 +598,15 @@ static int train_run(jz_ctx_t *ctx, const struct jz_host *host)
             host->log(ctx, JZ_LOG_WARN, "train: checkpoint failed: %s", t->err.msg);
     }
     if (cancelled) {
-        if ((rc = save_checkpoint(t)))
+        if ((rc = save_checkpoint(t))) {
             host->log(ctx, JZ_LOG_WARN, "train: checkpoint on cancel failed: %s", t->err.msg);
-        host->set_error(ctx, "train: cancelled at epoch %zu, batch %zu; the checkpoint resumes there",
-                        t->epoch + 1, t->next_batch);
+            host->set_error(ctx, "train: cancelled at epoch %zu, batch %zu (no checkpoint)",
+                            t->epoch + 1, t->next_batch);
+        } else {
+            host->set_error(ctx,
+                            "train: cancelled at epoch %zu, batch %zu; the checkpoint resumes there",
+                            t->epoch + 1, t->next_batch);
+        }
         rc = JZ_ECANCELED;
         goto out;
     }
