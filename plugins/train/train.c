@@ -480,6 +480,21 @@ static int train_run(jz_ctx_t *ctx, const struct jz_host *host)
     size_t k = t->devs.n;
     size_t per_rank = (t->batch + k - 1) / k;
     size_t cap = per_rank > 512 ? per_rank : 512; /* evaluation chunks */
+    size_t most_rows = t->train.rows > t->test.rows ? t->train.rows : t->test.rows;
+    if (cap > most_rows)
+        cap = most_rows > 0 ? most_rows : 1; /* never more rows than the data has */
+    /* Each device holds about three activations of cap x width per layer: bound the widest. */
+    size_t widest = 0;
+    for (size_t l = 1; l <= n_layers; l++)
+        if (sizes[l] > widest)
+            widest = sizes[l];
+    if ((double)cap * (double)widest * 3.0 * (double)n_layers > (double)JZ_DATASET_MAX_ELEMS / 4) {
+        rc = jz_error_set(&t->err, JZ_ELIMIT,
+                          "batch_size %zu with layers up to %zu wide needs more than %zu values "
+                          "of activations per device; use a smaller batch or narrower layers",
+                          t->batch, widest, JZ_DATASET_MAX_ELEMS / 4);
+        goto fail;
+    }
     for (size_t i = 0; i < k; i++)
         if ((rc = jz_mlpdev_create(&t->md[i], t->devs.dev[i], &t->model, cap, t->opt, &t->err)))
             goto fail;
