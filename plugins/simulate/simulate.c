@@ -450,8 +450,8 @@ static int nbody_forces(struct nbody *b, struct jz_error *err)
         size_t lo = b->n * d / b->k, hi = b->n * (d + 1) / b->k;
         int rc;
         if ((rc = jz_k_fill(b->devs.dev[d], 4 * b->n, 0.0f, b->acc[d], err)) ||
-            (rc = jz_k_nbody_forces_range(b->devs.dev[d], b->n, lo, hi - lo, b->eps, b->pos[d],
-                                          b->acc[d], err)))
+            (hi > lo && (rc = jz_k_nbody_forces_range(b->devs.dev[d], b->n, lo, hi - lo, b->eps,
+                                                      b->pos[d], b->acc[d], err))))
             return rc;
     }
     return jz_kcomm_allreduce_sum(b->devs.comm, b->acc, 4 * b->n, err);
@@ -489,7 +489,7 @@ static int run_nbody(jz_ctx_t *ctx, const struct jz_host *host, struct jz_error 
     bool measure = b.n <= ENERGY_MAX_BODIES;
     if ((rc = jz_pdevs_open(ctx, host, JZ_KCOMM_MAX_DEVICES, &b.devs, err)))
         return rc;
-    b.k = b.devs.n < b.n ? b.devs.n : b.n;
+    b.k = b.devs.n; /* every device takes part in the all-reduce; some slices may be empty */
     b.hpos = malloc(16 * b.n);
     b.hvel = malloc(16 * b.n);
     b.hacc = malloc(16 * b.n);
