@@ -88,46 +88,6 @@ json_t *jz_json_load_file(const char *path, size_t max_bytes, struct jz_error *e
     return v;
 }
 
-int jz_json_save_file(const json_t *obj, const char *path, struct jz_error *err)
-{
-    char tmp[4096];
-    int w = snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    if (w < 0 || (size_t)w >= sizeof tmp)
-        return jz_error_set(err, JZ_ERANGE, "path too long: %s", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    if (fd < 0)
-        return jz_error_set(err, JZ_EIO, "cannot create %s: %s", tmp, strerror(errno));
-    char *text = json_dumps(obj, JSON_COMPACT);
-    if (!text) {
-        close(fd);
-        unlink(tmp);
-        return jz_error_set(err, JZ_ENOMEM, "out of memory");
-    }
-    size_t len = strlen(text), off = 0;
-    while (off < len) {
-        ssize_t n = write(fd, text + off, len - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            free(text);
-            close(fd);
-            unlink(tmp);
-            return jz_error_set(err, JZ_EIO, "cannot write %s: %s", tmp, strerror(errno));
-        }
-        off += (size_t)n;
-    }
-    free(text);
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        unlink(tmp);
-        return jz_error_set(err, JZ_EIO, "cannot sync %s", tmp);
-    }
-    if (rename(tmp, path) != 0) {
-        unlink(tmp);
-        return jz_error_set(err, JZ_EIO, "cannot rename %s: %s", tmp, strerror(errno));
-    }
-    return 0;
-}
-
 const char *jz_json_str(const json_t *obj, const char *key, const char *fallback)
 {
     json_t *v = json_object_get(obj, key);

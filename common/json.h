@@ -13,8 +13,6 @@
 json_t *jz_json_parse(const char *text, size_t len, int max_depth, struct jz_error *err);
 /* Reads and parses a whole file (at most max_bytes). */
 json_t *jz_json_load_file(const char *path, size_t max_bytes, struct jz_error *err);
-/* Writes obj to path atomically (temp file, fsync, rename). */
-int jz_json_save_file(const json_t *obj, const char *path, struct jz_error *err);
 
 /* Typed getters returning a fallback when the key is absent or of another type. */
 const char *jz_json_str(const json_t *obj, const char *key, const char *fallback);

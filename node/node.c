@@ -43,7 +43,6 @@ struct jz_node {
     struct jz_topo *topo;
     struct event *sigchld;
     struct worker *workers;
-    size_t running;
 };
 
 static void worker_free(struct worker *w)
@@ -68,7 +67,6 @@ static void worker_finish_if_done(struct worker *w)
             *pp = w->next;
             break;
         }
-    n->running--;
     struct jz_node_worker_cbs cbs = w->cbs;
     void *arg = w->arg;
     int status = w->status;
@@ -238,11 +236,6 @@ const struct jz_topo *jz_node_topo(const struct jz_node *n)
     return n->topo;
 }
 
-size_t jz_node_running(const struct jz_node *n)
-{
-    return n->running;
-}
-
 const char *jz_node_gpu_backend(const struct jz_node *n, size_t gpu, const char *fallback)
 {
     const struct jz_topo_gpu *g = jz_topo_gpu_at(n->topo, gpu);
@@ -318,7 +311,6 @@ int jz_node_launch(struct jz_node *n, const char *spec_path, const struct jz_nod
     event_add(w->ev, NULL);
     w->next = n->workers;
     n->workers = w;
-    n->running++;
     *pid_out = pid;
     return 0;
 }

@@ -56,6 +56,5 @@ int jz_node_signal(struct jz_node *n, pid_t pid, int sig);
 /* Sends SIGKILL to a worker, its process group and the job's own process group (a backstop
  * when the worker hangs, or a descendant of the job outlives it holding the event pipe). */
 int jz_node_kill_group(struct jz_node *n, pid_t pid);
-size_t jz_node_running(const struct jz_node *n);
 
 #endif

@@ -149,7 +149,7 @@ const struct jz_user *jz_auth_check(struct jz_auth *a, const char *authorization
     return idx ? a->users[json_integer_value(idx)] : NULL;
 }
 
-const struct jz_user *jz_auth_user_find(struct jz_auth *a, const char *name)
+static const struct jz_user *user_find(struct jz_auth *a, const char *name)
 {
     for (size_t i = 0; i < a->nusers; i++)
         if (strcmp(a->users[i]->name, name) == 0)
@@ -165,7 +165,7 @@ int jz_auth_user_add(struct jz_auth *a, const char *name, const char *tenant, bo
     if (!jz_name_is_safe(tenant, JZ_MAX_NAME_LEN))
         return jz_error_set(err, JZ_EINVAL, "tenant: use 1-%d of A-Z a-z 0-9 . _ -",
                             JZ_MAX_NAME_LEN);
-    if (jz_auth_user_find(a, name))
+    if (user_find(a, name))
         return jz_error_set(err, JZ_EEXIST, "name: user '%s' already exists", name);
     char tok[JZ_TOKEN_LEN + 1], hash[65];
     int rc = new_token(tok, err);

@@ -33,6 +33,5 @@ int jz_auth_user_add(struct jz_auth *a, const char *name, const char *tenant, bo
                      char *token, struct jz_error *err);
 /* All users as a JSON array of {name, tenant, role, created} (new reference). */
 json_t *jz_auth_users_json(struct jz_auth *a);
-const struct jz_user *jz_auth_user_find(struct jz_auth *a, const char *name);
 
 #endif

@@ -136,11 +136,12 @@ static void test_json_files(void **state)
     assert_non_null(mkdtemp(dir));
     char path[256];
     snprintf(path, sizeof path, "%s/x.json", dir);
-    json_t *o = json_pack("{s:i}", "k", 42);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("{\"k\": 42}", f);
+    fclose(f);
     struct jz_error err;
-    assert_int_equal(jz_json_save_file(o, path, &err), 0);
-    json_decref(o);
-    o = jz_json_load_file(path, 1024, &err);
+    json_t *o = jz_json_load_file(path, 1024, &err);
     assert_non_null(o);
     assert_int_equal(jz_json_int(o, "k", 0), 42);
     json_decref(o);
