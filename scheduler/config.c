@@ -11,7 +11,9 @@
 struct owned {
     struct jz_sched_class *classes;
     struct jz_sched_tenant *tenants;
-    char **names; /* reservation node names, flat */
+    size_t ntenants;
+    struct jz_sched_site_quota **site_quotas; /* per tenant */
+    char **names;                             /* reservation node names, flat */
     size_t nnames;
     const char **node_ptrs;
 };
@@ -24,6 +26,9 @@ void jz_sched_parsed_free(struct jz_sched_parsed *p)
     if (o) {
         free(o->classes);
         free(o->tenants);
+        for (size_t i = 0; o->site_quotas && i < o->ntenants; i++)
+            free(o->site_quotas[i]);
+        free(o->site_quotas);
         for (size_t i = 0; i < o->nnames; i++)
             free(o->names[i]);
         free(o->names);
@@ -87,8 +92,9 @@ static int get_duration(const json_t *v, const char *key, double *out, struct jz
     }
     if (json_is_string(v)) {
         int64_t secs;
-        if (jz_duration_parse(json_string_value(v), &secs, err) != 0)
-            return jz_error_set(err, JZ_EINVAL, "scheduler.%s: %s", key, err ? err->msg : "");
+        struct jz_error why = {0}; /* not err: its message is formatted into err below */
+        if (jz_duration_parse(json_string_value(v), &secs, &why) != 0)
+            return jz_error_set(err, JZ_EINVAL, "scheduler.%s: %s", key, why.msg);
         *out = (double)secs;
         return 0;
     }
@@ -180,6 +186,42 @@ static int parse_classes(const json_t *a, struct owned *o, struct jz_sched_confi
     return 0;
 }
 
+/* "site_quotas": {"rabat": 16, "casa": 8}: GPUs in use at once per site (0: none there). */
+static int parse_site_quotas(const json_t *v, size_t i, struct jz_sched_site_quota **out,
+                             struct jz_sched_tenant *t, struct jz_error *err)
+{
+    size_t n = json_object_size(v);
+    if (!json_is_object(v) || n > JZ_SCHED_MAX_SITES)
+        return jz_error_set(err, JZ_ELIMIT,
+                            "scheduler.tenants[%zu].site_quotas must be an object of at most %d "
+                            "sites",
+                            i, JZ_SCHED_MAX_SITES);
+    struct jz_sched_site_quota *q = calloc(n + 1, sizeof(*q));
+    if (!q)
+        return jz_error_set(err, JZ_ENOMEM, "out of memory");
+    *out = q;
+    const char *site;
+    json_t *x;
+    size_t k = 0;
+    json_object_foreach((json_t *)v, site, x)
+    {
+        if (!*site || strlen(site) >= JZ_SCHED_NAME_LEN)
+            return jz_error_set(err, JZ_EINVAL,
+                                "scheduler.tenants[%zu].site_quotas: site names are 1 to %d "
+                                "characters",
+                                i, JZ_SCHED_NAME_LEN - 1);
+        double m;
+        int rc = get_number(x, "scheduler.tenants[].site_quotas values", 0, 1e7, &m, err);
+        if (rc)
+            return rc;
+        memcpy(q[k].site, site, strlen(site) + 1);
+        q[k++].max_gpus = (unsigned)m;
+    }
+    t->site_quotas = q;
+    t->site_quota_count = k;
+    return 0;
+}
+
 static int parse_tenants(const json_t *a, struct owned *o, struct jz_sched_config *c,
                          struct jz_error *err)
 {
@@ -188,8 +230,10 @@ static int parse_tenants(const json_t *a, struct owned *o, struct jz_sched_confi
         return jz_error_set(err, JZ_ELIMIT, "scheduler.tenants must be an array of at most %d",
                             JZ_SCHED_MAX_TENANTS);
     o->tenants = calloc(n + 1, sizeof(*o->tenants));
-    if (!o->tenants)
+    o->site_quotas = calloc(n + 1, sizeof(*o->site_quotas));
+    if (!o->tenants || !o->site_quotas)
         return jz_error_set(err, JZ_ENOMEM, "out of memory");
+    o->ntenants = n;
     for (size_t i = 0; i < n; i++) {
         json_t *e = json_array_get(a, i), *v;
         const char *k;
@@ -210,6 +254,8 @@ static int parse_tenants(const json_t *a, struct owned *o, struct jz_sched_confi
                 t->max_gpus = (unsigned)x;
             } else if (strcmp(k, "class") == 0)
                 rc = get_name(v, "scheduler.tenants[].class", t->class_name, err);
+            else if (strcmp(k, "site_quotas") == 0 && !o->site_quotas[i])
+                rc = parse_site_quotas(v, i, &o->site_quotas[i], t, err);
             else
                 rc = jz_error_set(err, JZ_EINVAL, "scheduler.tenants[%zu]: unknown key \"%s\"", i,
                                   k);

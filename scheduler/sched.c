@@ -1,160 +1,26 @@
 /* The event-driven scheduler: per-(tenant, size) priority queues, multifactor priority with
- * decayed fair share, quotas, credits, reservations, EASY backfill and preemption. Pure: state
- * and time come in as arguments; decisions go out as values. */
-#include "scheduler/sched.h"
+ * decayed fair share, quotas (overall and per site), credits, reservations, EASY backfill and
+ * preemption, for jobs on one node or gangs over several. Pure: state and time come in as
+ * arguments; decisions go out as values. Node sets for gangs are in gang.c, could-ever-fit in
+ * fit.c, preemption in preempt.c. */
+#include "scheduler/sched_impl.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define NODE_SCAN_LIMIT 64 /* nodes examined per placement attempt */
-#define NODE_FITS_WANTED 4 /* fitting nodes compared (by GPU distance) before choosing */
-#define PREEMPT_SEARCHES 4 /* preemption searches per decide call */
-#define NEVER INT64_MAX
+#define NODE_SCAN_LIMIT 64    /* nodes examined per placement attempt */
+#define NODE_FITS_WANTED 4    /* fitting nodes compared (by GPU distance) before choosing */
+#define PREEMPT_SEARCHES 4    /* preemption searches per decide call */
 #define SET_CACHE_MAX_GPUS 10 /* topologies this small cache every (free set, size) choice */
 #define SET_KNOWN (1ull << 63)
 
-enum fail { FIT = 0, FAIL_RESOURCES, FAIL_RESERVATION, FAIL_SHADOW, FAIL_NONE_FREE };
-
-struct queue;
-
-struct job {
-    uint64_t id;
-    int64_t submit, limit, start, est_start, end_expected;
-    double key, prio;
-    uint64_t gpu_mask;
-    uint64_t reason_arg;
-    uint64_t for_job; /* PREEMPTING: the job it makes room for */
-    size_t *cores;
-    char *model;
-    uint64_t min_mem;
-    uint64_t *dependents;
-    uint32_t ndependents, dependents_cap;
-    uint32_t tenant, node, heap_pos, node_pos, pass, ncores;
-    uint16_t gpus, cpus_per_gpu, cpus, deps_left, victims_left;
-    uint8_t cls, state, reason;
-    bool preemptible, dep_failed;
-};
-
-struct queue {
-    uint32_t tenant;
-    unsigned k;
-    struct job **h; /* max-heap by key, then lower id */
-    size_t n, cap;
-    size_t active_pos;
-    uint32_t pass, examined;
-    uint8_t block;
-    uint64_t block_arg;
-};
-
-struct tenant {
-    char name[JZ_SCHED_NAME_LEN];
-    double weight;
-    unsigned max_gpus;
-    int cls;
-    bool has_credit;
-    double usage; /* decayed GPU-seconds as of usage_time */
-    int64_t usage_time;
-    bool usage_started;
-    unsigned in_use;
-    double fs;
-    struct queue *queues[JZ_TOPO_MAX_GPUS + 1];
-};
-
-struct resv {
-    char name[JZ_SCHED_NAME_LEN];
-    uint32_t tenant;
-    int64_t start, end;
-    unsigned gpus;
-};
-
-struct shape {
-    const struct jz_topo *t; /* the first topology of this shape */
-    uint64_t *set_cache;     /* up to 10 GPUs: chosen set by (free mask, size); 0 unknown */
-    uint8_t best[JZ_TOPO_MAX_GPUS + 1]; /* best worst link per size on an empty node; 0xff
-                                         * not yet known */
-};
-
-struct node {
-    char name[JZ_SCHED_NAME_LEN];
-    const struct jz_topo *topo;
-    bool up;
-    unsigned gpus, cores;
-    unsigned free_gpus, free_cores;
-    uint64_t gpu_busy;
-    uint64_t *core_busy;
-    struct job **run; /* running and preempting jobs, by expected end */
-    size_t nrun, runcap;
-    size_t bucket_pos;
-    uint32_t shape;
-    uint32_t *resv; /* reservation indexes */
-    size_t nresv;
-};
-
-/* Min tournament tree over nodes: the earliest time node n has >= k free GPUs. */
-struct tree {
-    int64_t *t;
-    uint32_t *who;
-    size_t p;
-};
-
-struct jz_sched {
-    struct jz_sched_config cfg;
-    struct jz_sched_class classes[JZ_SCHED_MAX_CLASSES];
-    size_t nclasses;
-    int default_class;
-
-    struct tenant **tenants;
-    size_t ntenants, tenants_cap;
-    uint32_t *tenant_hash; /* index + 1, 0 empty */
-    size_t tenant_hash_cap;
-
-    struct node *nodes;
-    size_t nnodes, nodes_cap;
-    const struct jz_topo **topos;               /* distinct topologies of the nodes */
-    /* GPU choice depends only on the distance matrix: topologies with equal matrices (nodes of
-     * one model, even loaded separately) share one "shape" and its caches. */
-    struct shape *shapes;
-    size_t nshapes, shapes_cap;
-    size_t ntopos, topos_cap;
-    uint32_t *node_hash; /* node index + 1 by name, 0 empty */
-    size_t node_hash_cap;
-    unsigned max_gpus, max_cores;
-    size_t **bucket; /* bucket[f]: up nodes with f free GPUs */
-    size_t *bucket_n, *bucket_cap;
-    unsigned nbuckets;
-    struct tree *trees; /* trees[k], k = 1..max_gpus */
-    unsigned ntrees;
-    bool trees_dirty;
-
-    struct resv *resv;
-    size_t nresv;
-
-    struct job **table; /* open addressing by id */
-    size_t table_cap, njobs;
-    size_t pending, held, running;
-    size_t job_extra_bytes;
-
-    struct queue **active;
-    size_t nactive, active_cap;
-
-    uint32_t pass;
-    uint64_t decisions;
-    /* per-decide scratch */
-    struct job **tmp;
-    size_t ntmp, tmp_cap;
-    struct cand {
-        double p;
-        struct queue *q;
-    } * cand;
-    size_t ncand, cand_cap;
-};
-
 /* ---------- small helpers ---------- */
 
-static int grow(void **p, size_t *cap, size_t need, size_t elem)
+int jz_sched__grow(void **p, size_t *cap, size_t need, size_t elem)
 {
     if (need <= *cap)
         return 0;
@@ -168,6 +34,7 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
     *cap = nc;
     return 0;
 }
+#define grow jz_sched__grow
 
 static uint64_t hash64(uint64_t x)
 {
@@ -192,6 +59,72 @@ static bool name_ok(const char *s)
     return s && *s && strlen(s) < JZ_SCHED_NAME_LEN;
 }
 
+void jz_sched__say(char *buf, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, len, fmt, ap); /* a sentence cut short still explains */
+    va_end(ap);
+}
+#define say jz_sched__say
+
+/* ---------- interned names (sites, switches) ---------- */
+
+static uint32_t names_find(const struct names *nm, const char *name)
+{
+    if (!nm->hash_cap)
+        return UINT32_MAX;
+    size_t m = nm->hash_cap - 1;
+    for (size_t i = hash_str(name) & m; nm->hash[i]; i = (i + 1) & m)
+        if (strcmp(nm->v[nm->hash[i] - 1], name) == 0)
+            return nm->hash[i] - 1;
+    return UINT32_MAX;
+}
+
+/* The index of name, added when new; UINT32_MAX when out of memory. */
+static uint32_t names_intern(struct names *nm, const char *name)
+{
+    uint32_t i = names_find(nm, name);
+    if (i != UINT32_MAX)
+        return i;
+    if ((nm->n + 1) * 2 > nm->hash_cap) {
+        size_t cap = nm->hash_cap ? nm->hash_cap * 2 : 16;
+        uint32_t *h = calloc(cap, sizeof(*h));
+        if (!h)
+            return UINT32_MAX;
+        for (size_t k = 0; k < nm->n; k++) {
+            size_t p = hash_str(nm->v[k]) & (cap - 1);
+            while (h[p])
+                p = (p + 1) & (cap - 1);
+            h[p] = (uint32_t)k + 1;
+        }
+        free(nm->hash);
+        nm->hash = h;
+        nm->hash_cap = cap;
+    }
+    size_t len = strlen(name) + 1;
+    char *copy = malloc(len);
+    if (!copy || grow((void **)&nm->v, &nm->cap, nm->n + 1, sizeof(*nm->v))) {
+        free(copy);
+        return UINT32_MAX;
+    }
+    memcpy(copy, name, len);
+    size_t p = hash_str(name) & (nm->hash_cap - 1);
+    while (nm->hash[p])
+        p = (p + 1) & (nm->hash_cap - 1);
+    nm->hash[p] = (uint32_t)nm->n + 1;
+    nm->v[nm->n] = copy;
+    return (uint32_t)nm->n++;
+}
+
+static void names_free(struct names *nm)
+{
+    for (size_t i = 0; i < nm->n; i++)
+        free(nm->v[i]);
+    free(nm->v);
+    free(nm->hash);
+}
+
 /* ---------- job table ---------- */
 
 static struct job *job_find(const struct jz_sched *s, uint64_t id)
@@ -206,6 +139,11 @@ static struct job *job_find(const struct jz_sched *s, uint64_t id)
         if (j->id == id)
             return j;
     }
+}
+
+const struct job *jz_sched__job_find(const struct jz_sched *s, uint64_t id)
+{
+    return job_find(s, id);
 }
 
 static int table_insert(struct jz_sched *s, struct job *j)
@@ -265,7 +203,8 @@ static void job_free(struct jz_sched *s, struct job *j)
         s->job_extra_bytes -= strlen(j->model) + 1;
     s->job_extra_bytes -= j->dependents_cap * sizeof(uint64_t);
     free(j->model);
-    free(j->cores);
+    free(j->parts);
+    free(j->claims);
     free(j->dependents);
     free(j);
 }
@@ -346,6 +285,16 @@ static int tenant_get(struct jz_sched *s, const char *name, struct jz_error *err
     return (int)s->ntenants - 1;
 }
 
+unsigned jz_sched__site_room(const struct tenant *t, uint32_t site)
+{
+    for (size_t i = 0; i < t->nquotas; i++)
+        if (t->quotas[i].site == site) {
+            unsigned use = site < t->site_use_cap ? t->site_use[site] : 0;
+            return use >= t->quotas[i].max ? 0 : t->quotas[i].max - use;
+        }
+    return UINT_MAX;
+}
+
 /* Brings a tenant's decayed usage up to now, charging its running GPUs for the interval. */
 static void tenant_advance(const struct jz_sched *s, struct tenant *t, int64_t now)
 {
@@ -387,11 +336,12 @@ static double size_factor(const struct jz_sched *s, unsigned k)
 }
 
 /* The part of the priority that orders jobs inside one (tenant, size) queue; waiting time adds
- * the same amount to all of them, so this order never changes while they wait. */
+ * the same amount to all of them, so this order never changes while they wait. A gang's size is
+ * all its GPUs. */
 static double job_key(const struct jz_sched *s, const struct job *j)
 {
     return s->cfg.weight_class * s->classes[j->cls].rank / 100.0 +
-           s->cfg.weight_size * size_factor(s, j->gpus) -
+           s->cfg.weight_size * size_factor(s, j->gpus * jz_sched__parts_of(j)) -
            s->cfg.weight_age * (double)j->submit / s->cfg.age_scale_s;
 }
 
@@ -460,7 +410,7 @@ static void active_remove(struct jz_sched *s, struct queue *q)
 static int queue_push(struct jz_sched *s, struct job *j)
 {
     struct tenant *t = s->tenants[j->tenant];
-    struct queue *q = t->queues[j->gpus];
+    struct queue *q = t->queues[j->nodes > 1][j->gpus];
     if (!q) {
         if (grow((void **)&s->active, &s->active_cap, s->nactive + 1, sizeof(*s->active)))
             return JZ_ENOMEM;
@@ -470,7 +420,7 @@ static int queue_push(struct jz_sched *s, struct job *j)
         q->tenant = j->tenant;
         q->k = j->gpus;
         q->active_pos = SIZE_MAX;
-        t->queues[j->gpus] = q;
+        t->queues[j->nodes > 1][j->gpus] = q;
     }
     if (grow((void **)&q->h, &q->cap, q->n + 1, sizeof(*q->h)))
         return JZ_ENOMEM;
@@ -486,7 +436,7 @@ static int queue_push(struct jz_sched *s, struct job *j)
 
 static void queue_remove(struct jz_sched *s, struct job *j)
 {
-    struct queue *q = s->tenants[j->tenant]->queues[j->gpus];
+    struct queue *q = s->tenants[j->tenant]->queues[j->nodes > 1][j->gpus];
     size_t i = j->heap_pos;
     q->n--;
     if (i != q->n) {
@@ -496,6 +446,35 @@ static void queue_remove(struct jz_sched *s, struct job *j)
     }
     if (q->n == 0)
         active_remove(s, q);
+}
+
+/* Jobs that could never run wait outside the queues, so they neither block the jobs behind them
+ * nor cost anything per decision; adding or removing nodes looks at them again. */
+static int never_add(struct jz_sched *s, struct job *j)
+{
+    if (grow((void **)&s->never, &s->never_cap, s->nnever + 1, sizeof(*s->never)))
+        return JZ_ENOMEM;
+    j->heap_pos = (uint32_t)s->nnever;
+    s->never[s->nnever++] = j;
+    j->parked = true;
+    return 0;
+}
+
+static void never_remove(struct jz_sched *s, struct job *j)
+{
+    struct job *last = s->never[--s->nnever];
+    s->never[j->heap_pos] = last;
+    last->heap_pos = j->heap_pos;
+    j->parked = false;
+}
+
+/* Takes a waiting job out of wherever it waits. */
+static void pending_unlink(struct jz_sched *s, struct job *j)
+{
+    if (j->parked)
+        never_remove(s, j);
+    else
+        queue_remove(s, j);
 }
 
 /* ---------- nodes: buckets by free GPUs, and the earliest-free trees ---------- */
@@ -548,8 +527,8 @@ static void node_times(struct jz_sched *s, size_t n)
             v = 0;
         else {
             while (r < nd->nrun && have < k)
-                have += nd->run[r++]->gpus;
-            v = have >= k ? nd->run[r - 1]->end_expected : NEVER;
+                have += nd->run[r++]->job->gpus;
+            v = have >= k ? nd->run[r - 1]->job->end_expected : NEVER;
         }
         tree_set(&s->trees[k], n, v);
     }
@@ -590,28 +569,37 @@ static int trees_build(struct jz_sched *s)
     return 0;
 }
 
-static int run_add(struct node *nd, struct job *j)
+/* Inserts p in its node's end order; the caller made room (runcap > nrun). */
+static void run_add(struct node *nd, struct part *p)
 {
-    if (grow((void **)&nd->run, &nd->runcap, nd->nrun + 1, sizeof(*nd->run)))
-        return JZ_ENOMEM;
     size_t i = nd->nrun++;
-    while (i > 0 && nd->run[i - 1]->end_expected > j->end_expected) {
+    while (i > 0 && nd->run[i - 1]->job->end_expected > p->job->end_expected) {
         nd->run[i] = nd->run[i - 1];
         nd->run[i]->node_pos = (uint32_t)i;
         i--;
     }
-    nd->run[i] = j;
-    j->node_pos = (uint32_t)i;
-    return 0;
+    nd->run[i] = p;
+    p->node_pos = (uint32_t)i;
 }
 
-static void run_del(struct node *nd, struct job *j)
+static void run_del(struct node *nd, struct part *p)
 {
-    for (size_t i = j->node_pos; i + 1 < nd->nrun; i++) {
+    for (size_t i = p->node_pos; i + 1 < nd->nrun; i++) {
         nd->run[i] = nd->run[i + 1];
         nd->run[i]->node_pos = (uint32_t)i;
     }
     nd->nrun--;
+}
+
+void jz_sched__job_reorder(struct jz_sched *s, struct job *j, int64_t end_expected)
+{
+    for (unsigned i = 0; i < jz_sched__nparts(j); i++)
+        run_del(&s->nodes[j->parts[i].node], &j->parts[i]);
+    j->end_expected = end_expected;
+    for (unsigned i = 0; i < jz_sched__nparts(j); i++) {
+        run_add(&s->nodes[j->parts[i].node], &j->parts[i]); /* the list just shrank by one */
+        node_times(s, j->parts[i].node);
+    }
 }
 
 static void set_bit(uint64_t *bm, size_t i, bool v)
@@ -622,32 +610,31 @@ static void set_bit(uint64_t *bm, size_t i, bool v)
         bm[i / 64] &= ~(1ull << (i % 64));
 }
 
-/* Marks j's GPUs and cores used (on) or free (off) on its node, keeping buckets and trees. */
-static int node_apply(struct jz_sched *s, struct job *j, bool on)
+/* Marks part p's GPUs and cores used (on) or free (off) on its node, keeping buckets and trees.
+ * Turning on needs room in the node's run list (the caller grew it). */
+static int node_apply(struct jz_sched *s, struct part *p, bool on)
 {
-    struct node *nd = &s->nodes[j->node];
+    struct node *nd = &s->nodes[p->node];
     if (nd->up)
-        bucket_del(s, j->node);
-    unsigned k = (unsigned)__builtin_popcountll(j->gpu_mask);
+        bucket_del(s, p->node);
+    unsigned k = (unsigned)__builtin_popcountll(p->gpu_mask);
     if (on) {
-        nd->gpu_busy |= j->gpu_mask;
+        nd->gpu_busy |= p->gpu_mask;
         nd->free_gpus -= k;
-        nd->free_cores -= j->ncores;
+        nd->free_cores -= p->ncores;
+        run_add(nd, p);
     } else {
-        nd->gpu_busy &= ~j->gpu_mask;
+        nd->gpu_busy &= ~p->gpu_mask;
         nd->free_gpus += k;
-        nd->free_cores += j->ncores;
+        nd->free_cores += p->ncores;
+        run_del(nd, p);
     }
-    for (size_t c = 0; c < j->ncores; c++)
-        set_bit(nd->core_busy, j->cores[c], on);
+    for (size_t c = 0; c < p->ncores; c++)
+        set_bit(nd->core_busy, p->cores[c], on);
     int rc = 0;
-    if (on)
-        rc = run_add(nd, j);
-    else
-        run_del(nd, j);
-    if (nd->up && bucket_add(s, j->node))
+    if (nd->up && bucket_add(s, p->node))
         rc = JZ_ENOMEM;
-    node_times(s, j->node);
+    node_times(s, p->node);
     return rc;
 }
 
@@ -673,8 +660,8 @@ static bool reservations_allow(const struct jz_sched *s, const struct node *nd, 
         return true;
     unsigned busy_then = 0;
     for (size_t r = 0; r < nd->nrun; r++)
-        if (nd->run[r]->end_expected > first)
-            busy_then += nd->run[r]->gpus;
+        if (nd->run[r]->job->end_expected > first)
+            busy_then += nd->run[r]->job->gpus;
     return busy_then + held + j->gpus <= nd->gpus;
 }
 
@@ -685,12 +672,23 @@ void jz_sched_decisions_init(struct jz_sched_decisions *d)
     memset(d, 0, sizeof(*d));
 }
 
+void jz_sched__plan_free(struct plan *p)
+{
+    for (size_t i = 0; p->parts && i < p->n; i++)
+        jz_place_result_free(&p->parts[i].place);
+    free(p->parts);
+    p->parts = NULL;
+    p->n = 0;
+}
+
 void jz_sched_decisions_clear(struct jz_sched_decisions *d)
 {
     if (!d)
         return;
-    for (size_t i = 0; i < d->count; i++)
-        jz_place_result_free(&d->items[i].place);
+    for (size_t i = 0; i < d->count; i++) {
+        struct plan p = {.parts = d->items[i].parts, .n = d->items[i].part_count};
+        jz_sched__plan_free(&p);
+    }
     d->count = 0;
 }
 
@@ -703,22 +701,13 @@ void jz_sched_decisions_free(struct jz_sched_decisions *d)
     memset(d, 0, sizeof(*d));
 }
 
-static struct jz_sched_decision *decision_new(struct jz_sched_decisions *d)
+struct jz_sched_decision *jz_sched__decision_new(struct jz_sched_decisions *d)
 {
     if (grow((void **)&d->items, &d->cap, d->count + 1, sizeof(*d->items)))
         return NULL;
     struct jz_sched_decision *x = &d->items[d->count++];
     memset(x, 0, sizeof(*x));
     return x;
-}
-
-static void say(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void say(char *buf, size_t len, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, len, fmt, ap); /* a sentence cut short still explains */
-    va_end(ap);
 }
 
 /* ---------- creation ---------- */
@@ -739,6 +728,20 @@ void jz_sched_config_defaults(struct jz_sched_config *cfg)
     snprintf(cfg->default_class, sizeof(cfg->default_class), "normal");
 }
 
+/* Interns a site name, refusing more than JZ_SCHED_MAX_SITES distinct sites. */
+static int site_intern(struct jz_sched *s, const char *name, uint32_t *out, struct jz_error *err)
+{
+    uint32_t i = names_find(&s->sites, name);
+    if (i == UINT32_MAX) {
+        if (s->sites.n >= JZ_SCHED_MAX_SITES)
+            return jz_error_set(err, JZ_ELIMIT, "more than %d sites", JZ_SCHED_MAX_SITES);
+        if ((i = names_intern(&s->sites, name)) == UINT32_MAX)
+            return jz_error_set(err, JZ_ENOMEM, "out of memory adding site %s", name);
+    }
+    *out = i;
+    return 0;
+}
+
 int jz_sched_tenant_set(struct jz_sched *s, const struct jz_sched_tenant *t, struct jz_error *err)
 {
     if (!s || !t || !name_ok(t->name))
@@ -749,13 +752,41 @@ int jz_sched_tenant_set(struct jz_sched *s, const struct jz_sched_tenant *t, str
     int cls = s->default_class;
     if (t->class_name[0] && (cls = class_find(s, t->class_name)) < 0)
         return jz_error_set(err, JZ_ENOENT, "tenant %s: unknown class %s", t->name, t->class_name);
-    int i = tenant_get(s, t->name, err);
-    if (i < 0)
-        return i;
-    struct tenant *x = s->tenants[i];
+    size_t nq = t->site_quota_count;
+    if (nq > JZ_SCHED_MAX_SITES || (nq && !t->site_quotas))
+        return jz_error_set(err, JZ_ELIMIT, "tenant %s: at most %d site quotas", t->name,
+                            JZ_SCHED_MAX_SITES);
+    for (size_t i = 0; i < nq; i++) {
+        const char *site = t->site_quotas[i].site;
+        if (!memchr(site, '\0', JZ_SCHED_NAME_LEN) || !site[0])
+            return jz_error_set(err, JZ_EINVAL, "tenant %s: site quota %zu needs a site name",
+                                t->name, i);
+        for (size_t k = 0; k < i; k++)
+            if (strcmp(t->site_quotas[k].site, site) == 0)
+                return jz_error_set(err, JZ_EEXIST, "tenant %s: two quotas for site %s", t->name,
+                                    site);
+    }
+    struct site_quota *q = NULL;
+    if (nq && !(q = calloc(nq, sizeof(*q))))
+        return jz_error_set(err, JZ_ENOMEM, "out of memory setting tenant %s", t->name);
+    int rc = 0;
+    for (size_t i = 0; i < nq && rc == 0; i++) {
+        rc = site_intern(s, t->site_quotas[i].site, &q[i].site, err);
+        q[i].max = t->site_quotas[i].max_gpus;
+    }
+    int ti = rc ? rc : tenant_get(s, t->name, err);
+    if (ti < 0) {
+        free(q);
+        return ti;
+    }
+    struct tenant *x = s->tenants[ti];
     x->weight = t->weight;
     x->max_gpus = t->max_gpus;
     x->cls = cls;
+    free(x->quotas);
+    x->quotas = q;
+    x->nquotas = nq;
+    s->never_recheck = true; /* a job larger than the old quota may fit the new one */
     return 0;
 }
 
@@ -807,6 +838,11 @@ int jz_sched_create(const struct jz_sched_config *cfg, struct jz_sched **out, st
     }
     s->cfg.classes = NULL;
     s->cfg.tenants = NULL;
+    s->fit_epoch = 1;
+    if (names_intern(&s->sites, "default") != 0) {
+        rc = jz_error_set(err, JZ_ENOMEM, "out of memory creating the scheduler");
+        goto fail;
+    }
     size_t nc = cfg ? cfg->class_count : 0;
     if (nc > JZ_SCHED_MAX_CLASSES) {
         rc = jz_error_set(err, JZ_ELIMIT, "more than %d classes", JZ_SCHED_MAX_CLASSES);
@@ -852,16 +888,20 @@ void jz_sched_destroy(struct jz_sched *s)
         job_free(s, s->table[i]);
     free(s->table);
     for (size_t t = 0; t < s->ntenants; t++) {
-        for (unsigned k = 0; k <= JZ_TOPO_MAX_GPUS; k++)
-            if (s->tenants[t]->queues[k]) {
-                free(s->tenants[t]->queues[k]->h);
-                free(s->tenants[t]->queues[k]);
-            }
+        for (unsigned g = 0; g < 2; g++)
+            for (unsigned k = 0; k <= JZ_TOPO_MAX_GPUS; k++)
+                if (s->tenants[t]->queues[g][k]) {
+                    free(s->tenants[t]->queues[g][k]->h);
+                    free(s->tenants[t]->queues[g][k]);
+                }
+        free(s->tenants[t]->quotas);
+        free(s->tenants[t]->site_use);
         free(s->tenants[t]);
     }
     free(s->tenants);
     free(s->tenant_hash);
     for (size_t n = 0; n < s->nnodes; n++) {
+        free(s->nodes[n].name);
         free(s->nodes[n].core_busy);
         free(s->nodes[n].run);
         free(s->nodes[n].resv);
@@ -872,6 +912,8 @@ void jz_sched_destroy(struct jz_sched *s)
         free(s->shapes[i].set_cache);
     free(s->shapes);
     free(s->node_hash);
+    names_free(&s->sites);
+    names_free(&s->switches);
     for (unsigned f = 0; f < s->nbuckets; f++)
         free(s->bucket[f]);
     free(s->bucket);
@@ -882,10 +924,14 @@ void jz_sched_destroy(struct jz_sched *s)
         free(s->trees[k].who);
     }
     free(s->trees);
+    free(s->never);
     free(s->resv);
     free(s->active);
     free(s->tmp);
     free(s->cand);
+    free(s->gc);
+    free(s->scratch);
+    free(s->victims);
     free(s);
 }
 
@@ -926,24 +972,26 @@ static size_t node_find(const struct jz_sched *s, const char *name)
     return SIZE_MAX;
 }
 
-static void node_hash_insert(struct jz_sched *s, size_t n)
+static void node_hash_insert(uint32_t *h, size_t cap, const char *name, size_t n)
 {
-    size_t m = s->node_hash_cap - 1, i = hash_str(s->nodes[n].name) & m;
-    while (s->node_hash[i])
+    size_t m = cap - 1, i = hash_str(name) & m;
+    while (h[i])
         i = (i + 1) & m;
-    s->node_hash[i] = (uint32_t)n + 1;
+    h[i] = (uint32_t)n + 1;
 }
 
-static int node_hash_rebuild(struct jz_sched *s, size_t cap)
+/* Rebuilds the name index over the nodes not removed, leaving out `skip` too. */
+static int node_hash_rebuild(struct jz_sched *s, size_t cap, size_t skip)
 {
     uint32_t *h = calloc(cap, sizeof(*h));
     if (!h)
         return JZ_ENOMEM;
+    for (size_t n = 0; n < s->nnodes; n++)
+        if (!s->nodes[n].removed && n != skip)
+            node_hash_insert(h, cap, s->nodes[n].name, n);
     free(s->node_hash);
     s->node_hash = h;
     s->node_hash_cap = cap;
-    for (size_t n = 0; n < s->nnodes; n++)
-        node_hash_insert(s, n);
     return 0;
 }
 
@@ -972,21 +1020,42 @@ static size_t shape_of(struct jz_sched *s, const struct jz_topo *topo)
     return s->nshapes++;
 }
 
-int jz_sched_node_add(struct jz_sched *s, const char *name, const struct jz_topo *topo,
-                      size_t *index, struct jz_error *err)
+/* Node sets changed: cached could-ever-fit answers are stale, and parked jobs get another look
+ * at the next decision. */
+static void nodes_changed(struct jz_sched *s)
 {
-    if (!s || !name_ok(name) || !jz_topo_is_finished(topo))
+    s->fit_epoch++;
+    s->never_recheck = true;
+}
+
+int jz_sched_node_add(struct jz_sched *s, const struct jz_sched_node_spec *spec, size_t *index,
+                      struct jz_error *err)
+{
+    if (!s || !spec || !name_ok(spec->name) || !spec->topo || !jz_topo_is_finished(spec->topo))
         return jz_error_set(err, JZ_EINVAL, "a node needs a name and a finished topology");
+    const char *name = spec->name, *site = spec->site && spec->site[0] ? spec->site : "default";
+    const struct jz_topo *topo = spec->topo;
+    if (!name_ok(site) || (spec->switch_name && strlen(spec->switch_name) >= JZ_SCHED_NAME_LEN))
+        return jz_error_set(err, JZ_EINVAL, "node %s: site and switch names are 1 to %d characters",
+                            name, JZ_SCHED_NAME_LEN - 1);
     if (s->nnodes >= JZ_SCHED_MAX_NODES)
-        return jz_error_set(err, JZ_ELIMIT, "more than %d nodes", JZ_SCHED_MAX_NODES);
+        return jz_error_set(err, JZ_ELIMIT, "more than %d nodes (removed ones included)",
+                            JZ_SCHED_MAX_NODES);
     unsigned g = (unsigned)jz_topo_gpu_count(topo), c = (unsigned)jz_topo_core_count(topo);
     if (node_find(s, name) != SIZE_MAX)
         return jz_error_set(err, JZ_EEXIST, "node %s already exists", name);
+    uint32_t site_i, sw = NO_SWITCH;
+    int rc = site_intern(s, site, &site_i, err);
+    if (rc)
+        return rc;
+    if (spec->switch_name && spec->switch_name[0] &&
+        (sw = names_intern(&s->switches, spec->switch_name)) == UINT32_MAX)
+        return jz_error_set(err, JZ_ENOMEM, "out of memory adding a node");
     if ((s->nnodes + 1) * 2 > s->node_hash_cap &&
-        node_hash_rebuild(s, s->node_hash_cap ? s->node_hash_cap * 2 : 64))
+        node_hash_rebuild(s, s->node_hash_cap ? s->node_hash_cap * 2 : 64, SIZE_MAX))
         return jz_error_set(err, JZ_ENOMEM, "out of memory adding a node");
     size_t ti = 0;
-    while (ti < s->ntopos && s->topos[ti] != topo)
+    while (ti < s->ntopos && s->topos[ti].t != topo)
         ti++;
     if (ti == s->ntopos &&
         grow((void **)&s->topos, &s->topos_cap, s->ntopos + 1, sizeof(*s->topos)))
@@ -994,42 +1063,84 @@ int jz_sched_node_add(struct jz_sched *s, const char *name, const struct jz_topo
     size_t si = shape_of(s, topo);
     if (si == SIZE_MAX)
         return jz_error_set(err, JZ_ENOMEM, "out of memory adding a node");
-    if (ti == s->ntopos)
-        s->topos[s->ntopos++] = topo;
     if (grow((void **)&s->nodes, &s->nodes_cap, s->nnodes + 1, sizeof(*s->nodes)) ||
         buckets_grow(s, (g > s->max_gpus ? g : s->max_gpus) + 1))
         return jz_error_set(err, JZ_ENOMEM, "out of memory adding a node");
     struct node *nd = &s->nodes[s->nnodes];
     memset(nd, 0, sizeof(*nd));
     nd->core_busy = calloc(JZ_BITMAP_WORDS(c) + 1, sizeof(uint64_t));
-    if (!nd->core_busy)
+    nd->name = malloc(strlen(name) + 1);
+    if (!nd->core_busy || !nd->name) {
+        free(nd->core_busy);
+        free(nd->name);
         return jz_error_set(err, JZ_ENOMEM, "out of memory adding a node");
-    snprintf(nd->name, sizeof(nd->name), "%s", name);
+    }
+    memcpy(nd->name, name, strlen(name) + 1);
+    if (ti == s->ntopos) {
+        struct topo_info *x = &s->topos[s->ntopos++];
+        memset(x, 0, sizeof(*x));
+        x->t = topo;
+        for (size_t k = 0; k <= JZ_TOPO_MAX_GPUS; k++) {
+            x->ok_cpg[k] = 0; /* no cores per GPU: any k GPUs of an empty node */
+            x->bad_cpg[k] = INT32_MAX;
+        }
+    }
     nd->topo = topo;
     nd->shape = (uint32_t)si;
     nd->up = true;
     nd->gpus = nd->free_gpus = g;
     nd->cores = nd->free_cores = c;
+    nd->site = site_i;
+    nd->sw = sw;
     size_t n = s->nnodes++;
+    nd->topo_i = (uint32_t)ti;
     if (bucket_add(s, n)) {
         s->nnodes--;
         free(nd->core_busy);
+        free(nd->name);
         return jz_error_set(err, JZ_ENOMEM, "out of memory adding a node");
     }
-    node_hash_insert(s, n);
+    node_hash_insert(s->node_hash, s->node_hash_cap, nd->name, n);
+    s->topos[ti].alive++;
+    s->nalive++;
     if (g > s->max_gpus)
         s->max_gpus = g;
     if (c > s->max_cores)
         s->max_cores = c;
     s->trees_dirty = true; /* rebuilt at the next decision: adding 10,000 nodes stays linear */
+    nodes_changed(s);
     if (index)
         *index = n;
     return 0;
 }
 
+int jz_sched_node_remove(struct jz_sched *s, size_t node, struct jz_error *err)
+{
+    if (!s || node >= s->nnodes || s->nodes[node].removed)
+        return jz_error_set(err, JZ_ENOENT, "no node %zu", node);
+    struct node *nd = &s->nodes[node];
+    if (nd->nrun)
+        return jz_error_set(err, JZ_EBUSY, "node %s still runs %zu job%s: stop them first",
+                            nd->name, nd->nrun, nd->nrun == 1 ? "" : "s");
+    if (node_hash_rebuild(s, s->node_hash_cap, node))
+        return jz_error_set(err, JZ_ENOMEM, "out of memory removing node %s", nd->name);
+    if (nd->up)
+        bucket_del(s, node);
+    nd->up = false;
+    nd->removed = true;
+    /* A preemptor that counted on this node finds it gone when it is next looked at. */
+    nd->claim_job = 0;
+    nd->claim_gpus = nd->claim_pending = 0;
+    node_times(s, node);
+    s->topos[nd->topo_i].alive--;
+    s->nalive--;
+    nodes_changed(s);
+    return 0;
+}
+
 int jz_sched_node_set_up(struct jz_sched *s, size_t node, bool up, struct jz_error *err)
 {
-    if (!s || node >= s->nnodes)
+    if (!s || node >= s->nnodes || s->nodes[node].removed)
         return jz_error_set(err, JZ_ENOENT, "no node %zu", node);
     struct node *nd = &s->nodes[node];
     if (nd->up == up)
@@ -1054,7 +1165,12 @@ int jz_sched_node_info(const struct jz_sched *s, size_t node, struct jz_sched_no
     if (!s || !info || node >= s->nnodes)
         return jz_error_set(err, JZ_ENOENT, "no node %zu", node);
     const struct node *nd = &s->nodes[node];
+    memset(info, 0, sizeof(*info));
     info->name = nd->name;
+    info->site = s->sites.v[nd->site];
+    info->removed = nd->removed;
+    if (nd->removed)
+        return 0;
     info->up = nd->up;
     info->gpus = nd->gpus;
     info->free_gpus = nd->free_gpus;
@@ -1174,6 +1290,9 @@ static int job_validate(const struct jz_sched *s, const struct jz_sched_job *job
         job->cpus > JZ_TOPO_MAX_CORES)
         return jz_error_set(err, JZ_ELIMIT, "job %llu: at most %d GPUs and %d cores on a node",
                             (unsigned long long)job->id, JZ_TOPO_MAX_GPUS, JZ_TOPO_MAX_CORES);
+    if (job->nodes > JZ_SCHED_MAX_JOB_NODES)
+        return jz_error_set(err, JZ_ELIMIT, "job %llu: at most %d nodes",
+                            (unsigned long long)job->id, JZ_SCHED_MAX_JOB_NODES);
     if (job->gpus == 0 && job->cpus == 0)
         return jz_error_set(err, JZ_EINVAL, "job %llu asks for neither GPUs nor cores",
                             (unsigned long long)job->id);
@@ -1215,6 +1334,7 @@ static int job_make(struct jz_sched *s, const struct jz_sched_job *job, struct j
     j->gpus = (uint16_t)job->gpus;
     j->cpus_per_gpu = (uint16_t)job->cpus_per_gpu;
     j->cpus = (uint16_t)job->cpus;
+    j->nodes = (uint16_t)(job->nodes > 1 ? job->nodes : 1);
     j->limit = job->time_limit_s;
     j->preemptible = job->preemptible;
     j->submit = job->submit_time;
@@ -1310,16 +1430,43 @@ static void release_dependents(struct jz_sched *s, struct job *j, bool ok)
     }
 }
 
-static void stop_running(struct jz_sched *s, struct job *j, int64_t now)
+/* Charges or releases the tenant's GPUs, overall and per site, for j's parts. */
+static void tenant_charge(struct jz_sched *s, struct job *j, int64_t now, bool on)
 {
     struct tenant *t = s->tenants[j->tenant];
     tenant_advance(s, t, now);
-    t->in_use -= j->gpus;
-    node_apply(s, j, false);
-    free(j->cores);
-    j->cores = NULL;
-    j->ncores = 0;
-    j->gpu_mask = 0;
+    unsigned total = j->gpus * jz_sched__nparts(j);
+    t->in_use = on ? t->in_use + total : t->in_use - total;
+    for (unsigned i = 0; i < jz_sched__nparts(j) && j->gpus; i++) {
+        uint32_t site = s->nodes[j->parts[i].node].site;
+        if (site < t->site_use_cap)
+            t->site_use[site] = on ? t->site_use[site] + j->gpus : t->site_use[site] - j->gpus;
+    }
+}
+
+/* A victim of a preemption stops: its preemptor has one fewer to wait for, and the nodes held
+ * for the preemptor no longer count this victim's GPUs as still in use. */
+static void victim_gone(struct jz_sched *s, struct job *j)
+{
+    struct job *w = job_find(s, j->for_job);
+    if (w && w->victims_left)
+        w->victims_left--;
+    for (unsigned i = 0; i < jz_sched__nparts(j); i++) {
+        struct node *nd = &s->nodes[j->parts[i].node];
+        if (nd->claim_job == j->for_job)
+            nd->claim_pending = nd->claim_pending > j->gpus ? nd->claim_pending - j->gpus : 0;
+    }
+}
+
+static void stop_running(struct jz_sched *s, struct job *j, int64_t now)
+{
+    if (j->state == JZ_SCHED_JOB_PREEMPTING)
+        victim_gone(s, j);
+    tenant_charge(s, j, now, false);
+    for (unsigned i = 0; i < jz_sched__nparts(j); i++)
+        node_apply(s, &j->parts[i], false);
+    free(j->parts);
+    j->parts = NULL;
     s->running--;
 }
 
@@ -1329,14 +1476,10 @@ int jz_sched_job_ended(struct jz_sched *s, uint64_t id, int64_t now, bool ok, st
     if (!j)
         return jz_error_set(err, JZ_ENOENT, "no job %llu", (unsigned long long)id);
     if (j->state == JZ_SCHED_JOB_RUNNING || j->state == JZ_SCHED_JOB_PREEMPTING) {
-        if (j->state == JZ_SCHED_JOB_PREEMPTING) {
-            struct job *w = job_find(s, j->for_job);
-            if (w && w->victims_left)
-                w->victims_left--;
-        }
         stop_running(s, j, now);
     } else if (j->state == JZ_SCHED_JOB_PENDING) {
-        queue_remove(s, j);
+        jz_sched__claims_release(s, j);
+        pending_unlink(s, j);
         s->pending--;
     } else {
         s->held--;
@@ -1354,11 +1497,6 @@ int jz_sched_job_requeue(struct jz_sched *s, uint64_t id, int64_t now, struct jz
         return jz_error_set(err, JZ_ENOENT, "no job %llu", (unsigned long long)id);
     if (j->state != JZ_SCHED_JOB_RUNNING && j->state != JZ_SCHED_JOB_PREEMPTING)
         return jz_error_set(err, JZ_EINVAL, "job %llu is not running", (unsigned long long)id);
-    if (j->state == JZ_SCHED_JOB_PREEMPTING) {
-        struct job *w = job_find(s, j->for_job);
-        if (w && w->victims_left)
-            w->victims_left--;
-    }
     stop_running(s, j, now);
     j->state = JZ_SCHED_JOB_PENDING;
     j->reason = JZ_SCHED_REASON_NEW;
@@ -1385,49 +1523,100 @@ int jz_sched_cancel(struct jz_sched *s, uint64_t id, int64_t now, struct jz_erro
     return jz_sched_job_ended(s, id, now, false, err);
 }
 
-/* Makes j run on node n with the given placement (GPUs and cores from the topology). */
-static int start_job(struct jz_sched *s, struct job *j, size_t n, const size_t *gpus, size_t ngpus,
-                     const size_t *cores, size_t ncores, int64_t now)
+/* Makes j run with the given parts (GPUs and cores from each node's topology). Everything that
+ * can fail is allocated before anything changes, so a failure leaves the scheduler as it was. */
+static int start_job(struct jz_sched *s, struct job *j, const struct jz_sched_part_spec *sp,
+                     size_t n, int64_t now)
 {
-    size_t *c = malloc((ncores ? ncores : 1) * sizeof(size_t));
-    if (!c)
+    size_t ncores = 0;
+    uint32_t top_site = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct node *nd = &s->nodes[sp[i].node];
+        ncores += sp[i].core_count;
+        if (nd->site > top_site)
+            top_site = nd->site;
+        if (grow((void **)&nd->run, &nd->runcap, nd->nrun + 1, sizeof(*nd->run)))
+            return JZ_ENOMEM;
+    }
+    struct tenant *t = s->tenants[j->tenant];
+    size_t cap = t->site_use_cap;
+    if (top_site >= cap) {
+        if (grow((void **)&t->site_use, &cap, (size_t)top_site + 1, sizeof(unsigned)))
+            return JZ_ENOMEM;
+        memset(t->site_use + t->site_use_cap, 0, (cap - t->site_use_cap) * sizeof(unsigned));
+        t->site_use_cap = cap;
+    }
+    struct part *parts = malloc(n * sizeof(*parts) + (ncores ? ncores : 1) * sizeof(size_t));
+    if (!parts)
         return JZ_ENOMEM;
-    memcpy(c, cores, ncores * sizeof(size_t));
-    j->cores = c;
-    j->ncores = (uint32_t)ncores;
-    j->gpu_mask = 0;
-    for (size_t i = 0; i < ngpus; i++)
-        j->gpu_mask |= 1ull << gpus[i];
-    j->node = (uint32_t)n;
+    size_t *c = (size_t *)(parts + n);
+    for (size_t i = 0; i < n; i++) {
+        struct part *p = &parts[i];
+        p->job = j;
+        p->node = (uint32_t)sp[i].node;
+        p->gpu_mask = 0;
+        for (size_t g = 0; g < sp[i].gpu_count; g++)
+            p->gpu_mask |= 1ull << sp[i].gpus[g];
+        p->cores = c;
+        p->ncores = (uint32_t)sp[i].core_count;
+        memcpy(c, sp[i].cores, sp[i].core_count * sizeof(size_t));
+        c += sp[i].core_count;
+    }
+    j->parts = parts;
     j->start = now;
     j->end_expected = now + j->limit;
     j->state = JZ_SCHED_JOB_RUNNING;
     j->reason = JZ_SCHED_REASON_NONE;
     j->victims_left = 0;
-    struct tenant *t = s->tenants[j->tenant];
-    tenant_advance(s, t, now);
-    t->in_use += j->gpus;
+    j->for_job = 0;
+    tenant_charge(s, j, now, true);
     s->running++;
-    int rc = node_apply(s, j, true);
+    int rc = 0;
+    for (size_t i = 0; i < n; i++)
+        if (node_apply(s, &parts[i], true))
+            rc = JZ_ENOMEM;
     return rc;
 }
 
-int jz_sched_adopt_running(struct jz_sched *s, const struct jz_sched_job *job, size_t node,
-                           const size_t *gpus, size_t gpu_count, const size_t *cores,
-                           size_t core_count, int64_t start_time, struct jz_error *err)
+int jz_sched_adopt_running(struct jz_sched *s, const struct jz_sched_job *job,
+                           const struct jz_sched_part_spec *parts, size_t part_count,
+                           int64_t start_time, struct jz_error *err)
 {
-    if (!s || node >= s->nnodes || gpu_count != job->gpus || (core_count && !cores) ||
-        (gpu_count && !gpus))
-        return jz_error_set(err, JZ_EINVAL, "adopt: bad node or placement");
-    struct node *nd = &s->nodes[node];
-    for (size_t i = 0; i < gpu_count; i++)
-        if (gpus[i] >= nd->gpus || (nd->gpu_busy >> gpus[i] & 1))
-            return jz_error_set(err, JZ_EBUSY, "adopt: GPU %zu of %s is unknown or in use", gpus[i],
-                                nd->name);
-    for (size_t i = 0; i < core_count; i++)
-        if (cores[i] >= nd->cores || (nd->core_busy[cores[i] / 64] >> (cores[i] % 64) & 1))
-            return jz_error_set(err, JZ_EBUSY, "adopt: core %zu of %s is unknown or in use",
-                                cores[i], nd->name);
+    if (!s || !job || !parts)
+        return jz_error_set(err, JZ_EINVAL, "adopt: needs a job and its parts");
+    size_t want = job->nodes > 1 ? job->nodes : 1;
+    if (part_count != want || part_count > JZ_SCHED_MAX_JOB_NODES)
+        return jz_error_set(err, JZ_EINVAL, "adopt: job %llu has %zu part%s, expected %zu",
+                            (unsigned long long)job->id, part_count, part_count == 1 ? "" : "s",
+                            want);
+    for (size_t p = 0; p < part_count; p++) {
+        const struct jz_sched_part_spec *sp = &parts[p];
+        if (sp->node >= s->nnodes || s->nodes[sp->node].removed || sp->gpu_count != job->gpus ||
+            (sp->core_count && !sp->cores) || (sp->gpu_count && !sp->gpus))
+            return jz_error_set(err, JZ_EINVAL, "adopt: part %zu has a bad node or placement", p);
+        for (size_t q = 0; q < p; q++)
+            if (parts[q].node == sp->node)
+                return jz_error_set(err, JZ_EINVAL, "adopt: two parts on node %s",
+                                    s->nodes[sp->node].name);
+        const struct node *nd = &s->nodes[sp->node];
+        uint64_t seen = 0;
+        for (size_t i = 0; i < sp->gpu_count; i++) {
+            if (sp->gpus[i] >= nd->gpus || (nd->gpu_busy >> sp->gpus[i] & 1) ||
+                (seen >> sp->gpus[i] & 1))
+                return jz_error_set(err, JZ_EBUSY, "adopt: GPU %zu of %s is unknown or in use",
+                                    sp->gpus[i], nd->name);
+            seen |= 1ull << sp->gpus[i];
+        }
+        for (size_t i = 0; i < sp->core_count; i++) {
+            bool dup = false;
+            for (size_t k = 0; k < i && !dup; k++)
+                dup = sp->cores[k] == sp->cores[i];
+            if (dup || sp->cores[i] >= nd->cores ||
+                (nd->core_busy[sp->cores[i] / 64] >> (sp->cores[i] % 64) & 1))
+                return jz_error_set(err, JZ_EBUSY, "adopt: core %zu of %s is unknown or in use",
+                                    sp->cores[i], nd->name);
+        }
+    }
     struct job *j;
     int rc = job_make(s, job, &j, err);
     if (rc)
@@ -1436,26 +1625,17 @@ int jz_sched_adopt_running(struct jz_sched *s, const struct jz_sched_job *job, s
         job_free(s, j);
         return jz_error_set(err, JZ_ENOMEM, "out of memory adopting a job");
     }
-    if (start_job(s, j, node, gpus, gpu_count, cores, core_count, start_time)) {
+    if (start_job(s, j, parts, part_count, start_time)) {
+        if (!j->parts) { /* nothing changed: forget it */
+            table_remove(s, j->id);
+            job_free(s, j);
+        }
         return jz_error_set(err, JZ_ENOMEM, "out of memory adopting a job");
     }
     return 0;
 }
 
 /* ---------- placement across nodes ---------- */
-
-struct head {
-    bool set;
-    struct job *job;
-    size_t node; /* SIZE_MAX: no node known */
-    int64_t t;
-    unsigned k;
-};
-
-struct fit {
-    size_t node;
-    struct jz_place_result r;
-};
 
 /* The best worst link a k-GPU set can have on an empty node of shape si (cached). */
 static unsigned best_link(struct jz_sched *s, uint32_t si, unsigned k)
@@ -1479,21 +1659,125 @@ static unsigned best_link(struct jz_sched *s, uint32_t si, unsigned k)
     return *b;
 }
 
-/* Best fit: the fewest free GPUs that hold the job, the tightest GPU set among a few such
- * nodes; reservations and the head job's shadow reservation are honoured. */
-static enum fail place_job(struct jz_sched *s, struct job *j, int64_t now, const struct head *hd,
-                           struct fit *out)
+uint32_t jz_sched__new_mark(struct jz_sched *s)
 {
+    if (++s->head_mark == 0) { /* wrapped: forget every old mark */
+        for (size_t n = 0; n < s->nnodes; n++)
+            s->nodes[n].head_mark = 0;
+        s->head_mark = 1;
+    }
+    return s->head_mark;
+}
+
+enum fail jz_sched__node_usable(const struct jz_sched *s, const struct job *j, size_t n,
+                                int64_t now, const struct head *hd)
+{
+    const struct node *nd = &s->nodes[n];
     unsigned k = j->gpus;
     unsigned need_cores = k ? k * j->cpus_per_gpu : j->cpus;
+    if (!nd->up || nd->free_cores < need_cores || nd->free_gpus < k)
+        return FAIL_RESOURCES;
+    if (k == 0)
+        return FIT; /* CPU-only parts need cores only: GPU holds do not concern them */
+    unsigned held = jz_sched__claim_held(nd, j, now);
+    if (nd->free_gpus < k + held)
+        return FAIL_SHADOW;
+    if (jz_sched__site_room(s->tenants[j->tenant], nd->site) < k)
+        return FAIL_QUOTA;
+    if (nd->nresv && !reservations_allow(s, nd, j, now))
+        return FAIL_RESERVATION;
+    /* The head's hold does not apply where the node is held for j itself: its victims left
+     * it for j. */
+    if (hd->set && hd->job != j && nd->head_mark == hd->mark && nd->claim_job != j->id &&
+        now + j->limit > hd->t && nd->free_gpus - held - k < hd->k)
+        return FAIL_SHADOW;
+    return FIT;
+}
+
+bool jz_sched__place_on_node(struct jz_sched *s, const struct job *j, size_t n,
+                             struct jz_place_result *r)
+{
+    struct node *nd = &s->nodes[n];
+    unsigned k = j->gpus;
     struct jz_place_request req = {.gpus = k,
                                    .cpus_per_gpu = j->cpus_per_gpu,
                                    .cpus = j->cpus,
                                    .model = j->model,
                                    .min_memory_bytes = j->min_mem};
-    bool resv_blocked = false, shadow_blocked = false, any = false;
-    size_t scanned = 0, fits = 0;
-    out->node = SIZE_MAX;
+    struct jz_place_usage u = {.gpu_busy = &nd->gpu_busy, .core_busy = nd->core_busy};
+    uint64_t *cache = s->shapes[nd->shape].set_cache;
+    if (k && cache && !j->model && !j->min_mem) {
+        /* Identical nodes with the same free GPUs choose the same set: remember it. */
+        uint64_t freem = ~nd->gpu_busy & (((uint64_t)1 << nd->gpus) - 1);
+        uint64_t *slot = &cache[freem * (nd->gpus + 1) + k];
+        if (!*slot) {
+            uint64_t set;
+            *slot = jz_place_gpu_set(nd->topo, freem, k, &set) == 0 ? set | SET_KNOWN : SET_KNOWN;
+        }
+        uint64_t set = *slot & ~SET_KNOWN;
+        if (set && jz_place_gpus(nd->topo, &u, &req, set, r, NULL) == 0) {
+            if (r->fits)
+                return true;
+            jz_place_result_free(r);
+        }
+    }
+    if (jz_place(nd->topo, &u, &req, r, NULL) != 0)
+        return false; /* *r untouched */
+    if (r->fits)
+        return true;
+    jz_place_result_free(r);
+    return false;
+}
+
+/* A plan of one part on node n with placement r (taken over). */
+static enum fail plan_one(struct jz_sched *s, size_t n, struct jz_place_result *r, struct plan *out)
+{
+    out->parts = malloc(sizeof(*out->parts));
+    if (!out->parts) {
+        jz_place_result_free(r);
+        return FAIL_RESOURCES; /* out of memory: it waits, and the next decision tries again */
+    }
+    out->n = 1;
+    out->nsites = out->nswitches = 1;
+    out->parts[0].node = n;
+    out->parts[0].node_name = s->nodes[n].name;
+    out->parts[0].place = *r;
+    return FIT;
+}
+
+/* CPU-only jobs look at every node (they are rare next to GPU jobs). */
+static enum fail place_cpu_job(struct jz_sched *s, struct job *j, struct plan *out)
+{
+    for (size_t n = 0; n < s->nnodes; n++) {
+        struct node *nd = &s->nodes[n];
+        if (!nd->up || nd->free_cores < j->cpus)
+            continue;
+        struct jz_place_result r;
+        if (jz_sched__place_on_node(s, j, n, &r))
+            return plan_one(s, n, &r, out);
+    }
+    return FAIL_RESOURCES;
+}
+
+/* Best fit: the fewest free GPUs that hold the job, the tightest GPU set among a few such
+ * nodes; site quotas, reservations, the head job's hold and preemptors' claims are honoured. */
+static enum fail place_single(struct jz_sched *s, struct job *j, int64_t now, const struct head *hd,
+                              struct plan *out)
+{
+    if (j->gpus == 0)
+        return place_cpu_job(s, j, out);
+    unsigned k = j->gpus;
+    /* A preemptor tries the node its victims left for it first: the scan below is bounded and
+     * might not reach it. */
+    if (j->claims && s->nodes[j->claims[0]].claim_job == j->id &&
+        jz_sched__node_usable(s, j, j->claims[0], now, hd) == FIT) {
+        struct jz_place_result r;
+        if (jz_sched__place_on_node(s, j, j->claims[0], &r))
+            return plan_one(s, j->claims[0], &r, out);
+    }
+    bool resv_blocked = false, shadow_blocked = false, quota_blocked = false, any = false;
+    size_t scanned = 0, fits = 0, best = SIZE_MAX;
+    struct jz_place_result br;
     int top = (int)s->nbuckets - 1;
     while (top >= 0 && s->bucket_n[top] == 0)
         top--;
@@ -1505,177 +1789,51 @@ static enum fail place_job(struct jz_sched *s, struct job *j, int64_t now, const
             size_t n = s->bucket[f][b];
             struct node *nd = &s->nodes[n];
             scanned++;
-            if (nd->free_cores < need_cores)
-                continue;
-            if (nd->nresv && !reservations_allow(s, nd, j, now)) {
+            switch (jz_sched__node_usable(s, j, n, now, hd)) {
+            case FIT:
+                break;
+            case FAIL_RESERVATION:
                 resv_blocked = true;
                 continue;
-            }
-            if (hd->set && hd->job != j && hd->node == n && now + j->limit > hd->t &&
-                f - k < hd->k) {
+            case FAIL_SHADOW:
                 shadow_blocked = true;
+                continue;
+            case FAIL_QUOTA:
+                quota_blocked = true;
+                out->quota_site = nd->site;
+                continue;
+            default:
                 continue;
             }
             any = true;
-            struct jz_place_usage u = {.gpu_busy = &nd->gpu_busy, .core_busy = nd->core_busy};
             struct jz_place_result r;
-            uint64_t *cache = s->shapes[nd->shape].set_cache;
-            bool done = false;
-            if (cache && !j->model && !j->min_mem) {
-                /* Identical nodes with the same free GPUs choose the same set: remember it. */
-                uint64_t freem = ~nd->gpu_busy & (((uint64_t)1 << nd->gpus) - 1);
-                uint64_t *slot = &cache[freem * (nd->gpus + 1) + k];
-                if (!*slot) {
-                    uint64_t set;
-                    *slot = jz_place_gpu_set(nd->topo, freem, k, &set) == 0 ? set | SET_KNOWN
-                                                                            : SET_KNOWN;
-                }
-                uint64_t set = *slot & ~SET_KNOWN;
-                if (set && jz_place_gpus(nd->topo, &u, &req, set, &r, NULL) == 0) {
-                    if (r.fits)
-                        done = true;
-                    else
-                        jz_place_result_free(&r);
-                }
-            }
-            if (!done && (jz_place(nd->topo, &u, &req, &r, NULL) != 0 || !r.fits)) {
-                if (r.fits)
-                    jz_place_result_free(&r);
+            if (!jz_sched__place_on_node(s, j, n, &r))
                 continue;
-            }
             fits++;
             /* As close as this hardware allows: no other node can do better. */
             if ((unsigned)r.worst_link <= best_link(s, nd->shape, k))
                 fits = NODE_FITS_WANTED;
-            if (out->node == SIZE_MAX || r.worst_link < out->r.worst_link) {
-                if (out->node != SIZE_MAX)
-                    jz_place_result_free(&out->r);
-                out->node = n;
-                out->r = r;
+            if (best == SIZE_MAX || r.worst_link < br.worst_link) {
+                if (best != SIZE_MAX)
+                    jz_place_result_free(&br);
+                best = n;
+                br = r;
             } else {
                 jz_place_result_free(&r);
             }
         }
-        if (out->node != SIZE_MAX)
+        if (best != SIZE_MAX)
             break; /* the smallest free count that fits wins: best fit */
     }
-    if (out->node != SIZE_MAX)
-        return FIT;
+    if (best != SIZE_MAX)
+        return plan_one(s, best, &br, out);
+    if (quota_blocked && !any)
+        return FAIL_QUOTA;
     if (resv_blocked && !any)
         return FAIL_RESERVATION;
     if (shadow_blocked && !any)
         return FAIL_SHADOW;
     return FAIL_RESOURCES;
-}
-
-/* CPU-only jobs look at every node (they are rare next to GPU jobs). */
-static enum fail place_cpu_job(struct jz_sched *s, struct job *j, struct fit *out)
-{
-    struct jz_place_request req = {.cpus = j->cpus};
-    for (size_t n = 0; n < s->nnodes; n++) {
-        struct node *nd = &s->nodes[n];
-        if (!nd->up || nd->free_cores < j->cpus)
-            continue;
-        struct jz_place_usage u = {.gpu_busy = &nd->gpu_busy, .core_busy = nd->core_busy};
-        if (jz_place(nd->topo, &u, &req, &out->r, NULL) != 0)
-            continue;
-        if (out->r.fits) {
-            out->node = n;
-            return FIT;
-        }
-    }
-    return FAIL_RESOURCES;
-}
-
-/* The earliest time (and node) j's size will be free if running jobs end at their limits. */
-static void shadow_of(const struct jz_sched *s, unsigned k, int64_t now, size_t *node, int64_t *t)
-{
-    *node = SIZE_MAX;
-    *t = NEVER;
-    if (k == 0 || k >= s->ntrees)
-        return;
-    const struct tree *tr = &s->trees[k];
-    if (tr->t[1] == NEVER)
-        return;
-    *node = tr->who[1];
-    *t = tr->t[1] < now ? now : tr->t[1];
-}
-
-/* Finds running preemptible jobs of lower rank whose GPUs let j start; asks them to stop. */
-static bool try_preempt(struct jz_sched *s, struct job *j, int64_t now,
-                        struct jz_sched_decisions *out, struct head *hd)
-{
-    unsigned rank = s->classes[j->cls].rank;
-    size_t best = SIZE_MAX;
-    unsigned best_cost = ~0u;
-    for (size_t n = 0; n < s->nnodes; n++) {
-        struct node *nd = &s->nodes[n];
-        if (!nd->up || nd->gpus < j->gpus)
-            continue;
-        unsigned avail = nd->free_gpus, cost = 0;
-        for (size_t r = nd->nrun; r-- > 0 && avail < j->gpus;) {
-            struct job *v = nd->run[r]; /* latest-ending first: the least work lost */
-            if (v->state != JZ_SCHED_JOB_RUNNING || !v->preemptible ||
-                s->classes[v->cls].rank >= rank)
-                continue;
-            avail += v->gpus;
-            cost += v->gpus;
-        }
-        if (avail >= j->gpus && cost > 0 && cost < best_cost) {
-            best = n;
-            best_cost = cost;
-        }
-    }
-    if (best == SIZE_MAX)
-        return false;
-    struct node *nd = &s->nodes[best];
-    unsigned avail = nd->free_gpus;
-    unsigned victims = 0;
-    /* Choose first, then mark: marking reorders the node's run list. */
-    struct job *chosen[JZ_TOPO_MAX_GPUS];
-    size_t nchosen = 0;
-    for (size_t r = nd->nrun; r-- > 0 && avail < j->gpus && nchosen < JZ_TOPO_MAX_GPUS;) {
-        struct job *v = nd->run[r];
-        if (v->state != JZ_SCHED_JOB_RUNNING || !v->preemptible || s->classes[v->cls].rank >= rank)
-            continue;
-        chosen[nchosen++] = v;
-        avail += v->gpus;
-    }
-    for (size_t c = 0; c < nchosen; c++) {
-        struct job *v = chosen[c];
-        struct jz_sched_decision *d = decision_new(out);
-        if (!d)
-            break;
-        d->action = JZ_SCHED_PREEMPT;
-        d->job_id = v->id;
-        d->node = best;
-        d->node_name = nd->name;
-        d->for_job = j->id;
-        d->grace_s = s->cfg.preempt_grace_s;
-        say(d->why, sizeof(d->why),
-            "Preempted (checkpoint, then stop after %llds) so that job %llu of class %s can "
-            "start.",
-            (long long)s->cfg.preempt_grace_s, (unsigned long long)j->id, s->classes[j->cls].name);
-        v->state = JZ_SCHED_JOB_PREEMPTING;
-        v->for_job = j->id;
-        /* It now ends within the grace period: move it in the node's end order. */
-        run_del(nd, v);
-        v->end_expected = now + s->cfg.preempt_grace_s;
-        run_add(nd, v); /* cannot fail: the list just shrank by one */
-        victims++;
-        s->decisions++;
-    }
-    node_times(s, best);
-    j->victims_left = (uint16_t)victims;
-    j->node = (uint32_t)best; /* a waiting job's node: where room is being made */
-    j->est_start = now + s->cfg.preempt_grace_s;
-    j->reason = JZ_SCHED_REASON_RESOURCES;
-    j->reason_arg = victims;
-    if (hd->job == j) {
-        hd->node = best;
-        hd->t = j->est_start;
-    }
-    return victims > 0;
 }
 
 /* ---------- the decision loop ---------- */
@@ -1713,72 +1871,111 @@ static struct cand cand_pop(struct jz_sched *s)
     return top;
 }
 
-/* Could any node ever hold j (enough GPUs of the model and memory asked)? Checked against the
- * distinct topologies only, which are few even when nodes are many. */
-static bool could_ever_fit(const struct jz_sched *s, const struct job *j)
-{
-    if (j->gpus == 0)
-        return j->cpus <= s->max_cores;
-    if (j->gpus > s->max_gpus)
-        return false;
-    if (!j->model && !j->min_mem)
-        return true;
-    for (size_t i = 0; i < s->ntopos; i++) {
-        const struct jz_topo *t = s->topos[i];
-        unsigned ok = 0;
-        for (size_t g = 0; g < jz_topo_gpu_count(t); g++) {
-            const struct jz_topo_gpu *gpu = jz_topo_gpu_at(t, g);
-            if (j->min_mem && gpu->memory_bytes < j->min_mem)
-                continue;
-            if (j->model) {
-                struct jz_place_request req = {.gpus = 1, .model = j->model};
-                struct jz_place_result r;
-                uint64_t busy = ~(1ull << g);
-                struct jz_place_usage u = {.gpu_busy = &busy};
-                if (jz_place(t, &u, &req, &r, NULL) != 0)
-                    continue;
-                bool fits = r.fits;
-                jz_place_result_free(&r);
-                if (!fits)
-                    continue;
-            }
-            ok++;
-        }
-        if (ok >= j->gpus)
-            return true;
-    }
-    return false;
-}
-
-static int emit_start(struct jz_sched *s, struct job *j, struct fit *f, int64_t now,
+static int emit_start(struct jz_sched *s, struct job *j, struct plan *p, int64_t now,
                       const struct head *hd, struct jz_sched_decisions *out)
 {
-    struct jz_sched_decision *d = decision_new(out);
-    if (!d) {
-        jz_place_result_free(&f->r);
+    struct jz_sched_decision *d = jz_sched__decision_new(out);
+    struct jz_sched_part_spec one, *sp = p->n == 1 ? &one : malloc(p->n * sizeof(*sp));
+    if (!d || !sp) {
+        if (d)
+            out->count--;
+        if (sp != &one)
+            free(sp);
+        jz_sched__plan_free(p);
         return JZ_ENOMEM;
     }
-    int rc = start_job(s, j, f->node, f->r.gpus, f->r.gpu_count, f->r.cores, f->r.core_count, now);
+    for (size_t i = 0; i < p->n; i++) {
+        const struct jz_place_result *r = &p->parts[i].place;
+        sp[i] = (struct jz_sched_part_spec){.node = p->parts[i].node,
+                                            .gpus = r->gpus,
+                                            .gpu_count = r->gpu_count,
+                                            .cores = r->cores,
+                                            .core_count = r->core_count};
+    }
+    int rc = start_job(s, j, sp, p->n, now);
+    if (sp != &one)
+        free(sp);
     if (rc) {
         out->count--;
-        jz_place_result_free(&f->r);
+        jz_sched__plan_free(p);
         return rc;
     }
     d->action = JZ_SCHED_START;
     d->job_id = j->id;
-    d->node = f->node;
-    d->node_name = s->nodes[f->node].name;
-    d->place = f->r;
-    if (hd->set && hd->job != j)
+    d->parts = p->parts;
+    d->part_count = p->n;
+    const char *first = p->parts[0].node_name;
+    bool backfill = hd->set && hd->job != j;
+    if (p->n > 1) {
+        char tail[64] = "";
+        if (backfill)
+            say(tail, sizeof(tail), "; backfilled without delaying job %llu",
+                (unsigned long long)hd->job->id);
+        say(d->why, sizeof(d->why),
+            "All %zu parts start together: %s and %zu other node%s, in %u site%s and %u switch "
+            "group%s%s.",
+            p->n, first, p->n - 1, p->n == 2 ? "" : "s", p->nsites, p->nsites == 1 ? "" : "s",
+            p->nswitches, p->nswitches == 1 ? "" : "s", tail);
+    } else if (backfill) {
         say(d->why, sizeof(d->why),
             "Backfilled on %s: it cannot delay job %llu, which has the resources reserved from "
             "%lld.",
-            s->nodes[f->node].name, (unsigned long long)hd->job->id, (long long)hd->t);
-    else
-        say(d->why, sizeof(d->why), "Highest priority that fits; best fit on %s.",
-            s->nodes[f->node].name);
+            first, (unsigned long long)hd->job->id, (long long)hd->t);
+    } else {
+        say(d->why, sizeof(d->why), "Highest priority that fits; best fit on %s.", first);
+    }
+    p->parts = NULL;
+    p->n = 0;
     s->decisions++;
     return 0;
+}
+
+/* Makes j the head of the queue: the nodes it will run on are held for it until its start. */
+static void head_take(struct jz_sched *s, struct head *hd, struct job *j, int64_t now)
+{
+    hd->set = true;
+    hd->job = j;
+    hd->k = j->gpus;
+    if (jz_sched__nclaims(j)) {
+        /* Its victims are leaving: the nodes already held for it. */
+        hd->mark = jz_sched__new_mark(s);
+        hd->t = j->est_start;
+        for (unsigned i = 0; i < jz_sched__nclaims(j); i++)
+            s->nodes[j->claims[i]].head_mark = hd->mark;
+        return;
+    }
+    jz_sched__head_shadow(s, j, now, hd);
+    j->est_start = hd->t == NEVER ? -1 : hd->t;
+}
+
+/* Whether j needs more GPUs than its tenant may ever use at once. */
+static bool over_quota(const struct jz_sched *s, const struct job *j)
+{
+    const struct tenant *t = s->tenants[j->tenant];
+    return t->max_gpus && j->gpus * jz_sched__parts_of(j) > t->max_gpus;
+}
+
+/* Parked jobs that could now run somewhere, within their tenant's quota, go back to their
+ * queues. */
+static void never_recheck(struct jz_sched *s)
+{
+    s->never_recheck = false;
+    for (size_t i = 0; i < s->nnever;) {
+        struct job *j = s->never[i];
+        if (over_quota(s, j) || !jz_sched__ever_fits(s, j)) {
+            i++;
+            continue;
+        }
+        never_remove(s, j); /* the last one moves to i */
+        if (queue_push(s, j) != 0) {
+            never_add(s, j); /* cannot fail: the list just shrank */
+            s->never_recheck = true;
+            i++;
+            continue;
+        }
+        j->reason = JZ_SCHED_REASON_NEW;
+        j->est_start = -1;
+    }
 }
 
 int jz_sched_decide(struct jz_sched *s, int64_t now, unsigned flags, struct jz_sched_decisions *out,
@@ -1788,6 +1985,8 @@ int jz_sched_decide(struct jz_sched *s, int64_t now, unsigned flags, struct jz_s
         return jz_error_set(err, JZ_EINVAL, "decide needs a scheduler and an output");
     if (s->trees_dirty && trees_build(s))
         return jz_error_set(err, JZ_ENOMEM, "out of memory building the backfill index");
+    if (s->never_recheck)
+        never_recheck(s);
     bool full = flags & JZ_SCHED_FULL;
     if (full)
         fair_share_update(s, now);
@@ -1804,7 +2003,7 @@ int jz_sched_decide(struct jz_sched *s, int64_t now, unsigned flags, struct jz_s
         q->block_arg = 0;
         cand_push(s, job_prio(s, q->h[0], now), q);
     }
-    struct head hd = {.set = false, .node = SIZE_MAX};
+    struct head hd = {.set = false};
     int preempt_budget = PREEMPT_SEARCHES;
     unsigned tests = 0;
     int rc = 0;
@@ -1822,43 +2021,67 @@ int jz_sched_decide(struct jz_sched *s, int64_t now, unsigned flags, struct jz_s
         j->prio = c.p;
         j->pass = s->pass;
         struct tenant *t = s->tenants[j->tenant];
+        /* A gang's failure says nothing about the single-node jobs of its size queued behind
+         * it, so it never blocks its queue. */
+        bool gang = j->nodes > 1;
         bool next = false;
         if (!t->has_credit) {
             q->block = j->reason = JZ_SCHED_REASON_CREDITS;
-        } else if (t->max_gpus && t->in_use + j->gpus > t->max_gpus) {
+        } else if (over_quota(s, j)) {
+            /* It will not start unless the quota grows: set aside like a job that could never
+             * fit, so that it neither blocks nor costs a look at every decision. */
+            jz_sched__claims_release(s, j);
+            j->reason = JZ_SCHED_REASON_QUOTA;
+            j->reason_arg = 0;
+            j->est_start = -1;
+            if (never_add(s, j) == 0)
+                s->ntmp--;
+            next = true;
+        } else if (t->max_gpus && t->in_use + j->gpus * jz_sched__parts_of(j) > t->max_gpus) {
             q->block = j->reason = JZ_SCHED_REASON_QUOTA;
-        } else if (!could_ever_fit(s, j)) {
-            q->block = j->reason = JZ_SCHED_REASON_NEVER;
+            q->block_arg = j->reason_arg = 0;
+            next = gang;
+        } else if (!jz_sched__ever_fits(s, j)) {
+            j->reason = JZ_SCHED_REASON_NEVER;
+            j->est_start = -1;
+            if (never_add(s, j) == 0)
+                s->ntmp--; /* parked, not put back */
+            next = true;
         } else {
-            struct fit f = {.node = SIZE_MAX};
-            enum fail why = j->gpus ? place_job(s, j, now, &hd, &f) : place_cpu_job(s, j, &f);
+            struct plan p = {0};
+            enum fail why =
+                gang ? jz_sched__gang_place(s, j, now, &hd, &p) : place_single(s, j, now, &hd, &p);
             if (why == FIT) {
-                rc = emit_start(s, j, &f, now, &hd, out);
+                rc = emit_start(s, j, &p, now, &hd, out);
                 if (rc == 0) {
                     s->ntmp--; /* started: not put back */
                     s->pending--;
                     j->est_start = now;
+                    jz_sched__claims_release(s, j);
                 } else {
                     rc = jz_error_set(err, rc, "out of memory starting job %llu",
                                       (unsigned long long)j->id);
                 }
                 next = true;
+            } else if (why == FAIL_QUOTA) {
+                /* Only sites where the tenant is at its quota would do: not the head, since
+                 * holding nodes for it would not bring its start closer. */
+                if (!j->victims_left)
+                    jz_sched__claims_release(s, j);
+                j->reason = JZ_SCHED_REASON_QUOTA;
+                j->reason_arg = (uint64_t)p.quota_site + 1;
+                j->est_start = -1;
+                q->block = JZ_SCHED_REASON_QUOTA;
+                q->block_arg = j->reason_arg;
+                next = gang;
             } else {
+                if (jz_sched__nclaims(j) && !j->victims_left)
+                    jz_sched__claims_release(s, j); /* its victims left, yet it does not fit */
                 bool is_head = !hd.set;
-                if (is_head) {
-                    hd.set = true;
-                    hd.job = j;
-                    hd.k = j->gpus;
-                    if (j->victims_left) {
-                        hd.t = j->est_start;
-                        hd.node = j->node; /* where its victims are leaving */
-                    } else {
-                        shadow_of(s, j->gpus, now, &hd.node, &hd.t);
-                        j->est_start = hd.t == NEVER ? -1 : hd.t;
-                    }
-                } else {
+                if (is_head)
+                    head_take(s, &hd, j, now);
+                else
                     j->est_start = -1;
-                }
                 j->reason = why == FAIL_RESERVATION ? JZ_SCHED_REASON_RESERVATION
                             : why == FAIL_SHADOW || (!is_head && why != FAIL_NONE_FREE)
                                 ? JZ_SCHED_REASON_PRIORITY
@@ -1867,13 +2090,13 @@ int jz_sched_decide(struct jz_sched *s, int64_t now, unsigned flags, struct jz_s
                 if (!j->victims_left && s->classes[j->cls].can_preempt && preempt_budget > 0 &&
                     why != FAIL_RESERVATION) {
                     preempt_budget--;
-                    try_preempt(s, j, now, out, &hd);
+                    jz_sched__try_preempt(s, j, now, out, &hd);
                 }
                 if (j->victims_left) {
                     j->reason = JZ_SCHED_REASON_RESOURCES;
                     j->reason_arg = j->victims_left;
                 }
-                if (why == FAIL_NONE_FREE) {
+                if (why == FAIL_NONE_FREE && !gang) {
                     q->block = JZ_SCHED_REASON_RESOURCES; /* same size: none of them fits */
                     q->block_arg = hd.job->id;
                 } else {
@@ -1942,6 +2165,33 @@ const char *jz_sched_reason_name(enum jz_sched_reason r)
     return "unknown";
 }
 
+static void quota_text(const struct jz_sched *s, const struct job *j, char *b, size_t n)
+{
+    const struct tenant *t = s->tenants[j->tenant];
+    uint32_t site = (uint32_t)(j->reason_arg - 1);
+    unsigned total = j->gpus * jz_sched__parts_of(j);
+    if ((j->reason_arg == 0 || site >= s->sites.n) && t->max_gpus && total > t->max_gpus) {
+        say(b, n,
+            "Needs %u GPUs, more than tenant %s's quota of %u: it starts only if the quota "
+            "grows.",
+            total, t->name, t->max_gpus);
+        return;
+    }
+    if (j->reason_arg == 0 || site >= s->sites.n) {
+        say(b, n, "Tenant %s is at its quota of %u GPUs (%u in use).", t->name, t->max_gpus,
+            t->in_use);
+        return;
+    }
+    unsigned max = 0, use = site < t->site_use_cap ? t->site_use[site] : 0;
+    for (size_t i = 0; i < t->nquotas; i++)
+        if (t->quotas[i].site == site)
+            max = t->quotas[i].max;
+    say(b, n,
+        "Tenant %s is at its quota of %u GPUs in site %s (%u in use there), and no node "
+        "elsewhere would do now.",
+        t->name, max, s->sites.v[site], use);
+}
+
 int jz_sched_job_info(const struct jz_sched *s, uint64_t id, struct jz_sched_job_info *info,
                       struct jz_error *err)
 {
@@ -1953,18 +2203,23 @@ int jz_sched_job_info(const struct jz_sched *s, uint64_t id, struct jz_sched_job
     info->reason = (enum jz_sched_reason)j->reason;
     info->est_start = j->est_start;
     info->priority = j->prio;
-    info->node = j->node;
+    info->node = jz_sched__nparts(j) ? j->parts[0].node : jz_sched__nclaims(j) ? j->claims[0] : 0;
+    info->part_count = jz_sched__nparts(j);
     info->start_time = j->start;
-    const struct tenant *t = s->tenants[j->tenant];
     char *b = info->reason_text;
     size_t n = sizeof(info->reason_text);
     unsigned long long arg = (unsigned long long)j->reason_arg;
+    const char *where = jz_sched__nparts(j) ? s->nodes[j->parts[0].node].name : "";
+    char others[48] = "";
+    if (jz_sched__nparts(j) > 1)
+        say(others, sizeof(others), " and %u other node%s", jz_sched__nparts(j) - 1,
+            jz_sched__nparts(j) == 2 ? "" : "s");
     switch (j->state) {
     case JZ_SCHED_JOB_RUNNING:
-        say(b, n, "Running on %s since %lld.", s->nodes[j->node].name, (long long)j->start);
+        say(b, n, "Running on %s%s since %lld.", where, others, (long long)j->start);
         return 0;
     case JZ_SCHED_JOB_PREEMPTING:
-        say(b, n, "Stopping on %s to make room for job %llu.", s->nodes[j->node].name,
+        say(b, n, "Stopping on %s%s to make room for job %llu.", where, others,
             (unsigned long long)j->for_job);
         return 0;
     case JZ_SCHED_JOB_HELD:
@@ -1985,6 +2240,12 @@ int jz_sched_job_info(const struct jz_sched *s, uint64_t id, struct jz_sched_job
         if (j->victims_left)
             say(b, n, "Waiting for %u preempted job%s to stop.", j->victims_left,
                 j->victims_left == 1 ? "" : "s");
+        else if (j->nodes > 1 && j->gpus)
+            say(b, n, "Needs %u nodes with %u free GPU%s each; too few have them free now.",
+                j->nodes, j->gpus, j->gpus == 1 ? "" : "s");
+        else if (j->nodes > 1)
+            say(b, n, "Needs %u nodes with %u free cores each; too few have them free now.",
+                j->nodes, j->cpus);
         else if (j->gpus)
             say(b, n, "Needs %u GPU%s on one node; no node has them free now.", j->gpus,
                 j->gpus == 1 ? "" : "s");
@@ -1998,18 +2259,22 @@ int jz_sched_job_info(const struct jz_sched *s, uint64_t id, struct jz_sched_job
             say(b, n, "Waiting behind higher-priority jobs.");
         break;
     case JZ_SCHED_REASON_QUOTA:
-        say(b, n, "Tenant %s is at its quota of %u GPUs (%u in use).", t->name, t->max_gpus,
-            t->in_use);
+        quota_text(s, j, b, n);
         break;
     case JZ_SCHED_REASON_RESERVATION:
         say(b, n, "The free GPUs that would fit are reserved for another tenant.");
         break;
     case JZ_SCHED_REASON_CREDITS:
-        say(b, n, "Tenant %s has no compute credit left.", t->name);
+        say(b, n, "Tenant %s has no compute credit left.", s->tenants[j->tenant]->name);
         break;
-    case JZ_SCHED_REASON_NEVER:
-        say(b, n, "No node has %u GPUs (the largest has %u).", j->gpus, s->max_gpus);
+    case JZ_SCHED_REASON_NEVER: {
+        char why[JZ_SCHED_REASON_LEN];
+        jz_sched__never_why(s, j, why, sizeof(why));
+        if (why[0] >= 'a' && why[0] <= 'z')
+            why[0] = (char)(why[0] - 'a' + 'A');
+        say(b, n, "%s.", why);
         break;
+    }
     case JZ_SCHED_REASON_NEW:
         say(b, n, "Not yet considered.");
         break;
@@ -2027,8 +2292,10 @@ void jz_sched_stats_get(const struct jz_sched *s, struct jz_sched_stats *st)
     st->pending = s->pending;
     st->held = s->held;
     st->running = s->running;
-    st->nodes = s->nnodes;
+    st->nodes = s->nalive;
     for (size_t n = 0; n < s->nnodes; n++) {
+        if (s->nodes[n].removed)
+            continue;
         st->gpus_total += s->nodes[n].gpus;
         st->gpus_busy += s->nodes[n].gpus - s->nodes[n].free_gpus;
     }
@@ -2037,11 +2304,12 @@ void jz_sched_stats_get(const struct jz_sched *s, struct jz_sched_stats *st)
                s->job_extra_bytes + s->tenants_cap * sizeof(*s->tenants) +
                s->ntenants * sizeof(struct tenant) + s->tenant_hash_cap * sizeof(uint32_t) +
                s->nodes_cap * sizeof(struct node) + s->active_cap * sizeof(*s->active) +
-               s->cand_cap * sizeof(*s->cand) + s->tmp_cap * sizeof(*s->tmp);
+               s->cand_cap * sizeof(*s->cand) + s->tmp_cap * sizeof(*s->tmp) +
+               s->never_cap * sizeof(*s->never);
     for (size_t i = 0; i < s->nactive; i++)
         b += sizeof(struct queue) + s->active[i]->cap * sizeof(struct job *);
     for (size_t n = 0; n < s->nnodes; n++)
-        b += s->nodes[n].runcap * sizeof(struct job *) +
+        b += s->nodes[n].runcap * sizeof(struct part *) +
              (JZ_BITMAP_WORDS(s->nodes[n].cores) + 1) * sizeof(uint64_t);
     st->bytes = b;
 }

@@ -20,7 +20,9 @@
 #define JZ_SCHED_MAX_TENANTS 4096
 #define JZ_SCHED_MAX_CLASSES 16
 #define JZ_SCHED_MAX_NODES 100000
-#define JZ_SCHED_MAX_JOBS 4000000 /* jobs known at once (pending + running) */
+#define JZ_SCHED_MAX_JOB_NODES 1024 /* parts of one gang job (nodes it spans) */
+#define JZ_SCHED_MAX_SITES 1024     /* distinct sites; also site quotas per tenant */
+#define JZ_SCHED_MAX_JOBS 4000000   /* jobs known at once (pending + running) */
 #define JZ_SCHED_MAX_RESERVATIONS 1024
 #define JZ_SCHED_MAX_DEPS 16                    /* dependencies per job */
 #define JZ_SCHED_MAX_TIME_LIMIT (366LL * 86400) /* seconds */
@@ -33,11 +35,23 @@ struct jz_sched_class {
     bool can_preempt; /* may stop preemptible jobs of lower rank to start */
 };
 
+/* A tenant's quota in one site: GPUs in use at once there. Unlike the tenant's max_gpus, 0 means
+ * "none in this site" (a site that is not listed has no limit of its own). */
+struct jz_sched_site_quota {
+    char site[JZ_SCHED_NAME_LEN];
+    unsigned max_gpus;
+};
+
 struct jz_sched_tenant {
     char name[JZ_SCHED_NAME_LEN];
     double weight;                      /* fair-share weight (> 0) */
     unsigned max_gpus;                  /* quota: GPUs in use at once; 0 = no limit */
     char class_name[JZ_SCHED_NAME_LEN]; /* default class of its jobs; "" = the config's default */
+    /* Per-site quotas, borrowed for the call (copied by jz_sched_create and
+     * jz_sched_tenant_set, which replaces the tenant's previous list). Site names need not be
+     * known yet: a quota may name a site whose nodes come later. */
+    const struct jz_sched_site_quota *site_quotas;
+    size_t site_quota_count;
 };
 
 /* A reservation: gpus_per_node GPUs on each listed node, usable only by tenant during
@@ -90,24 +104,44 @@ int jz_sched_tenant_set_credit(struct jz_sched *s, const char *tenant, bool has_
 int jz_sched_tenant_usage(struct jz_sched *s, const char *tenant, int64_t now, double *gpu_seconds,
                           double *fair_share, struct jz_error *err);
 
-/* Adds a node. topo is borrowed and must outlive the scheduler (nodes of identical hardware may
- * share one topology, which the scheduler exploits). *index receives the node index. */
-int jz_sched_node_add(struct jz_sched *s, const char *name, const struct jz_topo *topo,
-                      size_t *index, struct jz_error *err);
-/* Takes a node out of (false) or back into (true) service; running jobs are not touched. */
+/* A node as the service registers it. Strings are borrowed for the call (copied). */
+struct jz_sched_node_spec {
+    const char *name;           /* unique among the nodes not removed */
+    const struct jz_topo *topo; /* borrowed, must outlive the scheduler (nodes of identical
+                                 * hardware may share one topology, which the scheduler
+                                 * exploits) */
+    const char *site;           /* NULL or "": "default". Gangs prefer one site; tenants may
+                                 * have per-site quotas */
+    const char *switch_name;    /* NULL or "": none. Nodes with the same switch are close:
+                                 * gangs prefer them */
+};
+
+/* Adds a node; *index receives its index (indexes are never reused). */
+int jz_sched_node_add(struct jz_sched *s, const struct jz_sched_node_spec *spec, size_t *index,
+                      struct jz_error *err);
+/* Removes a node with no running or preempting job (JZ_EBUSY otherwise). Its index is never
+ * reused; it counts as gone (not up, no capacity, not in could_ever_fit) for everything
+ * afterwards, and its name may be added again as a new node. Waiting jobs that no remaining
+ * node could hold get reason "never" when next looked at. */
+int jz_sched_node_remove(struct jz_sched *s, size_t node, struct jz_error *err);
+/* Takes a node out of (false) or back into (true) service; running jobs are not touched. A
+ * drained node still counts for jz_sched_could_ever_fit. JZ_ENOENT for a removed node. */
 int jz_sched_node_set_up(struct jz_sched *s, size_t node, bool up, struct jz_error *err);
 /* What the scheduler holds of a node now (for `jazari nodes` and metrics). */
 struct jz_sched_node_info {
-    const char *name; /* owned by s */
+    const char *name; /* owned by s, lives as long as s */
+    const char *site; /* owned by s, lives as long as s */
     bool up;
+    bool removed; /* then up is false and the counts are 0 */
     unsigned gpus, free_gpus, cores, free_cores;
     uint64_t gpu_busy; /* bit i: topology GPU i in use */
-    size_t running;    /* running and preempting jobs */
+    size_t running;    /* running and preempting jobs (parts of gangs included) */
 };
 int jz_sched_node_info(const struct jz_sched *s, size_t node, struct jz_sched_node_info *info,
                        struct jz_error *err);
-/* Name of node i (owned by s), NULL when out of range. */
+/* Name of node i (owned by s, lives as long as s), NULL when out of range. */
 const char *jz_sched_node_name(const struct jz_sched *s, size_t node);
+/* Node indexes are 0 .. count-1, removed nodes included. */
 size_t jz_sched_node_count(const struct jz_sched *s);
 
 int jz_sched_reservation_add(struct jz_sched *s, const struct jz_sched_reservation *r,
@@ -120,9 +154,9 @@ struct jz_sched_job {
     const char *tenant;
     const char *user;       /* not used by the policy (fair share is per tenant); not kept */
     const char *class_name; /* NULL or "": the tenant's class */
-    unsigned gpus;          /* on one node; 0 for a CPU-only job */
+    unsigned gpus;          /* on one node (per part for a gang); 0 for a CPU-only job */
     unsigned cpus_per_gpu;  /* whole cores per GPU */
-    unsigned cpus;          /* whole cores for a CPU-only job */
+    unsigned cpus;          /* whole cores for a CPU-only job (per part) */
     int64_t time_limit_s;   /* > 0, at most JZ_SCHED_MAX_TIME_LIMIT */
     bool preemptible;
     int64_t submit_time;
@@ -130,41 +164,74 @@ struct jz_sched_job {
     uint64_t min_memory_bytes;  /* 0 = any */
     const uint64_t *depends_on; /* jobs that must end successfully first */
     size_t depends_count;
+    /* 0 or 1: one node. N > 1 (at most JZ_SCHED_MAX_JOB_NODES): a gang of N parts on N
+     * distinct nodes, each with `gpus` GPUs (and gpus * cpus_per_gpu cores, or `cpus` cores
+     * when gpus == 0), started all at once or not at all. Quotas, fair-share usage and the
+     * size factor count all parts (gpus * nodes). */
+    unsigned nodes;
 };
 
 /* Queues a job (the event "arrived"). JZ_EEXIST for a known id, JZ_EINVAL for a bad spec,
- * JZ_ENOENT for an unknown class. A job too big for every node is accepted and waits with
- * reason "never" (nodes may be added later). */
+ * JZ_ENOENT for an unknown class. A job that no node set could hold is accepted and waits with
+ * reason "never" (nodes may be added later; it is looked at again when they are). */
 int jz_sched_submit(struct jz_sched *s, const struct jz_sched_job *job, int64_t now,
                     struct jz_error *err);
 /* A job is over: it ran and ended (or was killed), the service could not start it after a
- * START decision, or it was dropped while waiting. Its resources are freed (its GPU-seconds were
- * charged as it ran). ok == false marks jobs that depend on it as never runnable (reason
- * "dependency"). The job is forgotten. */
+ * START decision, or it was dropped while waiting. Its resources are freed on every node it
+ * held (its GPU-seconds were charged as it ran). ok == false marks jobs that depend on it as
+ * never runnable (reason "dependency"). The job is forgotten. */
 int jz_sched_job_ended(struct jz_sched *s, uint64_t id, int64_t now, bool ok, struct jz_error *err);
-/* A preempted job has stopped: its resources are freed and it waits again, keeping its
- * original submit time. */
+/* A preempted job has stopped (a gang: all its parts): its resources are freed and it waits
+ * again, keeping its original submit time. */
 int jz_sched_job_requeue(struct jz_sched *s, uint64_t id, int64_t now, struct jz_error *err);
 /* Removes a waiting (or held) job. A running job returns JZ_EBUSY: stop it, then job_ended. */
 int jz_sched_cancel(struct jz_sched *s, uint64_t id, int64_t now, struct jz_error *err);
-/* After a service restart: records a job already running on node with these GPUs and cores
- * (topology indexes), started at start_time. */
-int jz_sched_adopt_running(struct jz_sched *s, const struct jz_sched_job *job, size_t node,
-                           const size_t *gpus, size_t gpu_count, const size_t *cores,
-                           size_t core_count, int64_t start_time, struct jz_error *err);
+/* Where one part of a running job is: its node and its GPUs and cores (topology indexes).
+ * Arrays are borrowed for the call. */
+struct jz_sched_part_spec {
+    size_t node;
+    const size_t *gpus;
+    size_t gpu_count; /* must equal the job's gpus */
+    const size_t *cores;
+    size_t core_count;
+};
+/* After a service restart: records a job already running, started at start_time. part_count
+ * must be max(1, job->nodes), on distinct nodes not removed; part 0 is the rank-0 node.
+ * JZ_EBUSY when a GPU or core is already in use. Nothing changes on failure. */
+int jz_sched_adopt_running(struct jz_sched *s, const struct jz_sched_job *job,
+                           const struct jz_sched_part_spec *parts, size_t part_count,
+                           int64_t start_time, struct jz_error *err);
+
+/* Whether the job could ever run on the nodes known now (up or drained, not removed), ignoring
+ * what is in use: some node set holds all its parts, cores included. When it could not and
+ * why is not NULL, writes one sentence why (lower case, no final period: "no node has 16 GPUs
+ * of model A100", "only 3 nodes could hold a part, the job needs 4"). Pure: no side effects.
+ * A job that fails jz_sched_submit's checks returns false with the reason. */
+bool jz_sched_could_ever_fit(const struct jz_sched *s, const struct jz_sched_job *job, char *why,
+                             size_t why_len);
 
 enum jz_sched_action {
-    JZ_SCHED_START = 1,   /* start job_id on node with the placement below */
+    JZ_SCHED_START = 1,   /* start job_id: one process per part, on its node, with its placement */
     JZ_SCHED_PREEMPT = 2, /* send job_id its checkpoint signal; kill after grace_s; then call
                            * jz_sched_job_requeue */
+};
+
+/* One part of a START: a node and the placement on it. */
+struct jz_sched_part {
+    size_t node;
+    const char *node_name;        /* owned by the scheduler, lives as long as it */
+    struct jz_place_result place; /* GPUs, cores, OS CPUs, NUMA, reason (owned by the decisions
+                                   * object) */
 };
 
 struct jz_sched_decision {
     enum jz_sched_action action;
     uint64_t job_id;
-    size_t node;
-    const char *node_name;         /* owned by the scheduler */
-    struct jz_place_result place;  /* START: GPUs, cores, OS CPUs, NUMA, reason (owned by out) */
+    /* START: part_count >= 1 (the job's nodes, or 1), on distinct nodes; part 0 is the rank-0
+     * node. PREEMPT: NULL and 0 (every part of the job stops). Owned by the decisions object
+     * (freed by jz_sched_decisions_clear and _free). */
+    struct jz_sched_part *parts;
+    size_t part_count;
     uint64_t for_job;              /* PREEMPT: the job that needs the resources */
     int64_t grace_s;               /* PREEMPT */
     char why[JZ_SCHED_REASON_LEN]; /* one sentence */
@@ -201,13 +268,15 @@ enum jz_sched_state {
 
 enum jz_sched_reason {
     JZ_SCHED_REASON_NONE = 0,
-    JZ_SCHED_REASON_RESOURCES = 1,   /* not enough free GPUs/cores now */
+    JZ_SCHED_REASON_RESOURCES = 1,   /* not enough free GPUs/cores (or nodes, for a gang) now */
     JZ_SCHED_REASON_PRIORITY = 2,    /* resources are reserved for a higher-priority job */
-    JZ_SCHED_REASON_QUOTA = 3,       /* tenant at its GPU quota */
+    JZ_SCHED_REASON_QUOTA = 3,       /* tenant at its GPU quota: overall, or in the site of
+                                      * every node that would do (the text names it); or the
+                                      * job is larger than the whole quota */
     JZ_SCHED_REASON_RESERVATION = 4, /* the free GPUs are reserved for another tenant */
     JZ_SCHED_REASON_DEPENDENCY = 5,
     JZ_SCHED_REASON_CREDITS = 6,
-    JZ_SCHED_REASON_NEVER = 7, /* no node could ever hold it (too big, no such model) */
+    JZ_SCHED_REASON_NEVER = 7, /* no node set could ever hold it (jz_sched_could_ever_fit) */
     JZ_SCHED_REASON_NEW = 8,   /* not yet looked at */
 };
 const char *jz_sched_reason_name(enum jz_sched_reason r); /* "resources", ... (static) */
@@ -217,7 +286,8 @@ struct jz_sched_job_info {
     enum jz_sched_reason reason;
     int64_t est_start;  /* -1 when the backfill plan does not know */
     double priority;    /* at the last decision that looked at it */
-    size_t node;        /* RUNNING/PREEMPTING: its node */
+    size_t node;        /* RUNNING/PREEMPTING: part 0's node (the rank-0 node) */
+    size_t part_count;  /* RUNNING/PREEMPTING: its parts (nodes); 0 while it waits */
     int64_t start_time; /* RUNNING/PREEMPTING */
     char reason_text[JZ_SCHED_REASON_LEN];
 };
@@ -226,7 +296,7 @@ int jz_sched_job_info(const struct jz_sched *s, uint64_t id, struct jz_sched_job
                       struct jz_error *err);
 
 struct jz_sched_stats {
-    size_t pending, held, running, nodes, gpus_total, gpus_busy;
+    size_t pending, held, running, nodes, gpus_total, gpus_busy; /* nodes: not removed */
     size_t bytes;       /* memory held by the scheduler's own structures */
     uint64_t decisions; /* START + PREEMPT decisions so far */
 };

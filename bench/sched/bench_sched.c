@@ -1,6 +1,7 @@
 /* Scheduler benchmark: 10,000 nodes of 8 GPUs (AWS g4dn.metal topology) almost full of running
- * jobs, 100,000 waiting jobs; times a full pass with backfill and the decision after one job
- * ends, and measures memory per waiting job. Prints one JSON object. */
+ * jobs, 100,000 waiting jobs (optionally a fraction of them gangs over several nodes); times a
+ * full pass with backfill and the decision after one job ends, and measures memory per waiting
+ * job. Prints one JSON object. */
 #include <inttypes.h>
 #include <malloc.h>
 #include <stdio.h>
@@ -57,6 +58,7 @@ static unsigned size_of(void)
 int main(int argc, char **argv)
 {
     size_t nodes = 10000, pending = 100000, tenants = 100, reps = 5, incr = 1000;
+    double gang_fraction = 0; /* waiting jobs that are gangs of 2 to 8 nodes */
     const char *topo_path = JZ_BENCH_TOPOLOGY;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--nodes"))
@@ -67,13 +69,16 @@ int main(int argc, char **argv)
             topo_path = argv[i + 1];
         else if (!strcmp(argv[i], "--reps"))
             reps = strtoul(argv[i + 1], NULL, 10);
+        else if (!strcmp(argv[i], "--gang-fraction"))
+            gang_fraction = strtod(argv[i + 1], NULL);
         else {
             fprintf(stderr, "usage: jazari-bench-sched [--nodes N] [--pending N] [--reps N] "
-                            "[--topology FILE.xml]\n");
+                            "[--gang-fraction F] [--topology FILE.xml]\n");
             return 1;
         }
     }
-    if (reps == 0 || reps > 100 || nodes == 0 || nodes > JZ_SCHED_MAX_NODES)
+    if (reps == 0 || reps > 100 || nodes == 0 || nodes > JZ_SCHED_MAX_NODES ||
+        !(gang_fraction >= 0 && gang_fraction <= 1))
         return 1;
     struct jz_error err = {0};
     struct jz_topo *topo;
@@ -97,7 +102,8 @@ int main(int argc, char **argv)
     for (size_t n = 0; n < nodes; n++) {
         char name[32];
         snprintf(name, sizeof(name), "gpu%05zu", n);
-        if (jz_sched_node_add(s, name, topo, NULL, &err))
+        struct jz_sched_node_spec ns = {.name = name, .topo = topo};
+        if (jz_sched_node_add(s, &ns, NULL, &err))
             fail("node", &err);
     }
     int64_t t0 = 1000000;
@@ -143,6 +149,9 @@ int main(int argc, char **argv)
                                  .time_limit_s = 60 + (int64_t)(rnd() * 86400),
                                  .preemptible = rnd() < 0.2,
                                  .submit_time = t0 - (int64_t)(rnd() * 86400)};
+        /* Drawn only when asked, so that the default run stays the same workload. */
+        if (gang_fraction > 0 && rnd() < gang_fraction)
+            j.nodes = 2 + (unsigned)(rnd() * 7) % 7;
         if (jz_sched_submit(s, &j, t0, &err))
             fail("submit", &err);
     }
@@ -172,7 +181,8 @@ int main(int argc, char **argv)
                 fail("end", &err);
             struct jz_sched_job j = {.id = id++,
                                      .tenant = "tenant1",
-                                     .gpus = (unsigned)x->place.gpu_count,
+                                     .gpus = (unsigned)x->parts[0].place.gpu_count,
+                                     .nodes = (unsigned)x->part_count,
                                      .cpus_per_gpu = 2,
                                      .time_limit_s = 3600,
                                      .submit_time = t0};
@@ -216,12 +226,12 @@ int main(int argc, char **argv)
            "\"incremental_cpu_ms\": %.4f, \"incremental_cpu_p99_ms\": %.4f, "
            "\"incremental_starts\": %zu, "
            "\"bytes_per_pending_job\": %.0f, \"heap_bytes_per_pending_job\": %.0f, "
-           "\"first_pending_id\": %zu}\n",
+           "\"first_pending_id\": %zu, \"gang_fraction\": %.3f}\n",
            nodes, jz_topo_gpu_count(topo), pending_at_pass, running_at_pass, busy_at_pass,
            full[reps / 2], full[0], full_cpu[reps / 2], full_starts, inc[ninc / 2],
            inc[(size_t)(0.99 * (double)(ninc - 1))], inc_cpu[ninc / 2],
            inc_cpu[(size_t)(0.99 * (double)(ninc - 1))], inc_starts, bytes_per_job, heap_per_job,
-           first_pending);
+           first_pending, gang_fraction);
     jz_sched_decisions_free(&d);
     jz_sched_destroy(s);
     jz_topo_destroy(topo);

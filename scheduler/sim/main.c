@@ -17,25 +17,36 @@
 #define SIM_MAX_JOBS 2000000
 #define SIM_MAX_LINE 1024
 #define SIM_MAX_TOPOS 64
+#define SIM_MAX_TRACE_GPUS (JZ_TOPO_MAX_GPUS * JZ_SCHED_MAX_JOB_NODES)
+
+/* What one part of a running job holds, as the simulator saw it started. */
+struct sim_part {
+    size_t node;
+    uint64_t gpu_mask;
+    size_t *cores;
+    size_t ncores;
+};
 
 struct sim_job {
     uint64_t id;
     int64_t submit, duration, limit, remaining;
-    unsigned gpus;
+    unsigned gpus;  /* per part */
+    unsigned nodes; /* parts: 1, or a gang's node count */
     int tenant;
     bool preemptible;
     char cls[JZ_SCHED_NAME_LEN];
     int64_t first_start, end;
     unsigned gen; /* bumps on preemption, so stale completion events are ignored */
-    bool done, started;
-    size_t node;
-    uint64_t gpu_mask;
+    bool done, started, running;
+    struct sim_part *parts; /* while running */
+    size_t nparts;
     unsigned preemptions;
 };
 
 struct sim_tenant {
     char name[JZ_SCHED_NAME_LEN];
     double weight;
+    unsigned max_gpus; /* its quota from the configuration; 0 = none */
     double gpu_seconds;
     size_t jobs, done;
     double *waits;
@@ -58,12 +69,16 @@ struct sim {
     size_t ntenants;
     struct event *heap;
     size_t nheap, heapcap;
+    size_t nreal; /* events in the heap other than timers: while there are none, nothing changes */
     struct jz_topo *topos[SIM_MAX_TOPOS];
     size_t ntopos;
     struct jz_sched *s;
     size_t nnodes;
     unsigned total_gpus;
-    uint64_t *node_busy; /* the simulator's own view, to catch double booking */
+    unsigned largest_gpus; /* GPUs of the largest node: the part size of a too-big trace job */
+    int64_t horizon;       /* the last reservation's end: time alone may change things before */
+    size_t never;          /* jobs left that could never run on this cluster */
+    uint64_t *node_busy;   /* the simulator's own view, to catch double booking */
     uint64_t **core_busy;
     const struct jz_topo **node_topo;
     int64_t full_every, grace;
@@ -108,6 +123,8 @@ static void ev_push(struct sim *m, struct event e)
         if (!m->heap)
             die("out of memory");
     }
+    if (e.kind != EV_TIMER)
+        m->nreal++;
     size_t i = m->nheap++;
     while (i > 0 && ev_before(&e, &m->heap[(i - 1) / 2])) {
         m->heap[i] = m->heap[(i - 1) / 2];
@@ -119,6 +136,8 @@ static void ev_push(struct sim *m, struct event e)
 static struct event ev_pop(struct sim *m)
 {
     struct event top = m->heap[0], last = m->heap[--m->nheap];
+    if (top.kind != EV_TIMER)
+        m->nreal--;
     size_t i = 0;
     for (;;) {
         size_t c = 2 * i + 1;
@@ -166,8 +185,50 @@ static struct sim_job *job_new(struct sim *m)
     return j;
 }
 
-/* CSV: submit,duration,time_limit,gpus,tenant,preemptible[,class]; '#' lines and a header
- * line starting with "submit" are skipped. Times in seconds. */
+/* Splits line at commas in place, keeping empty fields ("1,,2" is three); returns the count. */
+static size_t split_csv(char *line, char **fields, size_t max)
+{
+    size_t n = 0;
+    for (char *p = line; n < max;) {
+        fields[n++] = p;
+        char *c = strchr(p, ',');
+        if (!c)
+            break;
+        *c = '\0';
+        p = c + 1;
+    }
+    return n;
+}
+
+/* Sets the job's shape from a trace line: with a nodes column (> 0), gpus is per node; without,
+ * gpus is the total, and a job larger than the largest node becomes a gang of
+ * ceil(gpus / K) parts of K GPUs, K being the largest node's GPU count (rounded up to whole
+ * nodes, as a user asking for nodes would). */
+static bool job_shape(const struct sim *m, struct sim_job *j, long gpus, long nodes)
+{
+    if (nodes > 0) {
+        if (gpus > JZ_TOPO_MAX_GPUS || nodes > JZ_SCHED_MAX_JOB_NODES)
+            return false;
+        j->gpus = (unsigned)gpus;
+        j->nodes = (unsigned)nodes;
+        return true;
+    }
+    unsigned k = m->largest_gpus;
+    if (gpus <= (long)k || k == 0 || gpus <= 0) {
+        j->gpus = (unsigned)gpus;
+        j->nodes = 1;
+        return gpus <= JZ_TOPO_MAX_GPUS;
+    }
+    long parts = (gpus + k - 1) / k;
+    if (parts > JZ_SCHED_MAX_JOB_NODES)
+        return false;
+    j->gpus = k;
+    j->nodes = (unsigned)parts;
+    return true;
+}
+
+/* CSV: submit,duration,time_limit,gpus,tenant,preemptible[,class[,nodes]]; '#' lines and a
+ * header line starting with "submit" are skipped. Times in seconds. */
 static void read_trace(struct sim *m, const char *path)
 {
     FILE *f = fopen(path, "r");
@@ -182,23 +243,21 @@ static void read_trace(struct sim *m, const char *path)
         line[strcspn(line, "\r\n")] = '\0';
         if (!line[0] || line[0] == '#' || strncmp(line, "submit", 6) == 0)
             continue;
-        char *fields[8];
-        size_t nf = 0;
-        for (char *save = NULL, *tok = strtok_r(line, ",", &save); tok && nf < 8;
-             tok = strtok_r(NULL, ",", &save))
-            fields[nf++] = tok;
-        if (nf < 6)
-            die("%s:%zu: want submit,duration,time_limit,gpus,tenant,preemptible[,class]", path,
-                lineno);
+        char *fields[9];
+        size_t nf = split_csv(line, fields, 9);
+        if (nf < 6 || nf > 8)
+            die("%s:%zu: want submit,duration,time_limit,gpus,tenant,preemptible[,class[,nodes]]",
+                path, lineno);
         struct sim_job *j = job_new(m);
         char *end;
         j->submit = strtoll(fields[0], &end, 10);
         j->duration = strtoll(fields[1], &end, 10);
         j->limit = strtoll(fields[2], &end, 10);
         long g = strtol(fields[3], &end, 10);
-        if (j->submit < 0 || j->duration <= 0 || j->limit <= 0 || g < 0 || g > JZ_TOPO_MAX_GPUS)
+        long nodes = nf > 7 && fields[7][0] ? strtol(fields[7], &end, 10) : 0;
+        if (j->submit < 0 || j->duration <= 0 || j->limit <= 0 || g < 0 || g > SIM_MAX_TRACE_GPUS ||
+            nodes < 0 || !job_shape(m, j, g, nodes))
             die("%s:%zu: bad numbers", path, lineno);
-        j->gpus = (unsigned)g;
         j->tenant = tenant_index(m, fields[4]);
         j->preemptible = strcmp(fields[5], "1") == 0 || strcmp(fields[5], "true") == 0;
         if (nf > 6)
@@ -220,7 +279,7 @@ static double rnd(void)
 /* A random trace: Poisson arrivals, mostly small jobs, some whole-node ones, limits above the
  * real durations (users overestimate), a fifth preemptible. */
 static void generate(struct sim *m, size_t n, unsigned tenants, double load, const char *high_class,
-                     double high_fraction)
+                     double high_fraction, double gang_fraction)
 {
     static const unsigned sizes[] = {1, 1, 1, 1, 2, 2, 4, 8};
     double mean_gpus = 2.5, mean_dur = 1800;
@@ -233,6 +292,14 @@ static void generate(struct sim *m, size_t n, unsigned tenants, double load, con
         j->duration = 60 + (int64_t)(-log(1 - rnd()) * (mean_dur - 60));
         j->limit = (int64_t)((double)j->duration * (1.0 + 2.0 * rnd())) + 60;
         j->gpus = sizes[(size_t)(rnd() * 8) % 8];
+        j->nodes = 1;
+        if (gang_fraction > 0 && rnd() < gang_fraction) {
+            /* A gang of 2 to 4 nodes with 1 to 8 GPUs each (at most the largest node's). */
+            j->nodes = 2 + (unsigned)(rnd() * 3) % 3;
+            j->gpus = sizes[4 + (size_t)(rnd() * 4) % 4];
+            if (j->gpus > m->largest_gpus)
+                j->gpus = m->largest_gpus;
+        }
         char name[16];
         /* Tenant t0 submits most: fair share must still serve the others. */
         unsigned tn = rnd() < 0.5 ? 0 : (unsigned)(rnd() * tenants) % tenants;
@@ -252,20 +319,30 @@ static void write_trace(const struct sim *m, const char *path)
     FILE *f = fopen(path, "w");
     if (!f)
         die("cannot write %s", path);
-    fprintf(f, "submit,duration,time_limit,gpus,tenant,preemptible,class\n");
+    fprintf(f, "submit,duration,time_limit,gpus,tenant,preemptible,class,nodes\n");
     for (size_t i = 0; i < m->njobs; i++) {
         const struct sim_job *j = &m->jobs[i];
-        fprintf(f, "%" PRId64 ",%" PRId64 ",%" PRId64 ",%u,%s,%d%s%s\n", j->submit, j->duration,
-                j->limit, j->gpus, m->tenants[j->tenant].name, j->preemptible, j->cls[0] ? "," : "",
-                j->cls);
+        fprintf(f, "%" PRId64 ",%" PRId64 ",%" PRId64 ",%u,%s,%d", j->submit, j->duration, j->limit,
+                j->gpus, m->tenants[j->tenant].name, j->preemptible);
+        if (j->nodes > 1)
+            fprintf(f, ",%s,%u\n", j->cls, j->nodes);
+        else
+            fprintf(f, "%s%s\n", j->cls[0] ? "," : "", j->cls);
     }
     fclose(f);
 }
 
+/* FILE.xml[:COUNT][@SITE],...: nodes of one topology, in a site ("default" without one). */
 static void add_nodes(struct sim *m, char *spec)
 {
     for (char *save = NULL, *tok = strtok_r(spec, ",", &save); tok;
          tok = strtok_r(NULL, ",", &save)) {
+        char *at = strrchr(tok, '@');
+        const char *site = NULL;
+        if (at) {
+            *at = '\0';
+            site = at + 1;
+        }
         char *colon = strrchr(tok, ':');
         long count = 1;
         if (colon) {
@@ -285,10 +362,13 @@ static void add_nodes(struct sim *m, char *spec)
             char name[JZ_SCHED_NAME_LEN];
             const char *base = strrchr(tok, '/');
             snprintf(name, sizeof(name), "n%zu-%.40s", m->nnodes, base ? base + 1 : tok);
-            if (jz_sched_node_add(m->s, name, t, NULL, &err))
+            struct jz_sched_node_spec ns = {.name = name, .topo = t, .site = site};
+            if (jz_sched_node_add(m->s, &ns, NULL, &err))
                 die("%s", err.msg);
             m->nnodes++;
             m->total_gpus += (unsigned)jz_topo_gpu_count(t);
+            if (jz_topo_gpu_count(t) > m->largest_gpus)
+                m->largest_gpus = (unsigned)jz_topo_gpu_count(t);
             m->node_busy = realloc(m->node_busy, m->nnodes * sizeof(uint64_t));
             m->core_busy = realloc(m->core_busy, m->nnodes * sizeof(uint64_t *));
             m->node_topo = realloc(m->node_topo, m->nnodes * sizeof(*m->node_topo));
@@ -330,36 +410,57 @@ static void account(struct sim *m, int64_t t)
     m->last_t = t;
 }
 
-static void check_start(struct sim *m, const struct jz_sched_decision *d, struct sim_job *j)
+static void check_part(struct sim *m, const struct jz_sched_part *p, const struct sim_job *j)
 {
-    const struct jz_topo *t = m->node_topo[d->node];
+    const struct jz_topo *t = m->node_topo[p->node];
+    const struct jz_place_result *pl = &p->place;
     uint64_t mask = 0;
-    for (size_t i = 0; i < d->place.gpu_count; i++)
-        mask |= 1ull << d->place.gpus[i];
-    if (mask & m->node_busy[d->node])
-        violation(m, "job %" PRIu64 " got a GPU already in use on node %zu", j->id, d->node);
-    if (d->place.gpu_count != j->gpus)
-        violation(m, "job %" PRIu64 " got %zu GPUs, asked %u", j->id, d->place.gpu_count, j->gpus);
-    for (size_t c = 0; c < d->place.core_count; c++) {
-        size_t core = d->place.cores[c];
-        if (m->core_busy[d->node][core / 64] >> (core % 64) & 1)
+    for (size_t i = 0; i < pl->gpu_count; i++)
+        mask |= 1ull << pl->gpus[i];
+    if (mask & m->node_busy[p->node])
+        violation(m, "job %" PRIu64 " got a GPU already in use on node %zu", j->id, p->node);
+    if (pl->gpu_count != j->gpus)
+        violation(m, "job %" PRIu64 " got %zu GPUs on node %zu, asked %u", j->id, pl->gpu_count,
+                  p->node, j->gpus);
+    for (size_t c = 0; c < pl->core_count; c++) {
+        size_t core = pl->cores[c];
+        if (m->core_busy[p->node][core / 64] >> (core % 64) & 1)
             violation(m, "job %" PRIu64 " got core %zu already in use", j->id, core);
-        bool local = d->place.gpu_count == 0;
-        for (size_t g = 0; g < d->place.gpu_count && !local; g++) {
-            const struct jz_topo_gpu *gpu = jz_topo_gpu_at(t, d->place.gpus[g]);
+        bool local = pl->gpu_count == 0;
+        for (size_t g = 0; g < pl->gpu_count && !local; g++) {
+            const struct jz_topo_gpu *gpu = jz_topo_gpu_at(t, pl->gpus[g]);
             for (size_t l = 0; l < gpu->local_core_count && !local; l++)
                 local = gpu->local_cores[l] == core;
         }
         if (!local)
             violation(m, "job %" PRIu64 " got core %zu not local to its GPUs", j->id, core);
     }
-    for (size_t g = 0; g < d->place.gpu_count; g++) {
-        int numa = jz_topo_gpu_at(t, d->place.gpus[g])->numa_os;
+    for (size_t g = 0; g < pl->gpu_count; g++) {
+        int numa = jz_topo_gpu_at(t, pl->gpus[g])->numa_os;
         bool found = numa < 0;
-        for (size_t k = 0; k < d->place.numa_count && !found; k++)
-            found = d->place.numa[k] == numa;
+        for (size_t k = 0; k < pl->numa_count && !found; k++)
+            found = pl->numa[k] == numa;
         if (!found)
             violation(m, "job %" PRIu64 ": memory not on its GPUs' NUMA node", j->id);
+    }
+}
+
+/* Every part of a start: no GPU or core given twice, cores local to the part's GPUs, memory on
+ * their NUMA nodes, and a gang's parts on as many distinct nodes as it asked for. */
+static void check_start(struct sim *m, const struct jz_sched_decision *d, const struct sim_job *j)
+{
+    if (d->part_count != j->nodes)
+        violation(m, "job %" PRIu64 " started on %zu nodes, asked %u", j->id, d->part_count,
+                  j->nodes);
+    for (size_t i = 0; i < d->part_count; i++) {
+        if (d->parts[i].node >= m->nnodes) {
+            violation(m, "job %" PRIu64 " started on unknown node %zu", j->id, d->parts[i].node);
+            return;
+        }
+        for (size_t k = 0; k < i; k++)
+            if (d->parts[k].node == d->parts[i].node)
+                violation(m, "job %" PRIu64 " has two parts on node %zu", j->id, d->parts[i].node);
+        check_part(m, &d->parts[i], j);
     }
 }
 
@@ -377,13 +478,6 @@ static void set_busy(struct sim *m, size_t node, uint64_t mask, const size_t *co
             m->core_busy[node][cores[c] / 64] &= ~(1ull << (cores[c] % 64));
     }
 }
-
-struct held_cores {
-    size_t *cores;
-    size_t n;
-};
-
-static struct held_cores *held; /* per job: the cores it holds, to release them */
 
 static void run_decide(struct sim *m, int64_t now, unsigned flags)
 {
@@ -404,17 +498,24 @@ static void run_decide(struct sim *m, int64_t now, unsigned flags)
             if (m->check)
                 check_start(m, x, j);
             m->starts++;
-            uint64_t mask = 0;
-            for (size_t g = 0; g < x->place.gpu_count; g++)
-                mask |= 1ull << x->place.gpus[g];
-            set_busy(m, x->node, mask, x->place.cores, x->place.core_count, true);
-            held[x->job_id - 1].cores = malloc((x->place.core_count + 1) * sizeof(size_t));
-            if (!held[x->job_id - 1].cores)
+            j->parts = calloc(x->part_count + 1, sizeof(*j->parts));
+            if (!j->parts)
                 die("out of memory");
-            memcpy(held[x->job_id - 1].cores, x->place.cores, x->place.core_count * sizeof(size_t));
-            held[x->job_id - 1].n = x->place.core_count;
-            j->node = x->node;
-            j->gpu_mask = mask;
+            j->nparts = x->part_count;
+            for (size_t p = 0; p < x->part_count; p++) {
+                const struct jz_place_result *pl = &x->parts[p].place;
+                struct sim_part *sp = &j->parts[p];
+                for (size_t g = 0; g < pl->gpu_count; g++)
+                    sp->gpu_mask |= 1ull << pl->gpus[g];
+                sp->node = x->parts[p].node;
+                sp->cores = malloc((pl->core_count + 1) * sizeof(size_t));
+                if (!sp->cores)
+                    die("out of memory");
+                memcpy(sp->cores, pl->cores, pl->core_count * sizeof(size_t));
+                sp->ncores = pl->core_count;
+                set_busy(m, sp->node, sp->gpu_mask, sp->cores, sp->ncores, true);
+            }
+            j->running = true;
             if (!j->started) {
                 j->first_start = now;
                 j->started = true;
@@ -422,15 +523,20 @@ static void run_decide(struct sim *m, int64_t now, unsigned flags)
                 double w = (double)(now - j->submit);
                 t->waits[t->nwaits++] = w;
             }
-            m->busy_gpus += j->gpus;
+            m->busy_gpus += j->gpus * (unsigned)j->nparts;
             m->waiting--;
             int64_t run = j->remaining < j->limit ? j->remaining : j->limit;
             j->end = now + run;
             ev_push(m, (struct event){now + run, EV_END, x->job_id - 1, j->gen});
-            if (m->log)
-                printf("%" PRId64 " start %" PRIu64 " %s gpus=%zu cpus=%zu worst=%s\n", now,
-                       x->job_id, x->node_name, x->place.gpu_count, x->place.cpu_count,
-                       x->place.gpu_count > 1 ? jz_topo_link_name(x->place.worst_link) : "-");
+            if (m->log) {
+                const struct jz_place_result *pl = &x->parts[0].place;
+                printf("%" PRId64 " start %" PRIu64 " %s gpus=%zu cpus=%zu worst=%s", now,
+                       x->job_id, x->parts[0].node_name, pl->gpu_count, pl->cpu_count,
+                       pl->gpu_count > 1 ? jz_topo_link_name(pl->worst_link) : "-");
+                for (size_t p = 1; p < x->part_count; p++)
+                    printf(" +%s", x->parts[p].node_name);
+                printf("\n");
+            }
         } else {
             m->preempts++;
             j->gen++; /* its completion will not happen; it stops after the grace period */
@@ -445,22 +551,56 @@ static void run_decide(struct sim *m, int64_t now, unsigned flags)
 
 static void release(struct sim *m, struct sim_job *j)
 {
-    set_busy(m, j->node, j->gpu_mask, held[j->id - 1].cores, held[j->id - 1].n, false);
-    free(held[j->id - 1].cores);
-    held[j->id - 1].cores = NULL;
-    m->busy_gpus -= j->gpus;
+    for (size_t p = 0; p < j->nparts; p++) {
+        struct sim_part *sp = &j->parts[p];
+        set_busy(m, sp->node, sp->gpu_mask, sp->cores, sp->ncores, false);
+        free(sp->cores);
+    }
+    free(j->parts);
+    j->parts = NULL;
+    m->busy_gpus -= j->gpus * (unsigned)j->nparts;
+    j->nparts = 0;
+    j->running = false;
+}
+
+static struct jz_sched_job sched_job(const struct sim *m, const struct sim_job *j)
+{
+    return (struct jz_sched_job){.id = j->id,
+                                 .tenant = m->tenants[j->tenant].name,
+                                 .gpus = j->gpus,
+                                 .cpus_per_gpu = m->cpus_per_gpu,
+                                 .cpus = j->gpus ? 0 : 1,
+                                 .time_limit_s = j->limit,
+                                 .preemptible = j->preemptible,
+                                 .class_name = j->cls[0] ? j->cls : NULL,
+                                 .submit_time = j->submit,
+                                 .nodes = j->nodes};
+}
+
+/* Whether a job could ever run here: some node set holds it (the scheduler's answer) and it
+ * fits its tenant's quota. */
+static bool can_ever_run(const struct sim *m, const struct sim_job *j, char *why, size_t len)
+{
+    struct jz_sched_job sj = sched_job(m, j);
+    if (!jz_sched_could_ever_fit(m->s, &sj, why, len))
+        return false;
+    const struct sim_tenant *t = &m->tenants[j->tenant];
+    if (t->max_gpus && j->gpus * j->nodes > t->max_gpus) {
+        if (why)
+            snprintf(why, len, "it needs %u GPUs, over tenant %s's quota of %u", j->gpus * j->nodes,
+                     t->name, t->max_gpus);
+        return false;
+    }
+    return true;
 }
 
 static void simulate(struct sim *m)
 {
-    held = calloc(m->njobs + 1, sizeof(*held));
     for (size_t t = 0; t < m->ntenants; t++) {
         m->tenants[t].waits = calloc(m->njobs + 1, sizeof(double));
         if (!m->tenants[t].waits)
             die("out of memory");
     }
-    if (!held)
-        die("out of memory");
     for (size_t i = 0; i < m->njobs; i++) {
         ev_push(m, (struct event){m->jobs[i].submit, EV_SUBMIT, i, 0});
         m->tenants[m->jobs[i].tenant].jobs++;
@@ -480,29 +620,23 @@ static void simulate(struct sim *m)
             struct sim_job *j = &m->jobs[e.job];
             switch (e.kind) {
             case EV_SUBMIT: {
-                struct jz_sched_job sj = {.id = j->id,
-                                          .tenant = m->tenants[j->tenant].name,
-                                          .gpus = j->gpus,
-                                          .cpus_per_gpu = m->cpus_per_gpu,
-                                          .cpus = j->gpus ? 0 : 1,
-                                          .time_limit_s = j->limit,
-                                          .preemptible = j->preemptible,
-                                          .class_name = j->cls[0] ? j->cls : NULL,
-                                          .submit_time = j->submit};
+                struct jz_sched_job sj = sched_job(m, j);
                 if (jz_sched_submit(m->s, &sj, now, &err))
                     die("submit %" PRIu64 ": %s", j->id, err.msg);
-                m->waiting++;
+                /* A job that can never run does not count as waiting for the cluster. */
+                if (can_ever_run(m, j, NULL, 0))
+                    m->waiting++;
                 any = true;
                 break;
             }
             case EV_END:
                 if (e.gen != j->gen || j->done)
                     break;
+                m->tenants[j->tenant].gpu_seconds +=
+                    (double)j->gpus * (double)j->nparts * (double)(now - j->first_start);
                 release(m, j);
                 j->done = true;
                 remaining--;
-                m->tenants[j->tenant].gpu_seconds +=
-                    (double)j->gpus * (double)(now - j->first_start);
                 m->tenants[j->tenant].done++;
                 if (now > m->end_t)
                     m->end_t = now;
@@ -543,18 +677,27 @@ static void simulate(struct sim *m)
             break;
         if (m->nheap == 0 && remaining > 0)
             break;
+        /* No job will arrive, end or stop: only time passes. After a full pass with nothing to
+         * wait for (and past every reservation), nothing can start any more: stop, rather than
+         * tick the timer forever for jobs that cannot run. */
+        if (m->nreal == 0 && timer && now >= m->horizon)
+            break;
     }
-    if (remaining > 0 && m->check) {
-        size_t never = 0;
-        for (size_t i = 0; i < m->njobs; i++) {
-            struct jz_sched_job_info in;
-            if (!m->jobs[i].done && jz_sched_job_info(m->s, m->jobs[i].id, &in, &err) == 0 &&
-                in.reason == JZ_SCHED_REASON_NEVER)
-                never++;
+    /* What is left either could never run on this cluster or was starved. */
+    size_t never = 0;
+    for (size_t i = 0; i < m->njobs && remaining > 0; i++) {
+        if (m->jobs[i].done)
+            continue;
+        char why[JZ_SCHED_REASON_LEN];
+        if (!can_ever_run(m, &m->jobs[i], why, sizeof(why))) {
+            if (never++ < 5 && m->check)
+                fprintf(stderr, "jazari-sim: job %" PRIu64 " can never run: %s\n", m->jobs[i].id,
+                        why);
         }
-        if (remaining > never)
-            violation(m, "%zu jobs never ran (starved)", remaining - never);
     }
+    m->never = never;
+    if (remaining > never && m->check)
+        violation(m, "%zu jobs never ran (starved)", remaining - never);
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -590,9 +733,10 @@ static void report(struct sim *m, bool json, double wall)
         printf("{\"nodes\": %zu, \"gpus\": %u, \"jobs\": %zu, \"makespan_s\": %.0f, "
                "\"utilisation\": %.4f, \"fragmentation\": %.4f, \"fairness_jain\": %.4f, "
                "\"decide_calls\": %" PRIu64 ", \"starts\": %" PRIu64 ", \"preemptions\": %" PRIu64
-               ", \"decisions_per_second\": %.0f, \"violations\": %zu, \"tenants\": [",
+               ", \"decisions_per_second\": %.0f, \"violations\": %zu, \"never_fit\": %zu, "
+               "\"tenants\": [",
                m->nnodes, m->total_gpus, m->njobs, span, util, frag, jain, m->decide_calls,
-               m->starts, m->preempts, dps, m->violations);
+               m->starts, m->preempts, dps, m->violations, m->never);
     else {
         printf("cluster      %zu nodes, %u GPUs; %zu jobs over %.0f s (simulated in %.2f s)\n",
                m->nnodes, m->total_gpus, m->njobs, span, wall);
@@ -602,6 +746,10 @@ static void report(struct sim *m, bool json, double wall)
         printf("decisions    %" PRIu64 " decide calls, %" PRIu64 " starts, %" PRIu64
                " preemptions, %.0f decide calls/s\n",
                m->decide_calls, m->starts, m->preempts, dps);
+        if (m->never)
+            printf("never        %zu job%s could never run (no node set holds %s, or over the "
+                   "tenant's quota)\n",
+                   m->never, m->never == 1 ? "" : "s", m->never == 1 ? "it" : "them");
         printf("%-12s %6s %6s %10s %10s %8s %8s\n", "tenant", "jobs", "done", "mean wait",
                "p95 wait", "share", "weight");
     }
@@ -632,16 +780,19 @@ static void report(struct sim *m, bool json, double wall)
 
 static void usage(void)
 {
-    fprintf(stderr,
-            "usage: jazari-sim --cluster FILE.xml[:COUNT][,...] (--trace FILE.csv |\n"
-            "                  --generate N [--seed S] [--tenants T] [--load L]\n"
-            "                  [--high-class NAME --high-fraction F])\n"
-            "                  [--config FILE.json] [--full-every SECONDS] [--write-trace FILE]\n"
-            "                  [--cpus-per-gpu N] [--check] [--log] [--json]\n"
-            "Trace CSV columns: submit,duration,time_limit,gpus,tenant,preemptible[,class]\n"
-            "(seconds). --config takes the service configuration file (its \"scheduler\"\n"
-            "object) or that object alone. --check verifies invariants and exits 3 on a\n"
-            "violation.\n");
+    fprintf(
+        stderr,
+        "usage: jazari-sim --cluster FILE.xml[:COUNT][@SITE][,...] (--trace FILE.csv |\n"
+        "                  --generate N [--seed S] [--tenants T] [--load L]\n"
+        "                  [--high-class NAME --high-fraction F] [--gang-fraction F])\n"
+        "                  [--config FILE.json] [--full-every SECONDS] [--write-trace FILE]\n"
+        "                  [--cpus-per-gpu N] [--check] [--log] [--json]\n"
+        "Trace CSV columns: submit,duration,time_limit,gpus,tenant,preemptible[,class[,nodes]]\n"
+        "(seconds). With nodes, gpus is per node; without, a job larger than the largest\n"
+        "node (K GPUs) runs as ceil(gpus/K) nodes of K GPUs. --config takes the service "
+        "configuration file (its \"scheduler\"\n"
+        "object) or that object alone. --check verifies invariants and exits 3 on a\n"
+        "violation.\n");
     exit(1);
 }
 
@@ -655,7 +806,7 @@ int main(int argc, char **argv)
     const char *trace = NULL, *config = NULL, *write = NULL;
     size_t gen = 0;
     unsigned tenants = 4;
-    double load = 0.9, high_fraction = 0;
+    double load = 0.9, high_fraction = 0, gang_fraction = 0;
     const char *high_class = NULL;
     bool json = false;
     for (int i = 1; i < argc; i++) {
@@ -678,6 +829,8 @@ int main(int argc, char **argv)
             high_class = argv[++i];
         else if (!strcmp(a, "--high-fraction") && v)
             high_fraction = strtod(argv[++i], NULL);
+        else if (!strcmp(a, "--gang-fraction") && v)
+            gang_fraction = strtod(argv[++i], NULL);
         else if (!strcmp(a, "--full-every") && v)
             m.full_every = strtoll(argv[++i], NULL, 10);
         else if (!strcmp(a, "--write-trace") && v)
@@ -694,7 +847,8 @@ int main(int argc, char **argv)
             usage();
     }
     if (!cluster || (!trace && !gen) || gen > SIM_MAX_JOBS || tenants == 0 || tenants > 1000 ||
-        m.cpus_per_gpu > JZ_TOPO_MAX_CORES || !(load > 0 && load < 100))
+        m.cpus_per_gpu > JZ_TOPO_MAX_CORES || !(load > 0 && load < 100) ||
+        !(gang_fraction >= 0 && gang_fraction <= 1))
         usage();
     struct jz_error err = {0};
     struct jz_sched_parsed *p = NULL;
@@ -712,17 +866,22 @@ int main(int argc, char **argv)
     if (jz_sched_create(&p->cfg, &m.s, &err))
         die("%s", err.msg);
     add_nodes(&m, cluster);
-    for (size_t r = 0; r < p->reservation_count; r++)
+    for (size_t r = 0; r < p->reservation_count; r++) {
         if (jz_sched_reservation_add(m.s, &p->reservations[r], &err))
             die("%s", err.msg);
+        if (p->reservations[r].end > m.horizon)
+            m.horizon = p->reservations[r].end;
+    }
     if (trace)
         read_trace(&m, trace);
     else
-        generate(&m, gen, tenants, load, high_class, high_fraction);
+        generate(&m, gen, tenants, load, high_class, high_fraction, gang_fraction);
     for (size_t t = 0; t < m.ntenants; t++)
         for (size_t c = 0; c < p->cfg.tenant_count; c++)
-            if (!strcmp(p->cfg.tenants[c].name, m.tenants[t].name))
+            if (!strcmp(p->cfg.tenants[c].name, m.tenants[t].name)) {
                 m.tenants[t].weight = p->cfg.tenants[c].weight;
+                m.tenants[t].max_gpus = p->cfg.tenants[c].max_gpus;
+            }
     if (write)
         write_trace(&m, write);
     struct timespec a, b;
@@ -738,11 +897,11 @@ int main(int argc, char **argv)
         jz_topo_destroy(m.topos[i]);
     for (size_t n = 0; n < m.nnodes; n++)
         free(m.core_busy[n]);
-    for (size_t i = 0; held && i < m.njobs; i++)
-        free(held[i].cores);
+    for (size_t i = 0; i < m.njobs; i++)
+        if (m.jobs[i].parts)
+            release(&m, &m.jobs[i]);
     for (size_t t = 0; t < m.ntenants; t++)
         free(m.tenants[t].waits);
-    free(held);
     free(m.core_busy);
     free(m.node_busy);
     free(m.node_topo);

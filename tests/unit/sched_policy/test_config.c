@@ -26,7 +26,8 @@ static void test_full_example(void **state)
         " \"classes\": [{\"name\": \"guaranteed\", \"rank\": 90, \"can_preempt\": true},"
         "               {\"name\": \"normal\", \"rank\": 50}],"
         " \"tenants\": [{\"name\": \"uni\", \"weight\": 3, \"max_gpus\": 16,"
-        "                \"class\": \"guaranteed\"}],"
+        "                \"class\": \"guaranteed\","
+        "                \"site_quotas\": {\"rabat\": 16, \"casa\": 0}}],"
         " \"reservations\": [{\"name\": \"demo\", \"tenant\": \"acme\", \"nodes\": [\"a\", \"b\"],"
         "   \"gpus_per_node\": 4, \"start\": \"2026-12-01T09:00:00Z\","
         "   \"end\": \"2026-12-01T17:00:00Z\"}]}");
@@ -42,6 +43,12 @@ static void test_full_example(void **state)
     assert_true(p->cfg.classes[0].can_preempt);
     assert_int_equal(p->cfg.tenants[0].max_gpus, 16);
     assert_string_equal(p->cfg.tenants[0].class_name, "guaranteed");
+    assert_int_equal(p->cfg.tenants[0].site_quota_count, 2);
+    for (size_t i = 0; i < 2; i++) {
+        const struct jz_sched_site_quota *q = &p->cfg.tenants[0].site_quotas[i];
+        assert_true((!strcmp(q->site, "rabat") && q->max_gpus == 16) ||
+                    (!strcmp(q->site, "casa") && q->max_gpus == 0));
+    }
     assert_int_equal(p->reservation_count, 1);
     assert_int_equal(p->reservations[0].node_count, 2);
     assert_string_equal(p->reservations[0].nodes[1], "b");
@@ -68,6 +75,11 @@ static void test_defaults_and_errors(void **state)
         "{\"classes\": [{\"name\": \"x\", \"rank\": 101}]}",
         "{\"tenants\": [{\"weight\": 1}]}",
         "{\"tenants\": [{\"name\": \"a\", \"weight\": -1}]}",
+        "{\"tenants\": [{\"name\": \"a\", \"site_quotas\": [16]}]}",
+        "{\"tenants\": [{\"name\": \"a\", \"site_quotas\": {\"rabat\": -1}}]}",
+        "{\"tenants\": [{\"name\": \"a\", \"site_quotas\": {\"rabat\": \"16\"}}]}",
+        "{\"tenants\": [{\"name\": \"a\", \"site_quotas\": {\"\": 1}}]}",
+        "{\"tenants\": [{\"name\": \"a\", \"site_quota\": {\"rabat\": 1}}]}",
         "{\"reservations\": [{\"name\": \"r\", \"tenant\": \"t\", \"nodes\": [\"n\"],"
         " \"gpus_per_node\": 1, \"start\": \"2026-13-01T00:00:00Z\", \"end\": 5}]}",
         "{\"reservations\": [{\"name\": \"r\", \"tenant\": \"t\", \"nodes\": [\"n\"],"

@@ -37,7 +37,8 @@ static struct jz_sched *make(size_t nodes, const struct jz_sched_config *cfg)
     for (size_t i = 0; i < nodes; i++) {
         char name[32];
         snprintf(name, sizeof(name), "n%zu", i);
-        assert_int_equal(jz_sched_node_add(s, name, g4dn, NULL, &err), 0);
+        struct jz_sched_node_spec ns = {.name = name, .topo = g4dn};
+        assert_int_equal(jz_sched_node_add(s, &ns, NULL, &err), 0);
     }
     return s;
 }
@@ -90,15 +91,15 @@ static void test_start_and_locality(void **state)
     const struct jz_sched_decision *x = find(&d, 1);
     assert_non_null(x);
     assert_int_equal(x->action, JZ_SCHED_START);
-    assert_int_equal(x->place.gpu_count, 4);
-    assert_int_equal(x->place.numa_count, 1); /* one socket's four T4s */
-    assert_int_equal(x->place.core_count, 4);
+    assert_int_equal(x->parts[0].place.gpu_count, 4);
+    assert_int_equal(x->parts[0].place.numa_count, 1); /* one socket's four T4s */
+    assert_int_equal(x->parts[0].place.core_count, 4);
     assert_int_equal(info(s, 1).state, JZ_SCHED_JOB_RUNNING);
     /* Best fit: a 2-GPU job goes next to the 4-GPU one, not onto the empty node. */
-    size_t first = x->node;
+    size_t first = x->parts[0].node;
     submit(s, 2, "uni", 2, 3600, 1);
     assert_int_equal(decide(s, 1, 0, &d), 1);
-    assert_int_equal(find(&d, 2)->node, first);
+    assert_int_equal(find(&d, 2)->parts[0].node, first);
     jz_sched_decisions_free(&d);
     jz_sched_destroy(s);
 }
@@ -189,7 +190,7 @@ static void test_easy_backfill(void **state)
     assert_int_equal(jz_sched_job_ended(s, 3, 55, true, &err), 0);
     assert_int_equal(decide(s, 55, 0, &d), 1);
     assert_non_null(find(&d, 2));
-    assert_int_equal(find(&d, 2)->place.gpu_count, 8);
+    assert_int_equal(find(&d, 2)->parts[0].place.gpu_count, 8);
     jz_sched_decisions_free(&d);
     jz_sched_destroy(s);
 }
@@ -344,7 +345,8 @@ static void test_bad_input(void **state)
     j.tenant = "";
     assert_int_equal(jz_sched_submit(s, &j, 0, &err), JZ_EINVAL);
     assert_int_equal(jz_sched_job_ended(s, 99, 0, true, &err), JZ_ENOENT);
-    assert_int_equal(jz_sched_node_add(s, "n0", g4dn, NULL, &err), JZ_EEXIST);
+    struct jz_sched_node_spec dup = {.name = "n0", .topo = g4dn};
+    assert_int_equal(jz_sched_node_add(s, &dup, NULL, &err), JZ_EEXIST);
     struct jz_sched_config bad;
     jz_sched_config_defaults(&bad);
     bad.half_life_s = 0;
@@ -364,7 +366,8 @@ static void test_cpu_only_node(void **state)
     assert_int_equal(jz_topo_finish(t, &err), 0);
     struct jz_sched *s;
     assert_int_equal(jz_sched_create(NULL, &s, &err), 0);
-    assert_int_equal(jz_sched_node_add(s, "laptop", t, NULL, &err), 0);
+    struct jz_sched_node_spec ns = {.name = "laptop", .topo = t};
+    assert_int_equal(jz_sched_node_add(s, &ns, NULL, &err), 0);
     struct jz_sched_job j = {.id = 1, .tenant = "me", .cpus = 3, .time_limit_s = 60};
     assert_int_equal(jz_sched_submit(s, &j, 0, &err), 0);
     j.id = 2;
@@ -376,7 +379,7 @@ static void test_cpu_only_node(void **state)
     struct jz_sched_decisions d;
     jz_sched_decisions_init(&d);
     assert_int_equal(decide(s, 0, JZ_SCHED_FULL, &d), 1);
-    assert_int_equal(find(&d, 1)->place.cpu_count, 3);
+    assert_int_equal(find(&d, 1)->parts[0].place.cpu_count, 3);
     assert_int_equal(info(s, 2).reason, JZ_SCHED_REASON_RESOURCES);
     assert_int_equal(info(s, 3).reason, JZ_SCHED_REASON_NEVER);
     assert_int_equal(jz_sched_job_ended(s, 1, 5, true, &err), 0);
@@ -442,19 +445,22 @@ static void test_adopt_and_tenants(void **state)
     struct jz_sched_job run = {
         .id = 5, .tenant = "a", .gpus = 6, .cpus_per_gpu = 1, .time_limit_s = 100};
     size_t gpus[] = {0, 1, 2, 3, 4, 5}, cores[] = {0, 1, 2, 3, 4, 5};
-    assert_int_equal(jz_sched_adopt_running(s, &run, 0, gpus, 6, cores, 6, 0, &err), 0);
+    struct jz_sched_part_spec part = {
+        .node = 0, .gpus = gpus, .gpu_count = 6, .cores = cores, .core_count = 6};
+    assert_int_equal(jz_sched_adopt_running(s, &run, &part, 1, 0, &err), 0);
     run.id = 6;
     run.gpus = 1;
     size_t taken[] = {5};
-    assert_int_equal(jz_sched_adopt_running(s, &run, 0, taken, 1, NULL, 0, 0, &err), JZ_EBUSY);
+    struct jz_sched_part_spec busy = {.node = 0, .gpus = taken, .gpu_count = 1};
+    assert_int_equal(jz_sched_adopt_running(s, &run, &busy, 1, 0, &err), JZ_EBUSY);
     assert_int_equal(info(s, 5).state, JZ_SCHED_JOB_RUNNING);
     submit(s, 7, "a", 2, 10, 1);
     assert_int_equal(decide(s, 1, 0, &d), 1);
     const struct jz_sched_decision *x = find(&d, 7);
-    assert_int_equal(x->place.gpus[0], 6);
-    assert_int_equal(x->place.gpus[1], 7);
-    for (size_t i = 0; i < x->place.core_count; i++)
-        assert_true(x->place.cores[i] >= 6);
+    assert_int_equal(x->parts[0].place.gpus[0], 6);
+    assert_int_equal(x->parts[0].place.gpus[1], 7);
+    for (size_t i = 0; i < x->parts[0].place.core_count; i++)
+        assert_true(x->parts[0].place.cores[i] >= 6);
     /* Weight and quota change at run time; an unknown class is refused. */
     struct jz_sched_tenant t = {.name = "a", .weight = 5, .max_gpus = 8};
     assert_int_equal(jz_sched_tenant_set(s, &t, &err), 0);
