@@ -11,9 +11,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <hwloc.h>
+
 #include "common/json.h"
 #include "common/strutil.h"
 #include "scheduler/topo_hwloc.h"
+
 
 #define WORKER_LINE_MAX (64 * 1024) /* an event line longer than this is dropped */
 
@@ -231,6 +234,54 @@ bool jz_node_declared(const struct jz_node *n)
     return n->declared;
 }
 
+int jz_node_topology_xml(const struct jz_node *n, char **xml, size_t *len, struct jz_error *err)
+{
+    if (n->declared) {
+        const char *path = n->source + 4; /* "xml:PATH" */
+        FILE *f = fopen(path, "rb");
+        if (!f)
+            return jz_error_set(err, JZ_EIO, "cannot read %s: %s", path, strerror(errno));
+        char *buf = NULL;
+        size_t cap = 0, used = 0, got;
+        do {
+            if (used + 65536 + 1 > cap) {
+                char *grown = realloc(buf, cap = (cap ? cap * 2 : 262144));
+                if (!grown || cap > JZ_TOPO_XML_MAX_BYTES + 65536) {
+                    free(grown ? grown : buf);
+                    fclose(f);
+                    return jz_error_set(err, JZ_ELIMIT, "%s is too large", path);
+                }
+                buf = grown;
+            }
+            got = fread(buf + used, 1, 65536, f);
+            used += got;
+        } while (got > 0);
+        fclose(f);
+        buf[used] = '\0';
+        *xml = buf;
+        *len = used;
+        return 0;
+    }
+    hwloc_topology_t h;
+    if (hwloc_topology_init(&h) != 0)
+        return jz_error_set(err, JZ_ENOMEM, "hwloc: cannot initialise");
+    hwloc_topology_set_io_types_filter(h, HWLOC_TYPE_FILTER_KEEP_ALL); /* as the adapter loads */
+    char *buf = NULL;
+    int blen = 0;
+    int rc = 0;
+    if (hwloc_topology_load(h) != 0 || hwloc_topology_export_xmlbuffer(h, &buf, &blen, 0) != 0) {
+        rc = jz_error_set(err, JZ_EIO, "hwloc: cannot export this machine's topology");
+    } else {
+        *xml = strdup(buf);
+        *len = blen > 0 ? (size_t)blen - 1 : 0;
+        if (!*xml)
+            rc = jz_error_set(err, JZ_ENOMEM, "out of memory");
+        hwloc_free_xmlbuffer(h, buf);
+    }
+    hwloc_topology_destroy(h);
+    return rc;
+}
+
 const struct jz_topo *jz_node_topo(const struct jz_node *n)
 {
     return n->topo;
@@ -248,7 +299,7 @@ const char *jz_node_gpu_backend(const struct jz_node *n, size_t gpu, const char 
     return fallback;
 }
 
-int jz_node_launch(struct jz_node *n, const char *spec_path, const struct jz_node_worker_cbs *cbs,
+int jz_node_launch(struct jz_node *n, int spec_fd, const struct jz_node_worker_cbs *cbs,
                    void *arg, pid_t *pid_out, struct jz_error *err)
 {
     int fds[2];
@@ -288,9 +339,12 @@ int jz_node_launch(struct jz_node *n, const char *spec_path, const struct jz_nod
             dup2(devnull, 0);
             close(devnull);
         }
-        if (dup2(fds[1], 3) < 0)
+        /* Out of the way first: either descriptor may be 3 or 4 already. */
+        int ev_fd = fcntl(fds[1], F_DUPFD_CLOEXEC, 10);
+        int sp_fd = fcntl(spec_fd, F_DUPFD_CLOEXEC, 10);
+        if (ev_fd < 0 || sp_fd < 0 || dup2(ev_fd, 3) < 0 || dup2(sp_fd, 4) < 0)
             _exit(127);
-        char *argv[] = {n->worker_path, "--spec", (char *)spec_path, "--events-fd", "3", NULL};
+        char *argv[] = {n->worker_path, "--spec", "/dev/fd/4", "--events-fd", "3", NULL};
         execv(n->worker_path, argv);
         _exit(127);
     }

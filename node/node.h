@@ -1,7 +1,6 @@
-/* The node agent library: this node's topology, and the jazari-worker processes that run jobs on
- * it. jazarid runs it in-process as the local node; jazari-node will wrap the same library.
- * Decisions about what runs where are not made here: the caller (the scheduler side) passes
- * a finished job spec to launch. */
+/* A node's hardware and processes: its topology, and the jazari-worker processes that run job
+ * parts on it. The agent (agent.h) is its only user: it builds the specs and decides nothing
+ * about what runs where. */
 #ifndef JZ_NODE_NODE_H
 #define JZ_NODE_NODE_H
 
@@ -41,15 +40,19 @@ const char *jz_node_name(const struct jz_node *n);
 const char *jz_node_source(const struct jz_node *n);
 /* True when the GPUs were declared from an XML file (they are not this machine's devices). */
 bool jz_node_declared(const struct jz_node *n);
+/* The topology as an hwloc XML document (the declared file, or this machine exported), for
+ * jazarid. *xml is NUL-terminated and the caller frees it. */
+int jz_node_topology_xml(const struct jz_node *n, char **xml, size_t *len, struct jz_error *err);
 /* The topology, owned by the node. */
 const struct jz_topo *jz_node_topo(const struct jz_node *n);
 /* The backend a job runs on for GPU i: "cuda" when the device is this machine's CUDA GPU,
  * "opencl" for a live OpenCL device, else fallback. */
 const char *jz_node_gpu_backend(const struct jz_node *n, size_t gpu, const char *fallback);
 
-/* Starts `jazari-worker --spec SPEC --events-fd 3`. The worker dies with this process
- * (PR_SET_PDEATHSIG). cbs/arg are kept until on_exit has been called. */
-int jz_node_launch(struct jz_node *n, const char *spec_path, const struct jz_node_worker_cbs *cbs,
+/* Starts `jazari-worker --spec /dev/fd/4 --events-fd 3` with spec_fd (a file or memfd holding
+ * the spec, borrowed) as its fd 4. The worker dies with this process (PR_SET_PDEATHSIG).
+ * cbs/arg are kept until on_exit has been called. */
+int jz_node_launch(struct jz_node *n, int spec_fd, const struct jz_node_worker_cbs *cbs,
                    void *arg, pid_t *pid_out, struct jz_error *err);
 /* Sends sig to a worker (the supervisor process, which forwards TERM/USR1 to the job). */
 int jz_node_signal(struct jz_node *n, pid_t pid, int sig);

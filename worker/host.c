@@ -281,6 +281,9 @@ static int h_checkpoint_begin(jz_ctx_t *ctx, char *buf, size_t len)
 {
     if (!ctx->spec->checkpoint_dir)
         return JZ_ENOTSUP;
+    /* Made on the first checkpoint, not for every job (a directory costs an inode). */
+    if (jz_mkdir_p(ctx->spec->checkpoint_dir, 0750) != 0)
+        return JZ_EIO;
     if (!buf || !jz_strlcpy(buf, ctx->ckpt_tmp, len))
         return JZ_ERANGE;
     return 0;

@@ -179,6 +179,14 @@ static int set_env(const struct jz_worker_spec *spec, struct jz_error *err)
         return jz_error_set(err, JZ_ENOMEM, "cannot set the job environment");
     if (spec->checkpoint_dir && setenv("JAZARI_CHECKPOINT_DIR", spec->checkpoint_dir, 1))
         return jz_error_set(err, JZ_ENOMEM, "cannot set the job environment");
+    /* What the node adds: the node's name, the part's rank in a gang, PyTorch's rendezvous. */
+    const char *key;
+    json_t *v;
+    json_object_foreach(spec->env, key, v) {
+        if (json_is_string(v) && strncmp(key, "LD_", 3) != 0 &&
+            setenv(key, json_string_value(v), 1))
+            return jz_error_set(err, JZ_ENOMEM, "cannot set the job environment");
+    }
     /* Thread pools (OpenMP, OpenBLAS) size themselves to the machine unless told otherwise;
      * on a shared node that oversubscribes the job's cores, and spinning idle OpenMP threads
      * starve the others. Size them to the job's CPUs (no more than this machine has: a
@@ -268,11 +276,6 @@ static int run_job(const char *spec_path, const char *events_arg)
         goto fail_early;
     if (jz_mkdir_p(spec.output_dir, 0750) != 0) {
         rc = jz_error_set(&err, JZ_EIO, "cannot create output_dir %s: %s", spec.output_dir,
-                          strerror(errno));
-        goto fail_early;
-    }
-    if (spec.checkpoint_dir && jz_mkdir_p(spec.checkpoint_dir, 0750) != 0) {
-        rc = jz_error_set(&err, JZ_EIO, "cannot create checkpoint_dir %s: %s", spec.checkpoint_dir,
                           strerror(errno));
         goto fail_early;
     }

@@ -173,6 +173,11 @@ int jz_worker_spec_load(const char *path, struct jz_worker_spec *spec, struct jz
         (rc = get_int(s.root, "kill_grace_s", 10, 0, 3600, &s.kill_grace_s, err)) ||
         (rc = parse_devices(json_object_get(s.root, "devices"), &s.devices, &s.n_devices, err)))
         goto fail;
+    s.env = json_object_get(s.root, "env");
+    if (s.env && !json_is_object(s.env)) {
+        rc = jz_error_set(err, JZ_EINVAL, "spec: 'env' is not an object");
+        goto fail;
+    }
     *spec = s;
     return 0;
 fail:

@@ -34,6 +34,7 @@ struct jz_worker_spec {
     const char *submit_dir;     /* "" when not given */
     int64_t time_limit_s;       /* <= 0: none */
     int64_t kill_grace_s;
+    json_t *env;                /* object of strings for the job's environment, or NULL */
 };
 
 /* Loads and checks SPEC.json into *spec (fields written only on success). Free with

@@ -1,0 +1,842 @@
+/* The node agent (see agent.h): job parts, their folders and specs, how they ended, and what a
+ * remote node sends back to jazarid. */
+#include "node/agent.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/json.h"
+#include "common/log.h"
+#include "common/strutil.h"
+#include "node/node.h"
+
+#define LOG_SHIP_MS 200       /* a remote node sends new log lines this often */
+#define BACKSTOP_EXTRA_S 30   /* after limit + grace, the agent kills a worker that hangs */
+#define MAX_ENV 64            /* variables jazarid may set for one part */
+#define MAX_OUTPUTS 1000      /* files of out/ sent back at the end */
+
+/* One part of a job on this node: running, or ended and not yet acknowledged by jazarid. */
+struct part {
+    struct part *next;
+    struct jz_agent *agent;
+    int64_t job;
+    int part;
+    int64_t run; /* jazarid's run number of the job (its requeue count): one per launch */
+    char dir[1100];
+    pid_t pid;
+    pid_t pgid;
+    bool running;
+    bool cancel, preempt, limit_kill;
+    int64_t time_limit_s;
+    char backend[16];       /* of its first device */
+    json_t *exit_ev;        /* the worker's last "exit" event */
+    char error[1024];       /* the last "error" event's message */
+    off_t log_sent;         /* bytes of the log sent to jazarid */
+    json_t *outcome;        /* set when ended: {"state", "reason", "exit_code", "signal"} */
+    bool reported;          /* the outcome was sent on the current connection */
+    bool ckpt_pending;      /* a checkpoint was written while disconnected */
+    struct event *backstop;
+};
+
+struct jz_agent {
+    struct event_base *base;
+    struct jz_agent_config cfg;
+    char name[64], site[64], state_dir[1024], plugin_dirs[4096], fallback[16], address[256];
+    json_t *labels;
+    struct jz_node *node;
+    char *xml;
+    size_t xml_len;
+    jz_agent_send_fn send;
+    void *send_arg;
+    bool connected;
+    struct part *parts;
+    struct event *log_timer;
+    struct event *records_ev; /* rewrites running.list at the end of this loop iteration */
+};
+
+/* --- small helpers ----------------------------------------------------------------------- */
+
+static void send_msg(struct jz_agent *a, json_t *hdr, const void *data, size_t len)
+{
+    if (a->connected)
+        a->send(a->send_arg, hdr, data, len);
+    json_decref(hdr);
+}
+
+static struct part *find_part(struct jz_agent *a, int64_t job, int part, int64_t run)
+{
+    for (struct part *p = a->parts; p; p = p->next)
+        if (p->job == job && p->part == part && p->run == run)
+            return p;
+    return NULL;
+}
+
+/* The parts running here, in one small file (STATE/running.list: "job part run pid pgid" per
+ * line), so that an agent that restarts can stop what is left. Rewritten in place once per loop
+ * iteration that changed it: one file, not one per part (ext4 is slow to hand out inodes at
+ * hundreds of jobs a second); a list cut short by a crash only misses pids that died with the
+ * agent anyway. */
+static void on_records_flush(evutil_socket_t fd, short what, void *arg)
+{
+    struct jz_agent *a = arg;
+    char path[1100];
+    snprintf(path, sizeof path, "%s/running.list", a->state_dir);
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        jz_log_warn("agent", "cannot write %s: %s", path, strerror(errno));
+        return;
+    }
+    for (struct part *p = a->parts; p; p = p->next)
+        if (p->running && p->pid > 0)
+            fprintf(f, "%lld %d %lld %d %d\n", (long long)p->job, p->part, (long long)p->run,
+                    (int)p->pid, (int)p->pgid);
+    if (fclose(f) != 0)
+        jz_log_warn("agent", "cannot write %s: %s", path, strerror(errno));
+}
+
+static void write_running_record(struct part *p)
+{
+    if (p->agent->records_ev)
+        event_active(p->agent->records_ev, EV_TIMEOUT, 0);
+}
+
+static void part_free(struct part *p)
+{
+    if (!p)
+        return;
+    json_decref(p->exit_ev);
+    json_decref(p->outcome);
+    if (p->backstop)
+        event_free(p->backstop);
+    free(p);
+}
+
+static void part_unlink(struct jz_agent *a, struct part *p)
+{
+    for (struct part **pp = &a->parts; *pp; pp = &(*pp)->next)
+        if (*pp == p) {
+            *pp = p->next;
+            return;
+        }
+}
+
+static json_t *part_hdr(const char *type, const struct part *p)
+{
+    return json_pack("{s:s, s:I, s:i, s:I}", "t", type, "job", (json_int_t)p->job, "part", p->part,
+                     "run", (json_int_t)p->run);
+}
+
+/* --- what a remote node sends back --------------------------------------------------------- */
+
+/* Sends the log bytes written since the last call: whole lines only unless final, so that the
+ * lines of a gang's parts never interleave mid-line in the job's log. */
+static void ship_log(struct part *p, bool final)
+{
+    struct jz_agent *a = p->agent;
+    if (!a->cfg.ship_files || !a->connected)
+        return;
+    char path[1200];
+    snprintf(path, sizeof path, "%s/log", p->dir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    static unsigned char buf[JZ_PROTO_CHUNK];
+    for (;;) {
+        ssize_t n = pread(fd, buf, sizeof buf, p->log_sent);
+        if (n <= 0)
+            break;
+        size_t len = (size_t)n;
+        if (!final) {
+            while (len > 0 && buf[len - 1] != '\n')
+                len--;
+            if (len == 0) {
+                /* One line longer than a chunk: send it cut rather than never. */
+                if ((size_t)n < sizeof buf)
+                    break;
+                len = (size_t)n;
+            }
+        }
+        send_msg(a, part_hdr("log", p), buf, len);
+        p->log_sent += (off_t)len;
+        if ((size_t)n < sizeof buf && len == (size_t)n)
+            break;
+    }
+    close(fd);
+}
+
+/* Sends one file of the part's folder (name relative to it) in chunks. */
+static void ship_file(struct part *p, const char *name)
+{
+    struct jz_agent *a = p->agent;
+    char path[1400];
+    snprintf(path, sizeof path, "%s/%s", p->dir, name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return;
+    static unsigned char buf[JZ_PROTO_CHUNK];
+    off_t off = 0;
+    for (;;) {
+        ssize_t n = pread(fd, buf, sizeof buf, off);
+        if (n < 0)
+            break;
+        json_t *h = part_hdr("file", p);
+        json_object_set_new(h, "name", json_string(name));
+        json_object_set_new(h, "off", json_integer((json_int_t)off));
+        json_object_set_new(h, "last", json_boolean((size_t)n < sizeof buf));
+        send_msg(a, h, buf, (size_t)n);
+        off += n;
+        if ((size_t)n < sizeof buf)
+            break;
+    }
+    close(fd);
+}
+
+static void ship_outputs(struct part *p)
+{
+    char out[1200];
+    snprintf(out, sizeof out, "%s/out", p->dir);
+    DIR *d = opendir(out);
+    if (!d)
+        return;
+    struct dirent *e;
+    size_t n = 0;
+    while ((e = readdir(d)) && n < MAX_OUTPUTS) {
+        char path[1500], name[300];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", out, e->d_name);
+        if (!jz_name_is_safe(e->d_name, 255) || lstat(path, &st) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        snprintf(name, sizeof name, "out/%s", e->d_name);
+        ship_file(p, name);
+        n++;
+    }
+    closedir(d);
+}
+
+/* Reports an ended part: its last log lines and outputs first, then the outcome. */
+static void report_outcome(struct part *p)
+{
+    struct jz_agent *a = p->agent;
+    if (!a->connected || p->reported)
+        return;
+    if (a->cfg.ship_files) {
+        ship_log(p, true);
+        if (p->part == 0) /* rank 0 speaks for a gang's outputs */
+            ship_outputs(p);
+    }
+    json_t *h = part_hdr("exit", p);
+    json_object_set(h, "outcome", p->outcome);
+    send_msg(a, h, NULL, 0);
+    p->reported = true;
+}
+
+static void on_log_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct jz_agent *a = arg;
+    for (struct part *p = a->parts; p; p = p->next)
+        if (p->running)
+            ship_log(p, false);
+}
+
+/* --- how a part ended: classified once, here ----------------------------------------------- */
+
+static const char *signal_name(int sig)
+{
+    const char *abbrev = sigabbrev_np(sig);
+    return abbrev ? abbrev : "?";
+}
+
+static json_t *classify(const struct part *p, int wait_status)
+{
+    json_t *ex = p->exit_ev;
+    const char *status = jz_json_str(ex, "status", NULL);
+    json_t *code = json_object_get(ex, "exit_code");
+    json_t *sig = json_object_get(ex, "signal");
+    const char *msg = p->error[0] ? p->error : jz_json_str(ex, "message", "");
+    char reason[1300] = "";
+    const char *state;
+    bool succeeded = status && strcmp(status, "succeeded") == 0;
+    if (p->preempt && !p->cancel && !succeeded) {
+        state = "PREEMPTED";
+    } else if (succeeded) {
+        state = "SUCCEEDED";
+    } else if (p->cancel || (status && strcmp(status, "cancelled") == 0)) {
+        /* Includes a worker that got the cancel before it could handle signals. */
+        state = "CANCELLED";
+    } else if (!status) {
+        state = "FAILED";
+        if (p->limit_kill)
+            snprintf(reason, sizeof reason, "the worker did not stop after its time limit");
+        else if (WIFSIGNALED(wait_status))
+            snprintf(reason, sizeof reason, "the worker was killed by signal %s (%d)",
+                     signal_name(WTERMSIG(wait_status)), WTERMSIG(wait_status));
+        else
+            snprintf(reason, sizeof reason, "the worker exited (status %d) without a result",
+                     WIFEXITED(wait_status) ? WEXITSTATUS(wait_status) : -1);
+    } else if (strcmp(status, "timeout") == 0) {
+        state = "TIMEOUT";
+        snprintf(reason, sizeof reason, "time limit of %llds reached",
+                 (long long)p->time_limit_s);
+    } else if (json_is_integer(sig)) {
+        state = "FAILED";
+        snprintf(reason, sizeof reason, "killed by signal %s (%d)%s%s",
+                 signal_name((int)json_integer_value(sig)), (int)json_integer_value(sig),
+                 *msg ? ": " : "", msg);
+    } else {
+        state = "FAILED";
+        snprintf(reason, sizeof reason, "exit code %lld%s%s",
+                 json_is_integer(code) ? (long long)json_integer_value(code) : -1LL,
+                 *msg ? ": " : "", msg);
+    }
+    return json_pack("{s:s, s:s?, s:O?, s:O?}", "state", state, "reason",
+                     reason[0] ? reason : NULL, "exit_code", json_is_integer(code) ? code : NULL,
+                     "signal", json_is_integer(sig) ? sig : NULL);
+}
+
+static void part_ended(struct part *p, json_t *outcome)
+{
+    p->running = false;
+    p->pid = 0;
+    if (p->backstop) {
+        event_free(p->backstop);
+        p->backstop = NULL;
+    }
+    json_decref(p->outcome);
+    p->outcome = outcome;
+    p->reported = false;
+    write_running_record(p);
+    jz_log_info("agent", "job %lld part %d: %s%s%s", (long long)p->job, p->part,
+                jz_json_str(outcome, "state", "?"), jz_json_str(outcome, "reason", NULL) ? ": " : "",
+                jz_json_str(outcome, "reason", ""));
+    report_outcome(p);
+}
+
+/* --- worker callbacks ---------------------------------------------------------------------- */
+
+static void on_worker_event(void *arg, json_t *ev)
+{
+    struct part *p = arg;
+    const char *type = jz_json_str(ev, "type", "");
+    if (strcmp(type, "exit") == 0) {
+        json_decref(p->exit_ev);
+        p->exit_ev = json_incref(ev);
+        return;
+    }
+    if (strcmp(type, "error") == 0)
+        jz_strlcpy(p->error, jz_json_str(ev, "message", ""), sizeof p->error);
+    if (strcmp(type, "started") == 0) {
+        json_int_t pgid = jz_json_int(ev, "pid", 0);
+        if (pgid > 1) {
+            p->pgid = (pid_t)pgid;
+            write_running_record(p);
+        }
+        return; /* the process group is this node's business */
+    }
+    /* A checkpoint must be with jazarid before the job can resume on another node; one that
+     * happens while disconnected is sent on the next connection. */
+    if (strcmp(type, "checkpoint") == 0 && p->agent->cfg.ship_files && p->part == 0) {
+        if (p->agent->connected)
+            ship_file(p, "checkpoint/checkpoint.bin");
+        else
+            p->ckpt_pending = true;
+    }
+    json_t *h = part_hdr("ev", p);
+    json_object_set(h, "ev", ev);
+    send_msg(p->agent, h, NULL, 0);
+}
+
+static void on_worker_exit(void *arg, int wait_status)
+{
+    struct part *p = arg;
+    part_ended(p, classify(p, wait_status));
+}
+
+static const struct jz_node_worker_cbs worker_cbs = {.on_event = on_worker_event,
+                                                     .on_exit = on_worker_exit};
+
+static void on_backstop(evutil_socket_t fd, short what, void *arg)
+{
+    struct part *p = arg;
+    jz_log_warn("agent", "job %lld part %d: worker %d did not stop after its time limit; "
+                         "killing it", (long long)p->job, p->part, (int)p->pid);
+    p->limit_kill = true;
+    jz_node_kill_group(p->agent->node, p->pid);
+}
+
+/* --- launching ------------------------------------------------------------------------------ */
+
+static int find_plugin(const struct jz_agent *a, const char *file, char *out, size_t len)
+{
+    if (!jz_name_is_safe(file, 255))
+        return -1;
+    const char *dirs = a->plugin_dirs;
+    while (*dirs) {
+        const char *end = strchr(dirs, ':');
+        size_t dl = end ? (size_t)(end - dirs) : strlen(dirs);
+        snprintf(out, len, "%.*s/%s", (int)dl, dirs, file);
+        if (access(out, R_OK) == 0)
+            return 0;
+        dirs += dl + (end ? 1 : 0);
+    }
+    return -1;
+}
+
+static bool env_name_ok(const char *k)
+{
+    if (!*k || strlen(k) > 64 || (*k >= '0' && *k <= '9'))
+        return false;
+    for (const char *c = k; *c; c++)
+        if (!((*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '_'))
+            return false;
+    return true;
+}
+
+/* The worker's spec from a launch message: the node side decides backends and paths. */
+static json_t *build_spec(struct jz_agent *a, struct part *p, const json_t *m, char *plugin_path,
+                          struct jz_error *err)
+{
+    const struct jz_topo *topo = jz_node_topo(a->node);
+    json_t *devices = json_array();
+    json_t *gpus = json_object_get(m, "gpus");
+    size_t i;
+    json_t *g;
+    json_array_foreach(gpus, i, g) {
+        json_int_t idx = json_integer_value(g);
+        const struct jz_topo_gpu *tg =
+            json_is_integer(g) && idx >= 0 ? jz_topo_gpu_at(topo, (size_t)idx) : NULL;
+        if (!tg) {
+            json_decref(devices);
+            jz_error_set(err, JZ_EINVAL, "GPU %lld is not on node %s", (long long)idx, a->name);
+            return NULL;
+        }
+        /* The ordinal is the device within its backend: CUDA renumbers the visible GPUs from
+         * 0; the cpu and OpenCL fallbacks have one device that every declared GPU maps to. */
+        const char *backend = jz_node_gpu_backend(a->node, (size_t)idx, a->fallback);
+        json_array_append_new(
+            devices, json_pack("{s:s, s:i, s:i, s:s, s:s, s:I, s:i}", "backend", backend,
+                               "ordinal", strcmp(backend, "cuda") == 0 ? (int)i : 0,
+                               "node_index", (int)tg->index, "pci_bus_id", tg->pci_bus_id,
+                               "model", tg->model, "memory_bytes", (json_int_t)tg->memory_bytes,
+                               "numa_node", tg->numa_os));
+    }
+    json_t *params = json_deep_copy(json_object_get(m, "params"));
+    if (!json_is_object(params)) {
+        json_decref(params);
+        params = json_object();
+    }
+    /* Inputs jazarid staged into this part's folder (other jobs' artifacts). */
+    const char *k;
+    json_t *v;
+    json_object_foreach(json_object_get(m, "inputs"), k, v) {
+        const char *rel = json_string_value(v);
+        if (rel && strncmp(rel, "in/", 3) == 0 && jz_name_is_safe(rel + 3, 255)) {
+            char path[1400];
+            snprintf(path, sizeof path, "%s/%s", p->dir, rel);
+            json_object_set_new(params, k, json_string(path));
+        }
+    }
+    json_t *env = json_object();
+    json_object_foreach(json_object_get(m, "env"), k, v) {
+        if (json_object_size(env) < MAX_ENV && env_name_ok(k) && json_is_string(v) &&
+            strlen(json_string_value(v)) < 4096)
+            json_object_set(env, k, v);
+    }
+    json_object_set_new(env, "JAZARI_NODE_NAME", json_string(a->name));
+    char out_dir[1200], log_path[1200], ckpt[1200], id[32];
+    snprintf(out_dir, sizeof out_dir, "%s/out", p->dir);
+    snprintf(log_path, sizeof log_path, "%s/log", p->dir);
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoint", p->dir);
+    snprintf(id, sizeof id, "%lld", (long long)p->job);
+    return json_pack("{s:s, s:s, s:o, s:o, s:s, s:s, s:b, s:s, s:s, s:s, s:s, s:I, s:I, s:o}",
+                     "job_id", id, "plugin_path", plugin_path, "params", params, "devices",
+                     devices, "cpus", jz_json_str(m, "cpus", ""), "numa_nodes",
+                     jz_json_str(m, "numa_nodes", ""), "bind", !jz_node_declared(a->node),
+                     "output_dir", out_dir, "log_path", log_path, "checkpoint_dir", ckpt,
+                     "submit_dir", jz_json_str(m, "submit_dir", ""), "time_limit_s",
+                     (json_int_t)p->time_limit_s, "kill_grace_s",
+                     (json_int_t)jz_json_int(m, "kill_grace_s", 10), "env", env);
+}
+
+static void fail_launch(struct part *p, const char *why)
+{
+    char reason[400];
+    snprintf(reason, sizeof reason, "could not start on node %s: %s", p->agent->name, why);
+    part_ended(p, json_pack("{s:s, s:s}", "state", "FAILED", "reason", reason));
+}
+
+static struct part *part_new(struct jz_agent *a, int64_t job, int part, int64_t run)
+{
+    struct part *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->agent = a;
+    p->job = job;
+    p->part = part;
+    p->run = run;
+    snprintf(p->dir, sizeof p->dir, "%s/jobs/%lld", a->state_dir, (long long)job);
+    p->next = a->parts;
+    a->parts = p;
+    return p;
+}
+
+static void handle_launch(struct jz_agent *a, const json_t *m)
+{
+    int64_t job = jz_json_int(m, "job", 0);
+    int partno = (int)jz_json_int(m, "part", 0);
+    int64_t run = jz_json_int(m, "run", 0);
+    if (job <= 0 || partno < 0)
+        return;
+    struct part *p = find_part(a, job, partno, run);
+    if (p) {
+        jz_log_warn("agent", "job %lld part %d run %lld was already launched here",
+                    (long long)job, partno, (long long)run);
+        return;
+    }
+    /* An older run of the same part still here: jazarid has given up on it. */
+    for (struct part *q = a->parts; q; q = q->next)
+        if (q->job == job && q->part == partno && q->running) {
+            q->cancel = true;
+            jz_node_kill_group(a->node, q->pid);
+        }
+    p = part_new(a, job, partno, run);
+    if (!p)
+        return;
+    p->running = true;
+    p->time_limit_s = jz_json_int(m, "time_limit_s", 3600);
+    struct jz_error err = {0};
+    char sub[1300], plugin_path[4400];
+    json_t *spec = NULL;
+    int spec_fd = -1;
+    /* Only the part's folder: the worker makes out/, and checkpoint/ at the first checkpoint
+     * (every directory costs an inode, and ext4 is slow to hand out many). */
+    if (jz_mkdir_p(p->dir, 0750) != 0) {
+        jz_error_set(&err, JZ_EIO, "cannot create %s: %s", p->dir, strerror(errno));
+        goto fail;
+    }
+    /* A log left by an earlier run of this job on this node was sent then. */
+    struct stat st;
+    snprintf(sub, sizeof sub, "%s/log", p->dir);
+    p->log_sent = stat(sub, &st) == 0 ? st.st_size : 0;
+    if (find_plugin(a, jz_json_str(m, "plugin_file", ""), plugin_path, sizeof plugin_path)) {
+        jz_error_set(&err, JZ_ENOENT, "plugin file '%s' is not installed here",
+                     jz_json_str(m, "plugin_file", ""));
+        goto fail;
+    }
+    spec = build_spec(a, p, m, plugin_path, &err);
+    if (!spec)
+        goto fail;
+    jz_strlcpy(p->backend,
+               jz_json_str(json_array_get(json_object_get(spec, "devices"), 0), "backend", "cpu"),
+               sizeof p->backend);
+    /* The spec goes to the worker in memory: nothing to write to disk or clean up. */
+    spec_fd = memfd_create("jazari-spec", MFD_CLOEXEC);
+    if (spec_fd < 0 || json_dumpfd(spec, spec_fd, JSON_COMPACT) != 0 ||
+        lseek(spec_fd, 0, SEEK_SET) != 0) {
+        jz_error_set(&err, JZ_EIO, "cannot hand the spec over: %s", strerror(errno));
+        goto fail;
+    }
+    json_decref(spec);
+    spec = NULL;
+    int lrc = jz_node_launch(a->node, spec_fd, &worker_cbs, p, &p->pid, &err);
+    close(spec_fd);
+    spec_fd = -1;
+    if (lrc)
+        goto fail;
+    write_running_record(p);
+    p->backstop = evtimer_new(a->base, on_backstop, p);
+    struct timeval tv = {.tv_sec = p->time_limit_s + jz_json_int(m, "kill_grace_s", 10) +
+                                   BACKSTOP_EXTRA_S};
+    evtimer_add(p->backstop, &tv);
+    json_t *h = part_hdr("started", p);
+    json_object_set_new(h, "backend", json_string(p->backend));
+    send_msg(a, h, NULL, 0);
+    return;
+fail:
+    json_decref(spec);
+    if (spec_fd >= 0)
+        close(spec_fd);
+    jz_log_error("agent", "job %lld part %d: %s", (long long)job, partno, err.msg);
+    fail_launch(p, err.msg);
+}
+
+/* "stop": how is "term" (cancel, a failed gang part, the end of a preemption's grace),
+ * "checkpoint" (preemption starts) or "kill" (the part must not run here any more). */
+static void handle_stop(struct jz_agent *a, const json_t *m)
+{
+    struct part *p = find_part(a, jz_json_int(m, "job", 0), (int)jz_json_int(m, "part", 0),
+                               jz_json_int(m, "run", 0));
+    if (!p || !p->running)
+        return;
+    const char *how = jz_json_str(m, "how", "term");
+    const char *why = jz_json_str(m, "why", "cancel");
+    if (strcmp(why, "cancel") == 0 || strcmp(why, "gang") == 0 || strcmp(why, "kill") == 0)
+        p->cancel = true;
+    if (strcmp(why, "preempt") == 0)
+        p->preempt = true;
+    if (strcmp(how, "checkpoint") == 0)
+        jz_node_signal(a->node, p->pid, SIGUSR1);
+    else if (strcmp(how, "kill") == 0)
+        jz_node_kill_group(a->node, p->pid);
+    else
+        jz_node_signal(a->node, p->pid, SIGTERM);
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+static void handle_forget(struct jz_agent *a, const json_t *m)
+{
+    struct part *p = find_part(a, jz_json_int(m, "job", 0), (int)jz_json_int(m, "part", 0),
+                               jz_json_int(m, "run", 0));
+    if (p && !p->running) {
+        /* A remote node's folder was sent to jazarid, which keeps the job's files: free the
+         * disk, unless a newer run of the job uses the folder now. */
+        bool in_use = false;
+        for (struct part *q = a->parts; q; q = q->next)
+            in_use |= q != p && q->job == p->job;
+        if (a->cfg.ship_files && !in_use &&
+            nftw(p->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+            jz_log_warn("agent", "job %lld: cannot remove %s: %s", (long long)p->job, p->dir,
+                        strerror(errno));
+        part_unlink(a, p);
+        part_free(p);
+    }
+}
+
+/* A file jazarid stages into a part's folder before its launch (a checkpoint to resume from,
+ * another job's artifact): "name" is "checkpoint/checkpoint.bin" or "in/NAME". */
+static void handle_file(struct jz_agent *a, const struct jz_msg *m)
+{
+    int64_t job = jz_json_int(m->hdr, "job", 0);
+    const char *name = jz_json_str(m->hdr, "name", "");
+    int64_t off = jz_json_int(m->hdr, "off", -1);
+    bool ok_name = strcmp(name, "checkpoint/checkpoint.bin") == 0 ||
+                   (strncmp(name, "in/", 3) == 0 && jz_name_is_safe(name + 3, 255));
+    if (job <= 0 || !ok_name || off < 0) {
+        jz_log_warn("agent", "ignoring a file message for job %lld named '%.80s'",
+                    (long long)job, name);
+        return;
+    }
+    char dir[1300], path[1600], tmp[1700];
+    snprintf(dir, sizeof dir, "%s/jobs/%lld/%s", a->state_dir, (long long)job,
+             name[0] == 'c' ? "checkpoint" : "in");
+    jz_mkdir_p(dir, 0750);
+    snprintf(path, sizeof path, "%s/jobs/%lld/%s", a->state_dir, (long long)job, name);
+    snprintf(tmp, sizeof tmp, "%s.part", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_CLOEXEC | (off == 0 ? O_TRUNC : 0), 0640);
+    if (fd < 0 || (m->len && pwrite(fd, m->data, m->len, off) != (ssize_t)m->len)) {
+        jz_log_error("agent", "job %lld: cannot write %s: %s", (long long)job, tmp,
+                     strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    close(fd);
+    if (jz_json_bool(m->hdr, "last", false) && rename(tmp, path) != 0)
+        jz_log_error("agent", "job %lld: cannot rename %s: %s", (long long)job, tmp,
+                     strerror(errno));
+}
+
+void jz_agent_receive(struct jz_agent *a, const struct jz_msg *m)
+{
+    const char *t = jz_msg_type(m);
+    if (strcmp(t, "launch") == 0)
+        handle_launch(a, m->hdr);
+    else if (strcmp(t, "stop") == 0)
+        handle_stop(a, m->hdr);
+    else if (strcmp(t, "forget") == 0)
+        handle_forget(a, m->hdr);
+    else if (strcmp(t, "file") == 0)
+        handle_file(a, m);
+    else
+        jz_log_debug("agent", "ignoring a '%.40s' message", t);
+}
+
+/* --- connection ----------------------------------------------------------------------------- */
+
+json_t *jz_agent_hello(struct jz_agent *a)
+{
+    json_t *running = json_array(), *ended = json_array();
+    for (struct part *p = a->parts; p; p = p->next)
+        json_array_append_new(p->running ? running : ended,
+                              json_pack("{s:I, s:i, s:I}", "job", (json_int_t)p->job, "part",
+                                        p->part, "run", (json_int_t)p->run));
+    char desc[256];
+    jz_topo_describe(jz_node_topo(a->node), desc, sizeof desc);
+    return json_pack("{s:s, s:i, s:s, s:s, s:O, s:s%, s:s, s:s, s:s?, s:o, s:o}", "t", "hello",
+                     "v", JZ_PROTO_VERSION, "name", a->name, "site", a->site, "labels", a->labels,
+                     "topology", a->xml, a->xml_len, "source", jz_node_source(a->node),
+                     "description", desc, "address", a->address[0] ? a->address : NULL,
+                     "running", running, "ended", ended);
+}
+
+void jz_agent_connected(struct jz_agent *a)
+{
+    a->connected = true;
+    for (struct part *p = a->parts; p; p = p->next) {
+        p->reported = false;
+        if (p->ckpt_pending) {
+            ship_file(p, "checkpoint/checkpoint.bin");
+            p->ckpt_pending = false;
+        }
+        if (!p->running)
+            report_outcome(p);
+    }
+}
+
+void jz_agent_disconnected(struct jz_agent *a)
+{
+    a->connected = false;
+}
+
+/* --- life cycle ----------------------------------------------------------------------------- */
+
+/* True when pid is still a jazari-worker (so that a recycled pid is never killed). */
+static bool is_our_worker(pid_t pid)
+{
+    char path[64], cmd[256] = "";
+    snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    size_t n = fread(cmd, 1, sizeof cmd - 1, f);
+    fclose(f);
+    cmd[n] = '\0';
+    return strstr(cmd, "jazari-worker") != NULL;
+}
+
+/* Parts an earlier run of this agent left: their workers died with it (PR_SET_PDEATHSIG), what
+ * the jobs started lives on in their own process groups. Kill it; report the parts lost. */
+static void recover_leftovers(struct jz_agent *a)
+{
+    char path[1100];
+    snprintf(path, sizeof path, "%s/running.list", a->state_dir);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    long long job, run;
+    int partno, pid, pgid;
+    while (fscanf(f, "%lld %d %lld %d %d", &job, &partno, &run, &pid, &pgid) == 5) {
+        if (job <= 0 || partno < 0)
+            continue;
+        if (pid > 1 && is_our_worker(pid)) {
+            kill(-pid, SIGKILL);
+            kill(pid, SIGKILL);
+        }
+        /* A process-group id is not reused while any member lives, so this reaches only what
+         * is left of this job. */
+        if (pgid > 1)
+            kill(-pgid, SIGKILL);
+        struct part *p = part_new(a, job, partno, run);
+        if (p)
+            p->outcome = json_pack("{s:s, s:s}", "state", "LOST", "reason",
+                                   "node lost: the node agent restarted while it ran");
+    }
+    fclose(f);
+    unlink(path);
+}
+
+int jz_agent_create(struct event_base *base, const struct jz_agent_config *cfg,
+                    jz_agent_send_fn send, void *arg, struct jz_agent **out, struct jz_error *err)
+{
+    struct jz_agent *a = calloc(1, sizeof *a);
+    if (!a)
+        return jz_error_set(err, JZ_ENOMEM, "out of memory");
+    a->base = base;
+    a->cfg = *cfg;
+    a->send = send;
+    a->send_arg = arg;
+    int rc = 0;
+    if (!jz_name_is_safe(cfg->name, 63) ||
+        (cfg->site && *cfg->site && !jz_name_is_safe(cfg->site, 63))) {
+        rc = jz_error_set(err, JZ_EINVAL, "node and site names are 1-63 of [A-Za-z0-9._-]");
+        goto fail;
+    }
+    jz_strlcpy(a->name, cfg->name, sizeof a->name);
+    /* "" lets the join token (or jazarid) say which site. */
+    jz_strlcpy(a->site, cfg->site ? cfg->site : "", sizeof a->site);
+    if (!jz_strlcpy(a->state_dir, cfg->state_dir, sizeof a->state_dir) ||
+        !jz_strlcpy(a->plugin_dirs, cfg->plugin_dirs ? cfg->plugin_dirs : "",
+                    sizeof a->plugin_dirs)) {
+        rc = jz_error_set(err, JZ_ELIMIT, "state or plugin folder path too long");
+        goto fail;
+    }
+    jz_strlcpy(a->fallback, cfg->fallback_backend ? cfg->fallback_backend : "cpu",
+               sizeof a->fallback);
+    jz_strlcpy(a->address, cfg->address ? cfg->address : "", sizeof a->address);
+    a->labels = cfg->labels ? json_deep_copy(cfg->labels) : json_object();
+    a->cfg.name = a->name;
+    struct jz_node_config ncfg = {.name = a->name,
+                                  .topology_path = cfg->topology_path,
+                                  .worker_path = cfg->worker_path};
+    if ((rc = jz_node_create(base, &ncfg, &a->node, err)) ||
+        (rc = jz_node_topology_xml(a->node, &a->xml, &a->xml_len, err)))
+        goto fail;
+    recover_leftovers(a);
+    a->records_ev = event_new(base, -1, 0, on_records_flush, a);
+    if (cfg->ship_files) {
+        a->log_timer = event_new(base, -1, EV_PERSIST, on_log_timer, a);
+        struct timeval tv = {.tv_sec = 0, .tv_usec = LOG_SHIP_MS * 1000};
+        evtimer_add(a->log_timer, &tv);
+    }
+    *out = a;
+    return 0;
+fail:
+    jz_agent_destroy(a);
+    return rc;
+}
+
+void jz_agent_destroy(struct jz_agent *a)
+{
+    if (!a)
+        return;
+    jz_node_destroy(a->node); /* kills every worker and what it started */
+    for (struct part *p = a->parts, *next; p; p = next) {
+        next = p->next;
+        part_free(p);
+    }
+    if (a->records_ev) {
+        event_free(a->records_ev);
+        char path[1100];
+        snprintf(path, sizeof path, "%s/running.list", a->state_dir);
+        unlink(path); /* every worker was killed just now */
+    }
+    if (a->log_timer)
+        event_free(a->log_timer);
+    json_decref(a->labels);
+    free(a->xml);
+    free(a);
+}
+
+const char *jz_agent_name(const struct jz_agent *a)
+{
+    return a->name;
+}
+
+const struct jz_topo *jz_agent_topo(const struct jz_agent *a)
+{
+    return jz_node_topo(a->node);
+}
+
+size_t jz_agent_running(const struct jz_agent *a)
+{
+    size_t n = 0;
+    for (const struct part *p = a->parts; p; p = p->next)
+        n += p->running;
+    return n;
+}

@@ -1,0 +1,487 @@
+/* jazari-node: the agent of one GPU node. It joins jazarid with a join token (then with the
+ * credential jazarid gave it, kept in its state folder), reports its hwloc topology, heartbeats,
+ * and runs the job parts jazarid gives it (agent.h). Its jobs keep running while jazarid is away:
+ * it reconnects, and jazarid reconciles. */
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/dns.h>
+#include <event2/http.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/json.h"
+#include "common/log.h"
+#include "common/strutil.h"
+#include "node/agent.h"
+#include "node/proto.h"
+
+#define RETRY_MIN_MS 200
+#define RETRY_MAX_MS 5000
+
+struct node_main {
+    struct event_base *base;
+    struct evdns_base *dns;
+    char host[256];
+    int http_port;
+    char state_dir[1024];
+    char join_token[128];
+    char credential[128];
+    struct jz_agent *agent;
+    struct bufferevent *bev;
+    bool welcomed;
+    int retry_ms;
+    int heartbeat_s;
+    struct event *retry_ev, *hb_ev, *sigterm_ev, *sigint_ev;
+    struct evhttp_connection *http;
+    int exit_code;
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: jazari-node --server URL [options]\n"
+            "  --server URL           jazarid's API, e.g. http://head:8600\n"
+            "  --join-token TOKEN     from 'jazari admin node token' (needed to join once; the\n"
+            "                         credential jazarid then gives is kept in --state-dir)\n"
+            "  --join-token-file FILE read the join token from FILE\n"
+            "  --name NAME            node name (default: the host name)\n"
+            "  --topology FILE.xml    declare the GPUs from an hwloc XML file (default: discover)\n"
+            "  --site SITE            site (default: the join token's)\n"
+            "  --label KEY=VALUE      a label (repeatable; 'switch' groups nodes for gangs)\n"
+            "  --address ADDR         how other nodes reach this one (default: as jazarid sees it)\n"
+            "  --state-dir DIR        job folders and the credential (default ./jazari-node-state)\n"
+            "  --plugin-dir DIRS      ':'-separated plugin folders (default: the built-in ones)\n"
+            "  --worker PATH          the jazari-worker executable (default: next to jazari-node)\n"
+            "  --fallback-backend B   backend for declared GPUs: cpu or opencl (default cpu)\n"
+            "  --log-level LEVEL      error, warn, info (default) or debug\n"
+            "  --version              print the version\n");
+}
+
+static void schedule_connect(struct node_main *m);
+
+static void agent_send(void *arg, json_t *hdr, const void *data, size_t len)
+{
+    struct node_main *m = arg;
+    if (!m->bev || !m->welcomed)
+        return;
+    struct jz_error err = {0};
+    if (jz_proto_write(bufferevent_get_output(m->bev), hdr, data, len, &err))
+        jz_log_error("node", "%s", err.msg);
+}
+
+static void drop_connection(struct node_main *m)
+{
+    if (m->bev) {
+        bufferevent_free(m->bev);
+        m->bev = NULL;
+    }
+    if (m->welcomed)
+        jz_agent_disconnected(m->agent);
+    m->welcomed = false;
+    event_del(m->hb_ev);
+}
+
+static void save_credential(struct node_main *m, const char *cred)
+{
+    char path[1200], tmp[1300];
+    snprintf(path, sizeof path, "%s/credential", m->state_dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (f) {
+        fchmod(fileno(f), 0600);
+        fprintf(f, "%s\n", cred);
+        if (fclose(f) == 0 && rename(tmp, path) == 0) {
+            jz_strlcpy(m->credential, cred, sizeof m->credential);
+            return;
+        }
+    }
+    jz_log_error("node", "cannot save the credential in %s: %s", path, strerror(errno));
+    jz_strlcpy(m->credential, cred, sizeof m->credential);
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+    struct node_main *m = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    for (;;) {
+        struct jz_msg msg = {0};
+        struct jz_error err = {0};
+        int rc = jz_proto_read(in, JZ_PROTO_MAX_HEADER, &msg, &err);
+        if (rc == 0)
+            return;
+        if (rc < 0) {
+            jz_log_error("node", "jazarid sent a malformed message: %s; reconnecting", err.msg);
+            drop_connection(m);
+            schedule_connect(m);
+            return;
+        }
+        const char *t = jz_msg_type(&msg);
+        if (strcmp(t, "welcome") == 0) {
+            const char *cred = jz_json_str(msg.hdr, "credential", NULL);
+            if (cred)
+                save_credential(m, cred);
+            m->heartbeat_s = (int)jz_json_int(msg.hdr, "heartbeat_s", 2);
+            if (m->heartbeat_s < 1 || m->heartbeat_s > 60)
+                m->heartbeat_s = 2;
+            struct timeval tv = {.tv_sec = m->heartbeat_s};
+            event_add(m->hb_ev, &tv);
+            m->welcomed = true;
+            m->retry_ms = RETRY_MIN_MS;
+            jz_log_info("node", "joined jazarid at %s as %s", m->host, jz_agent_name(m->agent));
+            jz_agent_connected(m->agent);
+        } else if (strcmp(t, "refuse") == 0) {
+            int status = (int)jz_json_int(msg.hdr, "status", 400);
+            jz_log_error("node", "jazarid refused this node: %s",
+                         jz_json_str(msg.hdr, "error", "?"));
+            jz_msg_clear(&msg);
+            drop_connection(m);
+            if (status >= 500) {
+                schedule_connect(m);
+            } else if (status == 401 && m->credential[0] && m->join_token[0]) {
+                /* jazarid may have lost our registration (a crash before it was durable):
+                 * join again with the token. */
+                jz_log_warn("node", "credential refused; joining again with the join token");
+                m->credential[0] = '\0';
+                schedule_connect(m);
+            } else {
+                /* A refusal of who we are does not change by retrying. */
+                m->exit_code = 1;
+                event_base_loopexit(m->base, NULL);
+            }
+            return;
+        } else if (m->welcomed) {
+            jz_agent_receive(m->agent, &msg);
+        }
+        jz_msg_clear(&msg);
+        if (!m->bev)
+            return;
+    }
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct node_main *m = arg;
+    if (what & BEV_EVENT_CONNECTED) {
+        int fd = (int)bufferevent_getfd(bev);
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        json_t *hello = jz_agent_hello(m->agent);
+        if (m->credential[0])
+            json_object_set_new(hello, "credential", json_string(m->credential));
+        else if (m->join_token[0])
+            json_object_set_new(hello, "join_token", json_string(m->join_token));
+        jz_proto_write(bufferevent_get_output(bev), hello, NULL, 0, NULL);
+        json_decref(hello);
+        return;
+    }
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+        if (m->welcomed)
+            jz_log_warn("node", "lost the connection to jazarid; reconnecting");
+        drop_connection(m);
+        schedule_connect(m);
+    }
+}
+
+static void connect_agent_port(struct node_main *m, int port)
+{
+    m->bev = bufferevent_socket_new(m->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (!m->bev) {
+        schedule_connect(m);
+        return;
+    }
+    bufferevent_setcb(m->bev, on_read, NULL, on_event, m);
+    bufferevent_enable(m->bev, EV_READ | EV_WRITE);
+    if (bufferevent_socket_connect_hostname(m->bev, m->dns, AF_UNSPEC, m->host, port) != 0) {
+        drop_connection(m);
+        schedule_connect(m);
+    }
+}
+
+/* jazarid publishes where agents connect at GET /v1/agent: a restarted jazarid may listen for
+ * agents on another port, the API URL stays what operators configure. */
+static void on_discovered(struct evhttp_request *req, void *arg)
+{
+    struct node_main *m = arg;
+    int port = -1;
+    if (req && evhttp_request_get_response_code(req) == 200) {
+        struct evbuffer *b = evhttp_request_get_input_buffer(req);
+        size_t len = evbuffer_get_length(b);
+        if (len < 4096) {
+            char text[4096];
+            evbuffer_copyout(b, text, len);
+            json_t *j = jz_json_parse(text, len, 4, NULL);
+            port = (int)jz_json_int(j, "port", -1);
+            json_decref(j);
+        }
+    }
+    if (port <= 0 || port > 65535) {
+        jz_log_debug("node", "jazarid at %s:%d does not answer yet", m->host, m->http_port);
+        schedule_connect(m);
+        return;
+    }
+    connect_agent_port(m, port);
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+    struct node_main *m = arg;
+    if (m->http)
+        evhttp_connection_free(m->http);
+    m->http = evhttp_connection_base_new(m->base, m->dns, m->host, (unsigned short)m->http_port);
+    struct evhttp_request *req = m->http ? evhttp_request_new(on_discovered, m) : NULL;
+    if (!req) {
+        schedule_connect(m);
+        return;
+    }
+    evhttp_connection_set_timeout(m->http, 5);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Host", m->host);
+    if (evhttp_make_request(m->http, req, EVHTTP_REQ_GET, "/v1/agent") != 0)
+        schedule_connect(m);
+}
+
+static void schedule_connect(struct node_main *m)
+{
+    struct timeval tv = {.tv_sec = m->retry_ms / 1000, .tv_usec = (m->retry_ms % 1000) * 1000};
+    event_add(m->retry_ev, &tv);
+    m->retry_ms = m->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : m->retry_ms * 2;
+}
+
+static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
+{
+    struct node_main *m = arg;
+    if (!m->bev || !m->welcomed)
+        return;
+    json_t *h = json_pack("{s:s, s:I}", "t", "hb", "running",
+                          (json_int_t)jz_agent_running(m->agent));
+    jz_proto_write(bufferevent_get_output(m->bev), h, NULL, 0, NULL);
+    json_decref(h);
+    struct timeval tv = {.tv_sec = m->heartbeat_s};
+    event_add(m->hb_ev, &tv);
+}
+
+static void on_stop(evutil_socket_t sig, short what, void *arg)
+{
+    struct node_main *m = arg;
+    jz_log_info("node", "signal %d: stopping (running jobs are killed)", (int)sig);
+    event_base_loopexit(m->base, NULL);
+}
+
+static int parse_url(const char *url, char *host, size_t hlen, int *port)
+{
+    const char *p = url;
+    if (strncmp(p, "http://", 7) == 0)
+        p += 7;
+    else if (strstr(p, "://"))
+        return -1; /* TLS is for a proxy in front of jazarid, not for agents yet */
+    const char *end = p + strcspn(p, "/");
+    const char *colon = NULL;
+    if (*p == '[') {
+        const char *close = memchr(p, ']', (size_t)(end - p));
+        if (!close)
+            return -1;
+        colon = close + 1 < end && close[1] == ':' ? close + 1 : NULL;
+        snprintf(host, hlen, "%.*s", (int)(close - p - 1), p + 1);
+    } else {
+        colon = memchr(p, ':', (size_t)(end - p));
+        snprintf(host, hlen, "%.*s", (int)((colon ? colon : end) - p), p);
+    }
+    *port = colon ? atoi(colon + 1) : 80;
+    return host[0] && *port > 0 && *port < 65536 ? 0 : -1;
+}
+
+static int read_first_line(const char *path, char *out, size_t len)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    int rc = fgets(out, (int)len, f) ? 0 : -1;
+    fclose(f);
+    out[strcspn(out, "\r\n")] = '\0';
+    return rc == 0 && out[0] ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+    static struct node_main m;
+    m.retry_ms = RETRY_MIN_MS;
+    m.heartbeat_s = 2;
+    const char *server = NULL, *name = NULL, *topology = NULL, *site = NULL, *address = NULL;
+    const char *plugin_dir = NULL, *worker = NULL, *fallback = "cpu";
+    const char *state_dir = "jazari-node-state";
+    int level = JZ_SEV_INFO;
+    json_t *labels = json_object();
+    enum { O_SERVER = 256, O_TOKEN, O_TOKEN_FILE, O_NAME, O_TOPO, O_SITE, O_LABEL, O_ADDRESS,
+           O_STATE, O_PLUGINS, O_WORKER, O_FALLBACK, O_LOGLEVEL, O_VERSION };
+    static const struct option opts[] = {
+        {"server", required_argument, NULL, O_SERVER},
+        {"join-token", required_argument, NULL, O_TOKEN},
+        {"join-token-file", required_argument, NULL, O_TOKEN_FILE},
+        {"name", required_argument, NULL, O_NAME},
+        {"topology", required_argument, NULL, O_TOPO},
+        {"site", required_argument, NULL, O_SITE},
+        {"label", required_argument, NULL, O_LABEL},
+        {"address", required_argument, NULL, O_ADDRESS},
+        {"state-dir", required_argument, NULL, O_STATE},
+        {"plugin-dir", required_argument, NULL, O_PLUGINS},
+        {"worker", required_argument, NULL, O_WORKER},
+        {"fallback-backend", required_argument, NULL, O_FALLBACK},
+        {"log-level", required_argument, NULL, O_LOGLEVEL},
+        {"version", no_argument, NULL, O_VERSION},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case O_SERVER: server = optarg; break;
+        case O_TOKEN:
+            if (!jz_strlcpy(m.join_token, optarg, sizeof m.join_token)) {
+                fprintf(stderr, "jazari-node: --join-token is too long\n");
+                return 2;
+            }
+            break;
+        case O_TOKEN_FILE:
+            if (read_first_line(optarg, m.join_token, sizeof m.join_token)) {
+                fprintf(stderr, "jazari-node: cannot read a token from %s\n", optarg);
+                return 2;
+            }
+            break;
+        case O_NAME: name = optarg; break;
+        case O_TOPO: topology = optarg; break;
+        case O_SITE: site = optarg; break;
+        case O_LABEL: {
+            const char *eq = strchr(optarg, '=');
+            char key[64];
+            if (!eq || (size_t)(eq - optarg) >= sizeof key) {
+                fprintf(stderr, "jazari-node: --label wants KEY=VALUE, not '%s'\n", optarg);
+                return 2;
+            }
+            snprintf(key, sizeof key, "%.*s", (int)(eq - optarg), optarg);
+            if (!jz_name_is_safe(key, 63) || !jz_name_is_safe(eq + 1, 128)) {
+                fprintf(stderr, "jazari-node: --label %s: KEY and VALUE are [A-Za-z0-9._-]\n",
+                        optarg);
+                return 2;
+            }
+            json_object_set_new(labels, key, json_string(eq + 1));
+            break;
+        }
+        case O_ADDRESS: address = optarg; break;
+        case O_STATE: state_dir = optarg; break;
+        case O_PLUGINS: plugin_dir = optarg; break;
+        case O_WORKER: worker = optarg; break;
+        case O_FALLBACK:
+            fallback = optarg;
+            if (strcmp(fallback, "cpu") != 0 && strcmp(fallback, "opencl") != 0) {
+                fprintf(stderr, "jazari-node: --fallback-backend is cpu or opencl\n");
+                return 2;
+            }
+            break;
+        case O_LOGLEVEL:
+            level = jz_log_level_parse(optarg);
+            if (level < 0) {
+                fprintf(stderr, "jazari-node: bad --log-level '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case O_VERSION: printf("jazari-node 0.2.0 (agent protocol %d)\n", JZ_PROTO_VERSION); return 0;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc || !server) {
+        fprintf(stderr, optind < argc ? "jazari-node: unexpected argument '%s'\n"
+                                      : "jazari-node: --server is required%s\n",
+                optind < argc ? argv[optind] : "");
+        return 2;
+    }
+    if (parse_url(server, m.host, sizeof m.host, &m.http_port)) {
+        fprintf(stderr, "jazari-node: --server: cannot use '%s' (http://HOST:PORT)\n", server);
+        return 2;
+    }
+    char hostname[256] = "";
+    if (!name) {
+        gethostname(hostname, sizeof hostname - 1);
+        hostname[strcspn(hostname, ".")] = '\0';
+        name = hostname;
+    }
+    if (!jz_name_is_safe(name, 63) || (site && !jz_name_is_safe(site, 63))) {
+        fprintf(stderr, "jazari-node: node and site names are 1-63 of [A-Za-z0-9._-]\n");
+        return 2;
+    }
+    jz_log_init(stderr, (enum jz_log_sev)level);
+    signal(SIGPIPE, SIG_IGN);
+    if (jz_mkdir_p(state_dir, 0750) != 0 ||
+        !realpath(state_dir, m.state_dir)) {
+        fprintf(stderr, "jazari-node: cannot use state folder %s: %s\n", state_dir,
+                strerror(errno));
+        return 1;
+    }
+    char cred_path[1200];
+    snprintf(cred_path, sizeof cred_path, "%s/credential", m.state_dir);
+    read_first_line(cred_path, m.credential, sizeof m.credential);
+    if (!m.credential[0] && !m.join_token[0]) {
+        fprintf(stderr, "jazari-node: no credential in %s yet: give --join-token (from "
+                        "'jazari admin node token')\n", m.state_dir);
+        return 2;
+    }
+    char exe_dir[4096], worker_path[4200], plugins[4400];
+    if (jz_exe_dir(exe_dir, sizeof exe_dir) != 0)
+        snprintf(exe_dir, sizeof exe_dir, ".");
+    snprintf(worker_path, sizeof worker_path, "%.4000s/jazari-worker", exe_dir);
+    struct stat st;
+    snprintf(plugins, sizeof plugins, "%.4000s/../plugins", exe_dir);
+    if (stat(plugins, &st) != 0 || !S_ISDIR(st.st_mode))
+        snprintf(plugins, sizeof plugins, "%.4000s/../lib/jazari/plugins", exe_dir);
+
+    m.base = event_base_new();
+    m.dns = m.base ? evdns_base_new(m.base, EVDNS_BASE_INITIALIZE_NAMESERVERS) : NULL;
+    if (!m.base || !m.dns) {
+        fprintf(stderr, "jazari-node: cannot create the event loop\n");
+        return 1;
+    }
+    struct jz_agent_config acfg = {.name = name,
+                                   .state_dir = m.state_dir,
+                                   .topology_path = topology,
+                                   .worker_path = worker ? worker : worker_path,
+                                   .plugin_dirs = plugin_dir ? plugin_dir : plugins,
+                                   .site = site,
+                                   .labels = labels,
+                                   .fallback_backend = fallback,
+                                   .address = address,
+                                   .ship_files = true};
+    struct jz_error err = {0};
+    if (jz_agent_create(m.base, &acfg, agent_send, &m, &m.agent, &err)) {
+        fprintf(stderr, "jazari-node: %s\n", err.msg);
+        return 1;
+    }
+    json_decref(labels);
+    m.retry_ev = evtimer_new(m.base, on_retry, &m);
+    m.hb_ev = evtimer_new(m.base, on_heartbeat, &m);
+    m.sigterm_ev = evsignal_new(m.base, SIGTERM, on_stop, &m);
+    m.sigint_ev = evsignal_new(m.base, SIGINT, on_stop, &m);
+    evsignal_add(m.sigterm_ev, NULL);
+    evsignal_add(m.sigint_ev, NULL);
+    jz_log_info("node", "node %s: joining jazarid at %s:%d (state %s)", name, m.host,
+                m.http_port, m.state_dir);
+    event_active(m.retry_ev, EV_TIMEOUT, 0);
+    event_base_dispatch(m.base);
+    drop_connection(&m);
+    jz_agent_destroy(m.agent);
+    if (m.http)
+        evhttp_connection_free(m.http);
+    event_free(m.retry_ev);
+    event_free(m.hb_ev);
+    event_free(m.sigterm_ev);
+    event_free(m.sigint_ev);
+    evdns_base_free(m.dns, 0);
+    event_base_free(m.base);
+    return m.exit_code;
+}

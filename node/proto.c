@@ -1,0 +1,91 @@
+/* Frame encoding and decoding of the agent protocol (see proto.h). */
+#include "node/proto.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/json.h"
+
+int jz_proto_write(struct evbuffer *out, json_t *hdr, const void *data, size_t len,
+                   struct jz_error *err)
+{
+    if (len > JZ_PROTO_MAX_DATA)
+        return jz_error_set(err, JZ_ELIMIT, "frame data of %zu bytes is over the limit", len);
+    if (len)
+        json_object_set_new(hdr, "len", json_integer((json_int_t)len));
+    else
+        json_object_del(hdr, "len");
+    char *text = json_dumps(hdr, JSON_COMPACT);
+    if (!text)
+        return jz_error_set(err, JZ_ENOMEM, "out of memory");
+    size_t tlen = strlen(text);
+    int rc = evbuffer_add(out, text, tlen) || evbuffer_add(out, "\n", 1) ||
+             (len && evbuffer_add(out, data, len));
+    free(text);
+    return rc ? jz_error_set(err, JZ_ENOMEM, "out of memory") : 0;
+}
+
+int jz_proto_read(struct evbuffer *in, size_t max_header, struct jz_msg *m, struct jz_error *err)
+{
+    struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_LF);
+    if (eol.pos < 0) {
+        if (evbuffer_get_length(in) > max_header)
+            return jz_error_set(err, JZ_ELIMIT, "a header line is longer than %zu bytes",
+                                max_header);
+        return 0;
+    }
+    size_t hlen = (size_t)eol.pos;
+    if (hlen > max_header)
+        return jz_error_set(err, JZ_ELIMIT, "a header line is longer than %zu bytes", max_header);
+    const char *line = (const char *)evbuffer_pullup(in, (ssize_t)hlen + 1);
+    if (!line)
+        return jz_error_set(err, JZ_ENOMEM, "out of memory");
+    json_t *hdr = jz_json_parse(line, hlen, JZ_PROTO_MAX_DEPTH, err);
+    if (!hdr)
+        return JZ_EINVAL;
+    if (!json_is_object(hdr)) {
+        json_decref(hdr);
+        return jz_error_set(err, JZ_EINVAL, "a header is not a JSON object");
+    }
+    json_t *jlen = json_object_get(hdr, "len");
+    json_int_t len = jlen ? (json_is_integer(jlen) ? json_integer_value(jlen) : -1) : 0;
+    if (len < 0 || len > (json_int_t)JZ_PROTO_MAX_DATA) {
+        json_decref(hdr);
+        return jz_error_set(err, JZ_EINVAL, "bad frame length");
+    }
+    if (evbuffer_get_length(in) < hlen + 1 + (size_t)len) {
+        json_decref(hdr);
+        return 0; /* the data has not all arrived: parse the header again then */
+    }
+    unsigned char *data = NULL;
+    if (len) {
+        data = malloc((size_t)len);
+        if (!data) {
+            json_decref(hdr);
+            return jz_error_set(err, JZ_ENOMEM, "out of memory");
+        }
+    }
+    evbuffer_drain(in, hlen + 1);
+    if (len)
+        evbuffer_remove(in, data, (size_t)len);
+    m->hdr = hdr;
+    m->data = data;
+    m->len = (size_t)len;
+    return 1;
+}
+
+void jz_msg_clear(struct jz_msg *m)
+{
+    if (!m)
+        return;
+    json_decref(m->hdr);
+    free(m->data);
+    m->hdr = NULL;
+    m->data = NULL;
+    m->len = 0;
+}
+
+const char *jz_msg_type(const struct jz_msg *m)
+{
+    return jz_json_str(m->hdr, "t", "");
+}

@@ -1,0 +1,42 @@
+/* The agent protocol between jazarid and jazari-node: frames over one TCP connection (or handed
+ * over in memory to the local agent). A frame is one JSON object on one line, the header; when
+ * the header has "len": N, N raw bytes follow it (log and file contents travel unencoded).
+ * docs/agent-protocol.md lists the messages. */
+#ifndef JZ_NODE_PROTO_H
+#define JZ_NODE_PROTO_H
+
+#include <event2/buffer.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jazari/error.h>
+
+#define JZ_PROTO_VERSION 1
+#define JZ_PROTO_MAX_HEADER (8u * 1024 * 1024) /* the hello carries the topology XML */
+#define JZ_PROTO_MAX_DATA (1u * 1024 * 1024)   /* bytes after one header */
+#define JZ_PROTO_CHUNK (256u * 1024)           /* files are sent in chunks of this size */
+#define JZ_PROTO_MAX_DEPTH 16
+
+/* One message. hdr is owned by whoever holds the message; data (len bytes, NULL when 0) too. */
+struct jz_msg {
+    json_t *hdr;
+    unsigned char *data;
+    size_t len;
+};
+
+/* Appends a frame to out: hdr (borrowed; "len" is set from len) and len bytes of data. */
+int jz_proto_write(struct evbuffer *out, json_t *hdr, const void *data, size_t len,
+                   struct jz_error *err);
+
+/* Takes one complete frame from in. Returns 1 and fills *m (the caller frees it with
+ * jz_msg_clear), 0 when more bytes are needed, or a negative JZ_E* code when the peer sent
+ * something malformed (too long, not JSON, a bad "len"): the connection must then be closed. */
+int jz_proto_read(struct evbuffer *in, size_t max_header, struct jz_msg *m, struct jz_error *err);
+
+void jz_msg_clear(struct jz_msg *m);
+
+/* The message type ("t"), "" when absent. */
+const char *jz_msg_type(const struct jz_msg *m);
+
+#endif
