@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages Jazari needs to build, run and test. Idempotent: installs only
+# Installs the Debian 12 packages Jazari needs to build, run and test (python3-torch: the
+# two-node torch.distributed test of the node agents). Idempotent: installs only
 # what is missing. Run as root (or with sudo available).
 set -euo pipefail
 
@@ -11,6 +12,7 @@ pkgs=(
   ocl-icd-opencl-dev opencl-headers pocl-opencl-icd libclblast-dev
   libopenblas-dev libpng-dev zlib1g-dev
   dataset-fashion-mnist
+  python3-torch
 )
 
 missing=()

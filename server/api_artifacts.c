@@ -38,7 +38,7 @@ static struct jz_job *visible_job(struct jz_req *r)
 static void out_dir(struct jz_req *r, struct jz_job *job, char *buf, size_t len)
 {
     snprintf(buf, len, "%s/jobs/%lld/out", r->srv->cfg.state_dir,
-             (long long)json_integer_value(json_object_get(jz_job_record(job), "id")));
+             (long long)jz_job_id(job));
 }
 
 void jz_api_jobs_artifacts(struct jz_req *r)

@@ -34,10 +34,7 @@ static struct jz_job *job_from_path(struct jz_req *r)
 
 static json_t *public_record(const struct jz_job *job)
 {
-    json_t *copy = json_copy(jz_job_record(job));
-    json_object_del(copy, "worker_pid");
-    json_object_del(copy, "job_pgid");
-    return copy;
+    return jz_job_record(job);
 }
 
 void jz_api_jobs_submit(struct jz_req *r)
@@ -56,7 +53,6 @@ void jz_api_jobs_submit(struct jz_req *r)
                                 field, "%s", err.msg);
         return;
     }
-    json_object_del(rec, "worker_pid");
     jz_http_reply_json(r, 201, rec);
 }
 
@@ -152,7 +148,7 @@ void jz_api_jobs_events(struct jz_req *r)
         return;
     struct events_ctx c = {.arr = json_array()};
     struct jz_error err = {0};
-    int64_t id = json_integer_value(json_object_get(jz_job_record(job), "id"));
+    int64_t id = jz_job_id(job);
     if (r->srv->store->ops->events_each(r->srv->store, id, add_event, &c, &err)) {
         json_decref(c.arr);
         jz_http_reply_jz_error(r, &err, NULL);

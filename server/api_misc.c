@@ -4,7 +4,6 @@
 #include <string.h>
 
 #include "common/json.h"
-#include "node/node.h"
 #include "server/api.h"
 #include "server/auth.h"
 #include "server/http.h"
@@ -17,38 +16,67 @@ void jz_api_healthz(struct jz_req *r)
     jz_http_reply_json(r, 200, json_pack("{s:s}", "status", "ok"));
 }
 
+/* Label values escaped as the exposition format asks (backslash, quote, newline). */
+static void label(struct evbuffer *buf, const char *v)
+{
+    for (; *v; v++) {
+        if (*v == '\\' || *v == '"')
+            evbuffer_add_printf(buf, "\\%c", *v);
+        else if (*v == '\n')
+            evbuffer_add(buf, "\\n", 2);
+        else
+            evbuffer_add(buf, v, 1);
+    }
+}
+
 /* Prometheus text exposition. */
 void jz_api_metrics(struct jz_req *r)
 {
     size_t counts[6];
     jz_jobs_counts(r->srv->jobs, counts);
-    json_t *nodes = jz_jobs_nodes_json(r->srv->jobs);
-    json_t *node = json_array_get(json_object_get(nodes, "nodes"), 0);
+    json_t *nodes = jz_jobs_nodes_json(r->srv->jobs, NULL);
     struct evbuffer *buf = evbuffer_new();
     evbuffer_add_printf(buf, "# HELP jazari_jobs Jobs known to the service, by state.\n"
                              "# TYPE jazari_jobs gauge\n");
     for (int s = 0; s < 6; s++)
         evbuffer_add_printf(buf, "jazari_jobs{state=\"%s\"} %zu\n", jz_job_state_name(s),
                             counts[s]);
-    evbuffer_add_printf(buf,
-                        "# HELP jazari_gpus GPUs on the node.\n# TYPE jazari_gpus gauge\n"
-                        "jazari_gpus{node=\"%s\",state=\"free\"} %lld\n"
-                        "jazari_gpus{node=\"%s\",state=\"total\"} %lld\n"
-                        "# HELP jazari_cores_free Free cores on the node.\n"
-                        "# TYPE jazari_cores_free gauge\njazari_cores_free{node=\"%s\"} %lld\n",
-                        jz_json_str(node, "name", "?"), (long long)jz_json_int(node, "gpus_free", 0),
-                        jz_json_str(node, "name", "?"), (long long)jz_json_int(node, "gpus_total", 0),
-                        jz_json_str(node, "name", "?"), (long long)jz_json_int(node, "cores_free", 0));
+    static const char *const families[][3] = {
+        {"jazari_node_gpus", "gpus_total", "GPUs of the node."},
+        {"jazari_node_gpus_free", "gpus_free", "GPUs of the node not held by a job."},
+        {"jazari_node_cores_free", "cores_free", "Cores of the node not held by a job."},
+        {"jazari_node_running_jobs", "running_jobs", "Job parts running on the node."},
+    };
+    for (size_t f = 0; f < sizeof families / sizeof families[0]; f++) {
+        evbuffer_add_printf(buf, "# HELP %s %s\n# TYPE %s gauge\n", families[f][0],
+                            families[f][2], families[f][0]);
+        size_t i;
+        json_t *node;
+        json_array_foreach(json_object_get(nodes, "nodes"), i, node) {
+            evbuffer_add_printf(buf, "%s{node=\"", families[f][0]);
+            label(buf, jz_json_str(node, "name", "?"));
+            evbuffer_add_printf(buf, "\",site=\"");
+            label(buf, jz_json_str(node, "site", "?"));
+            evbuffer_add_printf(buf, "\"} %lld\n", (long long)jz_json_int(node, families[f][1], 0));
+        }
+    }
+    evbuffer_add_printf(buf, "# HELP jazari_node_up Whether the node is up (1) or not (0).\n"
+                             "# TYPE jazari_node_up gauge\n");
+    size_t i;
+    json_t *node;
+    json_array_foreach(json_object_get(nodes, "nodes"), i, node) {
+        evbuffer_add_printf(buf, "jazari_node_up{node=\"");
+        label(buf, jz_json_str(node, "name", "?"));
+        evbuffer_add_printf(buf, "\",site=\"");
+        label(buf, jz_json_str(node, "site", "?"));
+        const char *st = jz_json_str(node, "state", "");
+        evbuffer_add_printf(buf, "\"} %d\n", strcmp(st, "down") != 0 && strcmp(st, "revoked") != 0);
+    }
     json_decref(nodes);
     evhttp_add_header(evhttp_request_get_output_headers(r->req), "Content-Type",
                       "text/plain; version=0.0.4");
     evhttp_send_reply(r->req, 200, "OK", buf);
     evbuffer_free(buf);
-}
-
-void jz_api_nodes(struct jz_req *r)
-{
-    jz_http_reply_json(r, 200, jz_jobs_nodes_json(r->srv->jobs));
 }
 
 void jz_api_plugins(struct jz_req *r)

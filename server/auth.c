@@ -23,7 +23,7 @@ struct jz_auth {
     json_t *by_hash; /* token hash -> index into users (as integer) */
 };
 
-static void sha256_hex(const char *text, char out[65])
+void jz_auth_hash(const char *text, char out[65])
 {
     unsigned char md[32];
     unsigned int n = 0;
@@ -32,15 +32,23 @@ static void sha256_hex(const char *text, char out[65])
         snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
-static int new_token(char *token, struct jz_error *err)
+int jz_auth_new_secret(const char *prefix, char *out, size_t len, struct jz_error *err)
 {
     unsigned char raw[24];
+    size_t plen = strlen(prefix);
+    if (len < plen + 2 * sizeof raw + 1)
+        return jz_error_set(err, JZ_ELIMIT, "secret buffer too small");
     if (RAND_bytes(raw, sizeof raw) != 1)
         return jz_error_set(err, JZ_EIO, "cannot generate a random token");
-    memcpy(token, "jz_", 3);
+    memcpy(out, prefix, plen);
     for (size_t i = 0; i < sizeof raw; i++)
-        snprintf(token + 3 + 2 * i, 3, "%02x", raw[i]);
+        snprintf(out + plen + 2 * i, 3, "%02x", raw[i]);
     return 0;
+}
+
+static int new_token(char *token, struct jz_error *err)
+{
+    return jz_auth_new_secret("jz_", token, JZ_TOKEN_LEN + 1, err);
 }
 
 static int remember(struct jz_auth *a, const char *name, const char *tenant, bool admin,
@@ -144,7 +152,7 @@ const struct jz_user *jz_auth_check(struct jz_auth *a, const char *authorization
     if (strlen(token) != JZ_TOKEN_LEN)
         return NULL;
     char hash[65];
-    sha256_hex(token, hash);
+    jz_auth_hash(token, hash);
     json_t *idx = json_object_get(a->by_hash, hash);
     return idx ? a->users[json_integer_value(idx)] : NULL;
 }
@@ -171,7 +179,7 @@ int jz_auth_user_add(struct jz_auth *a, const char *name, const char *tenant, bo
     int rc = new_token(tok, err);
     if (rc)
         return rc;
-    sha256_hex(tok, hash);
+    jz_auth_hash(tok, hash);
     int64_t now = jz_time_now_ms();
     struct jz_store_user row = {.name = (char *)name, .tenant = (char *)tenant,
                                 .role = admin ? "admin" : "user", .token_hash = hash,

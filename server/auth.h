@@ -31,6 +31,10 @@ const struct jz_user *jz_auth_check(struct jz_auth *a, const char *authorization
  * [A-Za-z0-9._-]{1,128}. JZ_EEXIST when the name is taken. */
 int jz_auth_user_add(struct jz_auth *a, const char *name, const char *tenant, bool admin,
                      char *token, struct jz_error *err);
+/* Hex SHA-256 of a token or secret (what is stored instead of it). */
+void jz_auth_hash(const char *text, char out[65]);
+/* A new random secret: prefix followed by 48 hex digits (len >= strlen(prefix) + 49). */
+int jz_auth_new_secret(const char *prefix, char *out, size_t len, struct jz_error *err);
 /* All users as a JSON array of {name, tenant, role, created} (new reference). */
 json_t *jz_auth_users_json(struct jz_auth *a);
 

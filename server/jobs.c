@@ -1,9 +1,10 @@
-/* The job table and state machine: submission checks, applying the scheduler's decisions on the
- * local node, worker launch, worker events, cancellation, preemption, recovery after a restart. */
+/* The job table and state machine: applying the scheduler's decisions on the nodes, launching
+ * each part through its node's agent, what the parts report, cancellation and preemption.
+ * Submission parsing is in jobs_submit.c, loading and node reconciliation in jobs_recover.c. */
 #include "server/jobs.h"
 
 #include <errno.h>
-#include <stdarg.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,79 +13,28 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <jazari/plugin.h>
-
 #include "common/cpulist.h"
 #include "common/json.h"
 #include "common/log.h"
-#include "common/params.h"
 #include "common/strutil.h"
 #include "common/time.h"
-#include "node/node.h"
 #include "scheduler/config.h"
-#include "scheduler/place.h"
-#include "scheduler/sched.h"
 #include "server/auth.h"
+#include "server/jobs_internal.h"
 #include "server/ledger.h"
+#include "server/nodes.h"
 #include "server/plugins.h"
 
 #define PERSIST_INTERVAL_MS 1000 /* progress/metric updates are written at most this often */
 #define MAX_ARTIFACTS 1000
-#define BACKSTOP_EXTRA_S 30      /* after limit + grace, jazarid kills a worker that hangs */
-#define FULL_PASS_S 10 /* fair share and every pending job's reason are refreshed (45 ms at 100k jobs) */
+#define FULL_PASS_S 10 /* fair share and every pending job's reason are refreshed */
+#define MASTER_PORT_BASE 20000 /* MASTER_PORT of a job is BASE + id % SPAN */
+#define MASTER_PORT_SPAN 20000
 
 struct watch {
     struct watch *next;
     jz_job_watch_fn fn;
     void *arg;
-};
-
-struct jz_job {
-    struct jz_jobs *jobs;
-    int64_t id;
-    json_t *rec;
-    enum jz_job_state state;
-    char user[JZ_MAX_NAME_LEN + 1];
-    char tenant[JZ_MAX_NAME_LEN + 1];
-    struct jz_place_request req;
-    char model[64];
-    int64_t time_limit_s;
-    bool preemptible;
-    struct jz_job *launch_next; /* placed, waiting for the commit before its worker starts */
-    /* while running */
-    pid_t pid;
-    int64_t start_ms;          /* when its worker started (0 before) */
-    size_t *gpus, ngpus, *cores, ncores;
-    bool cancel_requested;
-    bool sched_started;        /* the scheduler counts its resources as in use */
-    bool preempting;           /* told to checkpoint and stop; requeued when it ends */
-    int64_t preempted_by;
-    struct event *preempt_timer;
-    json_t *exit_ev;
-    char error_msg[1024];
-    struct event *backstop;
-    int64_t last_persist_ms;
-    bool dirty;
-    bool flush_queued;         /* on the jobs' flush list */
-    struct jz_job *flush_next;
-    struct watch *watches;
-};
-
-struct jz_jobs {
-    struct jz_server *srv;
-    struct jz_job **by_id; /* index = id; ids are dense from 1 */
-    size_t cap;
-    int64_t max_id;
-    struct jz_job *launch_head, **launch_tail;
-    struct jz_job *flush_head; /* records to write at the end of this loop iteration */
-    size_t counts[6];
-    json_t *pending_by_user; /* user -> number of pending jobs */
-    struct jz_sched *sched;  /* the policy: every start, preemption and reason comes from it */
-    struct jz_sched_decisions decisions;
-    struct event *full_timer;
-    size_t free_cores;       /* for display; the scheduler keeps the real occupancy */
-    int32_t *gpu_job;        /* job id per GPU, 0 when free (for display) */
-    char field[160];
 };
 
 static const char *state_names[] = {"PENDING",   "RUNNING",   "SUCCEEDED",
@@ -108,49 +58,64 @@ static bool state_is_final(enum jz_job_state s)
     return s >= JZ_JOB_SUCCEEDED;
 }
 
+static int64_t now_s(void)
+{
+    return jz_time_now_ms() / 1000;
+}
+
 /* --- bookkeeping ------------------------------------------------------------------------ */
 
-static void pending_count_add(struct jz_jobs *jobs, const char *user, int delta)
+void jz_jobs_pending_add(struct jz_jobs *jobs, const char *user, int delta)
 {
     json_t *v = json_object_get(jobs->pending_by_user, user);
     json_int_t n = (v ? json_integer_value(v) : 0) + delta;
     json_object_set_new(jobs->pending_by_user, user, json_integer(n < 0 ? 0 : n));
 }
 
-/* The scheduler holds the queue itself; jazarid only counts each user's waiting jobs (for the
- * per-user limit). */
-static void queue_push(struct jz_jobs *jobs, struct jz_job *job)
+static void running_link(struct jz_job *job, bool in)
 {
-    pending_count_add(jobs, job->user, +1);
+    struct jz_jobs *jobs = job->jobs;
+    if (in) {
+        job->run_prev = NULL;
+        job->run_next = jobs->running;
+        if (jobs->running)
+            jobs->running->run_prev = job;
+        jobs->running = job;
+    } else {
+        if (job->run_prev)
+            job->run_prev->run_next = job->run_next;
+        else
+            jobs->running = job->run_next;
+        if (job->run_next)
+            job->run_next->run_prev = job->run_prev;
+        job->run_prev = job->run_next = NULL;
+    }
 }
 
-static void queue_remove(struct jz_jobs *jobs, struct jz_job *job)
+void jz_jobs_set_state(struct jz_job *job, enum jz_job_state s)
 {
-    pending_count_add(jobs, job->user, -1);
-}
-
-static void set_state(struct jz_job *job, enum jz_job_state s)
-{
+    if ((job->state == JZ_JOB_RUNNING) != (s == JZ_JOB_RUNNING))
+        running_link(job, s == JZ_JOB_RUNNING);
     job->jobs->counts[job->state]--;
     job->state = s;
     job->jobs->counts[s]++;
     json_object_set_new(job->rec, "state", json_string(state_names[s]));
 }
 
-static void set_time(json_t *rec, const char *key, int64_t ms)
+void jz_jobs_set_time(json_t *rec, const char *key, int64_t ms)
 {
     char ts[40];
     jz_time_format_iso(ms, ts, sizeof ts);
     json_object_set_new(rec, key, json_string(ts));
 }
 
-static void set_reason(struct jz_job *job, const char *reason)
+void jz_jobs_set_reason(struct jz_job *job, const char *reason)
 {
     json_object_set_new(job->rec, "reason", reason ? json_string(reason) : json_null());
 }
 
 /* Writes the record and an event row into the current group transaction. */
-static void persist(struct jz_job *job, const char *event_type, const char *detail)
+void jz_jobs_persist(struct jz_job *job, const char *event_type, const char *detail)
 {
     struct jz_server *srv = job->jobs->srv;
     struct jz_error err = {0};
@@ -163,8 +128,10 @@ static void persist(struct jz_job *job, const char *event_type, const char *deta
     jz_server_request_commit(srv);
 }
 
-static int table_put(struct jz_jobs *jobs, struct jz_job *job)
+int jz_jobs_table_put(struct jz_jobs *jobs, struct jz_job *job)
 {
+    if (job->id <= 0 || job->id > (int64_t)JZ_SCHED_MAX_JOBS * 64)
+        return JZ_ERANGE;
     if ((size_t)job->id >= jobs->cap) {
         size_t cap = jobs->cap ? jobs->cap : 1024;
         while (cap <= (size_t)job->id)
@@ -180,10 +147,12 @@ static int table_put(struct jz_jobs *jobs, struct jz_job *job)
     if (job->id > jobs->max_id)
         jobs->max_id = job->id;
     jobs->counts[job->state]++;
+    if (job->state == JZ_JOB_RUNNING)
+        running_link(job, true);
     return 0;
 }
 
-/* Fills the job's fast fields from its record (used at submit and at load). */
+/* Fills the job's typed fields from its record (used at submit and at load). */
 static void job_from_record(struct jz_job *job)
 {
     json_t *rec = job->rec;
@@ -193,7 +162,10 @@ static void job_from_record(struct jz_job *job)
     int st = jz_job_state_parse(jz_json_str(rec, "state", "FAILED"));
     job->state = st < 0 ? JZ_JOB_FAILED : (enum jz_job_state)st;
     json_t *res = json_object_get(rec, "resources");
-    job->req.gpus = (unsigned)jz_json_int(res, "gpus", 0);
+    job->nodes = (unsigned)jz_json_int(res, "nodes", 1);
+    if (job->nodes < 1 || job->nodes > JZ_MAX_NODES_PER_JOB)
+        job->nodes = 1;
+    job->req.gpus = (unsigned)jz_json_int(res, "gpus_per_node", jz_json_int(res, "gpus", 0));
     job->req.cpus_per_gpu = (unsigned)jz_json_int(res, "cpus_per_gpu", 1);
     job->req.cpus = (unsigned)jz_json_int(res, "cpus", 1);
     jz_strlcpy(job->model, jz_json_str(res, "gpu_model", ""), sizeof job->model);
@@ -201,9 +173,11 @@ static void job_from_record(struct jz_job *job)
     job->req.min_memory_bytes = (uint64_t)jz_json_int(res, "gpu_memory_min_mb", 0) << 20;
     job->time_limit_s = jz_json_int(res, "time_limit_s", JZ_DEFAULT_TIME_LIMIT_S);
     job->preemptible = jz_json_bool(rec, "preemptible", false);
+    job->requeue = jz_json_bool(rec, "requeue", false);
+    job->run = jz_json_int(rec, "requeues", 0);
 }
 
-static struct jz_job *job_new(struct jz_jobs *jobs, json_t *rec)
+struct jz_job *jz_jobs_job_new(struct jz_jobs *jobs, json_t *rec)
 {
     struct jz_job *job = calloc(1, sizeof *job);
     if (!job)
@@ -214,16 +188,26 @@ static struct jz_job *job_new(struct jz_jobs *jobs, json_t *rec)
     return job;
 }
 
-static void job_free(struct jz_job *job)
+void jz_jobs_parts_free(struct jz_job *job)
+{
+    for (unsigned i = 0; i < job->nparts; i++) {
+        free(job->parts[i].gpus);
+        free(job->parts[i].cores);
+    }
+    free(job->parts);
+    job->parts = NULL;
+    job->nparts = 0;
+}
+
+void jz_jobs_job_free(struct jz_job *job)
 {
     if (!job)
         return;
     json_decref(job->rec);
-    json_decref(job->exit_ev);
-    free(job->gpus);
-    free(job->cores);
-    if (job->backstop)
-        event_free(job->backstop);
+    json_decref(job->outcome);
+    jz_jobs_parts_free(job);
+    if (job->preempt_timer)
+        event_free(job->preempt_timer);
     for (struct watch *w = job->watches, *next; w; w = next) {
         next = w->next;
         free(w);
@@ -231,7 +215,7 @@ static void job_free(struct jz_job *job)
     free(job);
 }
 
-static void checkpoint_file(const struct jz_jobs *jobs, int64_t id, char *buf, size_t len)
+void jz_jobs_checkpoint_file(const struct jz_jobs *jobs, int64_t id, char *buf, size_t len)
 {
     snprintf(buf, len, "%s/jobs/%lld/checkpoint/checkpoint.bin", jobs->srv->cfg.state_dir,
              (long long)id);
@@ -279,81 +263,211 @@ void jz_job_unwatch(struct jz_job *job, void *handle)
         }
 }
 
-/* --- releasing resources and ending jobs ------------------------------------------------ */
+/* --- talking to the parts --------------------------------------------------------------- */
 
-static void release_resources(struct jz_job *job)
+void jz_jobs_part_send(struct jz_job *job, unsigned part, const char *t, json_t *extra)
 {
-    struct jz_jobs *jobs = job->jobs;
-    for (size_t i = 0; i < job->ngpus; i++)
-        jobs->gpu_job[job->gpus[i]] = 0;
-    jobs->free_cores += job->ncores;
-    free(job->gpus);
-    free(job->cores);
-    job->gpus = job->cores = NULL;
-    job->ngpus = job->ncores = 0;
-    if (job->backstop) {
-        event_free(job->backstop);
-        job->backstop = NULL;
-    }
-    if (job->preempt_timer) {
-        event_free(job->preempt_timer);
-        job->preempt_timer = NULL;
-    }
+    json_t *h = json_pack("{s:s, s:I, s:i, s:I}", "t", t, "job", (json_int_t)job->id, "part",
+                          (int)part, "run", (json_int_t)job->run);
+    if (extra)
+        json_object_update(h, extra);
+    json_decref(extra);
+    jz_nodes_send(job->jobs->srv->nodes, job->parts[part].node, h, NULL, 0);
+    json_decref(h);
 }
 
-static int64_t now_s(void)
+void jz_jobs_stale_part(struct jz_jobs *jobs, size_t node, int64_t job, int part, int64_t run,
+                        bool running)
 {
-    return jz_time_now_ms() / 1000;
+    json_t *h = json_pack("{s:s, s:I, s:i, s:I, s:s, s:s}", "t", running ? "stop" : "forget",
+                          "job", (json_int_t)job, "part", part, "run", (json_int_t)run, "how",
+                          "kill", "why", "kill");
+    jz_nodes_send(jobs->srv->nodes, node, h, NULL, 0);
+    json_decref(h);
+}
+
+/* Stops every part that still runs: how is "term", "checkpoint" or "kill". */
+static void stop_parts(struct jz_job *job, const char *how, const char *why)
+{
+    for (unsigned i = 0; i < job->nparts; i++)
+        if (job->parts[i].launched && !job->parts[i].ended)
+            jz_jobs_part_send(job, i, "stop", json_pack("{s:s, s:s}", "how", how, "why", why));
+}
+
+/* --- ending jobs ------------------------------------------------------------------------- */
+
+static unsigned gpus_in_use(const struct jz_job *job)
+{
+    unsigned n = 0;
+    for (unsigned i = 0; i < job->nparts; i++)
+        n += (unsigned)job->parts[i].ngpus;
+    return n;
+}
+
+/* Charges the GPU time of a run that ends now to the job's tenant. */
+static void charge(struct jz_job *job)
+{
+    unsigned gpus = gpus_in_use(job);
+    if (job->start_ms > 0 && gpus > 0 && job->jobs->srv->ledger)
+        jz_ledger_charge(job->jobs->srv->ledger, job->tenant,
+                         jz_json_str(job->rec, "plugin", "?"), job->id,
+                         (double)gpus * (double)(jz_time_now_ms() - job->start_ms) / 1000.0);
+    job->start_ms = 0;
 }
 
 /* Tells the scheduler that a job it knows about has left the queue or its resources. */
 static void sched_forget(struct jz_job *job, bool ok)
 {
     struct jz_error err = {0};
-    /* A job the scheduler started (even if its start then failed) holds resources there until
-     * it is reported ended; a waiting one is cancelled. */
     bool started = job->sched_started;
     job->sched_started = false;
-    int rc = started ? jz_sched_job_ended(job->jobs->sched, (uint64_t)job->id, now_s(), ok, &err)
-                     : jz_sched_cancel(job->jobs->sched, (uint64_t)job->id, now_s(), &err);
+    struct jz_sched *s = job->jobs->srv->sched;
+    int rc = started ? jz_sched_job_ended(s, (uint64_t)job->id, now_s(), ok, &err)
+                     : jz_sched_cancel(s, (uint64_t)job->id, now_s(), &err);
     if (rc && rc != JZ_ENOENT)
         jz_log_warn("jobs", "job %lld: scheduler: %s", (long long)job->id, err.msg);
 }
 
-/* Charges the GPU time of a run that ends now to the job's tenant. */
-static void charge(struct jz_job *job)
+static void release_run(struct jz_job *job)
 {
-    if (job->start_ms > 0 && job->ngpus > 0 && job->jobs->srv->ledger)
-        jz_ledger_charge(job->jobs->srv->ledger, job->tenant,
-                         jz_json_str(job->rec, "plugin", "?"), job->id,
-                         (double)job->ngpus * (double)(jz_time_now_ms() - job->start_ms) / 1000.0);
-    job->start_ms = 0;
+    jz_jobs_parts_free(job);
+    if (job->preempt_timer) {
+        event_free(job->preempt_timer);
+        job->preempt_timer = NULL;
+    }
+    json_decref(job->outcome);
+    job->outcome = NULL;
+    job->lost = false;
 }
 
 static void finish(struct jz_job *job, enum jz_job_state s, const char *reason)
 {
     charge(job);
     sched_forget(job, s == JZ_JOB_SUCCEEDED);
-    release_resources(job);
-    set_state(job, s);
-    set_reason(job, reason);
-    set_time(job->rec, "end_time", jz_time_now_ms());
-    json_object_del(job->rec, "worker_pid");
-    json_object_del(job->rec, "job_pgid");
-    job->pid = 0;
-    char detail[400];
+    release_run(job);
+    jz_jobs_set_state(job, s);
+    jz_jobs_set_reason(job, reason);
+    jz_jobs_set_time(job->rec, "end_time", jz_time_now_ms());
+    char detail[1400];
     snprintf(detail, sizeof detail, "%s%s%s", state_names[s], reason ? ": " : "",
              reason ? reason : "");
-    persist(job, "state", detail);
+    jz_jobs_persist(job, "state", detail);
     jz_log_info("jobs", "job %lld %s", (long long)job->id, detail);
     notify_watchers(job, true);
 }
 
-/* --- worker events ---------------------------------------------------------------------- */
-
-static void on_worker_event(void *arg, json_t *ev)
+/* The run is over without a result of its own (preempted, lost with a node, not started): the
+ * job waits again, keeping its place by submit time, and resumes from its checkpoint when the
+ * plugin wrote one. */
+static void requeue(struct jz_job *job, const char *reason)
 {
-    struct jz_job *job = arg;
+    struct jz_jobs *jobs = job->jobs;
+    struct jz_error err = {0};
+    charge(job);
+    if (job->sched_started &&
+        jz_sched_job_requeue(jobs->srv->sched, (uint64_t)job->id, now_s(), &err))
+        jz_log_warn("jobs", "job %lld: scheduler: %s", (long long)job->id, err.msg);
+    job->sched_started = false;
+    release_run(job);
+    jz_jobs_set_state(job, JZ_JOB_PENDING);
+    jz_jobs_set_reason(job, reason);
+    job->run++;
+    json_object_set_new(job->rec, "requeues", json_integer(job->run));
+    json_object_set_new(job->rec, "start_time", json_null());
+    json_object_del(job->rec, "placement_parts");
+    json_object_del(job->rec, "run_start_ms");
+    job->preempting = false;
+    job->cancel_requested = false;
+    jz_jobs_pending_add(jobs, job->user, +1);
+    jz_jobs_persist(job, "state", reason);
+    jz_log_info("jobs", "job %lld %s", (long long)job->id, reason);
+    jz_server_request_commit(jobs->srv);
+}
+
+/* Every part has ended: the job's outcome. */
+static void conclude(struct jz_job *job)
+{
+    const json_t *o = job->outcome;
+    /* Copies: finishing or requeueing the job frees its outcome. */
+    char st[16], whybuf[1400];
+    jz_strlcpy(st, jz_json_str(o, "state", "FAILED"), sizeof st);
+    jz_strlcpy(whybuf, jz_json_str(o, "reason", ""), sizeof whybuf);
+    const char *why = whybuf[0] ? whybuf : NULL;
+    char reason[1400];
+    if (job->lost && !job->cancel_requested) {
+        if (job->preemptible || job->requeue) {
+            snprintf(reason, sizeof reason, "requeued: %s", why ? why : "node lost");
+            requeue(job, reason);
+        } else {
+            finish(job, JZ_JOB_FAILED, why ? why : "node lost");
+        }
+        return;
+    }
+    if (strcmp(st, "PREEMPTED") == 0 && job->preempting && !job->cancel_requested) {
+        snprintf(reason, sizeof reason, "requeued: preempted for job %lld",
+                 (long long)job->preempted_by);
+        requeue(job, reason);
+        return;
+    }
+    json_t *code = json_object_get(o, "exit_code"), *sig = json_object_get(o, "signal");
+    json_object_set_new(job->rec, "exit_code", json_is_integer(code) ? json_incref(code)
+                                                                     : json_null());
+    json_object_set_new(job->rec, "signal", json_is_integer(sig) ? json_incref(sig)
+                                                                 : json_null());
+    enum jz_job_state s = JZ_JOB_FAILED;
+    if (strcmp(st, "SUCCEEDED") == 0 && !job->cancel_requested)
+        s = JZ_JOB_SUCCEEDED;
+    else if (job->cancel_requested || strcmp(st, "CANCELLED") == 0 ||
+             strcmp(st, "PREEMPTED") == 0)
+        s = JZ_JOB_CANCELLED;
+    else if (strcmp(st, "TIMEOUT") == 0)
+        s = JZ_JOB_TIMEOUT;
+    if (s == JZ_JOB_CANCELLED)
+        snprintf(reason, sizeof reason, "cancelled by %s",
+                 jz_json_str(job->rec, "cancelled_by", "a user"));
+    else
+        snprintf(reason, sizeof reason, "%s", why ? why : "");
+    finish(job, s, reason[0] ? reason : NULL);
+    jz_server_request_commit(job->jobs->srv); /* freed resources: schedule again */
+}
+
+void jz_jobs_part_ended(struct jz_job *job, unsigned part, const json_t *outcome)
+{
+    struct jz_job_part *p = &job->parts[part];
+    if (p->ended)
+        return;
+    p->ended = true;
+    const char *st = jz_json_str(outcome, "state", "FAILED");
+    bool ok = strcmp(st, "SUCCEEDED") == 0;
+    if (strcmp(st, "LOST") == 0)
+        job->lost = true;
+    /* The first part that did not succeed decides the job's outcome; the others are stopped,
+     * since a gang is of no use with a part missing. */
+    if (!job->outcome || (!ok && strcmp(jz_json_str(job->outcome, "state", ""), "SUCCEEDED") == 0)) {
+        json_decref(job->outcome);
+        job->outcome = json_deep_copy(outcome);
+    }
+    /* A preemption stops every part itself (checkpoint, then the grace timer): the others must
+     * not be cut short while they write their checkpoints. */
+    bool preempted = job->preempting && strcmp(st, "PREEMPTED") == 0;
+    if (!ok && !preempted && job->nparts > 1) {
+        char why[300];
+        snprintf(why, sizeof why, "part %u on %s ended: %s", part,
+                 jz_nodes_name(job->jobs->srv->nodes, p->node), st);
+        stop_parts(job, "term", "gang");
+        jz_jobs_persist(job, "part", why);
+    }
+    for (unsigned i = 0; i < job->nparts; i++)
+        if (!job->parts[i].ended)
+            return;
+    conclude(job);
+}
+
+/* --- what the parts report ----------------------------------------------------------------- */
+
+/* A progress, metric, artifact, checkpoint or error event of the job's own. */
+static void on_job_event(struct jz_job *job, const json_t *ev)
+{
     const char *type = jz_json_str(ev, "type", "");
     bool important = false;
     if (strcmp(type, "progress") == 0) {
@@ -385,21 +499,8 @@ static void on_worker_event(void *arg, json_t *ev)
             important = true;
         }
     } else if (strcmp(type, "checkpoint") == 0) {
-        set_time(job->rec, "checkpoint_time", jz_time_now_ms());
+        jz_jobs_set_time(job->rec, "checkpoint_time", jz_time_now_ms());
         important = true;
-    } else if (strcmp(type, "error") == 0) {
-        jz_strlcpy(job->error_msg, jz_json_str(ev, "message", ""), sizeof job->error_msg);
-    } else if (strcmp(type, "started") == 0) {
-        /* The job's process group, so that a restart can stop what is left of it. */
-        json_int_t pgid = jz_json_int(ev, "pid", 0);
-        if (pgid > 1) {
-            json_object_set_new(job->rec, "job_pgid", json_integer(pgid));
-            important = true;
-        }
-    } else if (strcmp(type, "exit") == 0) {
-        json_decref(job->exit_ev);
-        job->exit_ev = json_incref(ev);
-        return;
     } else {
         return;
     }
@@ -415,7 +516,111 @@ static void on_worker_event(void *arg, json_t *ev)
     }
 }
 
-/* Writes the records that worker events changed in this loop iteration. */
+/* Appends shipped log lines to the job's log (a remote part: the local one writes it). */
+static void append_log(struct jz_job *job, const unsigned char *data, size_t len)
+{
+    char path[4200];
+    jz_job_log_path(job->jobs, job, path, sizeof path);
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (fd < 0 && errno == ENOENT) { /* the job's folder, made at its first log line */
+        char dir[4200];
+        snprintf(dir, sizeof dir, "%s/jobs/%lld", job->jobs->srv->cfg.state_dir,
+                 (long long)job->id);
+        jz_mkdir_p(dir, 0750);
+        fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    }
+    if (fd < 0 || write(fd, data, len) != (ssize_t)len)
+        jz_log_error("jobs", "job %lld: cannot append to its log: %s", (long long)job->id,
+                     strerror(errno));
+    if (fd >= 0)
+        close(fd);
+}
+
+/* A file a remote part sent back: an output ("out/NAME") or its checkpoint. */
+static void receive_file(struct jz_job *job, const struct jz_msg *m)
+{
+    const char *name = jz_json_str(m->hdr, "name", "");
+    int64_t off = jz_json_int(m->hdr, "off", -1);
+    bool ok = strcmp(name, "checkpoint/checkpoint.bin") == 0 ||
+              (strncmp(name, "out/", 4) == 0 && jz_name_is_safe(name + 4, 255));
+    if (!ok || off < 0 || off > (int64_t)1 << 40) {
+        jz_log_warn("jobs", "job %lld: ignoring a file named '%.80s'", (long long)job->id, name);
+        return;
+    }
+    char dir[4200], path[4500], tmp[4600];
+    snprintf(dir, sizeof dir, "%s/jobs/%lld/%s", job->jobs->srv->cfg.state_dir,
+             (long long)job->id, name[0] == 'o' ? "out" : "checkpoint");
+    jz_mkdir_p(dir, 0750);
+    snprintf(path, sizeof path, "%s/jobs/%lld/%s", job->jobs->srv->cfg.state_dir,
+             (long long)job->id, name);
+    snprintf(tmp, sizeof tmp, "%s.part", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | (off == 0 ? O_TRUNC : 0),
+                  0640);
+    if (fd < 0 || (m->len && pwrite(fd, m->data, m->len, off) != (ssize_t)m->len)) {
+        jz_log_error("jobs", "job %lld: cannot write %s: %s", (long long)job->id, tmp,
+                     strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    close(fd);
+    if (jz_json_bool(m->hdr, "last", false) && rename(tmp, path) != 0)
+        jz_log_error("jobs", "job %lld: cannot rename %s: %s", (long long)job->id, tmp,
+                     strerror(errno));
+}
+
+/* Every message about a job part, from the node it came from. */
+static void on_part_msg(void *arg, size_t node, int64_t id, int part, const struct jz_msg *m)
+{
+    struct jz_jobs *jobs = arg;
+    struct jz_job *job = jz_jobs_find(jobs, id);
+    const char *t = jz_msg_type(m);
+    int64_t run = jz_json_int(m->hdr, "run", 0);
+    bool mine = job && job->state == JZ_JOB_RUNNING && run == job->run &&
+                (unsigned)part < job->nparts && job->parts[part].node == node &&
+                !job->parts[part].ended;
+    if (!mine) {
+        /* A part jazarid gave up on (its node was down, the job moved): stop it there. */
+        if (strcmp(t, "exit") == 0 || strcmp(t, "started") == 0 || strcmp(t, "ev") == 0)
+            jz_jobs_stale_part(jobs, node, id, part, run, strcmp(t, "exit") != 0);
+        return;
+    }
+    if (strcmp(t, "started") == 0) {
+        if (part == 0 && jz_json_str(m->hdr, "backend", NULL))
+            json_object_set_new(job->rec, "backend",
+                                json_string(jz_json_str(m->hdr, "backend", "cpu")));
+        if (!job->start_ms) {
+            job->start_ms = jz_time_now_ms();
+            jz_jobs_set_time(job->rec, "start_time", job->start_ms); /* its process started */
+            json_object_set_new(job->rec, "run_start_ms", json_integer(job->start_ms));
+            /* Stored with the record's next write: a restart before it only loses the few
+             * milliseconds between placement and start. */
+            job->dirty = true;
+        }
+    } else if (strcmp(t, "ev") == 0) {
+        on_job_event(job, json_object_get(m->hdr, "ev"));
+    } else if (strcmp(t, "log") == 0) {
+        if (!jz_nodes_is_local(jobs->srv->nodes, node) && m->len)
+            append_log(job, m->data, m->len);
+        notify_watchers(job, false);
+    } else if (strcmp(t, "file") == 0) {
+        /* Rank 0 speaks for a gang's outputs and checkpoint: the parts would overwrite each
+         * other's files of the same name. */
+        if (!jz_nodes_is_local(jobs->srv->nodes, node) && part == 0)
+            receive_file(job, m);
+    } else if (strcmp(t, "exit") == 0) {
+        json_t *outcome = json_object_get(m->hdr, "outcome"), *fallback = NULL;
+        if (!json_is_object(outcome))
+            outcome = fallback = json_pack("{s:s, s:s}", "state", "FAILED", "reason",
+                                           "the node reported no outcome");
+        /* Before the part ends: the job's parts are freed when the last one does. */
+        jz_jobs_part_send(job, (unsigned)part, "forget", NULL);
+        jz_jobs_part_ended(job, (unsigned)part, outcome);
+        json_decref(fallback);
+    }
+}
+
+/* Writes the records that part events changed in this loop iteration. */
 static void flush_dirty(struct jz_jobs *jobs)
 {
     struct jz_job *job = jobs->flush_head;
@@ -424,244 +629,79 @@ static void flush_dirty(struct jz_jobs *jobs)
         next = job->flush_next;
         job->flush_queued = false;
         if (job->dirty)
-            persist(job, NULL, NULL);
+            jz_jobs_persist(job, NULL, NULL);
     }
-}
-
-static const char *signal_name(int sig)
-{
-    const char *abbrev = sigabbrev_np(sig);
-    return abbrev ? abbrev : "?";
-}
-
-/* A preempted job has stopped: it waits again, keeping its place by submit time, and resumes
- * from its checkpoint when the plugin wrote one. */
-static void requeue(struct jz_job *job, const char *why)
-{
-    struct jz_jobs *jobs = job->jobs;
-    struct jz_error err = {0};
-    charge(job);
-    job->sched_started = false;
-    if (jz_sched_job_requeue(jobs->sched, (uint64_t)job->id, now_s(), &err))
-        jz_log_warn("jobs", "job %lld: scheduler: %s", (long long)job->id, err.msg);
-    release_resources(job);
-    set_state(job, JZ_JOB_PENDING);
-    char reason[200];
-    if (why)
-        snprintf(reason, sizeof reason, "requeued: %s", why);
-    else
-        snprintf(reason, sizeof reason, "requeued: preempted for job %lld",
-                 (long long)job->preempted_by);
-    set_reason(job, reason);
-    json_object_set_new(job->rec, "requeues",
-                        json_integer(jz_json_int(job->rec, "requeues", 0) + 1));
-    json_object_set_new(job->rec, "start_time", json_null());
-    json_object_del(job->rec, "worker_pid");
-    json_object_del(job->rec, "job_pgid");
-    job->pid = 0;
-    job->preempting = false;
-    json_decref(job->exit_ev);
-    job->exit_ev = NULL;
-    job->error_msg[0] = '\0';
-    queue_push(jobs, job);
-    persist(job, "state", reason);
-    jz_log_info("jobs", "job %lld %s", (long long)job->id, reason);
-}
-
-static void on_worker_exit(void *arg, int wait_status)
-{
-    struct jz_job *job = arg;
-    char reason[1200];
-    enum jz_job_state s;
-    json_t *ex = job->exit_ev;
-    const char *status = jz_json_str(ex, "status", NULL);
-    if (job->preempting && !job->cancel_requested &&
-        !(status && strcmp(status, "succeeded") == 0)) {
-        requeue(job, NULL);
-        jz_server_request_commit(job->jobs->srv);
-        return;
-    }
-    json_t *code = json_object_get(ex, "exit_code");
-    json_t *sig = json_object_get(ex, "signal");
-    json_object_set_new(job->rec, "exit_code",
-                        json_is_integer(code) ? json_integer(json_integer_value(code)) : json_null());
-    json_object_set_new(job->rec, "signal",
-                        json_is_integer(sig) ? json_integer(json_integer_value(sig)) : json_null());
-    const char *msg = job->error_msg[0] ? job->error_msg : jz_json_str(ex, "message", "");
-    bool succeeded = status && strcmp(status, "succeeded") == 0;
-    if (succeeded) {
-        s = JZ_JOB_SUCCEEDED;
-        reason[0] = '\0';
-    } else if (job->cancel_requested || (status && strcmp(status, "cancelled") == 0)) {
-        /* Includes a worker that got the cancel before it could handle signals. */
-        s = JZ_JOB_CANCELLED;
-        snprintf(reason, sizeof reason, "cancelled by %s",
-                 jz_json_str(job->rec, "cancelled_by", "a user"));
-    } else if (!status) {
-        s = JZ_JOB_FAILED;
-        if (WIFSIGNALED(wait_status))
-            snprintf(reason, sizeof reason, "the worker was killed by signal %s (%d)",
-                     signal_name(WTERMSIG(wait_status)), WTERMSIG(wait_status));
-        else
-            snprintf(reason, sizeof reason, "the worker exited (status %d) without a result",
-                     WIFEXITED(wait_status) ? WEXITSTATUS(wait_status) : -1);
-    } else if (strcmp(status, "timeout") == 0) {
-        s = JZ_JOB_TIMEOUT;
-        snprintf(reason, sizeof reason, "time limit of %llds reached",
-                 (long long)job->time_limit_s);
-    } else if (json_is_integer(sig)) {
-        s = JZ_JOB_FAILED;
-        snprintf(reason, sizeof reason, "killed by signal %s (%d)%s%s",
-                 signal_name((int)json_integer_value(sig)), (int)json_integer_value(sig),
-                 *msg ? ": " : "", msg);
-    } else {
-        s = JZ_JOB_FAILED;
-        snprintf(reason, sizeof reason, "exit code %lld%s%s",
-                 json_is_integer(code) ? (long long)json_integer_value(code) : -1LL,
-                 *msg ? ": " : "", msg);
-    }
-    finish(job, s, reason[0] ? reason : NULL);
-    jz_server_request_commit(job->jobs->srv); /* freed resources: schedule again */
-}
-
-static void on_backstop(evutil_socket_t fd, short what, void *arg)
-{
-    struct jz_job *job = arg;
-    jz_log_warn("jobs", "job %lld: worker %d did not stop after its time limit; killing it",
-                (long long)job->id, (int)job->pid);
-    jz_node_kill_group(job->jobs->srv->node, job->pid);
 }
 
 /* --- starting jobs ---------------------------------------------------------------------- */
 
-/* The worker's job spec; job->gpus holds the placement's GPUs, pl its CPUs and NUMA nodes. */
-static json_t *build_spec(struct jz_jobs *jobs, struct jz_job *job,
-                          const struct jz_place_result *pl, const char *job_dir)
+/* Takes over a START decision's parts and records where the job runs. */
+static void start_job(struct jz_jobs *jobs, struct jz_job *job, struct jz_sched_decision *d)
 {
-    struct jz_server *srv = jobs->srv;
-    const struct jz_plugin_entry *pe =
-        jz_plugins_find(srv->plugins, jz_json_str(job->rec, "plugin", ""));
-    if (!pe)
-        return NULL;
-    const struct jz_topo *topo = jz_node_topo(srv->node);
-    json_t *devices = json_array();
-    for (size_t i = 0; i < job->ngpus; i++) {
-        const struct jz_topo_gpu *g = jz_topo_gpu_at(topo, job->gpus[i]);
-        /* The ordinal is the device within its backend: CUDA renumbers the visible GPUs from
-         * 0; the cpu and OpenCL fallbacks have one device that every declared GPU maps to. */
-        const char *backend =
-            jz_node_gpu_backend(srv->node, job->gpus[i], srv->cfg.fallback_backend);
-        json_array_append_new(
-            devices, json_pack("{s:s, s:i, s:i, s:s, s:s, s:I, s:i}", "backend", backend,
-                               "ordinal", strcmp(backend, "cuda") == 0 ? (int)i : 0, "node_index", (int)g->index, "pci_bus_id",
-                               g->pci_bus_id, "model", g->model, "memory_bytes",
-                               (json_int_t)g->memory_bytes, "numa_node", g->numa_os));
-    }
-    char cpus[8192] = "", numa[1024] = "";
-    jz_cpulist_format(pl->cpus, pl->cpu_count, cpus, sizeof cpus);
-    jz_cpulist_format(pl->numa, pl->numa_count, numa, sizeof numa);
-    char out_dir[4200], log_path[4200], ckpt[4200];
-    snprintf(out_dir, sizeof out_dir, "%s/out", job_dir);
-    snprintf(log_path, sizeof log_path, "%s/log", job_dir);
-    snprintf(ckpt, sizeof ckpt, "%s/checkpoint", job_dir);
-    char id[32];
-    snprintf(id, sizeof id, "%lld", (long long)job->id);
-    return json_pack("{s:s, s:s, s:O, s:o, s:s, s:s, s:b, s:s, s:s, s:s, s:s, s:I, s:I}",
-                     "job_id", id, "plugin_path", pe->path, "params",
-                     json_object_get(job->rec, "params"), "devices", devices, "cpus", cpus,
-                     "numa_nodes", numa, "bind", !jz_node_declared(srv->node), "output_dir",
-                     out_dir, "log_path", log_path, "checkpoint_dir", ckpt, "submit_dir",
-                     jz_json_str(job->rec, "submit_dir", ""), "time_limit_s",
-                     (json_int_t)job->time_limit_s, "kill_grace_s",
-                     (json_int_t)srv->cfg.kill_grace_s);
-}
-
-static const struct jz_node_worker_cbs worker_cbs = {.on_event = on_worker_event,
-                                                     .on_exit = on_worker_exit};
-
-/* Starts job on the placement pl (whose arrays the job takes over). */
-static void start_job(struct jz_jobs *jobs, struct jz_job *job, struct jz_place_result *pl)
-{
-    struct jz_server *srv = jobs->srv;
-    const struct jz_topo *topo = jz_node_topo(srv->node);
-    queue_remove(jobs, job);
+    struct jz_nodes *nodes = jobs->srv->nodes;
+    jz_jobs_pending_add(jobs, job->user, -1);
     job->sched_started = true;
-    job->gpus = pl->gpus;
-    job->ngpus = pl->gpu_count;
-    job->cores = pl->cores;
-    job->ncores = pl->core_count;
-    pl->gpus = pl->cores = NULL;
-    for (size_t i = 0; i < job->ngpus; i++)
-        jobs->gpu_job[job->gpus[i]] = (int32_t)job->id;
-    jobs->free_cores -= job->ncores;
-
-    char job_dir[4200], spec_path[4300];
-    snprintf(job_dir, sizeof job_dir, "%s/jobs/%lld", srv->cfg.state_dir, (long long)job->id);
-    snprintf(spec_path, sizeof spec_path, "%s/spec.json", job_dir);
-    json_t *spec = NULL;
-    struct jz_error err = {0};
-    if (mkdir(job_dir, 0750) != 0 && errno != EEXIST) {
-        jz_error_set(&err, JZ_EIO, "cannot create %s: %s", job_dir, strerror(errno));
-        goto fail;
+    job->parts = calloc(d->part_count, sizeof *job->parts);
+    if (!job->parts) {
+        finish(job, JZ_JOB_FAILED, "could not start: out of memory");
+        return;
     }
-    int64_t resume_from = jz_json_int(job->rec, "resume_from", 0);
-    if (resume_from && !jz_json_str(job->rec, "checkpoint_time", NULL)) {
-        /* Start from the other job's checkpoint: a hard link costs nothing, and the worker's
-         * next checkpoint replaces the link rather than writing through it. */
-        char src[4300], dst[4300];
-        checkpoint_file(jobs, resume_from, src, sizeof src);
-        snprintf(dst, sizeof dst, "%s/checkpoint", job_dir);
-        mkdir(dst, 0750);
-        checkpoint_file(jobs, job->id, dst, sizeof dst);
-        if (link(src, dst) != 0 && errno != EEXIST) {
-            jz_error_set(&err, JZ_EIO, "cannot resume from job %lld's checkpoint: %s",
-                         (long long)resume_from, strerror(errno));
-            goto fail;
+    job->nparts = (unsigned)d->part_count;
+    json_t *gpus = json_array(), *names = json_array(), *stored = json_array();
+    char cpus[8192] = "", numa[1024] = "";
+    for (size_t k = 0; k < d->part_count; k++) {
+        struct jz_sched_part *sp = &d->parts[k];
+        struct jz_job_part *p = &job->parts[k];
+        p->node = sp->node;
+        p->gpus = sp->place.gpus;
+        p->ngpus = sp->place.gpu_count;
+        p->cores = sp->place.cores;
+        p->ncores = sp->place.core_count;
+        sp->place.gpus = sp->place.cores = NULL;
+        const struct jz_topo *topo = jz_nodes_topo(nodes, p->node);
+        const char *nname = jz_nodes_name(nodes, p->node);
+        json_t *pg = json_array(), *pc = json_array();
+        for (size_t i = 0; i < p->ngpus; i++) {
+            const struct jz_topo_gpu *g = jz_topo_gpu_at(topo, p->gpus[i]);
+            json_array_append_new(gpus, json_pack("{s:i, s:s, s:s, s:s}", "index", (int)g->index,
+                                                  "pci_bus_id", g->pci_bus_id, "model", g->model,
+                                                  "node", nname));
+            json_array_append_new(pg, json_integer((json_int_t)p->gpus[i]));
         }
+        for (size_t i = 0; i < p->ncores; i++)
+            json_array_append_new(pc, json_integer((json_int_t)p->cores[i]));
+        json_array_append_new(names, json_string(nname));
+        char pcpus[8192] = "", pnuma[1024] = "";
+        jz_cpulist_format(sp->place.cpus, sp->place.cpu_count, pcpus, sizeof pcpus);
+        jz_cpulist_format(sp->place.numa, sp->place.numa_count, pnuma, sizeof pnuma);
+        if (k == 0) {
+            jz_strlcpy(cpus, pcpus, sizeof cpus);
+            jz_strlcpy(numa, pnuma, sizeof numa);
+        }
+        json_array_append_new(stored, json_pack("{s:s, s:o, s:o, s:s, s:s}", "node", nname,
+                                                "gpus", pg, "cores", pc, "cpus", pcpus,
+                                                "numa_nodes", pnuma));
     }
-    spec = build_spec(jobs, job, pl, job_dir);
-    if (!spec) {
-        jz_error_set(&err, JZ_ENOENT, "plugin '%s' is no longer available",
-                     jz_json_str(job->rec, "plugin", ""));
-        goto fail;
-    }
-    /* The spec only needs to outlive this process's crash-free run, so no fsync. */
-    if (json_dump_file(spec, spec_path, JSON_COMPACT) != 0) {
-        jz_error_set(&err, JZ_EIO, "cannot write %s", spec_path);
-        goto fail;
-    }
-    /* The worker is launched only after the group commit has made RUNNING durable (see
-     * jz_jobs_launch): a crash in between then reads as "node lost", never as a pending
-     * job that would run a second time. */
-    set_state(job, JZ_JOB_RUNNING);
-    set_reason(job, NULL);
-    set_time(job->rec, "start_time", jz_time_now_ms());
-    json_object_set_new(job->rec, "node", json_string(jz_node_name(srv->node)));
-    json_t *gpus = json_array();
-    for (size_t i = 0; i < job->ngpus; i++) {
-        const struct jz_topo_gpu *g = jz_topo_gpu_at(topo, job->gpus[i]);
-        json_array_append_new(gpus, json_pack("{s:i, s:s, s:s}", "index", (int)g->index,
-                                              "pci_bus_id", g->pci_bus_id, "model", g->model));
-    }
+    /* The parts are launched only after the group commit has made RUNNING durable (see
+     * jz_jobs_launch): a crash in between then reads as "node lost", never as a pending job
+     * that would run a second time. */
+    jz_jobs_set_state(job, JZ_JOB_RUNNING);
+    jz_jobs_set_reason(job, NULL);
+    jz_jobs_set_time(job->rec, "start_time", jz_time_now_ms());
+    json_object_set(job->rec, "node", json_array_get(names, 0));
+    json_object_set_new(job->rec, "nodes", names);
     json_object_set_new(job->rec, "gpus", gpus);
-    json_object_set(job->rec, "cpus", json_object_get(spec, "cpus"));
-    json_object_set(job->rec, "numa_nodes", json_object_get(spec, "numa_nodes"));
-    json_t *dev0 = json_array_get(json_object_get(spec, "devices"), 0);
-    json_object_set_new(job->rec, "backend", json_string(jz_json_str(dev0, "backend", "cpu")));
-    json_object_set_new(job->rec, "placement", json_string(pl->reason));
-    json_decref(spec);
-    persist(job, "state", "RUNNING");
+    json_object_set_new(job->rec, "cpus", json_string(cpus));
+    json_object_set_new(job->rec, "numa_nodes", json_string(numa));
+    json_object_set_new(job->rec, "placement_parts", stored);
+    json_object_set_new(job->rec, "placement", json_string(d->parts[0].place.reason));
+    json_object_set_new(job->rec, "backend", json_null()); /* the node says, when it starts */
+    job->start_ms = 0;
+    jz_jobs_persist(job, "state", "RUNNING");
     job->launch_next = NULL;
     *jobs->launch_tail = job;
     jobs->launch_tail = &job->launch_next;
-    jz_log_debug("jobs", "job %lld placed: %s", (long long)job->id, pl->reason);
-    return;
-fail:
-    json_decref(spec);
-    jz_log_error("jobs", "job %lld: cannot start: %s", (long long)job->id, err.msg);
-    char reason[400];
-    snprintf(reason, sizeof reason, "could not start: %s", err.msg);
-    finish(job, JZ_JOB_FAILED, reason);
+    jz_log_debug("jobs", "job %lld placed: %s", (long long)job->id, d->parts[0].place.reason);
 }
 
 struct jz_job *jz_jobs_take_placed(struct jz_jobs *jobs)
@@ -672,15 +712,125 @@ struct jz_job *jz_jobs_take_placed(struct jz_jobs *jobs)
     return list;
 }
 
+/* The environment every part gets: where it is in the gang, and PyTorch's conventions. */
+static json_t *part_env(struct jz_job *job, unsigned part)
+{
+    struct jz_nodes *nodes = job->jobs->srv->nodes;
+    char list[8192] = "", num[16], rank[16], port[16];
+    size_t off = 0;
+    for (unsigned i = 0; i < job->nparts && off < sizeof list; i++)
+        off += (size_t)snprintf(list + off, sizeof list - off, "%s%s", i ? "," : "",
+                                jz_nodes_name(nodes, job->parts[i].node));
+    snprintf(num, sizeof num, "%u", job->nparts);
+    snprintf(rank, sizeof rank, "%u", part);
+    /* One port per job id: two gangs whose ids differ by the span and share a rank-0 node at
+     * the same time would collide (documented in docs/ops-guide.md). */
+    snprintf(port, sizeof port, "%lld",
+             (long long)(MASTER_PORT_BASE + job->id % MASTER_PORT_SPAN));
+    /* One node: its processes meet on loopback, whatever the node's address. */
+    const char *master =
+        job->nparts == 1 ? "127.0.0.1" : jz_nodes_address(nodes, job->parts[0].node);
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "JAZARI_NODE_RANK", rank,
+                     "JAZARI_NUM_NODES", num, "JAZARI_NODES", list, "MASTER_ADDR", master,
+                     "MASTER_PORT", port,
+                     "WORLD_SIZE", num, "NODE_RANK", rank, "RANK", rank, "GROUP_RANK", rank);
+}
+
+/* Stages what a remote part needs from jazarid (a checkpoint to resume from, other jobs'
+ * artifacts) and sends its launch. */
+static int launch_part(struct jz_jobs *jobs, struct jz_job *job, unsigned k, struct jz_error *err)
+{
+    struct jz_server *srv = jobs->srv;
+    struct jz_job_part *p = &job->parts[k];
+    const struct jz_plugin_entry *pe =
+        jz_plugins_find(srv->plugins, jz_json_str(job->rec, "plugin", ""));
+    if (!pe)
+        return jz_error_set(err, JZ_ENOENT, "plugin '%s' is no longer available",
+                            jz_json_str(job->rec, "plugin", ""));
+    bool local = jz_nodes_is_local(srv->nodes, p->node);
+    json_t *params = json_deep_copy(json_object_get(job->rec, "params"));
+    json_t *inputs = json_object();
+    char ckpt[4300];
+    jz_jobs_checkpoint_file(jobs, job->id, ckpt, sizeof ckpt);
+    int rc = 0;
+    if (!local) {
+        struct stat st;
+        if (stat(ckpt, &st) == 0)
+            rc = jz_nodes_send_file(srv->nodes, p->node, job->id, (int)k,
+                                    "checkpoint/checkpoint.bin", ckpt, err);
+        const char *key;
+        json_t *v;
+        json_object_foreach(json_object_get(job->rec, "inputs"), key, v) {
+            char name[300];
+            snprintf(name, sizeof name, "in/%.200s", key);
+            if (!rc && json_is_string(v))
+                rc = jz_nodes_send_file(srv->nodes, p->node, job->id, (int)k, name,
+                                        json_string_value(v), err);
+            json_object_set_new(inputs, key, json_string(name));
+            json_object_del(params, key);
+        }
+    }
+    json_t *stored = json_array_get(json_object_get(job->rec, "placement_parts"), k);
+    json_t *gpus = json_array();
+    for (size_t i = 0; i < p->ngpus; i++)
+        json_array_append_new(gpus, json_integer((json_int_t)p->gpus[i]));
+    const char *file = strrchr(pe->path, '/');
+    json_t *extra = json_pack(
+        "{s:s, s:o, s:o, s:o, s:s, s:s, s:I, s:I, s:s, s:o}", "plugin_file",
+        file ? file + 1 : pe->path, "params", params, "inputs", inputs, "gpus", gpus, "cpus",
+        jz_json_str(stored, "cpus", ""), "numa_nodes", jz_json_str(stored, "numa_nodes", ""),
+        "time_limit_s", (json_int_t)job->time_limit_s, "kill_grace_s",
+        (json_int_t)srv->cfg.kill_grace_s, "submit_dir", jz_json_str(job->rec, "submit_dir", ""),
+        "env", part_env(job, k));
+    if (rc) {
+        json_decref(extra);
+        return rc;
+    }
+    json_t *h = json_pack("{s:s, s:I, s:i, s:I}", "t", "launch", "job", (json_int_t)job->id,
+                          "part", (int)k, "run", (json_int_t)job->run);
+    json_object_update(h, extra);
+    json_decref(extra);
+    rc = jz_nodes_send(srv->nodes, p->node, h, NULL, 0);
+    json_decref(h);
+    if (rc)
+        return jz_error_set(err, rc, "node %s is not connected", jz_nodes_name(srv->nodes, p->node));
+    p->launched = true;
+    return 0;
+}
+
+/* Makes the job's folder on jazarid (logs, artifacts, checkpoints gather there) and, for a job
+ * resumed from another's checkpoint, links that checkpoint in. */
+static int prepare_job_dir(struct jz_jobs *jobs, struct jz_job *job, struct jz_error *err)
+{
+    /* Folders appear when something is written there (a part's log or outputs, a shipped
+     * file): a directory per job and start costs ext4 more than anything else at high rates. */
+    int64_t resume_from = jz_json_int(job->rec, "resume_from", 0);
+    if (resume_from && !jz_json_str(job->rec, "checkpoint_time", NULL)) {
+        char dir[4200];
+        snprintf(dir, sizeof dir, "%s/jobs/%lld/checkpoint", jobs->srv->cfg.state_dir,
+                 (long long)job->id);
+        if (jz_mkdir_p(dir, 0750) != 0)
+            return jz_error_set(err, JZ_EIO, "cannot create %s: %s", dir, strerror(errno));
+        /* A hard link costs nothing, and the worker's next checkpoint replaces the link rather
+         * than writing through it. */
+        char src[4300], dst[4300];
+        jz_jobs_checkpoint_file(jobs, resume_from, src, sizeof src);
+        jz_jobs_checkpoint_file(jobs, job->id, dst, sizeof dst);
+        if (link(src, dst) != 0 && errno != EEXIST)
+            return jz_error_set(err, JZ_EIO, "cannot resume from job %lld's checkpoint: %s",
+                                (long long)resume_from, strerror(errno));
+    }
+    return 0;
+}
+
 void jz_jobs_launch(struct jz_jobs *jobs, struct jz_job *job, bool committed)
 {
     struct jz_server *srv = jobs->srv;
     for (struct jz_job *next; job; job = next) {
         next = job->launch_next;
         struct jz_error err = {0};
-        char spec_path[4300];
-        snprintf(spec_path, sizeof spec_path, "%s/jobs/%lld/spec.json", srv->cfg.state_dir,
-                 (long long)job->id);
+        if (job->state != JZ_JOB_RUNNING || job->nparts == 0)
+            continue; /* it ended while its start was being made durable (node down) */
         if (!committed) {
             finish(job, JZ_JOB_FAILED, "could not start: the store could not record the start");
             continue;
@@ -690,25 +840,40 @@ void jz_jobs_launch(struct jz_jobs *jobs, struct jz_job *job, bool committed)
             continue;
         }
         if (job->preempting || srv->stopping) {
-            /* Preempted before its worker started, or the service is stopping: nothing runs
-             * yet, so the job simply waits again. */
-            requeue(job, job->preempting ? NULL : "the service stopped before it started");
+            /* Nothing runs yet, so the job simply waits again. */
+            char reason[200];
+            if (job->preempting)
+                snprintf(reason, sizeof reason, "requeued: preempted for job %lld",
+                         (long long)job->preempted_by);
+            else
+                snprintf(reason, sizeof reason, "requeued: the service stopped before it started");
+            requeue(job, reason);
             continue;
         }
-        if (jz_node_launch(srv->node, spec_path, &worker_cbs, job, &job->pid, &err)) {
+        if (prepare_job_dir(jobs, job, &err)) {
             char reason[400];
             snprintf(reason, sizeof reason, "could not start: %s", err.msg);
             finish(job, JZ_JOB_FAILED, reason);
             continue;
         }
-        json_object_set_new(job->rec, "worker_pid", json_integer(job->pid));
-        job->start_ms = jz_time_now_ms();
-        set_time(job->rec, "start_time", job->start_ms); /* when its process started */
-        job->backstop = evtimer_new(srv->base, on_backstop, job);
-        struct timeval tv = {.tv_sec = job->time_limit_s + srv->cfg.kill_grace_s +
-                                       BACKSTOP_EXTRA_S};
-        evtimer_add(job->backstop, &tv);
-        persist(job, NULL, NULL); /* the pid, so a restart can make sure the worker is gone */
+        for (unsigned k = 0; k < job->nparts && job->state == JZ_JOB_RUNNING; k++) {
+            if (launch_part(jobs, job, k, &err) == 0)
+                continue;
+            /* This part never started: the others are stopped, and the job waits again (a
+             * start that did not happen is always safe to repeat), unless its plugin is gone. */
+            char reason[400];
+            snprintf(reason, sizeof reason, "could not start: %s", err.msg);
+            jz_log_warn("jobs", "job %lld part %u: %s", (long long)job->id, k, err.msg);
+            if (err.code != JZ_EAGAIN) { /* its plugin or an input is gone: retrying won't help */
+                stop_parts(job, "kill", "kill");
+                finish(job, JZ_JOB_FAILED, reason);
+            } else {
+                stop_parts(job, "kill", "kill");
+                char rq[500];
+                snprintf(rq, sizeof rq, "requeued: %s", reason);
+                requeue(job, rq);
+            }
+        }
     }
 }
 
@@ -716,7 +881,7 @@ static void on_preempt_grace(evutil_socket_t fd, short what, void *arg)
 {
     struct jz_job *job = arg;
     /* The checkpoint grace is over: stop it like a cancel (TERM, then KILL after the grace). */
-    jz_node_signal(job->jobs->srv->node, job->pid, SIGTERM);
+    stop_parts(job, "term", "preempt");
 }
 
 static void preempt_job(struct jz_jobs *jobs, struct jz_job *job, const struct jz_sched_decision *d)
@@ -725,16 +890,19 @@ static void preempt_job(struct jz_jobs *jobs, struct jz_job *job, const struct j
         return;
     job->preempting = true;
     job->preempted_by = (int64_t)d->for_job;
-    if (!job->pid)
-        return; /* placed, worker not started yet: jz_jobs_launch requeues it instead */
-    jz_node_signal(jobs->srv->node, job->pid, SIGUSR1); /* checkpoint now */
+    bool launched = false;
+    for (unsigned i = 0; i < job->nparts; i++)
+        launched |= job->parts[i].launched;
+    if (!launched)
+        return; /* placed, not started yet: jz_jobs_launch requeues it instead */
+    stop_parts(job, "checkpoint", "preempt");
     job->preempt_timer = evtimer_new(jobs->srv->base, on_preempt_grace, job);
     struct timeval tv = {.tv_sec = d->grace_s};
     evtimer_add(job->preempt_timer, &tv);
     char detail[300];
     snprintf(detail, sizeof detail, "preempted for job %llu: %s", (unsigned long long)d->for_job,
              d->why);
-    persist(job, "preempt", detail);
+    jz_jobs_persist(job, "preempt", detail);
     jz_log_info("jobs", "job %lld %s", (long long)job->id, detail);
 }
 
@@ -742,7 +910,7 @@ static void decide(struct jz_jobs *jobs, unsigned flags)
 {
     struct jz_error err = {0};
     jz_sched_decisions_clear(&jobs->decisions);
-    if (jz_sched_decide(jobs->sched, now_s(), flags, &jobs->decisions, &err)) {
+    if (jz_sched_decide(jobs->srv->sched, now_s(), flags, &jobs->decisions, &err)) {
         jz_log_error("jobs", "scheduler: %s", err.msg);
         return;
     }
@@ -754,8 +922,8 @@ static void decide(struct jz_jobs *jobs, unsigned flags)
                          (unsigned long long)d->job_id);
             continue;
         }
-        if (d->action == JZ_SCHED_START && job->state == JZ_JOB_PENDING)
-            start_job(jobs, job, &d->place);
+        if (d->action == JZ_SCHED_START && job->state == JZ_JOB_PENDING && d->part_count > 0)
+            start_job(jobs, job, d);
         else if (d->action == JZ_SCHED_PREEMPT)
             preempt_job(jobs, job, d);
     }
@@ -782,10 +950,9 @@ static void on_full_pass(evutil_socket_t fd, short what, void *arg)
     evtimer_add(jobs->full_timer, &tv);
 }
 
-/* Hands a pending job to the scheduler. */
-static int sched_submit(struct jz_jobs *jobs, struct jz_job *job, struct jz_error *err)
+void jz_jobs_sched_job(const struct jz_job *job, struct jz_sched_job *sj)
 {
-    struct jz_sched_job sj = {
+    *sj = (struct jz_sched_job){
         .id = (uint64_t)job->id,
         .tenant = job->tenant,
         .user = job->user,
@@ -798,318 +965,16 @@ static int sched_submit(struct jz_jobs *jobs, struct jz_job *job, struct jz_erro
         .submit_time = jz_json_int(job->rec, "submit_epoch", now_s()),
         .model = job->model[0] ? job->model : NULL,
         .min_memory_bytes = job->req.min_memory_bytes,
+        .nodes = job->nodes,
     };
-    return jz_sched_submit(jobs->sched, &sj, now_s(), err);
 }
 
-/* --- submission ------------------------------------------------------------------------- */
-
-static int field_error(struct jz_jobs *jobs, const char **field, const char *name,
-                       struct jz_error *err, int code, const char *fmt, ...)
-    __attribute__((format(printf, 6, 7)));
-
-static int field_error(struct jz_jobs *jobs, const char **field, const char *name,
-                       struct jz_error *err, int code, const char *fmt, ...)
+/* Hands a pending job to the scheduler. */
+int jz_jobs_sched_submit(struct jz_jobs *jobs, struct jz_job *job, struct jz_error *err)
 {
-    jz_strlcpy(jobs->field, name, sizeof jobs->field);
-    *field = jobs->field;
-    char msg[JZ_ERROR_MSG_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    return jz_error_set(err, code, "%s: %s", name, msg);
-}
-
-/* Reads an optional integer field within [lo, hi]; strings are not accepted. */
-static int get_int(struct jz_jobs *jobs, const json_t *obj, const char *key, const char *path,
-                   int64_t lo, int64_t hi, int64_t dflt, int64_t *out, const char **field,
-                   struct jz_error *err)
-{
-    json_t *v = json_object_get(obj, key);
-    if (!v || json_is_null(v)) {
-        *out = dflt;
-        return 0;
-    }
-    if (!json_is_integer(v))
-        return field_error(jobs, field, path, err, JZ_EINVAL, "expected an integer");
-    int64_t x = json_integer_value(v);
-    if (x < lo || x > hi)
-        return field_error(jobs, field, path, err, JZ_ERANGE, "must be between %lld and %lld",
-                           (long long)lo, (long long)hi);
-    *out = x;
-    return 0;
-}
-
-static bool only_keys(const json_t *obj, const char *const *allowed, const char **bad)
-{
-    const char *k;
-    json_t *v;
-    json_object_foreach((json_t *)obj, k, v) {
-        bool ok = false;
-        for (size_t i = 0; allowed[i] && !ok; i++)
-            ok = strcmp(k, allowed[i]) == 0;
-        if (!ok) {
-            *bad = k;
-            return false;
-        }
-    }
-    return true;
-}
-
-/* A string parameter "job:ID" or "job:ID/NAME" names another job's artifact (NAME defaults to
- * "model"). It is replaced by the artifact's absolute path, after checking that the user may
- * see that job and that the artifact exists, so plugins never need to know about the service. */
-static int resolve_artifact_refs(struct jz_jobs *jobs, const struct jz_user *user, json_t *params,
-                                 const char **field, struct jz_error *err)
-{
-    const char *key;
-    json_t *v;
-    json_object_foreach(params, key, v) {
-        if (!json_is_string(v) || strncmp(json_string_value(v), "job:", 4) != 0)
-            continue;
-        char path[160];
-        snprintf(path, sizeof path, "params.%.64s", key);
-        const char *ref = json_string_value(v) + 4;
-        char *end;
-        long long id = strtoll(ref, &end, 10);
-        const char *name = *end == '/' ? end + 1 : *end == '\0' ? "model" : NULL;
-        struct jz_job *src = id > 0 && end != ref ? jz_jobs_find(jobs, id) : NULL;
-        if (!name || !jz_name_is_safe(name, 255))
-            return field_error(jobs, field, path, err, JZ_EINVAL,
-                               "a job reference is job:ID or job:ID/ARTIFACT");
-        if (!src || !jz_job_visible_to(src, user))
-            return field_error(jobs, field, path, err, JZ_EINVAL, "no job %lld that you may see",
-                               id);
-        char file[4500];
-        snprintf(file, sizeof file, "%s/jobs/%lld/out/%s", jobs->srv->cfg.state_dir, id, name);
-        struct stat st;
-        if (lstat(file, &st) != 0 || !S_ISREG(st.st_mode))
-            return field_error(jobs, field, path, err, JZ_EINVAL, "job %lld has no artifact '%s'",
-                               id, name);
-        json_object_set_new(params, key, json_string(file));
-    }
-    return 0;
-}
-
-int jz_jobs_submit(struct jz_jobs *jobs, const struct jz_user *user, const json_t *body,
-                   json_t **job_out, const char **field, struct jz_error *err)
-{
-    struct jz_server *srv = jobs->srv;
-    *field = NULL;
-    static const char *const top_keys[] = {"plugin",     "name",        "params", "resources",
-                                           "preemptible", "submit_dir", "resume_from", "class",
-                                           NULL};
-    static const char *const res_keys[] = {"gpus",      "cpus_per_gpu", "cpus",
-                                           "memory_mb", "time_limit_s", "time_limit",
-                                           "gpu_model", "gpu_memory_min_mb", NULL};
-    const char *bad;
-    if (!only_keys(body, top_keys, &bad))
-        return field_error(jobs, field, bad, err, JZ_EINVAL, "unknown field");
-
-    json_t *jplugin = json_object_get(body, "plugin");
-    if (!json_is_string(jplugin))
-        return field_error(jobs, field, "plugin", err, JZ_EINVAL,
-                           jplugin ? "expected a string" : "required");
-    const char *plugin = json_string_value(jplugin);
-    const struct jz_plugin_entry *pe = jz_plugins_find(srv->plugins, plugin);
-    if (!pe) {
-        const struct jz_plugin_entry *refused = jz_plugins_find_refused(srv->plugins, plugin);
-        if (refused)
-            return field_error(jobs, field, "plugin", err, JZ_EINVAL,
-                               "plugin '%s' was refused: %s", plugin, refused->reason);
-        return field_error(jobs, field, "plugin", err, JZ_EINVAL,
-                           "unknown plugin '%.64s' (see GET /v1/plugins)", plugin);
-    }
-
-    json_t *jname = json_object_get(body, "name");
-    const char *name = plugin;
-    if (jname && !json_is_null(jname)) {
-        if (!json_is_string(jname))
-            return field_error(jobs, field, "name", err, JZ_EINVAL, "expected a string");
-        name = json_string_value(jname);
-        size_t len = strlen(name);
-        if (len == 0 || len > JZ_MAX_NAME_LEN)
-            return field_error(jobs, field, "name", err, JZ_EINVAL, "must be 1-%d bytes",
-                               JZ_MAX_NAME_LEN);
-        for (size_t i = 0; i < len; i++)
-            if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f)
-                return field_error(jobs, field, "name", err, JZ_EINVAL,
-                                   "control characters are not allowed");
-    }
-
-    json_t *jsubmit = json_object_get(body, "submit_dir");
-    const char *submit_dir = "";
-    if (jsubmit && !json_is_null(jsubmit)) {
-        if (!json_is_string(jsubmit) || json_string_value(jsubmit)[0] != '/' ||
-            strlen(json_string_value(jsubmit)) > JZ_MAX_PATH_LEN)
-            return field_error(jobs, field, "submit_dir", err, JZ_EINVAL,
-                               "expected an absolute path of at most %d bytes", JZ_MAX_PATH_LEN);
-        submit_dir = json_string_value(jsubmit);
-    }
-
-    json_t *jclass = json_object_get(body, "class");
-    if (jclass && !json_is_null(jclass) &&
-        (!json_is_string(jclass) || !jz_name_is_safe(json_string_value(jclass), 63)))
-        return field_error(jobs, field, "class", err, JZ_EINVAL, "expected a class name");
-    json_t *jpre = json_object_get(body, "preemptible");
-    if (jpre && !json_is_boolean(jpre) && !json_is_null(jpre))
-        return field_error(jobs, field, "preemptible", err, JZ_EINVAL, "expected true or false");
-
-    json_t *res = json_object_get(body, "resources");
-    if (res && !json_is_object(res) && !json_is_null(res))
-        return field_error(jobs, field, "resources", err, JZ_EINVAL, "expected an object");
-    if (res && json_is_object(res) && !only_keys(res, res_keys, &bad)) {
-        char path[160];
-        snprintf(path, sizeof path, "resources.%.100s", bad);
-        return field_error(jobs, field, path, err, JZ_EINVAL, "unknown field");
-    }
-    int64_t gpus, cpg, cpus, mem, tl, gmem;
-    if (get_int(jobs, res, "gpus", "resources.gpus", 0, JZ_TOPO_MAX_GPUS, 0, &gpus, field, err) ||
-        get_int(jobs, res, "cpus_per_gpu", "resources.cpus_per_gpu", 0, 1024, 1, &cpg, field,
-                err) ||
-        get_int(jobs, res, "cpus", "resources.cpus", 1, JZ_MAX_CPUS_PER_JOB, 1, &cpus, field,
-                err) ||
-        get_int(jobs, res, "memory_mb", "resources.memory_mb", 0, 1LL << 32, 0, &mem, field,
-                err) ||
-        get_int(jobs, res, "gpu_memory_min_mb", "resources.gpu_memory_min_mb", 0, 1LL << 24, 0,
-                &gmem, field, err) ||
-        get_int(jobs, res, "time_limit_s", "resources.time_limit_s", 1, JZ_MAX_TIME_LIMIT_S,
-                JZ_DEFAULT_TIME_LIMIT_S, &tl, field, err))
-        return err->code;
-    json_t *jtl = json_object_get(res, "time_limit");
-    if (jtl && !json_is_null(jtl)) {
-        struct jz_error derr = {0};
-        if (!json_is_string(jtl) || jz_duration_parse(json_string_value(jtl), &tl, &derr))
-            return field_error(jobs, field, "resources.time_limit", err, JZ_EINVAL, "%s",
-                               json_is_string(jtl) ? derr.msg : "expected a duration string");
-        if (tl < 1 || tl > JZ_MAX_TIME_LIMIT_S)
-            return field_error(jobs, field, "resources.time_limit", err, JZ_ERANGE,
-                               "must be between 1s and 30d");
-    }
-    json_t *jmodel = json_object_get(res, "gpu_model");
-    const char *model = NULL;
-    if (jmodel && !json_is_null(jmodel)) {
-        if (!json_is_string(jmodel) || strlen(json_string_value(jmodel)) >= 64)
-            return field_error(jobs, field, "resources.gpu_model", err, JZ_EINVAL,
-                               "expected a string under 64 bytes");
-        model = json_string_value(jmodel);
-    }
-    if ((pe->caps & JZ_CAP_NEEDS_GPU) && gpus == 0)
-        return field_error(jobs, field, "resources.gpus", err, JZ_EINVAL,
-                           "plugin '%s' needs at least one GPU", plugin);
-
-    /* A job that could never fit, even on an empty node, is refused now rather than left
-     * waiting forever. */
-    struct jz_place_request req = {.gpus = (unsigned)gpus, .cpus_per_gpu = (unsigned)cpg,
-                                   .cpus = (unsigned)cpus, .model = model,
-                                   .min_memory_bytes = (uint64_t)gmem << 20};
-    struct jz_place_result pl = {0};
-    struct jz_error perr = {0};
-    if (jz_place(jz_node_topo(srv->node), NULL, &req, &pl, &perr))
-        return field_error(jobs, field, "resources", err, JZ_EINVAL, "%s", perr.msg);
-    bool fits = pl.fits;
-    char why[JZ_PLACE_REASON_LEN];
-    jz_strlcpy(why, pl.reason, sizeof why);
-    jz_place_result_free(&pl);
-    if (!fits)
-        return field_error(jobs, field, gpus ? "resources.gpus" : "resources.cpus", err,
-                           JZ_EINVAL, "can never run on this cluster: %s", why);
-
-    json_t *params = json_object_get(body, "params");
-    if (params && !json_is_null(params) && !json_is_object(params))
-        return field_error(jobs, field, "params", err, JZ_EINVAL, "expected an object");
-    json_t *norm = NULL;
-    char *pfield = NULL;
-    if (jz_params_validate(json_object_get(pe->desc, "params"),
-                           json_is_object(params) ? params : NULL, &norm, &pfield, err)) {
-        jz_strlcpy(jobs->field, pfield ? pfield : "params", sizeof jobs->field);
-        *field = jobs->field;
-        free(pfield);
-        return err->code;
-    }
-
-    if (resolve_artifact_refs(jobs, user, norm, field, err)) {
-        json_decref(norm);
-        return err->code;
-    }
-    int64_t resume_from = 0;
-    json_t *jresume = json_object_get(body, "resume_from");
-    if (jresume && !json_is_null(jresume)) {
-        struct jz_job *src = json_is_integer(jresume)
-                                 ? jz_jobs_find(jobs, json_integer_value(jresume))
-                                 : NULL;
-        char ckpt[4300];
-        struct stat st;
-        if (src && jz_job_visible_to(src, user))
-            checkpoint_file(jobs, src->id, ckpt, sizeof ckpt);
-        int rc = !json_is_integer(jresume)
-                     ? field_error(jobs, field, "resume_from", err, JZ_EINVAL, "expected a job id")
-                 : !src || !jz_job_visible_to(src, user)
-                     ? field_error(jobs, field, "resume_from", err, JZ_EINVAL,
-                                   "no job %lld that you may see",
-                                   (long long)json_integer_value(jresume))
-                 : stat(ckpt, &st) != 0
-                     ? field_error(jobs, field, "resume_from", err, JZ_EINVAL,
-                                   "job %lld has no checkpoint", (long long)src->id)
-                     : 0;
-        if (rc) {
-            json_decref(norm);
-            return rc;
-        }
-        resume_from = src->id;
-    }
-
-    json_t *pending = json_object_get(jobs->pending_by_user, user->name);
-    if (pending && json_integer_value(pending) >= srv->cfg.max_pending_per_user) {
-        json_decref(norm);
-        return jz_error_set(err, JZ_EAGAIN, "user '%s' already has %lld pending jobs (the limit)",
-                            user->name, (long long)json_integer_value(pending));
-    }
-
-    int64_t id = jobs->max_id + 1;
-    char ts[40];
-    jz_time_format_iso(jz_time_now_ms(), ts, sizeof ts);
-    json_t *rec = json_pack(
-        "{s:I, s:s, s:s, s:s, s:s, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:s?, s:I}, s:b, s:s,"
-        " s:s, s:s, s:s, s:n, s:n, s:n, s:n, s:n, s:[], s:n, s:n, s:n, s:{}, s:[], s:n, s:i}",
-        "id", (json_int_t)id, "name", name, "user", user->name, "tenant", user->tenant, "plugin",
-        plugin, "params", norm, "resources", "gpus", (json_int_t)gpus, "cpus_per_gpu",
-        (json_int_t)cpg, "cpus", (json_int_t)cpus, "memory_mb", (json_int_t)mem, "time_limit_s",
-        (json_int_t)tl, "gpu_model", model, "gpu_memory_min_mb", (json_int_t)gmem,
-        "preemptible", json_is_true(jpre), "submit_dir", submit_dir, "state", "PENDING",
-        "reason", "queued", "submit_time", ts, "start_time", "end_time", "exit_code", "signal", "node",
-        "gpus", "cpus", "backend", "progress", "metrics", "artifacts", "estimated_start",
-        "requeues", 0);
-    if (!rec)
-        return jz_error_set(err, JZ_ENOMEM, "out of memory");
-    if (resume_from)
-        json_object_set_new(rec, "resume_from", json_integer(resume_from));
-    if (json_is_string(jclass))
-        json_object_set(rec, "class", jclass);
-    json_object_set_new(rec, "submit_epoch", json_integer(now_s()));
-    struct jz_job *job = job_new(jobs, rec);
-    if (!job || table_put(jobs, job)) {
-        if (job)
-            job_free(job);
-        else
-            json_decref(rec);
-        return jz_error_set(err, JZ_ENOMEM, "out of memory");
-    }
-    struct jz_error serr = {0};
-    if (sched_submit(jobs, job, &serr)) {
-        /* Refused by the policy (an unknown class): the job never existed. */
-        jobs->by_id[id] = NULL;
-        jobs->counts[job->state]--;
-        jobs->max_id = id - 1;
-        job_free(job);
-        return field_error(jobs, field, jclass ? "class" : "resources", err, JZ_EINVAL, "%s",
-                           serr.msg);
-    }
-    queue_push(jobs, job);
-    persist(job, "state", "PENDING");
-    *job_out = json_incref(rec);
-    return 0;
+    struct jz_sched_job sj;
+    jz_jobs_sched_job(job, &sj);
+    return jz_sched_submit(jobs->srv->sched, &sj, now_s(), err);
 }
 
 /* --- queries and cancel ----------------------------------------------------------------- */
@@ -1121,35 +986,49 @@ struct jz_job *jz_jobs_find(struct jz_jobs *jobs, int64_t id)
     return jobs->by_id[id];
 }
 
+/* Keys of the record that are the service's own business. */
+static const char *const internal_keys[] = {"submit_epoch", "placement_parts", "inputs",
+                                            "run_start_ms", "worker_pid", "job_pgid", NULL};
+
 json_t *jz_job_record(const struct jz_job *job)
 {
+    /* A copy: what the scheduler knows now is shown, never written into the record. */
+    json_t *out = json_copy(job->rec);
+    for (size_t i = 0; internal_keys[i]; i++)
+        json_object_del(out, internal_keys[i]);
     struct jz_sched_job_info info;
     if (job->state == JZ_JOB_PENDING &&
-        jz_sched_job_info(job->jobs->sched, (uint64_t)job->id, &info, NULL) == 0) {
+        jz_sched_job_info(job->jobs->srv->sched, (uint64_t)job->id, &info, NULL) == 0) {
         const char *why = info.reason_text[0] ? info.reason_text
                           : info.reason == JZ_SCHED_REASON_NEW ? "queued; not yet considered"
                                                                : jz_sched_reason_name(info.reason);
-        json_object_set_new(job->rec, "reason", json_string(why));
-        json_object_set_new(job->rec, "reason_code",
-                            json_string(jz_sched_reason_name(info.reason)));
-        json_object_set_new(job->rec, "priority", json_real(info.priority));
+        /* A requeued job says so until the scheduler has a reason of its own. */
+        const char *stored = jz_json_str(job->rec, "reason", "");
+        if (!(info.reason == JZ_SCHED_REASON_NEW && strncmp(stored, "requeued", 8) == 0))
+            json_object_set_new(out, "reason", json_string(why));
+        json_object_set_new(out, "reason_code", json_string(jz_sched_reason_name(info.reason)));
+        json_object_set_new(out, "priority", json_real(info.priority));
         if (info.est_start >= 0) {
             char ts[40];
             jz_time_format_iso(info.est_start * 1000, ts, sizeof ts);
-            json_object_set_new(job->rec, "estimated_start", json_string(ts));
+            json_object_set_new(out, "estimated_start", json_string(ts));
         } else {
-            json_object_set_new(job->rec, "estimated_start", json_null());
+            json_object_set_new(out, "estimated_start", json_null());
         }
-    } else if (job->state != JZ_JOB_PENDING) {
-        json_object_del(job->rec, "reason_code");
-        json_object_set_new(job->rec, "estimated_start", json_null());
+    } else {
+        json_object_set_new(out, "estimated_start", json_null());
     }
-    return job->rec;
+    return out;
 }
 
 enum jz_job_state jz_job_state(const struct jz_job *job)
 {
     return job->state;
+}
+
+int64_t jz_job_id(const struct jz_job *job)
+{
+    return job->id;
 }
 
 bool jz_job_visible_to(const struct jz_job *job, const struct jz_user *user)
@@ -1165,14 +1044,14 @@ int jz_jobs_cancel(struct jz_jobs *jobs, struct jz_job *job, const char *by,
                             state_names[job->state]);
     json_object_set_new(job->rec, "cancelled_by", json_string(by));
     if (job->state == JZ_JOB_PENDING) {
-        queue_remove(jobs, job);
+        jz_jobs_pending_add(jobs, job->user, -1);
         finish(job, JZ_JOB_CANCELLED, "cancelled before it started");
         return 0;
     }
     if (!job->cancel_requested) {
         job->cancel_requested = true;
-        jz_node_signal(jobs->srv->node, job->pid, SIGTERM);
-        persist(job, "cancel", "cancel requested; the worker was sent SIGTERM");
+        stop_parts(job, "term", "cancel");
+        jz_jobs_persist(job, "cancel", "cancel requested; its workers were sent SIGTERM");
     }
     return 0;
 }
@@ -1184,7 +1063,7 @@ json_t *jz_jobs_list(struct jz_jobs *jobs, const struct jz_user *user, unsigned 
     int64_t last = 0;
     bool more = false;
     int64_t id = desc ? (after > 0 ? after - 1 : jobs->max_id) : after + 1;
-    for (; id >= 1 && id <= jobs->max_id; id += desc ? -1 : 1) {
+    for (; id >= 1 && id <= jobs->max_id && (size_t)id < jobs->cap; id += desc ? -1 : 1) {
         struct jz_job *job = jobs->by_id[id];
         if (!job || !jz_job_visible_to(job, user))
             continue;
@@ -1196,50 +1075,33 @@ json_t *jz_jobs_list(struct jz_jobs *jobs, const struct jz_user *user, unsigned 
             more = true;
             break;
         }
-        json_t *copy = json_copy(jz_job_record(job));
-        json_object_del(copy, "worker_pid");
-        json_object_del(copy, "job_pgid");
-        json_array_append_new(arr, copy);
+        json_array_append_new(arr, jz_job_record(job));
         last = id;
     }
     return json_pack("{s:o, s:o}", "jobs", arr, "next_after",
                      more ? json_integer(last) : json_null());
 }
 
-void jz_jobs_tenant_credit(struct jz_jobs *jobs, const char *tenant, bool has_credit)
+json_t *jz_jobs_nodes_json(struct jz_jobs *jobs, const char *site)
 {
-    struct jz_error err = {0};
-    if (jz_sched_tenant_set_credit(jobs->sched, tenant, has_credit, &err))
-        jz_log_warn("jobs", "tenant %s: %s", tenant, err.msg);
-    jz_server_request_commit(jobs->srv); /* regained credit: schedule again */
-}
-
-json_t *jz_jobs_nodes_json(struct jz_jobs *jobs)
-{
-    struct jz_node *node = jobs->srv->node;
-    const struct jz_topo *topo = jz_node_topo(node);
-    size_t n = jz_topo_gpu_count(topo), free_gpus = 0;
-    json_t *gpus = json_array();
-    for (size_t i = 0; i < n; i++) {
-        const struct jz_topo_gpu *g = jz_topo_gpu_at(topo, i);
-        int32_t owner = jobs->gpu_job[i];
-        free_gpus += owner == 0;
-        json_array_append_new(
-            gpus, json_pack("{s:i, s:s, s:s, s:I, s:i, s:s, s:o}", "index", (int)i, "pci_bus_id",
-                            g->pci_bus_id, "model", g->model, "memory_bytes",
-                            (json_int_t)g->memory_bytes, "numa", g->numa_os, "os_names",
-                            g->os_names, "job", owner ? json_integer(owner) : json_null()));
+    json_t *all = jz_nodes_json(jobs->srv->nodes, site);
+    /* Which job holds each GPU: from the running jobs' own placements. */
+    for (struct jz_job *job = jobs->running; job; job = job->run_next) {
+        for (unsigned k = 0; k < job->nparts; k++) {
+            const char *name = jz_nodes_name(jobs->srv->nodes, job->parts[k].node);
+            size_t i;
+            json_t *node;
+            json_array_foreach(json_object_get(all, "nodes"), i, node) {
+                if (strcmp(jz_json_str(node, "name", ""), name) != 0)
+                    continue;
+                json_t *gpus = json_object_get(node, "gpus");
+                for (size_t g = 0; g < job->parts[k].ngpus; g++)
+                    json_object_set_new(json_array_get(gpus, job->parts[k].gpus[g]), "job",
+                                        json_integer(job->id));
+            }
+        }
     }
-    char desc[256];
-    jz_topo_describe(topo, desc, sizeof desc);
-    json_t *node_j = json_pack(
-        "{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "name", jz_node_name(node),
-        "state", "up", "source", jz_node_source(node), "description", desc, "cpus",
-        (json_int_t)jz_topo_cpu_count(topo), "cores", (json_int_t)jz_topo_core_count(topo),
-        "cores_free", (json_int_t)jobs->free_cores, "gpus_total", (json_int_t)n, "gpus_free",
-        (json_int_t)free_gpus, "running_jobs", (json_int_t)jobs->counts[JZ_JOB_RUNNING], "gpus",
-        gpus);
-    return json_pack("{s:[o]}", "nodes", node_j);
+    return all;
 }
 
 void jz_jobs_counts(const struct jz_jobs *jobs, size_t counts[6])
@@ -1248,72 +1110,6 @@ void jz_jobs_counts(const struct jz_jobs *jobs, size_t counts[6])
 }
 
 /* --- start-up and shut-down -------------------------------------------------------------- */
-
-/* True when pid is still a jazari-worker (so that a recycled pid is never killed). */
-static bool is_our_worker(pid_t pid)
-{
-    char path[64], cmd[256] = "";
-    snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return false;
-    size_t n = fread(cmd, 1, sizeof cmd - 1, f);
-    fclose(f);
-    cmd[n] = '\0';
-    return strstr(cmd, "jazari-worker") != NULL;
-}
-
-static int load_job(void *arg, json_t *rec)
-{
-    struct jz_jobs *jobs = arg;
-    struct jz_job *job = job_new(jobs, json_incref(rec));
-    if (!job || table_put(jobs, job)) {
-        job_free(job);
-        return 1;
-    }
-    struct jz_error err = {0};
-    if (job->state == JZ_JOB_PENDING) {
-        queue_push(jobs, job);
-        if (sched_submit(jobs, job, &err)) {
-            queue_remove(jobs, job);
-            finish(job, JZ_JOB_FAILED, err.msg);
-        }
-    } else if (job->state == JZ_JOB_RUNNING) {
-        pid_t pid = (pid_t)jz_json_int(rec, "worker_pid", 0);
-        if (pid > 0 && is_our_worker(pid)) {
-            kill(-pid, SIGKILL);
-            kill(pid, SIGKILL);
-        }
-        /* What the job started lives on in its own process group after the worker died with
-         * the old jazarid. A process-group id is not reused while any member lives, so this
-         * reaches only what is left of this job. */
-        pid_t pgid = (pid_t)jz_json_int(rec, "job_pgid", 0);
-        if (pgid > 1)
-            kill(-pgid, SIGKILL);
-        json_object_del(job->rec, "worker_pid");
-        json_object_del(job->rec, "job_pgid");
-        if (job->preemptible) {
-            /* A preemptible job has said it may be restarted: put it back in the queue. */
-            set_state(job, JZ_JOB_PENDING);
-            set_reason(job, "requeued: node lost (jazarid restarted while it ran)");
-            json_object_set_new(job->rec, "requeues",
-                                json_integer(jz_json_int(job->rec, "requeues", 0) + 1));
-            json_object_set_new(job->rec, "start_time", json_null());
-            queue_push(jobs, job);
-            persist(job, "state", "PENDING: requeued after node lost");
-            if (sched_submit(jobs, job, &err)) {
-                queue_remove(jobs, job);
-                finish(job, JZ_JOB_FAILED, err.msg);
-            }
-        } else {
-            set_state(job, JZ_JOB_FAILED);
-            set_reason(job, "node lost: jazarid stopped while the job was running");
-            set_time(job->rec, "end_time", jz_time_now_ms());
-            persist(job, "state", "FAILED: node lost");
-        }
-    }
-    return 0;
-}
 
 int jz_jobs_open(struct jz_server *srv, struct jz_jobs **out, struct jz_error *err)
 {
@@ -1324,32 +1120,10 @@ int jz_jobs_open(struct jz_server *srv, struct jz_jobs **out, struct jz_error *e
     jobs->launch_tail = &jobs->launch_head;
     jobs->pending_by_user = json_object();
     jz_sched_decisions_init(&jobs->decisions);
-    const struct jz_topo *topo = jz_node_topo(srv->node);
-    jobs->gpu_job = calloc(JZ_TOPO_MAX_GPUS, sizeof(int32_t));
-    jobs->free_cores = jz_topo_core_count(topo);
-    if (!jobs->gpu_job) {
-        jz_jobs_close(jobs);
-        return jz_error_set(err, JZ_ENOMEM, "out of memory");
-    }
-    /* The policy from the configuration file's "scheduler" object (docs/scheduler.md). */
-    struct jz_sched_parsed *pc = NULL;
-    size_t node_index;
-    int rc = jz_sched_config_parse(json_object_get(srv->config, "scheduler"), &pc, err);
-    if (!rc)
-        rc = jz_sched_create(&pc->cfg, &jobs->sched, err);
-    if (!rc)
-        rc = jz_sched_node_add(jobs->sched, jz_node_name(srv->node), topo, &node_index, err);
-    for (size_t i = 0; !rc && i < pc->reservation_count; i++)
-        rc = jz_sched_reservation_add(jobs->sched, &pc->reservations[i], err);
-    jz_sched_parsed_free(pc);
-    if (rc) {
-        jz_jobs_close(jobs);
-        return rc;
-    }
     jobs->full_timer = evtimer_new(srv->base, on_full_pass, jobs);
     struct timeval tv = {.tv_sec = FULL_PASS_S};
     evtimer_add(jobs->full_timer, &tv);
-    rc = srv->store->ops->jobs_each(srv->store, load_job, jobs, err);
+    int rc = jz_jobs_load(jobs, err);
     if (rc) {
         jz_jobs_close(jobs);
         return rc;
@@ -1357,6 +1131,10 @@ int jz_jobs_open(struct jz_server *srv, struct jz_jobs **out, struct jz_error *e
     int64_t max_store = srv->store->ops->job_max_id(srv->store);
     if (max_store > jobs->max_id)
         jobs->max_id = max_store;
+    static const struct jz_nodes_handler handler = {.part_msg = on_part_msg,
+                                                    .node_hello = jz_jobs_node_hello,
+                                                    .node_down = jz_jobs_node_down};
+    jz_nodes_start(srv->nodes, &handler, jobs);
     *out = jobs;
     return 0;
 }
@@ -1366,13 +1144,11 @@ void jz_jobs_close(struct jz_jobs *jobs)
     if (!jobs)
         return;
     for (size_t i = 0; i < jobs->cap; i++)
-        job_free(jobs->by_id[i]);
+        jz_jobs_job_free(jobs->by_id[i]);
     free(jobs->by_id);
-    free(jobs->gpu_job);
     if (jobs->full_timer)
         event_free(jobs->full_timer);
     jz_sched_decisions_free(&jobs->decisions);
-    jz_sched_destroy(jobs->sched);
     json_decref(jobs->pending_by_user);
     free(jobs);
 }

@@ -1,9 +1,11 @@
-/* Jobs: the in-memory job table, the job state machine, submission checks, placement on the
- * local node and the worker events that move jobs along. Every change is written to the store
- * in the current group transaction.
+/* Jobs: the in-memory job table, the job state machine, submission checks, and the messages of
+ * job parts running on the nodes' agents that move jobs along. Every change is written to the
+ * store in the current group transaction. A job runs as one part per node (one, or a gang).
  *
- *   PENDING --place--> RUNNING --exit--> SUCCEEDED | FAILED | TIMEOUT | CANCELLED
- *   PENDING --cancel--> CANCELLED            RUNNING --node lost--> FAILED, or PENDING (requeue)
+ *   PENDING --place--> RUNNING --all parts ended--> SUCCEEDED | FAILED | TIMEOUT | CANCELLED
+ *   PENDING --cancel--> CANCELLED
+ *   RUNNING --preempted, or node lost and preemptible/requeue--> PENDING
+ *   RUNNING --node lost--> FAILED
  */
 #ifndef JZ_SERVER_JOBS_H
 #define JZ_SERVER_JOBS_H
@@ -30,10 +32,11 @@ const char *jz_job_state_name(enum jz_job_state s);
 /* Parses "PENDING" etc. (case-insensitive); -1 when unknown. */
 int jz_job_state_parse(const char *s);
 
-/* Loads every job from the store and recovers the ones that were running when the service
- * stopped (see docs/ops-guide.md: "node lost"). */
+/* Loads every job from the store, adopts the ones that were running onto their nodes (their
+ * agents' hellos then say whether they still run; see docs/ops-guide.md), and starts serving
+ * the nodes (srv->nodes). */
 int jz_jobs_open(struct jz_server *srv, struct jz_jobs **out, struct jz_error *err);
-/* Kills running workers and frees everything; NULL is accepted. */
+/* Frees the job table (running parts are the nodes' business); NULL is accepted. */
 void jz_jobs_close(struct jz_jobs *jobs);
 
 /* Validates a submission body and creates a PENDING job. On success *job_out is the new job's
@@ -45,9 +48,11 @@ int jz_jobs_submit(struct jz_jobs *jobs, const struct jz_user *user, const json_
 
 /* The job with this id, or NULL. */
 struct jz_job *jz_jobs_find(struct jz_jobs *jobs, int64_t id);
-/* The job's record (borrowed). */
+/* The job as the API shows it (a new reference): the record without internal keys, with the
+ * scheduler's current reason, priority and estimated start for a pending job. */
 json_t *jz_job_record(const struct jz_job *job);
 enum jz_job_state jz_job_state(const struct jz_job *job);
+int64_t jz_job_id(const struct jz_job *job);
 bool jz_job_visible_to(const struct jz_job *job, const struct jz_user *user);
 /* Path of the job's log file (it may not exist yet). */
 void jz_job_log_path(const struct jz_jobs *jobs, const struct jz_job *job, char *buf, size_t len);
@@ -65,20 +70,16 @@ json_t *jz_jobs_list(struct jz_jobs *jobs, const struct jz_user *user, unsigned 
 
 /* Places every pending job that fits now and marks it RUNNING. Called by the server before it
  * seals each store batch. The jobs placed since the last call are then taken with
- * jz_jobs_take_placed and, once that batch is durable, started with jz_jobs_launch (or failed,
- * when committed is false). */
+ * jz_jobs_take_placed and, once that batch is durable, their parts are launched on their nodes
+ * with jz_jobs_launch (or the jobs failed, when committed is false). */
 void jz_jobs_schedule(struct jz_jobs *jobs);
-/* Only writes the records worker events changed (what jz_jobs_schedule does first). */
+/* Only writes the records part events changed (what jz_jobs_schedule does first). */
 void jz_jobs_flush(struct jz_jobs *jobs);
 struct jz_job *jz_jobs_take_placed(struct jz_jobs *jobs);
 void jz_jobs_launch(struct jz_jobs *jobs, struct jz_job *placed, bool committed);
 
-/* Whether a tenant may start jobs (compute credit left); the scheduler holds its jobs with the
- * reason "credits" while not. */
-void jz_jobs_tenant_credit(struct jz_jobs *jobs, const char *tenant, bool has_credit);
-
-/* The local node's view for GET /v1/nodes (new reference). */
-json_t *jz_jobs_nodes_json(struct jz_jobs *jobs);
+/* GET /v1/nodes (of site, when not NULL) with the job holding each GPU (new reference). */
+json_t *jz_jobs_nodes_json(struct jz_jobs *jobs, const char *site);
 /* Counters for /metrics. */
 void jz_jobs_counts(const struct jz_jobs *jobs, size_t counts[6]);
 

@@ -9,7 +9,7 @@
 #include "common/log.h"
 #include "common/strutil.h"
 #include "common/time.h"
-#include "server/jobs.h"
+#include "scheduler/sched.h"
 
 struct jz_ledger {
     struct jz_server *srv;
@@ -56,7 +56,10 @@ static void update_credit(struct jz_ledger *l, const char *tenant)
     json_t *t = json_object_get(l->tenants, tenant);
     if (!t || !jz_json_bool(t, "metered", false))
         return;
-    jz_jobs_tenant_credit(l->srv->jobs, tenant, balance(t) > 0);
+    struct jz_error err = {0};
+    if (jz_sched_tenant_set_credit(l->srv->sched, tenant, balance(t) > 0, &err))
+        jz_log_warn("ledger", "tenant %s: %s", tenant, err.msg);
+    jz_server_request_commit(l->srv); /* regained credit: schedule again */
 }
 
 static int load_entry(void *arg, const struct jz_ledger_entry *e)

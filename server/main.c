@@ -13,11 +13,13 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/strutil.h"
-#include "node/node.h"
+#include "scheduler/config.h"
+#include "scheduler/sched.h"
 #include "server/auth.h"
 #include "server/http.h"
 #include "server/jobs.h"
 #include "server/ledger.h"
+#include "server/nodes.h"
 #include "server/plugins.h"
 #include "server/server.h"
 
@@ -28,8 +30,13 @@ static void usage(FILE *out)
             "  --listen HOST:PORT     address to serve the REST API on (default 127.0.0.1:8600;\n"
             "                         port 0 picks a free port, printed at start-up)\n"
             "  --state-dir DIR        database, job files and admin.token (default ./jazari-state)\n"
-            "  --topology FILE.xml    declare this node's GPUs from an hwloc XML file\n"
+            "  --topology FILE.xml    declare the local node's GPUs from an hwloc XML file\n"
             "                         (default: discover this machine)\n"
+            "  --no-local-node        run jobs on jazari-node agents only\n"
+            "  --site SITE            the local node's site (default: default)\n"
+            "  --agent-listen H:P     where node agents connect (default: the API's host, a\n"
+            "                         free port, published at GET /v1/agent)\n"
+            "  --node-timeout SECONDS a node silent this long is down (default 10)\n"
             "  --plugin-dir DIRS      ':'-separated plugin folders (default: the built-in ones)\n"
             "  --worker PATH          the jazari-worker executable (default: next to jazarid)\n"
             "  --fallback-backend B   backend for declared GPUs: cpu or opencl (default cpu)\n"
@@ -151,6 +158,22 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
     event_base_loopexit(srv->base, &limit);
 }
 
+/* The policy from the configuration file's "scheduler" object (docs/scheduler.md), the nodes
+ * (known ones from the store, the local one), then the reservations, which name nodes. */
+static int open_scheduler(struct jz_server *srv, struct jz_error *err)
+{
+    struct jz_sched_parsed *pc = NULL;
+    int rc = jz_sched_config_parse(json_object_get(srv->config, "scheduler"), &pc, err);
+    if (!rc)
+        rc = jz_sched_create(&pc->cfg, &srv->sched, err);
+    if (!rc)
+        rc = jz_nodes_open(srv, &srv->nodes, err);
+    for (size_t i = 0; !rc && i < pc->reservation_count; i++)
+        rc = jz_sched_reservation_add(srv->sched, &pc->reservations[i], err);
+    jz_sched_parsed_free(pc);
+    return rc;
+}
+
 static int write_port_file(const char *path, int port)
 {
     char tmp[4200];
@@ -174,11 +197,13 @@ int main(int argc, char **argv)
     snprintf(cfg->fallback_backend, sizeof cfg->fallback_backend, "cpu");
     cfg->kill_grace_s = 10;
     cfg->max_pending_per_user = 100000;
+    cfg->node_timeout_s = JZ_NODE_DEFAULT_TIMEOUT_S;
     const char *port_file = NULL;
     int level = JZ_SEV_INFO;
 
     enum { OPT_LISTEN = 256, OPT_STATE, OPT_TOPO, OPT_PLUGINS, OPT_WORKER, OPT_FALLBACK,
-           OPT_GRACE, OPT_MAXPEND, OPT_CONFIG, OPT_PORTFILE, OPT_LOGLEVEL };
+           OPT_GRACE, OPT_MAXPEND, OPT_CONFIG, OPT_PORTFILE, OPT_LOGLEVEL, OPT_AGENT_LISTEN,
+           OPT_NODE_TIMEOUT, OPT_NO_LOCAL, OPT_SITE };
     static const struct option opts[] = {
         {"listen", required_argument, NULL, OPT_LISTEN},
         {"state-dir", required_argument, NULL, OPT_STATE},
@@ -191,6 +216,10 @@ int main(int argc, char **argv)
         {"config", required_argument, NULL, OPT_CONFIG},
         {"port-file", required_argument, NULL, OPT_PORTFILE},
         {"log-level", required_argument, NULL, OPT_LOGLEVEL},
+        {"agent-listen", required_argument, NULL, OPT_AGENT_LISTEN},
+        {"node-timeout", required_argument, NULL, OPT_NODE_TIMEOUT},
+        {"no-local-node", no_argument, NULL, OPT_NO_LOCAL},
+        {"site", required_argument, NULL, OPT_SITE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -212,12 +241,21 @@ int main(int argc, char **argv)
         case OPT_CONFIG: ok = jz_strlcpy(cfg->config_path, optarg, sizeof cfg->config_path); break;
         case OPT_PORTFILE: port_file = optarg; break;
         case OPT_LOGLEVEL: level = jz_log_level_parse(optarg); ok = level >= 0; break;
+        case OPT_AGENT_LISTEN: {
+            struct jz_server_config probe = {0};
+            ok = parse_listen(optarg, &probe) == 0 &&
+                 jz_strlcpy(cfg->agent_listen, optarg, sizeof cfg->agent_listen);
+            break;
+        }
+        case OPT_NODE_TIMEOUT: cfg->node_timeout_s = strtoll(optarg, NULL, 10); ok = cfg->node_timeout_s >= 1 && cfg->node_timeout_s <= 86400; break;
+        case OPT_NO_LOCAL: cfg->no_local_node = true; break;
+        case OPT_SITE: ok = jz_name_is_safe(optarg, 63) && jz_strlcpy(cfg->local_site, optarg, sizeof cfg->local_site); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
         if (!ok) {
             fprintf(stderr, "jazarid: bad value for --%s: '%s'\n", opts[c - OPT_LISTEN].name,
-                    optarg);
+                    optarg ? optarg : "");
             return 2;
         }
     }
@@ -291,11 +329,8 @@ int main(int argc, char **argv)
         jz_auth_open(&srv, &srv.auth, &err) ||
         jz_plugins_load(cfg->plugin_dir, cfg->worker_path, &srv.plugins, &err))
         goto out;
-    struct jz_node_config ncfg = {.name = "local",
-                                  .topology_path = cfg->topology_path[0] ? cfg->topology_path : NULL,
-                                  .worker_path = cfg->worker_path};
-    if (jz_node_create(srv.base, &ncfg, &srv.node, &err) ||
-        jz_jobs_open(&srv, &srv.jobs, &err) || jz_ledger_open(&srv, &srv.ledger, &err))
+    if (open_scheduler(&srv, &err) || jz_ledger_open(&srv, &srv.ledger, &err) ||
+        jz_jobs_open(&srv, &srv.jobs, &err))
         goto out;
     if (srv.store->ops->sync(srv.store, &err)) /* recovery's changes */
         goto out;
@@ -309,10 +344,9 @@ int main(int argc, char **argv)
     evsignal_add(srv.sigint_ev, NULL);
     evsignal_add(srv.sigterm_ev, NULL);
 
-    char desc[256];
-    jz_topo_describe(jz_node_topo(srv.node), desc, sizeof desc);
-    jz_log_info("jazarid", "listening on http://%s:%d (state %s, node %s: %s, %zu plugin files)",
-                cfg->listen_host, srv.bound_port, cfg->state_dir, jz_node_source(srv.node), desc,
+    jz_log_info("jazarid", "listening on http://%s:%d, node agents on port %d (state %s, %zu "
+                "nodes, %zu plugin files)", cfg->listen_host, srv.bound_port,
+                jz_nodes_agent_port(srv.nodes), cfg->state_dir, jz_nodes_listed(srv.nodes),
                 jz_plugins_count(srv.plugins));
     if (port_file && write_port_file(port_file, srv.bound_port) != 0) {
         jz_error_set(&err, JZ_EIO, "cannot write %s", port_file);
@@ -328,9 +362,12 @@ out:
         fprintf(stderr, "jazarid: %s\n", err.msg);
     srv.stopping = true;
     jz_http_stop(&srv);
-    jz_node_destroy(srv.node); /* kills running workers; their jobs count as "node lost" */
     jz_jobs_close(srv.jobs);
     jz_ledger_close(srv.ledger);
+    jz_sched_destroy(srv.sched);
+    /* After the scheduler, which borrowed the nodes' topologies. Closing kills the local
+     * agent's workers (their jobs count as "node lost"); remote agents keep theirs running. */
+    jz_nodes_close(srv.nodes);
     jz_plugins_free(srv.plugins);
     jz_auth_close(srv.auth);
     jz_store_close(srv.store); /* makes queued writes durable first */

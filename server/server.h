@@ -1,4 +1,5 @@
-/* jazarid's shared state: the event loop, the store, and the modules that act on them.
+/* jazarid's shared state: the event loop, the store, the scheduler, and the modules that act on
+ * them.
  * One instance per process; every module receives it explicitly (no process-wide globals). */
 #ifndef JZ_SERVER_SERVER_H
 #define JZ_SERVER_SERVER_H
@@ -39,13 +40,18 @@ struct jz_server_config {
     int64_t kill_grace_s;     /* TERM -> KILL grace for cancel and time limits */
     int64_t max_pending_per_user;
     char config_path[4096];   /* optional JSON configuration file */
+    char agent_listen[256];   /* HOST:PORT for node agents; "" = the API's host, any port */
+    int64_t node_timeout_s;   /* a node silent this long is down */
+    bool no_local_node;       /* no embedded local node: jobs run on agents only */
+    char local_site[64];      /* the local node's site ("" = "default") */
 };
 
 struct jz_auth;
 struct jz_plugins;
 struct jz_jobs;
-struct jz_node;
+struct jz_nodes;
 struct jz_ledger;
+struct jz_sched;
 
 struct jz_server {
     struct jz_server_config cfg;
@@ -56,7 +62,8 @@ struct jz_server {
     struct jz_auth *auth;
     struct jz_plugins *plugins;
     struct jz_jobs *jobs;
-    struct jz_node *node;
+    struct jz_sched *sched; /* the one source of truth for what runs where and what is free */
+    struct jz_nodes *nodes;
     struct jz_ledger *ledger;
     json_t *config; /* the parsed configuration file (an object; {} when none) */
     int bound_port;

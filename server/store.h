@@ -62,6 +62,10 @@ struct jz_store_ops {
                      const char *detail, struct jz_error *err);
     /* Appends a ledger entry: entries are never edited (corrections are entries too). */
     int (*ledger_add)(struct jz_store *s, const struct jz_ledger_entry *e, struct jz_error *err);
+    /* Inserts or replaces the object (kind, key) with value, or deletes it when value is NULL:
+     * small typed records with no table of their own (nodes, join tokens). */
+    int (*object_put)(struct jz_store *s, const char *kind, const char *key, const json_t *value,
+                      struct jz_error *err);
 
     /* --- batches --- */
     /* Seals the current batch (possibly empty) and hands it to the writer; returns its
@@ -80,6 +84,10 @@ struct jz_store_ops {
     int (*users_each)(struct jz_store *s, jz_store_user_fn fn, void *arg, struct jz_error *err);
     int (*jobs_each)(struct jz_store *s, jz_store_job_fn fn, void *arg, struct jz_error *err);
     int64_t (*job_max_id)(struct jz_store *s);
+    /* Visits every object of a kind (value borrowed for the call), in key order. */
+    int (*objects_each)(struct jz_store *s, const char *kind,
+                        int (*fn)(void *arg, const char *key, json_t *value), void *arg,
+                        struct jz_error *err);
     /* Visits every ledger entry, oldest first. */
     int (*ledger_each)(struct jz_store *s, jz_store_ledger_fn fn, void *arg, struct jz_error *err);
     /* Calls fn(arg, time_ms, type, detail) for each durable event of the job, oldest first. */

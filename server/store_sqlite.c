@@ -17,7 +17,7 @@
 #define WRITE_ATTEMPTS 10
 #define WRITE_RETRY_US 500000
 
-enum op_kind { OP_USER, OP_JOB, OP_EVENT, OP_LEDGER };
+enum op_kind { OP_USER, OP_JOB, OP_EVENT, OP_LEDGER, OP_OBJECT };
 
 /* One queued write. Strings are owned by the op. */
 struct op {
@@ -25,7 +25,7 @@ struct op {
     int64_t id, time_ms;
     double amount;
     /* USER: name tenant role hash; JOB: user tenant state doc; EVENT: type detail;
-     * LEDGER: tenant kind plugin note */
+     * LEDGER: tenant kind plugin note; OBJECT: kind key value (NULL: delete) */
     char *a, *b, *c, *d;
 };
 
@@ -41,9 +41,10 @@ struct sqlite_store {
     struct jz_store base;
     sqlite3 *rdb; /* the loop's connection: reads only */
     sqlite3 *wdb; /* the writer thread's connection */
-    sqlite3_stmt *users_all, *jobs_all, *job_max, *events_of, *ledger_all; /* on rdb */
-    sqlite3_stmt *begin, *commit, *rollback, *user_put, *job_put, *event_add,
-        *ledger_add; /* on wdb */
+    sqlite3_stmt *users_all, *jobs_all, *job_max, *events_of, *ledger_all,
+        *objects_of; /* on rdb */
+    sqlite3_stmt *begin, *commit, *rollback, *user_put, *job_put, *event_add, *ledger_add,
+        *object_put, *object_del; /* on wdb */
 
     struct batch *open;       /* being filled by the loop (never NULL) */
     uint64_t next_seq;        /* seq the open batch will get */
@@ -76,7 +77,9 @@ static const char *schema_sql =
     "CREATE INDEX IF NOT EXISTS job_events_job ON job_events(job_id, seq);"
     "CREATE TABLE IF NOT EXISTS ledger("
     "  seq INTEGER PRIMARY KEY, time_ms INTEGER NOT NULL, tenant TEXT NOT NULL,"
-    "  kind TEXT NOT NULL, gpu_seconds REAL NOT NULL, job_id INTEGER, plugin TEXT, note TEXT);";
+    "  kind TEXT NOT NULL, gpu_seconds REAL NOT NULL, job_id INTEGER, plugin TEXT, note TEXT);"
+    "CREATE TABLE IF NOT EXISTS objects("
+    "  kind TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY(kind, key));";
 
 static struct batch *batch_new(void)
 {
@@ -136,10 +139,12 @@ static bool apply(struct sqlite_store *s, struct batch *b)
     bool ok = step_done(s->wdb, s->begin);
     for (size_t i = 0; ok && i < b->n; i++) {
         struct op *o = &b->ops[i];
-        sqlite3_stmt *st = o->kind == OP_USER    ? s->user_put
-                           : o->kind == OP_JOB    ? s->job_put
-                           : o->kind == OP_EVENT  ? s->event_add
-                                                  : s->ledger_add;
+        sqlite3_stmt *st = o->kind == OP_USER     ? s->user_put
+                           : o->kind == OP_JOB     ? s->job_put
+                           : o->kind == OP_EVENT   ? s->event_add
+                           : o->kind == OP_LEDGER  ? s->ledger_add
+                           : o->c                  ? s->object_put
+                                                   : s->object_del;
         switch (o->kind) {
         case OP_USER:
             sqlite3_bind_text(st, 1, o->a, -1, SQLITE_STATIC);
@@ -173,6 +178,12 @@ static bool apply(struct sqlite_store *s, struct batch *b)
                 sqlite3_bind_text(st, 6, o->c, -1, SQLITE_STATIC);
             if (o->d)
                 sqlite3_bind_text(st, 7, o->d, -1, SQLITE_STATIC);
+            break;
+        case OP_OBJECT:
+            sqlite3_bind_text(st, 1, o->a, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 2, o->b, -1, SQLITE_STATIC);
+            if (o->c)
+                sqlite3_bind_text(st, 3, o->c, -1, SQLITE_STATIC);
             break;
         }
         ok = step_done(s->wdb, st);
@@ -252,6 +263,50 @@ static int sq_job_put(struct jz_store *base, const json_t *job, struct jz_error 
     o->b = dup_or_null(json_string_value(json_object_get(job, "tenant")));
     o->c = dup_or_null(json_string_value(json_object_get(job, "state")));
     o->d = doc;
+    return 0;
+}
+
+static int sq_object_put(struct jz_store *base, const char *kind, const char *key,
+                         const json_t *value, struct jz_error *err)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    char *doc = value ? json_dumps(value, JSON_COMPACT) : NULL;
+    struct op *o = (doc || !value) ? batch_push(s->open) : NULL;
+    if (!o) {
+        free(doc);
+        return jz_error_set(err, JZ_ENOMEM, "out of memory");
+    }
+    o->kind = OP_OBJECT;
+    o->a = strdup(kind);
+    o->b = strdup(key);
+    o->c = doc;
+    return 0;
+}
+
+static int sq_objects_each(struct jz_store *base, const char *kind,
+                           int (*fn)(void *arg, const char *key, json_t *value), void *arg,
+                           struct jz_error *err)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    int rc, stop = 0;
+    sqlite3_bind_text(s->objects_of, 1, kind, -1, SQLITE_TRANSIENT);
+    while (!stop && (rc = sqlite3_step(s->objects_of)) == SQLITE_ROW) {
+        const char *key = (const char *)sqlite3_column_text(s->objects_of, 0);
+        const char *doc = (const char *)sqlite3_column_text(s->objects_of, 1);
+        json_error_t jerr;
+        json_t *v = json_loads(doc, 0, &jerr);
+        if (!v) {
+            rc = jz_error_set(err, JZ_ECORRUPT, "store: %s '%s' has a corrupt record: %s", kind,
+                              key, jerr.text);
+            sqlite3_reset(s->objects_of);
+            return rc;
+        }
+        stop = fn(arg, key, v);
+        json_decref(v);
+    }
+    sqlite3_reset(s->objects_of);
+    if (!stop && rc != SQLITE_DONE)
+        return jz_error_set(err, JZ_EIO, "store: %s: %s", kind, sqlite3_errmsg(s->rdb));
     return 0;
 }
 
@@ -465,7 +520,8 @@ static void sq_close(struct jz_store *base)
     }
     sqlite3_stmt *all[] = {s->users_all, s->jobs_all, s->job_max,  s->events_of,
                            s->ledger_all, s->begin,  s->commit,  s->rollback,
-                           s->user_put,  s->job_put, s->event_add, s->ledger_add};
+                           s->user_put,  s->job_put, s->event_add, s->ledger_add,
+                           s->objects_of, s->object_put, s->object_del};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         sqlite3_finalize(all[i]);
     sqlite3_close(s->rdb);
@@ -483,6 +539,8 @@ static const struct jz_store_ops sqlite_ops = {
     .job_put = sq_job_put,
     .event_add = sq_event_add,
     .ledger_add = sq_ledger_add,
+    .object_put = sq_object_put,
+    .objects_each = sq_objects_each,
     .seal = sq_seal,
     .busy = sq_busy,
     .completion_fd = sq_completion_fd,
@@ -562,6 +620,10 @@ int jz_store_sqlite_open(const char *path, struct jz_store **out, struct jz_erro
          "VALUES(?,?,?,?,?,?,?)"},
         {s->rdb, &s->ledger_all,
          "SELECT time_ms, tenant, kind, gpu_seconds, job_id, plugin, note FROM ledger ORDER BY seq"},
+        {s->wdb, &s->object_put,
+         "INSERT OR REPLACE INTO objects(kind, key, value) VALUES(?,?,?)"},
+        {s->wdb, &s->object_del, "DELETE FROM objects WHERE kind = ? AND key = ?"},
+        {s->rdb, &s->objects_of, "SELECT key, value FROM objects WHERE kind = ? ORDER BY key"},
         {s->rdb, &s->users_all,
          "SELECT name, tenant, role, token_hash, created_ms FROM users ORDER BY name"},
         {s->rdb, &s->jobs_all, "SELECT doc, id FROM jobs ORDER BY id"},

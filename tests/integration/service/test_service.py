@@ -48,8 +48,10 @@ class Service:
         plugins = ":".join([os.path.join(ARGS.build, "plugins"),
                             os.path.join(ARGS.build, "test-plugins")])
         self.log = open(os.path.join(self.state, "jazarid.log"), "a")
+        # A restart keeps the port when asked (node agents know jazarid by its URL).
+        port = self.port if getattr(self, "keep_port", False) and getattr(self, "port", 0) else 0
         self.proc = subprocess.Popen(
-            [os.path.join(ARGS.build, "bin", "jazarid"), "--listen", "127.0.0.1:0",
+            [os.path.join(ARGS.build, "bin", "jazarid"), "--listen", "127.0.0.1:%d" % port,
              "--state-dir", self.state, "--topology", self.topology, "--plugin-dir", plugins,
              "--kill-grace", str(self.grace), "--port-file", port_file, *self.extra],
             stdout=self.log, stderr=subprocess.STDOUT)
@@ -63,7 +65,7 @@ class Service:
         self.url = "http://127.0.0.1:%d" % self.port
 
     def read_log(self):
-        with open(os.path.join(self.state, "jazarid.log")) as f:
+        with open(os.path.join(self.state, "jazarid.log"), errors="replace") as f:
             return f.read()
 
     def stop(self):

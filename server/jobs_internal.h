@@ -1,0 +1,102 @@
+/* What the job table's files share (jobs.c: the state machine; jobs_submit.c: request parsing;
+ * jobs_recover.c: loading, and reconciling with nodes that come back). Not for other modules. */
+#ifndef JZ_SERVER_JOBS_INTERNAL_H
+#define JZ_SERVER_JOBS_INTERNAL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "scheduler/place.h"
+#include "scheduler/sched.h"
+#include "server/jobs.h"
+
+#define JZ_MAX_NODES_PER_JOB 1024
+
+struct watch;
+
+/* One part of a running job: its share of the job on one node. */
+struct jz_job_part {
+    size_t node;
+    size_t *gpus, ngpus, *cores, ncores;
+    bool launched; /* the launch was sent (or the part was running before a restart) */
+    bool ended;    /* its outcome is in (or it was lost) */
+};
+
+struct jz_job {
+    struct jz_jobs *jobs;
+    int64_t id;
+    json_t *rec; /* the durable record: what is stored and (less internal keys) shown */
+    enum jz_job_state state;
+    char user[JZ_MAX_NAME_LEN + 1];
+    char tenant[JZ_MAX_NAME_LEN + 1];
+    struct jz_place_request req; /* per node */
+    unsigned nodes;              /* parts of the job (1 for a one-node job) */
+    char model[64];
+    int64_t time_limit_s;
+    bool preemptible;
+    bool requeue; /* requeued, not failed, when its node is lost */
+    int64_t run;  /* launches so far: messages of older runs are stale */
+    struct jz_job *launch_next; /* placed, waiting for the commit before its parts start */
+    /* while running */
+    struct jz_job_part *parts;
+    unsigned nparts;
+    int64_t start_ms; /* when its first part started (0 before) */
+    bool cancel_requested;
+    bool sched_started; /* the scheduler counts its resources as in use */
+    bool preempting;    /* told to checkpoint and stop; requeued when it ends */
+    int64_t preempted_by;
+    struct event *preempt_timer;
+    json_t *outcome; /* the first part outcome that was not a success (or the last one) */
+    bool lost;       /* a part was lost with its node */
+    int64_t last_persist_ms;
+    bool dirty;
+    bool flush_queued;
+    struct jz_job *flush_next;
+    struct jz_job *run_prev, *run_next; /* the list of RUNNING jobs */
+    struct watch *watches;
+};
+
+struct jz_jobs {
+    struct jz_server *srv;
+    struct jz_job **by_id; /* index = id; ids are dense from 1 */
+    size_t cap;
+    int64_t max_id;
+    struct jz_job *launch_head, **launch_tail;
+    struct jz_job *flush_head;
+    struct jz_job *running; /* RUNNING jobs, for what concerns one node (its hello, its loss) */
+    size_t counts[6];
+    json_t *pending_by_user; /* user -> number of pending jobs (the per-user limit) */
+    struct jz_sched_decisions decisions;
+    struct event *full_timer;
+    char field[160];
+};
+
+/* jobs.c */
+void jz_jobs_parts_free(struct jz_job *job);
+void jz_jobs_set_state(struct jz_job *job, enum jz_job_state s);
+void jz_jobs_set_reason(struct jz_job *job, const char *reason);
+void jz_jobs_set_time(json_t *rec, const char *key, int64_t ms);
+void jz_jobs_persist(struct jz_job *job, const char *event_type, const char *detail);
+int jz_jobs_table_put(struct jz_jobs *jobs, struct jz_job *job);
+struct jz_job *jz_jobs_job_new(struct jz_jobs *jobs, json_t *rec);
+void jz_jobs_job_free(struct jz_job *job);
+int jz_jobs_sched_submit(struct jz_jobs *jobs, struct jz_job *job, struct jz_error *err);
+void jz_jobs_pending_add(struct jz_jobs *jobs, const char *user, int delta);
+void jz_jobs_checkpoint_file(const struct jz_jobs *jobs, int64_t id, char *buf, size_t len);
+/* The scheduler's view of the job (strings borrowed from the job). */
+void jz_jobs_sched_job(const struct jz_job *job, struct jz_sched_job *sj);
+/* A part has ended with outcome {"state", "reason", ...} (borrowed). */
+void jz_jobs_part_ended(struct jz_job *job, unsigned part, const json_t *outcome);
+/* Sends a part a message of type t with extra fields (stolen). */
+void jz_jobs_part_send(struct jz_job *job, unsigned part, const char *t, json_t *extra);
+/* Tells a node to stop and forget a part that is not (or no longer) the job's. */
+void jz_jobs_stale_part(struct jz_jobs *jobs, size_t node, int64_t job, int part, int64_t run,
+                        bool running);
+
+/* jobs_recover.c */
+int jz_jobs_load(struct jz_jobs *jobs, struct jz_error *err);
+void jz_jobs_node_hello(void *arg, size_t node, const json_t *running, const json_t *ended);
+void jz_jobs_node_down(void *arg, size_t node, const char *why);
+
+#endif

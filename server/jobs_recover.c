@@ -1,0 +1,226 @@
+/* Recovery: the job table loaded from the store at start-up, running jobs adopted onto their
+ * nodes, and what happens when a node comes back (reconcile) or is lost. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/json.h"
+#include "common/log.h"
+#include "common/time.h"
+#include "server/jobs_internal.h"
+#include "server/nodes.h"
+
+/* A running job's parts from its record's placement (after a restart), adopted by the
+ * scheduler; JZ_ENOENT when a node is unknown. */
+static int adopt(struct jz_jobs *jobs, struct jz_job *job, struct jz_error *err)
+{
+    json_t *stored = json_object_get(job->rec, "placement_parts");
+    size_t n = json_array_size(stored);
+    if (n == 0 || n > JZ_MAX_NODES_PER_JOB)
+        return jz_error_set(err, JZ_ENOENT, "no placement recorded");
+    job->parts = calloc(n, sizeof *job->parts);
+    struct jz_sched_part_spec *specs = calloc(n, sizeof *specs);
+    int rc = 0;
+    if (!job->parts || !specs) {
+        free(specs);
+        return jz_error_set(err, JZ_ENOMEM, "out of memory");
+    }
+    job->nparts = (unsigned)n;
+    for (size_t k = 0; k < n && !rc; k++) {
+        json_t *sp = json_array_get(stored, k);
+        struct jz_job_part *p = &job->parts[k];
+        if (jz_nodes_find(jobs->srv->nodes, jz_json_str(sp, "node", ""), &p->node)) {
+            rc = jz_error_set(err, JZ_ENOENT, "node %s is not known any more",
+                              jz_json_str(sp, "node", "?"));
+            break;
+        }
+        json_t *g = json_object_get(sp, "gpus"), *c = json_object_get(sp, "cores");
+        p->ngpus = json_array_size(g);
+        p->ncores = json_array_size(c);
+        p->gpus = calloc(p->ngpus + 1, sizeof *p->gpus);
+        p->cores = calloc(p->ncores + 1, sizeof *p->cores);
+        if (!p->gpus || !p->cores) {
+            rc = jz_error_set(err, JZ_ENOMEM, "out of memory");
+            break;
+        }
+        for (size_t i = 0; i < p->ngpus; i++)
+            p->gpus[i] = (size_t)json_integer_value(json_array_get(g, i));
+        for (size_t i = 0; i < p->ncores; i++)
+            p->cores[i] = (size_t)json_integer_value(json_array_get(c, i));
+        p->launched = true; /* it may be running there: the node's hello will say */
+        specs[k] = (struct jz_sched_part_spec){.node = p->node, .gpus = p->gpus,
+                                               .gpu_count = p->ngpus, .cores = p->cores,
+                                               .core_count = p->ncores};
+    }
+    if (!rc) {
+        struct jz_sched_job sj;
+        jz_jobs_sched_job(job, &sj);
+        int64_t start = jz_json_int(job->rec, "run_start_ms", 0);
+        rc = jz_sched_adopt_running(jobs->srv->sched, &sj, specs, n,
+                                    start > 0 ? start / 1000 : jz_time_now_ms() / 1000, err);
+    }
+    free(specs);
+    if (!rc) {
+        job->sched_started = true;
+        int64_t start = jz_json_int(job->rec, "run_start_ms", 0);
+        job->start_ms = start > 0 ? start : jz_time_now_ms();
+    }
+    return rc;
+}
+
+/* A job that was running and whose run cannot go on: it waits again when it may be restarted,
+ * else it failed. */
+static void lost_at_load(struct jz_jobs *jobs, struct jz_job *job, const char *why)
+{
+    char reason[400];
+    struct jz_error err = {0};
+    json_object_del(job->rec, "placement_parts");
+    if (job->preemptible || job->requeue) {
+        jz_jobs_set_state(job, JZ_JOB_PENDING);
+        snprintf(reason, sizeof reason, "requeued: %s", why);
+        jz_jobs_set_reason(job, reason);
+        job->run++;
+        json_object_set_new(job->rec, "requeues", json_integer(job->run));
+        json_object_set_new(job->rec, "start_time", json_null());
+        jz_jobs_pending_add(jobs, job->user, +1);
+        jz_jobs_persist(job, "state", reason);
+        if (jz_jobs_sched_submit(jobs, job, &err)) {
+            jz_jobs_pending_add(jobs, job->user, -1);
+            jz_jobs_set_state(job, JZ_JOB_FAILED);
+            jz_jobs_set_reason(job, err.msg);
+            jz_jobs_persist(job, "state", err.msg);
+        }
+    } else {
+        jz_jobs_set_state(job, JZ_JOB_FAILED);
+        jz_jobs_set_reason(job, why);
+        jz_jobs_set_time(job->rec, "end_time", jz_time_now_ms());
+        jz_jobs_persist(job, "state", why);
+    }
+}
+
+static int load_job(void *arg, json_t *rec)
+{
+    struct jz_jobs *jobs = arg;
+    struct jz_job *job = jz_jobs_job_new(jobs, json_incref(rec));
+    if (!job)
+        return 1;
+    int rc = jz_jobs_table_put(jobs, job);
+    if (rc) {
+        /* A record whose id cannot index the table (corrupt): skipped, loudly. */
+        jz_log_error("jobs", "job record with id %lld cannot be loaded (%s); skipped",
+                     (long long)job->id, jz_strerror(rc));
+        jz_jobs_job_free(job);
+        return rc == JZ_ENOMEM;
+    }
+    struct jz_error err = {0};
+    if (job->state == JZ_JOB_PENDING) {
+        jz_jobs_pending_add(jobs, job->user, +1);
+        if (jz_jobs_sched_submit(jobs, job, &err)) {
+            jz_jobs_pending_add(jobs, job->user, -1);
+            jz_jobs_set_state(job, JZ_JOB_FAILED);
+            jz_jobs_set_reason(job, err.msg);
+            jz_jobs_persist(job, "state", err.msg);
+        }
+    } else if (job->state == JZ_JOB_RUNNING) {
+        /* Its parts may still run on their nodes' agents: adopt them, and let the nodes' hellos
+         * (or their silence) say. A node not known now (the embedded local node, whose workers
+         * died with the old jazarid) means the run is over. */
+        if (adopt(jobs, job, &err)) {
+            jz_jobs_parts_free(job);
+            char why[400];
+            snprintf(why, sizeof why, "node lost: jazarid restarted while the job was running "
+                                      "(%s)", err.msg);
+            lost_at_load(jobs, job, why);
+        }
+    }
+    return 0;
+}
+
+int jz_jobs_load(struct jz_jobs *jobs, struct jz_error *err)
+{
+    struct jz_server *srv = jobs->srv;
+    return srv->store->ops->jobs_each(srv->store, load_job, jobs, err);
+}
+
+static bool listed(const json_t *list, int64_t job, unsigned part, int64_t run)
+{
+    size_t i;
+    json_t *e;
+    json_array_foreach(list, i, e) {
+        if (jz_json_int(e, "job", 0) == job && jz_json_int(e, "part", -1) == (int64_t)part &&
+            jz_json_int(e, "run", 0) == run)
+            return true;
+    }
+    return false;
+}
+
+/* A node said hello: its running parts that are no longer the job's are stopped there; parts
+ * the job thinks run there but the node does not know were lost with its old agent; parts that
+ * ended while it was away report their outcome next. */
+void jz_jobs_node_hello(void *arg, size_t node, const json_t *running, const json_t *ended)
+{
+    struct jz_jobs *jobs = arg;
+    size_t i;
+    json_t *e;
+    json_array_foreach(running, i, e) {
+        int64_t id = jz_json_int(e, "job", 0), run = jz_json_int(e, "run", 0);
+        int part = (int)jz_json_int(e, "part", 0);
+        struct jz_job *job = jz_jobs_find(jobs, id);
+        bool mine = job && job->state == JZ_JOB_RUNNING && run == job->run &&
+                    (unsigned)part < job->nparts && job->parts[part].node == node &&
+                    !job->parts[part].ended;
+        if (!mine) {
+            jz_log_info("jobs", "node %s runs job %lld part %d (run %lld) that is not its any "
+                                "more: stopping it there",
+                        jz_nodes_name(jobs->srv->nodes, node), (long long)id, part,
+                        (long long)run);
+            jz_jobs_stale_part(jobs, node, id, part, run, true);
+            continue;
+        }
+        /* A stop sent while the node was away was lost with its connection: say it again. */
+        const char *st = jz_json_str(job->outcome, "state", "SUCCEEDED");
+        if (job->cancel_requested)
+            jz_jobs_part_send(job, (unsigned)part, "stop",
+                              json_pack("{s:s, s:s}", "how", "term", "why", "cancel"));
+        else if (job->preempting)
+            jz_jobs_part_send(job, (unsigned)part, "stop",
+                              json_pack("{s:s, s:s}", "how", "checkpoint", "why", "preempt"));
+        else if (job->outcome && strcmp(st, "SUCCEEDED") != 0)
+            jz_jobs_part_send(job, (unsigned)part, "stop",
+                              json_pack("{s:s, s:s}", "how", "term", "why", "gang"));
+    }
+    for (struct jz_job *job = jobs->running, *next; job; job = next) {
+        next = job->run_next; /* the job may leave the list */
+        int64_t id = job->id;
+        for (unsigned k = 0; k < job->nparts && job->state == JZ_JOB_RUNNING; k++) {
+            struct jz_job_part *p = &job->parts[k];
+            if (p->node != node || !p->launched || p->ended ||
+                listed(running, id, k, job->run) || listed(ended, id, k, job->run))
+                continue;
+            char why[300];
+            snprintf(why, sizeof why, "node lost: %s does not know the job any more (its agent "
+                                      "restarted)", jz_nodes_name(jobs->srv->nodes, node));
+            json_t *o = json_pack("{s:s, s:s}", "state", "LOST", "reason", why);
+            jz_jobs_part_ended(job, k, o);
+            json_decref(o);
+        }
+    }
+}
+
+/* A node is down: the parts there are lost, and their jobs' other parts are stopped. */
+void jz_jobs_node_down(void *arg, size_t node, const char *why)
+{
+    struct jz_jobs *jobs = arg;
+    for (struct jz_job *job = jobs->running, *next; job; job = next) {
+        next = job->run_next; /* the job may leave the list */
+        for (unsigned k = 0; k < job->nparts && job->state == JZ_JOB_RUNNING; k++) {
+            /* A part not launched yet waits for its start to be durable: its launch finds the
+             * node gone and requeues the job (it never ran), which is safe at any time. */
+            if (job->parts[k].node != node || job->parts[k].ended || !job->parts[k].launched)
+                continue;
+            json_t *o = json_pack("{s:s, s:s}", "state", "LOST", "reason", why);
+            jz_jobs_part_ended(job, k, o);
+            json_decref(o);
+        }
+    }
+}
