@@ -24,6 +24,11 @@
 #define JZ_CLI_MAX_TOKEN 1024
 #define JZ_CLI_MAX_CONFIG (64u << 10) /* bytes of the config file or token file */
 #define JZ_CLI_MAX_QUEUE_LIMIT 1000000
+#define JZ_CLI_MAX_NODES 1024       /* --nodes of one job (the server's bound) */
+#define JZ_CLI_MAX_GPUS 4096        /* --gpus and --gpus-per-node */
+#define JZ_CLI_MAX_NODE_NAME 256    /* bytes of a node name on the command line */
+#define JZ_CLI_MAX_SITE 256         /* bytes of --site */
+#define JZ_CLI_MAX_DRAIN_REASON 256 /* bytes of --reason (the server's bound) */
 #define JZ_CLI_DEFAULT_URL "http://127.0.0.1:8600"
 
 /* ---- option parsing ---------------------------------------------------------------------- */
@@ -109,6 +114,46 @@ int jz_cli_queue_parse(struct jz_cli *cli, int argc, char **argv, struct jz_cli_
 int jz_cli_queue_path(const struct jz_cli_queue_args *q, int64_t after, int64_t page_limit,
                       char *buf, size_t len, struct jz_error *err);
 
+/* ---- nodes ------------------------------------------------------------------------------- */
+
+/* Parses the arguments after "nodes" (argv[0] is "nodes"): --site SITE. *site (borrowed from
+ * argv, NULL when not given) is written only on success. */
+int jz_cli_nodes_parse(struct jz_cli *cli, int argc, char **argv, const char **site,
+                       struct jz_error *err);
+/* Writes "/v1/nodes", or "/v1/nodes?site=SITE" with SITE URL-encoded, into buf. */
+int jz_cli_nodes_path(const char *site, char *buf, size_t len, struct jz_error *err);
+
+/* What `node` (and `admin node revoke`) was asked to do. */
+enum jz_cli_node_verb {
+    JZ_CLI_NODE_DRAIN = 1,
+    JZ_CLI_NODE_RESUME,
+    JZ_CLI_NODE_RM,
+    JZ_CLI_NODE_REVOKE,
+};
+struct jz_cli_node_args {
+    enum jz_cli_node_verb verb;
+    const char *name;   /* borrowed from argv */
+    const char *reason; /* drain only; borrowed from argv */
+};
+
+/* Parses "VERB NAME [--reason TEXT]" (argv[0] is the verb: "drain", "resume", "rm" or "revoke").
+ * --reason is required for drain (1..JZ_CLI_MAX_DRAIN_REASON bytes) and refused otherwise.
+ * *out is written only on success; with --help, returns 0 with cli->help set and *out
+ * untouched. */
+int jz_cli_node_parse(struct jz_cli *cli, int argc, char **argv, struct jz_cli_node_args *out,
+                      struct jz_error *err);
+/* The request for a parsed node command: *method ("POST" or "DELETE", static), the path with
+ * the name URL-encoded, and *body (a new reference, NULL for rm and revoke). Output parameters
+ * are written only on success. */
+int jz_cli_node_request(const struct jz_cli_node_args *a, const char **method, char *path,
+                        size_t len, json_t **body, struct jz_error *err);
+
+/* Builds the POST /v1/admin/node-tokens body from the arguments after "token" (argv[0] is
+ * "token"): [--site SITE] [--ttl DURATION]. *body is a new reference written only on success;
+ * with --help, returns 0 with cli->help set and *body NULL. */
+int jz_cli_node_token_build(struct jz_cli *cli, int argc, char **argv, json_t **body,
+                            struct jz_error *err);
+
 /* ---- configuration ----------------------------------------------------------------------- */
 
 typedef const char *(*jz_cli_getenv_fn)(const char *name);
@@ -130,6 +175,15 @@ int jz_cli_config_resolve(struct jz_cli *cli, jz_cli_getenv_fn env, struct jz_er
 int jz_cli_time_parse(const char *iso, int64_t *ms);
 /* Formats an ISO time as local "YYYY-MM-DD HH:MM:SS"; "-" when iso is NULL or unreadable. */
 void jz_cli_time_local(const char *iso, char *buf, size_t len);
+
+/* How long ago iso was, seen at now_ms: "4s ago", "2m30s ago", "1h5m ago", "3d ago" (the two
+ * largest units); a time in the future (clock skew) is "0s ago"; "-" when iso is NULL or
+ * unreadable. */
+void jz_cli_age_format(const char *iso, int64_t now_ms, char *buf, size_t len);
+
+/* The GPUS cell of a job: "2x4" for a multi-node job with gpus_per_node, else the number of
+ * GPUs it holds, or asked for while it waits. */
+void jz_cli_job_gpus(const json_t *job, char *buf, size_t len);
 
 /* The process exit code that mirrors an ended job: SUCCEEDED 0, FAILED exit code N (1 when
  * none or out of range), killed by signal S 128+S, TIMEOUT 124, CANCELLED 130.
@@ -154,6 +208,11 @@ void jz_table_align_right(struct jz_table *t, size_t col);
 /* Prints header and rows; the last column is not padded. */
 void jz_table_print(const struct jz_table *t, FILE *out);
 void jz_table_free(struct jz_table *t);
+
+/* The `jazari nodes` table of a GET /v1/nodes "nodes" array, heartbeat ages taken at now_ms:
+ * NAME SITE STATE GPUS(free/total) MODEL JOBS HEARTBEAT, and REASON when any node is draining
+ * or drained. The caller frees the table; NULL when out of memory. */
+struct jz_table *jz_cli_nodes_table(const json_t *nodes, int64_t now_ms);
 
 /* Copies s into buf replacing control characters with '?'. */
 void jz_cli_sanitize(const char *s, char *buf, size_t len);

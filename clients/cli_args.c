@@ -1,6 +1,6 @@
 /* Command-line parsing for the jazari client: a small option walker, and the parsers that turn
- * `submit` and `queue` arguments into request bodies and paths (no I/O beyond --params-json @file).
- */
+ * `submit`, `queue`, `nodes`, `node` and `admin node token` arguments into request bodies and
+ * paths (no I/O beyond --params-json @file). */
 #include "clients/cli.h"
 
 #include <ctype.h>
@@ -161,22 +161,20 @@ enum {
     SUB_PARAMS_JSON,
     SUB_RESUME,
     SUB_CLASS,
+    SUB_NODES,
+    SUB_GPUS_PER_NODE,
+    SUB_REQUEUE,
 };
 
 static const struct jz_cli_optspec submit_specs[] = {
-    {"plugin", 'p', true, SUB_PLUGIN},
-    {"gpus", 'g', true, SUB_GPUS},
-    {"cpus", 'c', true, SUB_CPUS},
-    {"cpus-per-gpu", 0, true, SUB_CPUS_PER_GPU},
-    {"time", 't', true, SUB_TIME},
-    {"mem", 0, true, SUB_MEM},
-    {"name", 'n', true, SUB_NAME},
-    {"preemptible", 0, false, SUB_PREEMPTIBLE},
-    {"param", 'P', true, SUB_PARAM},
-    {"params-json", 0, true, SUB_PARAMS_JSON},
-    {"resume", 0, true, SUB_RESUME},
-    {"class", 0, true, SUB_CLASS},
-    {NULL, 0, false, 0},
+    {"plugin", 'p', true, SUB_PLUGIN},  {"gpus", 'g', true, SUB_GPUS},
+    {"cpus", 'c', true, SUB_CPUS},      {"cpus-per-gpu", 0, true, SUB_CPUS_PER_GPU},
+    {"time", 't', true, SUB_TIME},      {"mem", 0, true, SUB_MEM},
+    {"name", 'n', true, SUB_NAME},      {"preemptible", 0, false, SUB_PREEMPTIBLE},
+    {"param", 'P', true, SUB_PARAM},    {"params-json", 0, true, SUB_PARAMS_JSON},
+    {"resume", 0, true, SUB_RESUME},    {"class", 0, true, SUB_CLASS},
+    {"nodes", 0, true, SUB_NODES},      {"gpus-per-node", 0, true, SUB_GPUS_PER_NODE},
+    {"requeue", 0, false, SUB_REQUEUE}, {NULL, 0, false, 0},
 };
 
 /* Reads --params-json @FILE, refusing files over the limit. *text is malloc'd. */
@@ -241,6 +239,34 @@ static int set_resource(json_t *res, const char *key, const char *val, int64_t m
     return 0;
 }
 
+/* Checks how --gpus, --nodes and --gpus-per-node combine and writes resources.gpus, .nodes and
+ * .gpus_per_node (each value is -1 when its option was not given). The request's meaning must
+ * never be a guess: with several nodes the GPUs are given per node, or as a total that the
+ * server splits; never both. */
+static int set_gpus_and_nodes(json_t *res, int64_t gpus, int64_t nodes, int64_t per_node,
+                              struct jz_error *err)
+{
+    if (per_node >= 0 && gpus >= 0)
+        return jz_error_set(err, JZ_EINVAL,
+                            "give --gpus (the job's total) or --gpus-per-node, not both");
+    if (nodes > 1 && per_node < 0 && gpus < 0)
+        return jz_error_set(err, JZ_EINVAL,
+                            "--nodes %lld: say how many GPUs with --gpus-per-node K (on each "
+                            "node) or --gpus G (in all, split by the server)",
+                            (long long)nodes);
+    if (nodes > 1 && per_node >= 0) {
+        json_object_set_new(res, "gpus_per_node", json_integer(per_node));
+    } else if (per_node >= 0) {
+        /* On one node "K per node" is "K in all": say it the way every server understands. */
+        json_object_set_new(res, "gpus", json_integer(per_node));
+    } else if (gpus >= 0) {
+        json_object_set_new(res, "gpus", json_integer(gpus));
+    }
+    if (nodes >= 1)
+        json_object_set_new(res, "nodes", json_integer(nodes));
+    return 0;
+}
+
 int jz_cli_submit_build(struct jz_cli *cli, int argc, char **argv, const char *cwd, json_t **body,
                         struct jz_error *err)
 {
@@ -249,6 +275,7 @@ int jz_cli_submit_build(struct jz_cli *cli, int argc, char **argv, const char *c
                             JZ_CLI_MAX_ARGS);
     json_t *b = json_object(), *params = json_object(), *res = json_object(), *cmd = NULL;
     const char *plugin = NULL;
+    int64_t gpus = -1, nodes = -1, per_node = -1; /* -1: not given */
     int rc = 0;
     struct jz_cli_optstate st;
     jz_cli_opt_init(&st, argc, argv);
@@ -285,7 +312,16 @@ int jz_cli_submit_build(struct jz_cli *cli, int argc, char **argv, const char *c
             plugin = val;
             break;
         case SUB_GPUS:
-            rc = set_resource(res, "gpus", val, 0, 4096, "--gpus", err);
+            rc = jz_cli_parse_int(val, 0, JZ_CLI_MAX_GPUS, "--gpus", &gpus, err);
+            break;
+        case SUB_NODES:
+            rc = jz_cli_parse_int(val, 1, JZ_CLI_MAX_NODES, "--nodes", &nodes, err);
+            break;
+        case SUB_GPUS_PER_NODE:
+            rc = jz_cli_parse_int(val, 1, JZ_CLI_MAX_GPUS, "--gpus-per-node", &per_node, err);
+            break;
+        case SUB_REQUEUE:
+            json_object_set_new(b, "requeue", json_true());
             break;
         case SUB_CPUS:
             rc = set_resource(res, "cpus", val, 1, 1 << 20, "--cpus", err);
@@ -373,6 +409,8 @@ int jz_cli_submit_build(struct jz_cli *cli, int argc, char **argv, const char *c
         rc = jz_error_set(err, JZ_EINVAL, "give --plugin NAME, or a command after '--'");
         goto fail;
     }
+    if ((rc = set_gpus_and_nodes(res, gpus, nodes, per_node, err)))
+        goto fail;
     json_object_set_new(b, "plugin", json_string(plugin));
     if (json_object_size(params))
         json_object_set(b, "params", params);
@@ -471,15 +509,17 @@ int jz_cli_queue_parse(struct jz_cli *cli, int argc, char **argv, struct jz_cli_
     return 0;
 }
 
-/* Appends s percent-encoded (RFC 3986 unreserved kept, ',' kept for lists). */
-static bool append_encoded(char *buf, size_t len, size_t *n, const char *s, bool upper)
+/* Appends s percent-encoded: RFC 3986 unreserved characters are kept, and ',' when lists is
+ * set (a list of states); upper upper-cases ASCII letters. */
+static bool append_encoded(char *buf, size_t len, size_t *n, const char *s, bool upper, bool lists)
 {
     static const char hex[] = "0123456789ABCDEF";
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         unsigned char c = *p;
         if (upper && c >= 'a' && c <= 'z')
             c = (unsigned char)(c - 'a' + 'A');
-        if (isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || c == ',') {
+        if ((c < 0x80 && isalnum(c)) || c == '-' || c == '_' || c == '.' || c == '~' ||
+            (lists && c == ',')) {
             if (*n + 1 >= len)
                 return false;
             buf[(*n)++] = (char)c;
@@ -516,11 +556,11 @@ int jz_cli_queue_path(const struct jz_cli_queue_args *q, int64_t after, int64_t 
     bool ok = true;
     if (states) {
         ok = ok && append_raw(buf, len, &n, "&state=");
-        ok = ok && append_encoded(buf, len, &n, states, true);
+        ok = ok && append_encoded(buf, len, &n, states, true, true);
     }
     if (q->user) {
         ok = ok && append_raw(buf, len, &n, "&user=");
-        ok = ok && append_encoded(buf, len, &n, q->user, false);
+        ok = ok && append_encoded(buf, len, &n, q->user, false, true);
     }
     if (ok && after >= 0) {
         w = snprintf(buf + n, len - n, "&after=%lld", (long long)after);
@@ -528,5 +568,223 @@ int jz_cli_queue_path(const struct jz_cli_queue_args *q, int64_t after, int64_t 
     }
     if (!ok)
         return jz_error_set(err, JZ_ERANGE, "request path too long");
+    return 0;
+}
+
+/* ---- nodes, node, admin node token ------------------------------------------------------- */
+
+/* A --site value: what the server would refuse anyway is refused here with the option's name. */
+static int check_site(const char *val, struct jz_error *err)
+{
+    if (!*val)
+        return jz_error_set(err, JZ_EINVAL, "--site: empty site name");
+    if (strlen(val) > JZ_CLI_MAX_SITE)
+        return jz_error_set(err, JZ_ELIMIT, "--site: longer than %d bytes", JZ_CLI_MAX_SITE);
+    return 0;
+}
+
+int jz_cli_nodes_parse(struct jz_cli *cli, int argc, char **argv, const char **site,
+                       struct jz_error *err)
+{
+    enum { N_SITE = 1 };
+    static const struct jz_cli_optspec specs[] = {{"site", 0, true, N_SITE}, {NULL, 0, false, 0}};
+    const char *s = NULL;
+    struct jz_cli_optstate st;
+    jz_cli_opt_init(&st, argc, argv);
+    for (;;) {
+        const char *val;
+        int id = jz_cli_opt_next(&st, specs, &val, err);
+        if (id == JZ_CLI_OPT_END)
+            break;
+        if (id == JZ_CLI_OPT_ERROR)
+            return err ? err->code : JZ_EINVAL;
+        if (id == JZ_CLI_OPT_POSITIONAL || id == JZ_CLI_OPT_DASHDASH)
+            return jz_error_set(err, JZ_EINVAL, "unexpected argument '%.64s'", val ? val : "--");
+        if (id >= JZ_CLI_OPT_COMMON) {
+            jz_cli_common_option(cli, id, val);
+            continue;
+        }
+        int rc = check_site(val, err);
+        if (rc)
+            return rc;
+        s = val;
+    }
+    *site = s;
+    return 0;
+}
+
+int jz_cli_nodes_path(const char *site, char *buf, size_t len, struct jz_error *err)
+{
+    size_t n = 0;
+    if (len > 0)
+        buf[0] = '\0';
+    bool ok = append_raw(buf, len, &n, "/v1/nodes");
+    if (site) {
+        ok = ok && append_raw(buf, len, &n, "?site=");
+        ok = ok && append_encoded(buf, len, &n, site, false, false);
+    }
+    if (!ok)
+        return jz_error_set(err, JZ_ERANGE, "request path too long");
+    return 0;
+}
+
+int jz_cli_node_parse(struct jz_cli *cli, int argc, char **argv, struct jz_cli_node_args *out,
+                      struct jz_error *err)
+{
+    enum { N_REASON = 1 };
+    static const struct jz_cli_optspec specs[] = {{"reason", 0, true, N_REASON},
+                                                  {NULL, 0, false, 0}};
+    struct jz_cli_node_args a = {0};
+    const char *verb = argc > 0 ? argv[0] : "";
+    if (strcmp(verb, "drain") == 0)
+        a.verb = JZ_CLI_NODE_DRAIN;
+    else if (strcmp(verb, "resume") == 0)
+        a.verb = JZ_CLI_NODE_RESUME;
+    else if (strcmp(verb, "rm") == 0)
+        a.verb = JZ_CLI_NODE_RM;
+    else if (strcmp(verb, "revoke") == 0)
+        a.verb = JZ_CLI_NODE_REVOKE;
+    else
+        return jz_error_set(err, JZ_EINVAL, "unknown node command '%.64s'", verb);
+    struct jz_cli_optstate st;
+    jz_cli_opt_init(&st, argc, argv);
+    for (;;) {
+        const char *val;
+        int id = jz_cli_opt_next(&st, specs, &val, err);
+        if (id == JZ_CLI_OPT_END)
+            break;
+        if (id == JZ_CLI_OPT_ERROR)
+            return err ? err->code : JZ_EINVAL;
+        if (id == JZ_CLI_OPT_DASHDASH) {
+            for (; st.i < argc; st.i++) {
+                if (a.name)
+                    return jz_error_set(err, JZ_EINVAL, "too many arguments");
+                a.name = argv[st.i];
+            }
+            break;
+        }
+        if (id == JZ_CLI_OPT_POSITIONAL) {
+            if (a.name)
+                return jz_error_set(err, JZ_EINVAL, "too many arguments");
+            a.name = val;
+        } else if (id == N_REASON) {
+            a.reason = val;
+        } else {
+            jz_cli_common_option(cli, id, val);
+        }
+    }
+    if (cli->help)
+        return 0;
+    if (!a.name || !*a.name)
+        return jz_error_set(err, JZ_EINVAL, "missing node name");
+    if (strlen(a.name) > JZ_CLI_MAX_NODE_NAME)
+        return jz_error_set(err, JZ_ELIMIT, "node name longer than %d bytes", JZ_CLI_MAX_NODE_NAME);
+    if (a.verb == JZ_CLI_NODE_DRAIN) {
+        if (!a.reason)
+            return jz_error_set(err, JZ_EINVAL,
+                                "drain needs --reason TEXT (why the node is "
+                                "taken out of service)");
+        size_t n = strlen(a.reason);
+        if (n == 0)
+            return jz_error_set(err, JZ_EINVAL, "--reason: empty reason");
+        if (n > JZ_CLI_MAX_DRAIN_REASON)
+            return jz_error_set(err, JZ_ELIMIT, "--reason: %zu bytes, at most %d", n,
+                                JZ_CLI_MAX_DRAIN_REASON);
+    } else if (a.reason) {
+        return jz_error_set(err, JZ_EINVAL, "--reason is only for drain");
+    }
+    *out = a;
+    return 0;
+}
+
+int jz_cli_node_request(const struct jz_cli_node_args *a, const char **method, char *path,
+                        size_t len, json_t **body, struct jz_error *err)
+{
+    static const char *const suffix[] = {
+        [JZ_CLI_NODE_DRAIN] = "/drain",
+        [JZ_CLI_NODE_RESUME] = "/resume",
+        [JZ_CLI_NODE_RM] = "",
+        [JZ_CLI_NODE_REVOKE] = "/revoke",
+    };
+    if (a->verb < JZ_CLI_NODE_DRAIN || a->verb > JZ_CLI_NODE_REVOKE || !a->name)
+        return jz_error_set(err, JZ_EINVAL, "no node command");
+    size_t n = 0;
+    if (len > 0)
+        path[0] = '\0';
+    bool ok = append_raw(path, len, &n, "/v1/nodes/") &&
+              append_encoded(path, len, &n, a->name, false, false) &&
+              append_raw(path, len, &n, suffix[a->verb]);
+    if (!ok)
+        return jz_error_set(err, JZ_ERANGE, "request path too long");
+    json_t *b = NULL;
+    if (a->verb == JZ_CLI_NODE_DRAIN) {
+        json_t *reason = json_string(a->reason ? a->reason : "");
+        if (!reason) /* jansson takes only UTF-8 */
+            return jz_error_set(err, JZ_EINVAL, "--reason: not valid UTF-8");
+        b = json_object();
+        if (b)
+            json_object_set_new(b, "reason", reason);
+        else
+            json_decref(reason);
+    } else if (a->verb == JZ_CLI_NODE_RESUME) {
+        b = json_object();
+    }
+    if ((a->verb == JZ_CLI_NODE_DRAIN || a->verb == JZ_CLI_NODE_RESUME) && !b)
+        return jz_error_set(err, JZ_ENOMEM, "out of memory");
+    *method = a->verb == JZ_CLI_NODE_RM ? "DELETE" : "POST";
+    *body = b;
+    return 0;
+}
+
+int jz_cli_node_token_build(struct jz_cli *cli, int argc, char **argv, json_t **body,
+                            struct jz_error *err)
+{
+    enum { T_SITE = 1, T_TTL };
+    static const struct jz_cli_optspec specs[] = {
+        {"site", 0, true, T_SITE}, {"ttl", 0, true, T_TTL}, {NULL, 0, false, 0}};
+    const char *site = NULL;
+    int64_t ttl = -1;
+    struct jz_cli_optstate st;
+    jz_cli_opt_init(&st, argc, argv);
+    for (;;) {
+        const char *val;
+        int id = jz_cli_opt_next(&st, specs, &val, err);
+        if (id == JZ_CLI_OPT_END)
+            break;
+        if (id == JZ_CLI_OPT_ERROR)
+            return err ? err->code : JZ_EINVAL;
+        if (id == JZ_CLI_OPT_POSITIONAL || id == JZ_CLI_OPT_DASHDASH)
+            return jz_error_set(err, JZ_EINVAL, "unexpected argument '%.64s'", val ? val : "--");
+        if (id >= JZ_CLI_OPT_COMMON) {
+            jz_cli_common_option(cli, id, val);
+        } else if (id == T_SITE) {
+            int rc = check_site(val, err);
+            if (rc)
+                return rc;
+            site = val;
+        } else if (id == T_TTL) {
+            struct jz_error derr = {0};
+            if (jz_duration_parse(val, &ttl, &derr) != 0)
+                return jz_error_set(err, JZ_EINVAL, "--ttl: %s", derr.msg);
+            if (ttl <= 0)
+                return jz_error_set(err, JZ_EINVAL, "--ttl: must be longer than 0 seconds");
+        }
+    }
+    if (cli->help) {
+        *body = NULL;
+        return 0;
+    }
+    /* Absent fields take the server's defaults (site "default", one day). */
+    json_t *b = json_object();
+    if (!b)
+        return jz_error_set(err, JZ_ENOMEM, "out of memory");
+    /* A site jansson refuses (not UTF-8) must not silently become the default site. */
+    if (site && json_object_set_new(b, "site", json_string(site)) != 0) {
+        json_decref(b);
+        return jz_error_set(err, JZ_EINVAL, "--site: not valid UTF-8");
+    }
+    if (ttl > 0)
+        json_object_set_new(b, "ttl_s", json_integer(ttl));
+    *body = b;
     return 0;
 }

@@ -257,17 +257,6 @@ static int cmd_submit(struct jz_cli *cli, int argc, char **argv)
 
 /* ---- queue ------------------------------------------------------------------------------- */
 
-static void gpus_cell(const json_t *job, char *buf, size_t len)
-{
-    json_t *g = json_object_get(job, "gpus");
-    if (json_is_array(g) && json_array_size(g) > 0) {
-        snprintf(buf, len, "%zu", json_array_size(g));
-        return;
-    }
-    snprintf(buf, len, "%lld",
-             (long long)jz_json_int(json_object_get(job, "resources"), "gpus", 0));
-}
-
 static int cmd_queue(struct jz_cli *cli, int argc, char **argv)
 {
     struct jz_cli_queue_args q;
@@ -334,7 +323,7 @@ static int cmd_queue(struct jz_cli *cli, int argc, char **argv)
     {
         char id[24], gpus[24], tm[32];
         snprintf(id, sizeof id, "%lld", (long long)jz_json_int(j, "id", 0));
-        gpus_cell(j, gpus, sizeof gpus);
+        jz_cli_job_gpus(j, gpus, sizeof gpus);
         const char *state = jz_json_str(j, "state", "?");
         if (strcmp(state, "PENDING") == 0)
             jz_strlcpy(tm, "-", sizeof tm);
@@ -378,6 +367,26 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+/* "gpu-a1, gpu-a2, ..." from a job's "nodes" array; cut with "..." when it does not fit. */
+static void node_names(const json_t *list, char *buf, size_t len)
+{
+    size_t off = 0, i;
+    json_t *n;
+    buf[0] = '\0';
+    json_array_foreach(list, i, n)
+    {
+        if (!json_is_string(n))
+            continue;
+        int w = snprintf(buf + off, len - off, "%s%s", off ? ", " : "", json_string_value(n));
+        if (w < 0 || (size_t)w >= len - off) {
+            if (len > 4) /* a long list must not end in half a name without saying so */
+                memcpy(buf + len - 4, "...", 4);
+            break;
+        }
+        off += (size_t)w;
+    }
+}
+
 static void show_job(const json_t *j)
 {
     char a[64], b[64];
@@ -413,8 +422,25 @@ static void show_job(const json_t *j)
     }
     json_t *res = json_object_get(j, "resources");
     int64_t gpus = jz_json_int(res, "gpus", 0);
+    int64_t nodes = jz_json_int(res, "nodes", 1), per_node = jz_json_int(res, "gpus_per_node", 0);
     jz_duration_format(jz_json_int(res, "time_limit_s", 0), b, sizeof b);
-    if (gpus > 0)
+    if (nodes > 1 && per_node > 0)
+        field("Resources:",
+              "%lld nodes x %lld GPU%s, %lld CPU%s per GPU, memory %lld MB, "
+              "time limit %s",
+              (long long)nodes, (long long)per_node, per_node == 1 ? "" : "s",
+              (long long)jz_json_int(res, "cpus_per_gpu", 1),
+              jz_json_int(res, "cpus_per_gpu", 1) == 1 ? "" : "s",
+              (long long)jz_json_int(res, "memory_mb", 0), b);
+    else if (nodes > 1)
+        field("Resources:",
+              "%lld GPU%s on %lld nodes, %lld CPU%s per GPU, memory %lld MB, "
+              "time limit %s",
+              (long long)gpus, gpus == 1 ? "" : "s", (long long)nodes,
+              (long long)jz_json_int(res, "cpus_per_gpu", 1),
+              jz_json_int(res, "cpus_per_gpu", 1) == 1 ? "" : "s",
+              (long long)jz_json_int(res, "memory_mb", 0), b);
+    else if (gpus > 0)
         field("Resources:", "%lld GPU%s, %lld CPU%s per GPU, memory %lld MB, time limit %s",
               (long long)gpus, gpus == 1 ? "" : "s", (long long)jz_json_int(res, "cpus_per_gpu", 1),
               jz_json_int(res, "cpus_per_gpu", 1) == 1 ? "" : "s",
@@ -424,14 +450,29 @@ static void show_job(const json_t *j)
               (long long)jz_json_int(res, "cpus", 1), jz_json_int(res, "cpus", 1) == 1 ? "" : "s",
               (long long)jz_json_int(res, "memory_mb", 0), b);
     field("Preemptible:", "%s", jz_json_bool(j, "preemptible", false) ? "yes" : "no");
-    if (jz_json_str(j, "node", NULL))
+    if (json_is_boolean(json_object_get(j, "requeue")))
+        field("Requeue:", "%s",
+              jz_json_bool(j, "requeue", false) ? "yes (when its node is lost)" : "no");
+    char nodes_text[1024];
+    json_t *node_list = json_object_get(j, "nodes");
+    if (json_array_size(node_list) > 1) {
+        node_names(node_list, nodes_text, sizeof nodes_text);
+        field("Nodes:", "%s", nodes_text);
+    } else if (jz_json_str(j, "node", NULL)) {
         field("Node:", "%s", jz_json_str(j, "node", ""));
+    }
     size_t i;
     json_t *g;
     json_array_foreach(json_object_get(j, "gpus"), i, g)
     {
-        field(i == 0 ? "GPUs:" : "", "%lld  %s  %s", (long long)jz_json_int(g, "index", -1),
-              jz_json_str(g, "pci_bus_id", "-"), jz_json_str(g, "model", ""));
+        /* The GPUs of a multi-node job carry their node: the index alone is ambiguous. */
+        if (jz_json_str(g, "node", NULL))
+            field(i == 0 ? "GPUs:" : "", "%s  %lld  %s  %s", jz_json_str(g, "node", ""),
+                  (long long)jz_json_int(g, "index", -1), jz_json_str(g, "pci_bus_id", "-"),
+                  jz_json_str(g, "model", ""));
+        else
+            field(i == 0 ? "GPUs:" : "", "%lld  %s  %s", (long long)jz_json_int(g, "index", -1),
+                  jz_json_str(g, "pci_bus_id", "-"), jz_json_str(g, "model", ""));
     }
     if (jz_json_str(j, "cpus", NULL))
         field("CPUs:", "%s", jz_json_str(j, "cpus", ""));
@@ -537,8 +578,15 @@ static int cmd_why(struct jz_cli *cli, int argc, char **argv)
             printf("No estimated start yet.\n");
         }
     } else if (strcmp(state, "RUNNING") == 0) {
-        printf("Job %lld is running on %s: %s\n", (long long)id, jz_json_str(r.json, "node", "?"),
-               jz_json_str(r.json, "placement", ""));
+        char where[1024], clean[1024], placement[1024];
+        json_t *node_list = json_object_get(r.json, "nodes");
+        if (json_array_size(node_list) > 1)
+            node_names(node_list, where, sizeof where);
+        else
+            jz_strlcpy(where, jz_json_str(r.json, "node", "?"), sizeof where);
+        jz_cli_sanitize(where, clean, sizeof clean);
+        jz_cli_sanitize(jz_json_str(r.json, "placement", ""), placement, sizeof placement);
+        printf("Job %lld is running on %s: %s\n", (long long)id, clean, placement);
     } else {
         printf("Job %lld ended %s%s%s\n", (long long)id, state, reason ? ": " : ".", line);
     }
@@ -915,56 +963,101 @@ static int cmd_wait(struct jz_cli *cli, int argc, char **argv)
 
 static int cmd_nodes(struct jz_cli *cli, int argc, char **argv)
 {
+    const char *site = NULL;
+    struct jz_error err = {0};
+    if (jz_cli_nodes_parse(cli, argc, argv, &site, &err) != 0)
+        return usage_error(cli, err.msg);
+    if (cli->help)
+        return print_usage(cli);
+    char path[1024];
+    if (jz_cli_nodes_path(site, path, sizeof path, &err) != 0)
+        return usage_error(cli, err.msg);
     int rc;
     struct jz_cli_response r;
-    if (!get_for_command(cli, argc, argv, "/v1/nodes", &r, &rc))
+    if ((rc = resolve(cli)) || (rc = request(cli, "GET", path, NULL, &r)))
         return rc;
-    static const char *const hdr[] = {"NAME", "STATE", "CPUS", "GPUS", "FREE", "SOURCE", "MODELS"};
-    struct jz_table *t = jz_table_new(7, hdr);
-    if (!t) {
+    if (cli->json) {
+        print_raw(&r);
         jz_cli_response_clear(&r);
-        return JZ_CLI_EXIT_FAIL;
+        return 0;
     }
-    for (size_t c = 2; c <= 4; c++)
-        jz_table_align_right(t, c);
-    size_t i;
-    json_t *node;
-    json_array_foreach(json_object_get(r.json, "nodes"), i, node)
-    {
-        char cpus[24], total[24], freeg[24], models[512] = "";
-        snprintf(cpus, sizeof cpus, "%lld", (long long)jz_json_int(node, "cpus", 0));
-        snprintf(total, sizeof total, "%lld", (long long)jz_json_int(node, "gpus_total", 0));
-        snprintf(freeg, sizeof freeg, "%lld", (long long)jz_json_int(node, "gpus_free", 0));
-        /* Distinct models with counts, "4x H100, 2x T4", in first-seen order. */
-        json_t *gpus = json_object_get(node, "gpus"), *g;
-        size_t k;
-        json_t *seen = json_object();
-        json_array_foreach(gpus, k, g)
-        {
-            const char *m = jz_json_str(g, "model", "?");
-            json_object_set_new(seen, m, json_integer(jz_json_int(seen, m, 0) + 1));
-        }
-        size_t off = 0;
-        const char *m;
-        json_t *cnt;
-        json_object_foreach(seen, m, cnt)
-        {
-            int w = snprintf(models + off, sizeof models - off, "%s%lldx %s", off ? ", " : "",
-                             (long long)json_integer_value(cnt), m);
-            if (w < 0 || (size_t)w >= sizeof models - off)
-                break;
-            off += (size_t)w;
-        }
-        json_decref(seen);
-        const char *cells[] = {
-            jz_json_str(node, "name", NULL),   jz_json_str(node, "state", NULL), cpus, total, freeg,
-            jz_json_str(node, "source", NULL), models[0] ? models : "-"};
-        jz_table_add(t, cells);
+    struct jz_table *t = jz_cli_nodes_table(json_object_get(r.json, "nodes"), jz_time_now_ms());
+    jz_cli_response_clear(&r);
+    if (!t) {
+        jz_cli_errorf(cli, "out of memory");
+        return JZ_CLI_EXIT_FAIL;
     }
     jz_table_print(t, stdout);
     jz_table_free(t);
+    return 0;
+}
+
+/* ---- node (admins) ----------------------------------------------------------------------- */
+
+/* Sends one parsed node command and reports the result: "NAME: STATE (reason)" from the node
+ * object the server answers, or "removed NAME". */
+static int node_send(struct jz_cli *cli, const struct jz_cli_node_args *a)
+{
+    const char *method;
+    char path[1024];
+    json_t *body = NULL;
+    struct jz_error err = {0};
+    if (jz_cli_node_request(a, &method, path, sizeof path, &body, &err) != 0)
+        return usage_error(cli, err.msg);
+    int rc = resolve(cli);
+    if (rc) {
+        json_decref(body);
+        return rc;
+    }
+    struct jz_cli_response r;
+    rc = request(cli, method, path, body, &r);
+    json_decref(body);
+    if (rc)
+        return rc;
+    char line[1024], clean[1024];
+    if (cli->json) {
+        print_raw(&r);
+    } else if (a->verb == JZ_CLI_NODE_RM) {
+        snprintf(line, sizeof line, "removed %s", jz_json_str(r.json, "removed", a->name));
+        jz_cli_sanitize(line, clean, sizeof clean);
+        puts(clean);
+    } else {
+        const char *reason = jz_json_str(r.json, "drain_reason", NULL);
+        snprintf(line, sizeof line, "%s: %s%s%s%s", jz_json_str(r.json, "name", a->name),
+                 jz_json_str(r.json, "state", "?"), reason ? " (" : "", reason ? reason : "",
+                 reason ? ")" : "");
+        jz_cli_sanitize(line, clean, sizeof clean);
+        puts(clean);
+    }
     jz_cli_response_clear(&r);
     return 0;
+}
+
+/* "node drain NAME --reason TEXT" / "node resume NAME" / "node rm NAME": verb first. */
+static int cmd_node(struct jz_cli *cli, int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        if (argc < 2)
+            return usage_error(cli, "expected 'node drain', 'node resume' or 'node rm'");
+        return print_usage(cli);
+    }
+    if (strcmp(argv[1], "drain") != 0 && strcmp(argv[1], "resume") != 0 &&
+        strcmp(argv[1], "rm") != 0) {
+        char clean[64], msg[160];
+        jz_cli_sanitize(argv[1], clean, sizeof clean);
+        snprintf(msg, sizeof msg,
+                 "unknown node command '%s' (expected drain, resume or rm; revoke is 'jazari "
+                 "admin node revoke')",
+                 clean);
+        return usage_error(cli, msg);
+    }
+    struct jz_cli_node_args a;
+    struct jz_error err = {0};
+    if (jz_cli_node_parse(cli, argc - 1, argv + 1, &a, &err) != 0)
+        return usage_error(cli, err.msg);
+    if (cli->help)
+        return print_usage(cli);
+    return node_send(cli, &a);
 }
 
 static void caps_text(const json_t *caps, char *buf, size_t len)
@@ -1302,9 +1395,60 @@ static int admin_credit_add(struct jz_cli *cli, int argc, char **argv)
     return 0;
 }
 
+/* "admin node token [--site SITE] [--ttl DURATION]": the token alone on stdout, so that
+ * `tok=$(jazari admin node token --site rabat)` works; what it is for goes to stderr. */
+static int admin_node_token(struct jz_cli *cli, int argc, char **argv)
+{
+    json_t *body = NULL;
+    struct jz_error err = {0};
+    if (jz_cli_node_token_build(cli, argc, argv, &body, &err) != 0)
+        return usage_error(cli, err.msg);
+    if (cli->help)
+        return print_usage(cli);
+    int rc = resolve(cli);
+    if (rc) {
+        json_decref(body);
+        return rc;
+    }
+    struct jz_cli_response r;
+    rc = request(cli, "POST", "/v1/admin/node-tokens", body, &r);
+    json_decref(body);
+    if (rc)
+        return rc;
+    const char *token = jz_json_str(r.json, "token", NULL);
+    if (cli->json) {
+        print_raw(&r);
+    } else if (token) {
+        char clean[JZ_CLI_MAX_TOKEN], site[300], when[64];
+        jz_cli_sanitize(token, clean, sizeof clean);
+        puts(clean);
+        jz_cli_sanitize(jz_json_str(r.json, "site", "?"), site, sizeof site);
+        jz_cli_time_local(jz_json_str(r.json, "expires", NULL), when, sizeof when);
+        fprintf(stderr, "Node token for site %s; it expires %s (local time).\n", site, when);
+    } else {
+        jz_cli_errorf(cli, "the server's answer has no token");
+        rc = JZ_CLI_EXIT_FAIL;
+    }
+    jz_cli_response_clear(&r);
+    return rc;
+}
+
+/* "admin node revoke NAME": the agent is disconnected and its credential refused from now on. */
+static int admin_node_revoke(struct jz_cli *cli, int argc, char **argv)
+{
+    struct jz_cli_node_args a;
+    struct jz_error err = {0};
+    if (jz_cli_node_parse(cli, argc, argv, &a, &err) != 0)
+        return usage_error(cli, err.msg);
+    if (cli->help)
+        return print_usage(cli);
+    return node_send(cli, &a);
+}
+
 static int cmd_admin(struct jz_cli *cli, int argc, char **argv)
 {
-    /* "admin user add ..." / "admin user list" / "admin credit add": object and verb first. */
+    /* "admin user add ..." / "admin user list" / "admin credit add" / "admin node token" /
+     * "admin node revoke": object and verb first. */
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0))
         return print_usage(cli);
     if (argc >= 3 && strcmp(argv[1], "user") == 0 && strcmp(argv[2], "add") == 0)
@@ -1313,7 +1457,12 @@ static int cmd_admin(struct jz_cli *cli, int argc, char **argv)
         return admin_user_list(cli, argc - 2, argv + 2);
     if (argc >= 3 && strcmp(argv[1], "credit") == 0 && strcmp(argv[2], "add") == 0)
         return admin_credit_add(cli, argc - 2, argv + 2);
-    return usage_error(cli, "expected 'admin user add', 'admin user list' or 'admin credit add'");
+    if (argc >= 3 && strcmp(argv[1], "node") == 0 && strcmp(argv[2], "token") == 0)
+        return admin_node_token(cli, argc - 2, argv + 2);
+    if (argc >= 3 && strcmp(argv[1], "node") == 0 && strcmp(argv[2], "revoke") == 0)
+        return admin_node_revoke(cli, argc - 2, argv + 2);
+    return usage_error(cli, "expected 'admin user add', 'admin user list', 'admin credit add', "
+                            "'admin node token' or 'admin node revoke'");
 }
 
 /* ---- usage ------------------------------------------------------------------------------- */
@@ -1393,6 +1542,10 @@ const struct jz_cli_command jz_cli_commands[] = {
      "      --params-json JSON parameters as a JSON object, or @FILE (at most 1 MiB)\n"
      "      --resume ID        start from the checkpoint of job ID\n"
      "      --class NAME       priority class (see docs/scheduler.md)\n"
+     "      --nodes N          run on N nodes (1..1024, default 1); with N > 1 give\n"
+     "                         --gpus-per-node K, or --gpus G for the server to split\n"
+     "      --gpus-per-node K  GPUs on each node (1..4096); not with --gpus\n"
+     "      --requeue          requeue the job, instead of failing it, when its node is lost\n"
      "With '-- command args...' the plugin runs that command (params.argv).\n" COMMON_HELP},
     {"queue", cmd_queue, "list jobs",
      "Usage: jazari queue [--all] [--state S,...] [--user U] [--limit N]\n"
@@ -1420,7 +1573,19 @@ const struct jz_cli_command jz_cli_commands[] = {
      "Waits until the job ends; the exit status mirrors it: SUCCEEDED 0, FAILED its exit code\n"
      "(128+N when killed by signal N), TIMEOUT 124, CANCELLED 130. When --timeout passes\n"
      "first, prints 'timed out' and exits 2.\n" COMMON_HELP},
-    {"nodes", cmd_nodes, "list nodes", "Usage: jazari nodes\n" COMMON_HELP},
+    {"nodes", cmd_nodes, "list nodes",
+     "Usage: jazari nodes [--site SITE]\n"
+     "Lists the nodes: NAME SITE STATE GPUS (free/total) MODEL JOBS (running) HEARTBEAT (age of\n"
+     "the agent's last heartbeat, '-' for none), and REASON when a node is draining or drained.\n"
+     "      --site SITE        only the nodes of SITE\n" COMMON_HELP},
+    {"node", cmd_node, "drain, resume or remove a node (admins)",
+     "Usage: jazari node drain NAME --reason TEXT\n"
+     "       jazari node resume NAME\n"
+     "       jazari node rm NAME\n"
+     "'drain' starts no new job on the node and lets running ones finish (--reason, 1-256\n"
+     "bytes, is required and shown by 'jazari nodes'); 'resume' puts it back in service; both\n"
+     "print the node's new state. 'rm' forgets the node (refused while jobs still run there).\n"
+     "To cut a node's agent off, see 'jazari admin node revoke'.\n" COMMON_HELP},
     {"plugins", cmd_plugins, "list plugins, or show one plugin's parameters",
      "Usage: jazari plugins [NAME]\n" COMMON_HELP},
     {"usage", cmd_usage, "GPU-hours used, granted and left, per tenant",
@@ -1429,11 +1594,18 @@ const struct jz_cli_command jz_cli_commands[] = {
      "metered: when their balance is used up, their jobs wait with the reason 'credits'.\n"
      COMMON_HELP},
     {"whoami", cmd_whoami, "show who the token belongs to", "Usage: jazari whoami\n" COMMON_HELP},
-    {"admin", cmd_admin, "manage users (admins)",
+    {"admin", cmd_admin, "manage users, credits and node credentials (admins)",
      "Usage: jazari admin user add NAME --tenant T [--role user|admin]\n"
      "       jazari admin user list\n"
      "       jazari admin credit add TENANT GPU_HOURS [--note TEXT]\n"
-     "'user add' prints the new user's token; it is shown only this once.\n" COMMON_HELP},
+     "       jazari admin node token [--site SITE] [--ttl DURATION]\n"
+     "       jazari admin node revoke NAME\n"
+     "'user add' prints the new user's token; it is shown only this once.\n"
+     "'node token' prints a token with which a node agent joins SITE (default: default); it is\n"
+     "valid for --ttl (default 1d; 90, 30m, 12h, 7d). The token alone goes to stdout, its site\n"
+     "and expiry to stderr.\n"
+     "'node revoke' disconnects the node's agent; its credential is refused from then on.\n"
+     COMMON_HELP},
     {NULL, NULL, NULL, NULL},
 };
 

@@ -1,5 +1,5 @@
-/* Output helpers of the jazari client: aligned tables, times, error lines, and the exit code
- * that mirrors a finished job. */
+/* Output helpers of the jazari client: aligned tables (the nodes table among them), times and
+ * ages, error lines, and the exit code that mirrors a finished job. */
 #include "clients/cli.h"
 
 #include <stdlib.h>
@@ -59,6 +59,50 @@ void jz_cli_time_local(const char *iso, char *buf, size_t len)
     localtime_r(&t, &tm);
     if (strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm) == 0)
         jz_strlcpy(buf, "-", len);
+}
+
+void jz_cli_age_format(const char *iso, int64_t now_ms, char *buf, size_t len)
+{
+    int64_t ms;
+    if (!iso || jz_cli_time_parse(iso, &ms) != 0) {
+        jz_strlcpy(buf, "-", len);
+        return;
+    }
+    /* The server's clock and ours may disagree by a little: never print a negative age. */
+    int64_t s = now_ms > ms ? (now_ms - ms) / 1000 : 0;
+    static const struct {
+        int64_t secs;
+        char name;
+    } units[] = {{86400, 'd'}, {3600, 'h'}, {60, 'm'}, {1, 's'}};
+    size_t u = 0;
+    while (u + 1 < sizeof units / sizeof units[0] && s < units[u].secs)
+        u++;
+    long long big = (long long)(s / units[u].secs);
+    long long rest = u + 1 < sizeof units / sizeof units[0]
+                         ? (long long)(s % units[u].secs / units[u + 1].secs)
+                         : 0;
+    /* Two units say enough: "1h5m ago" is as useful as "1h5m12s ago" and shorter. */
+    if (rest > 0)
+        snprintf(buf, len, "%lld%c%lld%c ago", big, units[u].name, rest, units[u + 1].name);
+    else
+        snprintf(buf, len, "%lld%c ago", big, units[u].name);
+}
+
+void jz_cli_job_gpus(const json_t *job, char *buf, size_t len)
+{
+    json_t *res = json_object_get(job, "resources");
+    int64_t nodes = jz_json_int(res, "nodes", 1);
+    int64_t per_node = jz_json_int(res, "gpus_per_node", 0);
+    if (nodes > 1 && per_node > 0) {
+        snprintf(buf, len, "%lldx%lld", (long long)nodes, (long long)per_node);
+        return;
+    }
+    json_t *g = json_object_get(job, "gpus");
+    if (json_is_array(g) && json_array_size(g) > 0) {
+        snprintf(buf, len, "%zu", json_array_size(g));
+        return;
+    }
+    snprintf(buf, len, "%lld", (long long)jz_json_int(res, "gpus", 0));
 }
 
 bool jz_cli_state_is_final(const char *state)
@@ -245,4 +289,55 @@ void jz_table_free(struct jz_table *t)
     free(t->cells);
     free(t->right);
     free(t);
+}
+
+/* ---- the nodes table --------------------------------------------------------------------- */
+
+static bool node_is_draining(const json_t *node)
+{
+    const char *state = jz_json_str(node, "state", "");
+    return strcmp(state, "draining") == 0 || strcmp(state, "drained") == 0 ||
+           jz_json_str(node, "drain_reason", NULL) != NULL;
+}
+
+struct jz_table *jz_cli_nodes_table(const json_t *nodes, int64_t now_ms)
+{
+    size_t i;
+    json_t *node;
+    bool reasons = false;
+    json_array_foreach(nodes, i, node)
+    {
+        if (node_is_draining(node))
+            reasons = true;
+    }
+    /* REASON only when it says something: most of the time no node is being drained. */
+    static const char *const hdr[] = {"NAME",  "SITE", "STATE",     "GPUS",
+                                      "MODEL", "JOBS", "HEARTBEAT", "REASON"};
+    size_t ncols = reasons ? 8 : 7;
+    struct jz_table *t = jz_table_new(ncols, hdr);
+    if (!t)
+        return NULL;
+    jz_table_align_right(t, 3);
+    jz_table_align_right(t, 5);
+    json_array_foreach(nodes, i, node)
+    {
+        char gpus[48], jobs[24], beat[48];
+        snprintf(gpus, sizeof gpus, "%lld/%lld", (long long)jz_json_int(node, "gpus_free", 0),
+                 (long long)jz_json_int(node, "gpus_total", 0));
+        snprintf(jobs, sizeof jobs, "%lld", (long long)jz_json_int(node, "running_jobs", 0));
+        jz_cli_age_format(jz_json_str(node, "last_heartbeat", NULL), now_ms, beat, sizeof beat);
+        const char *cells[] = {jz_json_str(node, "name", NULL),
+                               jz_json_str(node, "site", NULL),
+                               jz_json_str(node, "state", NULL),
+                               gpus,
+                               jz_json_str(node, "gpu_model", NULL),
+                               jobs,
+                               beat,
+                               jz_json_str(node, "drain_reason", NULL)};
+        if (jz_table_add(t, cells) != 0) {
+            jz_table_free(t);
+            return NULL;
+        }
+    }
+    return t;
 }

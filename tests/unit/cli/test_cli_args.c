@@ -1,4 +1,5 @@
-/* Tests of the jazari client's argument parsing: submit bodies, queue paths, limits. */
+/* Tests of the jazari client's argument parsing: submit bodies (multi-node included), queue and
+ * node paths, node commands, node-token bodies, limits. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -175,6 +176,291 @@ static void test_submit_limits(void **state)
     free(argv);
 }
 
+static void test_submit_nodes(void **state)
+{
+    struct jz_cli cli;
+    json_t *b;
+    struct jz_error err;
+    json_t *res;
+
+    /* GPUs per node: sent as given, no total. */
+    assert_int_equal(submit(&cli, &b, &err, "--nodes", "2", "--gpus-per-node", "4", "--requeue",
+                            "--", "./train", NULL),
+                     0);
+    res = json_object_get(b, "resources");
+    assert_int_equal(json_integer_value(json_object_get(res, "nodes")), 2);
+    assert_int_equal(json_integer_value(json_object_get(res, "gpus_per_node")), 4);
+    assert_null(json_object_get(res, "gpus"));
+    assert_true(json_is_true(json_object_get(b, "requeue")));
+    json_decref(b);
+
+    /* A total with several nodes: the server splits it. */
+    assert_int_equal(submit(&cli, &b, &err, "--gpus=8", "--nodes=3", "--", "x", NULL), 0);
+    res = json_object_get(b, "resources");
+    assert_int_equal(json_integer_value(json_object_get(res, "gpus")), 8);
+    assert_int_equal(json_integer_value(json_object_get(res, "nodes")), 3);
+    assert_null(json_object_get(res, "gpus_per_node"));
+    assert_null(json_object_get(b, "requeue"));
+    json_decref(b);
+
+    /* On one node, K per node is K in all. */
+    assert_int_equal(submit(&cli, &b, &err, "--gpus-per-node", "2", "--", "x", NULL), 0);
+    res = json_object_get(b, "resources");
+    assert_int_equal(json_integer_value(json_object_get(res, "gpus")), 2);
+    assert_null(json_object_get(res, "gpus_per_node"));
+    assert_null(json_object_get(res, "nodes"));
+    json_decref(b);
+    assert_int_equal(
+        submit(&cli, &b, &err, "--nodes", "1", "--gpus-per-node", "3", "--", "x", NULL), 0);
+    res = json_object_get(b, "resources");
+    assert_int_equal(json_integer_value(json_object_get(res, "gpus")), 3);
+    assert_int_equal(json_integer_value(json_object_get(res, "nodes")), 1);
+    json_decref(b);
+
+    /* --nodes 1 alone says nothing new, and is accepted; the bounds are accepted. */
+    assert_int_equal(submit(&cli, &b, &err, "--nodes", "1", "--cpus", "4", "--", "x", NULL), 0);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(b, "resources"), "nodes")),
+                     1);
+    json_decref(b);
+    assert_int_equal(
+        submit(&cli, &b, &err, "--nodes", "1024", "--gpus-per-node", "4096", "--", "x", NULL), 0);
+    json_decref(b);
+
+    /* --gpus unchanged. */
+    assert_int_equal(submit(&cli, &b, &err, "-g", "2", "--", "x", NULL), 0);
+    res = json_object_get(b, "resources");
+    assert_int_equal(json_integer_value(json_object_get(res, "gpus")), 2);
+    assert_null(json_object_get(res, "nodes"));
+    json_decref(b);
+}
+
+static void test_submit_nodes_errors(void **state)
+{
+    struct jz_cli cli;
+    json_t *b;
+    struct jz_error err;
+    assert_int_equal(submit(&cli, &b, &err, "--nodes", "2", "--", "x", NULL), JZ_EINVAL);
+    assert_non_null(strstr(err.msg, "--gpus-per-node"));
+    assert_null(b);
+    assert_int_not_equal(submit(&cli, &b, &err, "--nodes", "2", "--gpus", "4", "--gpus-per-node",
+                                "2", "--", "x", NULL),
+                         0);
+    assert_non_null(strstr(err.msg, "not both"));
+    assert_int_not_equal(submit(&cli, &b, &err, "--gpus-per-node", "1", "-g", "1", "--", "x", NULL),
+                         0);
+    assert_int_not_equal(submit(&cli, &b, &err, "--nodes", "0", "--gpus", "1", "--", "x", NULL), 0);
+    assert_non_null(strstr(err.msg, "--nodes: 0 is out of range [1, 1024]"));
+    assert_int_not_equal(submit(&cli, &b, &err, "--nodes", "1025", "--gpus", "1", "--", "x", NULL),
+                         0);
+    assert_non_null(strstr(err.msg, "--nodes"));
+    assert_int_not_equal(submit(&cli, &b, &err, "--nodes", "two", "--", "x", NULL), 0);
+    assert_non_null(strstr(err.msg, "--nodes: expected an integer"));
+    assert_int_not_equal(
+        submit(&cli, &b, &err, "--nodes", "2", "--gpus-per-node", "0", "--", "x", NULL), 0);
+    assert_non_null(strstr(err.msg, "--gpus-per-node: 0 is out of range"));
+    assert_int_not_equal(
+        submit(&cli, &b, &err, "--nodes", "2", "--gpus-per-node", "4097", "--", "x", NULL), 0);
+    assert_int_not_equal(submit(&cli, &b, &err, "--gpus", "4097", "--", "x", NULL), 0);
+    assert_int_not_equal(submit(&cli, &b, &err, "--requeue=yes", "--", "x", NULL), 0);
+    assert_non_null(strstr(err.msg, "takes no value"));
+    assert_int_not_equal(submit(&cli, &b, &err, "--gpus-per-node", NULL), 0);
+    assert_non_null(strstr(err.msg, "needs a value"));
+    assert_null(b);
+}
+
+static void test_nodes_path(void **state)
+{
+    struct jz_cli cli = {0};
+    struct jz_error err = {0};
+    const char *site = "unchanged";
+    char path[256];
+    char *a1[] = {"nodes"};
+    assert_int_equal(jz_cli_nodes_parse(&cli, 1, a1, &site, &err), 0);
+    assert_null(site);
+    assert_int_equal(jz_cli_nodes_path(site, path, sizeof path, &err), 0);
+    assert_string_equal(path, "/v1/nodes");
+
+    char *a2[] = {"nodes", "--site", "rabat", "--json"};
+    assert_int_equal(jz_cli_nodes_parse(&cli, 4, a2, &site, &err), 0);
+    assert_true(cli.json);
+    assert_int_equal(jz_cli_nodes_path(site, path, sizeof path, &err), 0);
+    assert_string_equal(path, "/v1/nodes?site=rabat");
+
+    /* Everything but unreserved characters is encoded, ',' and non-ASCII bytes included. */
+    assert_int_equal(jz_cli_nodes_path("a b/c&d,e=é", path, sizeof path, &err), 0);
+    assert_string_equal(path, "/v1/nodes?site=a%20b%2Fc%26d%2Ce%3D%C3%A9");
+    assert_int_not_equal(jz_cli_nodes_path("rabat", path, 12, &err), 0);
+
+    site = "unchanged";
+    char *b1[] = {"nodes", "--site", ""};
+    assert_int_not_equal(jz_cli_nodes_parse(&cli, 3, b1, &site, &err), 0);
+    assert_string_equal(site, "unchanged");
+    char *b2[] = {"nodes", "extra"};
+    assert_int_not_equal(jz_cli_nodes_parse(&cli, 2, b2, &site, &err), 0);
+    char *b3[] = {"nodes", "--site"};
+    assert_int_not_equal(jz_cli_nodes_parse(&cli, 2, b3, &site, &err), 0);
+    char long_site[JZ_CLI_MAX_SITE + 2];
+    memset(long_site, 's', sizeof long_site - 1);
+    long_site[sizeof long_site - 1] = '\0';
+    char *b4[] = {"nodes", "--site", long_site};
+    assert_int_equal(jz_cli_nodes_parse(&cli, 3, b4, &site, &err), JZ_ELIMIT);
+    long_site[JZ_CLI_MAX_SITE] = '\0';
+    assert_int_equal(jz_cli_nodes_parse(&cli, 3, b4, &site, &err), 0);
+}
+
+static int node_parse(struct jz_cli *cli, struct jz_cli_node_args *a, struct jz_error *err, ...)
+{
+    char *argv[16];
+    int argc = 0;
+    va_list ap;
+    va_start(ap, err);
+    for (char *x; (x = va_arg(ap, char *));)
+        argv[argc++] = x;
+    va_end(ap);
+    memset(cli, 0, sizeof *cli);
+    memset(err, 0, sizeof *err);
+    return jz_cli_node_parse(cli, argc, argv, a, err);
+}
+
+static void test_node_commands(void **state)
+{
+    struct jz_cli cli;
+    struct jz_error err;
+    struct jz_cli_node_args a;
+    const char *method;
+    char path[1024];
+    json_t *body;
+
+    assert_int_equal(node_parse(&cli, &a, &err, "drain", "gpu-a1", "--reason", "bad fan", NULL), 0);
+    assert_int_equal(a.verb, JZ_CLI_NODE_DRAIN);
+    assert_string_equal(a.name, "gpu-a1");
+    assert_int_equal(jz_cli_node_request(&a, &method, path, sizeof path, &body, &err), 0);
+    assert_string_equal(method, "POST");
+    assert_string_equal(path, "/v1/nodes/gpu-a1/drain");
+    assert_string_equal(json_string_value(json_object_get(body, "reason")), "bad fan");
+    assert_int_equal(json_object_size(body), 1);
+    json_decref(body);
+
+    /* Options may come first; a reason may start with '-'. */
+    assert_int_equal(node_parse(&cli, &a, &err, "drain", "--reason=-x", "n.1_a", NULL), 0);
+    assert_string_equal(a.reason, "-x");
+
+    assert_int_equal(node_parse(&cli, &a, &err, "resume", "gpu-a1", "--json", NULL), 0);
+    assert_true(cli.json);
+    assert_int_equal(jz_cli_node_request(&a, &method, path, sizeof path, &body, &err), 0);
+    assert_string_equal(method, "POST");
+    assert_string_equal(path, "/v1/nodes/gpu-a1/resume");
+    assert_true(json_is_object(body));
+    assert_int_equal(json_object_size(body), 0);
+    json_decref(body);
+
+    assert_int_equal(node_parse(&cli, &a, &err, "rm", "gpu-a1", NULL), 0);
+    assert_int_equal(jz_cli_node_request(&a, &method, path, sizeof path, &body, &err), 0);
+    assert_string_equal(method, "DELETE");
+    assert_string_equal(path, "/v1/nodes/gpu-a1");
+    assert_null(body);
+
+    assert_int_equal(node_parse(&cli, &a, &err, "revoke", "gpu-a1", NULL), 0);
+    assert_int_equal(jz_cli_node_request(&a, &method, path, sizeof path, &body, &err), 0);
+    assert_string_equal(method, "POST");
+    assert_string_equal(path, "/v1/nodes/gpu-a1/revoke");
+    assert_null(body);
+
+    /* Names are encoded even though the server allows only [A-Za-z0-9._-]. */
+    assert_int_equal(node_parse(&cli, &a, &err, "rm", "--", "a b/../c?d", NULL), 0);
+    assert_int_equal(jz_cli_node_request(&a, &method, path, sizeof path, &body, &err), 0);
+    assert_string_equal(path, "/v1/nodes/a%20b%2F..%2Fc%3Fd");
+    assert_int_not_equal(jz_cli_node_request(&a, &method, path, 16, &body, &err), 0);
+
+    /* A reason of 256 bytes is accepted, 257 refused; empty and missing ones too. */
+    char reason[JZ_CLI_MAX_DRAIN_REASON + 2];
+    memset(reason, 'r', sizeof reason - 1);
+    reason[sizeof reason - 1] = '\0';
+    assert_int_equal(node_parse(&cli, &a, &err, "drain", "n", "--reason", reason, NULL), JZ_ELIMIT);
+    assert_non_null(strstr(err.msg, "at most 256"));
+    reason[JZ_CLI_MAX_DRAIN_REASON] = '\0';
+    assert_int_equal(node_parse(&cli, &a, &err, "drain", "n", "--reason", reason, NULL), 0);
+    assert_int_not_equal(node_parse(&cli, &a, &err, "drain", "n", "--reason", "", NULL), 0);
+    assert_non_null(strstr(err.msg, "--reason"));
+    assert_int_not_equal(node_parse(&cli, &a, &err, "drain", "n", NULL), 0);
+    assert_non_null(strstr(err.msg, "--reason"));
+    assert_int_not_equal(node_parse(&cli, &a, &err, "drain", "n", "--reason", NULL), 0);
+    assert_non_null(strstr(err.msg, "needs a value"));
+    /* ... and the reason is for drain only. */
+    assert_int_not_equal(node_parse(&cli, &a, &err, "rm", "n", "--reason", "x", NULL), 0);
+
+    assert_int_not_equal(node_parse(&cli, &a, &err, "rm", NULL), 0);
+    assert_non_null(strstr(err.msg, "missing node name"));
+    assert_int_not_equal(node_parse(&cli, &a, &err, "rm", "a", "b", NULL), 0);
+    assert_int_not_equal(node_parse(&cli, &a, &err, "rm", "a", "--", "b", NULL), 0);
+    assert_int_not_equal(node_parse(&cli, &a, &err, "rm", "", NULL), 0);
+    assert_int_not_equal(node_parse(&cli, &a, &err, "rm", "a", "--force", NULL), 0);
+    assert_non_null(strstr(err.msg, "--force"));
+    assert_int_not_equal(node_parse(&cli, &a, &err, "reboot", "a", NULL), 0);
+    char long_name[JZ_CLI_MAX_NODE_NAME + 2];
+    memset(long_name, 'n', sizeof long_name - 1);
+    long_name[sizeof long_name - 1] = '\0';
+    assert_int_equal(node_parse(&cli, &a, &err, "rm", long_name, NULL), JZ_ELIMIT);
+
+    /* --help needs nothing else. */
+    assert_int_equal(node_parse(&cli, &a, &err, "drain", "--help", NULL), 0);
+    assert_true(cli.help);
+
+    /* A reason jansson cannot carry is refused, not sent empty. */
+    assert_int_equal(node_parse(&cli, &a, &err, "drain", "n", "--reason", "bad\xff", NULL), 0);
+    assert_int_equal(jz_cli_node_request(&a, &method, path, sizeof path, &body, &err), JZ_EINVAL);
+    assert_non_null(strstr(err.msg, "UTF-8"));
+}
+
+static int token_build(struct jz_cli *cli, json_t **body, struct jz_error *err, ...)
+{
+    char *argv[16] = {"token"};
+    int argc = 1;
+    va_list ap;
+    va_start(ap, err);
+    for (char *x; (x = va_arg(ap, char *));)
+        argv[argc++] = x;
+    va_end(ap);
+    memset(cli, 0, sizeof *cli);
+    memset(err, 0, sizeof *err);
+    *body = NULL;
+    return jz_cli_node_token_build(cli, argc, argv, body, err);
+}
+
+static void test_node_token(void **state)
+{
+    struct jz_cli cli;
+    struct jz_error err;
+    json_t *b;
+    /* Defaults are the server's: nothing is sent. */
+    assert_int_equal(token_build(&cli, &b, &err, NULL), 0);
+    assert_true(json_is_object(b));
+    assert_int_equal(json_object_size(b), 0);
+    json_decref(b);
+
+    assert_int_equal(token_build(&cli, &b, &err, "--site", "rabat", "--ttl", "12h", NULL), 0);
+    assert_string_equal(json_string_value(json_object_get(b, "site")), "rabat");
+    assert_int_equal(json_integer_value(json_object_get(b, "ttl_s")), 43200);
+    json_decref(b);
+    assert_int_equal(token_build(&cli, &b, &err, "--ttl=90", NULL), 0);
+    assert_int_equal(json_integer_value(json_object_get(b, "ttl_s")), 90);
+    json_decref(b);
+
+    assert_int_not_equal(token_build(&cli, &b, &err, "--ttl", "soon", NULL), 0);
+    assert_non_null(strstr(err.msg, "--ttl"));
+    assert_int_not_equal(token_build(&cli, &b, &err, "--ttl", "0", NULL), 0);
+    assert_non_null(strstr(err.msg, "--ttl"));
+    assert_int_not_equal(token_build(&cli, &b, &err, "--site", "", NULL), 0);
+    assert_int_not_equal(token_build(&cli, &b, &err, "--site", "\xff", NULL), 0);
+    assert_non_null(strstr(err.msg, "UTF-8"));
+    assert_int_not_equal(token_build(&cli, &b, &err, "rabat", NULL), 0);
+    assert_int_not_equal(token_build(&cli, &b, &err, "--tenant", "x", NULL), 0);
+    assert_null(b);
+    assert_int_equal(token_build(&cli, &b, &err, "--help", NULL), 0);
+    assert_true(cli.help);
+    assert_null(b);
+}
+
 static void test_queue(void **state)
 {
     struct jz_cli cli = {0};
@@ -231,6 +517,11 @@ int main(void)
         cmocka_unit_test(test_submit_params),
         cmocka_unit_test(test_submit_errors),
         cmocka_unit_test(test_submit_limits),
+        cmocka_unit_test(test_submit_nodes),
+        cmocka_unit_test(test_submit_nodes_errors),
+        cmocka_unit_test(test_nodes_path),
+        cmocka_unit_test(test_node_commands),
+        cmocka_unit_test(test_node_token),
         cmocka_unit_test(test_queue),
         cmocka_unit_test(test_parse_int),
     };

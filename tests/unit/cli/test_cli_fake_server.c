@@ -96,6 +96,70 @@ static void on_log(struct evhttp_request *req, struct evkeyvalq *q)
     evbuffer_free(b);
 }
 
+static json_t *read_body(struct evhttp_request *req)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    return json_loadb((const char *)evbuffer_pullup(in, -1), evbuffer_get_length(in), 0, NULL);
+}
+
+static json_t *node_obj(const char *name, const char *state, const char *reason)
+{
+    return json_pack("{s:s,s:s,s:s,s:{},s:s,s:i,s:i,s:s,s:i,s:s,s:s?,s:[]}", "name", name, "site",
+                     "rabat", "state", state, "labels", "source", "live", "gpus_total", 8,
+                     "gpus_free", 6, "gpu_model", "Tesla T4", "running_jobs", 3, "last_heartbeat",
+                     "2000-01-01T00:00:00.000Z", "drain_reason", reason, "gpus");
+}
+
+/* The node routes: GET /v1/nodes, POST .../drain|resume|revoke, DELETE /v1/nodes/{name}.
+ * Paths arrive still URL-encoded, which lets the tests see the client's encoding. */
+static void on_nodes(struct evhttp_request *req, enum evhttp_cmd_type cmd, const char *path,
+                     const char *query)
+{
+    char name[128] = "", verb[32] = "";
+    if (cmd == EVHTTP_REQ_GET && strcmp(path, "/v1/nodes") == 0) {
+        if (query && strcmp(query, "site=rabat%20west") == 0)
+            reply_obj(req, 200, json_pack("{s:[]}", "nodes"));
+        else if (query)
+            reply_error(req, 400, "bad_site", "unexpected query", "site");
+        else
+            reply_obj(req, 200,
+                      json_pack("{s:[o,o]}", "nodes", node_obj("gpu-a1", "up", NULL),
+                                node_obj("gpu-a2", "drained", "disk\nfull")));
+        return;
+    }
+    int k = sscanf(path, "/v1/nodes/%127[^/]/%31s", name, verb);
+    if (k < 1) {
+        reply_error(req, 404, "not_found", "no such route", NULL);
+    } else if (strcmp(name, "gpu-x9") == 0) {
+        reply_error(req, 404, "not_found", "no node named gpu-x9", NULL);
+    } else if (cmd == EVHTTP_REQ_DELETE && k == 1) {
+        if (strcmp(name, "busy") == 0)
+            reply_error(req, 409, "conflict", "2 jobs still run on node busy", NULL);
+        else
+            reply_obj(req, 200,
+                      json_pack("{s:s}", "removed", strcmp(name, "a%20b") == 0 ? "a b" : name));
+    } else if (cmd == EVHTTP_REQ_POST && k == 2 && strcmp(verb, "drain") == 0) {
+        json_t *body = read_body(req);
+        const char *reason = json_string_value(json_object_get(body, "reason"));
+        if (!reason || json_object_size(body) != 1)
+            reply_error(req, 400, "invalid", "reason is required", "reason");
+        else
+            reply_obj(req, 200, node_obj(name, "draining", reason));
+        json_decref(body);
+    } else if (cmd == EVHTTP_REQ_POST && k == 2 && strcmp(verb, "resume") == 0) {
+        json_t *body = read_body(req);
+        if (!json_is_object(body) || json_object_size(body) != 0)
+            reply_error(req, 400, "invalid", "expected {}", NULL);
+        else
+            reply_obj(req, 200, node_obj(name, "up", NULL));
+        json_decref(body);
+    } else if (cmd == EVHTTP_REQ_POST && k == 2 && strcmp(verb, "revoke") == 0) {
+        reply_obj(req, 200, node_obj(name, "revoked", NULL));
+    } else {
+        reply_error(req, 405, "method", "method not allowed", NULL);
+    }
+}
+
 static void on_request(struct evhttp_request *req, void *arg)
 {
     const char *auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
@@ -175,6 +239,21 @@ static void on_request(struct evhttp_request *req, void *arg)
         case 11:
             j = job_obj(11, ++polls_job11 < 2 ? "RUNNING" : "SUCCEEDED", json_null(), json_null());
             break;
+        case 12: /* a job on two nodes */
+            j = job_obj(12, "RUNNING", json_null(), json_null());
+            json_object_set_new(
+                j, "resources",
+                json_pack("{s:i,s:i,s:i}", "nodes", 2, "gpus_per_node", 1, "time_limit_s", 3600));
+            json_object_set_new(j, "node", json_string("gpu-a1"));
+            json_object_set_new(j, "nodes", json_pack("[s,s]", "gpu-a1", "gpu-a2"));
+            json_object_set_new(j, "requeue", json_true());
+            json_object_set_new(j, "placement", json_string("1 GPU on each of 2 nodes"));
+            json_object_set_new(j, "gpus",
+                                json_pack("[{s:s,s:i,s:s,s:s},{s:s,s:i,s:s,s:s}]", "node", "gpu-a1",
+                                          "index", 0, "pci_bus_id", "0000:3b:00.0", "model",
+                                          "Tesla T4", "node", "gpu-a2", "index", 3, "pci_bus_id",
+                                          "0000:af:00.0", "model", "Tesla T4"));
+            break;
         default:
             break;
         }
@@ -198,6 +277,16 @@ static void on_request(struct evhttp_request *req, void *arg)
             json_loadb((const char *)evbuffer_pullup(in, -1), evbuffer_get_length(in), 0, NULL);
         json_object_set_new(body, "token", json_string("jz_newusertoken"));
         reply_obj(req, 201, body);
+    } else if (strncmp(path, "/v1/nodes", 9) == 0 && (path[9] == '\0' || path[9] == '/')) {
+        on_nodes(req, cmd, path, query);
+    } else if (cmd == EVHTTP_REQ_POST && strcmp(path, "/v1/admin/node-tokens") == 0) {
+        json_t *body = read_body(req);
+        const char *site = json_string_value(json_object_get(body, "site"));
+        reply_obj(req, 201,
+                  json_pack("{s:s,s:s,s:s,s:O}", "token", "jzn_nodetoken", "site",
+                            site ? site : "default", "expires", "2026-12-03T17:00:00.000Z",
+                            "received", body));
+        json_decref(body);
     } else if (cmd == EVHTTP_REQ_GET && strcmp(path, "/v1/whoami") == 0) {
         reply_json(req, 200, "{\"name\": \"alice\", \"tenant\": \"physics\", \"role\": \"user\"}");
     } else {
@@ -217,7 +306,7 @@ static void serve(int port_pipe)
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     struct event_base *base = event_base_new();
     struct evhttp *http = evhttp_new(base);
-    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST);
+    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_DELETE);
     evhttp_set_gencb(http, on_request, NULL);
     struct evhttp_bound_socket *s = evhttp_bind_socket_with_handle(http, "127.0.0.1", 0);
     if (!s)
@@ -490,6 +579,145 @@ static void test_plugins_and_admin(void **state)
     run_free(&r);
 }
 
+static void test_submit_multi_node(void **state)
+{
+    struct run r = run_cli("submit", "--json", "--nodes", "2", "--gpus-per-node", "4", "--requeue",
+                           "--", "./train", NULL);
+    assert_int_equal(r.code, 0);
+    json_t *j = json_loads(r.out, 0, NULL);
+    assert_non_null(j);
+    json_t *sent = json_object_get(j, "received");
+    json_t *res = json_object_get(sent, "resources");
+    assert_int_equal(json_integer_value(json_object_get(res, "nodes")), 2);
+    assert_int_equal(json_integer_value(json_object_get(res, "gpus_per_node")), 4);
+    assert_null(json_object_get(res, "gpus"));
+    assert_true(json_is_true(json_object_get(sent, "requeue")));
+    json_decref(j);
+    run_free(&r);
+
+    /* Refused before anything is sent: usage errors exit 2. */
+    r = run_cli("submit", "--nodes", "2", "--", "./train", NULL);
+    assert_int_equal(r.code, 2);
+    assert_string_equal(r.out, "");
+    assert_non_null(strstr(r.err, "jazari: submit: --nodes 2: say how many GPUs"));
+    run_free(&r);
+}
+
+static void test_show_multi_node(void **state)
+{
+    struct run r = run_cli("show", "12", NULL);
+    assert_int_equal(r.code, 0);
+    assert_non_null(strstr(r.out, "  Resources:      2 nodes x 1 GPU, 1 CPU per GPU"));
+    assert_non_null(strstr(r.out, "  Requeue:        yes (when its node is lost)\n"));
+    assert_non_null(strstr(r.out, "  Nodes:          gpu-a1, gpu-a2\n"));
+    assert_non_null(strstr(r.out, "  GPUs:           gpu-a1  0  0000:3b:00.0  Tesla T4\n"
+                                  "                  gpu-a2  3  0000:af:00.0  Tesla T4\n"));
+    assert_null(strstr(r.out, "  Node:"));
+    run_free(&r);
+    r = run_cli("why", "12", NULL);
+    assert_int_equal(r.code, 0);
+    assert_string_equal(r.out, "Job 12 is running on gpu-a1, gpu-a2: 1 GPU on each of 2 nodes\n");
+    run_free(&r);
+    /* A one-node job still says "Node:". */
+    r = run_cli("show", "7", NULL);
+    assert_int_equal(r.code, 0);
+    assert_null(strstr(r.out, "Nodes:"));
+    run_free(&r);
+}
+
+static void test_nodes(void **state)
+{
+    struct run r = run_cli("nodes", NULL);
+    assert_int_equal(r.code, 0);
+    assert_string_equal(r.err, "");
+    /* The heartbeats are years old: their age is in days, whatever today is. */
+    assert_non_null(strstr(r.out, "NAME    SITE   STATE    GPUS  MODEL     JOBS  HEARTBEAT"));
+    assert_non_null(strstr(r.out, "  REASON\n"));
+    assert_non_null(strstr(r.out, "gpu-a1  rabat  up        6/8  Tesla T4     3  "));
+    assert_non_null(strstr(r.out, "gpu-a2  rabat  drained   6/8  Tesla T4     3  "));
+    assert_non_null(strstr(r.out, " ago  disk?full\n"));
+    run_free(&r);
+
+    r = run_cli("nodes", "--site", "rabat west", NULL);
+    assert_int_equal(r.code, 0);
+    assert_string_equal(r.out, "NAME  SITE  STATE  GPUS  MODEL  JOBS  HEARTBEAT\n");
+    run_free(&r);
+
+    r = run_cli("nodes", "--json", NULL);
+    assert_int_equal(r.code, 0);
+    json_t *j = json_loads(r.out, 0, NULL);
+    assert_int_equal(json_array_size(json_object_get(j, "nodes")), 2);
+    json_decref(j);
+    run_free(&r);
+
+    r = run_cli("nodes", "extra", NULL);
+    assert_int_equal(r.code, 2);
+    run_free(&r);
+}
+
+static void test_node_admin(void **state)
+{
+    struct run r = run_cli("node", "drain", "gpu-a1", "--reason", "fan failure", NULL);
+    assert_int_equal(r.code, 0);
+    assert_string_equal(r.out, "gpu-a1: draining (fan failure)\n");
+    run_free(&r);
+    r = run_cli("node", "resume", "gpu-a1", NULL);
+    assert_int_equal(r.code, 0);
+    assert_string_equal(r.out, "gpu-a1: up\n");
+    run_free(&r);
+    r = run_cli("node", "rm", "a b", NULL); /* sent as /v1/nodes/a%20b */
+    assert_int_equal(r.code, 0);
+    assert_string_equal(r.out, "removed a b\n");
+    run_free(&r);
+    r = run_cli("node", "rm", "busy", NULL);
+    assert_int_equal(r.code, 1);
+    assert_string_equal(r.out, "");
+    assert_string_equal(r.err, "jazari: node: 2 jobs still run on node busy (409)\n");
+    run_free(&r);
+    r = run_cli("node", "resume", "gpu-x9", NULL);
+    assert_int_equal(r.code, 1);
+    assert_string_equal(r.err, "jazari: node: no node named gpu-x9 (404)\n");
+    run_free(&r);
+    r = run_cli("node", "drain", "gpu-a1", NULL);
+    assert_int_equal(r.code, 2);
+    run_free(&r);
+    r = run_cli("node", "revoke", "gpu-a1", NULL);
+    assert_int_equal(r.code, 2);
+    assert_non_null(strstr(r.err, "admin node revoke"));
+    run_free(&r);
+    r = run_cli("--json", "node", "drain", "gpu-a1", "--reason", "x", NULL);
+    assert_int_equal(r.code, 0);
+    assert_non_null(strstr(r.out, "\"drain_reason\":\"x\""));
+    run_free(&r);
+
+    r = run_cli("admin", "node", "revoke", "gpu-a1", NULL);
+    assert_int_equal(r.code, 0);
+    assert_string_equal(r.out, "gpu-a1: revoked\n");
+    run_free(&r);
+
+    /* The token alone on stdout; what it is for on stderr. */
+    r = run_cli("admin", "node", "token", "--site", "rabat", NULL);
+    assert_int_equal(r.code, 0);
+    assert_string_equal(r.out, "jzn_nodetoken\n");
+    assert_string_equal(
+        r.err, "Node token for site rabat; it expires 2026-12-03 17:00:00 (local time).\n");
+    run_free(&r);
+    r = run_cli("admin", "node", "token", "--json", "--ttl", "2d", NULL);
+    assert_int_equal(r.code, 0);
+    assert_string_equal(r.err, "");
+    json_t *j = json_loads(r.out, 0, NULL);
+    assert_string_equal(json_string_value(json_object_get(j, "site")), "default");
+    json_t *sent = json_object_get(j, "received");
+    assert_int_equal(json_integer_value(json_object_get(sent, "ttl_s")), 172800);
+    assert_null(json_object_get(sent, "site"));
+    json_decref(j);
+    run_free(&r);
+    r = run_cli("admin", "node", "token", "--ttl", "forever", NULL);
+    assert_int_equal(r.code, 2);
+    assert_string_equal(r.out, "");
+    run_free(&r);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -501,6 +729,10 @@ int main(void)
         cmocka_unit_test(test_queue_and_show),
         cmocka_unit_test(test_logs_follow_reconnects),
         cmocka_unit_test(test_plugins_and_admin),
+        cmocka_unit_test(test_submit_multi_node),
+        cmocka_unit_test(test_show_multi_node),
+        cmocka_unit_test(test_nodes),
+        cmocka_unit_test(test_node_admin),
     };
     return cmocka_run_group_tests(tests, start_server, stop_server);
 }

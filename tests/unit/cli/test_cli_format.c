@@ -1,5 +1,5 @@
-/* Tests of the jazari client's output helpers: times, durations, exit codes, error lines, tables.
- */
+/* Tests of the jazari client's output helpers: times, ages, durations, exit codes, error lines,
+ * tables (the nodes table from canned GET /v1/nodes answers). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -158,12 +158,145 @@ static void test_table(void **state)
     jz_table_free(t);
 }
 
+static void test_age(void **state)
+{
+    /* now: 2026-12-02T17:00:00.000Z */
+    int64_t now = 0;
+    assert_int_equal(jz_cli_time_parse("2026-12-02T17:00:00.000Z", &now), 0);
+    static const struct {
+        const char *iso;
+        const char *age;
+    } cases[] = {
+        {"2026-12-02T16:59:58.000Z", "2s ago"},
+        {"2026-12-02T16:59:57.900Z", "2s ago"}, /* whole seconds, rounded down */
+        {"2026-12-02T17:00:00.000Z", "0s ago"},
+        {"2026-12-02T17:00:03.000Z", "0s ago"}, /* the server's clock is ahead of ours */
+        {"2026-12-02T16:59:00.000Z", "1m ago"},
+        {"2026-12-02T16:57:30.000Z", "2m30s ago"},
+        {"2026-12-02T16:00:00.000Z", "1h ago"},
+        {"2026-12-02T15:54:48.000Z", "1h5m ago"}, /* 1h5m12s: two units are enough */
+        {"2026-12-01T17:00:00.000Z", "1d ago"},
+        {"2026-11-29T14:00:00.000Z", "3d3h ago"},
+        {"2026-12-02T16:59:01Z", "59s ago"},
+    };
+    char buf[32];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        jz_cli_age_format(cases[i].iso, now, buf, sizeof buf);
+        assert_string_equal(buf, cases[i].age);
+    }
+    jz_cli_age_format(NULL, now, buf, sizeof buf);
+    assert_string_equal(buf, "-");
+    jz_cli_age_format("yesterday", now, buf, sizeof buf);
+    assert_string_equal(buf, "-");
+    /* A small buffer truncates, it does not overflow. */
+    char small[4];
+    jz_cli_age_format("2026-12-02T16:57:30.000Z", now, small, sizeof small);
+    assert_string_equal(small, "2m3");
+}
+
+static void test_job_gpus(void **state)
+{
+    static const struct {
+        const char *json;
+        const char *cell;
+    } cases[] = {
+        {"{\"resources\": {\"gpus\": 2}, \"gpus\": []}", "2"},
+        {"{\"resources\": {\"gpus\": 2}, \"gpus\": [{\"index\": 0}, {\"index\": 1}]}", "2"},
+        {"{\"resources\": {\"nodes\": 2, \"gpus_per_node\": 4}, \"gpus\": []}", "2x4"},
+        {"{\"resources\": {\"nodes\": 2, \"gpus_per_node\": 1}, \"gpus\": [{\"node\": \"a\"}, "
+         "{\"node\": \"b\"}]}",
+         "2x1"},
+        {"{\"resources\": {\"nodes\": 3, \"gpus\": 8}, \"gpus\": []}", "8"},
+        {"{\"resources\": {\"nodes\": 1, \"gpus_per_node\": 4, \"gpus\": 4}}", "4"},
+        {"{}", "0"},
+    };
+    char buf[32];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        json_t *j = job(cases[i].json);
+        jz_cli_job_gpus(j, buf, sizeof buf);
+        assert_string_equal(buf, cases[i].cell);
+        json_decref(j);
+    }
+}
+
+/* A canned answer of GET /v1/nodes, as the server documents it. */
+static const char nodes_up[] =
+    "{\"nodes\": ["
+    "{\"name\": \"gpu-a1\", \"site\": \"rabat\", \"state\": \"up\", \"labels\": {\"switch\": "
+    "\"sw1\"}, \"source\": \"live\", \"description\": \"rack 3\", \"address\": \"10.0.0.5\", "
+    "\"cpus\": 64, \"cores\": 32, \"cores_free\": 20, \"gpus_total\": 8, \"gpus_free\": 6, "
+    "\"gpu_model\": \"Tesla T4\", \"running_jobs\": 3, \"last_heartbeat\": "
+    "\"2026-12-02T16:59:58.000Z\", \"drain_reason\": null, \"gpus\": [{\"index\": 0, "
+    "\"pci_bus_id\": \"0000:3b:00.0\", \"model\": \"Tesla T4\", \"memory_bytes\": 0, \"numa\": 0, "
+    "\"os_names\": \"nvidia0\", \"job\": 42}]},"
+    "{\"name\": \"cpu-b7\", \"site\": \"casablanca\", \"state\": \"down\", \"labels\": {}, "
+    "\"source\": \"xml:b7.xml\", \"cpus\": 16, \"cores\": 8, \"cores_free\": 8, \"gpus_total\": "
+    "0, \"gpus_free\": 0, \"gpu_model\": null, \"running_jobs\": 0, \"last_heartbeat\": null, "
+    "\"drain_reason\": null, \"gpus\": []}"
+    "]}";
+
+static const char nodes_draining[] =
+    "{\"nodes\": ["
+    "{\"name\": \"gpu-a1\", \"site\": \"rabat\", \"state\": \"draining\", \"gpus_total\": 8, "
+    "\"gpus_free\": 6, \"gpu_model\": \"Tesla T4\", \"running_jobs\": 3, \"last_heartbeat\": "
+    "\"2026-12-02T16:57:30.000Z\", \"drain_reason\": \"fan \\u001b[31mfailure\"},"
+    "{\"name\": \"gpu-a2\", \"site\": \"rabat\", \"state\": \"up\", \"gpus_total\": 16, "
+    "\"gpus_free\": 16, \"gpu_model\": \"NVIDIA H100 80GB HBM3\", \"running_jobs\": 0, "
+    "\"last_heartbeat\": \"2026-12-02T15:54:48.000Z\", \"drain_reason\": null},"
+    "{\"name\": \"gpu-a3\", \"site\": \"rabat\", \"state\": \"revoked\", \"gpus_total\": 4, "
+    "\"gpus_free\": 0, \"gpu_model\": \"Tesla T4\", \"running_jobs\": 0, \"last_heartbeat\": "
+    "\"2026-11-29T14:00:00.000Z\", \"drain_reason\": null}"
+    "]}";
+
+static char *nodes_text(const char *answer, int64_t now)
+{
+    json_t *j = job(answer);
+    struct jz_table *t = jz_cli_nodes_table(json_object_get(j, "nodes"), now);
+    assert_non_null(t);
+    char *text = print_table(t);
+    jz_table_free(t);
+    json_decref(j);
+    return text;
+}
+
+static void test_nodes_table(void **state)
+{
+    int64_t now = 0;
+    assert_int_equal(jz_cli_time_parse("2026-12-02T17:00:00.000Z", &now), 0);
+    char *text = nodes_text(nodes_up, now);
+    /* No node is draining: no REASON column. */
+    assert_string_equal(text, "NAME    SITE        STATE  GPUS  MODEL     JOBS  HEARTBEAT\n"
+                              "gpu-a1  rabat       up      6/8  Tesla T4     3  2s ago\n"
+                              "cpu-b7  casablanca  down    0/0  -            0  -\n");
+    free(text);
+
+    /* A draining node brings the REASON column; the server's text is sanitized. */
+    text = nodes_text(nodes_draining, now);
+    assert_string_equal(
+        text,
+        "NAME    SITE   STATE      GPUS  MODEL                  JOBS  HEARTBEAT  REASON\n"
+        "gpu-a1  rabat  draining    6/8  Tesla T4                  3  2m30s ago  fan ?[31mfailure\n"
+        "gpu-a2  rabat  up        16/16  NVIDIA H100 80GB HBM3     0  1h5m ago   -\n"
+        "gpu-a3  rabat  revoked     0/4  Tesla T4                  0  3d3h ago   -\n");
+    free(text);
+
+    /* No nodes (a site with none): the header alone. */
+    text = nodes_text("{\"nodes\": []}", now);
+    assert_string_equal(text, "NAME  SITE  STATE  GPUS  MODEL  JOBS  HEARTBEAT\n");
+    free(text);
+    /* An answer without "nodes" prints the same rather than failing. */
+    struct jz_table *t = jz_cli_nodes_table(NULL, now);
+    assert_non_null(t);
+    jz_table_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_time),       cmocka_unit_test(test_durations),
         cmocka_unit_test(test_exit_codes), cmocka_unit_test(test_server_error),
-        cmocka_unit_test(test_table),
+        cmocka_unit_test(test_table),      cmocka_unit_test(test_age),
+        cmocka_unit_test(test_job_gpus),   cmocka_unit_test(test_nodes_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
