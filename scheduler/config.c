@@ -162,7 +162,7 @@ static int parse_classes(const json_t *a, struct owned *o, struct jz_sched_confi
         json_object_foreach(e, k, v)
         {
             int rc = 0;
-            double r;
+            double r = 0; /* set on success; -O2 cannot see that */
             if (strcmp(k, "name") == 0)
                 rc = get_name(v, "scheduler.classes[].name", cl->name, err);
             else if (strcmp(k, "rank") == 0) {
@@ -210,7 +210,7 @@ static int parse_site_quotas(const json_t *v, size_t i, struct jz_sched_site_quo
                                 "scheduler.tenants[%zu].site_quotas: site names are 1 to %d "
                                 "characters",
                                 i, JZ_SCHED_NAME_LEN - 1);
-        double m;
+        double m = 0; /* set on success; -O2 cannot see that */
         int rc = get_number(x, "scheduler.tenants[].site_quotas values", 0, 1e7, &m, err);
         if (rc)
             return rc;
@@ -244,7 +244,7 @@ static int parse_tenants(const json_t *a, struct owned *o, struct jz_sched_confi
         json_object_foreach(e, k, v)
         {
             int rc = 0;
-            double x;
+            double x = 0; /* set on success; -O2 cannot see that */
             if (strcmp(k, "name") == 0)
                 rc = get_name(v, "scheduler.tenants[].name", t->name, err);
             else if (strcmp(k, "weight") == 0)
@@ -311,7 +311,7 @@ static int parse_reservations(const json_t *a, struct owned *o, struct jz_sched_
         json_object_foreach(e, k, v)
         {
             int rc = 0;
-            double x;
+            double x = 0; /* set on success; -O2 cannot see that */
             if (strcmp(k, "name") == 0)
                 rc = get_name(v, "scheduler.reservations[].name", r->name, err);
             else if (strcmp(k, "tenant") == 0)
@@ -385,7 +385,7 @@ int jz_sched_config_parse(const json_t *obj, struct jz_sched_parsed **out, struc
     if (obj)
         json_object_foreach((json_t *)obj, k, v)
         {
-            double x;
+            double x = 0; /* set on success; -O2 cannot see that */
             if (strcmp(k, "half_life") == 0)
                 rc = get_duration(v, k, &p->cfg.half_life_s, err);
             else if (strcmp(k, "age_scale") == 0)

@@ -190,7 +190,8 @@ int jz_jobs_submit(struct jz_jobs *jobs, const struct jz_user *user, const json_
         snprintf(path, sizeof path, "resources.%.100s", bad);
         return field_error(jobs, field, path, err, JZ_EINVAL, "unknown field");
     }
-    int64_t gpus, cpg, cpus, mem, tl, gmem, nodes, gpn;
+    /* Each is set by get_int on success (-O2 cannot see that). */
+    int64_t gpus = 0, cpg = 0, cpus = 0, mem = 0, tl = 0, gmem = 0, nodes = 1, gpn = -1;
     if (get_int(jobs, res, "gpus", "resources.gpus", 0, JZ_TOPO_MAX_GPUS * JZ_MAX_NODES_PER_JOB,
                 0, &gpus, field, err) ||
         get_int(jobs, res, "nodes", "resources.nodes", 1, JZ_MAX_NODES_PER_JOB, 1, &nodes, field,

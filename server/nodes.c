@@ -34,11 +34,22 @@ enum link { LINK_CONNECTING, LINK_UP, LINK_DOWN };
 
 struct conn;
 
+/* A topology shared by every node that sent the same XML (a hub has many nodes of a few kinds):
+ * parsed once, stored once, and the scheduler exploits nodes sharing one topology. */
+struct shared_topo {
+    struct shared_topo *next;
+    char hash[65];
+    char *xml;
+    struct jz_topo *topo;
+    size_t refs;
+};
+
 struct entry {
     char name[64], site[64], address[256], description[256], source[300];
     json_t *labels;
-    char *xml;
-    struct jz_topo *topo; /* owned; the scheduler borrows it until the registry closes */
+    struct shared_topo *shared; /* a reference; the scheduler borrows the topology */
+    const char *xml;            /* shared->xml */
+    struct jz_topo *topo;       /* shared->topo */
     char cred_hash[65];
     bool local, drained, revoked, removed;
     char drain_reason[257];
@@ -69,6 +80,8 @@ struct queue {
 
 struct jz_nodes {
     struct jz_server *srv;
+    struct shared_topo *topos;
+    json_t *stored_topos; /* while loading: hash -> XML */
     struct entry **e; /* index = the scheduler's node index */
     size_t n, cap;
     json_t *tokens;   /* join token hash -> {"site", "expires_ms"} */
@@ -87,13 +100,66 @@ struct jz_nodes {
 
 /* --- entries -------------------------------------------------------------------------------- */
 
-static void entry_free(struct entry *e)
+static void topo_unref(struct jz_nodes *n, struct shared_topo *t)
+{
+    if (!t || --t->refs > 0)
+        return;
+    for (struct shared_topo **pp = &n->topos; *pp; pp = &(*pp)->next)
+        if (*pp == t) {
+            *pp = t->next;
+            break;
+        }
+    free(t->xml);
+    jz_topo_destroy(t->topo);
+    free(t);
+}
+
+/* The parsed topology of xml, shared with nodes that sent the same document. */
+static int topo_get(struct jz_nodes *n, const char *xml, struct entry *e, struct jz_error *err)
+{
+    char hash[65];
+    jz_auth_hash(xml, hash);
+    for (struct shared_topo *t = n->topos; t; t = t->next)
+        if (strcmp(t->hash, hash) == 0 && strcmp(t->xml, xml) == 0) {
+            t->refs++;
+            e->shared = t;
+            e->xml = t->xml;
+            e->topo = t->topo;
+            return 0;
+        }
+    struct shared_topo *t = calloc(1, sizeof *t);
+    if (!t || !(t->xml = strdup(xml))) {
+        free(t);
+        return jz_error_set(err, JZ_ENOMEM, "out of memory");
+    }
+    int rc = jz_topo_hwloc_load_xml_buffer(xml, strlen(xml), &t->topo, err);
+    if (rc) {
+        free(t->xml);
+        free(t);
+        return rc;
+    }
+    memcpy(t->hash, hash, sizeof hash);
+    t->refs = 1;
+    t->next = n->topos;
+    n->topos = t;
+    /* Stored once per kind of machine; nodes refer to it by hash. */
+    json_t *v = json_pack("{s:s}", "xml", xml);
+    struct jz_error serr = {0};
+    if (!v || n->srv->store->ops->object_put(n->srv->store, "topology", hash, v, &serr))
+        jz_log_error("nodes", "cannot store a topology: %s", v ? serr.msg : "out of memory");
+    json_decref(v);
+    e->shared = t;
+    e->xml = t->xml;
+    e->topo = t->topo;
+    return 0;
+}
+
+static void entry_free(struct jz_nodes *n, struct entry *e)
 {
     if (!e)
         return;
     json_decref(e->labels);
-    free(e->xml);
-    jz_topo_destroy(e->topo);
+    topo_unref(n, e->shared);
     free(e);
 }
 
@@ -120,9 +186,9 @@ static void persist(struct jz_nodes *n, const struct entry *e)
     struct jz_error err = {0};
     json_t *v = json_pack("{s:s, s:O, s:s, s:s, s:s, s:s, s:s, s:b, s:s, s:b}", "site", e->site,
                           "labels", e->labels, "address", e->address, "description",
-                          e->description, "source", e->source, "topology", e->xml, "cred_hash",
-                          e->cred_hash, "drained", e->drained, "drain_reason", e->drain_reason,
-                          "revoked", e->revoked);
+                          e->description, "source", e->source, "topology", e->shared->hash,
+                          "cred_hash", e->cred_hash, "drained", e->drained, "drain_reason",
+                          e->drain_reason, "revoked", e->revoked);
     if (!v || st->ops->object_put(st, "node", e->name, e->removed ? NULL : v, &err))
         jz_log_error("nodes", "node %s: cannot store: %s", e->name, v ? err.msg : "out of memory");
     json_decref(v);
@@ -462,10 +528,9 @@ static void accept_hello(struct jz_nodes *n, struct conn *c, const struct jz_msg
             refuse(c, 500, "out of memory");
             return;
         }
-        e->xml = strdup(xml);
-        if (!e->xml || jz_topo_hwloc_load_xml_buffer(xml, strlen(xml), &e->topo, &err)) {
-            refuse(c, 400, "malformed topology: %s", e->xml ? err.msg : "out of memory");
-            entry_free(e);
+        if (topo_get(n, xml, e, &err)) {
+            refuse(c, 400, "malformed topology: %s", err.msg);
+            entry_free(n, e);
             return;
         }
         jz_strlcpy(e->name, name, sizeof e->name);
@@ -485,7 +550,7 @@ static void accept_hello(struct jz_nodes *n, struct conn *c, const struct jz_msg
         size_t idx;
         if (entry_add(n, e, &idx, &err)) {
             refuse(c, 400, "cannot add node '%s': %s", name, err.msg);
-            entry_free(e);
+            entry_free(n, e);
             return;
         }
         node = (ssize_t)idx;
@@ -771,17 +836,23 @@ static int load_token(void *arg, const char *key, json_t *value)
     return 0;
 }
 
+static int load_topology(void *arg, const char *key, json_t *v)
+{
+    json_object_set(arg, key, json_object_get(v, "xml"));
+    return 0;
+}
+
 static int load_node(void *arg, const char *key, json_t *v)
 {
     struct jz_nodes *n = arg;
     struct jz_error err = {0};
     struct entry *e = calloc(1, sizeof *e);
-    const char *xml = jz_json_str(v, "topology", NULL);
-    if (!e || !xml || !(e->xml = strdup(xml)) ||
-        jz_topo_hwloc_load_xml_buffer(xml, strlen(xml), &e->topo, &err)) {
+    const char *xml = json_string_value(
+        json_object_get(n->stored_topos, jz_json_str(v, "topology", "")));
+    if (!e || !xml || topo_get(n, xml, e, &err)) {
         jz_log_error("nodes", "node %s: stored topology unreadable (%s); skipped", key,
                      e && xml ? err.msg : "missing");
-        entry_free(e);
+        entry_free(n, e);
         return 0;
     }
     jz_strlcpy(e->name, key, sizeof e->name);
@@ -805,7 +876,7 @@ static int load_node(void *arg, const char *key, json_t *v)
     size_t idx;
     if (entry_add(n, e, &idx, &err)) {
         jz_log_error("nodes", "node %s: %s; skipped", key, err.msg);
-        entry_free(e);
+        entry_free(n, e);
     }
     return 0;
 }
@@ -869,9 +940,14 @@ int jz_nodes_open(struct jz_server *srv, struct jz_nodes **out, struct jz_error 
     n->srv = srv;
     n->tokens = json_object();
     int rc;
+    n->stored_topos = json_object();
     if ((rc = srv->store->ops->objects_each(srv->store, "join_token", load_token, n, err)) ||
+        (rc = srv->store->ops->objects_each(srv->store, "topology", load_topology,
+                                            n->stored_topos, err)) ||
         (rc = srv->store->ops->objects_each(srv->store, "node", load_node, n, err)))
         goto fail;
+    json_decref(n->stored_topos); /* parsed now, or not needed */
+    n->stored_topos = NULL;
     if (!srv->cfg.no_local_node && (rc = local_open(n, err)))
         goto fail;
     if ((rc = listen_agents(n, err)))
@@ -921,9 +997,10 @@ void jz_nodes_close(struct jz_nodes *n)
         event_free(n->check_timer);
     /* Topologies last: the scheduler (destroyed before) borrowed them. */
     for (size_t i = 0; i < n->n; i++)
-        entry_free(n->e[i]);
+        entry_free(n, n->e[i]);
     free(n->e);
     json_decref(n->tokens);
+    json_decref(n->stored_topos);
     free(n);
 }
 

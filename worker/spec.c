@@ -92,7 +92,7 @@ static int parse_devices(json_t *arr, struct jz_device_info **out, size_t *n, st
                               "spec: devices[%zu].backend must be cuda, opencl or cpu", i);
             goto fail;
         }
-        int64_t v;
+        int64_t v = 0; /* set on success; -O2 cannot see that */
         if ((rc = get_int(d, "ordinal", (int64_t)i, 0, 1 << 20, &v, err)))
             goto fail;
         o->ordinal = (int)v;

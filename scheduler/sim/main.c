@@ -243,7 +243,7 @@ static void read_trace(struct sim *m, const char *path)
         line[strcspn(line, "\r\n")] = '\0';
         if (!line[0] || line[0] == '#' || strncmp(line, "submit", 6) == 0)
             continue;
-        char *fields[9];
+        char *fields[9] = {0};
         size_t nf = split_csv(line, fields, 9);
         if (nf < 6 || nf > 8)
             die("%s:%zu: want submit,duration,time_limit,gpus,tenant,preemptible[,class[,nodes]]",

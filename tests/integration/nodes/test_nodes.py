@@ -196,6 +196,8 @@ def test_kill9_server(svc):
     svc.kill9()
     time.sleep(1.5)
     svc.start()
+    # The nodes are known from the store at once (their agents reconnect within a few seconds).
+    assert sorted(svc.nodes()) == ["n0", "n1", "n2", "n3"], svc.nodes()
     for k, i in enumerate(ids):
         j = svc.wait(t, i, timeout=60)
         assert j["state"] == "SUCCEEDED" and j["exit_code"] == 0, j
