@@ -44,7 +44,7 @@ struct part {
     off_t log_sent;         /* bytes of the log sent to jazarid */
     json_t *outcome;        /* set when ended: {"state", "reason", "exit_code", "signal"} */
     bool reported;          /* the outcome was sent on the current connection */
-    bool ckpt_pending;      /* a checkpoint was written while disconnected */
+    bool offline_end;       /* it ended while disconnected: its checkpoint goes with it */
     struct event *backstop;
 };
 
@@ -57,6 +57,7 @@ struct jz_agent {
     char *xml;
     size_t xml_len;
     jz_agent_send_fn send;
+    jz_agent_send_file_fn send_file;
     void *send_arg;
     bool connected;
     struct part *parts;
@@ -183,6 +184,15 @@ static void ship_file(struct part *p, const char *name)
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
         return;
+    if (a->send_file) {
+        json_t *h = part_hdr("file", p);
+        json_object_set_new(h, "name", json_string(name));
+        if (a->connected)
+            a->send_file(a->send_arg, h, fd);
+        json_decref(h);
+        close(fd);
+        return;
+    }
     static unsigned char buf[JZ_PROTO_CHUNK];
     off_t off = 0;
     for (;;) {
@@ -314,6 +324,7 @@ static void part_ended(struct part *p, json_t *outcome)
     json_decref(p->outcome);
     p->outcome = outcome;
     p->reported = false;
+    p->offline_end = !p->agent->connected;
     write_running_record(p);
     jz_log_info("agent", "job %lld part %d: %s%s%s", (long long)p->job, p->part,
                 jz_json_str(outcome, "state", "?"), jz_json_str(outcome, "reason", NULL) ? ": " : "",
@@ -344,12 +355,8 @@ static void on_worker_event(void *arg, json_t *ev)
     }
     /* A checkpoint must be with jazarid before the job can resume on another node; one that
      * happens while disconnected is sent on the next connection. */
-    if (strcmp(type, "checkpoint") == 0 && p->agent->cfg.ship_files && p->part == 0) {
-        if (p->agent->connected)
-            ship_file(p, "checkpoint/checkpoint.bin");
-        else
-            p->ckpt_pending = true;
-    }
+    if (strcmp(type, "checkpoint") == 0 && p->agent->cfg.ship_files && p->part == 0)
+        ship_file(p, "checkpoint/checkpoint.bin"); /* while disconnected: at reconnection */
     json_t *h = part_hdr("ev", p);
     json_object_set(h, "ev", ev);
     send_msg(p->agent, h, NULL, 0);
@@ -652,6 +659,17 @@ static void handle_file(struct jz_agent *a, const struct jz_msg *m)
                      strerror(errno));
 }
 
+/* After a reconnection jazarid says how much of a part's log it has: lines queued on the lost
+ * connection are sent again from there. */
+static void handle_log_from(struct jz_agent *a, const json_t *m)
+{
+    struct part *p = find_part(a, jz_json_int(m, "job", 0), (int)jz_json_int(m, "part", 0),
+                               jz_json_int(m, "run", 0));
+    int64_t off = jz_json_int(m, "off", -1);
+    if (p && off >= 0 && off < p->log_sent)
+        p->log_sent = off;
+}
+
 void jz_agent_receive(struct jz_agent *a, const struct jz_msg *m)
 {
     const char *t = jz_msg_type(m);
@@ -663,6 +681,8 @@ void jz_agent_receive(struct jz_agent *a, const struct jz_msg *m)
         handle_forget(a, m->hdr);
     else if (strcmp(t, "file") == 0)
         handle_file(a, m);
+    else if (strcmp(t, "log_from") == 0)
+        handle_log_from(a, m->hdr);
     else
         jz_log_debug("agent", "ignoring a '%.40s' message", t);
 }
@@ -690,10 +710,12 @@ void jz_agent_connected(struct jz_agent *a)
     a->connected = true;
     for (struct part *p = a->parts; p; p = p->next) {
         p->reported = false;
-        if (p->ckpt_pending) {
+        /* A checkpoint sent on the lost connection may not have arrived: send the latest. */
+        char ckpt[1300];
+        snprintf(ckpt, sizeof ckpt, "%s/checkpoint/checkpoint.bin", p->dir);
+        if (a->cfg.ship_files && p->part == 0 && (p->running || p->offline_end) &&
+            access(ckpt, R_OK) == 0)
             ship_file(p, "checkpoint/checkpoint.bin");
-            p->ckpt_pending = false;
-        }
         if (!p->running)
             report_outcome(p);
     }
@@ -821,6 +843,11 @@ void jz_agent_destroy(struct jz_agent *a)
     json_decref(a->labels);
     free(a->xml);
     free(a);
+}
+
+void jz_agent_set_file_sender(struct jz_agent *a, jz_agent_send_file_fn fn)
+{
+    a->send_file = fn;
 }
 
 const char *jz_agent_name(const struct jz_agent *a)

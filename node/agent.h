@@ -36,6 +36,13 @@ struct jz_agent_config {
 /* Called for every outgoing message: hdr is borrowed for the call; data (len bytes) too. */
 typedef void (*jz_agent_send_fn)(void *arg, json_t *hdr, const void *data, size_t len);
 
+/* Sends the file open on fd (borrowed) as "file" frames with hdr (borrowed) as their header,
+ * without reading it into memory (a transport over a socket can). */
+typedef void (*jz_agent_send_file_fn)(void *arg, json_t *hdr, int fd);
+/* Optional: set when the transport can send files from disk; otherwise files are read and sent
+ * through the send callback chunk by chunk. */
+void jz_agent_set_file_sender(struct jz_agent *a, jz_agent_send_file_fn fn);
+
 /* Creates the agent: loads the topology, kills what earlier runs of this agent left behind (their
  * parts are reported as lost in the next hello). *out is owned by the caller. */
 int jz_agent_create(struct event_base *base, const struct jz_agent_config *cfg,

@@ -77,6 +77,16 @@ static void agent_send(void *arg, json_t *hdr, const void *data, size_t len)
         jz_log_error("node", "%s", err.msg);
 }
 
+static void agent_send_file(void *arg, json_t *hdr, int fd)
+{
+    struct node_main *m = arg;
+    if (!m->bev || !m->welcomed)
+        return;
+    struct jz_error err = {0};
+    if (jz_proto_write_file(bufferevent_get_output(m->bev), hdr, fd, &err))
+        jz_log_error("node", "%s", err.msg);
+}
+
 static void drop_connection(struct node_main *m)
 {
     if (m->bev) {
@@ -463,6 +473,7 @@ int main(int argc, char **argv)
         return 1;
     }
     json_decref(labels);
+    jz_agent_set_file_sender(m.agent, agent_send_file);
     m.retry_ev = evtimer_new(m.base, on_retry, &m);
     m.hb_ev = evtimer_new(m.base, on_heartbeat, &m);
     m.sigterm_ev = evsignal_new(m.base, SIGTERM, on_stop, &m);

@@ -1,8 +1,11 @@
 /* Frame encoding and decoding of the agent protocol (see proto.h). */
 #include "node/proto.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/json.h"
 
@@ -23,6 +26,58 @@ int jz_proto_write(struct evbuffer *out, json_t *hdr, const void *data, size_t l
              (len && evbuffer_add(out, data, len));
     free(text);
     return rc ? jz_error_set(err, JZ_ENOMEM, "out of memory") : 0;
+}
+
+static int write_header(struct evbuffer *out, json_t *hdr, struct jz_error *err)
+{
+    char *text = json_dumps(hdr, JSON_COMPACT);
+    if (!text)
+        return jz_error_set(err, JZ_ENOMEM, "out of memory");
+    int rc = evbuffer_add(out, text, strlen(text)) || evbuffer_add(out, "\n", 1);
+    free(text);
+    return rc ? jz_error_set(err, JZ_ENOMEM, "out of memory") : 0;
+}
+
+int jz_proto_write_file(struct evbuffer *out, json_t *hdr, int fd, struct jz_error *err)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+        return jz_error_set(err, JZ_EIO, "not a regular file");
+    off_t size = st.st_size;
+    struct evbuffer_file_segment *seg = NULL;
+    if (size > 0) {
+        int dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        if (dup_fd < 0)
+            return jz_error_set(err, JZ_EIO, "cannot duplicate a descriptor");
+        /* sendfile, not mmap: a file cut short while queued must not fault the sender. */
+        seg = evbuffer_file_segment_new(dup_fd, 0, size,
+                                        EVBUF_FS_CLOSE_ON_FREE | EVBUF_FS_DISABLE_MMAP);
+        if (!seg) {
+            close(dup_fd);
+            return jz_error_set(err, JZ_ENOMEM, "cannot map a file for sending");
+        }
+    }
+    int rc = 0;
+    off_t off = 0;
+    do {
+        size_t len = (size_t)(size - off) < JZ_PROTO_CHUNK ? (size_t)(size - off) : JZ_PROTO_CHUNK;
+        json_object_set_new(hdr, "off", json_integer((json_int_t)off));
+        json_object_set_new(hdr, "last", json_boolean(off + (off_t)len >= size));
+        if (len)
+            json_object_set_new(hdr, "len", json_integer((json_int_t)len));
+        else
+            json_object_del(hdr, "len");
+        if ((rc = write_header(out, hdr, err)))
+            break;
+        if (len && evbuffer_add_file_segment(out, seg, off, (ev_off_t)len) != 0) {
+            rc = jz_error_set(err, JZ_ENOMEM, "cannot queue a file chunk");
+            break;
+        }
+        off += (off_t)len;
+    } while (off < size);
+    if (seg)
+        evbuffer_file_segment_free(seg); /* the queued chunks hold their own references */
+    return rc;
 }
 
 int jz_proto_read(struct evbuffer *in, size_t max_header, struct jz_msg *m, struct jz_error *err)

@@ -29,6 +29,11 @@ struct jz_msg {
 int jz_proto_write(struct evbuffer *out, json_t *hdr, const void *data, size_t len,
                    struct jz_error *err);
 
+/* Appends the frames of a file: hdr (borrowed) gets "off", "last" and "len" for each chunk of
+ * JZ_PROTO_CHUNK bytes. The data is not copied into memory: libevent sends it from the file
+ * (fd is borrowed; a duplicate is kept until the last chunk has left). */
+int jz_proto_write_file(struct evbuffer *out, json_t *hdr, int fd, struct jz_error *err);
+
 /* Takes one complete frame from in. Returns 1 and fills *m (the caller frees it with
  * jz_msg_clear), 0 when more bytes are needed, or a negative JZ_E* code when the peer sent
  * something malformed (too long, not JSON, a bad "len"): the connection must then be closed. */

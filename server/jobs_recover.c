@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "common/json.h"
 #include "common/log.h"
@@ -176,6 +177,15 @@ void jz_jobs_node_hello(void *arg, size_t node, const json_t *running, const jso
                         (long long)run);
             jz_jobs_stale_part(jobs, node, id, part, run, true);
             continue;
+        }
+        /* Log lines queued on the lost connection: the node sends again from what jazarid has.
+         * The log file is the part's alone for a one-node job (a gang's parts share it). */
+        if (job->nparts == 1 && !jz_nodes_is_local(jobs->srv->nodes, node)) {
+            char path[4200];
+            struct stat st;
+            jz_job_log_path(jobs, job, path, sizeof path);
+            int64_t have = stat(path, &st) == 0 ? (int64_t)st.st_size : 0;
+            jz_jobs_part_send(job, 0, "log_from", json_pack("{s:I}", "off", (json_int_t)have));
         }
         /* A stop sent while the node was away was lost with its connection: say it again. */
         const char *st = jz_json_str(job->outcome, "state", "SUCCEEDED");

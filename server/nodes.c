@@ -26,7 +26,6 @@
 #include "server/auth.h"
 
 #define HELLO_TIMEOUT_S 10
-#define OUTPUT_HIGH_WATER (64u * 1024 * 1024) /* an agent that reads nothing is dropped */
 #define MAX_LABEL_LEN 128
 #define MAX_UNKNOWN_CONNS 256 /* connections that have not said hello yet (each may buffer 8 MiB) */
 
@@ -280,31 +279,19 @@ int jz_nodes_send(struct jz_nodes *n, size_t node, json_t *hdr, const void *data
 int jz_nodes_send_file(struct jz_nodes *n, size_t node, int64_t job, int part, const char *name,
                        const char *path, struct jz_error *err)
 {
+    struct entry *e = entry_at(n, node);
+    if (!e || !e->conn || e->link != LINK_UP || !e->conn->bev)
+        return jz_error_set(err, JZ_EAGAIN, "node %s is not connected", jz_nodes_name(n, node));
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
         return jz_error_set(err, JZ_EIO, "cannot read %s: %s", path, strerror(errno));
-    static unsigned char buf[JZ_PROTO_CHUNK];
-    off_t off = 0;
-    int rc = 0;
-    for (;;) {
-        ssize_t got = pread(fd, buf, sizeof buf, off);
-        if (got < 0) {
-            rc = jz_error_set(err, JZ_EIO, "cannot read %s: %s", path, strerror(errno));
-            break;
-        }
-        json_t *h = json_pack("{s:s, s:I, s:i, s:s, s:I, s:b}", "t", "file", "job",
-                              (json_int_t)job, "part", part, "name", name, "off",
-                              (json_int_t)off, "last", (size_t)got < sizeof buf);
-        rc = jz_nodes_send(n, node, h, buf, (size_t)got);
-        json_decref(h);
-        if (rc) {
-            jz_error_set(err, rc, "node %s is not connected", jz_nodes_name(n, node));
-            break;
-        }
-        off += got;
-        if ((size_t)got < sizeof buf)
-            break;
-    }
+    /* Sent from the file as the connection drains: a large checkpoint is not read into memory,
+     * nor does it hold up the loop. */
+    json_t *h = json_pack("{s:s, s:I, s:i, s:s}", "t", "file", "job", (json_int_t)job, "part",
+                          part, "name", name);
+    int rc = h ? jz_proto_write_file(bufferevent_get_output(e->conn->bev), h, fd, err)
+               : jz_error_set(err, JZ_ENOMEM, "out of memory");
+    json_decref(h);
     close(fd);
     return rc;
 }

@@ -388,6 +388,66 @@ def test_torch_gang(svc):
     assert "rank 0 allreduce 3.0" in log and "rank 1 allreduce 3.0" in log, log
 
 
+def test_files(svc):
+    """What jobs on remote nodes write comes back to jazarid (a multi-chunk artifact, logs), a
+    checkpoint written on one node resumes the job on another, and another job's artifact
+    (job:ID) is staged onto the node that needs it."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                    "workloads"))
+    import test_workloads  # noqa: E402
+    for i in range(2):
+        svc.add_agent("f%d" % i, TOPOLOGIES[0])
+    svc.wait_nodes(["f0", "f1"])
+    t = svc.admin
+    # 3 MB of random bytes: several chunks; the log says their hash.
+    argv = ["sh", "-c", 'head -c 3000000 /dev/urandom > "$JAZARI_OUTPUT_DIR/blob"; '
+            'sha256sum "$JAZARI_OUTPUT_DIR/blob"']
+    jid = svc.submit(t, {"plugin": "batch", "params": {"argv": argv}})
+    assert svc.wait(t, jid)["state"] == "SUCCEEDED"
+    st, log = svc.http("GET", "/v1/jobs/%d/log" % jid, token=t)
+    rc, out, err = svc.cli("fetch", str(jid), "blob", "-o", os.path.join(svc.state, "blob"))
+    assert rc == 0, (out, err)
+    got = subprocess.run(["sha256sum", os.path.join(svc.state, "blob")], capture_output=True,
+                         text=True).stdout.split()[0]
+    assert got in log, (got, log)
+    # Checkpoint on one node, resume on the other.
+    first = svc.submit(t, {"plugin": "example", "params": {"count": 40, "delay_ms": 50}})
+    deadline = time.time() + 20
+    while ((svc.job(t, first).get("progress") or {}).get("fraction") or 0) < 0.2:
+        assert time.time() < deadline, svc.job(t, first)
+        time.sleep(0.05)
+    node = svc.job(t, first)["node"]
+    svc.http("POST", "/v1/jobs/%d/cancel" % first, token=t)
+    j = svc.wait(t, first)
+    assert j["state"] == "CANCELLED" and j["checkpoint_time"], j
+    st, _ = svc.http("POST", "/v1/nodes/%s/drain" % node, {"reason": "test"}, t)
+    assert st == 200
+    second = svc.submit(t, {"plugin": "example", "resume_from": first,
+                            "params": {"count": 40, "delay_ms": 1}})
+    j = svc.wait(t, second)
+    st, log = svc.http("GET", "/v1/jobs/%d/log" % second, token=t)
+    assert j["state"] == "SUCCEEDED" and j["node"] != node, j
+    assert "example: resuming at" in log and "sum of 1..40 is 820" in log, log
+    svc.http("POST", "/v1/nodes/%s/resume" % node, {}, t)
+    # Train on one node, infer on the other with the model staged there.
+    data = tempfile.mkdtemp(prefix="jazari-fashion-")
+    test_workloads.make_subset(data, n_train=1000, n_test=300)
+    try:
+        tid = svc.submit(t, {"plugin": "train", "params": {
+            "dataset": data, "layers": "32", "epochs": 1, "batch_size": 64, "seed": 3}})
+        tj = svc.wait(t, tid, timeout=120)
+        assert tj["state"] == "SUCCEEDED", tj
+        st, _ = svc.http("POST", "/v1/nodes/%s/drain" % tj["node"], {"reason": "test"}, t)
+        iid = svc.submit(t, {"plugin": "infer", "params": {"model": "job:%d/model" % tid,
+                                                          "input": data}})
+        ij = svc.wait(t, iid, timeout=120)
+        st, log = svc.http("GET", "/v1/jobs/%d/log" % iid, token=t)
+        assert ij["state"] == "SUCCEEDED" and ij["node"] != tj["node"], (ij, log)
+        assert abs(ij["metrics"]["accuracy"] - tj["metrics"]["test_accuracy"]) <= 0.002, (ij, tj)
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+
+
 def test_operators(svc):
     """Tokens, jazari nodes, drain/resume/rm and revoke through the CLI."""
     rc, out, err = svc.cli("admin", "node", "token", "--site", "rabat")
