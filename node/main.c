@@ -36,6 +36,7 @@ struct node_main {
     char credential[128];
     struct jz_agent *agent;
     struct bufferevent *bev;
+    struct jz_proto_reader reader;
     bool welcomed;
     int retry_ms;
     int heartbeat_s;
@@ -93,6 +94,7 @@ static void drop_connection(struct node_main *m)
         bufferevent_free(m->bev);
         m->bev = NULL;
     }
+    jz_proto_reader_clear(&m->reader);
     if (m->welcomed)
         jz_agent_disconnected(m->agent);
     m->welcomed = false;
@@ -124,7 +126,7 @@ static void on_read(struct bufferevent *bev, void *arg)
     for (;;) {
         struct jz_msg msg = {0};
         struct jz_error err = {0};
-        int rc = jz_proto_read(in, JZ_PROTO_MAX_HEADER, &msg, &err);
+        int rc = jz_proto_read(&m->reader, in, JZ_PROTO_MAX_HEADER, &msg, &err);
         if (rc == 0)
             return;
         if (rc < 0) {

@@ -80,52 +80,67 @@ int jz_proto_write_file(struct evbuffer *out, json_t *hdr, int fd, struct jz_err
     return rc;
 }
 
-int jz_proto_read(struct evbuffer *in, size_t max_header, struct jz_msg *m, struct jz_error *err)
+void jz_proto_reader_clear(struct jz_proto_reader *r)
 {
-    struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_LF);
-    if (eol.pos < 0) {
-        if (evbuffer_get_length(in) > max_header)
+    json_decref(r->hdr);
+    memset(r, 0, sizeof *r);
+}
+
+int jz_proto_read(struct jz_proto_reader *r, struct evbuffer *in, size_t max_header,
+                  struct jz_msg *m, struct jz_error *err)
+{
+    if (!r->hdr) {
+        /* Search only what arrived since the last call for the end of the line. */
+        struct evbuffer_ptr from;
+        evbuffer_ptr_set(in, &from, r->scanned, EVBUFFER_PTR_SET);
+        struct evbuffer_ptr eol = evbuffer_search_eol(in, &from, NULL, EVBUFFER_EOL_LF);
+        if (eol.pos < 0) {
+            r->scanned = evbuffer_get_length(in);
+            if (r->scanned > max_header)
+                return jz_error_set(err, JZ_ELIMIT, "a header line is longer than %zu bytes",
+                                    max_header);
+            return 0;
+        }
+        size_t hlen = (size_t)eol.pos;
+        r->scanned = 0;
+        if (hlen > max_header)
             return jz_error_set(err, JZ_ELIMIT, "a header line is longer than %zu bytes",
                                 max_header);
-        return 0;
-    }
-    size_t hlen = (size_t)eol.pos;
-    if (hlen > max_header)
-        return jz_error_set(err, JZ_ELIMIT, "a header line is longer than %zu bytes", max_header);
-    const char *line = (const char *)evbuffer_pullup(in, (ssize_t)hlen + 1);
-    if (!line)
-        return jz_error_set(err, JZ_ENOMEM, "out of memory");
-    json_t *hdr = jz_json_parse(line, hlen, JZ_PROTO_MAX_DEPTH, err);
-    if (!hdr)
-        return JZ_EINVAL;
-    if (!json_is_object(hdr)) {
-        json_decref(hdr);
-        return jz_error_set(err, JZ_EINVAL, "a header is not a JSON object");
-    }
-    json_t *jlen = json_object_get(hdr, "len");
-    json_int_t len = jlen ? (json_is_integer(jlen) ? json_integer_value(jlen) : -1) : 0;
-    if (len < 0 || len > (json_int_t)JZ_PROTO_MAX_DATA) {
-        json_decref(hdr);
-        return jz_error_set(err, JZ_EINVAL, "bad frame length");
-    }
-    if (evbuffer_get_length(in) < hlen + 1 + (size_t)len) {
-        json_decref(hdr);
-        return 0; /* the data has not all arrived: parse the header again then */
-    }
-    unsigned char *data = NULL;
-    if (len) {
-        data = malloc((size_t)len);
-        if (!data) {
-            json_decref(hdr);
+        const char *line = (const char *)evbuffer_pullup(in, (ssize_t)hlen + 1);
+        if (!line)
             return jz_error_set(err, JZ_ENOMEM, "out of memory");
+        json_t *hdr = jz_json_parse(line, hlen, JZ_PROTO_MAX_DEPTH, err);
+        if (!hdr)
+            return JZ_EINVAL;
+        if (!json_is_object(hdr)) {
+            json_decref(hdr);
+            return jz_error_set(err, JZ_EINVAL, "a header is not a JSON object");
         }
+        json_t *jlen = json_object_get(hdr, "len");
+        json_int_t len = jlen ? (json_is_integer(jlen) ? json_integer_value(jlen) : -1) : 0;
+        if (len < 0 || len > (json_int_t)JZ_PROTO_MAX_DATA) {
+            json_decref(hdr);
+            return jz_error_set(err, JZ_EINVAL, "bad frame length");
+        }
+        evbuffer_drain(in, hlen + 1);
+        r->hdr = hdr;
+        r->hdr_len = hlen + 1;
+        r->data_len = (size_t)len;
     }
-    evbuffer_drain(in, hlen + 1);
-    if (len)
-        evbuffer_remove(in, data, (size_t)len);
-    m->hdr = hdr;
+    if (evbuffer_get_length(in) < r->data_len)
+        return 0; /* the data has not all arrived */
+    unsigned char *data = NULL;
+    if (r->data_len) {
+        data = malloc(r->data_len);
+        if (!data)
+            return jz_error_set(err, JZ_ENOMEM, "out of memory");
+        evbuffer_remove(in, data, r->data_len);
+    }
+    m->hdr = r->hdr;
     m->data = data;
-    m->len = (size_t)len;
+    m->len = r->data_len;
+    r->hdr = NULL;
+    r->data_len = 0;
     return 1;
 }
 

@@ -34,10 +34,21 @@ int jz_proto_write(struct evbuffer *out, json_t *hdr, const void *data, size_t l
  * (fd is borrowed; a duplicate is kept until the last chunk has left). */
 int jz_proto_write_file(struct evbuffer *out, json_t *hdr, int fd, struct jz_error *err);
 
+/* What a reader remembers between calls, so that a frame arriving in many pieces is scanned and
+ * parsed once (zero it for a new connection; jz_proto_reader_clear frees it). */
+struct jz_proto_reader {
+    size_t scanned;  /* bytes of the current header line already searched for its end */
+    json_t *hdr;     /* a parsed header whose data has not all arrived */
+    size_t hdr_len;  /* its line's length, newline included */
+    size_t data_len; /* the data it announced */
+};
+void jz_proto_reader_clear(struct jz_proto_reader *r);
+
 /* Takes one complete frame from in. Returns 1 and fills *m (the caller frees it with
  * jz_msg_clear), 0 when more bytes are needed, or a negative JZ_E* code when the peer sent
  * something malformed (too long, not JSON, a bad "len"): the connection must then be closed. */
-int jz_proto_read(struct evbuffer *in, size_t max_header, struct jz_msg *m, struct jz_error *err);
+int jz_proto_read(struct jz_proto_reader *r, struct evbuffer *in, size_t max_header,
+                  struct jz_msg *m, struct jz_error *err);
 
 void jz_msg_clear(struct jz_msg *m);
 

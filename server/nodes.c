@@ -62,6 +62,7 @@ struct conn {
     struct bufferevent *bev; /* NULL for the local agent */
     ssize_t node;            /* -1 until its hello is accepted */
     struct event *hello_timer;
+    struct jz_proto_reader reader;
     char peer[64];
     bool closing;
 };
@@ -310,6 +311,7 @@ static void conn_free(struct conn *c)
         return; /* part of the registry, freed with it */
     if (c->hello_timer) /* still waiting for its hello */
         unknown_done(c->nodes);
+    jz_proto_reader_clear(&c->reader);
     if (c->hello_timer)
         event_free(c->hello_timer);
     if (c->bev)
@@ -619,7 +621,8 @@ static void on_conn_read(struct bufferevent *bev, void *arg)
         struct jz_msg m = {0};
         struct jz_error err = {0};
         /* Until the agent is known, a header is the hello; after, a few KiB at most. */
-        int rc = jz_proto_read(in, c->node < 0 ? JZ_PROTO_MAX_HEADER : 256 * 1024, &m, &err);
+        int rc = jz_proto_read(&c->reader, in, c->node < 0 ? JZ_PROTO_MAX_HEADER : 256 * 1024,
+                               &m, &err);
         if (rc == 0)
             return;
         if (rc < 0) {
