@@ -80,7 +80,7 @@ static double round3(double v)
 /* --- options ----------------------------------------------------------------------------- */
 
 struct options {
-    long agents, seconds, jobs;
+    long agents, seconds, jobs, latency_jobs;
     char jazarid[4096], node[4096], plugin_dir[4096], topology[4096];
 };
 
@@ -91,6 +91,8 @@ static void usage(FILE *out)
             "  --agents N     simulated node agents (default 1000; 0 skips that measurement)\n"
             "  --seconds S    heartbeat window in seconds (default 20)\n"
             "  --jobs N       trivial jobs through one real agent (default 2000; 0 skips)\n"
+            "  --latency-jobs N  first, N jobs one at a time on the idle node: submit to\n"
+            "                 running without a queue (default 200; 0 skips)\n"
             "  --help         this text\n"
             "jazarid, jazari-node and the plugins are taken from this program's build tree.\n");
 }
@@ -111,9 +113,10 @@ static int parse_options(int argc, char **argv, struct options *o)
     static const struct option opts[] = {
         {"agents", required_argument, NULL, 'a'}, {"seconds", required_argument, NULL, 's'},
         {"jobs", required_argument, NULL, 'j'},   {"help", no_argument, NULL, 'h'},
+        {"latency-jobs", required_argument, NULL, 'l'},
         {NULL, 0, NULL, 0},
     };
-    *o = (struct options){.agents = 1000, .seconds = 20, .jobs = 2000};
+    *o = (struct options){.agents = 1000, .seconds = 20, .jobs = 2000, .latency_jobs = 200};
     char exe_dir[4096];
     if (jz_exe_dir(exe_dir, sizeof exe_dir) != 0)
         snprintf(exe_dir, sizeof exe_dir, ".");
@@ -129,6 +132,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         case 'a': ok = parse_long(optarg, 0, 100000, &o->agents); break;
         case 's': ok = parse_long(optarg, 1, 3600, &o->seconds); break;
         case 'j': ok = parse_long(optarg, 0, 10000000, &o->jobs); break;
+        case 'l': ok = parse_long(optarg, 0, 100000, &o->latency_jobs); break;
         case 'h': usage(stdout); return 1;
         default: usage(stderr); return -1;
         }
@@ -749,6 +753,8 @@ struct jobs_result {
     bool ran;
     long jobs, submitted, submit_errors, ended, failed, other_end;
     double submit_s, elapsed_s, jobs_per_s, p50_ms, p99_ms, max_ms;
+    long idle_jobs;
+    double idle_p50_ms, idle_p99_ms; /* submit -> running, one job at a time */
     long log_problems, node_log_problems;
     char first_problem[300];
 };
@@ -889,6 +895,57 @@ static int run_jobs(const struct options *o, struct jobs_result *r, struct jz_er
         }
         sleep_ms(50);
     }
+    /* Submit -> running on an idle node: one job at a time, each waited for. */
+    long long id_base = 0; /* ids taken by these jobs: the throughput jobs come after */
+    if (o->latency_jobs > 0) {
+        double *idle = calloc((size_t)o->latency_jobs, sizeof *idle);
+        size_t ni = 0;
+        for (long k = 0; idle && k < o->latency_jobs && !g_signalled; k++) {
+            json_t *j = NULL;
+            if (http_json(&c, "POST", "/v1/jobs", d.token, job_body, 201, &j, err)) {
+                rc = err->code;
+                free(idle);
+                goto out;
+            }
+            long long id = json_integer_value(json_object_get(j, "id"));
+            json_decref(j);
+            id_base = id;
+            char path[64];
+            snprintf(path, sizeof path, "/v1/jobs/%lld", id);
+            for (int64_t w0 = now_ms();;) {
+                if (http_json(&c, "GET", path, d.token, NULL, 200, &j, err)) {
+                    rc = err->code;
+                    free(idle);
+                    goto out;
+                }
+                const char *st = json_string_value(json_object_get(j, "state"));
+                if (st && state_final(st)) {
+                    int64_t sub = 0, start = 0;
+                    const char *ss = json_string_value(json_object_get(j, "submit_time"));
+                    const char *rs = json_string_value(json_object_get(j, "start_time"));
+                    if (ss && rs && !jz_iso_parse_ms(ss, &sub, NULL) &&
+                        !jz_iso_parse_ms(rs, &start, NULL))
+                        idle[ni++] = (double)(start - sub);
+                    json_decref(j);
+                    break;
+                }
+                json_decref(j);
+                if (now_ms() - w0 > IO_TIMEOUT_MS) {
+                    rc = jz_error_set(err, JZ_ETIMEDOUT, "job %lld did not end", id);
+                    free(idle);
+                    goto out;
+                }
+                sleep_ms(2);
+            }
+        }
+        qsort(idle, ni, sizeof *idle, cmp_double);
+        r->idle_jobs = (long)ni;
+        r->idle_p50_ms = jz_quantile_sorted(idle, ni, 0.50);
+        r->idle_p99_ms = jz_quantile_sorted(idle, ni, 0.99);
+        free(idle);
+        fprintf(stderr, "jobs: %zu jobs one at a time: submit -> running p50 %.1f ms\n", ni,
+                r->idle_p50_ms);
+    }
     fprintf(stderr, "jobs: n1 up after %lld ms; submitting %ld jobs from %d clients\n",
             (long long)(now_ms() - t0), o->jobs, SUBMIT_CLIENTS);
     r->ran = true;
@@ -940,7 +997,7 @@ static int run_jobs(const struct options *o, struct jobs_result *r, struct jz_er
         sleep_ms(50);
     }
     /* Then one pass over every job for the figures. */
-    long long low = 0; /* every id <= low has ended */
+    long long low = id_base; /* every id <= low has ended */
     int64_t max_end = 0;
     size_t nlat = 0;
     while (r->ended < r->submitted) {
@@ -965,9 +1022,9 @@ static int run_jobs(const struct options *o, struct jobs_result *r, struct jz_er
                 }
                 if (!gap && id == low + 1)
                     low = id;
-                if (id < 1 || (size_t)id > n || seen[id])
+                if (id - id_base < 1 || (size_t)(id - id_base) > n || seen[id - id_base])
                     continue;
-                seen[id] = true;
+                seen[id - id_base] = true;
                 r->ended++;
                 if (strcmp(st, "SUCCEEDED") != 0) {
                     if (strcmp(st, "FAILED") == 0)
@@ -1137,6 +1194,11 @@ int main(int argc, char **argv)
                             have ? json_real(round3(r.p99_ms)) : json_null());
         json_object_set_new(j, "submit_to_running_max_ms",
                             have ? json_real(round3(r.max_ms)) : json_null());
+        json_object_set_new(j, "idle_jobs", json_integer(r.idle_jobs));
+        json_object_set_new(j, "idle_submit_to_running_p50_ms",
+                            r.idle_jobs ? json_real(round3(r.idle_p50_ms)) : json_null());
+        json_object_set_new(j, "idle_submit_to_running_p99_ms",
+                            r.idle_jobs ? json_real(round3(r.idle_p99_ms)) : json_null());
         json_object_set_new(j, "jazarid_log_warnings", json_integer(r.log_problems));
         json_object_set_new(j, "node_log_warnings", json_integer(r.node_log_problems));
         print_json(j);
