@@ -24,6 +24,7 @@
 #define BACKSTOP_EXTRA_S 30   /* after limit + grace, the agent kills a worker that hangs */
 #define MAX_ENV 64            /* variables jazarid may set for one part */
 #define MAX_OUTPUTS 1000      /* files of out/ sent back at the end */
+#define MAX_SPARE_DIRS 64     /* emptied job folders kept for reuse (remote nodes) */
 
 /* One part of a job on this node: running, or ended and not yet acknowledged by jazarid. */
 struct part {
@@ -63,6 +64,12 @@ struct jz_agent {
     struct part *parts;
     struct event *log_timer;
     struct event *records_ev; /* rewrites running.list at the end of this loop iteration */
+    /* Emptied job folders (with an empty out/) under STATE/spare, handed to the next jobs: a
+     * remote node makes and removes folders at the job rate, and ext4 hands out inodes slowly
+     * among recently deleted ones; renaming a ready folder costs no inode. */
+    int spare[MAX_SPARE_DIRS];
+    size_t nspare;
+    int spare_seq;
 };
 
 /* --- small helpers ----------------------------------------------------------------------- */
@@ -380,6 +387,68 @@ static void on_backstop(evutil_socket_t fd, short what, void *arg)
     jz_node_kill_group(p->agent->node, p->pid);
 }
 
+/* --- job folders on remote nodes --------------------------------------------------------- */
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+static char keep_dir[1300]; /* nftw has no argument for its callback: the folder to keep */
+
+static int empty_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    if (ftw->level == 0 || strcmp(path, keep_dir) == 0)
+        return 0;
+    return remove_entry(path, st, flag, ftw);
+}
+
+static void spare_path(const struct jz_agent *a, int k, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/spare/%d", a->state_dir, k);
+}
+
+/* A folder for a part: a spare one renamed into place, or a new one. */
+static int take_folder(struct jz_agent *a, const char *dir)
+{
+    struct stat st;
+    if (stat(dir, &st) == 0) /* files were staged into it already */
+        return 0;
+    while (a->nspare > 0) {
+        char spare[1200];
+        spare_path(a, a->spare[--a->nspare], spare, sizeof spare);
+        if (rename(spare, dir) == 0)
+            return 0;
+    }
+    return jz_mkdir_p(dir, 0750);
+}
+
+/* A part's folder once jazarid has its files: emptied (but for an empty out/) and kept for the
+ * next job, or removed when enough are kept. */
+static void release_folder(struct jz_agent *a, const char *dir)
+{
+    if (a->nspare < MAX_SPARE_DIRS) {
+        snprintf(keep_dir, sizeof keep_dir, "%s/out", dir);
+        char spare[1200];
+        int k = ++a->spare_seq;
+        spare_path(a, k, spare, sizeof spare);
+        if (nftw(dir, empty_entry, 16, FTW_DEPTH | FTW_PHYS) == 0) {
+            /* out/ itself may be missing (the worker failed early): a mkdir is still cheaper
+             * than the folder's. */
+            mkdir(keep_dir, 0750);
+            if (rename(dir, spare) == 0) {
+                a->spare[a->nspare++] = k;
+                return;
+            }
+        }
+    }
+    if (nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+        jz_log_warn("agent", "cannot remove %s: %s", dir, strerror(errno));
+}
+
 /* --- launching ------------------------------------------------------------------------------ */
 
 static int find_plugin(const struct jz_agent *a, const char *file, char *out, size_t len)
@@ -526,7 +595,7 @@ static void handle_launch(struct jz_agent *a, const json_t *m)
     int spec_fd = -1;
     /* Only the part's folder: the worker makes out/, and checkpoint/ at the first checkpoint
      * (every directory costs an inode, and ext4 is slow to hand out many). */
-    if (jz_mkdir_p(p->dir, 0750) != 0) {
+    if ((a->cfg.ship_files ? take_folder(a, p->dir) : jz_mkdir_p(p->dir, 0750)) != 0) {
         jz_error_set(&err, JZ_EIO, "cannot create %s: %s", p->dir, strerror(errno));
         goto fail;
     }
@@ -598,14 +667,6 @@ static void handle_stop(struct jz_agent *a, const json_t *m)
         jz_node_signal(a->node, p->pid, SIGTERM);
 }
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path) == 0 || errno == ENOENT ? 0 : -1;
-}
-
 static void handle_forget(struct jz_agent *a, const json_t *m)
 {
     struct part *p = find_part(a, jz_json_int(m, "job", 0), (int)jz_json_int(m, "part", 0),
@@ -616,10 +677,8 @@ static void handle_forget(struct jz_agent *a, const json_t *m)
         bool in_use = false;
         for (struct part *q = a->parts; q; q = q->next)
             in_use |= q != p && q->job == p->job;
-        if (a->cfg.ship_files && !in_use &&
-            nftw(p->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
-            jz_log_warn("agent", "job %lld: cannot remove %s: %s", (long long)p->job, p->dir,
-                        strerror(errno));
+        if (a->cfg.ship_files && !in_use)
+            release_folder(a, p->dir);
         part_unlink(a, p);
         part_free(p);
     }
@@ -810,6 +869,12 @@ int jz_agent_create(struct event_base *base, const struct jz_agent_config *cfg,
         (rc = jz_node_topology_xml(a->node, &a->xml, &a->xml_len, err)))
         goto fail;
     recover_leftovers(a);
+    if (cfg->ship_files) { /* spare folders of an earlier run: start with none */
+        char spare[1100];
+        snprintf(spare, sizeof spare, "%s/spare", a->state_dir);
+        nftw(spare, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        jz_mkdir_p(spare, 0750);
+    }
     a->records_ev = event_new(base, -1, 0, on_records_flush, a);
     if (cfg->ship_files) {
         a->log_timer = event_new(base, -1, EV_PERSIST, on_log_timer, a);
