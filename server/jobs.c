@@ -99,19 +99,11 @@ void jz_jobs_set_state(struct jz_job *job, enum jz_job_state s)
     job->jobs->counts[job->state]--;
     job->state = s;
     job->jobs->counts[s]++;
-    json_object_set_new(job->rec, "state", json_string(state_names[s]));
-}
-
-void jz_jobs_set_time(json_t *rec, const char *key, int64_t ms)
-{
-    char ts[40];
-    jz_time_format_iso(ms, ts, sizeof ts);
-    json_object_set_new(rec, key, json_string(ts));
 }
 
 void jz_jobs_set_reason(struct jz_job *job, const char *reason)
 {
-    json_object_set_new(job->rec, "reason", reason ? json_string(reason) : json_null());
+    jz_job_set_str(&job->reason, reason);
 }
 
 /* Writes the record and an event row into the current group transaction. */
@@ -119,10 +111,14 @@ void jz_jobs_persist(struct jz_job *job, const char *event_type, const char *det
 {
     struct jz_server *srv = job->jobs->srv;
     struct jz_error err = {0};
-    if (srv->store->ops->job_put(srv->store, job->rec, &err) ||
+    json_t *rec = jz_job_record_json(job, true);
+    if (!rec)
+        jz_error_set(&err, JZ_ENOMEM, "out of memory");
+    if (!rec || srv->store->ops->job_put(srv->store, rec, &err) ||
         (event_type && srv->store->ops->event_add(srv->store, job->id, jz_time_now_ms(),
                                                   event_type, detail, &err)))
         jz_log_error("jobs", "job %lld: %s", (long long)job->id, err.msg);
+    json_decref(rec);
     job->dirty = false;
     job->last_persist_ms = jz_time_mono_ms();
     jz_server_request_commit(srv);
@@ -153,9 +149,8 @@ int jz_jobs_table_put(struct jz_jobs *jobs, struct jz_job *job)
 }
 
 /* Fills the job's typed fields from its record (used at submit and at load). */
-static void job_from_record(struct jz_job *job)
+static void job_from_record(struct jz_job *job, const json_t *rec)
 {
-    json_t *rec = job->rec;
     job->id = jz_json_int(rec, "id", 0);
     jz_strlcpy(job->user, jz_json_str(rec, "user", ""), sizeof job->user);
     jz_strlcpy(job->tenant, jz_json_str(rec, "tenant", ""), sizeof job->tenant);
@@ -177,14 +172,17 @@ static void job_from_record(struct jz_job *job)
     job->run = jz_json_int(rec, "requeues", 0);
 }
 
-struct jz_job *jz_jobs_job_new(struct jz_jobs *jobs, json_t *rec)
+struct jz_job *jz_jobs_job_new(struct jz_jobs *jobs, const json_t *rec)
 {
     struct jz_job *job = calloc(1, sizeof *job);
     if (!job)
         return NULL;
     job->jobs = jobs;
-    job->rec = rec;
-    job_from_record(job);
+    job_from_record(job, rec);
+    if (jz_job_record_load(job, rec)) {
+        jz_jobs_job_free(job);
+        return NULL;
+    }
     return job;
 }
 
@@ -203,7 +201,7 @@ void jz_jobs_job_free(struct jz_job *job)
 {
     if (!job)
         return;
-    json_decref(job->rec);
+    jz_job_record_free(job);
     json_decref(job->outcome);
     jz_jobs_parts_free(job);
     if (job->preempt_timer)
@@ -310,7 +308,7 @@ static void charge(struct jz_job *job)
     unsigned gpus = gpus_in_use(job);
     if (job->start_ms > 0 && gpus > 0 && job->jobs->srv->ledger)
         jz_ledger_charge(job->jobs->srv->ledger, job->tenant,
-                         jz_json_str(job->rec, "plugin", "?"), job->id,
+                         jz_json_str(job->request, "plugin", "?"), job->id,
                          (double)gpus * (double)(jz_time_now_ms() - job->start_ms) / 1000.0);
     job->start_ms = 0;
 }
@@ -345,9 +343,10 @@ static void finish(struct jz_job *job, enum jz_job_state s, const char *reason)
     charge(job);
     sched_forget(job, s == JZ_JOB_SUCCEEDED);
     release_run(job);
+    jz_job_clear_placement(job); /* the record keeps where it ran, not what to adopt */
     jz_jobs_set_state(job, s);
     jz_jobs_set_reason(job, reason);
-    jz_jobs_set_time(job->rec, "end_time", jz_time_now_ms());
+    job->end_ms = jz_time_now_ms();
     char detail[1400];
     snprintf(detail, sizeof detail, "%s%s%s", state_names[s], reason ? ": " : "",
              reason ? reason : "");
@@ -372,10 +371,8 @@ static void requeue(struct jz_job *job, const char *reason)
     jz_jobs_set_state(job, JZ_JOB_PENDING);
     jz_jobs_set_reason(job, reason);
     job->run++;
-    json_object_set_new(job->rec, "requeues", json_integer(job->run));
-    json_object_set_new(job->rec, "start_time", json_null());
-    json_object_del(job->rec, "placement_parts");
-    json_object_del(job->rec, "run_start_ms");
+    job->start_wall_ms = 0;
+    jz_job_clear_placement(job);
     job->preempting = false;
     job->cancel_requested = false;
     jz_jobs_pending_add(jobs, job->user, +1);
@@ -410,10 +407,10 @@ static void conclude(struct jz_job *job)
         return;
     }
     json_t *code = json_object_get(o, "exit_code"), *sig = json_object_get(o, "signal");
-    json_object_set_new(job->rec, "exit_code", json_is_integer(code) ? json_incref(code)
-                                                                     : json_null());
-    json_object_set_new(job->rec, "signal", json_is_integer(sig) ? json_incref(sig)
-                                                                 : json_null());
+    job->has_exit_code = json_is_integer(code);
+    job->exit_code = (int)json_integer_value(code);
+    job->has_signal = json_is_integer(sig);
+    job->exit_signal = (int)json_integer_value(sig);
     enum jz_job_state s = JZ_JOB_FAILED;
     if (strcmp(st, "SUCCEEDED") == 0 && !job->cancel_requested)
         s = JZ_JOB_SUCCEEDED;
@@ -424,7 +421,7 @@ static void conclude(struct jz_job *job)
         s = JZ_JOB_TIMEOUT;
     if (s == JZ_JOB_CANCELLED)
         snprintf(reason, sizeof reason, "cancelled by %s",
-                 jz_json_str(job->rec, "cancelled_by", "a user"));
+                 job->cancelled_by[0] ? job->cancelled_by : "a user");
     else
         snprintf(reason, sizeof reason, "%s", why ? why : "");
     finish(job, s, reason[0] ? reason : NULL);
@@ -472,23 +469,22 @@ static void on_job_event(struct jz_job *job, const json_t *ev)
     bool important = false;
     if (strcmp(type, "progress") == 0) {
         double f = jz_json_num(ev, "fraction", 0);
-        const char *msg = jz_json_str(ev, "message", NULL);
-        json_object_set_new(job->rec, "progress",
-                            json_pack("{s:f, s:s?}", "fraction", f < 0 ? 0 : f > 1 ? 1 : f,
-                                      "message", msg));
+        job->has_progress = true;
+        job->progress = f < 0 ? 0 : f > 1 ? 1 : f;
+        jz_job_set_str(&job->progress_msg, jz_json_str(ev, "message", NULL));
     } else if (strcmp(type, "metric") == 0) {
         const char *name = jz_json_str(ev, "name", NULL);
-        json_t *metrics = json_object_get(job->rec, "metrics");
+        json_t *metrics = job->metrics;
         json_t *value = json_object_get(ev, "value");
         if (name && json_is_number(value) && jz_name_is_safe(name, 64) &&
             (json_object_get(metrics, name) || json_object_size(metrics) < JZ_MAX_METRICS_PER_JOB))
             json_object_set_new(metrics, name, json_real(json_number_value(value)));
         int64_t step = jz_json_int(ev, "step", -1);
         if (step >= 0)
-            json_object_set_new(job->rec, "metrics_step", json_integer(step));
+            job->metrics_step = step;
     } else if (strcmp(type, "artifact") == 0) {
         const char *name = jz_json_str(ev, "name", NULL);
-        json_t *arts = json_object_get(job->rec, "artifacts");
+        json_t *arts = job->artifacts;
         bool known = false;
         size_t i;
         json_t *a;
@@ -499,7 +495,7 @@ static void on_job_event(struct jz_job *job, const json_t *ev)
             important = true;
         }
     } else if (strcmp(type, "checkpoint") == 0) {
-        jz_jobs_set_time(job->rec, "checkpoint_time", jz_time_now_ms());
+        job->checkpoint_ms = jz_time_now_ms();
         important = true;
     } else {
         return;
@@ -587,12 +583,11 @@ static void on_part_msg(void *arg, size_t node, int64_t id, int part, const stru
     }
     if (strcmp(t, "started") == 0) {
         if (part == 0 && jz_json_str(m->hdr, "backend", NULL))
-            json_object_set_new(job->rec, "backend",
-                                json_string(jz_json_str(m->hdr, "backend", "cpu")));
+            jz_strlcpy(job->backend, jz_json_str(m->hdr, "backend", "cpu"),
+                       sizeof job->backend);
         if (!job->start_ms) {
             job->start_ms = jz_time_now_ms();
-            jz_jobs_set_time(job->rec, "start_time", job->start_ms); /* its process started */
-            json_object_set_new(job->rec, "run_start_ms", json_integer(job->start_ms));
+            job->start_wall_ms = job->start_ms; /* when its process started */
             /* Stored with the record's next write: a restart before it only loses the few
              * milliseconds between placement and start. */
             job->dirty = true;
@@ -641,17 +636,27 @@ static void start_job(struct jz_jobs *jobs, struct jz_job *job, struct jz_sched_
     struct jz_nodes *nodes = jobs->srv->nodes;
     jz_jobs_pending_add(jobs, job->user, -1);
     job->sched_started = true;
+    size_t ngpus = 0;
+    for (size_t k = 0; k < d->part_count; k++)
+        ngpus += d->parts[k].place.gpu_count;
+    jz_job_clear_placement(job);
     job->parts = calloc(d->part_count, sizeof *job->parts);
-    if (!job->parts) {
+    job->placed = calloc(d->part_count, sizeof *job->placed);
+    struct jz_job_gpu *view_gpus = calloc(ngpus + 1, sizeof *view_gpus);
+    char(*view_nodes)[64] = calloc(d->part_count, sizeof *view_nodes);
+    if (!job->parts || !job->placed || !view_gpus || !view_nodes) {
+        free(view_gpus);
+        free(view_nodes);
         finish(job, JZ_JOB_FAILED, "could not start: out of memory");
         return;
     }
     job->nparts = (unsigned)d->part_count;
-    json_t *gpus = json_array(), *names = json_array(), *stored = json_array();
-    char cpus[8192] = "", numa[1024] = "";
+    job->nplaced = d->part_count;
+    size_t g_at = 0;
     for (size_t k = 0; k < d->part_count; k++) {
         struct jz_sched_part *sp = &d->parts[k];
         struct jz_job_part *p = &job->parts[k];
+        struct jz_job_placed *pl = &job->placed[k];
         p->node = sp->node;
         p->gpus = sp->place.gpus;
         p->ngpus = sp->place.gpu_count;
@@ -660,42 +665,47 @@ static void start_job(struct jz_jobs *jobs, struct jz_job *job, struct jz_sched_
         sp->place.gpus = sp->place.cores = NULL;
         const struct jz_topo *topo = jz_nodes_topo(nodes, p->node);
         const char *nname = jz_nodes_name(nodes, p->node);
-        json_t *pg = json_array(), *pc = json_array();
+        jz_strlcpy(view_nodes[k], nname, sizeof view_nodes[k]);
+        jz_strlcpy(pl->node, nname, sizeof pl->node);
         for (size_t i = 0; i < p->ngpus; i++) {
             const struct jz_topo_gpu *g = jz_topo_gpu_at(topo, p->gpus[i]);
-            json_array_append_new(gpus, json_pack("{s:i, s:s, s:s, s:s}", "index", (int)g->index,
-                                                  "pci_bus_id", g->pci_bus_id, "model", g->model,
-                                                  "node", nname));
-            json_array_append_new(pg, json_integer((json_int_t)p->gpus[i]));
+            struct jz_job_gpu *vg = &view_gpus[g_at++];
+            vg->index = (int)g->index;
+            jz_strlcpy(vg->pci_bus_id, g->pci_bus_id, sizeof vg->pci_bus_id);
+            jz_strlcpy(vg->model, g->model, sizeof vg->model);
+            jz_strlcpy(vg->node, nname, sizeof vg->node);
         }
-        for (size_t i = 0; i < p->ncores; i++)
-            json_array_append_new(pc, json_integer((json_int_t)p->cores[i]));
-        json_array_append_new(names, json_string(nname));
+        /* The stored placement: what a restart adopts. */
+        pl->gpus = malloc((p->ngpus + 1) * sizeof *pl->gpus);
+        pl->cores = malloc((p->ncores + 1) * sizeof *pl->cores);
+        if (pl->gpus)
+            memcpy(pl->gpus, p->gpus, p->ngpus * sizeof *pl->gpus);
+        if (pl->cores)
+            memcpy(pl->cores, p->cores, p->ncores * sizeof *pl->cores);
+        pl->ngpus = pl->gpus ? p->ngpus : 0;
+        pl->ncores = pl->cores ? p->ncores : 0;
         char pcpus[8192] = "", pnuma[1024] = "";
         jz_cpulist_format(sp->place.cpus, sp->place.cpu_count, pcpus, sizeof pcpus);
         jz_cpulist_format(sp->place.numa, sp->place.numa_count, pnuma, sizeof pnuma);
-        if (k == 0) {
-            jz_strlcpy(cpus, pcpus, sizeof cpus);
-            jz_strlcpy(numa, pnuma, sizeof numa);
-        }
-        json_array_append_new(stored, json_pack("{s:s, s:o, s:o, s:s, s:s}", "node", nname,
-                                                "gpus", pg, "cores", pc, "cpus", pcpus,
-                                                "numa_nodes", pnuma));
+        pl->cpus = strdup(pcpus);
+        pl->numa_nodes = strdup(pnuma);
     }
+    free(job->view_gpus);
+    free(job->view_nodes);
+    job->view_gpus = view_gpus;
+    job->view_ngpus = ngpus;
+    job->view_nodes = view_nodes;
+    job->view_nnodes = d->part_count;
+    jz_job_set_str(&job->view_cpus, job->placed[0].cpus);
+    jz_job_set_str(&job->view_numa, job->placed[0].numa_nodes);
+    jz_job_set_str(&job->view_placement, d->parts[0].place.reason);
     /* The parts are launched only after the group commit has made RUNNING durable (see
      * jz_jobs_launch): a crash in between then reads as "node lost", never as a pending job
      * that would run a second time. */
     jz_jobs_set_state(job, JZ_JOB_RUNNING);
     jz_jobs_set_reason(job, NULL);
-    jz_jobs_set_time(job->rec, "start_time", jz_time_now_ms());
-    json_object_set(job->rec, "node", json_array_get(names, 0));
-    json_object_set_new(job->rec, "nodes", names);
-    json_object_set_new(job->rec, "gpus", gpus);
-    json_object_set_new(job->rec, "cpus", json_string(cpus));
-    json_object_set_new(job->rec, "numa_nodes", json_string(numa));
-    json_object_set_new(job->rec, "placement_parts", stored);
-    json_object_set_new(job->rec, "placement", json_string(d->parts[0].place.reason));
-    json_object_set_new(job->rec, "backend", json_null()); /* the node says, when it starts */
+    job->start_wall_ms = jz_time_now_ms();
+    job->backend[0] = '\0'; /* the node says, when it starts */
     job->start_ms = 0;
     jz_jobs_persist(job, "state", "RUNNING");
     job->launch_next = NULL;
@@ -743,12 +753,12 @@ static int launch_part(struct jz_jobs *jobs, struct jz_job *job, unsigned k, str
     struct jz_server *srv = jobs->srv;
     struct jz_job_part *p = &job->parts[k];
     const struct jz_plugin_entry *pe =
-        jz_plugins_find(srv->plugins, jz_json_str(job->rec, "plugin", ""));
+        jz_plugins_find(srv->plugins, jz_json_str(job->request, "plugin", ""));
     if (!pe)
         return jz_error_set(err, JZ_ENOENT, "plugin '%s' is no longer available",
-                            jz_json_str(job->rec, "plugin", ""));
+                            jz_json_str(job->request, "plugin", ""));
     bool local = jz_nodes_is_local(srv->nodes, p->node);
-    json_t *params = json_deep_copy(json_object_get(job->rec, "params"));
+    json_t *params = json_deep_copy(json_object_get(job->request, "params"));
     json_t *inputs = json_object();
     char ckpt[4300];
     jz_jobs_checkpoint_file(jobs, job->id, ckpt, sizeof ckpt);
@@ -760,7 +770,7 @@ static int launch_part(struct jz_jobs *jobs, struct jz_job *job, unsigned k, str
                                     "checkpoint/checkpoint.bin", ckpt, err);
         const char *key;
         json_t *v;
-        json_object_foreach(json_object_get(job->rec, "inputs"), key, v) {
+        json_object_foreach(json_object_get(job->request, "inputs"), key, v) {
             char name[300];
             snprintf(name, sizeof name, "in/%.200s", key);
             if (!rc && json_is_string(v))
@@ -770,7 +780,7 @@ static int launch_part(struct jz_jobs *jobs, struct jz_job *job, unsigned k, str
             json_object_del(params, key);
         }
     }
-    json_t *stored = json_array_get(json_object_get(job->rec, "placement_parts"), k);
+    const struct jz_job_placed *stored = k < job->nplaced ? &job->placed[k] : NULL;
     json_t *gpus = json_array();
     for (size_t i = 0; i < p->ngpus; i++)
         json_array_append_new(gpus, json_integer((json_int_t)p->gpus[i]));
@@ -778,9 +788,11 @@ static int launch_part(struct jz_jobs *jobs, struct jz_job *job, unsigned k, str
     json_t *extra = json_pack(
         "{s:s, s:o, s:o, s:o, s:s, s:s, s:I, s:I, s:s, s:o}", "plugin_file",
         file ? file + 1 : pe->path, "params", params, "inputs", inputs, "gpus", gpus, "cpus",
-        jz_json_str(stored, "cpus", ""), "numa_nodes", jz_json_str(stored, "numa_nodes", ""),
+        stored && stored->cpus ? stored->cpus : "", "numa_nodes",
+        stored && stored->numa_nodes ? stored->numa_nodes : "",
         "time_limit_s", (json_int_t)job->time_limit_s, "kill_grace_s",
-        (json_int_t)srv->cfg.kill_grace_s, "submit_dir", jz_json_str(job->rec, "submit_dir", ""),
+        (json_int_t)srv->cfg.kill_grace_s, "submit_dir",
+        jz_json_str(job->request, "submit_dir", ""),
         "env", part_env(job, k));
     if (rc) {
         json_decref(extra);
@@ -804,8 +816,8 @@ static int prepare_job_dir(struct jz_jobs *jobs, struct jz_job *job, struct jz_e
 {
     /* Folders appear when something is written there (a part's log or outputs, a shipped
      * file): a directory per job and start costs ext4 more than anything else at high rates. */
-    int64_t resume_from = jz_json_int(job->rec, "resume_from", 0);
-    if (resume_from && !jz_json_str(job->rec, "checkpoint_time", NULL)) {
+    int64_t resume_from = jz_json_int(job->request, "resume_from", 0);
+    if (resume_from && !job->checkpoint_ms) {
         char dir[4200];
         snprintf(dir, sizeof dir, "%s/jobs/%lld/checkpoint", jobs->srv->cfg.state_dir,
                  (long long)job->id);
@@ -956,13 +968,13 @@ void jz_jobs_sched_job(const struct jz_job *job, struct jz_sched_job *sj)
         .id = (uint64_t)job->id,
         .tenant = job->tenant,
         .user = job->user,
-        .class_name = jz_json_str(job->rec, "class", NULL),
+        .class_name = jz_json_str(job->request, "class", NULL),
         .gpus = job->req.gpus,
         .cpus_per_gpu = job->req.cpus_per_gpu,
         .cpus = job->req.cpus,
         .time_limit_s = job->time_limit_s,
         .preemptible = job->preemptible,
-        .submit_time = jz_json_int(job->rec, "submit_epoch", now_s()),
+        .submit_time = jz_json_int(job->request, "submit_epoch", now_s()),
         .model = job->model[0] ? job->model : NULL,
         .min_memory_bytes = job->req.min_memory_bytes,
         .nodes = job->nodes,
@@ -986,16 +998,10 @@ struct jz_job *jz_jobs_find(struct jz_jobs *jobs, int64_t id)
     return jobs->by_id[id];
 }
 
-/* Keys of the record that are the service's own business. */
-static const char *const internal_keys[] = {"submit_epoch", "placement_parts", "inputs",
-                                            "run_start_ms", "worker_pid", "job_pgid", NULL};
-
 json_t *jz_job_record(const struct jz_job *job)
 {
     /* A copy: what the scheduler knows now is shown, never written into the record. */
-    json_t *out = json_copy(job->rec);
-    for (size_t i = 0; internal_keys[i]; i++)
-        json_object_del(out, internal_keys[i]);
+    json_t *out = jz_job_record_json(job, false);
     struct jz_sched_job_info info;
     if (job->state == JZ_JOB_PENDING &&
         jz_sched_job_info(job->jobs->srv->sched, (uint64_t)job->id, &info, NULL) == 0) {
@@ -1003,7 +1009,7 @@ json_t *jz_job_record(const struct jz_job *job)
                           : info.reason == JZ_SCHED_REASON_NEW ? "queued; not yet considered"
                                                                : jz_sched_reason_name(info.reason);
         /* A requeued job says so until the scheduler has a reason of its own. */
-        const char *stored = jz_json_str(job->rec, "reason", "");
+        const char *stored = job->reason ? job->reason : "";
         if (!(info.reason == JZ_SCHED_REASON_NEW && strncmp(stored, "requeued", 8) == 0))
             json_object_set_new(out, "reason", json_string(why));
         json_object_set_new(out, "reason_code", json_string(jz_sched_reason_name(info.reason)));
@@ -1042,7 +1048,7 @@ int jz_jobs_cancel(struct jz_jobs *jobs, struct jz_job *job, const char *by,
     if (state_is_final(job->state))
         return jz_error_set(err, JZ_EBUSY, "job %lld already ended (%s)", (long long)job->id,
                             state_names[job->state]);
-    json_object_set_new(job->rec, "cancelled_by", json_string(by));
+    jz_strlcpy(job->cancelled_by, by, sizeof job->cancelled_by);
     if (job->state == JZ_JOB_PENDING) {
         jz_jobs_pending_add(jobs, job->user, -1);
         finish(job, JZ_JOB_CANCELLED, "cancelled before it started");

@@ -15,6 +15,21 @@
 
 struct watch;
 
+/* A GPU of a job's run, as shown (kept after the run ends). */
+struct jz_job_gpu {
+    int index;
+    char pci_bus_id[JZ_TOPO_PCI_ID_LEN];
+    char model[JZ_TOPO_MODEL_LEN];
+    char node[64];
+};
+
+/* Where a part of the current run was placed, as stored (a restart adopts it from this). */
+struct jz_job_placed {
+    char node[64];
+    size_t *gpus, ngpus, *cores, ncores;
+    char *cpus, *numa_nodes;
+};
+
 /* One part of a running job: its share of the job on one node. */
 struct jz_job_part {
     size_t node;
@@ -26,7 +41,10 @@ struct jz_job_part {
 struct jz_job {
     struct jz_jobs *jobs;
     int64_t id;
-    json_t *rec; /* the durable record: what is stored and (less internal keys) shown */
+    /* What was submitted, as accepted: name, plugin, params, resources, class, inputs... It
+     * does not change; everything that does is typed below, and the record's JSON is made from
+     * both at the edges only (job_record.c: the store, the API). */
+    json_t *request;
     enum jz_job_state state;
     char user[JZ_MAX_NAME_LEN + 1];
     char tenant[JZ_MAX_NAME_LEN + 1];
@@ -36,7 +54,28 @@ struct jz_job {
     int64_t time_limit_s;
     bool preemptible;
     bool requeue; /* requeued, not failed, when its node is lost */
-    int64_t run;  /* launches so far: messages of older runs are stale */
+    int64_t run;  /* launches so far (the record's "requeues"): older runs' messages are stale */
+    /* the run, typed */
+    char *reason;                              /* NULL: none */
+    int64_t submit_ms, start_wall_ms, end_ms;  /* 0: not yet */
+    int64_t checkpoint_ms;                     /* the last checkpoint, 0: none */
+    bool has_exit_code, has_signal;
+    int exit_code, exit_signal;
+    char backend[16];                          /* "": not started */
+    bool has_progress;
+    double progress;
+    char *progress_msg;
+    json_t *metrics;                           /* name -> number */
+    int64_t metrics_step;                      /* -1: none */
+    json_t *artifacts;                         /* names */
+    char cancelled_by[JZ_MAX_NAME_LEN + 1];    /* "": nobody */
+    struct jz_job_gpu *view_gpus;              /* the last run's placement, as shown */
+    size_t view_ngpus;
+    char (*view_nodes)[64];
+    size_t view_nnodes;
+    char *view_cpus, *view_numa, *view_placement;
+    struct jz_job_placed *placed;              /* the current run's placement, stored */
+    size_t nplaced;
     struct jz_job *launch_next; /* placed, waiting for the commit before its parts start */
     /* while running */
     struct jz_job_part *parts;
@@ -76,10 +115,10 @@ struct jz_jobs {
 void jz_jobs_parts_free(struct jz_job *job);
 void jz_jobs_set_state(struct jz_job *job, enum jz_job_state s);
 void jz_jobs_set_reason(struct jz_job *job, const char *reason);
-void jz_jobs_set_time(json_t *rec, const char *key, int64_t ms);
 void jz_jobs_persist(struct jz_job *job, const char *event_type, const char *detail);
 int jz_jobs_table_put(struct jz_jobs *jobs, struct jz_job *job);
-struct jz_job *jz_jobs_job_new(struct jz_jobs *jobs, json_t *rec);
+/* A job from a record (borrowed): typed fields and the request. */
+struct jz_job *jz_jobs_job_new(struct jz_jobs *jobs, const json_t *rec);
 void jz_jobs_job_free(struct jz_job *job);
 int jz_jobs_sched_submit(struct jz_jobs *jobs, struct jz_job *job, struct jz_error *err);
 void jz_jobs_pending_add(struct jz_jobs *jobs, const char *user, int delta);
@@ -93,6 +132,16 @@ void jz_jobs_part_send(struct jz_job *job, unsigned part, const char *t, json_t 
 /* Tells a node to stop and forget a part that is not (or no longer) the job's. */
 void jz_jobs_stale_part(struct jz_jobs *jobs, size_t node, int64_t job, int part, int64_t run,
                         bool running);
+
+/* job_record.c: the record's JSON, made from the typed job and read back into it */
+/* Fills the typed fields from a stored record; takes a reference to rec's request keys. */
+int jz_job_record_load(struct jz_job *job, const json_t *rec);
+/* The whole record (new reference): with internal keys for the store, without for the API. */
+json_t *jz_job_record_json(const struct jz_job *job, bool internal);
+void jz_job_record_free(struct jz_job *job);
+/* Replaces a string field (NULL clears it). */
+void jz_job_set_str(char **field, const char *value);
+void jz_job_clear_placement(struct jz_job *job);
 
 /* jobs_recover.c */
 int jz_jobs_load(struct jz_jobs *jobs, struct jz_error *err);

@@ -11,13 +11,12 @@
 #include "server/jobs_internal.h"
 #include "server/nodes.h"
 
-/* A running job's parts from its record's placement (after a restart), adopted by the
+/* A running job's parts from its stored placement (after a restart), adopted by the
  * scheduler; JZ_ENOENT when a node is unknown. */
 static int adopt(struct jz_jobs *jobs, struct jz_job *job, struct jz_error *err)
 {
-    json_t *stored = json_object_get(job->rec, "placement_parts");
-    size_t n = json_array_size(stored);
-    if (n == 0 || n > JZ_MAX_NODES_PER_JOB)
+    size_t n = job->nplaced;
+    if (n == 0)
         return jz_error_set(err, JZ_ENOENT, "no placement recorded");
     job->parts = calloc(n, sizeof *job->parts);
     struct jz_sched_part_spec *specs = calloc(n, sizeof *specs);
@@ -28,26 +27,22 @@ static int adopt(struct jz_jobs *jobs, struct jz_job *job, struct jz_error *err)
     }
     job->nparts = (unsigned)n;
     for (size_t k = 0; k < n && !rc; k++) {
-        json_t *sp = json_array_get(stored, k);
+        const struct jz_job_placed *sp = &job->placed[k];
         struct jz_job_part *p = &job->parts[k];
-        if (jz_nodes_find(jobs->srv->nodes, jz_json_str(sp, "node", ""), &p->node)) {
-            rc = jz_error_set(err, JZ_ENOENT, "node %s is not known any more",
-                              jz_json_str(sp, "node", "?"));
+        if (jz_nodes_find(jobs->srv->nodes, sp->node, &p->node)) {
+            rc = jz_error_set(err, JZ_ENOENT, "node %s is not known any more", sp->node);
             break;
         }
-        json_t *g = json_object_get(sp, "gpus"), *c = json_object_get(sp, "cores");
-        p->ngpus = json_array_size(g);
-        p->ncores = json_array_size(c);
+        p->ngpus = sp->ngpus;
+        p->ncores = sp->ncores;
         p->gpus = calloc(p->ngpus + 1, sizeof *p->gpus);
         p->cores = calloc(p->ncores + 1, sizeof *p->cores);
         if (!p->gpus || !p->cores) {
             rc = jz_error_set(err, JZ_ENOMEM, "out of memory");
             break;
         }
-        for (size_t i = 0; i < p->ngpus; i++)
-            p->gpus[i] = (size_t)json_integer_value(json_array_get(g, i));
-        for (size_t i = 0; i < p->ncores; i++)
-            p->cores[i] = (size_t)json_integer_value(json_array_get(c, i));
+        memcpy(p->gpus, sp->gpus, p->ngpus * sizeof *p->gpus);
+        memcpy(p->cores, sp->cores, p->ncores * sizeof *p->cores);
         p->launched = true; /* it may be running there: the node's hello will say */
         specs[k] = (struct jz_sched_part_spec){.node = p->node, .gpus = p->gpus,
                                                .gpu_count = p->ngpus, .cores = p->cores,
@@ -56,15 +51,14 @@ static int adopt(struct jz_jobs *jobs, struct jz_job *job, struct jz_error *err)
     if (!rc) {
         struct jz_sched_job sj;
         jz_jobs_sched_job(job, &sj);
-        int64_t start = jz_json_int(job->rec, "run_start_ms", 0);
-        rc = jz_sched_adopt_running(jobs->srv->sched, &sj, specs, n,
-                                    start > 0 ? start / 1000 : jz_time_now_ms() / 1000, err);
+        int64_t start = job->start_ms > 0 ? job->start_ms : jz_time_now_ms();
+        rc = jz_sched_adopt_running(jobs->srv->sched, &sj, specs, n, start / 1000, err);
     }
     free(specs);
     if (!rc) {
         job->sched_started = true;
-        int64_t start = jz_json_int(job->rec, "run_start_ms", 0);
-        job->start_ms = start > 0 ? start : jz_time_now_ms();
+        if (!job->start_ms)
+            job->start_ms = jz_time_now_ms();
     }
     return rc;
 }
@@ -75,14 +69,14 @@ static void lost_at_load(struct jz_jobs *jobs, struct jz_job *job, const char *w
 {
     char reason[400];
     struct jz_error err = {0};
-    json_object_del(job->rec, "placement_parts");
+    jz_job_clear_placement(job);
+    job->start_ms = 0;
     if (job->preemptible || job->requeue) {
         jz_jobs_set_state(job, JZ_JOB_PENDING);
         snprintf(reason, sizeof reason, "requeued: %s", why);
         jz_jobs_set_reason(job, reason);
         job->run++;
-        json_object_set_new(job->rec, "requeues", json_integer(job->run));
-        json_object_set_new(job->rec, "start_time", json_null());
+        job->start_wall_ms = 0;
         jz_jobs_pending_add(jobs, job->user, +1);
         jz_jobs_persist(job, "state", reason);
         if (jz_jobs_sched_submit(jobs, job, &err)) {
@@ -94,7 +88,7 @@ static void lost_at_load(struct jz_jobs *jobs, struct jz_job *job, const char *w
     } else {
         jz_jobs_set_state(job, JZ_JOB_FAILED);
         jz_jobs_set_reason(job, why);
-        jz_jobs_set_time(job->rec, "end_time", jz_time_now_ms());
+        job->end_ms = jz_time_now_ms();
         jz_jobs_persist(job, "state", why);
     }
 }
@@ -102,7 +96,7 @@ static void lost_at_load(struct jz_jobs *jobs, struct jz_job *job, const char *w
 static int load_job(void *arg, json_t *rec)
 {
     struct jz_jobs *jobs = arg;
-    struct jz_job *job = jz_jobs_job_new(jobs, json_incref(rec));
+    struct jz_job *job = jz_jobs_job_new(jobs, rec);
     if (!job)
         return 1;
     int rc = jz_jobs_table_put(jobs, job);

@@ -360,11 +360,9 @@ int jz_jobs_submit(struct jz_jobs *jobs, const struct jz_user *user, const json_
         json_object_set(rec, "class", jclass);
     json_object_set_new(rec, "submit_epoch", json_integer(now_s()));
     struct jz_job *job = jz_jobs_job_new(jobs, rec);
+    json_decref(rec); /* the job keeps what it needs, typed */
     if (!job || jz_jobs_table_put(jobs, job)) {
-        if (job)
-            jz_jobs_job_free(job);
-        else
-            json_decref(rec);
+        jz_jobs_job_free(job);
         return jz_error_set(err, JZ_ENOMEM, "out of memory");
     }
     struct jz_error serr = {0};
