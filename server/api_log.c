@@ -108,11 +108,14 @@ static void follower_tick(evutil_socket_t fd, short what, void *arg)
     evtimer_add(f->timer, &tv);
 }
 
+/* The job's log grew (lines from a remote node) or the job ended. */
 static void on_job_end(void *arg, struct jz_job *job, bool ended)
 {
     struct follower *f = arg;
-    f->watch = NULL; /* the job drops its watch list when it ends */
-    f->ended = true;
+    if (ended) {
+        f->watch = NULL; /* the job drops its watch list when it ends */
+        f->ended = true;
+    }
     event_active(f->timer, EV_TIMEOUT, 0);
 }
 

@@ -410,6 +410,11 @@ def test_files(svc):
     got = subprocess.run(["sha256sum", os.path.join(svc.state, "blob")], capture_output=True,
                          text=True).stdout.split()[0]
     assert got in log, (got, log)
+    # jazari logs -f follows a job on a remote node as its lines arrive.
+    argv = ["sh", "-c", "for i in 1 2 3 4 5; do echo tick $i; sleep 0.2; done"]
+    jid = svc.submit(t, {"plugin": "batch", "params": {"argv": argv}})
+    rc, out, err = svc.cli("logs", "-f", str(jid), timeout=60)
+    assert rc == 0 and all("tick %d" % i in out for i in range(1, 6)), (rc, out, err)
     # Checkpoint on one node, resume on the other.
     first = svc.submit(t, {"plugin": "example", "params": {"count": 40, "delay_ms": 50}})
     deadline = time.time() + 20
