@@ -191,7 +191,11 @@ def test_kill9_server(svc):
                 % (pause, k)]
         ids.append(svc.submit(t, {"plugin": "batch", "params": {"argv": argv},
                                   "resources": {"gpus": 1}}))
-    for i in ids:
+    # A gang over two nodes is adopted as a whole.
+    gang = svc.submit(t, {"plugin": "batch", "params": {"argv": [
+        "sh", "-c", 'sleep 2; echo "rank $JAZARI_NODE_RANK done"']},
+        "resources": {"nodes": 2, "gpus_per_node": 2}})
+    for i in ids + [gang]:
         svc.wait_running(t, i, timeout=20)
     svc.kill9()
     time.sleep(1.5)
@@ -205,6 +209,10 @@ def test_kill9_server(svc):
         assert "before" in log and "after" in log, log
         st, body = svc.http("GET", "/v1/jobs/%d/artifacts/out.txt" % i, token=t)
         assert st == 200 and str(body).strip() == str(k), (st, body)
+    j = svc.wait(t, gang, timeout=60)
+    st, log = svc.http("GET", "/v1/jobs/%d/log" % gang, token=t)
+    assert j["state"] == "SUCCEEDED" and len(j["nodes"]) == 2, j
+    assert "rank 0 done" in log and "rank 1 done" in log, log
 
 
 def test_agent_failures(svc):
@@ -464,8 +472,16 @@ def test_operators(svc):
     assert nodes["r1"]["site"] == "rabat" and nodes["c1"]["site"] == "casa", nodes
     rc, out, err = svc.cli("nodes", "--site", "rabat")
     assert rc == 0 and "r1" in out and "c1" not in out, (out, err)
+    # Drained with a job running: draining until it ends, then drained.
+    busy = svc.submit(svc.admin, {"plugin": "batch", "params": {"argv": ["sleep", "1.5"]},
+                                  "resources": {"gpus": 1, "gpu_model": "V100"}})
+    svc.wait_running(svc.admin, busy, timeout=20)
     rc, out, err = svc.cli("node", "drain", "r1", "--reason", "disk swap")
     assert rc == 0, (out, err)
+    assert svc.nodes()["r1"]["state"] == "draining", svc.nodes()["r1"]
+    rc, out, err = svc.cli("nodes")
+    assert "disk swap" in out, out
+    assert svc.wait(svc.admin, busy)["state"] == "SUCCEEDED"
     assert svc.nodes()["r1"]["state"] == "drained"
     jid = svc.submit(svc.admin, {"plugin": "batch", "params": {"argv": ["true"]},
                                  "resources": {"gpus": 1, "gpu_model": "V100"}})
