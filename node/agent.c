@@ -43,6 +43,7 @@ struct part {
     json_t *exit_ev;        /* the worker's last "exit" event */
     char error[1024];       /* the last "error" event's message */
     off_t log_sent;         /* bytes of the log sent to jazarid */
+    off_t log_start;        /* where this run's lines begin in the log */
     json_t *outcome;        /* set when ended: {"state", "reason", "exit_code", "signal"} */
     bool reported;          /* the outcome was sent on the current connection */
     bool offline_end;       /* it ended while disconnected: its checkpoint goes with it */
@@ -191,7 +192,10 @@ static void ship_file(struct part *p, const char *name)
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
         return;
-    if (a->send_file) {
+    struct stat st;
+    /* Large files go from disk (no copy in memory); small ones are copied, so that a job's
+     * thousand small outputs do not hold a thousand descriptors until they are sent. */
+    if (a->send_file && fstat(fd, &st) == 0 && st.st_size > (off_t)JZ_PROTO_CHUNK) {
         json_t *h = part_hdr("file", p);
         json_object_set_new(h, "name", json_string(name));
         if (a->connected)
@@ -401,9 +405,32 @@ static char keep_dir[1300]; /* nftw has no argument for its callback: the folder
 
 static int empty_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
-    if (ftw->level == 0 || strcmp(path, keep_dir) == 0)
+    /* Keep the folder and its out/ only as real directories (a job may have put a link or a
+     * file there): anything else goes. */
+    if (ftw->level == 0 || (flag == FTW_DP && strcmp(path, keep_dir) == 0))
         return 0;
     return remove_entry(path, st, flag, ftw);
+}
+
+/* True when dir holds exactly an empty out/ directory (what a spare folder must be). */
+static bool folder_is_clean(const char *dir, const char *out)
+{
+    struct stat st;
+    if (lstat(out, &st) != 0 || !S_ISDIR(st.st_mode))
+        return false;
+    size_t n = 0;
+    const char *paths[] = {dir, out};
+    for (int i = 0; i < 2; i++) {
+        DIR *d = opendir(paths[i]);
+        if (!d)
+            return false;
+        struct dirent *e;
+        while ((e = readdir(d)))
+            if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+                n++;
+        closedir(d);
+    }
+    return n == 1; /* out/ itself */
 }
 
 static void spare_path(const struct jz_agent *a, int k, char *buf, size_t len)
@@ -439,7 +466,7 @@ static void release_folder(struct jz_agent *a, const char *dir)
             /* out/ itself may be missing (the worker failed early): a mkdir is still cheaper
              * than the folder's. */
             mkdir(keep_dir, 0750);
-            if (rename(dir, spare) == 0) {
+            if (folder_is_clean(dir, keep_dir) && rename(dir, spare) == 0) {
                 a->spare[a->nspare++] = k;
                 return;
             }
@@ -602,7 +629,7 @@ static void handle_launch(struct jz_agent *a, const json_t *m)
     /* A log left by an earlier run of this job on this node was sent then. */
     struct stat st;
     snprintf(sub, sizeof sub, "%s/log", p->dir);
-    p->log_sent = stat(sub, &st) == 0 ? st.st_size : 0;
+    p->log_sent = p->log_start = stat(sub, &st) == 0 ? st.st_size : 0;
     if (find_plugin(a, jz_json_str(m, "plugin_file", ""), plugin_path, sizeof plugin_path)) {
         jz_error_set(&err, JZ_ENOENT, "plugin file '%s' is not installed here",
                      jz_json_str(m, "plugin_file", ""));
@@ -724,10 +751,12 @@ static void handle_log_from(struct jz_agent *a, const json_t *m)
 {
     struct part *p = find_part(a, jz_json_int(m, "job", 0), (int)jz_json_int(m, "part", 0),
                                jz_json_int(m, "run", 0));
-    int64_t off = jz_json_int(m, "off", -1);
-    if (p && off >= 0 && off < p->log_sent)
-        p->log_sent = off;
+    int64_t off = jz_json_int(m, "off", -1); /* bytes of this run's lines jazarid has */
+    if (p && off >= 0 && p->log_start + off < p->log_sent)
+        p->log_sent = p->log_start + off;
 }
+
+static void handle_synced(struct jz_agent *a);
 
 void jz_agent_receive(struct jz_agent *a, const struct jz_msg *m)
 {
@@ -742,6 +771,8 @@ void jz_agent_receive(struct jz_agent *a, const struct jz_msg *m)
         handle_file(a, m);
     else if (strcmp(t, "log_from") == 0)
         handle_log_from(a, m->hdr);
+    else if (strcmp(t, "synced") == 0)
+        handle_synced(a);
     else
         jz_log_debug("agent", "ignoring a '%.40s' message", t);
 }
@@ -767,8 +798,15 @@ json_t *jz_agent_hello(struct jz_agent *a)
 void jz_agent_connected(struct jz_agent *a)
 {
     a->connected = true;
-    for (struct part *p = a->parts; p; p = p->next) {
+    for (struct part *p = a->parts; p; p = p->next)
         p->reported = false;
+}
+
+/* jazarid has reconciled this node's parts (and said where each log stands): what ended or was
+ * written while disconnected can go now. */
+static void handle_synced(struct jz_agent *a)
+{
+    for (struct part *p = a->parts; p; p = p->next) {
         /* A checkpoint sent on the lost connection may not have arrived: send the latest. */
         char ckpt[1300];
         snprintf(ckpt, sizeof ckpt, "%s/checkpoint/checkpoint.bin", p->dir);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -430,6 +431,12 @@ int main(int argc, char **argv)
     }
     jz_log_init(stderr, (enum jz_log_sev)level);
     signal(SIGPIPE, SIG_IGN);
+    /* Workers' pipes, memfds and files being sent take descriptors: as many as allowed. */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &nofile);
+    }
     if (jz_mkdir_p(state_dir, 0750) != 0 ||
         !realpath(state_dir, m.state_dir)) {
         fprintf(stderr, "jazari-node: cannot use state folder %s: %s\n", state_dir,

@@ -59,7 +59,12 @@ int jz_proto_write_file(struct evbuffer *out, json_t *hdr, int fd, struct jz_err
     }
     int rc = 0;
     off_t off = 0;
-    do {
+    /* Each frame is built aside and moved in whole: a failure never leaves a header without
+     * its data in the stream. */
+    struct evbuffer *frame = evbuffer_new();
+    if (!frame)
+        rc = jz_error_set(err, JZ_ENOMEM, "out of memory");
+    while (!rc) {
         size_t len = (size_t)(size - off) < JZ_PROTO_CHUNK ? (size_t)(size - off) : JZ_PROTO_CHUNK;
         json_object_set_new(hdr, "off", json_integer((json_int_t)off));
         json_object_set_new(hdr, "last", json_boolean(off + (off_t)len >= size));
@@ -67,14 +72,22 @@ int jz_proto_write_file(struct evbuffer *out, json_t *hdr, int fd, struct jz_err
             json_object_set_new(hdr, "len", json_integer((json_int_t)len));
         else
             json_object_del(hdr, "len");
-        if ((rc = write_header(out, hdr, err)))
+        if ((rc = write_header(frame, hdr, err)))
             break;
-        if (len && evbuffer_add_file_segment(out, seg, off, (ev_off_t)len) != 0) {
+        if (len && evbuffer_add_file_segment(frame, seg, off, (ev_off_t)len) != 0) {
             rc = jz_error_set(err, JZ_ENOMEM, "cannot queue a file chunk");
             break;
         }
+        if (evbuffer_add_buffer(out, frame) != 0) {
+            rc = jz_error_set(err, JZ_ENOMEM, "out of memory");
+            break;
+        }
         off += (off_t)len;
-    } while (off < size);
+        if (off >= size)
+            break;
+    }
+    if (frame)
+        evbuffer_free(frame);
     if (seg)
         evbuffer_file_segment_free(seg); /* the queued chunks hold their own references */
     return rc;

@@ -162,6 +162,7 @@ json_t *jz_job_record_json(const struct jz_job *job, bool internal)
         json_object_set_new(rec, "placement_parts", stored);
         if (job->start_ms)
             json_object_set_new(rec, "run_start_ms", json_integer(job->start_ms));
+        json_object_set_new(rec, "run_log_base", json_integer(job->log_base));
     }
     return rec;
 }
@@ -229,12 +230,13 @@ int jz_job_record_load(struct jz_job *job, const json_t *rec)
     jz_job_set_str(&job->view_numa, jz_json_str(rec, "numa_nodes", NULL));
     jz_job_set_str(&job->view_placement, jz_json_str(rec, "placement", NULL));
     json_t *stored = json_object_get(rec, "placement_parts");
-    job->nplaced = json_array_size(stored);
-    if (job->nplaced > JZ_MAX_NODES_PER_JOB)
-        job->nplaced = 0;
-    job->placed = job->nplaced ? calloc(job->nplaced, sizeof *job->placed) : NULL;
-    if (job->nplaced && !job->placed)
+    size_t nplaced = json_array_size(stored);
+    if (nplaced > JZ_MAX_NODES_PER_JOB)
+        nplaced = 0;
+    job->placed = nplaced ? calloc(nplaced, sizeof *job->placed) : NULL;
+    if (nplaced && !job->placed)
         return JZ_ENOMEM;
+    job->nplaced = nplaced;
     for (size_t i = 0; i < job->nplaced; i++) {
         json_t *sp = json_array_get(stored, i);
         struct jz_job_placed *p = &job->placed[i];
@@ -247,5 +249,6 @@ int jz_job_record_load(struct jz_job *job, const json_t *rec)
             return JZ_ENOMEM;
     }
     job->start_ms = job->nplaced ? jz_json_int(rec, "run_start_ms", 0) : 0;
+    job->log_base = job->nplaced ? jz_json_int(rec, "run_log_base", 0) : 0;
     return 0;
 }

@@ -705,6 +705,11 @@ static void start_job(struct jz_jobs *jobs, struct jz_job *job, struct jz_sched_
     jz_jobs_set_state(job, JZ_JOB_RUNNING);
     jz_jobs_set_reason(job, NULL);
     job->start_wall_ms = jz_time_now_ms();
+    /* Earlier runs' lines stay in the log: this run's begin here (see log_from). */
+    char log[4200];
+    struct stat lst;
+    jz_job_log_path(jobs, job, log, sizeof log);
+    job->log_base = stat(log, &lst) == 0 ? (int64_t)lst.st_size : 0;
     job->backend[0] = '\0'; /* the node says, when it starts */
     job->start_ms = 0;
     jz_jobs_persist(job, "state", "RUNNING");

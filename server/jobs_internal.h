@@ -81,6 +81,7 @@ struct jz_job {
     struct jz_job_part *parts;
     unsigned nparts;
     int64_t start_ms; /* when its first part started (0 before) */
+    int64_t log_base; /* size of the job's log when this run was placed: where its lines begin */
     bool cancel_requested;
     bool sched_started; /* the scheduler counts its resources as in use */
     bool preempting;    /* told to checkpoint and stop; requeued when it ends */

@@ -149,6 +149,20 @@ static bool listed(const json_t *list, int64_t job, unsigned part, int64_t run)
     return false;
 }
 
+/* Log lines queued on a lost connection: the node sends again from what jazarid has of this
+ * run. The log is the part's alone for a one-node job (a gang's parts share it: not there). */
+static void send_log_from(struct jz_jobs *jobs, struct jz_job *job, size_t node)
+{
+    if (job->nparts != 1 || jz_nodes_is_local(jobs->srv->nodes, node))
+        return;
+    char path[4200];
+    struct stat st;
+    jz_job_log_path(jobs, job, path, sizeof path);
+    int64_t have = stat(path, &st) == 0 ? (int64_t)st.st_size : 0;
+    int64_t off = have >= job->log_base ? have - job->log_base : 0;
+    jz_jobs_part_send(job, 0, "log_from", json_pack("{s:I}", "off", (json_int_t)off));
+}
+
 /* A node said hello: its running parts that are no longer the job's are stopped there; parts
  * the job thinks run there but the node does not know were lost with its old agent; parts that
  * ended while it was away report their outcome next. */
@@ -172,15 +186,7 @@ void jz_jobs_node_hello(void *arg, size_t node, const json_t *running, const jso
             jz_jobs_stale_part(jobs, node, id, part, run, true);
             continue;
         }
-        /* Log lines queued on the lost connection: the node sends again from what jazarid has.
-         * The log file is the part's alone for a one-node job (a gang's parts share it). */
-        if (job->nparts == 1 && !jz_nodes_is_local(jobs->srv->nodes, node)) {
-            char path[4200];
-            struct stat st;
-            jz_job_log_path(jobs, job, path, sizeof path);
-            int64_t have = stat(path, &st) == 0 ? (int64_t)st.st_size : 0;
-            jz_jobs_part_send(job, 0, "log_from", json_pack("{s:I}", "off", (json_int_t)have));
-        }
+        send_log_from(jobs, job, node);
         /* A stop sent while the node was away was lost with its connection: say it again. */
         const char *st = jz_json_str(job->outcome, "state", "SUCCEEDED");
         if (job->cancel_requested)
@@ -192,6 +198,14 @@ void jz_jobs_node_hello(void *arg, size_t node, const json_t *running, const jso
         else if (job->outcome && strcmp(st, "SUCCEEDED") != 0)
             jz_jobs_part_send(job, (unsigned)part, "stop",
                               json_pack("{s:s, s:s}", "how", "term", "why", "gang"));
+    }
+    json_array_foreach(ended, i, e) {
+        struct jz_job *job = jz_jobs_find(jobs, jz_json_int(e, "job", 0));
+        int part = (int)jz_json_int(e, "part", 0);
+        if (job && job->state == JZ_JOB_RUNNING && jz_json_int(e, "run", 0) == job->run &&
+            (unsigned)part < job->nparts && job->parts[part].node == node &&
+            !job->parts[part].ended)
+            send_log_from(jobs, job, node); /* before its last lines and outcome come */
     }
     for (struct jz_job *job = jobs->running, *next; job; job = next) {
         next = job->run_next; /* the job may leave the list */

@@ -284,8 +284,11 @@ int jz_nodes_send_file(struct jz_nodes *n, size_t node, int64_t job, int part, c
     if (!e || !e->conn || e->link != LINK_UP || !e->conn->bev)
         return jz_error_set(err, JZ_EAGAIN, "node %s is not connected", jz_nodes_name(n, node));
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
-        return jz_error_set(err, JZ_EIO, "cannot read %s: %s", path, strerror(errno));
+    if (fd < 0) /* out of descriptors or memory may pass; a missing or unreadable file won't */
+        return jz_error_set(err,
+                            errno == EMFILE || errno == ENFILE || errno == ENOMEM ? JZ_EAGAIN
+                                                                                  : JZ_EIO,
+                            "cannot read %s: %s", path, strerror(errno));
     /* Sent from the file as the connection drains: a large checkpoint is not read into memory,
      * nor does it hold up the loop. */
     json_t *h = json_pack("{s:s, s:I, s:i, s:s}", "t", "file", "job", (json_int_t)job, "part",
@@ -584,6 +587,10 @@ static void accept_hello(struct jz_nodes *n, struct conn *c, const struct jz_msg
     if (n->h.node_hello)
         n->h.node_hello(n->harg, (size_t)node, json_object_get(h, "running"),
                         json_object_get(h, "ended"));
+    /* Reconciled: the node may now report what ended while it was away. */
+    json_t *synced = json_pack("{s:s}", "t", "synced");
+    jz_nodes_send(n, (size_t)node, synced, NULL, 0);
+    json_decref(synced);
     sync_sched(n, (size_t)node);
 }
 
