@@ -495,6 +495,15 @@ static void accept_hello(struct jz_nodes *n, struct conn *c, const struct jz_msg
         return;
     }
     struct entry *old = node >= 0 ? n->e[node] : NULL;
+    /* The node's agent is connected and was heard from just now: a second agent with the same
+     * credential (a copied state folder) must not take over and back, over and over. A
+     * restarted agent gets in once the old connection has closed or gone quiet. */
+    if (old && old->conn && old->conn != c && old->link == LINK_UP &&
+        jz_time_mono_ms() - old->last_seen_mono < 2 * JZ_NODE_HEARTBEAT_S * 1000) {
+        refuse(c, 503, "node '%s' is connected from %s already (another agent with its "
+                       "credential?); retry later", name, old->conn->peer);
+        return;
+    }
     bool same_topo = old && strcmp(old->xml, xml) == 0;
     bool same_place = old && strcmp(old->site, site) == 0 &&
                       strcmp(jz_json_str(old->labels, "switch", ""),

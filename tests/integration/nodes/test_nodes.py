@@ -303,6 +303,12 @@ def test_bad_agents(svc):
     s.sendall(b"this is not json\n")
     assert json.loads(s.recv(4096).split(b"\n")[0])["t"] == "refuse"
     s.close()
+    # The node's own credential from a second place while the node is connected: refused
+    # (retryable), and the node stays connected.
+    with open(os.path.join(a.state, "credential")) as f:
+        cred = f.read().strip()
+    r = raw_hello(port, dict(base, credential=cred, name="good"))
+    assert r["t"] == "refuse" and r["status"] == 503, r
     # A second agent under a taken name is refused and exits non-zero.
     dup = svc.add_agent("good", TOPOLOGIES[1], token=tok)
     assert dup.proc.wait(20) != 0
