@@ -906,6 +906,12 @@ int jz_agent_create(struct event_base *base, const struct jz_agent_config *cfg,
     if ((rc = jz_node_create(base, &ncfg, &a->node, err)) ||
         (rc = jz_node_topology_xml(a->node, &a->xml, &a->xml_len, err)))
         goto fail;
+    /* It travels in the hello, whose header has a limit (with room for the rest of it). */
+    if (a->xml_len > JZ_PROTO_MAX_HEADER - 64 * 1024) {
+        rc = jz_error_set(err, JZ_ELIMIT, "the topology XML is %zu bytes; at most %u can be sent",
+                          a->xml_len, JZ_PROTO_MAX_HEADER - 64 * 1024);
+        goto fail;
+    }
     recover_leftovers(a);
     if (cfg->ship_files) { /* spare folders of an earlier run: start with none */
         char spare[1100];
