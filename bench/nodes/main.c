@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -34,7 +33,6 @@
 #error "JZ_BENCH_DEFAULT_TOPOLOGY must name the topology fixture"
 #endif
 
-#define START_TIMEOUT_MS 30000
 #define IO_TIMEOUT_MS 30000
 #define REGISTER_TIMEOUT_MS 120000 /* all agents welcomed or refused */
 #define MAX_INFLIGHT 128           /* hellos sent but not yet answered, at most */
@@ -150,91 +148,14 @@ static int parse_options(int argc, char **argv, struct options *o)
 
 /* --- jazarid ------------------------------------------------------------------------------ */
 
-static bool read_small(const char *path, char *buf, size_t len)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return false;
-    size_t n = fread(buf, 1, len - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
-        buf[--n] = '\0';
-    return n > 0;
-}
-
-/* Starts `jazarid --listen 127.0.0.1:0 --port-file DIR/port --state-dir DIR/state
- * --no-local-node --node-timeout 30 --plugin-dir PLUGINS` in a new temporary DIR; the submit
- * benchmark's jz_benchd_stop/cleanup stop it and remove DIR. */
+/* A jazarid without a local node: jobs run on the agents the benchmark starts. */
 static int daemon_start(struct jz_benchd *d, const struct options *o, struct jz_error *err)
 {
-    char state[4200], port_file[4200], log_path[4200], token_path[4300];
-    if (access(o->jazarid, X_OK) != 0)
-        return jz_error_set(err, JZ_ENOENT, "cannot run %s: %s", o->jazarid, strerror(errno));
-    const char *tmp = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-    snprintf(d->dir, sizeof d->dir, "%.3000s/jazari-bench-nodes-XXXXXX", tmp);
-    if (!mkdtemp(d->dir)) {
-        int e = errno;
-        d->dir[0] = '\0';
-        return jz_error_set(err, JZ_EIO, "mkdtemp in %s: %s", tmp, strerror(e));
-    }
-    snprintf(state, sizeof state, "%s/state", d->dir);
-    snprintf(port_file, sizeof port_file, "%s/port", d->dir);
-    snprintf(log_path, sizeof log_path, "%s/jazarid.log", d->dir);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0) {
-        jz_error_set(err, JZ_EIO, "fork: %s", strerror(errno));
-        goto fail;
-    }
-    if (pid == 0) {
-        setpgid(0, 0);
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        if (getppid() != parent)
-            _exit(127);
-        int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
-        if (fd < 0 || nul < 0 || dup2(nul, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
-            _exit(127);
-        execl(o->jazarid, "jazarid", "--listen", "127.0.0.1:0", "--port-file", port_file,
-              "--state-dir", state, "--no-local-node", "--node-timeout", "30", "--plugin-dir",
-              o->plugin_dir, (char *)NULL);
-        dprintf(2, "jazari-bench-nodes: exec %s: %s\n", o->jazarid, strerror(errno));
-        _exit(127);
-    }
-    d->pid = pid;
-    for (int waited = 0;; waited += 5) {
-        int st;
-        if (waitpid(pid, &st, WNOHANG) == pid) {
-            d->pid = 0;
-            jz_benchd_dump_log(d, 2000);
-            jz_error_set(err, JZ_EIO, "jazarid stopped before it listened (status %d)", st);
-            goto fail;
-        }
-        char text[32];
-        if (read_small(port_file, text, sizeof text)) {
-            d->port = atoi(text);
-            break;
-        }
-        if (waited >= START_TIMEOUT_MS || g_signalled) {
-            jz_error_set(err, JZ_ETIMEDOUT, "jazarid did not listen within %d ms",
-                         START_TIMEOUT_MS);
-            goto fail;
-        }
-        sleep_ms(5);
-    }
-    snprintf(token_path, sizeof token_path, "%s/admin.token", state);
-    if (!read_small(token_path, d->token, sizeof d->token)) {
-        jz_error_set(err, JZ_ENOENT, "no admin token in %s", token_path);
-        goto fail;
-    }
-    return 0;
-fail:
-    jz_benchd_cleanup(d);
-    return err->code;
+    const char *const extra[] = {"--no-local-node", "--node-timeout", "30", "--plugin-dir",
+                                 o->plugin_dir, NULL};
+    return jz_benchd_start(d, o->jazarid, extra, NULL, err);
 }
 
-/* One request; *out gets the parsed JSON body (caller frees) when the status is expected. */
 static int http_json(struct jz_httpc *c, const char *method, const char *path, const char *token,
                      const char *body, int expect, json_t **out, struct jz_error *err)
 {
@@ -775,29 +696,10 @@ static int node_start(struct node_proc *np, const struct options *o, const struc
     snprintf(server, sizeof server, "http://127.0.0.1:%d", d->port);
     snprintf(state, sizeof state, "%s/node", d->dir);
     snprintf(log_path, sizeof log_path, "%s/node.log", d->dir);
-    if (access(o->node, X_OK) != 0)
-        return jz_error_set(err, JZ_ENOENT, "cannot run %s: %s", o->node, strerror(errno));
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0)
-        return jz_error_set(err, JZ_EIO, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        setpgid(0, 0);
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        if (getppid() != parent)
-            _exit(127);
-        int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
-        if (fd < 0 || nul < 0 || dup2(nul, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
-            _exit(127);
-        execl(o->node, "jazari-node", "--server", server, "--join-token", tok, "--name", "n1",
-              "--topology", o->topology, "--state-dir", state, "--plugin-dir", o->plugin_dir,
-              (char *)NULL);
-        dprintf(2, "exec %s: %s\n", o->node, strerror(errno));
-        _exit(127);
-    }
-    np->pid = pid;
-    return 0;
+    char *argv[] = {"jazari-node", "--server", server, "--join-token", (char *)tok,
+                    "--name", "n1", "--topology", (char *)o->topology, "--state-dir", state,
+                    "--plugin-dir", (char *)o->plugin_dir, NULL};
+    return jz_bench_spawn(o->node, argv, log_path, &np->pid, err);
 }
 
 static void node_stop(struct node_proc *np)
@@ -820,20 +722,6 @@ static void node_stop(struct node_proc *np)
     np->pid = 0;
 }
 
-static void dump_file_tail(const char *path, long max)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return;
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    fseek(f, size > max ? size - max : 0, SEEK_SET);
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
-        fwrite(buf, 1, n, stderr);
-    fclose(f);
-}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -1084,7 +972,7 @@ out:
         char p[4300];
         snprintf(p, sizeof p, "%s/node.log", d.dir);
         fprintf(stderr, "--- jazari-node log tail ---\n");
-        dump_file_tail(p, 2000);
+        jz_bench_dump_file(p, 2000);
         fprintf(stderr, "--- jazarid log tail ---\n");
         jz_benchd_dump_log(&d, 2000);
     }

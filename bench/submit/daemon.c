@@ -56,16 +56,40 @@ static void describe_status(int st, char *buf, size_t len)
         snprintf(buf, len, "wait status %d", st);
 }
 
-int jz_benchd_start(struct jz_benchd *d, const char *jazarid, const char *topology,
+int jz_bench_spawn(const char *exe, char *const *argv, const char *log_path, pid_t *pid_out,
+                   struct jz_error *err)
+{
+    if (access(exe, X_OK) != 0)
+        return jz_error_set(err, JZ_ENOENT, "cannot run %s: %s", exe, strerror(errno));
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0)
+        return jz_error_set(err, JZ_EIO, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        /* Own process group: a Ctrl-C reaches only the benchmark, which stops its daemons in
+         * order. If the benchmark dies, they are told to stop (and stop their workers). */
+        setpgid(0, 0);
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != parent)
+            _exit(127);
+        int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || nul < 0 || dup2(nul, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+            _exit(127);
+        execv(exe, argv);
+        dprintf(2, "exec %s: %s\n", exe, strerror(errno));
+        _exit(127);
+    }
+    *pid_out = pid;
+    return 0;
+}
+
+int jz_benchd_start(struct jz_benchd *d, const char *jazarid, const char *const *extra,
                     const char *tmp_parent, struct jz_error *err)
 {
     char state[4200], port_file[4200], log_path[4200];
-    if (access(jazarid, X_OK) != 0)
-        return jz_error_set(err, JZ_ENOENT, "cannot run %s: %s (see --jazarid)", jazarid,
-                            strerror(errno));
-    if (access(topology, R_OK) != 0)
-        return jz_error_set(err, JZ_ENOENT, "cannot read %s: %s (see --topology)", topology,
-                            strerror(errno));
+    if (!tmp_parent)
+        tmp_parent = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     int n = snprintf(d->dir, sizeof d->dir, "%s/jazari-bench-XXXXXX", tmp_parent);
     if (n < 0 || (size_t)n >= sizeof d->dir - 64) {
         d->dir[0] = '\0';
@@ -79,31 +103,20 @@ int jz_benchd_start(struct jz_benchd *d, const char *jazarid, const char *topolo
     path_in(d, "state", state, sizeof state);
     path_in(d, "port", port_file, sizeof port_file);
     path_in(d, "jazarid.log", log_path, sizeof log_path);
-
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0) {
-        jz_error_set(err, JZ_EIO, "fork: %s", strerror(errno));
+    char *argv[48] = {"jazarid", "--listen", "127.0.0.1:0", "--state-dir", state,
+                      "--port-file", port_file};
+    size_t argc = 7;
+    for (size_t i = 0; extra && extra[i]; i++) {
+        if (argc + 1 >= sizeof argv / sizeof argv[0]) {
+            jz_error_set(err, JZ_ELIMIT, "too many jazarid arguments");
+            goto fail;
+        }
+        argv[argc++] = (char *)extra[i];
+    }
+    argv[argc] = NULL;
+    pid_t pid;
+    if (jz_bench_spawn(jazarid, argv, log_path, &pid, err))
         goto fail;
-    }
-    if (pid == 0) {
-        /* Own process group: a Ctrl-C reaches only the benchmark, which stops jazarid in
-         * order. If the benchmark dies, jazarid is told to stop (and stops its workers). */
-        setpgid(0, 0);
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        if (getppid() != parent)
-            _exit(127);
-        int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
-        if (fd < 0 || nul < 0 || dup2(nul, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
-            _exit(127);
-        /* The throughput phase queues every job it submits, so the per-user pending limit
-         * (100000 by default) must not be what ends a long run. */
-        execl(jazarid, "jazarid", "--listen", "127.0.0.1:0", "--state-dir", state, "--topology",
-              topology, "--port-file", port_file, "--max-pending", "10000000", (char *)NULL);
-        dprintf(2, "jazari-bench-submit: exec %s: %s\n", jazarid, strerror(errno));
-        _exit(127);
-    }
     d->pid = pid;
 
     for (int waited = 0;; waited += POLL_MS) {
@@ -239,10 +252,8 @@ double jz_benchd_cpu_s(const struct jz_benchd *d)
     return (double)(ut + stt) / (double)sysconf(_SC_CLK_TCK);
 }
 
-void jz_benchd_dump_log(const struct jz_benchd *d, size_t max_bytes)
+void jz_bench_dump_file(const char *path, size_t max_bytes)
 {
-    char path[4200];
-    path_in(d, "jazarid.log", path, sizeof path);
     FILE *f = fopen(path, "r");
     if (!f)
         return;
@@ -258,4 +269,11 @@ void jz_benchd_dump_log(const struct jz_benchd *d, size_t max_bytes)
     while ((n = fread(buf, 1, sizeof buf, f)) > 0)
         fwrite(buf, 1, n, stderr);
     fclose(f);
+}
+
+void jz_benchd_dump_log(const struct jz_benchd *d, size_t max_bytes)
+{
+    char path[4200];
+    path_in(d, "jazarid.log", path, sizeof path);
+    jz_bench_dump_file(path, max_bytes);
 }

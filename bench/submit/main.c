@@ -319,6 +319,17 @@ out:
     return rc;
 }
 
+/* A jazarid on the topology fixture. The throughput phase queues every job it submits, so the
+ * per-user pending limit (100000 by default) must not be what ends a long run. */
+static int start_jazarid(const struct options *o, struct jz_benchd *d, struct jz_error *err)
+{
+    if (access(o->topology, R_OK) != 0)
+        return jz_error_set(err, JZ_ENOENT, "cannot read %s: %s (see --topology)", o->topology,
+                            strerror(errno));
+    const char *const extra[] = {"--topology", o->topology, "--max-pending", "10000000", NULL};
+    return jz_benchd_start(d, o->jazarid, extra, NULL, err);
+}
+
 static int run_submit_phase(const struct options *o, struct submit_result *res,
                             struct jz_error *err)
 {
@@ -327,8 +338,7 @@ static int run_submit_phase(const struct options *o, struct submit_result *res,
     long started = 0;
     int rc = 0;
     fprintf(stderr, "submit: starting jazarid (%s)\n", o->topology);
-    const char *tmp = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-    if (jz_benchd_start(&d, o->jazarid, o->topology, tmp, err))
+    if (start_jazarid(o, &d, err))
         return err->code;
     fprintf(stderr, "submit: jazarid pid %d on port %d, state in %s\n", (int)d.pid, d.port, d.dir);
 
@@ -515,8 +525,7 @@ static int run_dispatch_phase(const struct options *o, struct dispatch_result *r
         goto out;
     }
     fprintf(stderr, "dispatch: starting a second, idle jazarid\n");
-    const char *tmp = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-    if (jz_benchd_start(&d, o->jazarid, o->topology, tmp, err) ||
+    if (start_jazarid(o, &d, err) ||
         jz_httpc_open(&conn, d.port, IO_TIMEOUT_MS, err)) {
         rc = err->code;
         goto out;
