@@ -170,9 +170,6 @@ int jz_cli_config_parse(const char *text, size_t len, const char *origin, char *
 int jz_cli_config_resolve(struct jz_cli *cli, jz_cli_getenv_fn env, struct jz_error *err);
 
 /* ---- formatting -------------------------------------------------------------------------- */
-
-/* Parses "2026-11-25T19:00:00.123Z" (fraction and Z optional) into ms since the epoch. */
-int jz_cli_time_parse(const char *iso, int64_t *ms);
 /* Formats an ISO time as local "YYYY-MM-DD HH:MM:SS"; "-" when iso is NULL or unreadable. */
 void jz_cli_time_local(const char *iso, char *buf, size_t len);
 

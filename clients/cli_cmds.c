@@ -211,11 +211,11 @@ static bool get_job_for_command(struct jz_cli *cli, int argc, char **argv, int64
 static void elapsed(const char *start, const char *end, char *buf, size_t len)
 {
     int64_t s, e;
-    if (jz_cli_time_parse(start, &s) != 0) {
+    if (jz_time_parse_iso(start, &s, NULL) != 0) {
         jz_strlcpy(buf, "-", len);
         return;
     }
-    if (!end || jz_cli_time_parse(end, &e) != 0)
+    if (!end || jz_time_parse_iso(end, &e, NULL) != 0)
         e = jz_time_now_ms();
     jz_duration_format(e > s ? (e - s) / 1000 : 0, buf, len);
 }

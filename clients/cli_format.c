@@ -8,48 +8,12 @@
 
 #include "common/json.h"
 #include "common/strutil.h"
-
-int jz_cli_time_parse(const char *iso, int64_t *ms)
-{
-    if (!iso)
-        return JZ_EINVAL;
-    struct tm tm = {0};
-    int frac_len = 0;
-    char frac[10] = "";
-    int consumed = 0;
-    if (sscanf(iso, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
-               &tm.tm_min, &tm.tm_sec, &consumed) != 6)
-        return JZ_EINVAL;
-    const char *p = iso + consumed;
-    if (*p == '.') {
-        p++;
-        while (*p >= '0' && *p <= '9') {
-            if (frac_len < 3)
-                frac[frac_len++] = *p;
-            p++;
-        }
-    }
-    if (*p == 'Z')
-        p++;
-    if (*p != '\0')
-        return JZ_EINVAL;
-    if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 ||
-        tm.tm_min > 59 || tm.tm_sec > 60)
-        return JZ_EINVAL;
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    time_t t = timegm(&tm);
-    int64_t f = 0;
-    for (int i = 0; i < 3; i++)
-        f = f * 10 + (i < frac_len ? frac[i] - '0' : 0);
-    *ms = (int64_t)t * 1000 + f;
-    return 0;
-}
+#include "common/time.h"
 
 void jz_cli_time_local(const char *iso, char *buf, size_t len)
 {
     int64_t ms;
-    if (!iso || jz_cli_time_parse(iso, &ms) != 0) {
+    if (!iso || jz_time_parse_iso(iso, &ms, NULL) != 0) {
         jz_strlcpy(buf, "-", len);
         return;
     }
@@ -64,7 +28,7 @@ void jz_cli_time_local(const char *iso, char *buf, size_t len)
 void jz_cli_age_format(const char *iso, int64_t now_ms, char *buf, size_t len)
 {
     int64_t ms;
-    if (!iso || jz_cli_time_parse(iso, &ms) != 0) {
+    if (!iso || jz_time_parse_iso(iso, &ms, NULL) != 0) {
         jz_strlcpy(buf, "-", len);
         return;
     }

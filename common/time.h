@@ -1,4 +1,4 @@
-/* Wall and monotonic clocks in milliseconds, ISO-8601 formatting, and durations ("1h30m"). */
+/* Wall and monotonic clocks in milliseconds, ISO-8601 times, and durations ("1h30m"). */
 #ifndef JZ_COMMON_TIME_H
 #define JZ_COMMON_TIME_H
 
@@ -12,6 +12,9 @@ int64_t jz_time_mono_ms(void);      /* monotonic, ms */
 int64_t jz_time_mono_us(void);      /* monotonic, µs */
 /* Formats ms since the epoch as "2026-11-25T19:00:00.123Z". */
 void jz_time_format_iso(int64_t ms, char *buf, size_t len);
+/* Parses what jz_time_format_iso writes (the fraction is optional, any number of digits; the
+ * "Z" is required). *ms is written only on success. */
+int jz_time_parse_iso(const char *s, int64_t *ms, struct jz_error *err);
 
 /* Parses a duration: a plain number of seconds ("90"), units s/m/h/d combined ("1h30m"), or
  * "HH:MM:SS". Writes seconds into *out on success. */

@@ -29,22 +29,11 @@ static json_t *time_or_null(int64_t ms)
     return json_string(ts);
 }
 
-/* Reads an ISO-8601 UTC time with milliseconds as written by jz_time_format_iso; 0 when absent
- * or unreadable. */
+/* A stored time, 0 when absent or unreadable. */
 static int64_t parse_time(const json_t *rec, const char *key)
 {
-    const char *s = jz_json_str(rec, key, NULL);
-    int y, mo, d, h, mi, sec, ms = 0;
-    if (!s || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ", &y, &mo, &d, &h, &mi, &sec, &ms) < 6)
-        return 0;
-    /* Days from the civil date (proleptic Gregorian), as in Howard Hinnant's algorithm. */
-    y -= mo <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (mo + (mo > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    int64_t days = era * 146097 + doe - 719468;
-    return ((days * 24 + h) * 60 + mi) * 60000 + (int64_t)sec * 1000 + ms;
+    int64_t ms = 0;
+    return jz_time_parse_iso(jz_json_str(rec, key, NULL), &ms, NULL) == 0 ? ms : 0;
 }
 
 void jz_job_clear_placement(struct jz_job *job)

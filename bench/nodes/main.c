@@ -25,6 +25,7 @@
 #include <jansson.h>
 
 #include "common/strutil.h"
+#include "common/time.h"
 #include "daemon.h"
 #include "httpc.h"
 #include "stats.h"
@@ -811,8 +812,8 @@ static int run_jobs(const struct options *o, struct jobs_result *r, struct jz_er
                     int64_t sub = 0, start = 0;
                     const char *ss = json_string_value(json_object_get(j, "submit_time"));
                     const char *rs = json_string_value(json_object_get(j, "start_time"));
-                    if (ss && rs && !jz_iso_parse_ms(ss, &sub, NULL) &&
-                        !jz_iso_parse_ms(rs, &start, NULL))
+                    if (ss && rs && !jz_time_parse_iso(ss, &sub, NULL) &&
+                        !jz_time_parse_iso(rs, &start, NULL))
                         idle[ni++] = (double)(start - sub);
                     json_decref(j);
                     break;
@@ -930,10 +931,10 @@ static int run_jobs(const struct options *o, struct jobs_result *r, struct jz_er
                 const char *ss = json_string_value(json_object_get(job, "submit_time"));
                 const char *rs = json_string_value(json_object_get(job, "start_time"));
                 const char *es = json_string_value(json_object_get(job, "end_time"));
-                if (ss && rs && !jz_iso_parse_ms(ss, &sub_ms, NULL) &&
-                    !jz_iso_parse_ms(rs, &start_ms, NULL))
+                if (ss && rs && !jz_time_parse_iso(ss, &sub_ms, NULL) &&
+                    !jz_time_parse_iso(rs, &start_ms, NULL))
                     lat[nlat++] = (double)(start_ms - sub_ms);
-                if (es && !jz_iso_parse_ms(es, &end_ms, NULL) && end_ms > max_end)
+                if (es && !jz_time_parse_iso(es, &end_ms, NULL) && end_ms > max_end)
                     max_end = end_ms;
             }
             json_t *na = json_object_get(j, "next_after");

@@ -16,6 +16,7 @@
 #include <jansson.h>
 
 #include "common/strutil.h"
+#include "common/time.h"
 #include "daemon.h"
 #include "httpc.h"
 #include "stats.h"
@@ -489,9 +490,9 @@ static int dispatch_one(struct jz_httpc *conn, const struct jz_benchd *d, double
             if (strcmp(state, "SUCCEEDED") != 0)
                 rc = jz_error_set(err, JZ_EIO, "job %lld ended %s: %.200s", id, state,
                                   json_string_value(json_object_get(j, "reason")));
-            else if (jz_iso_parse_ms(json_string_value(json_object_get(j, "submit_time")),
+            else if (jz_time_parse_iso(json_string_value(json_object_get(j, "submit_time")),
                                      &submit_ms, err) ||
-                     jz_iso_parse_ms(json_string_value(json_object_get(j, "start_time")), &start_ms,
+                     jz_time_parse_iso(json_string_value(json_object_get(j, "start_time")), &start_ms,
                                      err))
                 rc = err->code;
             json_decref(j);

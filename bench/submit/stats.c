@@ -89,34 +89,3 @@ double jz_quantile_sorted(double *v, size_t n, double q)
     return v[rank_of(n, q) - 1];
 }
 
-int jz_iso_parse_ms(const char *s, int64_t *out, struct jz_error *err)
-{
-    if (!s)
-        return jz_error_set(err, JZ_EINVAL, "missing timestamp");
-    struct tm tm = {0};
-    int consumed = 0;
-    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
-               &tm.tm_min, &tm.tm_sec, &consumed) != 6 ||
-        consumed != 19)
-        return jz_error_set(err, JZ_EINVAL, "bad timestamp '%.40s'", s);
-    const char *p = s + consumed;
-    int64_t ms = 0;
-    if (*p == '.') {
-        int digits = 0;
-        for (p++; *p >= '0' && *p <= '9'; p++, digits++)
-            if (digits < 3)
-                ms = ms * 10 + (*p - '0');
-        if (digits == 0)
-            return jz_error_set(err, JZ_EINVAL, "bad timestamp '%.40s'", s);
-        for (; digits < 3; digits++)
-            ms *= 10;
-    }
-    if (strcmp(p, "Z") != 0 || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 ||
-        tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60)
-        return jz_error_set(err, JZ_EINVAL, "bad timestamp '%.40s'", s);
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    time_t secs = timegm(&tm);
-    *out = (int64_t)secs * 1000 + ms;
-    return 0;
-}

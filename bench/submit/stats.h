@@ -32,8 +32,4 @@ double jz_lathist_quantile_us(const struct jz_lathist *h, double q);
 /* Nearest-rank quantile of n values; sorts v in place (caller-owned). 0 when n is 0. */
 double jz_quantile_sorted(double *v, size_t n, double q);
 
-/* Parses "2026-11-25T19:00:00.123Z" (the server's format; fraction optional) into ms since
- * the epoch, written to *out on success. */
-int jz_iso_parse_ms(const char *s, int64_t *out, struct jz_error *err);
-
 #endif

@@ -68,25 +68,6 @@ static void test_quantile_sorted(void **state)
     assert_true(jz_quantile_sorted(&one, 1, 0.99) == 42);
 }
 
-static void test_iso_parse(void **state)
-{
-    int64_t ms = 0;
-    struct jz_error err = {0};
-    assert_int_equal(jz_iso_parse_ms("2026-11-25T19:00:00.123Z", &ms, &err), 0);
-    assert_true(ms == 1795633200123LL);
-    assert_int_equal(jz_iso_parse_ms("2024-02-29T23:59:59.005Z", &ms, &err), 0);
-    assert_true(ms == 1709251199005LL);
-    assert_int_equal(jz_iso_parse_ms("2024-02-29T23:59:59Z", &ms, &err), 0);
-    assert_true(ms == 1709251199000LL);
-    ms = 7;
-    assert_int_equal(jz_iso_parse_ms("2026-11-25 19:00:00.123Z", &ms, &err), JZ_EINVAL);
-    assert_int_equal(jz_iso_parse_ms("2026-11-25T19:00:00.123", &ms, &err), JZ_EINVAL);
-    assert_int_equal(jz_iso_parse_ms("2026-13-25T19:00:00.123Z", &ms, &err), JZ_EINVAL);
-    assert_int_equal(jz_iso_parse_ms("2026-11-25T19:00:00.Z", &ms, &err), JZ_EINVAL);
-    assert_int_equal(jz_iso_parse_ms(NULL, &ms, &err), JZ_EINVAL);
-    assert_true(ms == 7); /* untouched on failure */
-}
-
 static void test_head_parse(void **state)
 {
     struct jz_http_head h;
@@ -252,7 +233,6 @@ int main(void)
         cmocka_unit_test(test_hist_exact_and_quantiles),
         cmocka_unit_test(test_hist_relative_error),
         cmocka_unit_test(test_quantile_sorted),
-        cmocka_unit_test(test_iso_parse),
         cmocka_unit_test(test_head_parse),
         cmocka_unit_test(test_client_keepalive_and_reconnect),
     };

@@ -153,6 +153,33 @@ static void test_json_files(void **state)
     rmdir(dir);
 }
 
+static void test_time_parse_iso(void **state)
+{
+    int64_t ms = 0;
+    struct jz_error err = {0};
+    assert_int_equal(jz_time_parse_iso("2026-11-25T19:00:00.123Z", &ms, &err), 0);
+    assert_true(ms == 1795633200123LL);
+    assert_int_equal(jz_time_parse_iso("2024-02-29T23:59:59.005Z", &ms, &err), 0);
+    assert_true(ms == 1709251199005LL);
+    assert_int_equal(jz_time_parse_iso("2024-02-29T23:59:59Z", &ms, &err), 0);
+    assert_true(ms == 1709251199000LL);
+    ms = 7;
+    assert_int_equal(jz_time_parse_iso("2026-11-25 19:00:00.123Z", &ms, &err), JZ_EINVAL);
+    assert_int_equal(jz_time_parse_iso("2026-11-25T19:00:00.123", &ms, &err), JZ_EINVAL);
+    assert_int_equal(jz_time_parse_iso("2026-13-25T19:00:00.123Z", &ms, &err), JZ_EINVAL);
+    assert_int_equal(jz_time_parse_iso("2026-11-25T19:00:00.Z", &ms, &err), JZ_EINVAL);
+    assert_int_equal(jz_time_parse_iso(NULL, &ms, &err), JZ_EINVAL);
+    assert_true(ms == 7); /* untouched on failure */
+    /* What jz_time_format_iso writes reads back the same; a lone fraction digit is tenths. */
+    char buf[40];
+    jz_time_format_iso(1795633200123LL, buf, sizeof buf);
+    assert_int_equal(jz_time_parse_iso(buf, &ms, &err), 0);
+    assert_true(ms == 1795633200123LL);
+    assert_int_equal(jz_time_parse_iso("2026-11-25T19:00:00.5Z", &ms, &err), 0);
+    assert_true(ms == 1795633200500LL);
+    assert_int_equal(jz_time_parse_iso("2026-11-25T19:00:00Zjunk", &ms, &err), JZ_EINVAL);
+}
+
 static void test_strutil(void **state)
 {
     assert_true(jz_name_is_safe("model.bin", 64));
@@ -173,7 +200,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cpulist),     cmocka_unit_test(test_duration),
         cmocka_unit_test(test_json_limits), cmocka_unit_test(test_json_files),
-        cmocka_unit_test(test_strutil),
+        cmocka_unit_test(test_strutil), cmocka_unit_test(test_time_parse_iso),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
