@@ -964,10 +964,6 @@ const char *jz_agent_name(const struct jz_agent *a)
     return a->name;
 }
 
-const struct jz_topo *jz_agent_topo(const struct jz_agent *a)
-{
-    return jz_node_topo(a->node);
-}
 
 size_t jz_agent_running(const struct jz_agent *a)
 {

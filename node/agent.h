@@ -65,7 +65,6 @@ void jz_agent_disconnected(struct jz_agent *a);
 void jz_agent_receive(struct jz_agent *a, const struct jz_msg *m);
 
 const char *jz_agent_name(const struct jz_agent *a);
-const struct jz_topo *jz_agent_topo(const struct jz_agent *a);
 /* Parts running now. */
 size_t jz_agent_running(const struct jz_agent *a);
 

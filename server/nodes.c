@@ -82,6 +82,10 @@ struct jz_nodes {
     struct jz_server *srv;
     struct shared_topo *topos;
     json_t *stored_topos; /* while loading: hash -> XML */
+    /* Asked at every submission: recounted only when nodes come, go or are revoked. */
+    bool counts_stale;
+    size_t listed;
+    unsigned max_gpus;
     struct entry **e; /* index = the scheduler's node index */
     size_t n, cap;
     json_t *tokens;   /* join token hash -> {"site", "expires_ms"} */
@@ -228,6 +232,7 @@ static int entry_add(struct jz_nodes *n, struct entry *e, size_t *out, struct jz
         n->cap = cap;
     }
     n->e[idx] = e;
+    n->counts_stale = true;
     if (idx >= n->n)
         n->n = idx + 1;
     *out = idx;
@@ -546,6 +551,7 @@ static void accept_hello(struct jz_nodes *n, struct conn *c, const struct jz_msg
             }
             jz_sched_node_remove(n->srv->sched, (size_t)node, NULL);
             old->removed = true;
+            n->counts_stale = true;
         }
         e->local = !c->bev;
         size_t idx;
@@ -1041,22 +1047,33 @@ const struct jz_topo *jz_nodes_topo(const struct jz_nodes *n, size_t node)
     return e ? e->topo : NULL;
 }
 
-unsigned jz_nodes_max_gpus(const struct jz_nodes *n)
+static void recount(struct jz_nodes *n)
 {
-    size_t max = 0;
-    for (size_t i = 0; i < n->n; i++)
-        if (n->e[i] && !n->e[i]->removed && !n->e[i]->revoked &&
-            jz_topo_gpu_count(n->e[i]->topo) > max)
-            max = jz_topo_gpu_count(n->e[i]->topo);
-    return (unsigned)max;
+    if (!n->counts_stale)
+        return;
+    n->listed = 0;
+    n->max_gpus = 0;
+    for (size_t i = 0; i < n->n; i++) {
+        const struct entry *e = n->e[i];
+        if (!e || e->removed)
+            continue;
+        n->listed++;
+        if (!e->revoked && jz_topo_gpu_count(e->topo) > n->max_gpus)
+            n->max_gpus = (unsigned)jz_topo_gpu_count(e->topo);
+    }
+    n->counts_stale = false;
 }
 
-size_t jz_nodes_listed(const struct jz_nodes *n)
+unsigned jz_nodes_max_gpus(struct jz_nodes *n)
 {
-    size_t k = 0;
-    for (size_t i = 0; i < n->n; i++)
-        k += n->e[i] && !n->e[i]->removed;
-    return k;
+    recount(n);
+    return n->max_gpus;
+}
+
+size_t jz_nodes_listed(struct jz_nodes *n)
+{
+    recount(n);
+    return n->listed;
 }
 
 int jz_nodes_agent_port(const struct jz_nodes *n)
@@ -1075,7 +1092,8 @@ static const char *state_name(const struct entry *e, size_t running)
     return "up";
 }
 
-json_t *jz_nodes_node_json(struct jz_nodes *n, size_t node)
+/* One node's object (new reference). */
+static json_t *node_json(struct jz_nodes *n, size_t node)
 {
     struct entry *e = entry_at(n, node);
     if (!e)
@@ -1124,7 +1142,7 @@ json_t *jz_nodes_json(struct jz_nodes *n, const char *site)
     for (size_t i = 0; i < n->n; i++) {
         struct entry *e = n->e[i];
         if (e && !e->removed && (!site || strcmp(site, e->site) == 0))
-            json_array_append_new(arr, jz_nodes_node_json(n, i));
+            json_array_append_new(arr, node_json(n, i));
     }
     return json_pack("{s:o}", "nodes", arr);
 }
@@ -1186,6 +1204,7 @@ int jz_nodes_revoke(struct jz_nodes *n, size_t node, struct jz_error *err)
     if (e->local)
         return jz_error_set(err, JZ_EPERM, "the embedded local node cannot be revoked; drain it");
     e->revoked = true;
+    n->counts_stale = true;
     persist(n, e);
     jz_log_warn("nodes", "node %s revoked", e->name);
     node_down(n, node, "node lost: its agent was revoked");
@@ -1211,6 +1230,7 @@ int jz_nodes_remove(struct jz_nodes *n, size_t node, struct jz_error *err)
         e->conn = NULL;
     }
     e->removed = true;
+    n->counts_stale = true;
     persist(n, e);
     jz_log_info("nodes", "node %s removed", e->name);
     return 0;

@@ -58,16 +58,14 @@ const char *jz_nodes_address(const struct jz_nodes *n, size_t node);
 bool jz_nodes_is_local(const struct jz_nodes *n, size_t node);
 const struct jz_topo *jz_nodes_topo(const struct jz_nodes *n, size_t node);
 /* The largest GPU count of a node in service (for splitting --gpus over whole nodes). */
-unsigned jz_nodes_max_gpus(const struct jz_nodes *n);
+unsigned jz_nodes_max_gpus(struct jz_nodes *n);
 /* Nodes that are not removed. */
-size_t jz_nodes_listed(const struct jz_nodes *n);
+size_t jz_nodes_listed(struct jz_nodes *n);
 /* The TCP port agents connect to. */
 int jz_nodes_agent_port(const struct jz_nodes *n);
 
 /* GET /v1/nodes: every node (of site, when not NULL) as in docs/rest-api.md (new reference). */
 json_t *jz_nodes_json(struct jz_nodes *n, const char *site);
-/* One node's object (new reference). */
-json_t *jz_nodes_node_json(struct jz_nodes *n, size_t node);
 
 /* Administration. Each is durable with the current group commit. */
 int jz_nodes_token_new(struct jz_nodes *n, const char *site, int64_t ttl_s, char *token,
