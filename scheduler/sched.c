@@ -1126,6 +1126,8 @@ int jz_sched_node_remove(struct jz_sched *s, size_t node, struct jz_error *err)
         return jz_error_set(err, JZ_ENOMEM, "out of memory removing node %s", nd->name);
     if (nd->up)
         bucket_del(s, node);
+    else
+        s->nout--;
     nd->up = false;
     nd->removed = true;
     /* A preemptor that counted on this node finds it gone when it is next looked at. */
@@ -1151,9 +1153,11 @@ int jz_sched_node_set_up(struct jz_sched *s, size_t node, bool up, struct jz_err
             nd->up = false;
             return jz_error_set(err, JZ_ENOMEM, "out of memory");
         }
+        s->nout--;
     } else {
         bucket_del(s, node);
         nd->up = false;
+        s->nout++;
     }
     node_times(s, node);
     return 0;
@@ -2165,6 +2169,24 @@ const char *jz_sched_reason_name(enum jz_sched_reason r)
     return "unknown";
 }
 
+/* Appends how many nodes out of service (down or drained) are large enough for a part of the
+ * job: a job waits differently for a node that is busy and for one that is gone. */
+static void out_of_service_text(const struct jz_sched *s, const struct job *j, char *b, size_t n)
+{
+    if (s->nout == 0)
+        return;
+    unsigned cores = j->gpus ? (unsigned)j->gpus * j->cpus_per_gpu : j->cpus;
+    size_t big = 0;
+    for (size_t i = 0; i < s->nnodes; i++) {
+        const struct node *nd = &s->nodes[i];
+        big += !nd->up && !nd->removed && nd->gpus >= j->gpus && nd->cores >= cores;
+    }
+    size_t used = strlen(b);
+    if (big && used + 1 < n)
+        say(b + used, n - used, " %zu node%s large enough %s down or drained.", big,
+            big == 1 ? "" : "s", big == 1 ? "is" : "are");
+}
+
 static void quota_text(const struct jz_sched *s, const struct job *j, char *b, size_t n)
 {
     const struct tenant *t = s->tenants[j->tenant];
@@ -2251,6 +2273,7 @@ int jz_sched_job_info(const struct jz_sched *s, uint64_t id, struct jz_sched_job
                 j->gpus == 1 ? "" : "s");
         else
             say(b, n, "Needs %u cores on one node; no node has them free now.", j->cpus);
+        out_of_service_text(s, j, b, n);
         break;
     case JZ_SCHED_REASON_PRIORITY:
         if (arg)

@@ -189,6 +189,7 @@ struct jz_sched {
 
     struct node *nodes;
     size_t nnodes, nodes_cap, nalive;
+    size_t nout; /* nodes not removed but out of service (down or drained) */
     struct topo_info *topos; /* distinct topologies of the nodes */
     size_t ntopos, topos_cap;
     /* GPU choice depends only on the distance matrix: topologies with equal matrices (nodes of

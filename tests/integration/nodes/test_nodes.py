@@ -244,7 +244,7 @@ def test_agent_failures(svc):
     # SIGSTOP: silent past the timeout, its job is requeued elsewhere; after SIGCONT the agent
     # reconnects and the stale copy is killed there, so the job never runs twice for long.
     marks = tempfile.mkdtemp(prefix="jazari-marks-")
-    argv = ["sh", "-c", 'echo "$JAZARI_NODE_NAME" >> %s/runs; sleep 6' % marks]
+    argv = ["sh", "-c", 'echo start >> %s/runs; sleep 6; echo done >> %s/runs' % (marks, marks)]
     jid = svc.submit(t, {"plugin": "batch", "params": {"argv": argv},
                          "resources": {"gpus": 8, "gpu_model": "T4"}, "requeue": True})
     svc.wait_running(t, jid, timeout=20)
@@ -252,12 +252,18 @@ def test_agent_failures(svc):
     stopped = next(a for a in svc.agents if a.name == node)
     os.kill(stopped.proc.pid, signal.SIGSTOP)
     svc.wait_nodes([node], state="down", timeout=20)
+    # No other node has 8 T4s: it waits for this one to come back.
     j = svc.job(t, jid)
-    assert j["requeues"] >= 1 and "node lost" in (j["reason"] or "") or j["state"] == "PENDING", j
+    assert j["requeues"] == 1 and j["state"] == "PENDING", j
+    assert "node lost" in j["reason"] or "1 node large enough is down" in j["reason"], j
     os.kill(stopped.proc.pid, signal.SIGCONT)
     svc.wait_nodes([node], timeout=20)
     j = svc.wait(t, jid, timeout=60)
     assert j["state"] == "SUCCEEDED", j
+    # The stale copy was killed when its agent came back: two starts, one end.
+    with open(os.path.join(marks, "runs")) as f:
+        runs = f.read().split()
+    assert runs.count("start") == 2 and runs.count("done") == 1, runs
     shutil.rmtree(marks)
     for i in keep:
         svc.http("POST", "/v1/jobs/%d/cancel" % i, token=t)
