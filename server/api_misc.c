@@ -9,6 +9,7 @@
 #include "server/http.h"
 #include "server/jobs.h"
 #include "server/ledger.h"
+#include "server/nodes.h"
 #include "server/plugins.h"
 
 void jz_api_healthz(struct jz_req *r)
@@ -34,7 +35,7 @@ void jz_api_metrics(struct jz_req *r)
 {
     size_t counts[6];
     jz_jobs_counts(r->srv->jobs, counts);
-    json_t *nodes = jz_jobs_nodes_json(r->srv->jobs, NULL);
+    json_t *nodes = jz_nodes_json(r->srv->nodes, NULL); /* no GPU owners needed */
     struct evbuffer *buf = evbuffer_new();
     evbuffer_add_printf(buf, "# HELP jazari_jobs Jobs known to the service, by state.\n"
                              "# TYPE jazari_jobs gauge\n");

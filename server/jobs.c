@@ -1096,22 +1096,22 @@ json_t *jz_jobs_list(struct jz_jobs *jobs, const struct jz_user *user, unsigned 
 json_t *jz_jobs_nodes_json(struct jz_jobs *jobs, const char *site)
 {
     json_t *all = jz_nodes_json(jobs->srv->nodes, site);
-    /* Which job holds each GPU: from the running jobs' own placements. */
-    for (struct jz_job *job = jobs->running; job; job = job->run_next) {
+    /* Which job holds each GPU: from the running jobs' own placements, through a name index so
+     * that the cost grows with nodes plus running parts, not their product. */
+    json_t *by_name = json_object();
+    size_t i;
+    json_t *node;
+    json_array_foreach(json_object_get(all, "nodes"), i, node)
+        json_object_set(by_name, jz_json_str(node, "name", ""), json_object_get(node, "gpus"));
+    for (struct jz_job *job = jobs->running; job; job = job->run_next)
         for (unsigned k = 0; k < job->nparts; k++) {
-            const char *name = jz_nodes_name(jobs->srv->nodes, job->parts[k].node);
-            size_t i;
-            json_t *node;
-            json_array_foreach(json_object_get(all, "nodes"), i, node) {
-                if (strcmp(jz_json_str(node, "name", ""), name) != 0)
-                    continue;
-                json_t *gpus = json_object_get(node, "gpus");
-                for (size_t g = 0; g < job->parts[k].ngpus; g++)
-                    json_object_set_new(json_array_get(gpus, job->parts[k].gpus[g]), "job",
-                                        json_integer(job->id));
-            }
+            json_t *gpus = json_object_get(
+                by_name, jz_nodes_name(jobs->srv->nodes, job->parts[k].node));
+            for (size_t g = 0; gpus && g < job->parts[k].ngpus; g++)
+                json_object_set_new(json_array_get(gpus, job->parts[k].gpus[g]), "job",
+                                    json_integer(job->id));
         }
-    }
+    json_decref(by_name);
     return all;
 }
 
