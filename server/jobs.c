@@ -338,7 +338,7 @@ static void release_run(struct jz_job *job)
     job->lost = false;
 }
 
-static void finish(struct jz_job *job, enum jz_job_state s, const char *reason)
+void jz_jobs_finish(struct jz_job *job, enum jz_job_state s, const char *reason)
 {
     charge(job);
     sched_forget(job, s == JZ_JOB_SUCCEEDED);
@@ -358,7 +358,7 @@ static void finish(struct jz_job *job, enum jz_job_state s, const char *reason)
 /* The run is over without a result of its own (preempted, lost with a node, not started): the
  * job waits again, keeping its place by submit time, and resumes from its checkpoint when the
  * plugin wrote one. */
-static void requeue(struct jz_job *job, const char *reason)
+void jz_jobs_requeue(struct jz_job *job, const char *reason)
 {
     struct jz_jobs *jobs = job->jobs;
     struct jz_error err = {0};
@@ -394,16 +394,16 @@ static void conclude(struct jz_job *job)
     if (job->lost && !job->cancel_requested) {
         if (job->preemptible || job->requeue) {
             snprintf(reason, sizeof reason, "requeued: %s", why ? why : "node lost");
-            requeue(job, reason);
+            jz_jobs_requeue(job, reason);
         } else {
-            finish(job, JZ_JOB_FAILED, why ? why : "node lost");
+            jz_jobs_finish(job, JZ_JOB_FAILED, why ? why : "node lost");
         }
         return;
     }
     if (strcmp(st, "PREEMPTED") == 0 && job->preempting && !job->cancel_requested) {
         snprintf(reason, sizeof reason, "requeued: preempted for job %lld",
                  (long long)job->preempted_by);
-        requeue(job, reason);
+        jz_jobs_requeue(job, reason);
         return;
     }
     json_t *code = json_object_get(o, "exit_code"), *sig = json_object_get(o, "signal");
@@ -424,7 +424,7 @@ static void conclude(struct jz_job *job)
                  job->cancelled_by[0] ? job->cancelled_by : "a user");
     else
         snprintf(reason, sizeof reason, "%s", why ? why : "");
-    finish(job, s, reason[0] ? reason : NULL);
+    jz_jobs_finish(job, s, reason[0] ? reason : NULL);
     jz_server_request_commit(job->jobs->srv); /* freed resources: schedule again */
 }
 
@@ -647,7 +647,7 @@ static void start_job(struct jz_jobs *jobs, struct jz_job *job, struct jz_sched_
     if (!job->parts || !job->placed || !view_gpus || !view_nodes) {
         free(view_gpus);
         free(view_nodes);
-        finish(job, JZ_JOB_FAILED, "could not start: out of memory");
+        jz_jobs_finish(job, JZ_JOB_FAILED, "could not start: out of memory");
         return;
     }
     job->nparts = (unsigned)d->part_count;
@@ -849,11 +849,11 @@ void jz_jobs_launch(struct jz_jobs *jobs, struct jz_job *job, bool committed)
         if (job->state != JZ_JOB_RUNNING || job->nparts == 0)
             continue; /* it ended while its start was being made durable (node down) */
         if (!committed) {
-            finish(job, JZ_JOB_FAILED, "could not start: the store could not record the start");
+            jz_jobs_finish(job, JZ_JOB_FAILED, "could not start: the store could not record the start");
             continue;
         }
         if (job->cancel_requested) { /* cancelled while its start was being made durable */
-            finish(job, JZ_JOB_CANCELLED, "cancelled before its worker started");
+            jz_jobs_finish(job, JZ_JOB_CANCELLED, "cancelled before its worker started");
             continue;
         }
         if (job->preempting || srv->stopping) {
@@ -864,13 +864,13 @@ void jz_jobs_launch(struct jz_jobs *jobs, struct jz_job *job, bool committed)
                          (long long)job->preempted_by);
             else
                 snprintf(reason, sizeof reason, "requeued: the service stopped before it started");
-            requeue(job, reason);
+            jz_jobs_requeue(job, reason);
             continue;
         }
         if (prepare_job_dir(jobs, job, &err)) {
             char reason[400];
             snprintf(reason, sizeof reason, "could not start: %s", err.msg);
-            finish(job, JZ_JOB_FAILED, reason);
+            jz_jobs_finish(job, JZ_JOB_FAILED, reason);
             continue;
         }
         for (unsigned k = 0; k < job->nparts && job->state == JZ_JOB_RUNNING; k++) {
@@ -883,12 +883,12 @@ void jz_jobs_launch(struct jz_jobs *jobs, struct jz_job *job, bool committed)
             jz_log_warn("jobs", "job %lld part %u: %s", (long long)job->id, k, err.msg);
             if (err.code != JZ_EAGAIN) { /* its plugin or an input is gone: retrying won't help */
                 stop_parts(job, "kill", "kill");
-                finish(job, JZ_JOB_FAILED, reason);
+                jz_jobs_finish(job, JZ_JOB_FAILED, reason);
             } else {
                 stop_parts(job, "kill", "kill");
                 char rq[500];
                 snprintf(rq, sizeof rq, "requeued: %s", reason);
-                requeue(job, rq);
+                jz_jobs_requeue(job, rq);
             }
         }
     }
@@ -1056,7 +1056,7 @@ int jz_jobs_cancel(struct jz_jobs *jobs, struct jz_job *job, const char *by,
     jz_strlcpy(job->cancelled_by, by, sizeof job->cancelled_by);
     if (job->state == JZ_JOB_PENDING) {
         jz_jobs_pending_add(jobs, job->user, -1);
-        finish(job, JZ_JOB_CANCELLED, "cancelled before it started");
+        jz_jobs_finish(job, JZ_JOB_CANCELLED, "cancelled before it started");
         return 0;
     }
     if (!job->cancel_requested) {

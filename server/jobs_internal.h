@@ -114,6 +114,10 @@ struct jz_jobs {
 
 /* jobs.c */
 void jz_jobs_parts_free(struct jz_job *job);
+/* The job ends in state s (charged, forgotten by the scheduler, persisted, watchers told). */
+void jz_jobs_finish(struct jz_job *job, enum jz_job_state s, const char *reason);
+/* The run is over without a result of its own: the job waits again (a new run). */
+void jz_jobs_requeue(struct jz_job *job, const char *reason);
 void jz_jobs_set_state(struct jz_job *job, enum jz_job_state s);
 void jz_jobs_set_reason(struct jz_job *job, const char *reason);
 void jz_jobs_persist(struct jz_job *job, const char *event_type, const char *detail);

@@ -63,33 +63,28 @@ static int adopt(struct jz_jobs *jobs, struct jz_job *job, struct jz_error *err)
     return rc;
 }
 
+/* Hands a waiting job to the scheduler; one it refuses (an unknown class, say) fails. */
+static void queue_or_fail(struct jz_jobs *jobs, struct jz_job *job)
+{
+    struct jz_error err = {0};
+    if (jz_jobs_sched_submit(jobs, job, &err)) {
+        jz_jobs_pending_add(jobs, job->user, -1);
+        jz_jobs_finish(job, JZ_JOB_FAILED, err.msg);
+    }
+}
+
 /* A job that was running and whose run cannot go on: it waits again when it may be restarted,
- * else it failed. */
+ * else it failed. Not charged: when it stopped is not known. */
 static void lost_at_load(struct jz_jobs *jobs, struct jz_job *job, const char *why)
 {
-    char reason[400];
-    struct jz_error err = {0};
-    jz_job_clear_placement(job);
     job->start_ms = 0;
     if (job->preemptible || job->requeue) {
-        jz_jobs_set_state(job, JZ_JOB_PENDING);
+        char reason[400];
         snprintf(reason, sizeof reason, "requeued: %s", why);
-        jz_jobs_set_reason(job, reason);
-        job->run++;
-        job->start_wall_ms = 0;
-        jz_jobs_pending_add(jobs, job->user, +1);
-        jz_jobs_persist(job, "state", reason);
-        if (jz_jobs_sched_submit(jobs, job, &err)) {
-            jz_jobs_pending_add(jobs, job->user, -1);
-            jz_jobs_set_state(job, JZ_JOB_FAILED);
-            jz_jobs_set_reason(job, err.msg);
-            jz_jobs_persist(job, "state", err.msg);
-        }
+        jz_jobs_requeue(job, reason);
+        queue_or_fail(jobs, job);
     } else {
-        jz_jobs_set_state(job, JZ_JOB_FAILED);
-        jz_jobs_set_reason(job, why);
-        job->end_ms = jz_time_now_ms();
-        jz_jobs_persist(job, "state", why);
+        jz_jobs_finish(job, JZ_JOB_FAILED, why);
     }
 }
 
@@ -110,12 +105,7 @@ static int load_job(void *arg, json_t *rec)
     struct jz_error err = {0};
     if (job->state == JZ_JOB_PENDING) {
         jz_jobs_pending_add(jobs, job->user, +1);
-        if (jz_jobs_sched_submit(jobs, job, &err)) {
-            jz_jobs_pending_add(jobs, job->user, -1);
-            jz_jobs_set_state(job, JZ_JOB_FAILED);
-            jz_jobs_set_reason(job, err.msg);
-            jz_jobs_persist(job, "state", err.msg);
-        }
+        queue_or_fail(jobs, job);
     } else if (job->state == JZ_JOB_RUNNING) {
         /* Its parts may still run on their nodes' agents: adopt them, and let the nodes' hellos
          * (or their silence) say. A node not known now (the embedded local node, whose workers
