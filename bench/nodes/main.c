@@ -96,16 +96,6 @@ static void usage(FILE *out)
             "jazarid, jazari-node and the plugins are taken from this program's build tree.\n");
 }
 
-static bool parse_long(const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return false;
-    *out = v;
-    return true;
-}
 
 static int parse_options(int argc, char **argv, struct options *o)
 {
@@ -128,10 +118,10 @@ static int parse_options(int argc, char **argv, struct options *o)
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         bool ok = true;
         switch (c) {
-        case 'a': ok = parse_long(optarg, 0, 100000, &o->agents); break;
-        case 's': ok = parse_long(optarg, 1, 3600, &o->seconds); break;
-        case 'j': ok = parse_long(optarg, 0, 10000000, &o->jobs); break;
-        case 'l': ok = parse_long(optarg, 0, 100000, &o->latency_jobs); break;
+        case 'a': ok = jz_bench_parse_long(optarg, 0, 100000, &o->agents); break;
+        case 's': ok = jz_bench_parse_long(optarg, 1, 3600, &o->seconds); break;
+        case 'j': ok = jz_bench_parse_long(optarg, 0, 10000000, &o->jobs); break;
+        case 'l': ok = jz_bench_parse_long(optarg, 0, 100000, &o->latency_jobs); break;
         case 'h': usage(stdout); return 1;
         default: usage(stderr); return -1;
         }

@@ -107,16 +107,6 @@ static void usage(FILE *out)
         MAX_CLIENTS, WARMUP_S, MAX_SECONDS, MAX_DISPATCH_JOBS);
 }
 
-static bool parse_long(const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return false;
-    *out = v;
-    return true;
-}
 
 static int parse_options(int argc, char **argv, struct options *o)
 {
@@ -141,13 +131,13 @@ static int parse_options(int argc, char **argv, struct options *o)
         bool ok = true;
         switch (c) {
         case OPT_CLIENTS:
-            ok = parse_long(optarg, 1, MAX_CLIENTS, &o->clients);
+            ok = jz_bench_parse_long(optarg, 1, MAX_CLIENTS, &o->clients);
             break;
         case OPT_SECONDS:
-            ok = parse_long(optarg, 1, MAX_SECONDS, &o->seconds);
+            ok = jz_bench_parse_long(optarg, 1, MAX_SECONDS, &o->seconds);
             break;
         case OPT_DISPATCH:
-            ok = parse_long(optarg, 0, MAX_DISPATCH_JOBS, &o->dispatch_jobs);
+            ok = jz_bench_parse_long(optarg, 0, MAX_DISPATCH_JOBS, &o->dispatch_jobs);
             break;
         case OPT_JAZARID:
             ok = jz_strlcpy(o->jazarid, optarg, sizeof o->jazarid);

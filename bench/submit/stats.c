@@ -1,6 +1,8 @@
 /* Latency histogram, nearest-rank percentiles and ISO-8601 parsing for the submit benchmark. */
 #include "stats.h"
 
+#include <errno.h>
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,3 +91,13 @@ double jz_quantile_sorted(double *v, size_t n, double q)
     return v[rank_of(n, q) - 1];
 }
 
+bool jz_bench_parse_long(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}

@@ -1,7 +1,9 @@
-/* Latency statistics for the submit benchmark: a bounded log-linear histogram, exact
- * nearest-rank percentiles of small sample sets, and ISO-8601 timestamp parsing. */
+/* Latency statistics for the benchmarks: a bounded log-linear histogram, exact nearest-rank
+ * percentiles of small sample sets; and their option values. */
 #ifndef JZ_BENCH_SUBMIT_STATS_H
 #define JZ_BENCH_SUBMIT_STATS_H
+
+#include <stdbool.h>
 
 #include <stddef.h>
 #include <stdint.h>
@@ -31,5 +33,8 @@ double jz_lathist_quantile_us(const struct jz_lathist *h, double q);
 
 /* Nearest-rank quantile of n values; sorts v in place (caller-owned). 0 when n is 0. */
 double jz_quantile_sorted(double *v, size_t n, double q);
+
+/* Parses a whole decimal integer within [lo, hi] into *out; false otherwise (out untouched). */
+bool jz_bench_parse_long(const char *s, long lo, long hi, long *out);
 
 #endif
