@@ -79,30 +79,28 @@ void jz_api_node_drain(struct jz_req *r)
     reply_node(r, node, 200);
 }
 
-void jz_api_node_resume(struct jz_req *r)
+/* An operation on the node named in the path, answered with the node as it is now. */
+static void node_op(struct jz_req *r, int (*op)(struct jz_nodes *, size_t, struct jz_error *))
 {
     size_t node;
     struct jz_error err = {0};
     if (!node_from_path(r, &node))
         return;
-    if (jz_nodes_resume(r->srv->nodes, node, &err)) {
+    if (op(r->srv->nodes, node, &err)) {
         jz_http_reply_jz_error(r, &err, "name");
         return;
     }
     reply_node(r, node, 200);
 }
 
+void jz_api_node_resume(struct jz_req *r)
+{
+    node_op(r, jz_nodes_resume);
+}
+
 void jz_api_node_revoke(struct jz_req *r)
 {
-    size_t node;
-    struct jz_error err = {0};
-    if (!node_from_path(r, &node))
-        return;
-    if (jz_nodes_revoke(r->srv->nodes, node, &err)) {
-        jz_http_reply_jz_error(r, &err, "name");
-        return;
-    }
-    reply_node(r, node, 200);
+    node_op(r, jz_nodes_revoke);
 }
 
 void jz_api_node_delete(struct jz_req *r)
@@ -114,10 +112,7 @@ void jz_api_node_delete(struct jz_req *r)
     char name[64];
     jz_strlcpy(name, jz_nodes_name(r->srv->nodes, node), sizeof name);
     if (jz_nodes_remove(r->srv->nodes, node, &err)) {
-        if (err.code == JZ_EBUSY)
-            jz_http_reply_error(r, 409, "conflict", "name", "%s", err.msg);
-        else
-            jz_http_reply_jz_error(r, &err, "name");
+        jz_http_reply_jz_error(r, &err, "name"); /* 409 while jobs run there */
         return;
     }
     jz_http_reply_json(r, 200, json_pack("{s:s}", "removed", name));
