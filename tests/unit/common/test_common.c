@@ -9,6 +9,12 @@
 
 #include <cmocka.h>
 
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+#include "common/beneath.h"
 #include "common/cpulist.h"
 #include "common/json.h"
 #include "common/strutil.h"
@@ -195,12 +201,87 @@ static void test_strutil(void **state)
     assert_string_equal(buf, "abc");
 }
 
+/* A job's folder: a file, a subfolder, and every trick a job could play to have something
+ * else served from it. */
+static void test_open_beneath(void **state)
+{
+    (void)state;
+    char root[] = "/tmp/jz-beneath-XXXXXX";
+    assert_non_null(mkdtemp(root));
+    char path[256], outside[256];
+    snprintf(outside, sizeof outside, "%s.secret", root);
+    FILE *f = fopen(outside, "w");
+    assert_non_null(f);
+    fputs("secret", f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/out", root);
+    assert_int_equal(mkdir(path, 0700), 0);
+    snprintf(path, sizeof path, "%s/out/ok", root);
+    f = fopen(path, "w");
+    fputs("ok", f);
+    fclose(f);
+    int fd = jz_open_beneath(root, "out/ok", O_RDONLY, (uid_t)-1);
+    assert_true(fd >= 0);
+    close(fd);
+    /* A symbolic link as the last component, and as a folder on the way. */
+    snprintf(path, sizeof path, "%s/log", root);
+    assert_int_equal(symlink(outside, path), 0);
+    errno = 0;
+    assert_int_equal(jz_open_beneath(root, "log", O_RDONLY, (uid_t)-1), -1);
+    assert_int_equal(errno, EPERM);
+    snprintf(path, sizeof path, "%s/link", root);
+    assert_int_equal(symlink("/tmp", path), 0);
+    assert_int_equal(jz_open_beneath(root, "link/x", O_RDONLY, (uid_t)-1), -1);
+    /* Escapes by name. */
+    assert_int_equal(jz_open_beneath(root, "../x", O_RDONLY, (uid_t)-1), -1);
+    assert_int_equal(errno, EINVAL);
+    assert_int_equal(jz_open_beneath(root, "/etc/passwd", O_RDONLY, (uid_t)-1), -1);
+    assert_int_equal(jz_open_beneath(root, "out/./ok", O_RDONLY, (uid_t)-1), -1);
+    /* A hard link to a file of another owner (here: the owner we expect is someone else). */
+    snprintf(path, sizeof path, "%s/out/hard", root);
+    assert_int_equal(link(outside, path), 0);
+    uid_t other = getuid() + 1;
+    assert_int_equal(jz_open_beneath(root, "out/hard", O_RDONLY, other), -1);
+    assert_int_equal(errno, EPERM);
+    fd = jz_open_beneath(root, "out/hard", O_RDONLY, getuid()); /* its own file: fine */
+    assert_true(fd >= 0);
+    close(fd);
+    /* A FIFO in place of the log: refused at once, not waited on. */
+    snprintf(path, sizeof path, "%s/out/fifo", root);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    errno = 0;
+    assert_int_equal(jz_open_beneath(root, "out/fifo", O_RDONLY, (uid_t)-1), -1);
+    assert_int_equal(errno, EPERM);
+    unlink(path);
+    /* A FIFO in place of the log: refused at once, not waited on. */
+    snprintf(path, sizeof path, "%s/out/fifo", root);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    errno = 0;
+    assert_int_equal(jz_open_beneath(root, "out/fifo", O_RDONLY, (uid_t)-1), -1);
+    assert_int_equal(errno, EPERM);
+    unlink(path);
+    /* The root itself a symbolic link. */
+    char alias[256];
+    snprintf(alias, sizeof alias, "%s.alias", root);
+    assert_int_equal(symlink(root, alias), 0);
+    assert_int_equal(jz_open_beneath(alias, "out/ok", O_RDONLY, (uid_t)-1), -1);
+    unlink(alias);
+    snprintf(path, sizeof path, "%s/out/hard", root), unlink(path);
+    snprintf(path, sizeof path, "%s/out/ok", root), unlink(path);
+    snprintf(path, sizeof path, "%s/out", root), rmdir(path);
+    snprintf(path, sizeof path, "%s/log", root), unlink(path);
+    snprintf(path, sizeof path, "%s/link", root), unlink(path);
+    rmdir(root);
+    unlink(outside);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cpulist),     cmocka_unit_test(test_duration),
         cmocka_unit_test(test_json_limits), cmocka_unit_test(test_json_files),
         cmocka_unit_test(test_strutil), cmocka_unit_test(test_time_parse_iso),
+        cmocka_unit_test(test_open_beneath),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
