@@ -22,6 +22,7 @@
 #define JZ_CLI_MAX_RESPONSE (64u << 20)   /* bytes of one buffered JSON response */
 #define JZ_CLI_MAX_URL 2048
 #define JZ_CLI_MAX_TOKEN 1024
+#define JZ_CLI_MAX_CA_PATH 4096 /* bytes of the CA file's path */
 #define JZ_CLI_MAX_CONFIG (64u << 10) /* bytes of the config file or token file */
 #define JZ_CLI_MAX_QUEUE_LIMIT 1000000
 #define JZ_CLI_MAX_NODES 1024       /* --nodes of one job (the server's bound) */
@@ -47,6 +48,7 @@ enum {
     JZ_CLI_OPT_URL,
     JZ_CLI_OPT_TOKEN,
     JZ_CLI_OPT_HELP,
+    JZ_CLI_OPT_CA,
 };
 
 /* Values returned by jz_cli_opt_next besides an option id. */
@@ -80,10 +82,12 @@ struct jz_cli {
     const char *cmd; /* command name, for messages ("submit") */
     const char *url_flag;
     const char *token_flag;
+    const char *ca_flag;
     bool json;
     bool help;
     char url[JZ_CLI_MAX_URL];
     char token[JZ_CLI_MAX_TOKEN];
+    char ca[JZ_CLI_MAX_CA_PATH]; /* CA file for https:// ("": the system's) */
 };
 
 /* Stores a common option (id >= JZ_CLI_OPT_COMMON) into cli. */
@@ -166,7 +170,10 @@ int jz_cli_config_parse(const char *text, size_t len, const char *origin, char *
 
 /* Resolves cli->url and cli->token: flag, then environment (JAZARI_URL; JAZARI_TOKEN, then
  * JAZARI_TOKEN_FILE), then the config file ($JAZARI_CONFIG or ~/.config/jazari/config, read
- * only when needed), then the default URL. A missing token is not an error here (token ""). */
+ * only when needed), then the default URL. A missing token is not an error here (token "").
+ * For an https:// URL, cli->ca (the CA file that the server's certificate must chain to) comes
+ * from --ca, then JAZARI_CA, then the config file's "ca" key (relative to the file's folder);
+ * "" leaves the system's CA store. The file must be readable. */
 int jz_cli_config_resolve(struct jz_cli *cli, jz_cli_getenv_fn env, struct jz_error *err);
 
 /* ---- formatting -------------------------------------------------------------------------- */

@@ -1229,15 +1229,32 @@ static int cmd_plugins(struct jz_cli *cli, int argc, char **argv)
     return 0;
 }
 
+/* The UNIX USER cell: the account, marked when it is the tenant's default. */
+static void unix_cell(const json_t *u, char *buf, size_t len)
+{
+    const char *acct = jz_json_str(u, "unix_user", NULL);
+    if (!acct)
+        jz_strlcpy(buf, "-", len);
+    else
+        snprintf(buf, len, "%s%s", acct,
+                 strcmp(jz_json_str(u, "unix_user_from", ""), "tenant") == 0 ? " (tenant)" : "");
+}
+
 static int cmd_whoami(struct jz_cli *cli, int argc, char **argv)
 {
     int rc;
     struct jz_cli_response r;
     if (!get_for_command(cli, argc, argv, "/v1/whoami", &r, &rc))
         return rc;
-    char line[4096], clean[4096];
-    snprintf(line, sizeof line, "%s (tenant %s, role %s) at %s", jz_json_str(r.json, "name", "?"),
-             jz_json_str(r.json, "tenant", "?"), jz_json_str(r.json, "role", "?"), cli->url);
+    char line[4096], clean[4096], acct[80] = "";
+    if (jz_json_str(r.json, "unix_user", NULL)) {
+        char cell[64];
+        unix_cell(r.json, cell, sizeof cell);
+        snprintf(acct, sizeof acct, ", unix user %s", cell);
+    }
+    snprintf(line, sizeof line, "%s (tenant %s, role %s%s) at %s",
+             jz_json_str(r.json, "name", "?"), jz_json_str(r.json, "tenant", "?"),
+             jz_json_str(r.json, "role", "?"), acct, cli->url);
     jz_cli_sanitize(line, clean, sizeof clean);
     puts(clean);
     jz_cli_response_clear(&r);
@@ -1246,15 +1263,18 @@ static int cmd_whoami(struct jz_cli *cli, int argc, char **argv)
 
 /* ---- admin ------------------------------------------------------------------------------- */
 
-static int admin_user_add(struct jz_cli *cli, int argc, char **argv)
+#define MAX_WHEN_ARG 64 /* bytes of --expires and --since (the server's bound) */
+
+/* Parses a subcommand's options (specs; each value lands in vals[id], ids 1..15) and up to
+ * maxpos positionals into pos. Returns 0 or the exit code of a usage error. */
+static int parse_opts(struct jz_cli *cli, int argc, char **argv,
+                      const struct jz_cli_optspec *specs, const char **vals, const char **pos,
+                      int maxpos, int *npos)
 {
-    enum { O_TENANT = 1, O_ROLE };
-    static const struct jz_cli_optspec specs[] = {
-        {"tenant", 0, true, O_TENANT}, {"role", 0, true, O_ROLE}, {NULL, 0, false, 0}};
     struct jz_cli_optstate st;
     struct jz_error err = {0};
-    const char *name = NULL, *tenant = NULL, *role = "user";
     jz_cli_opt_init(&st, argc, argv);
+    *npos = 0;
     for (;;) {
         const char *val;
         int id = jz_cli_opt_next(&st, specs, &val, &err);
@@ -1262,46 +1282,117 @@ static int admin_user_add(struct jz_cli *cli, int argc, char **argv)
             break;
         if (id == JZ_CLI_OPT_ERROR)
             return usage_error(cli, err.msg);
-        if (id == JZ_CLI_OPT_DASHDASH)
-            continue;
+        if (id == JZ_CLI_OPT_DASHDASH) {
+            for (; st.i < argc; st.i++) {
+                if (*npos >= maxpos)
+                    return usage_error(cli, "too many arguments");
+                pos[(*npos)++] = argv[st.i];
+            }
+            break;
+        }
         if (id == JZ_CLI_OPT_POSITIONAL) {
-            if (name)
+            if (*npos >= maxpos)
                 return usage_error(cli, "too many arguments");
-            name = val;
-        } else if (id == O_TENANT) {
-            tenant = val;
-        } else if (id == O_ROLE) {
-            if (strcmp(val, "user") != 0 && strcmp(val, "admin") != 0)
-                return usage_error(cli, "--role: expected 'user' or 'admin'");
-            role = val;
-        } else {
+            pos[(*npos)++] = val;
+        } else if (id >= JZ_CLI_OPT_COMMON) {
             jz_cli_common_option(cli, id, val);
+        } else if (strlen(val) > 256) {
+            return usage_error(cli, "an option's value is longer than 256 bytes");
+        } else {
+            vals[id] = val;
         }
     }
+    return 0;
+}
+
+/* A user name or token id to put in a path: the server's own characters, so no encoding. */
+static bool segment_ok(const char *s)
+{
+    return s && jz_name_is_safe(s, 128);
+}
+
+static bool when_ok(struct jz_cli *cli, const char *opt, const char *v, int *rc)
+{
+    if (v && (!*v || strlen(v) > MAX_WHEN_ARG)) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "%s: expected a duration (90d, 12h, 30m) or a date (2026-12-31)",
+                 opt);
+        *rc = usage_error(cli, msg);
+        return false;
+    }
+    return true;
+}
+
+/* Prints a new token alone on stdout (for `tok=$(jazari ...)`) and what it is on stderr. */
+static int print_new_token(const struct jz_cli *cli, const struct jz_cli_response *r)
+{
+    const char *token = jz_json_str(r->json, "token", NULL);
+    if (cli->json) {
+        print_raw(r);
+        return 0;
+    }
+    if (!token) {
+        jz_cli_errorf(cli, "the server's answer has no token");
+        return JZ_CLI_EXIT_FAIL;
+    }
+    char clean[JZ_CLI_MAX_TOKEN], line[512], cline[512], when[64];
+    jz_cli_sanitize(token, clean, sizeof clean);
+    puts(clean);
+    const char *id = jz_json_str(r->json, "id", jz_json_str(r->json, "token_id", NULL));
+    if (id) {
+        const char *expires = jz_json_str(r->json, "expires", NULL);
+        jz_cli_time_local(expires, when, sizeof when);
+        int64_t revoked = jz_json_int(r->json, "revoked", 0);
+        snprintf(line, sizeof line, "Token %s for %s; %s%s%s.", id,
+                 jz_json_str(r->json, "user", jz_json_str(r->json, "name", "?")),
+                 expires ? "it expires " : "it does not expire", expires ? when : "",
+                 expires ? " (local time)" : "");
+        jz_cli_sanitize(line, cline, sizeof cline);
+        fprintf(stderr, "%s", cline);
+        if (revoked)
+            fprintf(stderr, " %lld other token%s revoked.", (long long)revoked,
+                    revoked == 1 ? "" : "s");
+        fputc('\n', stderr);
+    }
+    return 0;
+}
+
+/* "admin user add NAME --tenant T [--role R] [--unix-user ACCOUNT] [--expires WHEN]". */
+static int admin_user_add(struct jz_cli *cli, int argc, char **argv)
+{
+    enum { O_TENANT = 1, O_ROLE, O_UNIX, O_EXPIRES };
+    static const struct jz_cli_optspec specs[] = {{"tenant", 0, true, O_TENANT},
+                                                  {"role", 0, true, O_ROLE},
+                                                  {"unix-user", 0, true, O_UNIX},
+                                                  {"expires", 0, true, O_EXPIRES},
+                                                  {NULL, 0, false, 0}};
+    const char *vals[16] = {0}, *pos[1];
+    int npos, rc;
+    if ((rc = parse_opts(cli, argc, argv, specs, vals, pos, 1, &npos)))
+        return rc;
     if (cli->help)
         return print_usage(cli);
-    if (!name || !*name)
+    const char *role = vals[O_ROLE] ? vals[O_ROLE] : "user";
+    if (strcmp(role, "user") != 0 && strcmp(role, "admin") != 0)
+        return usage_error(cli, "--role: expected 'user' or 'admin'");
+    if (npos < 1 || !*pos[0])
         return usage_error(cli, "missing user name");
-    if (!tenant || !*tenant)
+    if (!vals[O_TENANT] || !*vals[O_TENANT])
         return usage_error(cli, "missing --tenant");
-    int rc = resolve(cli);
-    if (rc)
+    if (!when_ok(cli, "--expires", vals[O_EXPIRES], &rc) || (rc = resolve(cli)))
         return rc;
-    json_t *body = json_pack("{s:s,s:s,s:s}", "name", name, "tenant", tenant, "role", role);
+    json_t *body = json_pack("{s:s,s:s,s:s}", "name", pos[0], "tenant", vals[O_TENANT], "role",
+                             role);
+    if (vals[O_UNIX] && *vals[O_UNIX])
+        json_object_set_new(body, "unix_user", json_string(vals[O_UNIX]));
+    if (vals[O_EXPIRES])
+        json_object_set_new(body, "expires", json_string(vals[O_EXPIRES]));
     struct jz_cli_response r;
     rc = request(cli, "POST", "/v1/admin/users", body, &r);
     json_decref(body);
     if (rc)
         return rc;
-    if (cli->json) {
-        print_raw(&r);
-    } else if (jz_json_str(r.json, "token", NULL)) {
-        /* The new user's token is shown only now, alone on its line for scripts. */
-        puts(jz_json_str(r.json, "token", ""));
-    } else {
-        jz_cli_errorf(cli, "the server's answer has no token");
-        rc = JZ_CLI_EXIT_FAIL;
-    }
+    rc = print_new_token(cli, &r); /* shown only now */
     jz_cli_response_clear(&r);
     return rc;
 }
@@ -1312,24 +1403,296 @@ static int admin_user_list(struct jz_cli *cli, int argc, char **argv)
     struct jz_cli_response r;
     if (!get_for_command(cli, argc, argv, "/v1/admin/users", &r, &rc))
         return rc;
-    static const char *const hdr[] = {"NAME", "TENANT", "ROLE", "CREATED"};
-    struct jz_table *t = jz_table_new(4, hdr);
+    static const char *const hdr[] = {"NAME", "TENANT", "ROLE", "UNIX USER", "TOKENS", "CREATED"};
+    struct jz_table *t = jz_table_new(6, hdr);
+    if (!t) {
+        jz_cli_response_clear(&r);
+        return JZ_CLI_EXIT_FAIL;
+    }
+    jz_table_align_right(t, 4);
+    size_t i;
+    json_t *u;
+    json_array_foreach(json_object_get(r.json, "users"), i, u)
+    {
+        char created[32], acct[80], ntok[24];
+        jz_cli_time_local(jz_json_str(u, "created", NULL), created, sizeof created);
+        unix_cell(u, acct, sizeof acct);
+        snprintf(ntok, sizeof ntok, "%lld", (long long)jz_json_int(u, "tokens", 0));
+        const char *cells[] = {jz_json_str(u, "name", NULL), jz_json_str(u, "tenant", NULL),
+                               jz_json_str(u, "role", NULL), acct, ntok, created};
+        jz_table_add(t, cells);
+    }
+    jz_table_print(t, stdout);
+    jz_table_free(t);
+    jz_cli_response_clear(&r);
+    return 0;
+}
+
+/* "admin user set NAME --unix-user ACCOUNT" ("" clears it). */
+static int admin_user_set(struct jz_cli *cli, int argc, char **argv)
+{
+    enum { O_UNIX = 1 };
+    static const struct jz_cli_optspec specs[] = {{"unix-user", 0, true, O_UNIX},
+                                                  {NULL, 0, false, 0}};
+    const char *vals[16] = {0}, *pos[1];
+    int npos, rc;
+    if ((rc = parse_opts(cli, argc, argv, specs, vals, pos, 1, &npos)))
+        return rc;
+    if (cli->help)
+        return print_usage(cli);
+    if (npos < 1 || !segment_ok(pos[0]))
+        return usage_error(cli, "expected a user name (A-Z a-z 0-9 . _ -)");
+    if (!vals[O_UNIX])
+        return usage_error(cli, "nothing to set: give --unix-user ACCOUNT ('' clears it)");
+    if ((rc = resolve(cli)))
+        return rc;
+    json_t *body = json_pack("{s:o}", "unix_user",
+                             *vals[O_UNIX] ? json_string(vals[O_UNIX]) : json_null());
+    char path[256];
+    snprintf(path, sizeof path, "/v1/admin/users/%s", pos[0]);
+    struct jz_cli_response r;
+    rc = request(cli, "POST", path, body, &r);
+    json_decref(body);
+    if (rc)
+        return rc;
+    if (cli->json) {
+        print_raw(&r);
+    } else {
+        char acct[80], line[512], clean[512];
+        unix_cell(r.json, acct, sizeof acct);
+        snprintf(line, sizeof line, "%s: unix user %s", jz_json_str(r.json, "name", pos[0]),
+                 acct);
+        jz_cli_sanitize(line, clean, sizeof clean);
+        puts(clean);
+    }
+    jz_cli_response_clear(&r);
+    return 0;
+}
+
+/* "admin user rm NAME": its tokens are revoked at once; its jobs keep their records. */
+static int admin_user_rm(struct jz_cli *cli, int argc, char **argv)
+{
+    const char *pos[1];
+    int n, rc;
+    if ((rc = parse_simple(cli, argc, argv, pos, 1, 1, &n)))
+        return rc;
+    if (cli->help)
+        return print_usage(cli);
+    if (!segment_ok(pos[0]))
+        return usage_error(cli, "expected a user name (A-Z a-z 0-9 . _ -)");
+    if ((rc = resolve(cli)))
+        return rc;
+    char path[256];
+    snprintf(path, sizeof path, "/v1/admin/users/%s", pos[0]);
+    struct jz_cli_response r;
+    if ((rc = request(cli, "DELETE", path, NULL, &r)))
+        return rc;
+    if (cli->json)
+        print_raw(&r);
+    else
+        printf("removed %s (%lld token%s revoked)\n", pos[0],
+               (long long)jz_json_int(r.json, "tokens_revoked", 0),
+               jz_json_int(r.json, "tokens_revoked", 0) == 1 ? "" : "s");
+    jz_cli_response_clear(&r);
+    return 0;
+}
+
+/* "admin token list [--user U]". */
+static int admin_token_list(struct jz_cli *cli, int argc, char **argv)
+{
+    enum { O_USER = 1 };
+    static const struct jz_cli_optspec specs[] = {{"user", 'u', true, O_USER},
+                                                  {NULL, 0, false, 0}};
+    const char *vals[16] = {0}, *pos[1];
+    int npos, rc;
+    if ((rc = parse_opts(cli, argc, argv, specs, vals, pos, 0, &npos)))
+        return rc;
+    if (cli->help)
+        return print_usage(cli);
+    if (vals[O_USER] && !segment_ok(vals[O_USER]))
+        return usage_error(cli, "--user: expected a user name (A-Z a-z 0-9 . _ -)");
+    if ((rc = resolve(cli)))
+        return rc;
+    char path[256] = "/v1/admin/tokens";
+    if (vals[O_USER])
+        snprintf(path, sizeof path, "/v1/admin/tokens?user=%s", vals[O_USER]);
+    struct jz_cli_response r;
+    if ((rc = request(cli, "GET", path, NULL, &r)))
+        return rc;
+    if (cli->json) {
+        print_raw(&r);
+        jz_cli_response_clear(&r);
+        return 0;
+    }
+    static const char *const hdr[] = {"ID", "USER", "CREATED", "EXPIRES", "LAST USED"};
+    struct jz_table *t = jz_table_new(5, hdr);
     if (!t) {
         jz_cli_response_clear(&r);
         return JZ_CLI_EXIT_FAIL;
     }
     size_t i;
-    json_t *u;
-    json_array_foreach(json_object_get(r.json, "users"), i, u)
+    json_t *tk;
+    int64_t now = jz_time_now_ms();
+    json_array_foreach(json_object_get(r.json, "tokens"), i, tk)
     {
-        char created[32];
-        jz_cli_time_local(jz_json_str(u, "created", NULL), created, sizeof created);
-        const char *cells[] = {jz_json_str(u, "name", NULL), jz_json_str(u, "tenant", NULL),
-                               jz_json_str(u, "role", NULL), created};
+        char created[32], expires[48], used[32];
+        jz_cli_time_local(jz_json_str(tk, "created", NULL), created, sizeof created);
+        if (jz_json_bool(tk, "expired", false)) {
+            char when[32];
+            jz_cli_time_local(jz_json_str(tk, "expires", NULL), when, sizeof when);
+            snprintf(expires, sizeof expires, "expired %s", when);
+        } else if (jz_json_str(tk, "expires", NULL)) {
+            jz_cli_time_local(jz_json_str(tk, "expires", NULL), expires, sizeof expires);
+        } else {
+            jz_strlcpy(expires, "never", sizeof expires);
+        }
+        jz_cli_age_format(jz_json_str(tk, "last_used", NULL), now, used, sizeof used);
+        const char *cells[] = {jz_json_str(tk, "id", NULL), jz_json_str(tk, "user", NULL),
+                               created, expires, used};
         jz_table_add(t, cells);
     }
     jz_table_print(t, stdout);
     jz_table_free(t);
+    jz_cli_response_clear(&r);
+    return 0;
+}
+
+/* "admin token add|rotate --user U [--expires WHEN]": the new token alone on stdout. */
+static int admin_token_new(struct jz_cli *cli, int argc, char **argv, const char *path)
+{
+    enum { O_USER = 1, O_EXPIRES };
+    static const struct jz_cli_optspec specs[] = {{"user", 'u', true, O_USER},
+                                                  {"expires", 0, true, O_EXPIRES},
+                                                  {NULL, 0, false, 0}};
+    const char *vals[16] = {0}, *pos[1];
+    int npos, rc;
+    if ((rc = parse_opts(cli, argc, argv, specs, vals, pos, 0, &npos)))
+        return rc;
+    if (cli->help)
+        return print_usage(cli);
+    if (!vals[O_USER] || !*vals[O_USER])
+        return usage_error(cli, "missing --user");
+    if (!when_ok(cli, "--expires", vals[O_EXPIRES], &rc) || (rc = resolve(cli)))
+        return rc;
+    json_t *body = json_pack("{s:s, s:s?}", "user", vals[O_USER], "expires", vals[O_EXPIRES]);
+    struct jz_cli_response r;
+    rc = request(cli, "POST", path, body, &r);
+    json_decref(body);
+    if (rc)
+        return rc;
+    rc = print_new_token(cli, &r);
+    jz_cli_response_clear(&r);
+    return rc;
+}
+
+/* "admin token revoke ID": refused from the next request on. */
+static int admin_token_revoke(struct jz_cli *cli, int argc, char **argv)
+{
+    const char *pos[1];
+    int n, rc;
+    if ((rc = parse_simple(cli, argc, argv, pos, 1, 1, &n)))
+        return rc;
+    if (cli->help)
+        return print_usage(cli);
+    /* A token in a path would end up in logs: the id is what names it. */
+    if (!segment_ok(pos[0]) || strncmp(pos[0], "jz_", 3) == 0)
+        return usage_error(cli, "expected a token id (tk_..., see 'jazari admin token list'), "
+                                "not a token");
+    if ((rc = resolve(cli)))
+        return rc;
+    char path[256];
+    snprintf(path, sizeof path, "/v1/admin/tokens/%s", pos[0]);
+    struct jz_cli_response r;
+    if ((rc = request(cli, "DELETE", path, NULL, &r)))
+        return rc;
+    if (cli->json) {
+        print_raw(&r);
+    } else {
+        char line[512], clean[512];
+        snprintf(line, sizeof line, "revoked %s (of %s)", pos[0],
+                 jz_json_str(r.json, "user", "?"));
+        jz_cli_sanitize(line, clean, sizeof clean);
+        puts(clean);
+    }
+    jz_cli_response_clear(&r);
+    return 0;
+}
+
+/* Appends s to buf percent-encoded (RFC 3986 unreserved characters kept). */
+static void query_encode(const char *s, char *buf, size_t len)
+{
+    size_t n = strlen(buf);
+    for (; *s && n + 4 < len; s++) {
+        unsigned char c = (unsigned char)*s;
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            c == '-' || c == '.' || c == '_' || c == '~')
+            buf[n++] = (char)c;
+        else
+            n += (size_t)snprintf(buf + n, len - n, "%%%02X", c);
+    }
+    buf[n] = '\0';
+}
+
+/* "admin audit [--since WHEN] [--limit N]": TIME WHO ACTION TARGET FROM DETAIL, oldest first. */
+static int admin_audit(struct jz_cli *cli, int argc, char **argv)
+{
+    enum { O_SINCE = 1, O_LIMIT };
+    static const struct jz_cli_optspec specs[] = {{"since", 0, true, O_SINCE},
+                                                  {"limit", 'n', true, O_LIMIT},
+                                                  {NULL, 0, false, 0}};
+    const char *vals[16] = {0}, *pos[1];
+    int npos, rc;
+    if ((rc = parse_opts(cli, argc, argv, specs, vals, pos, 0, &npos)))
+        return rc;
+    if (cli->help)
+        return print_usage(cli);
+    int64_t limit = 100;
+    struct jz_error err = {0};
+    if (vals[O_LIMIT] && jz_cli_parse_int(vals[O_LIMIT], 1, 1000, "--limit", &limit, &err))
+        return usage_error(cli, err.msg);
+    if (!when_ok(cli, "--since", vals[O_SINCE], &rc) || (rc = resolve(cli)))
+        return rc;
+    char path[512];
+    snprintf(path, sizeof path, "/v1/admin/audit?limit=%lld", (long long)limit);
+    if (vals[O_SINCE]) {
+        jz_strlcpy(path + strlen(path), "&since=", sizeof path - strlen(path));
+        query_encode(vals[O_SINCE], path, sizeof path);
+    }
+    struct jz_cli_response r;
+    if ((rc = request(cli, "GET", path, NULL, &r)))
+        return rc;
+    if (cli->json) {
+        print_raw(&r);
+        jz_cli_response_clear(&r);
+        return 0;
+    }
+    static const char *const hdr[] = {"TIME", "WHO", "ACTION", "TARGET", "FROM", "DETAIL"};
+    struct jz_table *t = jz_table_new(6, hdr);
+    if (!t) {
+        jz_cli_response_clear(&r);
+        return JZ_CLI_EXIT_FAIL;
+    }
+    size_t i;
+    json_t *e;
+    json_array_foreach(json_object_get(r.json, "entries"), i, e)
+    {
+        char when[32];
+        jz_cli_time_local(jz_json_str(e, "time", NULL), when, sizeof when);
+        json_t *d = json_object_get(e, "detail");
+        char *detail = d ? json_dumps(d, JSON_COMPACT) : NULL;
+        const char *cells[] = {when,
+                               jz_json_str(e, "who", NULL),
+                               jz_json_str(e, "action", NULL),
+                               jz_json_str(e, "target", NULL),
+                               jz_json_str(e, "address", NULL),
+                               detail};
+        jz_table_add(t, cells);
+        free(detail);
+    }
+    jz_table_print(t, stdout);
+    jz_table_free(t);
+    if (jz_json_bool(r.json, "truncated", false))
+        fprintf(stderr, "(older entries were left out: use --since or a larger --limit)\n");
     jz_cli_response_clear(&r);
     return 0;
 }
@@ -1445,24 +1808,74 @@ static int admin_node_revoke(struct jz_cli *cli, int argc, char **argv)
     return node_send(cli, &a);
 }
 
+static int admin_token_add(struct jz_cli *cli, int argc, char **argv)
+{
+    return admin_token_new(cli, argc, argv, "/v1/admin/tokens");
+}
+
+static int admin_token_rotate(struct jz_cli *cli, int argc, char **argv)
+{
+    return admin_token_new(cli, argc, argv, "/v1/admin/tokens/rotate");
+}
+
 static int cmd_admin(struct jz_cli *cli, int argc, char **argv)
 {
-    /* "admin user add ..." / "admin user list" / "admin credit add" / "admin node token" /
-     * "admin node revoke": object and verb first. */
+    /* Object and verb first ("admin user add ..."); "admin audit" has no verb. */
+    static const struct {
+        const char *object, *verb;
+        jz_cli_cmd_fn fn;
+    } subs[] = {
+        {"user", "add", admin_user_add},       {"user", "list", admin_user_list},
+        {"user", "set", admin_user_set},       {"user", "rm", admin_user_rm},
+        {"token", "list", admin_token_list},   {"token", "add", admin_token_add},
+        {"token", "revoke", admin_token_revoke}, {"token", "rotate", admin_token_rotate},
+        {"credit", "add", admin_credit_add},   {"node", "token", admin_node_token},
+        {"node", "revoke", admin_node_revoke},
+    };
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0))
         return print_usage(cli);
-    if (argc >= 3 && strcmp(argv[1], "user") == 0 && strcmp(argv[2], "add") == 0)
-        return admin_user_add(cli, argc - 2, argv + 2);
-    if (argc >= 3 && strcmp(argv[1], "user") == 0 && strcmp(argv[2], "list") == 0)
-        return admin_user_list(cli, argc - 2, argv + 2);
-    if (argc >= 3 && strcmp(argv[1], "credit") == 0 && strcmp(argv[2], "add") == 0)
-        return admin_credit_add(cli, argc - 2, argv + 2);
-    if (argc >= 3 && strcmp(argv[1], "node") == 0 && strcmp(argv[2], "token") == 0)
-        return admin_node_token(cli, argc - 2, argv + 2);
-    if (argc >= 3 && strcmp(argv[1], "node") == 0 && strcmp(argv[2], "revoke") == 0)
-        return admin_node_revoke(cli, argc - 2, argv + 2);
-    return usage_error(cli, "expected 'admin user add', 'admin user list', 'admin credit add', "
-                            "'admin node token' or 'admin node revoke'");
+    if (argc >= 2 && strcmp(argv[1], "audit") == 0)
+        return admin_audit(cli, argc - 1, argv + 1);
+    for (size_t i = 0; argc >= 3 && i < sizeof subs / sizeof subs[0]; i++)
+        if (strcmp(argv[1], subs[i].object) == 0 && strcmp(argv[2], subs[i].verb) == 0)
+            return subs[i].fn(cli, argc - 2, argv + 2);
+    return usage_error(cli, "expected 'admin user add|list|set|rm', 'admin token "
+                            "list|add|revoke|rotate', 'admin audit', 'admin credit add' or "
+                            "'admin node token|revoke'");
+}
+
+/* ---- token (your own) -------------------------------------------------------------------- */
+
+/* "token rotate [--expires WHEN]": a new token for the caller; every other one is revoked. */
+static int cmd_token(struct jz_cli *cli, int argc, char **argv)
+{
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0))
+        return print_usage(cli);
+    if (argc < 2 || strcmp(argv[1], "rotate") != 0)
+        return usage_error(cli, "expected 'token rotate'");
+    enum { O_EXPIRES = 1 };
+    static const struct jz_cli_optspec specs[] = {{"expires", 0, true, O_EXPIRES},
+                                                  {NULL, 0, false, 0}};
+    const char *vals[16] = {0}, *pos[1];
+    int npos, rc;
+    if ((rc = parse_opts(cli, argc - 1, argv + 1, specs, vals, pos, 0, &npos)))
+        return rc;
+    if (cli->help)
+        return print_usage(cli);
+    if (!when_ok(cli, "--expires", vals[O_EXPIRES], &rc) || (rc = resolve(cli)))
+        return rc;
+    json_t *body = json_pack("{s:s?}", "expires", vals[O_EXPIRES]);
+    struct jz_cli_response r;
+    rc = request(cli, "POST", "/v1/whoami/token", body, &r);
+    json_decref(body);
+    if (rc)
+        return rc;
+    rc = print_new_token(cli, &r);
+    if (!rc && !cli->json)
+        fprintf(stderr, "Your old token no longer works: put the new one where the old one was "
+                        "(JAZARI_TOKEN, the token file or the config file).\n");
+    jz_cli_response_clear(&r);
+    return rc;
 }
 
 /* ---- usage ------------------------------------------------------------------------------- */
@@ -1524,7 +1937,8 @@ static int cmd_usage(struct jz_cli *cli, int argc, char **argv)
 /* ---- the table --------------------------------------------------------------------------- */
 
 #define COMMON_HELP                                                                                \
-    "Common options: --json (print the server's JSON), --url URL, --token TOKEN, --help.\n"
+    "Common options: --json (print the server's JSON), --url URL, --token TOKEN, --ca FILE,\n"     \
+    "--help.\n"
 
 const struct jz_cli_command jz_cli_commands[] = {
     {"submit", cmd_submit, "submit a job",
@@ -1594,13 +2008,36 @@ const struct jz_cli_command jz_cli_commands[] = {
      "metered: when their balance is used up, their jobs wait with the reason 'credits'.\n"
      COMMON_HELP},
     {"whoami", cmd_whoami, "show who the token belongs to", "Usage: jazari whoami\n" COMMON_HELP},
-    {"admin", cmd_admin, "manage users, credits and node credentials (admins)",
-     "Usage: jazari admin user add NAME --tenant T [--role user|admin]\n"
+    {"token", cmd_token, "replace your own token",
+     "Usage: jazari token rotate [--expires WHEN]\n"
+     "Prints a new token for you (alone on stdout) and revokes all your others, the one in use\n"
+     "included. The new token expires no later than your current ones do (an admin can give a\n"
+     "later expiry); WHEN is a duration from now (90d, 12h, 30m) or a date (2026-12-31).\n"
+     COMMON_HELP},
+    {"admin", cmd_admin, "manage users, tokens, credits and node credentials (admins)",
+     "Usage: jazari admin user add NAME --tenant T [--role user|admin] [--unix-user ACCOUNT]\n"
+     "                             [--expires WHEN]\n"
      "       jazari admin user list\n"
+     "       jazari admin user set NAME --unix-user ACCOUNT\n"
+     "       jazari admin user rm NAME\n"
+     "       jazari admin token list [--user U]\n"
+     "       jazari admin token add --user U [--expires WHEN]\n"
+     "       jazari admin token revoke TOKEN_ID\n"
+     "       jazari admin token rotate --user U [--expires WHEN]\n"
+     "       jazari admin audit [--since WHEN] [--limit N]\n"
      "       jazari admin credit add TENANT GPU_HOURS [--note TEXT]\n"
      "       jazari admin node token [--site SITE] [--ttl DURATION]\n"
      "       jazari admin node revoke NAME\n"
-     "'user add' prints the new user's token; it is shown only this once.\n"
+     "'user add', 'token add' and 'token rotate' print the new token alone on stdout (it is\n"
+     "shown only this once) and its id and expiry on stderr. WHEN is a duration from now (90d,\n"
+     "12h, 30m, 2s) or an ISO-8601 date or time (2026-12-31, 2026-12-31T12:00:00Z); for\n"
+     "--since, a duration counts back from now. Without --expires a token does not expire.\n"
+     "--unix-user is the POSIX account the user's jobs run as ([a-z_][a-z0-9_-]{0,31});\n"
+     "'user set' with an empty --unix-user clears it (the tenant's default applies again).\n"
+     "'user rm' revokes the user's tokens at once; its jobs keep their records. The last\n"
+     "admin cannot be removed. 'token rotate' revokes every other token of the user; for the\n"
+     "user 'admin' it also rewrites STATE/admin.token. 'audit' lists admin actions, oldest\n"
+     "first: TIME WHO ACTION TARGET FROM DETAIL (default: the last 100; --limit at most 1000).\n"
      "'node token' prints a token with which a node agent joins SITE (default: default); it is\n"
      "valid for --ttl (default 1d; 90, 30m, 12h, 7d). The token alone goes to stdout, its site\n"
      "and expiry to stderr.\n"
@@ -1611,7 +2048,8 @@ const struct jz_cli_command jz_cli_commands[] = {
 
 static void print_main_usage(FILE *out)
 {
-    fprintf(out, "Usage: jazari [--url URL] [--token TOKEN] [--json] COMMAND [args...]\n\n"
+    fprintf(out, "Usage: jazari [--url URL] [--token TOKEN] [--ca FILE] [--json] COMMAND "
+                 "[args...]\n\n"
                  "Commands:\n");
     for (const struct jz_cli_command *c = jz_cli_commands; c->name; c++)
         fprintf(out, "  %-10s %s\n", c->name, c->summary);
@@ -1622,6 +2060,8 @@ static void print_main_usage(FILE *out)
             "Token: --token, else JAZARI_TOKEN, else the file named by JAZARI_TOKEN_FILE,\n"
             "else the config file ($JAZARI_CONFIG or ~/.config/jazari/config: lines\n"
             "'url = ...' and 'token = ...').\n"
+            "CA (https:// only): --ca FILE, else JAZARI_CA, else the config file's 'ca = FILE';\n"
+            "without one the system's CA store checks the server's certificate.\n"
             "'jazari COMMAND --help' describes a command.\n",
             JZ_CLI_DEFAULT_URL);
 }
@@ -1646,15 +2086,20 @@ int jz_cli_main(int argc, char **argv, const struct jz_cli_command *extra)
         } else if (strcmp(a, "--version") == 0) {
             printf("jazari 0.1.0\n");
             return JZ_CLI_EXIT_OK;
-        } else if (strcmp(a, "--url") == 0 || strcmp(a, "--token") == 0) {
+        } else if (strcmp(a, "--url") == 0 || strcmp(a, "--token") == 0 ||
+                   strcmp(a, "--ca") == 0) {
             if (i + 1 >= argc) {
                 jz_cli_errorf(&cli, "option '%s' needs a value", a);
                 return JZ_CLI_EXIT_USAGE;
             }
             if (a[2] == 'u')
                 cli.url_flag = argv[++i];
-            else
+            else if (a[2] == 't')
                 cli.token_flag = argv[++i];
+            else
+                cli.ca_flag = argv[++i];
+        } else if (strncmp(a, "--ca=", 5) == 0) {
+            cli.ca_flag = a + 5;
         } else if (strncmp(a, "--url=", 6) == 0) {
             cli.url_flag = a + 6;
         } else if (strncmp(a, "--token=", 8) == 0) {

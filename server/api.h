@@ -2,6 +2,8 @@
 #ifndef JZ_SERVER_API_H
 #define JZ_SERVER_API_H
 
+#include <jansson.h>
+
 struct jz_req;
 
 void jz_api_healthz(struct jz_req *r);
@@ -23,9 +25,25 @@ void jz_api_admin_node_tokens(struct jz_req *r);
 void jz_api_agent(struct jz_req *r);
 void jz_api_plugins(struct jz_req *r);
 void jz_api_whoami(struct jz_req *r);
-void jz_api_admin_users_add(struct jz_req *r);
-void jz_api_admin_users_list(struct jz_req *r);
 void jz_api_usage(struct jz_req *r);
 void jz_api_admin_credits_add(struct jz_req *r);
+
+/* Users, tokens and the audit log (api_admin.c). */
+void jz_api_admin_users_add(struct jz_req *r);
+void jz_api_admin_users_list(struct jz_req *r);
+void jz_api_admin_user_set(struct jz_req *r);
+void jz_api_admin_user_rm(struct jz_req *r);
+void jz_api_admin_tokens_list(struct jz_req *r);
+void jz_api_admin_tokens_add(struct jz_req *r);
+void jz_api_admin_tokens_rotate(struct jz_req *r);
+void jz_api_admin_token_revoke(struct jz_req *r);
+void jz_api_admin_audit(struct jz_req *r);
+void jz_api_whoami_token(struct jz_req *r);
+
+/* Records an administrative action of the request's user in the audit log, with the client's
+ * address (see jz_audit in auth.h): action names "object.verb" ("node.drain"), target what it
+ * acted on (may be NULL), detail a JSON object (stolen, may be NULL). Call it after the change
+ * succeeded and before replying, so that the entry is durable with the change. */
+void jz_api_audit(struct jz_req *r, const char *action, const char *target, json_t *detail);
 
 #endif

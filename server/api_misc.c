@@ -1,4 +1,5 @@
-/* Handlers for health, metrics, nodes, plugins, identity and user administration. */
+/* Handlers for health, metrics, plugins, identity, usage and credits. Users, tokens and the
+ * audit log are in api_admin.c. */
 #include <event2/buffer.h>
 #include <stdio.h>
 #include <string.h>
@@ -87,42 +88,10 @@ void jz_api_plugins(struct jz_req *r)
 
 void jz_api_whoami(struct jz_req *r)
 {
-    jz_http_reply_json(r, 200, json_pack("{s:s, s:s, s:s}", "name", r->user->name, "tenant",
-                                         r->user->tenant, "role",
-                                         r->user->admin ? "admin" : "user"));
-}
-
-void jz_api_admin_users_add(struct jz_req *r)
-{
-    const char *name = jz_json_str(r->body, "name", NULL);
-    const char *tenant = jz_json_str(r->body, "tenant", NULL);
-    const char *role = jz_json_str(r->body, "role", "user");
-    if (!name) {
-        jz_http_reply_error(r, 400, "invalid", "name", "name: required string");
-        return;
-    }
-    if (!tenant) {
-        jz_http_reply_error(r, 400, "invalid", "tenant", "tenant: required string");
-        return;
-    }
-    if (strcmp(role, "user") != 0 && strcmp(role, "admin") != 0) {
-        jz_http_reply_error(r, 400, "invalid", "role", "role: must be user or admin");
-        return;
-    }
-    char token[JZ_TOKEN_LEN + 1];
-    struct jz_error err = {0};
-    if (jz_auth_user_add(r->srv->auth, name, tenant, strcmp(role, "admin") == 0, token, &err)) {
-        const char *field = strncmp(err.msg, "tenant", 6) == 0 ? "tenant" : "name";
-        jz_http_reply_jz_error(r, &err, field);
-        return;
-    }
-    jz_http_reply_json(r, 201, json_pack("{s:s, s:s, s:s, s:s}", "name", name, "tenant", tenant,
-                                         "role", role, "token", token));
-}
-
-void jz_api_admin_users_list(struct jz_req *r)
-{
-    jz_http_reply_json(r, 200, json_pack("{s:o}", "users", jz_auth_users_json(r->srv->auth)));
+    json_t *me = json_pack("{s:s, s:s, s:s}", "name", r->user->name, "tenant", r->user->tenant,
+                           "role", r->user->admin ? "admin" : "user");
+    jz_auth_unix_json(r->srv->auth, r->user, me); /* absent when the user has no account */
+    jz_http_reply_json(r, 200, me);
 }
 
 void jz_api_usage(struct jz_req *r)
@@ -164,6 +133,8 @@ void jz_api_admin_credits_add(struct jz_req *r)
         jz_http_reply_jz_error(r, &err, strncmp(err.msg, "tenant", 6) == 0 ? "tenant" : "gpu_hours");
         return;
     }
+    jz_api_audit(r, "credits.add", tenant,
+                 json_pack("{s:f, s:O?}", "gpu_hours", json_number_value(hours), "note", note));
     json_t *usage = jz_ledger_usage_json(r->srv->ledger, tenant);
     json_t *row = json_incref(json_array_get(json_object_get(usage, "tenants"), 0));
     json_decref(usage);

@@ -76,11 +76,14 @@ void jz_api_node_drain(struct jz_req *r)
         jz_http_reply_jz_error(r, &err, "name");
         return;
     }
+    jz_api_audit(r, "node.drain", jz_nodes_name(r->srv->nodes, node),
+                 json_pack("{s:s}", "reason", reason));
     reply_node(r, node, 200);
 }
 
 /* An operation on the node named in the path, answered with the node as it is now. */
-static void node_op(struct jz_req *r, int (*op)(struct jz_nodes *, size_t, struct jz_error *))
+static void node_op(struct jz_req *r, int (*op)(struct jz_nodes *, size_t, struct jz_error *),
+                    const char *action)
 {
     size_t node;
     struct jz_error err = {0};
@@ -90,17 +93,18 @@ static void node_op(struct jz_req *r, int (*op)(struct jz_nodes *, size_t, struc
         jz_http_reply_jz_error(r, &err, "name");
         return;
     }
+    jz_api_audit(r, action, jz_nodes_name(r->srv->nodes, node), NULL);
     reply_node(r, node, 200);
 }
 
 void jz_api_node_resume(struct jz_req *r)
 {
-    node_op(r, jz_nodes_resume);
+    node_op(r, jz_nodes_resume, "node.resume");
 }
 
 void jz_api_node_revoke(struct jz_req *r)
 {
-    node_op(r, jz_nodes_revoke);
+    node_op(r, jz_nodes_revoke, "node.revoke");
 }
 
 void jz_api_node_delete(struct jz_req *r)
@@ -115,6 +119,7 @@ void jz_api_node_delete(struct jz_req *r)
         jz_http_reply_jz_error(r, &err, "name"); /* 409 while jobs run there */
         return;
     }
+    jz_api_audit(r, "node.rm", name, NULL);
     jz_http_reply_json(r, 200, json_pack("{s:s}", "removed", name));
 }
 
@@ -160,6 +165,9 @@ void jz_api_admin_node_tokens(struct jz_req *r)
     }
     char ts[40];
     jz_time_format_iso(expires, ts, sizeof ts);
+    /* Never the token itself. */
+    jz_api_audit(r, "node_token.create", site,
+                 json_pack("{s:s, s:I}", "expires", ts, "ttl_s", (json_int_t)ttl));
     jz_http_reply_json(r, 201, json_pack("{s:s, s:s, s:s}", "token", token, "site", site,
                                          "expires", ts));
 }

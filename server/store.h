@@ -1,4 +1,4 @@
-/* The durable store behind jazarid: users, tenants, jobs and job events.
+/* The durable store behind jazarid: users, tenants, jobs, job events and the audit log.
  *
  * jazarid's event loop never waits for the disk. Writes are queued into the current *batch*;
  * jz_store_seal() hands the batch to a writer thread, which applies it in one transaction and
@@ -20,7 +20,8 @@
 
 struct jz_store;
 
-/* A user as stored. */
+/* A user as stored in the first schema (one token each). auth.c reads these rows only to move
+ * them to "user" and "token" objects, then deletes them (user_del). */
 struct jz_store_user {
     char *name;
     char *tenant;
@@ -41,6 +42,19 @@ struct jz_ledger_entry {
     const char *note;   /* who/why, or NULL */
 };
 typedef int (*jz_store_ledger_fn)(void *arg, const struct jz_ledger_entry *e);
+
+/* One entry of the audit log (an administrative action). Strings are borrowed; target, address
+ * and detail (JSON text) may be NULL. id is assigned by the store (ignored by audit_add). */
+struct jz_audit_entry {
+    int64_t id;
+    int64_t time_ms;
+    const char *actor;   /* the user who acted */
+    const char *action;  /* "user.add", "token.revoke", ... */
+    const char *target;  /* what it acted on */
+    const char *address; /* the client's address */
+    const char *detail;  /* JSON text */
+};
+typedef int (*jz_store_audit_fn)(void *arg, const struct jz_audit_entry *e);
 
 /* Visits one row; return non-zero to stop. `row` is borrowed for the call only. */
 typedef int (*jz_store_user_fn)(void *arg, const struct jz_store_user *row);
@@ -66,11 +80,20 @@ struct jz_store_ops {
      * small typed records with no table of their own (nodes, join tokens). */
     int (*object_put)(struct jz_store *s, const char *kind, const char *key, const json_t *value,
                       struct jz_error *err);
+    /* Deletes a finished job's record and events (retention); its id is never given again. */
+    int (*job_del)(struct jz_store *s, int64_t id, struct jz_error *err);
+    /* Deletes a user row of the first schema (no error when there is none). */
+    int (*user_del)(struct jz_store *s, const char *name, struct jz_error *err);
+    /* Appends an audit entry: entries are never edited or deleted. */
+    int (*audit_add)(struct jz_store *s, const struct jz_audit_entry *e, struct jz_error *err);
 
     /* --- batches --- */
     /* Seals the current batch (possibly empty) and hands it to the writer; returns its
      * sequence number, which grows by one per call, starting at 1. */
     uint64_t (*seal)(struct jz_store *s);
+    /* True while the disk is full: sealed batches wait for space (they are not lost), and
+     * jazarid refuses new writes with 507 meanwhile. Any thread. */
+    bool (*full)(struct jz_store *s);
     /* True while writes are queued or sealed batches are not yet durable. */
     bool (*busy)(struct jz_store *s);
     /* A descriptor that becomes readable when batches complete (level-triggered). */
@@ -94,6 +117,10 @@ struct jz_store_ops {
     int (*events_each)(struct jz_store *s, int64_t job_id,
                        int (*fn)(void *arg, int64_t time_ms, const char *type, const char *detail),
                        void *arg, struct jz_error *err);
+    /* Visits the newest `limit` durable audit entries whose time is >= since_ms, newest
+     * first (entry borrowed for the call). */
+    int (*audit_each)(struct jz_store *s, int64_t since_ms, int64_t limit, jz_store_audit_fn fn,
+                      void *arg, struct jz_error *err);
 };
 
 struct jz_store {

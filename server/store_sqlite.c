@@ -16,8 +16,9 @@
 
 #define WRITE_ATTEMPTS 10
 #define WRITE_RETRY_US 500000
+#define WRITE_FULL_RETRY_US 1000000 /* a full disk is retried this often, for as long as it is */
 
-enum op_kind { OP_USER, OP_JOB, OP_EVENT, OP_LEDGER, OP_OBJECT };
+enum op_kind { OP_USER, OP_JOB, OP_EVENT, OP_LEDGER, OP_OBJECT, OP_USER_DEL, OP_AUDIT, OP_JOB_DEL };
 
 /* One queued write. Strings are owned by the op. */
 struct op {
@@ -25,8 +26,9 @@ struct op {
     int64_t id, time_ms;
     double amount;
     /* USER: name tenant role hash; JOB: user tenant state doc; EVENT: type detail;
-     * LEDGER: tenant kind plugin note; OBJECT: kind key value (NULL: delete) */
-    char *a, *b, *c, *d;
+     * LEDGER: tenant kind plugin note; OBJECT: kind key value (NULL: delete); USER_DEL: name;
+     * AUDIT: actor action target address detail */
+    char *a, *b, *c, *d, *e;
 };
 
 struct batch {
@@ -41,10 +43,11 @@ struct sqlite_store {
     struct jz_store base;
     sqlite3 *rdb; /* the loop's connection: reads only */
     sqlite3 *wdb; /* the writer thread's connection */
-    sqlite3_stmt *users_all, *jobs_all, *job_max, *events_of, *ledger_all,
-        *objects_of; /* on rdb */
+    sqlite3_stmt *users_all, *jobs_all, *job_max, *events_of, *ledger_all, *objects_of,
+        *audit_since; /* on rdb */
     sqlite3_stmt *begin, *commit, *rollback, *user_put, *job_put, *event_add, *ledger_add,
-        *object_put, *object_del; /* on wdb */
+        *object_put, *object_del, *user_del, *audit_add, *job_del, *job_events_del,
+        *job_id_keep; /* on wdb */
 
     struct batch *open;       /* being filled by the loop (never NULL) */
     uint64_t next_seq;        /* seq the open batch will get */
@@ -59,6 +62,8 @@ struct sqlite_store {
     uint64_t applied_seq;                 /* newest batch the writer finished */
     bool stopping;
     int efd;                              /* eventfd: the writer signals completions */
+    bool full; /* the disk is full: the writer retries until it is not (atomic access) */
+    bool closing; /* under mu: a full disk is given up on (the batches left are lost) */
 };
 
 static const char *schema_sql =
@@ -79,7 +84,13 @@ static const char *schema_sql =
     "  seq INTEGER PRIMARY KEY, time_ms INTEGER NOT NULL, tenant TEXT NOT NULL,"
     "  kind TEXT NOT NULL, gpu_seconds REAL NOT NULL, job_id INTEGER, plugin TEXT, note TEXT);"
     "CREATE TABLE IF NOT EXISTS objects("
-    "  kind TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY(kind, key));";
+    "  kind TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY(kind, key));"
+    "CREATE TABLE IF NOT EXISTS audit("
+    "  seq INTEGER PRIMARY KEY, time_ms INTEGER NOT NULL, actor TEXT NOT NULL,"
+    "  action TEXT NOT NULL, target TEXT, address TEXT, detail TEXT);"
+    "CREATE INDEX IF NOT EXISTS audit_time ON audit(time_ms);"
+    /* the highest job id ever given, once jobs are purged (ids are never reused) */
+    "INSERT OR IGNORE INTO meta(key, value) VALUES('max_job_id', '0');";
 
 static struct batch *batch_new(void)
 {
@@ -95,6 +106,7 @@ static void batch_free(struct batch *b)
         free(b->ops[i].b);
         free(b->ops[i].c);
         free(b->ops[i].d);
+        free(b->ops[i].e);
     }
     free(b->ops);
     free(b);
@@ -132,8 +144,12 @@ static bool step_done(sqlite3 *db, sqlite3_stmt *st)
     return rc == SQLITE_DONE;
 }
 
-static bool apply(struct sqlite_store *s, struct batch *b)
+static bool disk_full(sqlite3 *db);
+
+/* Applies a batch in one transaction; *full says whether a failure was for want of space. */
+static bool apply(struct sqlite_store *s, struct batch *b, bool *full)
 {
+    *full = false;
     if (b->n == 0)
         return true;
     bool ok = step_done(s->wdb, s->begin);
@@ -143,6 +159,9 @@ static bool apply(struct sqlite_store *s, struct batch *b)
                            : o->kind == OP_JOB     ? s->job_put
                            : o->kind == OP_EVENT   ? s->event_add
                            : o->kind == OP_LEDGER  ? s->ledger_add
+                           : o->kind == OP_USER_DEL ? s->user_del
+                           : o->kind == OP_AUDIT   ? s->audit_add
+                           : o->kind == OP_JOB_DEL ? s->job_del
                            : o->c                  ? s->object_put
                                                    : s->object_del;
         switch (o->kind) {
@@ -185,14 +204,50 @@ static bool apply(struct sqlite_store *s, struct batch *b)
             if (o->c)
                 sqlite3_bind_text(st, 3, o->c, -1, SQLITE_STATIC);
             break;
+        case OP_USER_DEL:
+            sqlite3_bind_text(st, 1, o->a, -1, SQLITE_STATIC);
+            break;
+        case OP_JOB_DEL:
+            /* The record and its events go; its id stays taken. */
+            sqlite3_bind_int64(s->job_events_del, 1, o->id);
+            sqlite3_bind_int64(s->job_id_keep, 1, o->id);
+            ok = step_done(s->wdb, s->job_events_del) && step_done(s->wdb, s->job_id_keep);
+            sqlite3_bind_int64(st, 1, o->id);
+            break;
+        case OP_AUDIT: {
+            char *text[] = {o->a, o->b, o->c, o->d, o->e};
+            sqlite3_bind_int64(st, 1, o->time_ms);
+            for (int k = 0; k < 5; k++)
+                if (text[k])
+                    sqlite3_bind_text(st, k + 2, text[k], -1, SQLITE_STATIC);
+            break;
         }
-        ok = step_done(s->wdb, st);
+        }
+        ok = ok && step_done(s->wdb, st);
     }
     if (ok)
         ok = step_done(s->wdb, s->commit);
-    if (!ok)
-        step_done(s->wdb, s->rollback);
+    if (!ok) {
+        *full = disk_full(s->wdb); /* before the rollback resets the error */
+        if (!sqlite3_get_autocommit(s->wdb)) /* SQLite may have rolled back already */
+            step_done(s->wdb, s->rollback);
+    }
     return ok;
+}
+
+/* The last failure was for want of space (SQLite says SQLITE_FULL, or an I/O error on ENOSPC). */
+static bool disk_full(sqlite3 *db)
+{
+    return sqlite3_errcode(db) == SQLITE_FULL || sqlite3_system_errno(db) == ENOSPC ||
+           sqlite3_system_errno(db) == EDQUOT;
+}
+
+static bool stopping_now(struct sqlite_store *s)
+{
+    pthread_mutex_lock(&s->mu);
+    bool closing = s->closing;
+    pthread_mutex_unlock(&s->mu);
+    return closing;
 }
 
 static void *writer_main(void *arg)
@@ -210,11 +265,25 @@ static void *writer_main(void *arg)
         s->todo_head = NULL;
         s->todo_tail = &s->todo_head;
         pthread_mutex_unlock(&s->mu);
-        /* A busy database (a backup holding the lock) or a full disk may pass: retry before
-         * reporting a batch lost, which makes the service stop (see main.c). */
-        for (struct batch *b = list; b; b = b->next)
-            for (int attempt = 0; attempt < WRITE_ATTEMPTS && !(b->ok = apply(s, b)); attempt++)
-                usleep(WRITE_RETRY_US);
+        /* A busy database (a backup holding the lock) may pass: retry before reporting a
+         * batch lost, which makes the service stop (see main.c). A full disk is waited out:
+         * the batch stays, the loop answers writes with 507 meanwhile (jz_store_ops.full), and
+         * everything goes on once there is space again. */
+        for (struct batch *b = list; b; b = b->next) {
+            int attempt = 0;
+            bool full;
+            while (!(b->ok = apply(s, b, &full))) {
+                if (full && !__atomic_load_n(&s->full, __ATOMIC_ACQUIRE))
+                    jz_log_error("store", "the disk holding the database is full: writes wait "
+                                          "(and new ones are refused) until there is space");
+                __atomic_store_n(&s->full, full, __ATOMIC_RELEASE);
+                if (++attempt >= WRITE_ATTEMPTS && (!full || stopping_now(s)))
+                    break;
+                usleep(full ? WRITE_FULL_RETRY_US : WRITE_RETRY_US);
+            }
+            if (b->ok && __atomic_exchange_n(&s->full, false, __ATOMIC_ACQ_REL))
+                jz_log_info("store", "the database can be written again");
+        }
         pthread_mutex_lock(&s->mu);
         struct batch *last = list;
         while (last->next)
@@ -340,6 +409,78 @@ static int sq_ledger_add(struct jz_store *base, const struct jz_ledger_entry *e,
     o->id = e->job_id;
     o->c = dup_or_null(e->plugin);
     o->d = dup_or_null(e->note);
+    return 0;
+}
+
+static int sq_user_del(struct jz_store *base, const char *name, struct jz_error *err)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    struct op *o = batch_push(s->open);
+    if (!o)
+        return jz_error_set(err, JZ_ENOMEM, "out of memory");
+    o->kind = OP_USER_DEL;
+    o->a = strdup(name);
+    return 0;
+}
+
+static int sq_job_del(struct jz_store *base, int64_t id, struct jz_error *err)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    struct op *o = batch_push(s->open);
+    if (!o)
+        return jz_error_set(err, JZ_ENOMEM, "out of memory");
+    o->kind = OP_JOB_DEL;
+    o->id = id;
+    return 0;
+}
+
+static bool sq_full(struct jz_store *base)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    return __atomic_load_n(&s->full, __ATOMIC_ACQUIRE);
+}
+
+static int sq_audit_add(struct jz_store *base, const struct jz_audit_entry *e,
+                        struct jz_error *err)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    struct op *o = batch_push(s->open);
+    if (!o)
+        return jz_error_set(err, JZ_ENOMEM, "out of memory");
+    o->kind = OP_AUDIT;
+    o->time_ms = e->time_ms;
+    o->a = strdup(e->actor);
+    o->b = strdup(e->action);
+    o->c = dup_or_null(e->target);
+    o->d = dup_or_null(e->address);
+    o->e = dup_or_null(e->detail);
+    return 0;
+}
+
+static int sq_audit_each(struct jz_store *base, int64_t since_ms, int64_t limit,
+                         jz_store_audit_fn fn, void *arg, struct jz_error *err)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    int rc, stop = 0;
+    sqlite3_stmt *st = s->audit_since;
+    sqlite3_bind_int64(st, 1, since_ms);
+    sqlite3_bind_int64(st, 2, limit);
+    while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct jz_audit_entry e = {
+            .id = sqlite3_column_int64(st, 0),
+            .time_ms = sqlite3_column_int64(st, 1),
+            .actor = (const char *)sqlite3_column_text(st, 2),
+            .action = (const char *)sqlite3_column_text(st, 3),
+            .target = (const char *)sqlite3_column_text(st, 4),
+            .address = (const char *)sqlite3_column_text(st, 5),
+            .detail = (const char *)sqlite3_column_text(st, 6),
+        };
+        stop = fn(arg, &e);
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (!stop && rc != SQLITE_DONE)
+        return jz_error_set(err, JZ_EIO, "store: audit: %s", sqlite3_errmsg(s->rdb));
     return 0;
 }
 
@@ -507,6 +648,9 @@ static void sq_close(struct jz_store *base)
     struct sqlite_store *s = (struct sqlite_store *)base;
     if (s->thread_started) {
         struct jz_error err = {0};
+        pthread_mutex_lock(&s->mu);
+        s->closing = true;
+        pthread_mutex_unlock(&s->mu);
         if (sq_sync(base, &err))
             jz_log_error("store", "%s", err.msg);
         pthread_mutex_lock(&s->mu);
@@ -521,7 +665,9 @@ static void sq_close(struct jz_store *base)
     sqlite3_stmt *all[] = {s->users_all, s->jobs_all, s->job_max,  s->events_of,
                            s->ledger_all, s->begin,  s->commit,  s->rollback,
                            s->user_put,  s->job_put, s->event_add, s->ledger_add,
-                           s->objects_of, s->object_put, s->object_del};
+                           s->objects_of, s->object_put, s->object_del, s->user_del,
+                           s->audit_add, s->audit_since, s->job_del, s->job_events_del,
+                           s->job_id_keep};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         sqlite3_finalize(all[i]);
     sqlite3_close(s->rdb);
@@ -540,6 +686,11 @@ static const struct jz_store_ops sqlite_ops = {
     .event_add = sq_event_add,
     .ledger_add = sq_ledger_add,
     .object_put = sq_object_put,
+    .user_del = sq_user_del,
+    .job_del = sq_job_del,
+    .full = sq_full,
+    .audit_add = sq_audit_add,
+    .audit_each = sq_audit_each,
     .objects_each = sq_objects_each,
     .seal = sq_seal,
     .busy = sq_busy,
@@ -623,11 +774,23 @@ int jz_store_sqlite_open(const char *path, struct jz_store **out, struct jz_erro
         {s->wdb, &s->object_put,
          "INSERT OR REPLACE INTO objects(kind, key, value) VALUES(?,?,?)"},
         {s->wdb, &s->object_del, "DELETE FROM objects WHERE kind = ? AND key = ?"},
+        {s->wdb, &s->user_del, "DELETE FROM users WHERE name = ?"},
+        {s->wdb, &s->job_del, "DELETE FROM jobs WHERE id = ?"},
+        {s->wdb, &s->job_events_del, "DELETE FROM job_events WHERE job_id = ?"},
+        {s->wdb, &s->job_id_keep,
+         "UPDATE meta SET value = MAX(CAST(value AS INTEGER), ?1) WHERE key = 'max_job_id'"},
+        {s->wdb, &s->audit_add,
+         "INSERT INTO audit(time_ms, actor, action, target, address, detail) VALUES(?,?,?,?,?,?)"},
+        {s->rdb, &s->audit_since,
+         "SELECT seq, time_ms, actor, action, target, address, detail FROM audit "
+         "WHERE time_ms >= ? ORDER BY seq DESC LIMIT ?"},
         {s->rdb, &s->objects_of, "SELECT key, value FROM objects WHERE kind = ? ORDER BY key"},
         {s->rdb, &s->users_all,
          "SELECT name, tenant, role, token_hash, created_ms FROM users ORDER BY name"},
         {s->rdb, &s->jobs_all, "SELECT doc, id FROM jobs ORDER BY id"},
-        {s->rdb, &s->job_max, "SELECT COALESCE(MAX(id), 0) FROM jobs"},
+        {s->rdb, &s->job_max,
+         "SELECT MAX(COALESCE((SELECT MAX(id) FROM jobs), 0), "
+         "COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'max_job_id'), 0))"},
         {s->rdb, &s->events_of,
          "SELECT time_ms, type, detail FROM job_events WHERE job_id = ? ORDER BY seq"},
     };
