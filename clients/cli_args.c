@@ -16,6 +16,7 @@ static const struct jz_cli_optspec common_specs[] = {
     {"json", 0, false, JZ_CLI_OPT_JSON},
     {"url", 0, true, JZ_CLI_OPT_URL},
     {"token", 0, true, JZ_CLI_OPT_TOKEN},
+    {"ca", 0, true, JZ_CLI_OPT_CA},
     {"help", 'h', false, JZ_CLI_OPT_HELP},
     {NULL, 0, false, 0},
 };
@@ -137,6 +138,9 @@ void jz_cli_common_option(struct jz_cli *cli, int id, const char *val)
         break;
     case JZ_CLI_OPT_TOKEN:
         cli->token_flag = val;
+        break;
+    case JZ_CLI_OPT_CA:
+        cli->ca_flag = val;
         break;
     case JZ_CLI_OPT_HELP:
         cli->help = true;

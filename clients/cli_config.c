@@ -1,5 +1,5 @@
-/* Where the jazari client finds its server URL and token: flags, environment, token file,
- * config file, default — in that order. */
+/* Where the jazari client finds its server URL, token and CA file: flags, environment, token
+ * file, config file, default — in that order. */
 #include "clients/cli.h"
 
 #include <ctype.h>
@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/strutil.h"
 
@@ -39,13 +40,16 @@ static bool url_ok(const char *u)
     return true;
 }
 
-int jz_cli_config_parse(const char *text, size_t len, const char *origin, char *url, bool *has_url,
-                        char *token, bool *has_token, struct jz_error *err)
+/* jz_cli_config_parse, and the "ca" key into ca (JZ_CLI_MAX_CA_PATH bytes) when ca is not
+ * NULL. */
+static int parse_config(const char *text, size_t len, const char *origin, char *url, bool *has_url,
+                        char *token, bool *has_token, char *ca, bool *has_ca,
+                        struct jz_error *err)
 {
     if (len > JZ_CLI_MAX_CONFIG)
         return jz_error_set(err, JZ_ELIMIT, "%s: larger than %u bytes", origin, JZ_CLI_MAX_CONFIG);
-    char urlv[JZ_CLI_MAX_URL] = "", tokv[JZ_CLI_MAX_TOKEN] = "";
-    bool hu = false, ht = false;
+    char urlv[JZ_CLI_MAX_URL] = "", tokv[JZ_CLI_MAX_TOKEN] = "", cav[JZ_CLI_MAX_CA_PATH] = "";
+    bool hu = false, ht = false, hc = false;
     size_t pos = 0;
     int lineno = 0;
     while (pos < len) {
@@ -83,6 +87,11 @@ int jz_cli_config_parse(const char *text, size_t len, const char *origin, char *
             if (!token_ok(val) || !*val || !jz_strlcpy(tokv, val, sizeof tokv))
                 return jz_error_set(err, JZ_EINVAL, "%s:%d: malformed token", origin, lineno);
             ht = true;
+        } else if (strcmp(key, "ca") == 0 && ca) {
+            if (!*val || !jz_strlcpy(cav, val, sizeof cav))
+                return jz_error_set(err, JZ_EINVAL, "%s:%d: ca must be a file's path (at most %d "
+                                    "bytes)", origin, lineno, JZ_CLI_MAX_CA_PATH - 1);
+            hc = true;
         }
         /* Unknown keys are ignored so that newer files work with older clients. */
     }
@@ -94,7 +103,17 @@ int jz_cli_config_parse(const char *text, size_t len, const char *origin, char *
         memcpy(token, tokv, sizeof tokv);
         *has_token = true;
     }
+    if (hc) {
+        memcpy(ca, cav, sizeof cav);
+        *has_ca = true;
+    }
     return 0;
+}
+
+int jz_cli_config_parse(const char *text, size_t len, const char *origin, char *url, bool *has_url,
+                        char *token, bool *has_token, struct jz_error *err)
+{
+    return parse_config(text, len, origin, url, has_url, token, has_token, NULL, NULL, err);
 }
 
 /* Reads a small file whole; *text is malloc'd and NUL-terminated. A missing file gives
@@ -139,13 +158,34 @@ static int set_token(struct jz_cli *cli, const char *t, const char *origin, stru
     return 0;
 }
 
+static int set_ca(struct jz_cli *cli, const char *ca, const char *origin, struct jz_error *err)
+{
+    if (!*ca || !jz_strlcpy(cli->ca, ca, sizeof cli->ca))
+        return jz_error_set(err, JZ_EINVAL, "%s: expected a CA file's path (at most %d bytes)",
+                            origin, JZ_CLI_MAX_CA_PATH - 1);
+    if (access(cli->ca, R_OK) != 0)
+        return jz_error_set(err, JZ_EINVAL, "%s: cannot read the CA file %.300s: %s", origin,
+                            cli->ca, strerror(errno));
+    return 0;
+}
+
 int jz_cli_config_resolve(struct jz_cli *cli, jz_cli_getenv_fn env, struct jz_error *err)
 {
-    bool have_url = false, have_token = false;
+    bool have_url = false, have_token = false, have_ca = false;
     const char *v;
     int rc;
     cli->url[0] = '\0';
     cli->token[0] = '\0';
+    cli->ca[0] = '\0';
+    if (cli->ca_flag) {
+        if ((rc = set_ca(cli, cli->ca_flag, "--ca", err)))
+            return rc;
+        have_ca = true;
+    } else if ((v = env("JAZARI_CA")) && *v) {
+        if ((rc = set_ca(cli, v, "JAZARI_CA", err)))
+            return rc;
+        have_ca = true;
+    }
     if (cli->url_flag) {
         if ((rc = set_url(cli, cli->url_flag, "--url", err)))
             return rc;
@@ -179,7 +219,11 @@ int jz_cli_config_resolve(struct jz_cli *cli, jz_cli_getenv_fn env, struct jz_er
             return rc;
         have_token = true;
     }
-    if (!have_url || !have_token) {
+    /* The file is read for a CA only when it may be needed: an https:// URL not given, or given
+     * without a CA (a missing file then just leaves the system's CA store). */
+    bool want_ca = !have_ca && (!have_url || strncmp(cli->url, "https://", 8) == 0);
+    if (!have_url || !have_token || want_ca) {
+        bool only_ca = have_url && have_token;
         char path[4096];
         bool explicit_path = false;
         if ((v = env("JAZARI_CONFIG")) && *v) {
@@ -197,17 +241,31 @@ int jz_cli_config_resolve(struct jz_cli *cli, jz_cli_getenv_fn env, struct jz_er
             char *text;
             size_t len;
             rc = read_small(path, &text, &len, err);
-            if (rc == JZ_ENOENT && explicit_path)
+            if (rc == JZ_ENOENT && explicit_path && !only_ca)
                 return jz_error_set(err, JZ_EINVAL, "JAZARI_CONFIG: %.300s does not exist", path);
             if (rc && rc != JZ_ENOENT)
                 return rc;
             if (rc == 0) {
-                char furl[JZ_CLI_MAX_URL], ftok[JZ_CLI_MAX_TOKEN];
-                bool fhu = false, fht = false;
-                rc = jz_cli_config_parse(text, len, path, furl, &fhu, ftok, &fht, err);
+                char furl[JZ_CLI_MAX_URL], ftok[JZ_CLI_MAX_TOKEN], fca[JZ_CLI_MAX_CA_PATH];
+                bool fhu = false, fht = false, fhc = false;
+                rc = parse_config(text, len, path, furl, &fhu, ftok, &fht, fca, &fhc, err);
                 free(text);
                 if (rc)
                     return rc;
+                if (!have_ca && fhc) {
+                    /* A relative path is the config file's neighbour. */
+                    char full[JZ_CLI_MAX_CA_PATH];
+                    const char *slash = strrchr(path, '/');
+                    if (fca[0] != '/' && slash &&
+                        snprintf(full, sizeof full, "%.*s/%s", (int)(slash - path), path, fca) <
+                            (int)sizeof full)
+                        jz_strlcpy(fca, full, sizeof fca);
+                    char origin[4200];
+                    snprintf(origin, sizeof origin, "%.4000s: ca", path);
+                    if ((rc = set_ca(cli, fca, origin, err)))
+                        return rc;
+                    have_ca = true;
+                }
                 if (!have_url && fhu) {
                     memcpy(cli->url, furl, sizeof furl);
                     have_url = true;

@@ -1,15 +1,21 @@
-/* HTTP for the jazari client (libcurl): buffered JSON requests and streamed GETs for logs.
- * The token goes only into the Authorization header, never into messages. */
+/* HTTP for the jazari client (libcurl): buffered JSON requests and streamed GETs for logs, over
+ * TLS (TLS 1.2 or later, the server's certificate checked against cli->ca or the system's CAs)
+ * for https:// URLs. The token goes only into the Authorization header, never into messages. */
 #include "clients/cli.h"
 
 #include <curl/curl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/json.h"
 
 #define CONNECT_TIMEOUT_S 10L
 #define REQUEST_TIMEOUT_S 120L
+/* A 429 with Retry-After (the server's rate limit) is retried after that many seconds, this many
+ * times at most, when the wait is short. */
+#define RATE_RETRIES 3
+#define RATE_MAX_WAIT_S 10
 
 void jz_cli_response_clear(struct jz_cli_response *r)
 {
@@ -75,6 +81,9 @@ static CURL *easy_new(const struct jz_cli *cli, const char *path, struct curl_sl
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
     /* Only http(s): a config file must not turn the client into a file:// reader. */
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+    if (cli->ca[0])
+        curl_easy_setopt(c, CURLOPT_CAINFO, cli->ca);
     errbuf[0] = '\0';
     struct curl_slist *h = NULL;
     if (cli->token[0]) {
@@ -92,8 +101,29 @@ static CURL *easy_new(const struct jz_cli *cli, const char *path, struct curl_sl
 static int net_error(const struct jz_cli *cli, CURLcode rc, const char *errbuf,
                      struct jz_error *err)
 {
-    return jz_error_set(err, JZ_EIO, "cannot reach %.200s: %s", cli->url,
-                        errbuf[0] ? errbuf : curl_easy_strerror(rc));
+    /* A certificate the client cannot check is most often a CA it was not given. */
+    bool tls = rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE ||
+               rc == CURLE_SSL_CONNECT_ERROR;
+    /* A TLS server answers a plain request with nothing at all. */
+    bool plain_to_tls = rc == CURLE_GOT_NOTHING && strncmp(cli->url, "http://", 7) == 0;
+    return jz_error_set(err, JZ_EIO, "cannot reach %.200s: %s%s", cli->url,
+                        errbuf[0] ? errbuf : curl_easy_strerror(rc),
+                        plain_to_tls ? " (if the server uses TLS, give an https:// URL)"
+                        : !tls       ? ""
+                        : cli->ca[0] ? " (is --ca the CA that signed the server's certificate?)"
+                                     : " (give the CA that signed the server's certificate with "
+                                       "--ca FILE or JAZARI_CA)");
+}
+
+/* Seconds to wait before retrying a 429 that says when (Retry-After), or -1. */
+static long retry_after(CURL *c, long status)
+{
+    struct curl_header *h = NULL;
+    if (status != 429 || curl_easy_header(c, "Retry-After", 0, CURLH_HEADER, -1, &h) != CURLHE_OK)
+        return -1;
+    char *end;
+    long s = strtol(h->value, &end, 10);
+    return *end || s < 0 || s > RATE_MAX_WAIT_S ? -1 : s;
 }
 
 int jz_cli_http(const struct jz_cli *cli, const char *method, const char *path, const json_t *body,
@@ -126,6 +156,20 @@ int jz_cli_http(const struct jz_cli *cli, const char *method, const char *path, 
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
     CURLcode cc = curl_easy_perform(c);
+    /* Over the rate limit: nothing was done, so any request may be sent again. */
+    for (int tries = 0; cc == CURLE_OK && !b.overflow && tries < RATE_RETRIES; tries++) {
+        long status = 0;
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+        long wait_s = retry_after(c, status);
+        if (wait_s < 0)
+            break;
+        struct timespec ts = {.tv_sec = wait_s ? wait_s : 1};
+        nanosleep(&ts, NULL);
+        b.len = 0;
+        if (b.data)
+            b.data[0] = '\0';
+        cc = curl_easy_perform(c);
+    }
     if (b.overflow) {
         rc = jz_error_set(err, JZ_ELIMIT, "response larger than %u MiB", JZ_CLI_MAX_RESPONSE >> 20);
         goto out;

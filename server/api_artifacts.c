@@ -1,6 +1,7 @@
 /* GET /v1/jobs/{id}/artifacts and /v1/jobs/{id}/artifacts/{name}: the files a job wrote into its
- * output directory. Names are single safe path components and symbolic links are not followed,
- * so a request can never reach outside the job's folder. */
+ * output directory. Names are single safe path components, and files are opened beneath the
+ * job's folder through no symbolic link (out/ itself may have been replaced by one) and never as
+ * a hard link to another owner's file, so a request can never reach outside the job's folder. */
 #include <dirent.h>
 #include <errno.h>
 #include <event2/buffer.h>
@@ -11,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/beneath.h"
 #include "common/strutil.h"
 #include "server/api.h"
 #include "server/auth.h"
@@ -35,10 +37,10 @@ static struct jz_job *visible_job(struct jz_req *r)
     return job;
 }
 
-static void out_dir(struct jz_req *r, struct jz_job *job, char *buf, size_t len)
+/* The job's folder: its outputs are opened beneath it, through no link (see beneath.h). */
+static void job_dir(struct jz_req *r, struct jz_job *job, char *buf, size_t len)
 {
-    snprintf(buf, len, "%s/jobs/%lld/out", r->srv->cfg.state_dir,
-             (long long)jz_job_id(job));
+    snprintf(buf, len, "%s/jobs/%lld", r->srv->cfg.state_dir, (long long)jz_job_id(job));
 }
 
 void jz_api_jobs_artifacts(struct jz_req *r)
@@ -47,9 +49,12 @@ void jz_api_jobs_artifacts(struct jz_req *r)
     if (!job)
         return;
     char dir[4200];
-    out_dir(r, job, dir, sizeof dir);
+    job_dir(r, job, dir, sizeof dir);
     json_t *arr = json_array();
-    DIR *d = opendir(dir);
+    int out_fd = jz_open_beneath(dir, "out", O_RDONLY | O_DIRECTORY, (uid_t)-1);
+    DIR *d = out_fd >= 0 ? fdopendir(out_fd) : NULL;
+    if (!d && out_fd >= 0)
+        close(out_fd);
     if (d) {
         int dfd = dirfd(d);
         struct dirent *de;
@@ -77,11 +82,10 @@ void jz_api_jobs_artifact_get(struct jz_req *r)
                             "artifact names are [A-Za-z0-9._-], not starting with '.'");
         return;
     }
-    char path[4500];
-    out_dir(r, job, path, sizeof path);
-    size_t len = strlen(path);
-    snprintf(path + len, sizeof path - len, "/%s", name);
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    char dir[4200], rel[300];
+    job_dir(r, job, dir, sizeof dir);
+    snprintf(rel, sizeof rel, "out/%s", name);
+    int fd = jz_open_beneath(dir, rel, O_RDONLY | O_NONBLOCK, (uid_t)-1);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         if (fd >= 0)

@@ -56,6 +56,67 @@ void jz_api_jobs_submit(struct jz_req *r)
     jz_http_reply_json(r, 201, rec);
 }
 
+/* A job as lists show it: the values of its environment (params.env, "NAME=VALUE" strings) are
+ * left out, as they may hold secrets; the names stay. GET /v1/jobs/ID has the whole record. */
+static void redact_env(json_t *rec)
+{
+    json_t *params = json_object_get(rec, "params");
+    json_t *env = json_object_get(params, "env");
+    if (!json_is_array(env))
+        return;
+    /* The record shares params with the job itself: replace, never edit in place. */
+    json_t *names = json_array();
+    size_t i;
+    json_t *v;
+    json_array_foreach(env, i, v)
+    {
+        const char *s = json_string_value(v);
+        const char *eq = s ? strchr(s, '=') : NULL;
+        json_array_append_new(names, eq ? json_stringn(s, (size_t)(eq - s)) : json_incref(v));
+    }
+    json_t *copy = json_copy(params);
+    json_object_set_new(copy, "env", names);
+    json_object_set_new(rec, "params", copy);
+}
+
+/* Up to limit jobs (as jz_jobs_list picks them), stopping before the reply would pass
+ * JZ_MAX_LIST_REPLY_BYTES: {"jobs", "next_after", "truncated"}. Records are made one at a time,
+ * so that a list of large jobs never holds more than the bound; "truncated" says the byte bound,
+ * not limit, ended the page (next_after then continues it). */
+static json_t *list_bounded(struct jz_req *r, unsigned mask, const char *user, int64_t after,
+                            bool desc, size_t limit)
+{
+    json_t *jobs = json_array();
+    size_t bytes = 64; /* the reply's own keys */
+    bool more = false, truncated = false;
+    int64_t cursor = after;
+    while (json_array_size(jobs) < limit) {
+        json_t *page = jz_jobs_list(r->srv->jobs, r->user, mask, user, cursor, desc, 1);
+        json_t *rec = json_array_get(json_object_get(page, "jobs"), 0);
+        if (!rec) {
+            json_decref(page);
+            more = false;
+            break;
+        }
+        redact_env(rec);
+        size_t size = json_dumpb(rec, NULL, 0, JSON_COMPACT) + 1;
+        if (json_array_size(jobs) > 0 && bytes + size > JZ_MAX_LIST_REPLY_BYTES) {
+            json_decref(page);
+            more = truncated = true;
+            break;
+        }
+        bytes += size;
+        json_array_append(jobs, rec);
+        cursor = jz_json_int(rec, "id", cursor);
+        more = json_is_integer(json_object_get(page, "next_after"));
+        json_decref(page);
+        if (!more)
+            break;
+    }
+    return json_pack("{s:o, s:o, s:b}", "jobs", jobs, "next_after",
+                     more ? json_integer(cursor) : json_null(), "truncated", truncated);
+}
+
 void jz_api_jobs_list(struct jz_req *r)
 {
     unsigned mask = 0;
@@ -103,8 +164,7 @@ void jz_api_jobs_list(struct jz_req *r)
         jz_http_reply_error(r, 403, "forbidden", "user", "only admins may list other users' jobs");
         return;
     }
-    jz_http_reply_json(r, 200, jz_jobs_list(r->srv->jobs, r->user, mask, user, after, desc,
-                                            (size_t)limit));
+    jz_http_reply_json(r, 200, list_bounded(r, mask, user, after, desc, (size_t)limit));
 }
 
 void jz_api_jobs_get(struct jz_req *r)

@@ -12,8 +12,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/beneath.h"
 #include "server/api.h"
 #include "server/auth.h"
+#include "server/front.h"
 #include "server/http.h"
 #include "server/jobs.h"
 
@@ -26,6 +28,8 @@
 static size_t followers_now;
 
 struct follower {
+    struct jz_server *srv;
+    char user[JZ_MAX_NAME_LEN + 1]; /* whose stream it is (jz_front_stream_acquire) */
     struct evhttp_request *req;
     struct evhttp_connection *conn;
     struct jz_job *job;
@@ -40,7 +44,14 @@ struct follower {
  * the file does not exist yet). */
 static size_t read_from(const char *path, off_t *offset, size_t max, struct evbuffer *buf)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* Beneath the job's folder, through no link: the job may have replaced its log. */
+    char dir[4200];
+    const char *slash = strrchr(path, '/');
+    if (!slash || (size_t)(slash - path) >= sizeof dir)
+        return 0;
+    memcpy(dir, path, (size_t)(slash - path));
+    dir[slash - path] = '\0';
+    int fd = jz_open_beneath(dir, slash + 1, O_RDONLY, (uid_t)-1);
     if (fd < 0)
         return 0;
     size_t total = 0;
@@ -67,6 +78,7 @@ static void follower_free(struct follower *f)
     if (f->timer)
         event_free(f->timer);
     followers_now--;
+    jz_front_stream_release(f->srv, f->user);
     free(f);
 }
 
@@ -85,8 +97,7 @@ static void on_conn_close(struct evhttp_connection *conn, void *arg)
 static void follower_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct follower *f = arg;
-    struct bufferevent *bev = evhttp_connection_get_bufferevent(f->conn);
-    size_t queued = bev ? evbuffer_get_length(bufferevent_get_output(bev)) : 0;
+    size_t queued = jz_front_conn_queued(f->conn);
     size_t n = 0;
     if (queued < LOG_MAX_QUEUED) {
         struct evbuffer *buf = evbuffer_new();
@@ -169,12 +180,23 @@ void jz_api_jobs_log(struct jz_req *r)
                             "too many log streams open (limit %d)", LOG_MAX_FOLLOWERS);
         return;
     }
+    int64_t per_user = 0;
+    if (!jz_front_stream_acquire(r->srv, r->user->name, &per_user)) {
+        jz_http_reply_error(r, 429, "too_many_streams", NULL,
+                            "you have %lld log streams open, the most one user may have; end "
+                            "one (or read the log without following it)",
+                            (long long)per_user);
+        return;
+    }
     struct follower *f = calloc(1, sizeof *f);
     if (!f) {
+        jz_front_stream_release(r->srv, r->user->name);
         jz_http_reply_error(r, 500, "internal", NULL, "out of memory");
         return;
     }
     followers_now++;
+    f->srv = r->srv;
+    snprintf(f->user, sizeof f->user, "%s", r->user->name);
     f->req = r->req;
     f->conn = evhttp_request_get_connection(r->req);
     f->job = job;

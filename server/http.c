@@ -1,5 +1,6 @@
 /* evhttp glue: one generic callback routes every request through a table, after checking the
- * token and reading a bounded JSON body. */
+ * token and the request rate and reading a bounded JSON body. Connections come through the
+ * network front (front.h). */
 #include "server/http.h"
 
 #include <event2/buffer.h>
@@ -16,6 +17,7 @@
 #include "common/log.h"
 #include "server/api.h"
 #include "server/auth.h"
+#include "server/front.h"
 
 struct jz_deferred_reply {
     struct jz_deferred_reply *next;
@@ -58,6 +60,14 @@ static const struct route routes[] = {
     {EVHTTP_REQ_GET, "v1/admin/users", ROUTE_ADMIN, false, jz_api_admin_users_list},
     {EVHTTP_REQ_GET, "v1/usage", ROUTE_USER, false, jz_api_usage},
     {EVHTTP_REQ_POST, "v1/admin/credits", ROUTE_ADMIN, true, jz_api_admin_credits_add},
+    {EVHTTP_REQ_POST, "v1/whoami/token", ROUTE_USER, true, jz_api_whoami_token},
+    {EVHTTP_REQ_POST, "v1/admin/users/*", ROUTE_ADMIN, true, jz_api_admin_user_set},
+    {EVHTTP_REQ_DELETE, "v1/admin/users/*", ROUTE_ADMIN, false, jz_api_admin_user_rm},
+    {EVHTTP_REQ_GET, "v1/admin/tokens", ROUTE_ADMIN, false, jz_api_admin_tokens_list},
+    {EVHTTP_REQ_POST, "v1/admin/tokens", ROUTE_ADMIN, true, jz_api_admin_tokens_add},
+    {EVHTTP_REQ_POST, "v1/admin/tokens/rotate", ROUTE_ADMIN, true, jz_api_admin_tokens_rotate},
+    {EVHTTP_REQ_DELETE, "v1/admin/tokens/*", ROUTE_ADMIN, false, jz_api_admin_token_revoke},
+    {EVHTTP_REQ_GET, "v1/admin/audit", ROUTE_ADMIN, false, jz_api_admin_audit},
 };
 
 static const char *status_reason(int status)
@@ -74,6 +84,7 @@ static const char *status_reason(int status)
     case 409: return "Conflict";
     case 413: return "Payload Too Large";
     case 429: return "Too Many Requests";
+    case 507: return "Insufficient Storage";
     case 503: return "Service Unavailable";
     default: return status >= 500 ? "Internal Server Error" : "Error";
     }
@@ -98,7 +109,10 @@ void jz_http_reply_json(struct jz_req *r, int status, json_t *body)
     struct jz_server *srv = r->srv;
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
-    if (!srv->store->ops->busy(srv->store)) {
+    /* A reply waits until the changes made before it are durable. While the disk is full
+     * that could be forever: reads and refusals are answered now (writes get 507). */
+    if (!srv->store->ops->busy(srv->store) ||
+        (srv->store->ops->full(srv->store) && (r->method == EVHTTP_REQ_GET || status >= 400))) {
         send_now(r->req, status, text);
         free(text);
         return;
@@ -263,6 +277,39 @@ static bool read_body(struct jz_req *r)
     return true;
 }
 
+/* Takes one request from the bucket of the user, or of the client's address when there is no
+ * user; replies 429 and returns false when it is empty. Admins are not limited (like Slurm's
+ * SlurmUser): they run the service, and a stolen admin token has worse uses than flooding. */
+static bool rate_ok(struct jz_req *r, const struct jz_user *user)
+{
+    if (user && user->admin)
+        return true;
+    char key[JZ_MAX_NAME_LEN + 8];
+    if (user) {
+        snprintf(key, sizeof key, "u:%s", user->name);
+    } else {
+        char *addr = NULL;
+        ev_uint16_t port = 0;
+        struct evhttp_connection *conn = evhttp_request_get_connection(r->req);
+        if (conn)
+            evhttp_connection_get_peer(conn, &addr, &port);
+        snprintf(key, sizeof key, "a:%s", addr ? addr : "?");
+    }
+    int64_t retry = 1;
+    if (jz_front_rate_take(r->srv, key, &retry))
+        return true;
+    double per_s, burst;
+    jz_front_rate_limits(r->srv, &per_s, &burst);
+    char after[24];
+    snprintf(after, sizeof after, "%lld", (long long)retry);
+    evhttp_add_header(evhttp_request_get_output_headers(r->req), "Retry-After", after);
+    jz_http_reply_error(r, 429, "rate_limited", NULL,
+                        "too many requests from this %s: at most %g per second (bursts of %g); "
+                        "retry in %lld s",
+                        user ? "token" : "address", per_s, burst, (long long)retry);
+    return false;
+}
+
 static void on_request(struct evhttp_request *req, void *arg)
 {
     struct jz_server *srv = arg;
@@ -310,18 +357,34 @@ static void on_request(struct evhttp_request *req, void *arg)
     if (rt->access != ROUTE_PUBLIC) {
         const char *authz = evhttp_find_header(evhttp_request_get_input_headers(req),
                                                "Authorization");
-        r.user = jz_auth_check(srv->auth, authz);
+        char why[160];
+        r.user = jz_auth_check_why(srv->auth, authz, why, sizeof why);
         if (!r.user) {
+            /* Failed attempts count against the address: guessing tokens is rate limited. */
+            if (!rate_ok(&r, NULL))
+                goto done;
             evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
                               "Bearer realm=\"jazari\"");
-            jz_http_reply_error(&r, 401, "unauthorized", "Authorization",
-                                authz ? "invalid token" : "missing bearer token");
+            jz_http_reply_error(&r, 401, "unauthorized", "Authorization", "%s", why);
             goto done;
         }
+        if (!rate_ok(&r, r.user))
+            goto done;
         if (rt->access == ROUTE_ADMIN && !r.user->admin) {
             jz_http_reply_error(&r, 403, "forbidden", NULL, "this needs the admin role");
             goto done;
         }
+    } else if (!rate_ok(&r, NULL)) {
+        goto done;
+    }
+    /* The disk holding the database is full: what is stored waits for space (nothing is
+     * lost), reads go on, and changes are refused until the store can write again. */
+    if (r.method != EVHTTP_REQ_GET && r.method != EVHTTP_REQ_HEAD &&
+        srv->store->ops->full(srv->store)) {
+        jz_http_reply_error(&r, 507, "insufficient_storage", NULL,
+                            "the service's disk is full: nothing can be changed until an "
+                            "operator frees space (reads still work)");
+        goto done;
     }
     if (rt->takes_body && !read_body(&r))
         goto done;
@@ -337,31 +400,18 @@ int jz_http_start(struct jz_server *srv, struct jz_error *err)
     if (!srv->http)
         return jz_error_set(err, JZ_ENOMEM, "cannot create the HTTP server");
     evhttp_set_max_body_size(srv->http, JZ_MAX_TRANSPORT_BODY);
-    evhttp_set_max_headers_size(srv->http, 64 * 1024);
-    evhttp_set_timeout(srv->http, 120);
+    evhttp_set_max_headers_size(srv->http, JZ_MAX_HEAD_BYTES);
+    evhttp_set_timeout(srv->http, srv->cfg.idle_timeout_s > 0 ? (int)srv->cfg.idle_timeout_s
+                                                               : JZ_DEFAULT_IDLE_TIMEOUT_S);
     evhttp_set_allowed_methods(srv->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
                                               EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD);
     evhttp_set_gencb(srv->http, on_request, srv);
-    struct evhttp_bound_socket *sock = evhttp_bind_socket_with_handle(
-        srv->http, srv->cfg.listen_host, (ev_uint16_t)srv->cfg.listen_port);
-    srv->listener = sock;
-    if (!sock)
-        return jz_error_set(err, JZ_EIO, "cannot listen on %s:%d", srv->cfg.listen_host,
-                            srv->cfg.listen_port);
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    evutil_socket_t fd = evhttp_bound_socket_get_fd(sock);
-    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
-        if (ss.ss_family == AF_INET)
-            srv->bound_port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-        else if (ss.ss_family == AF_INET6)
-            srv->bound_port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-    }
-    return 0;
+    return jz_front_listen(srv, err);
 }
 
 void jz_http_stop_accepting(struct jz_server *srv)
 {
+    jz_front_listener_gone(srv);
     if (srv->http && srv->listener)
         evhttp_del_accept_socket(srv->http, srv->listener);
     srv->listener = NULL;
@@ -369,7 +419,10 @@ void jz_http_stop_accepting(struct jz_server *srv)
 
 void jz_http_stop(struct jz_server *srv)
 {
+    jz_front_listener_gone(srv);
     if (srv->http)
         evhttp_free(srv->http);
     srv->http = NULL;
+    srv->listener = NULL;
+    jz_front_close(srv);
 }

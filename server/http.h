@@ -26,6 +26,8 @@ struct jz_req {
     json_t *body;               /* parsed JSON body for routes that take one, else NULL */
 };
 
+/* Serves the API on srv->cfg.listen_host:listen_port through the network front (front.h: TLS,
+ * connection and body limits); each request's rate is checked right after its token. */
 int jz_http_start(struct jz_server *srv, struct jz_error *err);
 void jz_http_stop(struct jz_server *srv);
 /* Closes the listening socket (new clients are refused); open connections are still served. */
