@@ -6,18 +6,24 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <stdarg.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/beneath.h"
 #include "common/json.h"
 #include "common/log.h"
 #include "common/strutil.h"
+#include "node/account.h"
+#include "node/cgroup.h"
 #include "node/node.h"
 
 #define LOG_SHIP_MS 200       /* a remote node sends new log lines this often */
@@ -25,6 +31,9 @@
 #define MAX_ENV 64            /* variables jazarid may set for one part */
 #define MAX_OUTPUTS 1000      /* files of out/ sent back at the end */
 #define MAX_SPARE_DIRS 64     /* emptied job folders kept for reuse (remote nodes) */
+#define WATCH_MS 500          /* logs, outputs and free disk are checked this often */
+#define MAX_OUTPUT_FILES 100000 /* entries under out/ counted before the job is stopped */
+#define MAX_PART_GPUS 64   /* GPUs of one part (the topology's limit) */
 
 /* One part of a job on this node: running, or ended and not yet acknowledged by jazarid. */
 struct part {
@@ -48,6 +57,15 @@ struct part {
     bool reported;          /* the outcome was sent on the current connection */
     bool offline_end;       /* it ended while disconnected: its checkpoint goes with it */
     struct event *backstop;
+    /* Confinement (see jz_agent_config.confine) and the limits the agent watches. */
+    bool as_user;           /* runs as its user's account (uid below) */
+    uid_t uid;
+    struct jz_cgroup *cg;   /* NULL without cgroups */
+    int64_t memory_mb;      /* the memory limit, for the reason of an out-of-memory kill */
+    int64_t log_max, output_max; /* bytes; 0: no limit */
+    int64_t last_written;   /* log + outputs at the last disk check */
+    char limit_reason[256]; /* set when the agent stopped it for a limit */
+    struct stat ckpt_sent;  /* the checkpoint last sent (size, time, inode): not sent twice */
 };
 
 struct jz_agent {
@@ -71,6 +89,10 @@ struct jz_agent {
     int spare[MAX_SPARE_DIRS];
     size_t nspare;
     int spare_seq;
+    struct jz_cgroup_system *cgs; /* NULL: no cgroups (not confining, or none usable) */
+    uid_t min_uid;                /* confining: the lowest uid a job may run as */
+    struct event *watch_timer;
+    unsigned watch_ticks;
 };
 
 /* --- small helpers ----------------------------------------------------------------------- */
@@ -147,6 +169,13 @@ static json_t *part_hdr(const char *type, const struct part *p)
 
 /* --- what a remote node sends back --------------------------------------------------------- */
 
+/* Opens a file of the part's folder beneath it, through no link, and never a hard link to a file
+ * its account does not own: the job controls what is in its folder. */
+static int part_open(const struct part *p, const char *rel, int flags)
+{
+    return jz_open_beneath(p->dir, rel, flags, p->as_user ? p->uid : (uid_t)-1);
+}
+
 /* Sends the log bytes written since the last call: whole lines only unless final, so that the
  * lines of a gang's parts never interleave mid-line in the job's log. */
 static void ship_log(struct part *p, bool final)
@@ -154,14 +183,19 @@ static void ship_log(struct part *p, bool final)
     struct jz_agent *a = p->agent;
     if (!a->cfg.ship_files || !a->connected)
         return;
-    char path[1200];
-    snprintf(path, sizeof path, "%s/log", p->dir);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = part_open(p, "log", O_RDONLY);
     if (fd < 0)
         return;
     static unsigned char buf[JZ_PROTO_CHUNK];
+    /* Past the limit (and the worker's line saying so) nothing more goes to jazarid. */
+    off_t end = p->log_max > 0 ? p->log_start + (off_t)p->log_max + 65536 : -1;
     for (;;) {
-        ssize_t n = pread(fd, buf, sizeof buf, p->log_sent);
+        size_t want = sizeof buf;
+        if (end >= 0 && p->log_sent >= end)
+            break;
+        if (end >= 0 && end - p->log_sent < (off_t)want)
+            want = (size_t)(end - p->log_sent);
+        ssize_t n = pread(fd, buf, want, p->log_sent);
         if (n <= 0)
             break;
         size_t len = (size_t)n;
@@ -187,15 +221,17 @@ static void ship_log(struct part *p, bool final)
 static void ship_file(struct part *p, const char *name)
 {
     struct jz_agent *a = p->agent;
-    char path[1400];
-    snprintf(path, sizeof path, "%s/%s", p->dir, name);
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int fd = part_open(p, name, O_RDONLY | O_NONBLOCK);
     if (fd < 0)
         return;
     struct stat st;
     /* Large files go from disk (no copy in memory); small ones are copied, so that a job's
      * thousand small outputs do not hold a thousand descriptors until they are sent. */
-    if (a->send_file && fstat(fd, &st) == 0 && st.st_size > (off_t)JZ_PROTO_CHUNK) {
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) { /* a FIFO would block the agent */
+        close(fd);
+        return;
+    }
+    if (a->send_file && st.st_size > (off_t)JZ_PROTO_CHUNK) {
         json_t *h = part_hdr("file", p);
         json_object_set_new(h, "name", json_string(name));
         if (a->connected)
@@ -222,20 +258,43 @@ static void ship_file(struct part *p, const char *name)
     close(fd);
 }
 
+/* The checkpoint, unless this very one was sent already (the job says when it wrote one, and
+ * could say so in a loop). */
+static void ship_checkpoint(struct part *p)
+{
+    int fd = part_open(p, "checkpoint/checkpoint.bin", O_RDONLY);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    close(fd);
+    if (st.st_ino == p->ckpt_sent.st_ino && st.st_size == p->ckpt_sent.st_size &&
+        st.st_mtim.tv_sec == p->ckpt_sent.st_mtim.tv_sec &&
+        st.st_mtim.tv_nsec == p->ckpt_sent.st_mtim.tv_nsec && p->agent->connected)
+        return;
+    ship_file(p, "checkpoint/checkpoint.bin");
+    if (p->agent->connected)
+        p->ckpt_sent = st;
+}
+
 static void ship_outputs(struct part *p)
 {
-    char out[1200];
-    snprintf(out, sizeof out, "%s/out", p->dir);
-    DIR *d = opendir(out);
-    if (!d)
+    int dfd = part_open(p, "out", O_RDONLY | O_DIRECTORY);
+    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    if (!d) {
+        if (dfd >= 0)
+            close(dfd);
         return;
+    }
     struct dirent *e;
     size_t n = 0;
     while ((e = readdir(d)) && n < MAX_OUTPUTS) {
-        char path[1500], name[300];
+        char name[300];
         struct stat st;
-        snprintf(path, sizeof path, "%s/%s", out, e->d_name);
-        if (!jz_name_is_safe(e->d_name, 255) || lstat(path, &st) != 0 || !S_ISREG(st.st_mode))
+        if (!jz_name_is_safe(e->d_name, 255) ||
+            fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
             continue;
         snprintf(name, sizeof name, "out/%s", e->d_name);
         ship_file(p, name);
@@ -277,7 +336,7 @@ static const char *signal_name(int sig)
     return abbrev ? abbrev : "?";
 }
 
-static json_t *classify(const struct part *p, int wait_status)
+static json_t *classify(const struct part *p, int wait_status, bool oom)
 {
     json_t *ex = p->exit_ev;
     const char *status = jz_json_str(ex, "status", NULL);
@@ -287,7 +346,15 @@ static json_t *classify(const struct part *p, int wait_status)
     char reason[1300] = "";
     const char *state;
     bool succeeded = status && strcmp(status, "succeeded") == 0;
-    if (p->preempt && !p->cancel && !succeeded) {
+    if (p->limit_reason[0] && !succeeded && !p->cancel) {
+        state = "FAILED"; /* the agent stopped it: its reason, not the signal's */
+        snprintf(reason, sizeof reason, "%s", p->limit_reason);
+    } else if (oom && !succeeded && !p->cancel) {
+        state = "FAILED";
+        snprintf(reason, sizeof reason,
+                 "out of memory: the job used more than its memory limit of %lld MiB "
+                 "(ask for more with --mem)", (long long)p->memory_mb);
+    } else if (p->preempt && !p->cancel && !succeeded) {
         state = "PREEMPTED";
     } else if (succeeded) {
         state = "SUCCEEDED";
@@ -298,12 +365,22 @@ static json_t *classify(const struct part *p, int wait_status)
         state = "FAILED";
         if (p->limit_kill)
             snprintf(reason, sizeof reason, "the worker did not stop after its time limit");
+        else if (WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 126)
+            snprintf(reason, sizeof reason, "the worker could not be confined on node %s "
+                     "(cgroup or account switch failed; see the node's log)", p->agent->name);
         else if (WIFSIGNALED(wait_status))
             snprintf(reason, sizeof reason, "the worker was killed by signal %s (%d)",
                      signal_name(WTERMSIG(wait_status)), WTERMSIG(wait_status));
         else
             snprintf(reason, sizeof reason, "the worker exited (status %d) without a result",
                      WIFEXITED(wait_status) ? WEXITSTATUS(wait_status) : -1);
+    } else if (strcmp(status, "log_limit") == 0) {
+        state = "FAILED";
+        snprintf(reason, sizeof reason, "%s (limits.log_bytes)", jz_json_str(ex, "message", ""));
+    } else if (strcmp(status, "disk_full") == 0) {
+        state = "FAILED";
+        snprintf(reason, sizeof reason, "%s (node %s)", jz_json_str(ex, "message", ""),
+                 p->agent->name);
     } else if (strcmp(status, "timeout") == 0) {
         state = "TIMEOUT";
         snprintf(reason, sizeof reason, "time limit of %llds reached",
@@ -357,7 +434,9 @@ static void on_worker_event(void *arg, json_t *ev)
     if (strcmp(type, "error") == 0)
         jz_strlcpy(p->error, jz_json_str(ev, "message", ""), sizeof p->error);
     if (strcmp(type, "started") == 0) {
-        json_int_t pgid = jz_json_int(ev, "pid", 0);
+        /* Only the first: the worker's own. The job (same account, and able to write to the
+         * event pipe) could send more, naming another process group for a restart to kill. */
+        json_int_t pgid = p->pgid ? 0 : jz_json_int(ev, "pid", 0);
         if (pgid > 1) {
             p->pgid = (pid_t)pgid;
             write_running_record(p);
@@ -367,16 +446,141 @@ static void on_worker_event(void *arg, json_t *ev)
     /* A checkpoint must be with jazarid before the job can resume on another node; one that
      * happens while disconnected is sent on the next connection. */
     if (strcmp(type, "checkpoint") == 0 && p->agent->cfg.ship_files && p->part == 0)
-        ship_file(p, "checkpoint/checkpoint.bin"); /* while disconnected: at reconnection */
+        ship_checkpoint(p); /* while disconnected: at reconnection */
     json_t *h = part_hdr("ev", p);
     json_object_set(h, "ev", ev);
     send_msg(p->agent, h, NULL, 0);
 }
 
+/* Nothing a job started outlives it: its cgroup is killed whole (what left the process group
+ * with setsid too), and removed. */
+static bool part_cgroup_end(struct part *p)
+{
+    if (!p->cg)
+        return false;
+    jz_cgroup_kill(p->cg, 200);
+    bool oom = jz_cgroup_oom_killed(p->cg);
+    jz_cgroup_destroy(p->cg);
+    p->cg = NULL;
+    return oom;
+}
+
 static void on_worker_exit(void *arg, int wait_status)
 {
     struct part *p = arg;
-    part_ended(p, classify(p, wait_status));
+    bool oom = part_cgroup_end(p);
+    part_ended(p, classify(p, wait_status, oom));
+}
+
+/* Stops a part at once: its worker, its process groups, and its whole cgroup. */
+static void part_kill(struct part *p)
+{
+    jz_node_kill_group(p->agent->node, p->pid);
+    if (p->cg)
+        jz_cgroup_kill(p->cg, 0); /* the rest goes when the worker's exit is seen */
+}
+
+/* The agent stops a part for a limit; the reason is its outcome's. */
+static void part_stop_for(struct part *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void part_stop_for(struct part *p, const char *fmt, ...)
+{
+    if (p->limit_reason[0])
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p->limit_reason, sizeof p->limit_reason, fmt, ap);
+    va_end(ap);
+    jz_log_warn("agent", "job %lld part %d: %s", (long long)p->job, p->part, p->limit_reason);
+    part_kill(p);
+}
+
+/* --- limits on what a job writes --------------------------------------------------------- */
+
+/* Bytes (and entries) under a part's out/, links not followed. nftw has no argument. */
+static int64_t sum_bytes;
+static size_t sum_entries;
+
+static int sum_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)flag;
+    if (ftw->level == 1 && strcmp(path + ftw->base, "log") == 0)
+        return 0; /* the log has a limit of its own */
+    sum_bytes += (int64_t)st->st_blocks * 512 > st->st_size ? (int64_t)st->st_blocks * 512
+                                                              : (int64_t)st->st_size;
+    return ++sum_entries > MAX_OUTPUT_FILES ? 1 : 0;
+}
+
+/* Everything the job wrote in its folder but its log (out/, checkpoint/, and whatever else
+ * it made there): the job owns the whole folder. */
+static int64_t output_bytes(const struct part *p, bool *too_many)
+{
+    sum_bytes = 0;
+    sum_entries = 0;
+    *too_many = nftw(p->dir, sum_entry, 16, FTW_PHYS) == 1;
+    return sum_bytes;
+}
+
+static int64_t log_bytes(const struct part *p)
+{
+    char path[1200];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/log", p->dir);
+    return lstat(path, &st) == 0 ? (int64_t)st.st_size : 0;
+}
+
+/* Every WATCH_MS: a part past its log or output limit is stopped, and when the state folder's
+ * disk runs low, the part that wrote most since the last check is stopped before the disk
+ * fills (a full disk would stop every other job's logs, and jazarid's store where it shares the
+ * disk). */
+static void on_watch(evutil_socket_t fd, short what, void *arg)
+{
+    struct jz_agent *a = arg;
+    bool outputs_now = (++a->watch_ticks % 2) == 0; /* walking out/ costs more: every second */
+    struct part *top = NULL;
+    int64_t top_growth = 0;
+    for (struct part *p = a->parts; p; p = p->next) {
+        if (!p->running || p->limit_reason[0])
+            continue;
+        int64_t lb = log_bytes(p), ob = 0;
+        if (p->log_max > 0 && lb > p->log_max) {
+            part_stop_for(p, "log limit: the job wrote more than %lld bytes of log (the limit "
+                             "is set by the hub's configuration, limits.log_bytes)",
+                          (long long)p->log_max);
+            continue;
+        }
+        if (outputs_now) {
+            bool too_many = false;
+            ob = output_bytes(p, &too_many);
+            if (too_many) {
+                part_stop_for(p, "output limit: the job made more than %d files",
+                              MAX_OUTPUT_FILES);
+                continue;
+            }
+            if (p->output_max > 0 && ob > p->output_max) {
+                part_stop_for(p, "output limit: the job wrote more than %lld bytes of output "
+                                 "(limits.output_bytes)", (long long)p->output_max);
+                continue;
+            }
+        }
+        int64_t written = lb + ob;
+        if (written - p->last_written > top_growth) {
+            top_growth = written - p->last_written;
+            top = p;
+        }
+        if (outputs_now || written > p->last_written)
+            p->last_written = written;
+    }
+    struct statvfs vfs;
+    if (a->cfg.min_free_bytes > 0 && top && statvfs(a->state_dir, &vfs) == 0) {
+        int64_t free_bytes = (int64_t)vfs.f_bavail * (int64_t)vfs.f_frsize;
+        if (free_bytes < a->cfg.min_free_bytes)
+            part_stop_for(top, "disk full: node %s's disk has %lld KiB free (it keeps %lld KiB "
+                               "free); this job wrote most (%lld KiB in the last second)",
+                          a->name, (long long)free_bytes / 1024,
+                          (long long)a->cfg.min_free_bytes / 1024, (long long)top_growth / 1024);
+    }
+    (void)fd;
+    (void)what;
 }
 
 static const struct jz_node_worker_cbs worker_cbs = {.on_event = on_worker_event,
@@ -388,7 +592,7 @@ static void on_backstop(evutil_socket_t fd, short what, void *arg)
     jz_log_warn("agent", "job %lld part %d: worker %d did not stop after its time limit; "
                          "killing it", (long long)p->job, p->part, (int)p->pid);
     p->limit_kill = true;
-    jz_node_kill_group(p->agent->node, p->pid);
+    part_kill(p);
 }
 
 /* --- job folders on remote nodes --------------------------------------------------------- */
@@ -444,7 +648,9 @@ static int take_folder(struct jz_agent *a, const char *dir)
     struct stat st;
     if (stat(dir, &st) == 0) /* files were staged into it already */
         return 0;
-    while (a->nspare > 0) {
+    /* A confining agent makes each folder anew: a reused one would carry what its last
+     * account did to it (its mode, an ACL, a descriptor kept open on it). */
+    while (a->nspare > 0 && !a->cfg.confine) {
         char spare[1200];
         spare_path(a, a->spare[--a->nspare], spare, sizeof spare);
         if (rename(spare, dir) == 0)
@@ -457,6 +663,12 @@ static int take_folder(struct jz_agent *a, const char *dir)
  * next job, or removed when enough are kept. */
 static void release_folder(struct jz_agent *a, const char *dir)
 {
+    if (a->cfg.confine) { /* the folder is a job account's: never walked as root */
+        struct jz_error err = {0};
+        if (jz_account_remove_folder(dir, &err))
+            jz_log_warn("agent", "%s", err.msg);
+        return;
+    }
     if (a->nspare < MAX_SPARE_DIRS) {
         snprintf(keep_dir, sizeof keep_dir, "%s/out", dir);
         char spare[1200];
@@ -477,6 +689,23 @@ static void release_folder(struct jz_agent *a, const char *dir)
 }
 
 /* --- launching ------------------------------------------------------------------------------ */
+
+/* The NVIDIA device minor (/dev/nvidiaN) of the GPU at PCI address bus_id, from the driver's
+ * own table; -1 when the NVIDIA driver does not know it (no driver, another vendor). */
+static int nvidia_minor(const char *bus_id)
+{
+    char path[256], line[256];
+    snprintf(path, sizeof path, "/proc/driver/nvidia/gpus/%s/information", bus_id);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    int minor = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "Device Minor: %d", &minor) == 1)
+            break;
+    fclose(f);
+    return minor >= 0 && minor <= JZ_CGROUP_GPU_MINOR_MAX ? minor : -1;
+}
 
 static int find_plugin(const struct jz_agent *a, const char *file, char *out, size_t len)
 {
@@ -560,14 +789,18 @@ static json_t *build_spec(struct jz_agent *a, struct part *p, const json_t *m, c
     snprintf(log_path, sizeof log_path, "%s/log", p->dir);
     snprintf(ckpt, sizeof ckpt, "%s/checkpoint", p->dir);
     snprintf(id, sizeof id, "%lld", (long long)p->job);
-    return json_pack("{s:s, s:s, s:o, s:o, s:s, s:s, s:b, s:s, s:s, s:s, s:s, s:I, s:I, s:o}",
+    return json_pack("{s:s, s:s, s:o, s:o, s:s, s:s, s:b, s:s, s:s, s:s, s:s, s:I, s:I, s:o,"
+                     " s:I, s:I}",
                      "job_id", id, "plugin_path", plugin_path, "params", params, "devices",
                      devices, "cpus", jz_json_str(m, "cpus", ""), "numa_nodes",
                      jz_json_str(m, "numa_nodes", ""), "bind", !jz_node_declared(a->node),
                      "output_dir", out_dir, "log_path", log_path, "checkpoint_dir", ckpt,
                      "submit_dir", jz_json_str(m, "submit_dir", ""), "time_limit_s",
                      (json_int_t)p->time_limit_s, "kill_grace_s",
-                     (json_int_t)jz_json_int(m, "kill_grace_s", 10), "env", env);
+                     (json_int_t)jz_json_int(m, "kill_grace_s", 10), "env", env,
+                     "log_max_bytes",
+                     (json_int_t)jz_json_int(json_object_get(m, "limits"), "log_bytes", 0),
+                     "min_free_bytes", (json_int_t)a->cfg.min_free_bytes);
 }
 
 static void fail_launch(struct part *p, const char *why)
@@ -609,22 +842,81 @@ static void handle_launch(struct jz_agent *a, const json_t *m)
     for (struct part *q = a->parts; q; q = q->next)
         if (q->job == job && q->part == partno && q->running) {
             q->cancel = true;
-            jz_node_kill_group(a->node, q->pid);
+            part_kill(q);
         }
     p = part_new(a, job, partno, run);
     if (!p)
         return;
     p->running = true;
     p->time_limit_s = jz_json_int(m, "time_limit_s", 3600);
+    const json_t *limits = json_object_get(m, "limits");
+    p->log_max = jz_json_int(limits, "log_bytes", 0);
+    p->output_max = jz_json_int(limits, "output_bytes", 0);
+    p->memory_mb = jz_json_int(m, "memory_mb", 0);
     struct jz_error err = {0};
     char sub[1300], plugin_path[4400];
     json_t *spec = NULL;
     int spec_fd = -1;
+    struct jz_account acct;
+    int cg_fds[JZ_CGROUP_MAX_FDS];
+    size_t n_cg_fds = 0;
+    if (a->cfg.confine) {
+        const char *name = jz_json_str(m, "unix_user", NULL);
+        if (!name) {
+            jz_error_set(&err, JZ_EPERM, "the job's user has no Unix account to run as (an admin "
+                                         "sets one: jazari admin user set NAME --unix-user ACCOUNT)");
+            goto fail;
+        }
+        if (jz_account_resolve(name, a->min_uid, a->cfg.deny_uid, &acct, &err))
+            goto fail;
+        p->as_user = true;
+        p->uid = acct.uid;
+    }
     /* Only the part's folder: the worker makes out/, and checkpoint/ at the first checkpoint
      * (every directory costs an inode, and ext4 is slow to hand out many). */
     if ((a->cfg.ship_files ? take_folder(a, p->dir) : jz_mkdir_p(p->dir, 0750)) != 0) {
         jz_error_set(&err, JZ_EIO, "cannot create %s: %s", p->dir, strerror(errno));
         goto fail;
+    }
+    if (p->as_user && jz_account_own_folder(p->dir, &acct, &err))
+        goto fail;
+    if (a->cgs) {
+        char cgname[96];
+        snprintf(cgname, sizeof cgname, "job%lld.p%d.r%lld", (long long)job, partno,
+                 (long long)run);
+        /* What this machine's cgroups cannot limit is left out (the agent said so at start). */
+        unsigned feat = jz_cgroup_system_features(a->cgs);
+        struct jz_cgroup_limits cl = {
+            .memory_bytes = (feat & JZ_CGROUP_MEMORY) && p->memory_mb > 0 ? p->memory_mb << 20 : 0,
+            .pids_max = (feat & JZ_CGROUP_PIDS) ? jz_json_int(limits, "pids", 0) : 0,
+            .cpus = (feat & JZ_CGROUP_CPUSET) && !jz_node_declared(a->node)
+                        ? jz_json_str(m, "cpus", "") : "",
+            .mems = (feat & JZ_CGROUP_CPUSET) && !jz_node_declared(a->node)
+                        ? jz_json_str(m, "numa_nodes", "") : "",
+        };
+        /* The job sees its own GPUs only, where the devices controller can say so and the
+         * GPUs are this machine's NVIDIA devices (declared ones are not). */
+        int minors[MAX_PART_GPUS];
+        size_t nminors = 0;
+        bool all_known = (feat & JZ_CGROUP_DEVICES) && !jz_node_declared(a->node) &&
+                         access("/proc/driver/nvidia/gpus", F_OK) == 0;
+        size_t gi;
+        json_t *gv;
+        json_array_foreach(json_object_get(m, "gpus"), gi, gv) {
+            const struct jz_topo_gpu *tg =
+                jz_topo_gpu_at(jz_node_topo(a->node), (size_t)json_integer_value(gv));
+            int minor = tg && nminors < MAX_PART_GPUS ? nvidia_minor(tg->pci_bus_id) : -1;
+            if (minor < 0)
+                all_known = false;
+            else
+                minors[nminors++] = minor;
+        }
+        cl.limit_devices = all_known;
+        cl.gpu_minors = minors;
+        cl.n_gpu_minors = nminors;
+        if (jz_cgroup_create(a->cgs, cgname, &cl, &p->cg, &err))
+            goto fail;
+        n_cg_fds = jz_cgroup_join_fds(p->cg, cg_fds, JZ_CGROUP_MAX_FDS);
     }
     /* A log left by an earlier run of this job on this node was sent then. */
     struct stat st;
@@ -650,7 +942,15 @@ static void handle_launch(struct jz_agent *a, const json_t *m)
     }
     json_decref(spec);
     spec = NULL;
-    int lrc = jz_node_launch(a->node, spec_fd, &worker_cbs, p, &p->pid, &err);
+    /* The file-size limit stops a runaway writer between two checks of on_watch. */
+    int64_t fsize = p->log_max > p->output_max ? p->log_max : p->output_max;
+    struct jz_node_launch_opts opts = {
+        .set_ids = p->as_user, .uid = p->as_user ? acct.uid : 0,
+        .gid = p->as_user ? acct.gid : 0, .groups = p->as_user ? acct.groups : NULL,
+        .ngroups = p->as_user ? acct.ngroups : 0, .cgroup_fds = cg_fds, .ncgroup_fds = n_cg_fds,
+        .file_size_max = fsize > 0 && p->log_max > 0 && p->output_max > 0 ? fsize + (1 << 20) : 0,
+    };
+    int lrc = jz_node_launch(a->node, spec_fd, &opts, &worker_cbs, p, &p->pid, &err);
     close(spec_fd);
     spec_fd = -1;
     if (lrc)
@@ -668,6 +968,7 @@ fail:
     json_decref(spec);
     if (spec_fd >= 0)
         close(spec_fd);
+    part_cgroup_end(p); /* closes the join descriptors: they are the cgroup's */
     jz_log_error("agent", "job %lld part %d: %s", (long long)job, partno, err.msg);
     fail_launch(p, err.msg);
 }
@@ -686,10 +987,15 @@ static void handle_stop(struct jz_agent *a, const json_t *m)
         p->cancel = true;
     if (strcmp(why, "preempt") == 0)
         p->preempt = true;
+    if (strcmp(why, "disk_full") == 0) {
+        part_stop_for(p, "disk full: jazarid's disk is full, so the job's log and outputs could "
+                         "not be kept");
+        return;
+    }
     if (strcmp(how, "checkpoint") == 0)
         jz_node_signal(a->node, p->pid, SIGUSR1);
     else if (strcmp(how, "kill") == 0)
-        jz_node_kill_group(a->node, p->pid);
+        part_kill(p);
     else
         jz_node_signal(a->node, p->pid, SIGTERM);
 }
@@ -725,24 +1031,38 @@ static void handle_file(struct jz_agent *a, const struct jz_msg *m)
                     (long long)job, name);
         return;
     }
-    char dir[1300], path[1600], tmp[1700];
-    snprintf(dir, sizeof dir, "%s/jobs/%lld/%s", a->state_dir, (long long)job,
-             name[0] == 'c' ? "checkpoint" : "in");
+    /* The folder may hold what an earlier run of the job left (links included): everything is
+     * made and written through descriptors, beneath it, through no link, as this agent may be
+     * root; a file is truncated only once it is known to be a plain file of its own. */
+    const char *sub = name[0] == 'c' ? "checkpoint" : "in";
+    const char *base = strchr(name, '/') + 1;
+    char dir[1300], tmp[300];
+    snprintf(dir, sizeof dir, "%s/jobs/%lld", a->state_dir, (long long)job);
     jz_mkdir_p(dir, 0750);
-    snprintf(path, sizeof path, "%s/jobs/%lld/%s", a->state_dir, (long long)job, name);
-    snprintf(tmp, sizeof tmp, "%s.part", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_CLOEXEC | (off == 0 ? O_TRUNC : 0), 0640);
-    if (fd < 0 || (m->len && pwrite(fd, m->data, m->len, off) != (ssize_t)m->len)) {
-        jz_log_error("agent", "job %lld: cannot write %s: %s", (long long)job, tmp,
-                     strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        return;
+    int dfd = open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd >= 0 && mkdirat(dfd, sub, 0750) != 0 && errno != EEXIST) {
+        close(dfd);
+        dfd = -1;
     }
-    close(fd);
-    if (jz_json_bool(m->hdr, "last", false) && rename(tmp, path) != 0)
-        jz_log_error("agent", "job %lld: cannot rename %s: %s", (long long)job, tmp,
+    int sfd = dfd >= 0 ? jz_openat_beneath(dfd, sub, O_RDONLY | O_DIRECTORY, (uid_t)-1) : -1;
+    if (dfd >= 0)
+        close(dfd);
+    snprintf(tmp, sizeof tmp, "%s.part", base);
+    int fd = sfd < 0 ? -1 : jz_openat_beneath(sfd, tmp, O_WRONLY | O_CREAT, (uid_t)-1);
+    struct stat st = {0};
+    bool ok = fd >= 0 && fstat(fd, &st) == 0 && st.st_nlink == 1 &&
+              (off != 0 || ftruncate(fd, 0) == 0) &&
+              (!m->len || pwrite(fd, m->data, m->len, off) == (ssize_t)m->len);
+    if (!ok)
+        jz_log_error("agent", "job %lld: cannot write %s/%s.part: %s", (long long)job, dir, name,
+                     fd >= 0 && st.st_nlink != 1 ? "it has other links" : strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    if (ok && jz_json_bool(m->hdr, "last", false) && renameat(sfd, tmp, sfd, base) != 0)
+        jz_log_error("agent", "job %lld: cannot rename %s/%s: %s", (long long)job, dir, name,
                      strerror(errno));
+    if (sfd >= 0)
+        close(sfd);
 }
 
 /* After a reconnection jazarid says how much of a part's log it has: lines queued on the lost
@@ -858,8 +1178,9 @@ static void recover_leftovers(struct jz_agent *a)
             kill(pid, SIGKILL);
         }
         /* A process-group id is not reused while any member lives, so this reaches only what
-         * is left of this job. */
-        if (pgid > 1)
+         * is left of this job. With cgroups, the cgroups of the last run are killed instead
+         * (confine_open), which also reaches what left the group. */
+        if (pgid > 1 && !a->cgs)
             kill(-pgid, SIGKILL);
         struct part *p = part_new(a, job, partno, run);
         if (p)
@@ -868,6 +1189,54 @@ static void recover_leftovers(struct jz_agent *a)
     }
     fclose(f);
     unlink(path);
+}
+
+/* A confining agent: its state folder is root's, jobs/ only passable (each part's folder is its
+ * account's, 0700), and the cgroups an earlier run of this agent left are killed whole (what
+ * their jobs started with setsid too). */
+static int confine_open(struct jz_agent *a, struct jz_error *err)
+{
+    if (geteuid() != 0)
+        return jz_error_set(err, JZ_EPERM, "confining jobs needs root (run the agent as root, "
+                                           "or without confinement for development)");
+    a->min_uid = jz_account_min_uid();
+    char jobs[1100], spare[1100];
+    snprintf(jobs, sizeof jobs, "%s/jobs", a->state_dir);
+    snprintf(spare, sizeof spare, "%s/spare", a->state_dir);
+    if (jz_mkdir_p(jobs, 0711) != 0 || chown(a->state_dir, 0, 0) != 0 ||
+        chmod(a->state_dir, 0711) != 0 || chown(jobs, 0, 0) != 0 || chmod(jobs, 0711) != 0)
+        return jz_error_set(err, JZ_EIO, "cannot secure %s: %s", a->state_dir, strerror(errno));
+    chmod(spare, 0700);
+    char name[200];
+    if (a->cfg.cgroup_name) {
+        jz_strlcpy(name, a->cfg.cgroup_name, sizeof name);
+    } else {
+        /* Unique per agent on this machine: several may run side by side (tests, a head node
+         * with its embedded agent and another one). */
+        char real[4096];
+        const char *key = realpath(a->state_dir, real) ? real : a->state_dir;
+        uint32_t h = 2166136261u;
+        for (const char *c = key; *c; c++)
+            h = (h ^ (unsigned char)*c) * 16777619u;
+        snprintf(name, sizeof name, "jazari/%s-%08x", a->name, h);
+    }
+    struct jz_error cerr = {0};
+    if (jz_cgroup_system_open(NULL, name, &a->cgs, &cerr)) {
+        jz_log_warn("agent", "no cgroups (%s): jobs run as their accounts, but memory, pids "
+                             "and CPU limits are not enforced and what a job leaves behind is "
+                             "found by process group only", cerr.msg);
+        a->cgs = NULL;
+        return 0;
+    }
+    size_t killed = 0;
+    if (jz_cgroup_system_reap(a->cgs, &killed, NULL, &cerr))
+        jz_log_warn("agent", "cannot clear the cgroups of an earlier run: %s", cerr.msg);
+    else if (killed)
+        jz_log_warn("agent", "killed %zu job cgroup(s) an earlier run of this agent left",
+                    killed);
+    jz_log_info("agent", "jobs run confined: as their users' accounts, in cgroups (%s)",
+                jz_cgroup_system_describe(a->cgs));
+    return 0;
 }
 
 int jz_agent_create(struct event_base *base, const struct jz_agent_config *cfg,
@@ -912,6 +1281,8 @@ int jz_agent_create(struct event_base *base, const struct jz_agent_config *cfg,
                           a->xml_len, JZ_PROTO_MAX_HEADER - 64 * 1024);
         goto fail;
     }
+    if (cfg->confine && (rc = confine_open(a, err)))
+        goto fail;
     recover_leftovers(a);
     if (cfg->ship_files) { /* spare folders of an earlier run: start with none */
         char spare[1100];
@@ -920,6 +1291,12 @@ int jz_agent_create(struct event_base *base, const struct jz_agent_config *cfg,
         jz_mkdir_p(spare, 0750);
     }
     a->records_ev = event_new(base, -1, 0, on_records_flush, a);
+    a->watch_timer = event_new(base, -1, EV_PERSIST, on_watch, a);
+    struct timeval wtv = {.tv_sec = 0, .tv_usec = WATCH_MS * 1000};
+    if (!a->records_ev || !a->watch_timer || evtimer_add(a->watch_timer, &wtv) != 0) {
+        rc = jz_error_set(err, JZ_ENOMEM, "out of memory");
+        goto fail;
+    }
     if (cfg->ship_files) {
         a->log_timer = event_new(base, -1, EV_PERSIST, on_log_timer, a);
         struct timeval tv = {.tv_sec = 0, .tv_usec = LOG_SHIP_MS * 1000};
@@ -939,8 +1316,12 @@ void jz_agent_destroy(struct jz_agent *a)
     jz_node_destroy(a->node); /* kills every worker and what it started */
     for (struct part *p = a->parts, *next; p; p = next) {
         next = p->next;
+        part_cgroup_end(p);
         part_free(p);
     }
+    jz_cgroup_system_close(a->cgs);
+    if (a->watch_timer)
+        event_free(a->watch_timer);
     if (a->records_ev) {
         event_free(a->records_ev);
         char path[1100];

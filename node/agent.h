@@ -31,6 +31,17 @@ struct jz_agent_config {
     const char *fallback_backend; /* backend for declared GPUs: "cpu" or "opencl" */
     const char *address;          /* how other nodes reach this one (MASTER_ADDR), or NULL */
     bool ship_files;              /* logs, outputs and checkpoints go to jazarid (remote) */
+    /* Jobs run as their users' Unix accounts, in cgroups (the agent must run as root). Off:
+     * jobs run as the agent's own user, unconfined (a development set-up). */
+    bool confine;
+    /* The agent's cgroup folder name, unique among agents on this machine (NULL: derived from
+     * the node name and state folder). */
+    const char *cgroup_name;
+    /* Free bytes the state folder's file system keeps: below them, the running part that
+     * wrote most since the last check fails with "disk full". 0: no check. */
+    int64_t min_free_bytes;
+    /* Confining: the service account's uid, which jobs never run as ((uid_t)-1: none). */
+    uid_t deny_uid;
 };
 
 /* Called for every outgoing message: hdr is borrowed for the call; data (len bytes) too. */

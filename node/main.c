@@ -5,10 +5,13 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/dns.h>
 #include <event2/http.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <stdio.h>
@@ -21,6 +24,7 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/strutil.h"
+#include "common/tls.h"
 #include "node/agent.h"
 #include "node/proto.h"
 
@@ -43,14 +47,20 @@ struct node_main {
     int heartbeat_s;
     struct event *retry_ev, *hb_ev, *sigterm_ev, *sigint_ev;
     struct evhttp_connection *http;
+    SSL_CTX *tls;            /* https:// --server: discovery and the agent connection use TLS */
+    char tls_error[256];     /* the last TLS failure logged (each new one is logged once) */
     int exit_code;
+    bool attached; /* --attach-fd: jazarid's own local agent, over a socket pair it made */
 };
 
 static void usage(FILE *out)
 {
     fprintf(out,
             "usage: jazari-node --server URL [options]\n"
-            "  --server URL           jazarid's API, e.g. http://head:8600\n"
+            "  --server URL           jazarid's API, e.g. https://head:8600 (or http:// on a\n"
+            "                         loopback or trusted network)\n"
+            "  --ca FILE              CA certificate(s) that jazarid's TLS certificate is\n"
+            "                         checked against (default: the system's)\n"
             "  --join-token TOKEN     from 'jazari admin node token' (needed to join once; the\n"
             "                         credential jazarid then gives is kept in --state-dir)\n"
             "  --join-token-file FILE read the join token from FILE\n"
@@ -63,11 +73,17 @@ static void usage(FILE *out)
             "  --plugin-dir DIRS      ':'-separated plugin folders (default: the built-in ones)\n"
             "  --worker PATH          the jazari-worker executable (default: next to jazari-node)\n"
             "  --fallback-backend B   backend for declared GPUs: cpu or opencl (default cpu)\n"
+            "  --no-confine           run jobs as this agent's user, without cgroups (the\n"
+            "                         default when not root; for development only)\n"
+            "  --deny-user ACCOUNT    jobs never run as ACCOUNT (jazarid's own, on its node)\n"
+            "  --min-free-mb N        free disk the state folder keeps; below it the job that\n"
+            "                         writes most fails with 'disk full' (default 256)\n"
             "  --log-level LEVEL      error, warn, info (default) or debug\n"
             "  --version              print the version\n");
 }
 
 static void schedule_connect(struct node_main *m);
+static bool log_tls_error(struct node_main *m, struct bufferevent *bev);
 
 static void agent_send(void *arg, json_t *hdr, const void *data, size_t len)
 {
@@ -196,16 +212,59 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-        if (m->welcomed)
+        if (m->welcomed && !m->attached)
             jz_log_warn("node", "lost the connection to jazarid; reconnecting");
+        else
+            log_tls_error(m, bev);
         drop_connection(m);
         schedule_connect(m);
     }
 }
 
+/* Logs a TLS failure with jazarid (certificate refused, handshake failed) once, not at every
+ * retry; returns false when bev had none to tell. */
+static bool log_tls_error(struct node_main *m, struct bufferevent *bev)
+{
+    if (!m->tls || !bev)
+        return false;
+    char why[256] = "";
+    unsigned long code = bufferevent_get_openssl_error(bev);
+    SSL *ssl = bufferevent_openssl_get_ssl(bev);
+    if (!code && (!ssl || SSL_get_verify_result(ssl) == X509_V_OK))
+        return false;
+    jz_tls_error_text(ssl, code, why, sizeof why);
+    while (bufferevent_get_openssl_error(bev))
+        ;
+    if (!why[0] || strcmp(why, m->tls_error) == 0)
+        return why[0] != 0;
+    jz_log_error("node", "TLS with jazarid at %s failed: %s%s", m->host, why,
+                 strstr(why, "certificate") ? " (is --ca jazarid's CA?)" : "");
+    jz_strlcpy(m->tls_error, why, sizeof m->tls_error);
+    return true;
+}
+
+/* A bufferevent to jazarid: plain, or TLS that checks jazarid's certificate names m->host. */
+static struct bufferevent *new_bev(struct node_main *m)
+{
+    if (!m->tls)
+        return bufferevent_socket_new(m->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    struct jz_error err = {0};
+    SSL *ssl = jz_tls_client_ssl(m->tls, m->host, &err);
+    if (!ssl) {
+        jz_log_error("node", "%s", err.msg);
+        return NULL;
+    }
+    struct bufferevent *bev = bufferevent_openssl_socket_new(
+        m->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+        BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    if (!bev)
+        SSL_free(ssl);
+    return bev;
+}
+
 static void connect_agent_port(struct node_main *m, int port)
 {
-    m->bev = bufferevent_socket_new(m->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    m->bev = new_bev(m);
     if (!m->bev) {
         schedule_connect(m);
         return;
@@ -236,7 +295,8 @@ static void on_discovered(struct evhttp_request *req, void *arg)
         }
     }
     if (port <= 0 || port > 65535) {
-        jz_log_debug("node", "jazarid at %s:%d does not answer yet", m->host, m->http_port);
+        if (!log_tls_error(m, m->http ? evhttp_connection_get_bufferevent(m->http) : NULL))
+            jz_log_debug("node", "jazarid at %s:%d does not answer yet", m->host, m->http_port);
         schedule_connect(m);
         return;
     }
@@ -248,7 +308,11 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
     struct node_main *m = arg;
     if (m->http)
         evhttp_connection_free(m->http);
-    m->http = evhttp_connection_base_new(m->base, m->dns, m->host, (unsigned short)m->http_port);
+    m->http = NULL;
+    struct bufferevent *bev = m->tls ? new_bev(m) : NULL;
+    if (!m->tls || bev)
+        m->http = evhttp_connection_base_bufferevent_new(m->base, m->dns, bev, m->host,
+                                                         (unsigned short)m->http_port);
     struct evhttp_request *req = m->http ? evhttp_request_new(on_discovered, m) : NULL;
     if (!req) {
         schedule_connect(m);
@@ -262,6 +326,11 @@ static void on_retry(evutil_socket_t fd, short what, void *arg)
 
 static void schedule_connect(struct node_main *m)
 {
+    if (m->attached) { /* jazarid is gone (or refused us): its local agent ends with it */
+        jz_log_info("node", "jazarid closed the local agent's socket: stopping");
+        event_base_loopexit(m->base, NULL);
+        return;
+    }
     struct timeval tv = {.tv_sec = m->retry_ms / 1000, .tv_usec = (m->retry_ms % 1000) * 1000};
     event_add(m->retry_ev, &tv);
     m->retry_ms = m->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : m->retry_ms * 2;
@@ -287,13 +356,16 @@ static void on_stop(evutil_socket_t sig, short what, void *arg)
     event_base_loopexit(m->base, NULL);
 }
 
-static int parse_url(const char *url, char *host, size_t hlen, int *port)
+static int parse_url(const char *url, char *host, size_t hlen, int *port, bool *tls)
 {
     const char *p = url;
+    *tls = strncmp(p, "https://", 8) == 0;
     if (strncmp(p, "http://", 7) == 0)
         p += 7;
+    else if (*tls)
+        p += 8;
     else if (strstr(p, "://"))
-        return -1; /* TLS is for a proxy in front of jazarid, not for agents yet */
+        return -1;
     const char *end = p + strcspn(p, "/");
     const char *colon = NULL;
     if (*p == '[') {
@@ -306,7 +378,7 @@ static int parse_url(const char *url, char *host, size_t hlen, int *port)
         colon = memchr(p, ':', (size_t)(end - p));
         snprintf(host, hlen, "%.*s", (int)((colon ? colon : end) - p), p);
     }
-    *port = colon ? atoi(colon + 1) : 80;
+    *port = colon ? atoi(colon + 1) : *tls ? 443 : 80;
     return host[0] && *port > 0 && *port < 65536 ? 0 : -1;
 }
 
@@ -321,7 +393,8 @@ static int read_first_line(const char *path, char *out, size_t len)
     return rc == 0 && out[0] ? 0 : -1;
 }
 
-int main(int argc, char **argv)
+/* The agent's life; labels (owned by main) collects the --label options. */
+static int run(int argc, char **argv, json_t *labels)
 {
     static struct node_main m;
     m.retry_ms = RETRY_MIN_MS;
@@ -330,9 +403,14 @@ int main(int argc, char **argv)
     const char *plugin_dir = NULL, *worker = NULL, *fallback = "cpu";
     const char *state_dir = "jazari-node-state";
     int level = JZ_SEV_INFO;
-    json_t *labels = json_object();
+    int attach_fd = -1;
+    const char *ca = NULL;
+    bool no_confine = false;
+    uid_t deny_uid = (uid_t)-1;
+    long long min_free_mb = 256;
     enum { O_SERVER = 256, O_TOKEN, O_TOKEN_FILE, O_NAME, O_TOPO, O_SITE, O_LABEL, O_ADDRESS,
-           O_STATE, O_PLUGINS, O_WORKER, O_FALLBACK, O_LOGLEVEL, O_VERSION };
+           O_STATE, O_PLUGINS, O_WORKER, O_FALLBACK, O_LOGLEVEL, O_VERSION, O_ATTACH,
+           O_NO_CONFINE, O_MIN_FREE, O_CA, O_DENY_USER };
     static const struct option opts[] = {
         {"server", required_argument, NULL, O_SERVER},
         {"join-token", required_argument, NULL, O_TOKEN},
@@ -348,6 +426,11 @@ int main(int argc, char **argv)
         {"fallback-backend", required_argument, NULL, O_FALLBACK},
         {"log-level", required_argument, NULL, O_LOGLEVEL},
         {"version", no_argument, NULL, O_VERSION},
+        {"attach-fd", required_argument, NULL, O_ATTACH},
+        {"no-confine", no_argument, NULL, O_NO_CONFINE},
+        {"min-free-mb", required_argument, NULL, O_MIN_FREE},
+        {"deny-user", required_argument, NULL, O_DENY_USER},
+        {"ca", required_argument, NULL, O_CA},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -404,20 +487,67 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
+        case O_ATTACH: {
+            char *end;
+            long fd = strtol(optarg, &end, 10);
+            if (*end || fd < 3 || fd > 1000 || fcntl((int)fd, F_GETFD) < 0) {
+                fprintf(stderr, "jazari-node: --attach-fd %s is not an open descriptor\n", optarg);
+                return 2;
+            }
+            attach_fd = (int)fd;
+            break;
+        }
+        case O_NO_CONFINE: no_confine = true; break;
+        case O_DENY_USER: {
+            struct passwd *pw = getpwnam(optarg);
+            if (!pw) {
+                fprintf(stderr, "jazari-node: --deny-user: no account '%s'\n", optarg);
+                return 2;
+            }
+            deny_uid = pw->pw_uid;
+            break;
+        }
+        case O_CA: ca = optarg; break;
+        case O_MIN_FREE: {
+            char *end;
+            long long mb = strtoll(optarg, &end, 10);
+            if (*end || mb < 0 || mb > (1LL << 30)) {
+                fprintf(stderr, "jazari-node: --min-free-mb wants a number of MiB\n");
+                return 2;
+            }
+            min_free_mb = mb;
+            break;
+        }
         case O_VERSION: printf("jazari-node 0.2.0 (agent protocol %d)\n", JZ_PROTO_VERSION); return 0;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
     }
+    m.attached = attach_fd >= 0;
+    if (m.attached && !server)
+        server = "attached"; /* not used: the socket is already jazarid's */
     if (optind < argc || !server) {
         fprintf(stderr, optind < argc ? "jazari-node: unexpected argument '%s'\n"
                                       : "jazari-node: --server is required%s\n",
                 optind < argc ? argv[optind] : "");
         return 2;
     }
-    if (parse_url(server, m.host, sizeof m.host, &m.http_port)) {
-        fprintf(stderr, "jazari-node: --server: cannot use '%s' (http://HOST:PORT)\n", server);
+    bool tls = false;
+    if (!m.attached && parse_url(server, m.host, sizeof m.host, &m.http_port, &tls)) {
+        fprintf(stderr, "jazari-node: --server: cannot use '%s' (https://HOST:PORT or "
+                        "http://HOST:PORT)\n", server);
         return 2;
+    }
+    if (ca && !tls) {
+        fprintf(stderr, "jazari-node: --ca is for an https:// --server\n");
+        return 2;
+    }
+    if (tls) {
+        struct jz_error terr = {0};
+        if (jz_tls_client_ctx(ca, &m.tls, &terr)) {
+            fprintf(stderr, "jazari-node: --ca: %s\n", terr.msg);
+            return 2;
+        }
     }
     char hostname[256] = "";
     if (!name) {
@@ -446,7 +576,7 @@ int main(int argc, char **argv)
     char cred_path[1200];
     snprintf(cred_path, sizeof cred_path, "%s/credential", m.state_dir);
     read_first_line(cred_path, m.credential, sizeof m.credential);
-    if (!m.credential[0] && !m.join_token[0]) {
+    if (!m.credential[0] && !m.join_token[0] && !m.attached) {
         fprintf(stderr, "jazari-node: no credential in %s yet: give --join-token (from "
                         "'jazari admin node token')\n", m.state_dir);
         return 2;
@@ -475,13 +605,18 @@ int main(int argc, char **argv)
                                    .labels = labels,
                                    .fallback_backend = fallback,
                                    .address = address,
-                                   .ship_files = true};
+                                   .ship_files = true,
+                                   .confine = !no_confine && geteuid() == 0,
+                                   .min_free_bytes = (int64_t)min_free_mb << 20,
+                                   .deny_uid = deny_uid};
+    if (no_confine || geteuid() != 0)
+        jz_log_warn("node", "jobs run as uid %d, unconfined (%s)", (int)geteuid(),
+                    no_confine ? "--no-confine" : "the agent is not root");
     struct jz_error err = {0};
     if (jz_agent_create(m.base, &acfg, agent_send, &m, &m.agent, &err)) {
         fprintf(stderr, "jazari-node: %s\n", err.msg);
         return 1;
     }
-    json_decref(labels);
     jz_agent_set_file_sender(m.agent, agent_send_file);
     m.retry_ev = evtimer_new(m.base, on_retry, &m);
     m.hb_ev = evtimer_new(m.base, on_heartbeat, &m);
@@ -489,14 +624,32 @@ int main(int argc, char **argv)
     m.sigint_ev = evsignal_new(m.base, SIGINT, on_stop, &m);
     evsignal_add(m.sigterm_ev, NULL);
     evsignal_add(m.sigint_ev, NULL);
-    jz_log_info("node", "node %s: joining jazarid at %s:%d (state %s)", name, m.host,
-                m.http_port, m.state_dir);
-    event_active(m.retry_ev, EV_TIMEOUT, 0);
+    if (m.attached) {
+        /* jazarid's own local agent: no join, no credential, the socket pair is the trust. */
+        fcntl(attach_fd, F_SETFD, FD_CLOEXEC);
+        evutil_make_socket_nonblocking(attach_fd);
+        m.bev = bufferevent_socket_new(m.base, attach_fd, BEV_OPT_CLOSE_ON_FREE);
+        if (!m.bev) {
+            fprintf(stderr, "jazari-node: cannot use --attach-fd\n");
+            return 1;
+        }
+        bufferevent_setcb(m.bev, on_read, NULL, on_event, &m);
+        bufferevent_enable(m.bev, EV_READ | EV_WRITE);
+        json_t *hello = jz_agent_hello(m.agent);
+        jz_proto_write(bufferevent_get_output(m.bev), hello, NULL, 0, NULL);
+        json_decref(hello);
+        jz_log_info("node", "node %s: jazarid's local agent (state %s)", name, m.state_dir);
+    } else {
+        jz_log_info("node", "node %s: joining jazarid at %s:%d (state %s)", name, m.host,
+                    m.http_port, m.state_dir);
+        event_active(m.retry_ev, EV_TIMEOUT, 0);
+    }
     event_base_dispatch(m.base);
     drop_connection(&m);
     jz_agent_destroy(m.agent);
     if (m.http)
         evhttp_connection_free(m.http);
+    SSL_CTX_free(m.tls);
     event_free(m.retry_ev);
     event_free(m.hb_ev);
     event_free(m.sigterm_ev);
@@ -504,4 +657,12 @@ int main(int argc, char **argv)
     evdns_base_free(m.dns, 0);
     event_base_free(m.base);
     return m.exit_code;
+}
+
+int main(int argc, char **argv)
+{
+    json_t *labels = json_object();
+    int rc = labels ? run(argc, argv, labels) : 1;
+    json_decref(labels);
+    return rc;
 }

@@ -3,11 +3,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -154,6 +156,10 @@ static void on_sigchld(evutil_socket_t sig, short what, void *arg)
         if (!w->exited && waitpid(w->pid, &status, WNOHANG) == w->pid) {
             w->exited = true;
             w->status = status;
+            /* The worker is gone (killed, perhaps): what is left in the job's process group
+             * must not run unsupervised. (A cgroup, where the agent has one, holds the rest.) */
+            if (w->job_pgid)
+                kill(-w->job_pgid, SIGKILL);
             w->eof_timer = evtimer_new(n->base, on_eof_timeout, w);
             struct timeval tv = {.tv_sec = EOF_GRACE_S};
             if (w->eof_timer)
@@ -299,8 +305,39 @@ const char *jz_node_gpu_backend(const struct jz_node *n, size_t gpu, const char 
     return fallback;
 }
 
-int jz_node_launch(struct jz_node *n, int spec_fd, const struct jz_node_worker_cbs *cbs,
-                   void *arg, pid_t *pid_out, struct jz_error *err)
+/* In the child, before exec: joins the cgroups, limits and switches identity. Only
+ * async-signal-safe calls. Returns false when any step failed (the child must not go on). */
+static bool confine_child(const struct jz_node_launch_opts *o, pid_t parent)
+{
+    for (size_t i = 0; i < o->ncgroup_fds; i++)
+        if (write(o->cgroup_fds[i], "0", 1) != 1)
+            return false;
+    if (o->file_size_max > 0) {
+        struct rlimit rl = {(rlim_t)o->file_size_max, (rlim_t)o->file_size_max};
+        if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
+            return false;
+    }
+    if (o->set_ids) {
+        if (o->nproc_max > 0) {
+            struct rlimit rl = {(rlim_t)o->nproc_max, (rlim_t)o->nproc_max};
+            setrlimit(RLIMIT_NPROC, &rl);
+        }
+        if (setgroups(o->ngroups, o->groups) != 0 || setresgid(o->gid, o->gid, o->gid) != 0 ||
+            setresuid(o->uid, o->uid, o->uid) != 0)
+            return false;
+        /* A change of credentials clears the parent-death signal: set it again. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            return false;
+        /* Dumpable again (the switch cleared it): the job's own tools (gdb, py-spy) work. */
+        prctl(PR_SET_DUMPABLE, 1);
+    }
+    return true;
+}
+
+int jz_node_launch(struct jz_node *n, int spec_fd, const struct jz_node_launch_opts *opts,
+                   const struct jz_node_worker_cbs *cbs, void *arg, pid_t *pid_out,
+                   struct jz_error *err)
 {
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) != 0)
@@ -344,6 +381,8 @@ int jz_node_launch(struct jz_node *n, int spec_fd, const struct jz_node_worker_c
         int sp_fd = fcntl(spec_fd, F_DUPFD_CLOEXEC, 10);
         if (ev_fd < 0 || sp_fd < 0 || dup2(ev_fd, 3) < 0 || dup2(sp_fd, 4) < 0)
             _exit(127);
+        if (opts && !confine_child(opts, parent))
+            _exit(126);
         char *argv[] = {n->worker_path, "--spec", "/dev/fd/4", "--events-fd", "3", NULL};
         execv(n->worker_path, argv);
         _exit(127);

@@ -49,11 +49,25 @@ const struct jz_topo *jz_node_topo(const struct jz_node *n);
  * "opencl" for a live OpenCL device, else fallback. */
 const char *jz_node_gpu_backend(const struct jz_node *n, size_t gpu, const char *fallback);
 
+/* Who a worker runs as and what holds it, applied in the child between fork and exec. */
+struct jz_node_launch_opts {
+    bool set_ids;              /* switch to uid/gid/groups (the agent runs as root) */
+    uid_t uid;
+    gid_t gid;
+    const gid_t *groups;       /* supplementary groups, borrowed */
+    size_t ngroups;
+    const int *cgroup_fds;     /* open cgroup.procs/tasks files the child joins, borrowed */
+    size_t ncgroup_fds;
+    int64_t file_size_max;     /* RLIMIT_FSIZE in bytes; <= 0: unchanged */
+    int64_t nproc_max;         /* RLIMIT_NPROC (per uid, a backstop to the pids cgroup); <= 0 */
+};
+
 /* Starts `jazari-worker --spec /dev/fd/4 --events-fd 3` with spec_fd (a file or memfd holding
- * the spec, borrowed) as its fd 4. The worker dies with this process (PR_SET_PDEATHSIG).
- * cbs/arg are kept until on_exit has been called. */
-int jz_node_launch(struct jz_node *n, int spec_fd, const struct jz_node_worker_cbs *cbs,
-                   void *arg, pid_t *pid_out, struct jz_error *err);
+ * the spec, borrowed) as its fd 4, confined as opts says (NULL: as this process). The worker
+ * dies with this process (PR_SET_PDEATHSIG). cbs/arg are kept until on_exit has been called. */
+int jz_node_launch(struct jz_node *n, int spec_fd, const struct jz_node_launch_opts *opts,
+                   const struct jz_node_worker_cbs *cbs, void *arg, pid_t *pid_out,
+                   struct jz_error *err);
 /* Sends sig to a worker (the supervisor process, which forwards TERM/USR1 to the job). */
 int jz_node_signal(struct jz_node *n, pid_t pid, int sig);
 /* Sends SIGKILL to a worker, its process group and the job's own process group (a backstop

@@ -512,8 +512,19 @@ static void on_job_event(struct jz_job *job, const json_t *ev)
     }
 }
 
+/* jazarid's disk is full: the job whose log or outputs could not be stored is stopped (it
+ * fails "disk full"), so that it does not go on producing what nobody can keep. */
+static void stop_for_disk(struct jz_job *job, unsigned part)
+{
+    if (job->disk_stopped || job->state != JZ_JOB_RUNNING)
+        return;
+    job->disk_stopped = true;
+    jz_log_error("jobs", "job %lld: jazarid's disk is full; stopping the job", (long long)job->id);
+    jz_jobs_part_send(job, part, "stop", json_pack("{s:s, s:s}", "how", "kill", "why", "disk_full"));
+}
+
 /* Appends shipped log lines to the job's log (a remote part: the local one writes it). */
-static void append_log(struct jz_job *job, const unsigned char *data, size_t len)
+static void append_log(struct jz_job *job, unsigned part, const unsigned char *data, size_t len)
 {
     char path[4200];
     jz_job_log_path(job->jobs, job, path, sizeof path);
@@ -525,9 +536,13 @@ static void append_log(struct jz_job *job, const unsigned char *data, size_t len
         jz_mkdir_p(dir, 0750);
         fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
     }
-    if (fd < 0 || write(fd, data, len) != (ssize_t)len)
-        jz_log_error("jobs", "job %lld: cannot append to its log: %s", (long long)job->id,
-                     strerror(errno));
+    if (fd < 0 || write(fd, data, len) != (ssize_t)len) {
+        if (errno == ENOSPC || errno == EDQUOT)
+            stop_for_disk(job, part);
+        else
+            jz_log_error("jobs", "job %lld: cannot append to its log: %s", (long long)job->id,
+                         strerror(errno));
+    }
     if (fd >= 0)
         close(fd);
 }
@@ -553,6 +568,8 @@ static void receive_file(struct jz_job *job, const struct jz_msg *m)
     int fd = open(tmp, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | (off == 0 ? O_TRUNC : 0),
                   0640);
     if (fd < 0 || (m->len && pwrite(fd, m->data, m->len, off) != (ssize_t)m->len)) {
+        if (errno == ENOSPC || errno == EDQUOT)
+            stop_for_disk(job, 0);
         jz_log_error("jobs", "job %lld: cannot write %s: %s", (long long)job->id, tmp,
                      strerror(errno));
         if (fd >= 0)
@@ -596,7 +613,7 @@ static void on_part_msg(void *arg, size_t node, int64_t id, int part, const stru
         on_job_event(job, json_object_get(m->hdr, "ev"));
     } else if (strcmp(t, "log") == 0) {
         if (!jz_nodes_is_local(jobs->srv->nodes, node) && m->len)
-            append_log(job, m->data, m->len);
+            append_log(job, (unsigned)part, m->data, m->len);
         notify_watchers(job, false);
     } else if (strcmp(t, "file") == 0) {
         /* Rank 0 speaks for a gang's outputs and checkpoint: the parts would overwrite each
@@ -799,6 +816,24 @@ static int launch_part(struct jz_jobs *jobs, struct jz_job *job, unsigned k, str
         (json_int_t)srv->cfg.kill_grace_s, "submit_dir",
         jz_json_str(job->request, "submit_dir", ""),
         "env", part_env(job, k));
+    /* Who the part runs as, and the limits its node holds it to (the node confines when it
+     * runs as root; docs/security.md). */
+    const struct jz_user *owner = jz_auth_user_find(srv->auth, job->user);
+    /* A user removed since the submission has no account: the node refuses the part rather
+     * than run it as whoever the default now is. */
+    const char *account = owner ? jz_auth_unix_account(srv->auth, owner) : NULL;
+    if (!account && owner)
+        account = jz_json_str(srv->config, "default_unix_user", NULL);
+    if (account)
+        json_object_set_new(extra, "unix_user", json_string(account));
+    json_object_set_new(extra, "memory_mb",
+                        json_integer(jz_json_int(json_object_get(job->request, "resources"),
+                                                 "memory_mb", 0)));
+    json_object_set_new(extra, "limits",
+                        json_pack("{s:I, s:I, s:I}", "log_bytes",
+                                  (json_int_t)srv->cfg.log_max_bytes, "output_bytes",
+                                  (json_int_t)srv->cfg.output_max_bytes, "pids",
+                                  (json_int_t)srv->cfg.pids_max));
     if (rc) {
         json_decref(extra);
         return rc;
@@ -1142,6 +1177,10 @@ int jz_jobs_open(struct jz_server *srv, struct jz_jobs **out, struct jz_error *e
     int64_t max_store = srv->store->ops->job_max_id(srv->store);
     if (max_store > jobs->max_id)
         jobs->max_id = max_store;
+    if ((rc = jz_jobs_retention_start(jobs))) {
+        jz_jobs_close(jobs);
+        return jz_error_set(err, rc, "cannot start the retention timer");
+    }
     static const struct jz_nodes_handler handler = {.part_msg = on_part_msg,
                                                     .node_hello = jz_jobs_node_hello,
                                                     .node_down = jz_jobs_node_down};
@@ -1159,6 +1198,8 @@ void jz_jobs_close(struct jz_jobs *jobs)
     free(jobs->by_id);
     if (jobs->full_timer)
         event_free(jobs->full_timer);
+    if (jobs->purge_timer)
+        event_free(jobs->purge_timer);
     jz_sched_decisions_free(&jobs->decisions);
     json_decref(jobs->pending_by_user);
     free(jobs);

@@ -83,6 +83,7 @@ struct jz_job {
     int64_t start_ms; /* when its first part started (0 before) */
     int64_t log_base; /* size of the job's log when this run was placed: where its lines begin */
     bool cancel_requested;
+    bool disk_stopped; /* told to stop: its log or outputs could not be stored (disk full) */
     bool sched_started; /* the scheduler counts its resources as in use */
     bool preempting;    /* told to checkpoint and stop; requeued when it ends */
     int64_t preempted_by;
@@ -109,8 +110,13 @@ struct jz_jobs {
     json_t *pending_by_user; /* user -> number of pending jobs (the per-user limit) */
     struct jz_sched_decisions decisions;
     struct event *full_timer;
+    struct event *purge_timer; /* retention (jobs_retention.c) */
     char field[160];
 };
+
+/* jobs_retention.c: purges finished jobs past limits.retention_days; returns how many. */
+size_t jz_jobs_purge_expired(struct jz_jobs *jobs, int64_t now_ms);
+int jz_jobs_retention_start(struct jz_jobs *jobs);
 
 /* jobs.c */
 void jz_jobs_parts_free(struct jz_job *job);

@@ -198,7 +198,8 @@ int jz_jobs_submit(struct jz_jobs *jobs, const struct jz_user *user, const json_
                 err) ||
         get_int(jobs, res, "gpus_per_node", "resources.gpus_per_node", 0, JZ_TOPO_MAX_GPUS, -1,
                 &gpn, field, err) ||
-        get_int(jobs, res, "cpus_per_gpu", "resources.cpus_per_gpu", 0, 1024, 1, &cpg, field,
+        /* At least one: a job with no core would run on all of the node's (unbound). */
+        get_int(jobs, res, "cpus_per_gpu", "resources.cpus_per_gpu", 1, 1024, 1, &cpg, field,
                 err) ||
         get_int(jobs, res, "cpus", "resources.cpus", 1, JZ_MAX_CPUS_PER_JOB, 1, &cpus, field,
                 err) ||
@@ -289,6 +290,15 @@ int jz_jobs_submit(struct jz_jobs *jobs, const struct jz_user *user, const json_
         return err->code;
     }
 
+    /* Every pending job's parameters stay in memory and in each list reply: bounded. */
+    size_t pbytes = json_dumpb(norm, NULL, 0, JSON_COMPACT);
+    if (srv->cfg.params_max_bytes > 0 && (int64_t)pbytes > srv->cfg.params_max_bytes) {
+        json_decref(norm);
+        return field_error(jobs, field, "params", err, JZ_ELIMIT,
+                           "parameters take %zu bytes; at most %lld are accepted "
+                           "(limits.params_bytes): pass large data as a file", pbytes,
+                           (long long)srv->cfg.params_max_bytes);
+    }
     json_t *inputs = json_object();
     if (resolve_artifact_refs(jobs, user, norm, inputs, field, err)) {
         json_decref(norm);

@@ -1,6 +1,7 @@
 /* jazarid: the Jazari job service. One libevent loop serves the REST API, drives the local node
  * and commits every loop iteration's changes to the store together. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
@@ -16,11 +17,13 @@
 #include "scheduler/config.h"
 #include "scheduler/sched.h"
 #include "server/auth.h"
+#include "server/front.h"
 #include "server/http.h"
 #include "server/jobs.h"
 #include "server/ledger.h"
 #include "server/nodes.h"
 #include "server/plugins.h"
+#include "server/privsep.h"
 #include "server/server.h"
 
 static void usage(FILE *out)
@@ -42,9 +45,51 @@ static void usage(FILE *out)
             "  --fallback-backend B   backend for declared GPUs: cpu or opencl (default cpu)\n"
             "  --kill-grace SECONDS   TERM-to-KILL grace for cancel and time limits (default 10)\n"
             "  --max-pending N        pending jobs allowed per user (default 100000)\n"
+            "  --user ACCOUNT         started as root: run as ACCOUNT (default jazari); the\n"
+            "                         local node agent stays root to confine jobs; 'root'\n"
+            "                         keeps everything as root, jobs unconfined\n"
+            "  --node-dir DIR         the confined local node's folder (default STATE-DIR-node)\n"
+            "  --default-unix-user A  the Unix account jobs of users without one run as on\n"
+            "                         confining nodes (default: none; such jobs fail)\n"
+            "  --tls-cert FILE        serve the API and node agents over TLS with this PEM\n"
+            "                         certificate chain (with --tls-key FILE, its key)\n"
+            "  --tls-key FILE         the certificate's private key (PEM, unencrypted)\n"
+            "  --allow-plain-http     serve without TLS on an address other than loopback\n"
+            "  --max-connections N    API connections at once; accepting pauses at the cap\n"
+            "                         (default: from the descriptor limit, at most 4096)\n"
+            "  --idle-timeout SECONDS close an API connection silent this long (default 60)\n"
+            "  --rate-limit N[/s]     requests per second per token, or per client address\n"
+            "                         without one (default 50; 0: no limit; admins exempt)\n"
+            "  --rate-burst N         requests allowed at once above the rate (default 200)\n"
+            "  --max-log-streams N    'logs -f' streams open at once per user (default 16)\n"
             "  --config FILE.json     configuration file\n"
-            "  --port-file FILE       write the bound port here once listening\n"
+            "  --port-file FILE       write the bound port here once listening (written as\n"
+            "                         the --user account)\n"
             "  --log-level LEVEL      error, warn, info (default) or debug\n");
+}
+
+/* A whole decimal number in [min, max]. */
+static bool parse_count(const char *s, int64_t min, int64_t max, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (!*s || *end || errno || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* "N" or "N/s" requests per second (N may have a fraction; 0 turns rate limiting off). */
+static bool parse_rate(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || errno || !(v >= 0 && v <= 1e6) || (*end && strcmp(end, "/s") != 0))
+        return false;
+    *out = v;
+    return true;
 }
 
 static int parse_listen(const char *s, struct jz_server_config *cfg)
@@ -158,6 +203,55 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
     event_base_loopexit(srv->base, &limit);
 }
 
+/* The configuration file's "limits" object: what one job may write and run, and the free disk
+ * every node keeps (docs/security.md). Unknown keys and wrong types are errors naming them. */
+static int parse_limits(struct jz_server *srv, struct jz_error *err)
+{
+    struct jz_server_config *cfg = &srv->cfg;
+    struct {
+        const char *key;
+        int64_t *dst;
+        int64_t scale, max;
+    } keys[] = {
+        {"log_bytes", &cfg->log_max_bytes, 1, 1LL << 50},
+        {"output_bytes", &cfg->output_max_bytes, 1, 1LL << 50},
+        {"pids", &cfg->pids_max, 1, 1 << 22},
+        {"params_bytes", &cfg->params_max_bytes, 1, JZ_MAX_BODY_BYTES},
+        {"min_free_mb", &cfg->min_free_bytes, 1 << 20, 1 << 30},
+    };
+    json_t *lim = json_object_get(srv->config, "limits");
+    if (!lim)
+        return 0;
+    if (!json_is_object(lim))
+        return jz_error_set(err, JZ_EINVAL, "config: \"limits\" must be an object");
+    const char *k;
+    json_t *v;
+    json_object_foreach(lim, k, v) {
+        if (strcmp(k, "retention_days") == 0) { /* days, fractions allowed */
+            double days = json_number_value(v);
+            if (!json_is_number(v) || days < 0 || days > 36500)
+                return jz_error_set(err, JZ_EINVAL, "config: limits.retention_days must be a "
+                                                    "number of days from 0 to 36500 (0: keep)");
+            cfg->retention_s = (int64_t)(days * 86400.0 + 0.5);
+            if (days > 0 && cfg->retention_s == 0)
+                cfg->retention_s = 1;
+            continue;
+        }
+        size_t i = 0;
+        while (i < sizeof keys / sizeof keys[0] && strcmp(keys[i].key, k) != 0)
+            i++;
+        if (i == sizeof keys / sizeof keys[0])
+            return jz_error_set(err, JZ_EINVAL, "config: unknown key limits.%.60s", k);
+        if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+            json_integer_value(v) > keys[i].max)
+            return jz_error_set(err, JZ_EINVAL,
+                                "config: limits.%s must be an integer from 0 to %lld (0: none)",
+                                k, (long long)keys[i].max);
+        *keys[i].dst = (int64_t)json_integer_value(v) * keys[i].scale;
+    }
+    return 0;
+}
+
 /* The policy from the configuration file's "scheduler" object (docs/scheduler.md), the nodes
  * (known ones from the store, the local one), then the reservations, which name nodes. */
 static int open_scheduler(struct jz_server *srv, struct jz_error *err)
@@ -198,12 +292,27 @@ int main(int argc, char **argv)
     cfg->kill_grace_s = 10;
     cfg->max_pending_per_user = 100000;
     cfg->node_timeout_s = JZ_NODE_DEFAULT_TIMEOUT_S;
+    cfg->idle_timeout_s = JZ_DEFAULT_IDLE_TIMEOUT_S;
+    cfg->rate_per_s = JZ_DEFAULT_RATE_PER_S;
+    cfg->rate_burst = JZ_DEFAULT_RATE_BURST;
+    cfg->max_log_streams = JZ_DEFAULT_LOG_STREAMS;
+    /* Defaults of the limits on what a job writes and runs (docs/security.md). */
+    cfg->log_max_bytes = 1LL << 30;
+    cfg->output_max_bytes = 64LL << 30;
+    cfg->pids_max = 4096;
+    cfg->params_max_bytes = 64 * 1024;
+    cfg->retention_s = 90LL * 86400;
+    cfg->min_free_bytes = 256LL << 20;
     const char *port_file = NULL;
     int level = JZ_SEV_INFO;
+    const char *log_level_name = "info";
+    char default_account[64] = "";
 
     enum { OPT_LISTEN = 256, OPT_STATE, OPT_TOPO, OPT_PLUGINS, OPT_WORKER, OPT_FALLBACK,
            OPT_GRACE, OPT_MAXPEND, OPT_CONFIG, OPT_PORTFILE, OPT_LOGLEVEL, OPT_AGENT_LISTEN,
-           OPT_NODE_TIMEOUT, OPT_NO_LOCAL, OPT_SITE };
+           OPT_NODE_TIMEOUT, OPT_NO_LOCAL, OPT_SITE, OPT_USER, OPT_NODE_DIR,
+           OPT_TLS_CERT, OPT_TLS_KEY, OPT_PLAIN, OPT_MAXCONN, OPT_IDLE, OPT_RATE, OPT_BURST,
+           OPT_STREAMS, OPT_DEFAULT_ACCOUNT };
     static const struct option opts[] = {
         {"listen", required_argument, NULL, OPT_LISTEN},
         {"state-dir", required_argument, NULL, OPT_STATE},
@@ -220,6 +329,17 @@ int main(int argc, char **argv)
         {"node-timeout", required_argument, NULL, OPT_NODE_TIMEOUT},
         {"no-local-node", no_argument, NULL, OPT_NO_LOCAL},
         {"site", required_argument, NULL, OPT_SITE},
+        {"user", required_argument, NULL, OPT_USER},
+        {"node-dir", required_argument, NULL, OPT_NODE_DIR},
+        {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+        {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+        {"allow-plain-http", no_argument, NULL, OPT_PLAIN},
+        {"max-connections", required_argument, NULL, OPT_MAXCONN},
+        {"idle-timeout", required_argument, NULL, OPT_IDLE},
+        {"rate-limit", required_argument, NULL, OPT_RATE},
+        {"rate-burst", required_argument, NULL, OPT_BURST},
+        {"max-log-streams", required_argument, NULL, OPT_STREAMS},
+        {"default-unix-user", required_argument, NULL, OPT_DEFAULT_ACCOUNT},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -240,7 +360,11 @@ int main(int argc, char **argv)
         case OPT_MAXPEND: cfg->max_pending_per_user = strtoll(optarg, NULL, 10); ok = cfg->max_pending_per_user > 0; break;
         case OPT_CONFIG: ok = jz_strlcpy(cfg->config_path, optarg, sizeof cfg->config_path); break;
         case OPT_PORTFILE: port_file = optarg; break;
-        case OPT_LOGLEVEL: level = jz_log_level_parse(optarg); ok = level >= 0; break;
+        case OPT_LOGLEVEL:
+            level = jz_log_level_parse(optarg);
+            ok = level >= 0;
+            log_level_name = optarg;
+            break;
         case OPT_AGENT_LISTEN: {
             struct jz_server_config probe = {0};
             ok = parse_listen(optarg, &probe) == 0 &&
@@ -249,7 +373,26 @@ int main(int argc, char **argv)
         }
         case OPT_NODE_TIMEOUT: cfg->node_timeout_s = strtoll(optarg, NULL, 10); ok = cfg->node_timeout_s >= 1 && cfg->node_timeout_s <= 86400; break;
         case OPT_NO_LOCAL: cfg->no_local_node = true; break;
+        case OPT_USER: ok = jz_strlcpy(cfg->run_as, optarg, sizeof cfg->run_as); break;
+        case OPT_NODE_DIR: ok = jz_strlcpy(cfg->node_dir, optarg, sizeof cfg->node_dir); break;
+        case OPT_DEFAULT_ACCOUNT:
+            ok = jz_auth_unix_user_valid(optarg) &&
+                 jz_strlcpy(default_account, optarg, sizeof default_account);
+            break;
         case OPT_SITE: ok = jz_name_is_safe(optarg, 63) && jz_strlcpy(cfg->local_site, optarg, sizeof cfg->local_site); break;
+        case OPT_TLS_CERT: ok = *optarg && jz_strlcpy(cfg->tls_cert, optarg, sizeof cfg->tls_cert); break;
+        case OPT_TLS_KEY: ok = *optarg && jz_strlcpy(cfg->tls_key, optarg, sizeof cfg->tls_key); break;
+        case OPT_PLAIN: cfg->allow_plain_http = true; break;
+        case OPT_MAXCONN: ok = parse_count(optarg, 1, 1000000, &cfg->max_connections); break;
+        case OPT_IDLE: ok = parse_count(optarg, 1, 86400, &cfg->idle_timeout_s); break;
+        case OPT_RATE: ok = parse_rate(optarg, &cfg->rate_per_s); break;
+        case OPT_BURST: {
+            int64_t burst = 0;
+            ok = parse_count(optarg, 1, 1000000, &burst);
+            cfg->rate_burst = (double)burst;
+            break;
+        }
+        case OPT_STREAMS: ok = parse_count(optarg, 1, 1024, &cfg->max_log_streams); break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -313,10 +456,27 @@ int main(int argc, char **argv)
                 cfg->state_dir, JZ_MAX_PATH_LEN - 100);
         return 2;
     }
+    if (default_account[0]) /* the option wins over the file */
+        json_object_set_new(srv.config, "default_unix_user", json_string(default_account));
+    json_t *dflt_acct = json_object_get(srv.config, "default_unix_user");
+    if (dflt_acct && (!json_is_string(dflt_acct) ||
+                      !jz_auth_unix_user_valid(json_string_value(dflt_acct)))) {
+        fprintf(stderr, "jazarid: config: default_unix_user must be a Unix account name\n");
+        return 2;
+    }
+    if (parse_limits(&srv, &err)) {
+        fprintf(stderr, "jazarid: %s\n", err.msg);
+        return 2;
+    }
+    if (!cfg->node_dir[0])
+        snprintf(cfg->node_dir, sizeof cfg->node_dir, "%.4000s-node", cfg->state_dir);
+    /* Nothing jazarid writes is for anyone else: the database, logs, tokens. */
+    umask(077);
     char dbpath[4200];
     snprintf(dbpath, sizeof dbpath, "%s/jazari.db", cfg->state_dir);
 
     int rc = 1;
+    srv.local_agent_fd = -1;
     srv.deferred_tail = &srv.deferred_head;
     srv.waiters_tail = &srv.waiters_head;
     srv.base = event_base_new();
@@ -325,6 +485,13 @@ int main(int argc, char **argv)
         return 1;
     }
     srv.commit_ev = event_new(srv.base, -1, 0, on_commit, &srv);
+    /* The API listens (a port below 1024 may need root) and reads its TLS key (readable by
+     * root only, as it should be) first. Then, started as root, jazarid starts its local agent
+     * (which stays root) and becomes the unprivileged account for good, before it opens
+     * anything in its state folder. Requests wait in the backlog until the loop runs. */
+    if (jz_http_start(&srv, &err) ||
+        jz_privsep_start(cfg, log_level_name, &srv.local_agent_fd, &srv.local_agent_pid, &err))
+        goto out;
     if (jz_store_sqlite_open(dbpath, &srv.store, &err) ||
         jz_auth_open(&srv, &srv.auth, &err) ||
         jz_plugins_load(cfg->plugin_dir, cfg->worker_path, &srv.plugins, &err))
@@ -337,8 +504,6 @@ int main(int argc, char **argv)
     srv.store_done_ev = event_new(srv.base, srv.store->ops->completion_fd(srv.store),
                                   EV_READ | EV_PERSIST, on_store_done, &srv);
     event_add(srv.store_done_ev, NULL);
-    if (jz_http_start(&srv, &err))
-        goto out;
     srv.sigint_ev = evsignal_new(srv.base, SIGINT, on_stop_signal, &srv);
     srv.sigterm_ev = evsignal_new(srv.base, SIGTERM, on_stop_signal, &srv);
     evsignal_add(srv.sigint_ev, NULL);

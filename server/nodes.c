@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/listener.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -24,10 +26,12 @@
 #include "scheduler/sched.h"
 #include "scheduler/topo_hwloc.h"
 #include "server/auth.h"
+#include "server/front.h"
 
 #define HELLO_TIMEOUT_S 10
 #define MAX_LABEL_LEN 128
 #define MAX_UNKNOWN_CONNS 256 /* connections that have not said hello yet (each may buffer 8 MiB) */
+#define AGENT_ACCEPT_PAUSE_MS 500
 
 enum link { LINK_CONNECTING, LINK_UP, LINK_DOWN };
 
@@ -50,7 +54,9 @@ struct entry {
     const char *xml;            /* shared->xml */
     struct jz_topo *topo;       /* shared->topo */
     char cred_hash[65];
-    bool local, drained, revoked, removed;
+    bool local;    /* the in-process agent: messages through queues, folders shared */
+    bool attached; /* jazarid's own agent process (privsep.h): trusted, never removed */
+    bool drained, revoked, removed;
     char drain_reason[257];
     enum link link;
     int64_t last_seen_mono, last_seen_ms;
@@ -65,6 +71,7 @@ struct conn {
     struct jz_proto_reader reader;
     char peer[64];
     bool closing;
+    bool attached; /* the socket pair to jazarid's own local agent process */
 };
 
 /* Messages between jazarid and its local agent go through these queues and are delivered from
@@ -100,6 +107,8 @@ struct jz_nodes {
     struct jz_agent *agent;
     struct conn local;
     struct queue to_agent, from_agent;
+    /* or jazarid's own agent process, confining jobs (privsep.h) */
+    struct conn *attached;
 };
 
 /* --- entries -------------------------------------------------------------------------------- */
@@ -476,16 +485,18 @@ static void accept_hello(struct jz_nodes *n, struct conn *c, const struct jz_msg
         refuse(c, 400, "address must be a host name or an IP address");
         return;
     }
-    if (c->bev && strcmp(name, JZ_NODE_LOCAL_NAME) == 0 && n->agent) {
+    if (c->bev && !c->attached && strcmp(name, JZ_NODE_LOCAL_NAME) == 0 &&
+        (n->agent || n->attached)) {
         refuse(c, 409, "node name '%s' is the embedded local node's", name);
         return;
     }
     ssize_t node = -1;
     const char *token_site = NULL;
-    if (c->bev && check_identity(n, c, h, name, &node, &token_site))
+    bool trusted = !c->bev || c->attached; /* jazarid's own agent, in-process or not */
+    if (!trusted && check_identity(n, c, h, name, &node, &token_site))
         return;
     size_t known;
-    if (!c->bev && find_entry(n, name, &known) == 0)
+    if (trusted && find_entry(n, name, &known) == 0)
         node = (ssize_t)known;
     if (token_site && *site && strcmp(site, token_site) != 0) {
         refuse(c, 400, "the join token is for site '%s', the agent says '%s'", token_site, site);
@@ -553,7 +564,6 @@ static void accept_hello(struct jz_nodes *n, struct conn *c, const struct jz_msg
             old->removed = true;
             n->counts_stale = true;
         }
-        e->local = !c->bev;
         size_t idx;
         if (entry_add(n, e, &idx, &err)) {
             refuse(c, 400, "cannot add node '%s': %s", name, err.msg);
@@ -562,6 +572,8 @@ static void accept_hello(struct jz_nodes *n, struct conn *c, const struct jz_msg
         }
         node = (ssize_t)idx;
     }
+    e->local = !c->bev;
+    e->attached = c->attached;
     jz_strlcpy(e->site, site, sizeof e->site);
     json_decref(e->labels);
     e->labels = labels ? json_deep_copy(labels) : json_object();
@@ -569,7 +581,7 @@ static void accept_hello(struct jz_nodes *n, struct conn *c, const struct jz_msg
     jz_strlcpy(e->description, jz_json_str(h, "description", ""), sizeof e->description);
     jz_strlcpy(e->source, jz_json_str(h, "source", ""), sizeof e->source);
     char credential[JZ_NODE_TOKEN_LEN + 1] = "";
-    if (c->bev && !jz_json_str(h, "credential", NULL)) {
+    if (!trusted && !jz_json_str(h, "credential", NULL)) {
         if (jz_auth_new_secret("jzc_", credential, sizeof credential, &err)) {
             refuse(c, 500, "%s", err.msg);
             return;
@@ -598,7 +610,8 @@ static void accept_hello(struct jz_nodes *n, struct conn *c, const struct jz_msg
     jz_nodes_send(n, (size_t)node, w, NULL, 0);
     json_decref(w);
     jz_log_info("nodes", "node %s (site %s, %s) %s from %s", e->name, e->site, e->description,
-                old ? "reconnected" : "joined", c->bev ? c->peer : "this process");
+                old ? "reconnected" : "joined",
+                c->attached ? "jazarid's local agent process" : c->bev ? c->peer : "this process");
     if (n->h.node_hello)
         n->h.node_hello(n->harg, (size_t)node, json_object_get(h, "running"),
                         json_object_get(h, "ended"));
@@ -662,12 +675,29 @@ static void on_conn_read(struct bufferevent *bev, void *arg)
     }
 }
 
+static void node_down(struct jz_nodes *n, size_t node, const char *why);
+
 static void on_conn_event(struct bufferevent *bev, short what, void *arg)
 {
     struct conn *c = arg;
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+        struct jz_nodes *n = c->nodes;
+        if (c->attached) {
+            /* It cannot come back: starting it again needs root, which jazarid gave up. */
+            jz_log_error("nodes", "the local node agent (pid %d) exited; the local node is down "
+                                  "until jazarid restarts", (int)n->srv->local_agent_pid);
+            n->attached = NULL;
+            ssize_t node = c->node;
+            if (node >= 0) {
+                n->e[node]->conn = NULL;
+                c->node = -1;
+                node_down(n, (size_t)node, "node lost: the local node agent exited");
+            }
+            conn_free(c);
+            return;
+        }
         if (c->node >= 0)
-            jz_log_info("nodes", "node %s: connection closed", c->nodes->e[c->node]->name);
+            jz_log_info("nodes", "node %s: connection closed", n->e[c->node]->name);
         conn_close(c);
     }
 }
@@ -697,7 +727,20 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, c->peer, sizeof c->peer);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    c->bev = bufferevent_socket_new(n->srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    SSL_CTX *tls = jz_front_tls(n->srv);
+    if (tls) {
+        /* The handshake happens before any byte reaches on_conn_read; the hello timer bounds
+         * a peer that never completes it. */
+        SSL *ssl = SSL_new(tls);
+        c->bev = ssl ? bufferevent_openssl_socket_new(n->srv->base, fd, ssl,
+                                                      BUFFEREVENT_SSL_ACCEPTING,
+                                                      BEV_OPT_CLOSE_ON_FREE)
+                     : NULL;
+        if (!c->bev && ssl)
+            SSL_free(ssl);
+    } else {
+        c->bev = bufferevent_socket_new(n->srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    }
     c->hello_timer = evtimer_new(n->srv->base, on_hello_timeout, c);
     if (!c->bev || !c->hello_timer) {
         if (!c->bev)
@@ -718,6 +761,26 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     evtimer_add(c->hello_timer, &tv);
     (void)l;
     (void)socklen;
+}
+
+static void on_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+    struct jz_nodes *n = arg;
+    if (n->listener && n->unknown_conns < MAX_UNKNOWN_CONNS)
+        evconnlistener_enable(n->listener);
+}
+
+/* accept() failed for want of descriptors (or memory): the connection stays in the backlog and
+ * would wake the listener at once, so accepting pauses a moment instead of spinning. The timer
+ * is a one-shot of the loop's; jz_nodes_close runs after the loop, so it never fires late. */
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+    struct jz_nodes *n = arg;
+    jz_log_warn("nodes", "cannot accept node agents: %s; pausing accepts for %d ms",
+                evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()), AGENT_ACCEPT_PAUSE_MS);
+    evconnlistener_disable(l);
+    struct timeval tv = {.tv_sec = 0, .tv_usec = AGENT_ACCEPT_PAUSE_MS * 1000};
+    event_base_once(n->srv->base, -1, EV_TIMEOUT, on_accept_resume, n, &tv);
 }
 
 /* --- the local agent ------------------------------------------------------------------------ */
@@ -772,6 +835,29 @@ static void queue_drop(struct queue *q)
         event_free(q->ev);
 }
 
+/* The local agent runs as a process of its own (jazarid gave up root): its socket pair is a
+ * connection like an agent's, trusted without a credential. */
+static int attached_open(struct jz_nodes *n, struct jz_error *err)
+{
+    struct conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return jz_error_set(err, JZ_ENOMEM, "out of memory");
+    c->nodes = n;
+    c->node = -1;
+    c->attached = true;
+    snprintf(c->peer, sizeof c->peer, "local agent");
+    evutil_make_socket_nonblocking(n->srv->local_agent_fd);
+    c->bev = bufferevent_socket_new(n->srv->base, n->srv->local_agent_fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!c->bev) {
+        free(c);
+        return jz_error_set(err, JZ_ENOMEM, "out of memory");
+    }
+    n->srv->local_agent_fd = -1; /* the connection owns it */
+    bufferevent_setcb(c->bev, on_conn_read, NULL, on_conn_event, c);
+    n->attached = c;
+    return 0;
+}
+
 static int local_open(struct jz_nodes *n, struct jz_error *err)
 {
     struct jz_server_config *cfg = &n->srv->cfg;
@@ -797,6 +883,7 @@ static int local_open(struct jz_nodes *n, struct jz_error *err)
         .fallback_backend = cfg->fallback_backend,
         .address = host,
         .ship_files = false, /* its job folders are jazarid's own */
+        .min_free_bytes = cfg->min_free_bytes,
     };
     if (!n->to_agent.ev || !n->from_agent.ev)
         return jz_error_set(err, JZ_ENOMEM, "out of memory");
@@ -928,6 +1015,11 @@ static int listen_agents(struct jz_nodes *n, struct jz_error *err)
     } else {
         return jz_error_set(err, JZ_EINVAL, "--agent-listen: '%s' is not an IP address", host);
     }
+    /* Agents get TLS when the API has it; plain only on loopback unless allowed. */
+    int rc = jz_front_open(n->srv, err);
+    if (rc || (rc = jz_front_check_plain(n->srv, (struct sockaddr *)&ss, addr, "node agents",
+                                         err)))
+        return rc;
     n->listener = evconnlistener_new_bind(n->srv->base, on_accept, n,
                                           LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
                                               LEV_OPT_CLOSE_ON_EXEC,
@@ -935,6 +1027,7 @@ static int listen_agents(struct jz_nodes *n, struct jz_error *err)
     if (!n->listener)
         return jz_error_set(err, JZ_EIO, "cannot listen for node agents on %s: %s", addr,
                             strerror(errno));
+    evconnlistener_set_error_cb(n->listener, on_accept_error);
     struct sockaddr_storage bound;
     socklen_t blen = sizeof bound;
     getsockname(evconnlistener_get_fd(n->listener), (struct sockaddr *)&bound, &blen);
@@ -960,7 +1053,11 @@ int jz_nodes_open(struct jz_server *srv, struct jz_nodes **out, struct jz_error 
         goto fail;
     json_decref(n->stored_topos); /* parsed now, or not needed */
     n->stored_topos = NULL;
-    if (!srv->cfg.no_local_node && (rc = local_open(n, err)))
+    if (srv->local_agent_fd >= 0)
+        rc = attached_open(n, err);
+    else if (!srv->cfg.no_local_node)
+        rc = local_open(n, err);
+    if (rc)
         goto fail;
     if ((rc = listen_agents(n, err)))
         goto fail;
@@ -979,6 +1076,8 @@ void jz_nodes_start(struct jz_nodes *n, const struct jz_nodes_handler *h, void *
     n->started = true;
     struct timeval tv = {.tv_sec = 1};
     evtimer_add(n->check_timer, &tv);
+    if (n->attached) /* its hello is waiting in the socket */
+        bufferevent_enable(n->attached->bev, EV_READ | EV_WRITE);
     if (n->agent) {
         json_t *hello = jz_agent_hello(n->agent);
         struct jz_msg m = {.hdr = hello};
@@ -993,12 +1092,23 @@ void jz_nodes_close(struct jz_nodes *n)
         return;
     if (n->listener)
         evconnlistener_free(n->listener);
+    if (n->attached && n->attached->node < 0) /* else closed with its node below */
+        conn_free(n->attached);
+    n->attached = NULL;
     for (size_t i = 0; i < n->n; i++) {
         struct entry *e = n->e[i];
         if (e && e->conn && e->conn != &n->local) {
             e->conn->node = -1;
             conn_close(e->conn);
         }
+    }
+    /* The local agent process sees its socket close, kills its jobs and exits: wait for it
+     * (a while), so that a restart right after finds nothing of them. */
+    pid_t agent = n->srv->local_agent_pid;
+    for (int i = 0; agent > 0 && i < 1000; i++) {
+        if (waitpid(agent, NULL, WNOHANG) != 0)
+            break;
+        usleep(10 * 1000);
     }
     jz_agent_destroy(n->agent);
     queue_drop(&n->to_agent);
@@ -1201,7 +1311,7 @@ int jz_nodes_revoke(struct jz_nodes *n, size_t node, struct jz_error *err)
     struct entry *e = entry_at(n, node);
     if (!e || e->removed)
         return jz_error_set(err, JZ_ENOENT, "no such node");
-    if (e->local)
+    if (e->local || e->attached)
         return jz_error_set(err, JZ_EPERM, "the embedded local node cannot be revoked; drain it");
     e->revoked = true;
     n->counts_stale = true;
@@ -1216,7 +1326,7 @@ int jz_nodes_remove(struct jz_nodes *n, size_t node, struct jz_error *err)
     struct entry *e = entry_at(n, node);
     if (!e || e->removed)
         return jz_error_set(err, JZ_ENOENT, "no such node");
-    if (e->local)
+    if (e->local || e->attached)
         return jz_error_set(err, JZ_EPERM, "the embedded local node cannot be removed; drain it");
     int rc = jz_sched_node_remove(n->srv->sched, node, err);
     if (rc == JZ_EBUSY)

@@ -9,6 +9,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <jazari/error.h>
 
@@ -16,10 +17,14 @@
 
 /* Limits on what a user controls. Exceeding one is a 4xx naming the field. */
 #define JZ_MAX_BODY_BYTES (1024 * 1024)       /* API limit, answered with a JSON 413 */
-/* evhttp reads a whole body before any handler (and so the token check) runs: this bounds what
- * an unauthenticated client can make jazarid hold per connection. Bodies between the API limit
- * and this still get a JSON 413; larger ones get evhttp's own 413. */
+/* evhttp reads a whole body before any handler runs. The network front (front.h) reads each
+ * request's head first: a body over JZ_MAX_PREAUTH_BODY needs a valid token before any of it is
+ * read, and one over JZ_MAX_TRANSPORT_BODY is refused outright (both with a JSON error). Bodies
+ * between the API limit and the transport limit are read and get read_body's JSON 413. */
 #define JZ_MAX_TRANSPORT_BODY (4 * 1024 * 1024)
+#define JZ_MAX_PREAUTH_BODY (64 * 1024)
+#define JZ_MAX_HEAD_BYTES (64 * 1024)         /* request line and headers */
+#define JZ_MAX_LIST_REPLY_BYTES (4 * 1024 * 1024) /* GET /v1/jobs stops adding jobs past this */
 #define JZ_MAX_JSON_DEPTH 32
 #define JZ_MAX_NAME_LEN 128
 #define JZ_MAX_PATH_LEN 1024 /* paths the worker is given (its own limit) */
@@ -44,6 +49,21 @@ struct jz_server_config {
     int64_t node_timeout_s;   /* a node silent this long is down */
     bool no_local_node;       /* no embedded local node: jobs run on agents only */
     char local_site[64];      /* the local node's site ("" = "default") */
+    /* The network front (front.h): TLS and limits on connections and requests. */
+    char tls_cert[4096], tls_key[4096]; /* both set: the API and agents are served over TLS */
+    bool allow_plain_http;    /* plain HTTP on an address other than loopback */
+    int64_t max_connections;  /* API connections at once; 0 = from RLIMIT_NOFILE (<= 4096) */
+    int64_t idle_timeout_s;   /* an API connection silent this long is closed */
+    double rate_per_s;        /* requests per token (or client address); 0 = no limit */
+    double rate_burst;        /* requests allowed at once before the rate applies */
+    int64_t max_log_streams;  /* log follows open at once per user */
+    char run_as[64];          /* started as root: the account jazarid runs as ("" = jazari) */
+    char node_dir[4096];      /* the separate local agent's folder ("" = STATE-DIR-node) */
+    int64_t min_free_bytes;   /* free disk a node keeps; past it the biggest writer fails */
+    /* Limits on what one job writes (0: none), sent to its node with each launch. */
+    int64_t log_max_bytes, output_max_bytes, pids_max;
+    int64_t params_max_bytes; /* a job's parameters, as JSON (0: only the body limit) */
+    int64_t retention_s;      /* finished jobs are purged this long after their end (0: kept) */
 };
 
 struct jz_auth;
@@ -53,8 +73,11 @@ struct jz_nodes;
 struct jz_ledger;
 struct jz_sched;
 
+struct jz_front;
+
 struct jz_server {
     struct jz_server_config cfg;
+    struct jz_front *front; /* the network front (front.h) */
     struct event_base *base;
     struct evhttp *http;
     struct evhttp_bound_socket *listener;
@@ -68,6 +91,9 @@ struct jz_server {
     json_t *config; /* the parsed configuration file (an object; {} when none) */
     int bound_port;
     struct event *sigint_ev, *sigterm_ev;
+    /* The local node agent running as a process of its own (privsep.h), or -1/0. */
+    int local_agent_fd;
+    pid_t local_agent_pid;
     bool stopping;     /* SIGTERM/SIGINT: draining, then exit */
     bool store_failed; /* a batch was lost: acknowledge nothing more, exit */
 

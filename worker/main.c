@@ -12,6 +12,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -89,6 +90,8 @@ static void supervisor_log(const char *level, const char *fmt, ...)
         /* Nothing better to do: the log itself is what failed. */
     }
 }
+
+#define LOG_WATCH_MS 50 /* how often the log size is checked when it has a limit */
 
 static int setup_log(const struct jz_worker_spec *spec, struct jz_error *err)
 {
@@ -339,6 +342,9 @@ static int run_job(const char *spec_path, const char *events_arg)
     int64_t limit_at = spec.time_limit_s > 0 ? now + spec.time_limit_s * 1000 : never;
     int64_t kill_at = never;
     bool terminating = false, timed_out = false, cancelled = false, killed = false;
+    bool log_limited = false, disk_full = false;
+    off_t log_seen = -1;
+    bool watch_log = spec.log_max_bytes > 0 || spec.min_free_bytes > 0;
     int status = 0;
     for (;;) {
         pid_t w = waitpid(pid, &status, WNOHANG);
@@ -359,10 +365,32 @@ static int run_job(const char *spec_path, const char *events_arg)
             killed = true;
             kill_at = never;
         }
+        /* The log's size is watched here, next to the writer: a job printing at disk speed is
+         * stopped within LOG_WATCH_MS of its limit, before it fills the disk. */
+        struct stat lst;
+        struct statvfs vfs;
+        if (watch_log && !log_limited && !disk_full && fstat(STDOUT_FILENO, &lst) == 0) {
+            if (spec.log_max_bytes > 0 && lst.st_size > spec.log_max_bytes) {
+                log_limited = true;
+                kill(-pid, SIGKILL);
+                supervisor_log("ERROR", "log limit: the job wrote more than %lld bytes of log; "
+                                        "stopped", (long long)spec.log_max_bytes);
+            } else if (spec.min_free_bytes > 0 && log_seen >= 0 && lst.st_size > log_seen &&
+                       fstatvfs(STDOUT_FILENO, &vfs) == 0 &&
+                       (int64_t)vfs.f_bavail * (int64_t)vfs.f_frsize < spec.min_free_bytes) {
+                /* The disk runs out while this job writes to it: this job stops, the others
+                 * (and the service, where it shares the disk) go on. */
+                disk_full = true;
+                kill(-pid, SIGKILL);
+            }
+            log_seen = lst.st_size;
+        }
         int64_t next = terminating ? kill_at : limit_at;
         int64_t wait_ms = next == never ? 1000 : next - now;
         if (wait_ms > 1000)
             wait_ms = 1000; /* also a safety net should a SIGCHLD ever be missed */
+        if (watch_log && wait_ms > LOG_WATCH_MS)
+            wait_ms = LOG_WATCH_MS;
         if (wait_ms < 0)
             wait_ms = 0;
         struct timespec ts = {wait_ms / 1000, (long)(wait_ms % 1000) * 1000000L};
@@ -387,8 +415,24 @@ static int run_job(const char *spec_path, const char *events_arg)
 
     int exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+    /* A job that failed while its disk is (nearly) full most likely failed for that: say so,
+     * as a job writing at disk speed fills it between two checks of the loop above. */
+    struct statvfs endvfs;
+    if (!disk_full && !log_limited && !timed_out && !cancelled && status != 0 &&
+        spec.min_free_bytes > 0 && fstatvfs(STDOUT_FILENO, &endvfs) == 0 &&
+        (int64_t)endvfs.f_bavail * (int64_t)endvfs.f_frsize < spec.min_free_bytes)
+        disk_full = true;
     const char *st;
-    if (timed_out) {
+    if (log_limited) {
+        st = "log_limit";
+        snprintf(msg, sizeof msg, "log limit: the job wrote more than %lld bytes of log",
+                 (long long)spec.log_max_bytes);
+    } else if (disk_full) {
+        st = "disk_full";
+        snprintf(msg, sizeof msg, "disk full: the job kept writing its log while its node's "
+                                  "disk had less than %lld MiB free",
+                 (long long)(spec.min_free_bytes >> 20));
+    } else if (timed_out) {
         st = "timeout";
         snprintf(msg, sizeof msg, "time limit of %llds reached%s", (long long)spec.time_limit_s,
                  killed ? "; killed after the grace period" : "");

@@ -171,6 +171,8 @@ int jz_worker_spec_load(const char *path, struct jz_worker_spec *spec, struct jz
     s.bind = json_is_true(bind);
     if ((rc = get_int(s.root, "time_limit_s", 0, 0, INT32_MAX, &s.time_limit_s, err)) ||
         (rc = get_int(s.root, "kill_grace_s", 10, 0, 3600, &s.kill_grace_s, err)) ||
+        (rc = get_int(s.root, "log_max_bytes", 0, 0, INT64_MAX, &s.log_max_bytes, err)) ||
+        (rc = get_int(s.root, "min_free_bytes", 0, 0, INT64_MAX, &s.min_free_bytes, err)) ||
         (rc = parse_devices(json_object_get(s.root, "devices"), &s.devices, &s.n_devices, err)))
         goto fail;
     s.env = json_object_get(s.root, "env");

@@ -34,6 +34,9 @@ struct jz_worker_spec {
     const char *submit_dir;     /* "" when not given */
     int64_t time_limit_s;       /* <= 0: none */
     int64_t kill_grace_s;
+    int64_t log_max_bytes;      /* <= 0: none; past it the job is stopped ("log limit") */
+    int64_t min_free_bytes;     /* a job writing its log while its disk has less free is
+                                   stopped ("disk full"); <= 0: not watched */
     json_t *env;                /* object of strings for the job's environment, or NULL */
 };
 

@@ -81,6 +81,7 @@ static double round3(double v)
 struct options {
     long agents, seconds, jobs, latency_jobs;
     char jazarid[4096], node[4096], plugin_dir[4096], topology[4096];
+    char confine[64]; /* "": the agent runs jobs unconfined; else as this Unix account */
 };
 
 static void usage(FILE *out)
@@ -92,6 +93,8 @@ static void usage(FILE *out)
             "  --jobs N       trivial jobs through one real agent (default 2000; 0 skips)\n"
             "  --latency-jobs N  first, N jobs one at a time on the idle node: submit to\n"
             "                 running without a queue (default 200; 0 skips)\n"
+            "  --confine ACCOUNT  the agent (run as root) confines jobs: as ACCOUNT, in\n"
+            "                 cgroups (default: unconfined, to compare against)\n"
             "  --help         this text\n"
             "jazarid, jazari-node and the plugins are taken from this program's build tree.\n");
 }
@@ -103,6 +106,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"agents", required_argument, NULL, 'a'}, {"seconds", required_argument, NULL, 's'},
         {"jobs", required_argument, NULL, 'j'},   {"help", no_argument, NULL, 'h'},
         {"latency-jobs", required_argument, NULL, 'l'},
+        {"confine", required_argument, NULL, 'c'},
         {NULL, 0, NULL, 0},
     };
     *o = (struct options){.agents = 1000, .seconds = 20, .jobs = 2000, .latency_jobs = 200};
@@ -122,6 +126,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         case 's': ok = jz_bench_parse_long(optarg, 1, 3600, &o->seconds); break;
         case 'j': ok = jz_bench_parse_long(optarg, 0, 10000000, &o->jobs); break;
         case 'l': ok = jz_bench_parse_long(optarg, 0, 100000, &o->latency_jobs); break;
+        case 'c': ok = jz_strlcpy(o->confine, optarg, sizeof o->confine); break;
         case 'h': usage(stdout); return 1;
         default: usage(stderr); return -1;
         }
@@ -143,7 +148,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 static int daemon_start(struct jz_benchd *d, const struct options *o, struct jz_error *err)
 {
     const char *const extra[] = {"--no-local-node", "--node-timeout", "30", "--plugin-dir",
-                                 o->plugin_dir, NULL};
+                                 o->plugin_dir, o->confine[0] ? "--default-unix-user" : NULL,
+                                 o->confine, NULL};
     return jz_benchd_start(d, o->jazarid, extra, NULL, err);
 }
 
@@ -689,7 +695,10 @@ static int node_start(struct node_proc *np, const struct options *o, const struc
     snprintf(log_path, sizeof log_path, "%s/node.log", d->dir);
     char *argv[] = {"jazari-node", "--server", server, "--join-token", (char *)tok,
                     "--name", "n1", "--topology", (char *)o->topology, "--state-dir", state,
-                    "--plugin-dir", (char *)o->plugin_dir, NULL};
+                    "--plugin-dir", (char *)o->plugin_dir,
+                    o->confine[0] ? NULL : "--no-confine", NULL};
+    if (o->confine[0])
+        chmod(d->dir, 0711); /* the job account passes through to its folder */
     return jz_bench_spawn(o->node, argv, log_path, &np->pid, err);
 }
 
@@ -1056,6 +1065,7 @@ int main(int argc, char **argv)
         bool have = r.ran && !rc && r.ended > 0;
         json_t *j = json_object();
         json_object_set_new(j, "measurement", json_string("jobs"));
+        json_object_set_new(j, "confined_as", o.confine[0] ? json_string(o.confine) : json_null());
         json_object_set_new(j, "jobs", json_integer(r.jobs));
         json_object_set_new(j, "clients", json_integer(SUBMIT_CLIENTS));
         json_object_set_new(j, "submitted", json_integer(r.submitted));

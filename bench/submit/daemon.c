@@ -101,11 +101,23 @@ int jz_benchd_start(struct jz_benchd *d, const char *jazarid, const char *const 
         return jz_error_set(err, JZ_EIO, "mkdtemp in %s: %s", tmp_parent, strerror(e));
     }
     path_in(d, "state", state, sizeof state);
-    path_in(d, "port", port_file, sizeof port_file);
     path_in(d, "jazarid.log", log_path, sizeof log_path);
+    path_in(d, "state/port", port_file, sizeof port_file); /* writable by jazarid's account */
+    unlink(port_file); /* a restart's must not be read as this run's */
     char *argv[48] = {"jazarid", "--listen", "127.0.0.1:0", "--state-dir", state,
                       "--port-file", port_file};
     size_t argc = 7;
+    /* As root, jazarid runs as an account of its own with a confined local node; benchmarks
+     * say --user ACCOUNT for that (and chmod the folder for it), else stay in one process. */
+    bool user_given = false;
+    for (size_t i = 0; extra && extra[i]; i++)
+        user_given |= strcmp(extra[i], "--user") == 0;
+    if (geteuid() == 0 && !user_given) {
+        argv[argc++] = "--user";
+        argv[argc++] = "root";
+    }
+    if (user_given)
+        chmod(d->dir, 0711);
     for (size_t i = 0; extra && extra[i]; i++) {
         if (argc + 1 >= sizeof argv / sizeof argv[0]) {
             jz_error_set(err, JZ_ELIMIT, "too many jazarid arguments");

@@ -85,6 +85,7 @@ struct options {
     long clients, seconds, dispatch_jobs;
     char jazarid[4096];
     char topology[4096];
+    char confine[130]; /* "SERVICE:JOB" accounts, or "": jazarid in one process, unconfined */
 };
 
 static void usage(FILE *out)
@@ -102,6 +103,8 @@ static void usage(FILE *out)
         "                     most %d; 0 skips that phase)\n"
         "  --jazarid PATH     the jazarid to start (default: next to this program)\n"
         "  --topology FILE    hwloc XML of the node (default: the 8xT4 fixture)\n"
+        "  --confine SRV:JOB  as root: jazarid runs as account SRV, its local node agent\n"
+        "                     runs jobs as account JOB in cgroups (default: unconfined)\n"
         "  --help             this text\n"
         "Exit status: 0 when every request succeeded, 1 when any failed, 2 for bad options.\n",
         MAX_CLIENTS, WARMUP_S, MAX_SECONDS, MAX_DISPATCH_JOBS);
@@ -110,13 +113,14 @@ static void usage(FILE *out)
 
 static int parse_options(int argc, char **argv, struct options *o)
 {
-    enum { OPT_CLIENTS = 256, OPT_SECONDS, OPT_DISPATCH, OPT_JAZARID, OPT_TOPOLOGY };
+    enum { OPT_CLIENTS = 256, OPT_SECONDS, OPT_DISPATCH, OPT_JAZARID, OPT_TOPOLOGY, OPT_CONFINE };
     static const struct option opts[] = {
         {"clients", required_argument, NULL, OPT_CLIENTS},
         {"seconds", required_argument, NULL, OPT_SECONDS},
         {"dispatch-jobs", required_argument, NULL, OPT_DISPATCH},
         {"jazarid", required_argument, NULL, OPT_JAZARID},
         {"topology", required_argument, NULL, OPT_TOPOLOGY},
+        {"confine", required_argument, NULL, OPT_CONFINE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -144,6 +148,9 @@ static int parse_options(int argc, char **argv, struct options *o)
             break;
         case OPT_TOPOLOGY:
             ok = jz_strlcpy(o->topology, optarg, sizeof o->topology);
+            break;
+        case OPT_CONFINE:
+            ok = strchr(optarg, ':') && jz_strlcpy(o->confine, optarg, sizeof o->confine);
             break;
         case 'h':
             usage(stdout);
@@ -317,7 +324,14 @@ static int start_jazarid(const struct options *o, struct jz_benchd *d, struct jz
     if (access(o->topology, R_OK) != 0)
         return jz_error_set(err, JZ_ENOENT, "cannot read %s: %s (see --topology)", o->topology,
                             strerror(errno));
-    const char *const extra[] = {"--topology", o->topology, "--max-pending", "10000000", NULL};
+    char srv[130] = "", job[130] = "";
+    if (o->confine[0]) {
+        const char *colon = strchr(o->confine, ':');
+        snprintf(srv, sizeof srv, "%.*s", (int)(colon - o->confine), o->confine);
+        snprintf(job, sizeof job, "%s", colon + 1);
+    }
+    const char *const extra[] = {"--topology", o->topology, "--max-pending", "10000000",
+                                 srv[0] ? "--user" : NULL, srv, "--default-unix-user", job, NULL};
     return jz_benchd_start(d, o->jazarid, extra, NULL, err);
 }
 
@@ -605,6 +619,7 @@ int main(int argc, char **argv)
     json_object_set_new(out, "submit_p99_ms", ms_or_null(have_sub, sub.p99_ms));
     json_object_set_new(out, "dispatch_p50_ms", ms_or_null(have_dis, dis.p50_ms));
     json_object_set_new(out, "dispatch_p99_ms", ms_or_null(have_dis, dis.p99_ms));
+    json_object_set_new(out, "confined", json_boolean(o.confine[0] != '\0'));
     json_object_set_new(out, "clients", json_integer(o.clients));
     json_object_set_new(out, "seconds", json_integer(o.seconds));
     json_object_set_new(out, "submitted", json_integer((json_int_t)sub.ok_window));

@@ -53,7 +53,10 @@ class Service:
         self.proc = subprocess.Popen(
             [os.path.join(ARGS.build, "bin", "jazarid"), "--listen", "127.0.0.1:%d" % port,
              "--state-dir", self.state, "--topology", self.topology, "--plugin-dir", plugins,
-             "--kill-grace", str(self.grace), "--port-file", port_file, *self.extra],
+             "--kill-grace", str(self.grace), "--port-file", port_file,
+             # As root, jazarid would run as the 'jazari' account with a confined local node
+             # (tests/integration/confine); these tests keep everything in one process.
+             *(["--user", "root"] if os.geteuid() == 0 else []), *self.extra],
             stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 30
         while not os.path.exists(port_file):
@@ -230,6 +233,12 @@ def test_malformed(svc):
                     "resources": {"\u00e9" * 80: 1}}), 400, "resources." + "\u00e9" * 50),
         (dict(body={"plugin": "batch", "params": {"argv": ["true"]},
                     "submit_dir": "/" + "d" * 1100}), 400, "submit_dir"),
+        # A job with no core would run unbound on all of the node's.
+        (dict(body={"plugin": "batch", "params": {"argv": ["true"]},
+                    "resources": {"gpus": 1, "cpus_per_gpu": 0}}), 400, "resources.cpus_per_gpu"),
+        # Parameters stay in memory while the job waits: 64 KiB in all (limits.params_bytes).
+        (dict(body={"plugin": "batch", "params": {"argv": ["true"] + ["x" * 60000] * 2}}), 400,
+         "params"),
     ]
     for kw, status, field in cases:
         st, j = svc.http("POST", "/v1/jobs", token=t, **kw)
@@ -616,6 +625,34 @@ def test_logs(svc):
     assert b"x" * 3000000 + b"END\n" in log, len(log)
 
 
+def test_retention(svc):
+    """Finished jobs are purged after limits.retention_days (here 3 s): record, events and
+    files; the usage they were charged stays, and their ids are never given again."""
+    alice = svc.add_user("alice", tenant="inst-a")
+    old = svc.submit(alice, batch(["sh", "-c", "sleep 0.3; echo out > $JAZARI_OUTPUT_DIR/x"],
+                                  gpus=1))
+    assert svc.wait(alice, old)["state"] == "SUCCEEDED"
+    st, u = svc.http("GET", "/v1/usage", token=alice)
+    used = u["tenants"][0]["used_gpu_hours"]
+    assert used > 0, u
+    folder = os.path.join(svc.state, "jobs", str(old))
+    assert os.path.isdir(folder)
+    time.sleep(3.5)
+    svc.stop()
+    svc.start()  # the first purge runs a second after start, then hourly
+    deadline = time.time() + 10
+    while svc.http("GET", "/v1/jobs/%d" % old, token=alice)[0] != 404:
+        assert time.time() < deadline, svc.job(alice, old)
+        time.sleep(0.1)
+    assert not os.path.exists(folder)
+    st, u = svc.http("GET", "/v1/usage", token=alice)
+    assert u["tenants"][0]["used_gpu_hours"] == used, u
+    svc.stop()
+    svc.start()  # the highest id was purged: it is still not given again
+    new = svc.submit(alice, batch(["true"]))
+    assert new == old + 1, (new, old)
+
+
 def test_credits(svc):
     """Metered tenants: GPU time is charged to a ledger; out of credit, jobs wait for more."""
     alice = svc.add_user("alice", tenant="startup-a")
@@ -716,6 +753,9 @@ def test_resume(svc):
     assert "example: resuming at" in log and "sum of 1..40 is 820" in log, log
 
 
+RETENTION_CONFIG = {"limits": {"retention_days": 3 / 86400}}
+
+
 def run_tests(names, namespace, make_service):
     """Runs namespace["test_NAME"](service) for each name, each on a fresh service; prints
     PASS/FAIL lines (with the end of jazarid's log on failure) and returns the failure count."""
@@ -748,7 +788,8 @@ def main():
     ARGS.build = os.path.abspath(ARGS.build)
     ARGS.fixtures = os.path.abspath(ARGS.fixtures)
     failed = run_tests(ARGS.tests, globals(),
-                       lambda name: Service(config=POLICY_CONFIG if name == "policy" else None))
+                       lambda name: Service(config=POLICY_CONFIG if name == "policy" else
+                                            RETENTION_CONFIG if name == "retention" else None))
     sys.exit(1 if failed else 0)
 
 
