@@ -201,8 +201,8 @@ bool jz_cli_state_is_final(const char *state);
  * body may be anything; a non-JSON body gives "HTTP 502: first line". */
 void jz_cli_server_error(long status, const char *body, size_t body_len, char *buf, size_t len);
 
-/* A table printed with aligned columns. Cells are copied; control characters the server sent
- * are shown as '?' so that a job name cannot drive the terminal. */
+/* A table printed with aligned columns. Cells are copied through jz_cli_sanitize, so that a job
+ * name cannot drive the terminal or reorder the line. */
 struct jz_table;
 struct jz_table *jz_table_new(size_t ncols, const char *const *headers);
 /* Adds a row of ncols cells (NULL cells print as "-"). Returns 0 or JZ_ENOMEM. */
@@ -218,7 +218,13 @@ void jz_table_free(struct jz_table *t);
  * or drained. The caller frees the table; NULL when out of memory. */
 struct jz_table *jz_cli_nodes_table(const json_t *nodes, int64_t now_ms);
 
-/* Copies s into buf replacing control characters with '?'. */
+/* Copies s (NULL reads as "") into buf for a terminal: C0 and C1 control characters and the
+ * Unicode bidirectional controls (U+061C, U+200E, U+200F, U+202A-U+202E, U+2066-U+2069) are
+ * written as \uXXXX escapes, bytes that are not UTF-8 as '?'. Every table, detail and message
+ * line that shows text from the server goes through it. The output is cut to len - 1 bytes at
+ * a character or escape boundary; JZ_CLI_SANITIZE_GROWTH * strlen(s) + 1 bytes always hold all
+ * of it. */
+#define JZ_CLI_SANITIZE_GROWTH 6
 void jz_cli_sanitize(const char *s, char *buf, size_t len);
 
 /* ---- HTTP -------------------------------------------------------------------------------- */

@@ -927,10 +927,11 @@ static int cmd_wait(struct jz_cli *cli, int argc, char **argv)
                     print_raw(&r);
                 } else {
                     const char *reason = jz_json_str(r.json, "reason", NULL);
-                    char clean[300];
+                    char clean[300], state[64];
                     jz_cli_sanitize(reason ? reason : "", clean, sizeof clean);
-                    printf("job %lld %s%s%s%s\n", (long long)id, jz_json_str(r.json, "state", "?"),
-                           reason ? " (" : "", clean, reason ? ")" : "");
+                    jz_cli_sanitize(jz_json_str(r.json, "state", "?"), state, sizeof state);
+                    printf("job %lld %s%s%s%s\n", (long long)id, state, reason ? " (" : "", clean,
+                           reason ? ")" : "");
                 }
                 jz_cli_response_clear(&r);
                 return code;
@@ -1090,10 +1091,12 @@ static void show_plugin_schema(const json_t *p)
 {
     char caps[256];
     caps_text(json_object_get(p, "caps"), caps, sizeof caps);
-    char clean[600];
+    char clean[600], name[400], version[200], status[200];
     jz_cli_sanitize(jz_json_str(p, "description", ""), clean, sizeof clean);
-    printf("%s %s (%s)\n", jz_json_str(p, "name", "?"), jz_json_str(p, "version", "?"),
-           jz_json_str(p, "status", "?"));
+    jz_cli_sanitize(jz_json_str(p, "name", "?"), name, sizeof name);
+    jz_cli_sanitize(jz_json_str(p, "version", "?"), version, sizeof version);
+    jz_cli_sanitize(jz_json_str(p, "status", "?"), status, sizeof status);
+    printf("%s %s (%s)\n", name, version, status);
     if (clean[0])
         printf("  %s\n", clean);
     if (caps[0])

@@ -2,6 +2,7 @@
  * ages, error lines, and the exit code that mirrors a finished job. */
 #include "clients/cli.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -96,16 +97,69 @@ int jz_cli_job_exit_code(const json_t *job)
     return 1;
 }
 
+/* Code points a terminal must not receive from the server as they are: C0 and C1 controls
+ * (escape sequences, carriage returns that overwrite a line) and the Unicode bidirectional
+ * controls, which reorder what follows them (a job name "abc<U+202E>gpj.exe" displays as
+ * "abcexe.jpg"). */
+static bool must_escape(uint32_t cp)
+{
+    return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x061c || cp == 0x200e ||
+           cp == 0x200f || (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
+}
+
+/* The length of the well-formed UTF-8 sequence at p (1-4) with its code point, or 0. */
+static size_t utf8_next(const unsigned char *p, uint32_t *cp)
+{
+    if (p[0] < 0x80) {
+        *cp = p[0];
+        return 1;
+    }
+    size_t n = (p[0] & 0xe0) == 0xc0   ? 2
+               : (p[0] & 0xf0) == 0xe0 ? 3
+               : (p[0] & 0xf8) == 0xf0 ? 4
+                                       : 0;
+    if (n == 0)
+        return 0;
+    uint32_t v = p[0] & (0x7f >> n);
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        v = (v << 6) | (p[i] & 0x3f);
+    }
+    static const uint32_t least[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (v < least[n] || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
+        return 0; /* overlong, out of range or a surrogate */
+    *cp = v;
+    return n;
+}
+
 void jz_cli_sanitize(const char *s, char *buf, size_t len)
 {
     if (len == 0)
         return;
-    size_t i = 0;
-    for (; s && s[i] && i + 1 < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        buf[i] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+    size_t o = 0;
+    const unsigned char *p = (const unsigned char *)(s ? s : "");
+    while (*p) {
+        uint32_t cp = 0;
+        size_t n = utf8_next(p, &cp);
+        char esc[8];
+        const char *out = (const char *)p;
+        size_t out_len = n;
+        if (n == 0) { /* not UTF-8: a lone byte could be a C1 control to an 8-bit terminal */
+            out = "?";
+            out_len = n = 1;
+        } else if (must_escape(cp)) {
+            snprintf(esc, sizeof esc, "\\u%04x", (unsigned)cp);
+            out = esc;
+            out_len = 6;
+        }
+        if (o + out_len + 1 > len)
+            break; /* whole characters and escapes only */
+        memcpy(buf + o, out, out_len);
+        o += out_len;
+        p += n;
     }
-    buf[i] = '\0';
+    buf[o] = '\0';
 }
 
 void jz_cli_server_error(long status, const char *body, size_t body_len, char *buf, size_t len)
@@ -133,10 +187,10 @@ void jz_cli_server_error(long status, const char *body, size_t body_len, char *b
                 n = sizeof first - 1;
             memcpy(first, body, n);
             first[n] = '\0';
-            jz_cli_sanitize(first, first, sizeof first);
         }
-        if (first[0])
-            snprintf(buf, len, "HTTP %ld: %s", status, first);
+        jz_cli_sanitize(first, clean, sizeof clean);
+        if (clean[0])
+            snprintf(buf, len, "HTTP %ld: %s", status, clean);
         else
             snprintf(buf, len, "HTTP %ld", status);
     }
@@ -154,10 +208,10 @@ struct jz_table {
 
 static char *dup_clean(const char *s)
 {
-    size_t n = strlen(s);
-    char *d = malloc(n + 1);
+    size_t n = strlen(s) * JZ_CLI_SANITIZE_GROWTH + 1;
+    char *d = malloc(n);
     if (d)
-        jz_cli_sanitize(s, d, n + 1);
+        jz_cli_sanitize(s, d, n);
     return d;
 }
 

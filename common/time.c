@@ -8,11 +8,43 @@
 #include <string.h>
 #include <time.h>
 
+/* A test hook (docs/testing.md): with JAZARI_FAKE_WALL_OFFSET_FILE=PATH set, the wall clock
+ * is shifted by the number of milliseconds in PATH (re-read at most every 100 ms), so that a
+ * test can make it jump while the service runs. Without the variable: inert. Durations must
+ * not move with it: they come from the monotonic clock. */
+static int64_t fake_wall_offset_ms(void)
+{
+    static const char *path;
+    static int armed = -1; /* -1: not looked at yet */
+    static int64_t offset, next_read_ms;
+    int a = __atomic_load_n(&armed, __ATOMIC_ACQUIRE);
+    if (a < 0) {
+        const char *p = getenv("JAZARI_FAKE_WALL_OFFSET_FILE");
+        path = p && *p ? p : NULL;
+        a = path != NULL;
+        __atomic_store_n(&armed, a, __ATOMIC_RELEASE);
+    }
+    if (!a)
+        return 0;
+    int64_t now = jz_time_mono_ms();
+    if (now >= __atomic_load_n(&next_read_ms, __ATOMIC_ACQUIRE)) {
+        __atomic_store_n(&next_read_ms, now + 100, __ATOMIC_RELEASE);
+        FILE *f = fopen(path, "r");
+        long long v;
+        if (f) {
+            if (fscanf(f, "%lld", &v) == 1)
+                __atomic_store_n(&offset, (int64_t)v, __ATOMIC_RELEASE);
+            fclose(f);
+        }
+    }
+    return __atomic_load_n(&offset, __ATOMIC_ACQUIRE);
+}
+
 int64_t jz_time_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + fake_wall_offset_ms();
 }
 
 int64_t jz_time_mono_ms(void)
@@ -31,12 +63,16 @@ int64_t jz_time_mono_us(void)
 
 void jz_time_format_iso(int64_t ms, char *buf, size_t len)
 {
-    time_t secs = (time_t)(ms / 1000);
+    /* Floored, and the year in 4 digits: what jz_time_parse_iso accepts (years 0000-9999)
+     * formats back to itself. fuzz_duration found ".-877Z" for a time before 1970 and "999-..."
+     * for a year before 1000 (tests/fuzz/corpus/duration). */
+    int64_t frac = ms % 1000;
+    time_t secs = (time_t)(ms / 1000 - (frac < 0));
+    frac = (frac + 1000) % 1000;
     struct tm tm;
     gmtime_r(&secs, &tm);
-    char base[32];
-    strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf, len, "%s.%03dZ", base, (int)(ms % 1000));
+    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)frac);
 }
 
 int jz_time_parse_iso(const char *s, int64_t *out, struct jz_error *err)
@@ -79,8 +115,15 @@ int jz_duration_parse(const char *s, int64_t *out, struct jz_error *err)
     int h, m, sec;
     char tail;
     if (sscanf(s, "%d:%d:%d%c", &h, &m, &sec, &tail) == 3) {
-        if (h < 0 || m < 0 || m > 59 || sec < 0 || sec > 59)
+        /* Digits only (sscanf also takes signs and blanks: "1:2:-0"), and no more hours than
+         * the other forms allow (fuzz_duration found both; see tests/fuzz/corpus/duration). */
+        size_t hd = strspn(s, "0123456789");
+        int plain = hd >= 1 && hd <= 7 && s[hd] == ':' && isdigit((unsigned char)s[hd + 1]) &&
+                   strspn(s + hd + 1, "0123456789:") == strlen(s + hd + 1);
+        if (!plain || h < 0 || m < 0 || m > 59 || sec < 0 || sec > 59)
             return jz_error_set(err, JZ_EINVAL, "bad duration '%s' (HH:MM:SS)", s);
+        if ((int64_t)h * 3600 + m * 60 + sec > JZ_DURATION_MAX)
+            return jz_error_set(err, JZ_ERANGE, "duration '%s' is too long", s);
         *out = (int64_t)h * 3600 + m * 60 + sec;
         return 0;
     }

@@ -3,10 +3,15 @@
 #include "scheduler/topo_hwloc.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <hwloc.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #define MAX_OSDEV_PER_PCI 64
 #define MAX_BACKENDS 8
@@ -439,6 +444,45 @@ static int finish_load(hwloc_topology_t h, const char *what, struct jz_topo **ou
     return rc;
 }
 
+/* hwloc 2.9 (Debian 12) crashes on some malformed XML documents: an object without all of its
+ * sets (fixed upstream in hwloc PR #783), a machine without a NUMA node, and more that fuzz_topo
+ * finds in seconds. A topology comes from an agent's hello, so the import is tried first in a
+ * child process (bounded by an alarm): a document that kills or hangs the child is refused
+ * instead of taking jazarid down. Only the child runs hwloc's import on unchecked input. */
+static int trial_import(const char *xml, size_t len, struct jz_error *err)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return jz_error_set(err, JZ_EIO, "cannot fork to check a topology: %s", strerror(errno));
+    if (pid == 0) {
+        /* Die by the signal, without a sanitizer's report or core, when hwloc faults. */
+        int sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
+        for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+            signal(sigs[i], SIG_DFL);
+        struct rlimit no_core = {0, 0};
+        setrlimit(RLIMIT_CORE, &no_core);
+        alarm(10);
+        hwloc_topology_t h;
+        if (hwloc_topology_init(&h) != 0)
+            _exit(2);
+        hwloc_topology_set_io_types_filter(h, HWLOC_TYPE_FILTER_KEEP_ALL);
+        _exit(hwloc_topology_set_xmlbuffer(h, xml, (int)len) == 0 && hwloc_topology_load(h) == 0
+                  ? 0
+                  : 1);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return jz_error_set(err, JZ_EIO, "cannot wait for the topology check: %s",
+                                strerror(errno));
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        return 0;
+    if (WIFSIGNALED(status))
+        return jz_error_set(err, JZ_ECORRUPT, "not a usable hwloc XML topology (hwloc's import "
+                                              "died of signal %d on it)", WTERMSIG(status));
+    return jz_error_set(err, JZ_ECORRUPT, "not an hwloc XML topology");
+}
+
 int jz_topo_hwloc_load_xml_buffer(const char *xml, size_t len, struct jz_topo **out,
                                   struct jz_error *err)
 {
@@ -459,6 +503,11 @@ int jz_topo_hwloc_load_xml_buffer(const char *xml, size_t len, struct jz_topo **
     }
     memcpy(copy, xml, len);
     copy[len] = '\0';
+    if ((rc = trial_import(copy, len + 1, err)) != 0) {
+        free(copy);
+        hwloc_topology_destroy(h);
+        return rc;
+    }
     if (hwloc_topology_set_xmlbuffer(h, copy, (int)len + 1) != 0) {
         free(copy);
         hwloc_topology_destroy(h);

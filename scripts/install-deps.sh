@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages Jazari needs to build, run and test (python3-torch: the
-# two-node torch.distributed test of the node agents). Idempotent: installs only
+# two-node torch.distributed test of the node agents; clang and its runtimes: the libFuzzer
+# targets of tests/fuzz). Idempotent: installs only
 # what is missing. Run as root (or with sudo available).
 set -euo pipefail
 
@@ -9,6 +10,7 @@ pkgs=(
   libevent-dev libjansson-dev libsqlite3-dev libssl-dev libcurl4-openssl-dev
   libhwloc-dev hwloc
   libcmocka-dev
+  clang libclang-rt-dev
   ocl-icd-opencl-dev opencl-headers pocl-opencl-icd libclblast-dev
   libopenblas-dev libpng-dev zlib1g-dev
   dataset-fashion-mnist

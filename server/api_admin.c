@@ -86,6 +86,11 @@ static bool body_expires(struct jz_req *r, int64_t *out)
                             json_is_string(v) ? err.msg : "expected a string or null");
         return false;
     }
+    /* 0 means "never": a time at or before now (1970-01-01 included) is not a token's end. */
+    if (*out <= jz_time_now_ms()) {
+        jz_http_reply_error(r, 400, "invalid", "expires", "expires: must be in the future");
+        return false;
+    }
     return true;
 }
 

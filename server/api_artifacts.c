@@ -3,7 +3,6 @@
  * job's folder through no symbolic link (out/ itself may have been replaced by one) and never as
  * a hard link to another owner's file, so a request can never reach outside the job's folder. */
 #include <dirent.h>
-#include <errno.h>
 #include <event2/buffer.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -21,22 +20,6 @@
 
 #define MAX_LISTED 10000
 
-static struct jz_job *visible_job(struct jz_req *r)
-{
-    char *end;
-    long long id = strtoll(r->seg[2], &end, 10);
-    struct jz_job *job = (*end == '\0' && id > 0) ? jz_jobs_find(r->srv->jobs, id) : NULL;
-    if (!job) {
-        jz_http_reply_error(r, 404, "not_found", "id", "no job %.32s", r->seg[2]);
-        return NULL;
-    }
-    if (!jz_job_visible_to(job, r->user)) {
-        jz_http_reply_error(r, 403, "forbidden", "id", "job %lld belongs to another user", id);
-        return NULL;
-    }
-    return job;
-}
-
 /* The job's folder: its outputs are opened beneath it, through no link (see beneath.h). */
 static void job_dir(struct jz_req *r, struct jz_job *job, char *buf, size_t len)
 {
@@ -45,7 +28,7 @@ static void job_dir(struct jz_req *r, struct jz_job *job, char *buf, size_t len)
 
 void jz_api_jobs_artifacts(struct jz_req *r)
 {
-    struct jz_job *job = visible_job(r);
+    struct jz_job *job = jz_http_job_from_path(r);
     if (!job)
         return;
     char dir[4200];
@@ -73,7 +56,7 @@ void jz_api_jobs_artifacts(struct jz_req *r)
 
 void jz_api_jobs_artifact_get(struct jz_req *r)
 {
-    struct jz_job *job = visible_job(r);
+    struct jz_job *job = jz_http_job_from_path(r);
     if (!job)
         return;
     const char *name = r->seg[4];
@@ -105,6 +88,6 @@ void jz_api_jobs_artifact_get(struct jz_req *r)
     char disp[400];
     snprintf(disp, sizeof disp, "attachment; filename=\"%s\"", name);
     evhttp_add_header(h, "Content-Disposition", disp);
-    evhttp_send_reply(r->req, 200, "OK", buf);
+    jz_http_send(r->req, 200, buf);
     evbuffer_free(buf);
 }

@@ -1,5 +1,4 @@
 /* Handlers for /v1/jobs: submit, list, show, cancel, events. The log is in api_log.c. */
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,28 +8,6 @@
 #include "server/auth.h"
 #include "server/http.h"
 #include "server/jobs.h"
-
-/* Parses the {id} path segment; replies 404 and returns NULL when there is no such job, or 403
- * when it is not the caller's. */
-static struct jz_job *job_from_path(struct jz_req *r)
-{
-    const char *s = r->seg[2];
-    char *end;
-    errno = 0;
-    long long id = strtoll(s, &end, 10);
-    struct jz_job *job = NULL;
-    if (!errno && *end == '\0' && id > 0)
-        job = jz_jobs_find(r->srv->jobs, id);
-    if (!job) {
-        jz_http_reply_error(r, 404, "not_found", "id", "no job %.32s", s);
-        return NULL;
-    }
-    if (!jz_job_visible_to(job, r->user)) {
-        jz_http_reply_error(r, 403, "forbidden", "id", "job %lld belongs to another user", id);
-        return NULL;
-    }
-    return job;
-}
 
 static json_t *public_record(const struct jz_job *job)
 {
@@ -169,14 +146,14 @@ void jz_api_jobs_list(struct jz_req *r)
 
 void jz_api_jobs_get(struct jz_req *r)
 {
-    struct jz_job *job = job_from_path(r);
+    struct jz_job *job = jz_http_job_from_path(r);
     if (job)
         jz_http_reply_json(r, 200, public_record(job));
 }
 
 void jz_api_jobs_cancel(struct jz_req *r)
 {
-    struct jz_job *job = job_from_path(r);
+    struct jz_job *job = jz_http_job_from_path(r);
     if (!job)
         return;
     struct jz_error err = {0};
@@ -203,7 +180,7 @@ static int add_event(void *arg, int64_t time_ms, const char *type, const char *d
 
 void jz_api_jobs_events(struct jz_req *r)
 {
-    struct jz_job *job = job_from_path(r);
+    struct jz_job *job = jz_http_job_from_path(r);
     if (!job)
         return;
     struct events_ctx c = {.arr = json_array()};

@@ -132,18 +132,10 @@ static void on_job_end(void *arg, struct jz_job *job, bool ended)
 
 void jz_api_jobs_log(struct jz_req *r)
 {
-    const char *ids = r->seg[2];
+    struct jz_job *job = jz_http_job_from_path(r);
+    if (!job)
+        return;
     char *end;
-    long long id = strtoll(ids, &end, 10);
-    struct jz_job *job = (*end == '\0' && id > 0) ? jz_jobs_find(r->srv->jobs, id) : NULL;
-    if (!job) {
-        jz_http_reply_error(r, 404, "not_found", "id", "no job %.32s", ids);
-        return;
-    }
-    if (!jz_job_visible_to(job, r->user)) {
-        jz_http_reply_error(r, 403, "forbidden", "id", "job %lld belongs to another user", id);
-        return;
-    }
     off_t offset = 0;
     const char *v = jz_req_query(r, "offset");
     if (v) {
@@ -155,7 +147,10 @@ void jz_api_jobs_log(struct jz_req *r)
         offset = (off_t)o;
     }
     const char *follow = jz_req_query(r, "follow");
-    bool following = follow && (strcmp(follow, "1") == 0 || strcmp(follow, "true") == 0);
+    /* HEAD of a stream would have nothing to send for as long as the job runs: it is answered
+     * as the plain read it would start with. */
+    bool following = follow && (strcmp(follow, "1") == 0 || strcmp(follow, "true") == 0) &&
+                     r->method != EVHTTP_REQ_HEAD;
     char path[4200];
     jz_job_log_path(r->srv->jobs, job, path, sizeof path);
     struct evkeyvalq *h = evhttp_request_get_output_headers(r->req);
@@ -170,7 +165,7 @@ void jz_api_jobs_log(struct jz_req *r)
         char next[32];
         snprintf(next, sizeof next, "%lld", (long long)offset);
         evhttp_add_header(h, "X-Jazari-Next-Offset", next);
-        evhttp_send_reply(r->req, 200, "OK", buf);
+        jz_http_send(r->req, 200, buf);
         evbuffer_free(buf);
         return;
     }

@@ -77,7 +77,7 @@ void jz_api_metrics(struct jz_req *r)
     json_decref(nodes);
     evhttp_add_header(evhttp_request_get_output_headers(r->req), "Content-Type",
                       "text/plain; version=0.0.4");
-    evhttp_send_reply(r->req, 200, "OK", buf);
+    jz_http_send(r->req, 200, buf);
     evbuffer_free(buf);
 }
 

@@ -294,7 +294,7 @@ static void on_accept_error(struct evconnlistener *lev, void *arg)
 enum gate_state {
     GATE_HEAD,    /* reading a request's line and headers (held back from evhttp) */
     GATE_BODY,    /* passing body_left bytes of an accepted request */
-    GATE_OPEN,    /* passing everything (a chunked body with a valid token) */
+    GATE_CHUNKED, /* passing a chunked body (with a valid token), checking its framing */
     GATE_REFUSED, /* answered and closing: what comes is dropped */
 };
 
@@ -306,6 +306,12 @@ struct gate {
     struct event *close_ev;
     enum gate_state state;
     uint64_t body_left;
+    /* a chunked body: where in it, and its size so far */
+    enum { CHUNK_SIZE, CHUNK_DATA, CHUNK_DATA_END, CHUNK_TRAILER } chunk;
+    uint64_t chunk_total;
+    /* Refused in the middle of a body evhttp was reading: what evhttp writes from now on (its
+     * own error page, as the connection goes) is dropped, the JSON refusal being the answer. */
+    bool mute;
     /* A request went to evhttp and nothing was written since: its answer is still to come. It
      * is cleared when the lower output empties, so with two or more unanswered pipelined
      * requests the refusal of a third may come before the second's answer; such a client
@@ -320,6 +326,11 @@ struct gate {
     int64_t length;
     char length_text[32];
     char authz[GATE_LINE_MAX];
+    /* The first fault found in the head, answered once the head is complete (so that the
+     * answer is about the request, not about a partial read). 0 when none. */
+    int fault_status;
+    const char *fault_code, *fault_field;
+    char fault_msg[200];
 };
 
 static void gate_reset(struct gate *g)
@@ -330,6 +341,99 @@ static void gate_reset(struct gate *g)
     g->has_length = g->bad_length = g->has_te = g->chunked = g->has_authz = g->folded = false;
     g->length = 0;
     g->length_text[0] = g->authz[0] = '\0';
+    g->fault_status = 0;
+    g->fault_code = g->fault_field = NULL;
+    g->fault_msg[0] = '\0';
+}
+
+/* Notes what is wrong with the head being read; the first fault is the one answered. */
+static void gate_fault(struct gate *g, int status, const char *code, const char *field,
+                       const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void gate_fault(struct gate *g, int status, const char *code, const char *field,
+                       const char *fmt, ...)
+{
+    if (g->fault_status)
+        return;
+    g->fault_status = status;
+    g->fault_code = code;
+    g->fault_field = field;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g->fault_msg, sizeof g->fault_msg, fmt, ap);
+    va_end(ap);
+}
+
+/* RFC 9110's tchar: what a method and a header name are made of. */
+static bool is_tchar(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+/* Puts a byte string into a message: what is not printable ASCII shows as '?' (messages are
+ * JSON strings, and a refused request's bytes are anything). */
+static void printable(const char *s, size_t n, char *buf, size_t len)
+{
+    size_t i = 0;
+    for (; i < n && i + 1 < len; i++)
+        buf[i] = s[i] >= 0x20 && s[i] < 0x7f ? s[i] : '?';
+    buf[i] = '\0';
+}
+
+/* The methods evhttp parses. Any other token would make evhttp answer 501 itself (in HTML): it
+ * is refused here instead. TRACE and CONNECT are parsed but never served (no tracing, no
+ * proxying): refused here too. The rest reach the router, which answers 405 with Allow where a
+ * path has no route for them. */
+static const char *const known_methods[] = {"GET",    "HEAD",    "POST", "PUT",
+                                            "DELETE", "OPTIONS", "PATCH"};
+
+/* The request line: METHOD SP request-target SP HTTP-version (RFC 9112 section 3), each part
+ * checked so that evhttp never answers a malformed one itself. */
+static void gate_request_line(struct gate *g, const char *line, bool truncated)
+{
+    char shown[40];
+    if (truncated) {
+        gate_fault(g, 414, "uri_too_long", NULL, "the request line is over %d bytes",
+                   GATE_LINE_MAX - 1);
+        return;
+    }
+    size_t mlen = 0;
+    while (is_tchar((unsigned char)line[mlen]))
+        mlen++;
+    if (mlen == 0 || line[mlen] != ' ') {
+        gate_fault(g, 400, "bad_request", NULL, "malformed request line");
+        return;
+    }
+    const char *target = line + mlen + 1;
+    size_t tlen = 0;
+    while ((unsigned char)target[tlen] > 0x20 && target[tlen] != 0x7f)
+        tlen++;
+    const char *version = target + tlen + 1;
+    if (tlen == 0 || target[tlen] != ' ' ||
+        (target[0] != '/' && strncasecmp(target, "http://", 7) != 0 &&
+         strncasecmp(target, "https://", 8) != 0)) {
+        gate_fault(g, 400, "bad_request", NULL, "malformed request line");
+        return;
+    }
+    if (strcmp(version, "HTTP/1.1") != 0 && strcmp(version, "HTTP/1.0") != 0) {
+        bool looks = strncmp(version, "HTTP/", 5) == 0 && version[5] >= '0' && version[5] <= '9' &&
+                     version[6] == '.' && version[7] >= '0' && version[7] <= '9' && !version[8];
+        printable(version, strlen(version), shown, sizeof shown);
+        if (looks)
+            gate_fault(g, 505, "version_not_supported", NULL,
+                       "%s is not supported: HTTP/1.1 and HTTP/1.0 are", shown);
+        else
+            gate_fault(g, 400, "bad_request", NULL, "malformed request line");
+        return;
+    }
+    bool known = false;
+    for (size_t i = 0; i < sizeof known_methods / sizeof known_methods[0]; i++)
+        if (strlen(known_methods[i]) == mlen && strncmp(line, known_methods[i], mlen) == 0)
+            known = true;
+    if (!known) {
+        printable(line, mlen, shown, sizeof shown);
+        gate_fault(g, 501, "not_implemented", NULL, "method %s is not implemented", shown);
+    }
 }
 
 /* evhttp reads a body only for these methods (evhttp_method_may_have_body in libevent 2.1):
@@ -392,7 +496,12 @@ static void gate_refuse(struct gate *g, struct evbuffer *src, int status, const 
     const char *reason = status == 400   ? "Bad Request"
                          : status == 401 ? "Unauthorized"
                          : status == 413 ? "Payload Too Large"
-                                         : "Request Header Fields Too Large";
+                         : status == 414 ? "URI Too Long"
+                         : status == 417 ? "Expectation Failed"
+                         : status == 431 ? "Request Header Fields Too Large"
+                         : status == 501 ? "Not Implemented"
+                         : status == 505 ? "HTTP Version Not Supported"
+                                         : "Error";
     struct evbuffer *reply = evbuffer_new();
     if (!reply) { /* out of memory: just close */
         g->state = GATE_REFUSED;
@@ -430,8 +539,18 @@ static bool authorized(struct gate *g)
 /* The head is complete (g->scanned bytes): decides what follows it. False when refused. */
 static bool gate_decide(struct gate *g, struct evbuffer *src)
 {
-    if (g->folded) {
-        gate_refuse(g, src, 400, "bad_request", NULL, "folded header lines are not accepted");
+    if (g->folded)
+        gate_fault(g, 400, "bad_request", NULL, "folded header lines are not accepted");
+    /* RFC 9112 section 6.1: both framings in one request is how requests are smuggled past a
+     * proxy that reads the other one. */
+    if (g->has_te && g->has_length)
+        gate_fault(g, 400, "bad_request", "Transfer-Encoding",
+                   "Transfer-Encoding and Content-Length together are not accepted");
+    /* evhttp reads no body for these methods: a body would be read as the next request. */
+    if (!g->may_have_body && (g->has_te || (g->has_length && (g->bad_length || g->length > 0))))
+        gate_fault(g, 400, "bad_request", "body", "this method takes no request body");
+    if (g->fault_status) {
+        gate_refuse(g, src, g->fault_status, g->fault_code, g->fault_field, "%s", g->fault_msg);
         return false;
     }
     uint64_t body = 0;
@@ -444,7 +563,7 @@ static bool gate_decide(struct gate *g, struct evbuffer *src)
                             "a chunked request body needs a valid bearer token");
                 return false;
             }
-            g->state = GATE_OPEN;
+            g->state = GATE_CHUNKED;
             return true;
         }
         if (g->bad_length) {
@@ -469,6 +588,49 @@ static bool gate_decide(struct gate *g, struct evbuffer *src)
     return true;
 }
 
+/* A Transfer-Encoding header's value. evhttp reads a chunked body only when the first such
+ * header is exactly "chunked", and otherwise frames the body by Content-Length: anything else
+ * is refused, so that the gate, evhttp and any proxy in front agree on where a request ends.
+ * RFC 9112 section 6.3: chunked not final is 400; a coding not understood is 501. */
+static void gate_transfer_encoding(struct gate *g, const char *v, bool truncated)
+{
+    bool first = !g->has_te;
+    g->has_te = true;
+    if (first && !truncated && strcasecmp(v, "chunked") == 0) {
+        g->chunked = true;
+        return;
+    }
+    g->chunked = false;
+    if (truncated || !first) {
+        gate_fault(g, 400, "bad_request", "Transfer-Encoding",
+                   "one Transfer-Encoding header, \"chunked\", is accepted");
+        return;
+    }
+    /* Which answer: a list whose last coding is chunked names codings not implemented here. */
+    char list[GATE_LINE_MAX];
+    snprintf(list, sizeof list, "%s", v);
+    const char *last = NULL, *other = NULL;
+    for (char *save = NULL, *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        t += strspn(t, " \t");
+        size_t n = strcspn(t, " \t;");
+        t[n] = '\0';
+        if (!*t)
+            continue;
+        if (last && !other && strcasecmp(last, "chunked") != 0)
+            other = last;
+        last = t;
+    }
+    char shown[40];
+    if (last && strcasecmp(last, "chunked") == 0 && other) {
+        printable(other, strlen(other), shown, sizeof shown);
+        gate_fault(g, 501, "not_implemented", "Transfer-Encoding",
+                   "transfer coding '%s' is not implemented: only chunked is", shown);
+    } else {
+        gate_fault(g, 400, "bad_request", "Transfer-Encoding",
+                   "the only transfer coding accepted is a single, final chunked");
+    }
+}
+
 /* One header line (NUL-terminated, at most GATE_LINE_MAX - 1 bytes of it; truncated when the
  * line is longer). Mirrors evhttp: the name is what precedes the first ':' (compared without
  * case), the value skips leading spaces and loses trailing spaces and tabs, and the first of
@@ -479,11 +641,22 @@ static void gate_header(struct gate *g, char *line, bool truncated)
         g->folded = true;
         return;
     }
-    char *colon = strchr(line, ':');
-    if (!colon)
-        return; /* evhttp refuses the head itself */
+    size_t name_len = 0;
+    while (is_tchar((unsigned char)line[name_len]))
+        name_len++;
+    if (name_len == 0 || line[name_len] != ':') {
+        /* No colon, or space before it (RFC 9112 section 5.1: a request must be refused). */
+        gate_fault(g, 400, "bad_request", NULL, "malformed header line");
+        return;
+    }
+    char *colon = line + name_len;
     *colon = '\0';
     char *v = colon + 1;
+    for (const char *c = v; *c; c++)
+        if (((unsigned char)*c < 0x20 && *c != '\t') || *c == 0x7f) {
+            gate_fault(g, 400, "bad_request", NULL, "control character in header %.64s", line);
+            return;
+        }
     v += strspn(v, " ");
     size_t n = strlen(v);
     while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
@@ -500,12 +673,17 @@ static void gate_header(struct gate *g, char *line, bool truncated)
         char *end;
         errno = 0;
         long long len = strtoll(v, &end, 10);
-        g->bad_length = truncated || !*v || *end || errno || len < 0;
+        /* 1*DIGIT (RFC 9110 section 8.6): strtoll would also take a sign. */
+        g->bad_length =
+            truncated || !*v || *end || errno || len < 0 || strspn(v, "0123456789") != strlen(v);
         g->length = len;
     } else if (strcasecmp(line, "Transfer-Encoding") == 0) {
-        if (!g->has_te)
-            g->chunked = !truncated && strcasecmp(v, "chunked") == 0;
-        g->has_te = true;
+        gate_transfer_encoding(g, v, truncated);
+    } else if (strcasecmp(line, "Expect") == 0) {
+        /* evhttp answers any other expectation with its own 417. */
+        if (truncated || strcasecmp(v, "100-continue") != 0)
+            gate_fault(g, 417, "expectation_failed", "Expect",
+                       "the only expectation understood is 100-continue");
     } else if (strcasecmp(line, "Authorization") == 0) {
         if (!g->has_authz && !truncated) {
             snprintf(g->authz, sizeof g->authz, "%s", v);
@@ -539,9 +717,12 @@ static int gate_scan(struct gate *g, struct evbuffer *src)
         if (evbuffer_copyout_from(src, &start, line, n) != (ev_ssize_t)n)
             n = 0;
         line[n] = '\0';
+        if (memchr(line, '\0', n))
+            gate_fault(g, 400, "bad_request", NULL, "NUL byte in the request head");
         if (!g->first_done) {
             g->first_done = true;
             g->may_have_body = method_may_have_body(line);
+            gate_request_line(g, line, line_len > n);
         } else if (line_len == 0) {
             return gate_decide(g, src) ? 1 : -1;
         } else {
@@ -555,6 +736,77 @@ static int gate_scan(struct gate *g, struct evbuffer *src)
         return -1;
     }
     return 0;
+}
+
+/* Refuses a chunked body evhttp has begun to read (its head went to evhttp). */
+static void gate_refuse_chunked(struct gate *g, struct evbuffer *src, int status, const char *msg)
+{
+    /* No earlier answer can be outstanding but what is still queued below: evhttp reads a
+     * request only once it has answered the one before. */
+    g->inflight = evbuffer_get_length(bufferevent_get_output(g->under)) > 0;
+    g->mute = true;
+    gate_refuse(g, src, status, status == 413 ? "too_large" : "bad_request", "body", "%s", msg);
+}
+
+/* The framing of a chunked body (RFC 9112 section 7.1), checked before evhttp reads it, for the
+ * same reason as the head: evhttp would answer a malformed one, or one over its body limit, with
+ * an HTML page of its own. Stricter than evhttp (no chunk extensions, no trailer fields, exactly
+ * CRLF after each chunk), so that what passes means the same to both. Handles one line: the
+ * size line, the CRLF after a chunk's data, or a trailer line. Returns 1 when the line passed
+ * to dst, 0 when more is needed, -1 when refused. */
+static int gate_chunk_line(struct gate *g, struct evbuffer *src, struct evbuffer *dst)
+{
+    size_t eol_len = 0;
+    struct evbuffer_ptr eol = evbuffer_search_eol(src, NULL, &eol_len, EVBUFFER_EOL_CRLF_STRICT);
+    if (eol.pos < 0) {
+        if (evbuffer_get_length(src) > 64) {
+            gate_refuse_chunked(g, src, 400, "malformed chunked body: a line is too long");
+            return -1;
+        }
+        return 0;
+    }
+    size_t len = (size_t)eol.pos;
+    char line[72];
+    if (len >= sizeof line) {
+        gate_refuse_chunked(g, src, 400, "malformed chunked body: a line is too long");
+        return -1;
+    }
+    evbuffer_copyout(src, line, len);
+    line[len] = '\0';
+    if (g->chunk == CHUNK_DATA_END) {
+        if (len != 0) {
+            gate_refuse_chunked(g, src, 400, "malformed chunked body: no CRLF after a chunk");
+            return -1;
+        }
+        g->chunk = CHUNK_SIZE;
+    } else if (g->chunk == CHUNK_TRAILER) {
+        if (len != 0) {
+            gate_refuse_chunked(g, src, 400, "trailer fields are not accepted");
+            return -1;
+        }
+        evbuffer_remove_buffer(src, dst, len + eol_len);
+        gate_reset(g); /* the body is whole: the next request's head follows */
+        return 1;
+    } else {
+        size_t digits = strspn(line, "0123456789abcdefABCDEF");
+        if (digits == 0 || digits != len || digits > 8) {
+            gate_refuse_chunked(g, src, 400, "malformed chunked body: bad chunk size line");
+            return -1;
+        }
+        uint64_t size = strtoull(line, NULL, 16);
+        g->chunk_total += size;
+        if (g->chunk_total > JZ_MAX_TRANSPORT_BODY) {
+            char msg[120];
+            snprintf(msg, sizeof msg, "request body is over %d bytes, the limit",
+                     JZ_MAX_BODY_BYTES);
+            gate_refuse_chunked(g, src, 413, msg);
+            return -1;
+        }
+        g->chunk = size ? CHUNK_DATA : CHUNK_TRAILER;
+        g->body_left = size;
+    }
+    evbuffer_remove_buffer(src, dst, len + eol_len);
+    return 1;
 }
 
 /* The filter between the connection and evhttp: what evhttp may read of what arrived. */
@@ -578,18 +830,27 @@ static enum bufferevent_filter_result gate_in(struct evbuffer *src, struct evbuf
             evbuffer_remove_buffer(src, dst, g->scanned);
             moved = true;
             g->inflight = true;
-            if (g->state == GATE_HEAD) {
-                uint64_t body = g->body_left;
-                gate_reset(g);
-                if (body) {
-                    g->state = GATE_BODY;
-                    g->body_left = body;
-                }
+            uint64_t body = g->body_left;
+            enum gate_state next = g->state;
+            gate_reset(g);
+            if (next == GATE_CHUNKED) {
+                g->state = GATE_CHUNKED;
+                g->chunk = CHUNK_SIZE;
+                g->chunk_total = 0;
+            } else if (body) {
+                g->state = GATE_BODY;
+                g->body_left = body;
             }
             continue;
         }
+        if (g->state == GATE_CHUNKED && g->chunk != CHUNK_DATA) {
+            if (gate_chunk_line(g, src, dst) <= 0)
+                break;
+            moved = true;
+            continue;
+        }
         size_t n = evbuffer_get_length(src);
-        if (g->state == GATE_BODY && n > g->body_left)
+        if (n > g->body_left) /* GATE_BODY, or CHUNK_DATA */
             n = (size_t)g->body_left;
         if (limit >= 0 && n > (size_t)limit)
             n = (size_t)limit;
@@ -599,8 +860,12 @@ static enum bufferevent_filter_result gate_in(struct evbuffer *src, struct evbuf
         moved = true;
         if (limit >= 0)
             limit -= (ev_ssize_t)n;
-        if (g->state == GATE_BODY && (g->body_left -= n) == 0)
-            gate_reset(g);
+        if ((g->body_left -= n) == 0) {
+            if (g->state == GATE_BODY)
+                gate_reset(g);
+            else
+                g->chunk = CHUNK_DATA_END;
+        }
     }
     (void)mode;
     return moved ? BEV_OK : BEV_NEED_MORE;
@@ -616,7 +881,11 @@ static enum bufferevent_filter_result gate_in(struct evbuffer *src, struct evbuf
 static void on_gate_output(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
     struct gate *g = arg;
-    if (info->n_added && evbuffer_get_length(buf))
+    if (g->mute && evbuffer_get_length(buf)) {
+        /* Dropped, and evhttp told it is written: it then lets the connection go. */
+        evbuffer_drain(buf, evbuffer_get_length(buf));
+        bufferevent_trigger(g->bev, EV_WRITE, BEV_TRIG_DEFER_CALLBACKS);
+    } else if (info->n_added && evbuffer_get_length(buf))
         evbuffer_add_buffer(bufferevent_get_output(g->under), buf);
 }
 
@@ -624,12 +893,16 @@ static enum bufferevent_filter_result gate_out(struct evbuffer *src, struct evbu
                                                ev_ssize_t limit, enum bufferevent_flush_mode mode,
                                                void *ctx)
 {
+    struct gate *g = ctx;
     size_t n = evbuffer_get_length(src);
+    if (g->mute) {
+        evbuffer_drain(src, n);
+        return BEV_NEED_MORE;
+    }
     if (limit >= 0 && n > (size_t)limit)
         n = (size_t)limit;
     evbuffer_remove_buffer(src, dst, n);
     (void)mode;
-    (void)ctx;
     return BEV_NEED_MORE;
 }
 

@@ -3,6 +3,7 @@
  * network front (front.h). */
 #include "server/http.h"
 
+#include <errno.h>
 #include <event2/buffer.h>
 #include <netinet/in.h>
 #include <sys/queue.h>
@@ -18,6 +19,7 @@
 #include "server/api.h"
 #include "server/auth.h"
 #include "server/front.h"
+#include "server/jobs.h"
 
 struct jz_deferred_reply {
     struct jz_deferred_reply *next;
@@ -83,11 +85,28 @@ static const char *status_reason(int status)
     case 405: return "Method Not Allowed";
     case 409: return "Conflict";
     case 413: return "Payload Too Large";
+    case 501: return "Not Implemented";
     case 429: return "Too Many Requests";
     case 507: return "Insufficient Storage";
     case 503: return "Service Unavailable";
     default: return status >= 500 ? "Internal Server Error" : "Error";
     }
+}
+
+void jz_http_send(struct evhttp_request *req, int status, struct evbuffer *body)
+{
+    /* HEAD: the headers GET would have, Content-Length included (evhttp leaves it out when
+     * there is no body to send), and no body. */
+    if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+        struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+        char len[24];
+        snprintf(len, sizeof len, "%zu", body ? evbuffer_get_length(body) : 0);
+        if (!evhttp_find_header(h, "Content-Length"))
+            evhttp_add_header(h, "Content-Length", len);
+        if (body)
+            evbuffer_drain(body, evbuffer_get_length(body));
+    }
+    evhttp_send_reply(req, status, status_reason(status), body);
 }
 
 static void send_now(struct evhttp_request *req, int status, const char *body)
@@ -100,7 +119,7 @@ static void send_now(struct evhttp_request *req, int status, const char *body)
         evbuffer_add(buf, body, strlen(body));
         evbuffer_add(buf, "\n", 1);
     }
-    evhttp_send_reply(req, status, status_reason(status), buf);
+    jz_http_send(req, status, buf);
     evbuffer_free(buf);
 }
 
@@ -112,7 +131,8 @@ void jz_http_reply_json(struct jz_req *r, int status, json_t *body)
     /* A reply waits until the changes made before it are durable. While the disk is full
      * that could be forever: reads and refusals are answered now (writes get 507). */
     if (!srv->store->ops->busy(srv->store) ||
-        (srv->store->ops->full(srv->store) && (r->method == EVHTTP_REQ_GET || status >= 400))) {
+        (srv->store->ops->full(srv->store) &&
+         (r->method == EVHTTP_REQ_GET || r->method == EVHTTP_REQ_HEAD || status >= 400))) {
         send_now(r->req, status, text);
         free(text);
         return;
@@ -148,6 +168,16 @@ void jz_http_send_deferred(struct jz_deferred_reply *d, bool committed)
             send_now(d->req, 500,
                      "{\"error\":{\"code\":\"store_failed\",\"message\":\"the change could not be "
                      "made durable; it may not have been applied\",\"field\":null}}");
+        free(d->body);
+        free(d);
+        d = next;
+    }
+}
+
+void jz_http_drop_deferred(struct jz_deferred_reply *d)
+{
+    while (d) {
+        struct jz_deferred_reply *next = d->next;
         free(d->body);
         free(d);
         d = next;
@@ -217,6 +247,25 @@ void jz_http_reply_jz_error(struct jz_req *r, const struct jz_error *err, const 
 const char *jz_req_query(struct jz_req *r, const char *key)
 {
     return evhttp_find_header(&r->query, key);
+}
+
+struct jz_job *jz_http_job_from_path(struct jz_req *r)
+{
+    const char *s = r->seg[2];
+    char *end;
+    errno = 0;
+    long long id = strtoll(s, &end, 10);
+    struct jz_job *job = NULL;
+    if (!errno && *end == '\0' && id > 0)
+        job = jz_jobs_find(r->srv->jobs, id);
+    /* Another user's job is answered exactly as a missing one: a different status or message
+     * would tell anyone which ids exist (and so how busy the service is, and when others
+     * submit). */
+    if (!job || !jz_job_visible_to(job, r->user)) {
+        jz_http_reply_error(r, 404, "not_found", "id", "no job %.32s", s);
+        return NULL;
+    }
+    return job;
 }
 
 /* Splits path (a private copy) into segments; false when there are too many. */
@@ -310,6 +359,26 @@ static bool rate_ok(struct jz_req *r, const struct jz_user *user)
     return false;
 }
 
+/* The Allow header of a 405 (RFC 9110 section 15.5.6): what the path's routes take. */
+static void set_allow(struct evhttp_request *req, unsigned methods)
+{
+    static const struct {
+        unsigned bit;
+        const char *name;
+    } names[] = {{EVHTTP_REQ_GET, "GET"},
+                 {EVHTTP_REQ_GET, "HEAD"},
+                 {EVHTTP_REQ_POST, "POST"},
+                 {EVHTTP_REQ_PUT, "PUT"},
+                 {EVHTTP_REQ_DELETE, "DELETE"}};
+    char allow[64] = "";
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (methods & names[i].bit) {
+            size_t n = strlen(allow);
+            snprintf(allow + n, sizeof allow - n, "%s%s", n ? ", " : "", names[i].name);
+        }
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);
+}
+
 static void on_request(struct evhttp_request *req, void *arg)
 {
     struct jz_server *srv = arg;
@@ -333,21 +402,23 @@ static void on_request(struct evhttp_request *req, void *arg)
         goto done;
     }
     const struct route *rt = NULL;
-    bool path_known = false;
+    unsigned allowed = 0; /* the methods the path has routes for */
+    /* HEAD is served wherever GET is, by the GET route (jz_http_send drops the body). */
+    enum evhttp_cmd_type want = r.method == EVHTTP_REQ_HEAD ? EVHTTP_REQ_GET : r.method;
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
         if (!route_matches(&routes[i], &r))
             continue;
-        path_known = true;
-        if (routes[i].method == r.method) {
+        allowed |= (unsigned)routes[i].method;
+        if (routes[i].method == want && !rt)
             rt = &routes[i];
-            break;
-        }
     }
     if (!rt) {
-        if (path_known)
+        if (allowed) {
+            set_allow(req, allowed);
             jz_http_reply_error(&r, 405, "method_not_allowed", NULL, "method not allowed here");
-        else
+        } else {
             jz_http_reply_error(&r, 404, "not_found", NULL, "no such route");
+        }
         goto done;
     }
     if (srv->stopping) {
@@ -403,8 +474,11 @@ int jz_http_start(struct jz_server *srv, struct jz_error *err)
     evhttp_set_max_headers_size(srv->http, JZ_MAX_HEAD_BYTES);
     evhttp_set_timeout(srv->http, srv->cfg.idle_timeout_s > 0 ? (int)srv->cfg.idle_timeout_s
                                                                : JZ_DEFAULT_IDLE_TIMEOUT_S);
+    /* Every method the front lets through reaches the router, which answers in JSON (405 with
+     * Allow); evhttp's own refusal of a method would be an HTML page. */
     evhttp_set_allowed_methods(srv->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
-                                              EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD);
+                                              EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD |
+                                              EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
     evhttp_set_gencb(srv->http, on_request, srv);
     return jz_front_listen(srv, err);
 }

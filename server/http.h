@@ -9,6 +9,7 @@
 
 #include "server/server.h"
 
+struct jz_job;
 struct jz_user;
 
 #define JZ_MAX_PATH_SEGMENTS 8
@@ -47,8 +48,20 @@ void jz_http_reply_jz_error(struct jz_req *r, const struct jz_error *err, const 
  * sealed); send_deferred sends them, or a 500 each when that batch failed. */
 struct jz_deferred_reply *jz_http_take_deferred(struct jz_server *srv);
 void jz_http_send_deferred(struct jz_deferred_reply *list, bool committed);
+/* Frees replies that will never be sent (jazarid stops after a failed batch: nothing more is
+ * acknowledged, their connections close unanswered). */
+void jz_http_drop_deferred(struct jz_deferred_reply *list);
 
 /* Query helpers: the value of key, or NULL. */
 const char *jz_req_query(struct jz_req *r, const char *key);
+
+/* The job of a /v1/jobs/{id}/... path (segment 2) when the caller may see it (borrowed).
+ * Otherwise replies 404 "no job {id}", byte for byte the same for another user's job as for one
+ * that does not exist, and returns NULL. */
+struct jz_job *jz_http_job_from_path(struct jz_req *r);
+
+/* Sends a reply with body (borrowed, drained; NULL for none) through evhttp_send_reply. A HEAD
+ * request gets the same status and headers, Content-Length included, and no body. */
+void jz_http_send(struct evhttp_request *req, int status, struct evbuffer *body);
 
 #endif

@@ -126,7 +126,7 @@ void jz_jobs_persist(struct jz_job *job, const char *event_type, const char *det
 
 int jz_jobs_table_put(struct jz_jobs *jobs, struct jz_job *job)
 {
-    if (job->id <= 0 || job->id > (int64_t)JZ_SCHED_MAX_JOBS * 64)
+    if (job->id <= 0 || job->id > JZ_JOB_ID_MAX)
         return JZ_ERANGE;
     if ((size_t)job->id >= jobs->cap) {
         size_t cap = jobs->cap ? jobs->cap : 1024;
@@ -306,11 +306,13 @@ static unsigned gpus_in_use(const struct jz_job *job)
 static void charge(struct jz_job *job)
 {
     unsigned gpus = gpus_in_use(job);
-    if (job->start_ms > 0 && gpus > 0 && job->jobs->srv->ledger)
+    int64_t ran_ms = jz_time_mono_ms() - job->start_mono_ms; /* never the wall clock */
+    if (job->start_ms > 0 && gpus > 0 && job->jobs->srv->ledger && ran_ms >= 0)
         jz_ledger_charge(job->jobs->srv->ledger, job->tenant,
                          jz_json_str(job->request, "plugin", "?"), job->id,
-                         (double)gpus * (double)(jz_time_now_ms() - job->start_ms) / 1000.0);
+                         (double)gpus * (double)ran_ms / 1000.0);
     job->start_ms = 0;
+    job->start_mono_ms = 0;
 }
 
 /* Tells the scheduler that a job it knows about has left the queue or its resources. */
@@ -604,6 +606,7 @@ static void on_part_msg(void *arg, size_t node, int64_t id, int part, const stru
                        sizeof job->backend);
         if (!job->start_ms) {
             job->start_ms = jz_time_now_ms();
+            job->start_mono_ms = jz_time_mono_ms();
             job->start_wall_ms = job->start_ms; /* when its process started */
             /* Stored with the record's next write: a restart before it only loses the few
              * milliseconds between placement and start. */
@@ -1174,8 +1177,14 @@ int jz_jobs_open(struct jz_server *srv, struct jz_jobs **out, struct jz_error *e
         jz_jobs_close(jobs);
         return rc;
     }
+    /* Ids of purged jobs are never given again: the store remembers the highest. One above
+     * the table's range comes from a corrupt row (skipped at load) and is not followed. */
     int64_t max_store = srv->store->ops->job_max_id(srv->store);
-    if (max_store > jobs->max_id)
+    if (max_store > JZ_JOB_ID_MAX)
+        jz_log_error("jobs", "the store's highest job id %lld is out of range (a corrupt row); "
+                             "new ids follow the highest loaded one, %lld",
+                     (long long)max_store, (long long)jobs->max_id);
+    else if (max_store > jobs->max_id)
         jobs->max_id = max_store;
     if ((rc = jz_jobs_retention_start(jobs))) {
         jz_jobs_close(jobs);

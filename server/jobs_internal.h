@@ -12,6 +12,9 @@
 #include "server/jobs.h"
 
 #define JZ_MAX_NODES_PER_JOB 1024
+/* The highest job id: the job table is indexed by id, so a stored id above this is a corrupt
+ * row (reported and skipped at load), never a reason to grow the table. */
+#define JZ_JOB_ID_MAX ((int64_t)JZ_SCHED_MAX_JOBS * 64)
 
 struct watch;
 
@@ -81,6 +84,9 @@ struct jz_job {
     struct jz_job_part *parts;
     unsigned nparts;
     int64_t start_ms; /* when its first part started (0 before) */
+    /* the same instant on the monotonic clock: what the run is charged for is measured from
+     * it, so that the wall clock jumping does not change a duration (docs/testing.md) */
+    int64_t start_mono_ms;
     int64_t log_base; /* size of the job's log when this run was placed: where its lines begin */
     bool cancel_requested;
     bool disk_stopped; /* told to stop: its log or outputs could not be stored (disk full) */

@@ -57,8 +57,12 @@ static int adopt(struct jz_jobs *jobs, struct jz_job *job, struct jz_error *err)
     free(specs);
     if (!rc) {
         job->sched_started = true;
+        int64_t wall = jz_time_now_ms();
         if (!job->start_ms)
-            job->start_ms = jz_time_now_ms();
+            job->start_ms = wall;
+        /* How long it has run is known from the wall clock only, across a restart; from now
+         * on the monotonic clock measures it (never negative). */
+        job->start_mono_ms = jz_time_mono_ms() - (wall > job->start_ms ? wall - job->start_ms : 0);
     }
     return rc;
 }
@@ -88,20 +92,63 @@ static void lost_at_load(struct jz_jobs *jobs, struct jz_job *job, const char *w
     }
 }
 
+/* What makes a stored record unusable, or NULL: the fields the job table and the scheduler
+ * are built from must be there with their types. Other fields fall back to defaults. */
+static const char *record_problem(const json_t *rec)
+{
+    json_t *id = json_object_get(rec, "id"), *user = json_object_get(rec, "user"),
+           *tenant = json_object_get(rec, "tenant"), *state = json_object_get(rec, "state"),
+           *res = json_object_get(rec, "resources"), *runs = json_object_get(rec, "requeues");
+    if (!json_is_object(rec))
+        return "not a JSON object";
+    if (!json_is_integer(id) || json_integer_value(id) <= 0 ||
+        json_integer_value(id) > JZ_JOB_ID_MAX)
+        return "its id is out of range";
+    if (!json_is_string(user) || !json_string_length(user) ||
+        json_string_length(user) > JZ_MAX_NAME_LEN)
+        return "\"user\" is not a user name";
+    if (!json_is_string(tenant) || !json_string_length(tenant) ||
+        json_string_length(tenant) > JZ_MAX_NAME_LEN)
+        return "\"tenant\" is not a tenant name";
+    if (!json_is_string(state) || jz_job_state_parse(json_string_value(state)) < 0)
+        return "\"state\" is not a job state";
+    if (res && !json_is_object(res))
+        return "\"resources\" is not an object";
+    if (runs && (!json_is_integer(runs) || json_integer_value(runs) < 0))
+        return "\"requeues\" is not a count";
+    return NULL;
+}
+
+struct load_state {
+    struct jz_jobs *jobs;
+    size_t loaded, skipped;
+    bool failed; /* out of memory: the load stopped (and the service will not start) */
+};
+
 static int load_job(void *arg, json_t *rec)
 {
-    struct jz_jobs *jobs = arg;
-    struct jz_job *job = jz_jobs_job_new(jobs, rec);
-    if (!job)
-        return 1;
-    int rc = jz_jobs_table_put(jobs, job);
-    if (rc) {
-        /* A record whose id cannot index the table (corrupt): skipped, loudly. */
-        jz_log_error("jobs", "job record with id %lld cannot be loaded (%s); skipped",
-                     (long long)job->id, jz_strerror(rc));
-        jz_jobs_job_free(job);
-        return rc == JZ_ENOMEM;
+    struct load_state *ls = arg;
+    struct jz_jobs *jobs = ls->jobs;
+    long long rec_id = (long long)jz_json_int(rec, "id", 0);
+    const char *problem = record_problem(rec);
+    if (problem) {
+        /* Reported by id and skipped: the job is not served, the others are (ops-guide.md). An
+         * id in range stays taken so that no new job is given it. */
+        jz_log_error("jobs", "job %lld: corrupt stored record (%s): skipped, not served", rec_id,
+                     problem);
+        if (rec_id > jobs->max_id && rec_id <= JZ_JOB_ID_MAX)
+            jobs->max_id = rec_id;
+        ls->skipped++;
+        return 0;
     }
+    struct jz_job *job = jz_jobs_job_new(jobs, rec);
+    int rc = job ? jz_jobs_table_put(jobs, job) : JZ_ENOMEM;
+    if (rc) { /* out of memory: record_problem() checked the range */
+        jz_jobs_job_free(job);
+        ls->failed = true;
+        return 1;
+    }
+    ls->loaded++;
     struct jz_error err = {0};
     if (job->state == JZ_JOB_PENDING) {
         jz_jobs_pending_add(jobs, job->user, +1);
@@ -124,7 +171,17 @@ static int load_job(void *arg, json_t *rec)
 int jz_jobs_load(struct jz_jobs *jobs, struct jz_error *err)
 {
     struct jz_server *srv = jobs->srv;
-    return srv->store->ops->jobs_each(srv->store, load_job, jobs, err);
+    struct load_state ls = {.jobs = jobs};
+    int rc = srv->store->ops->jobs_each(srv->store, load_job, &ls, err);
+    if (rc)
+        return rc;
+    if (ls.failed) /* never a partial load that looks whole */
+        return jz_error_set(err, JZ_ENOMEM, "out of memory while loading jobs (%zu loaded)",
+                            ls.loaded);
+    if (ls.loaded || ls.skipped)
+        jz_log_info("jobs", "loaded %zu jobs from the store%s", ls.loaded,
+                    ls.skipped ? " (corrupt records skipped: see the lines above)" : "");
+    return 0;
 }
 
 static bool listed(const json_t *list, int64_t job, unsigned part, int64_t run)

@@ -538,11 +538,15 @@ out:
     jz_store_close(srv.store); /* makes queued writes durable first */
     if (srv.store_done_ev)
         event_free(srv.store_done_ev);
+    /* Left only when a failed batch stopped the loop: their connections and workers are gone
+     * with it, and their replies are never sent. */
     while (srv.waiters_head) {
         struct jz_batch_waiter *w = srv.waiters_head;
         srv.waiters_head = w->next;
-        free(w); /* their connections and workers are gone with the loop */
+        jz_http_drop_deferred(w->replies);
+        free(w);
     }
+    jz_http_drop_deferred(jz_http_take_deferred(&srv));
     if (srv.commit_ev)
         event_free(srv.commit_ev);
     if (srv.sigint_ev)

@@ -64,6 +64,9 @@ struct sqlite_store {
     int efd;                              /* eventfd: the writer signals completions */
     bool full; /* the disk is full: the writer retries until it is not (atomic access) */
     bool closing; /* under mu: a full disk is given up on (the batches left are lost) */
+    /* Fault injection for tests (JAZARI_FAULT_STORE_FAIL_BATCH=N): the Nth non-empty batch
+     * fails every attempt as an I/O error would. 0 (the variable unset): inert. Writer only. */
+    uint64_t fault_fail_batch, fault_seen;
 };
 
 static const char *schema_sql =
@@ -250,6 +253,18 @@ static bool stopping_now(struct sqlite_store *s)
     return closing;
 }
 
+/* The test hook: true when this batch is the one JAZARI_FAULT_STORE_FAIL_BATCH names. Not a
+ * full disk (which is waited out) but a refusal, the path where jazarid stops (main.c). */
+static bool fault_refuses(struct sqlite_store *s, struct batch *b)
+{
+    if (!s->fault_fail_batch || b->n == 0 || ++s->fault_seen != s->fault_fail_batch)
+        return false;
+    jz_log_error("store", "fault injection: batch %llu (non-empty batch #%llu) fails as an I/O "
+                          "error would (JAZARI_FAULT_STORE_FAIL_BATCH)",
+                 (unsigned long long)b->seq, (unsigned long long)s->fault_seen);
+    return true;
+}
+
 static void *writer_main(void *arg)
 {
     struct sqlite_store *s = arg;
@@ -271,8 +286,9 @@ static void *writer_main(void *arg)
          * everything goes on once there is space again. */
         for (struct batch *b = list; b; b = b->next) {
             int attempt = 0;
-            bool full;
-            while (!(b->ok = apply(s, b, &full))) {
+            bool full = false;
+            bool refused = fault_refuses(s, b);
+            while (!(b->ok = !refused && apply(s, b, &full))) {
                 if (full && !__atomic_load_n(&s->full, __ATOMIC_ACQUIRE))
                     jz_log_error("store", "the disk holding the database is full: writes wait "
                                           "(and new ones are refused) until there is space");
@@ -592,19 +608,31 @@ static int sq_users_each(struct jz_store *base, jz_store_user_fn fn, void *arg,
     return 0;
 }
 
+/* A row whose document does not parse, or whose document's id is not the row's key, is
+ * reported by id and skipped (docs/ops-guide.md, "Durability and recovery"): one damaged row
+ * must neither hide the others nor stop the service. The loader checks the rest
+ * (jobs_recover.c). */
 static int sq_jobs_each(struct jz_store *base, jz_store_job_fn fn, void *arg, struct jz_error *err)
 {
     struct sqlite_store *s = (struct sqlite_store *)base;
     int rc, stop = 0;
     while (!stop && (rc = sqlite3_step(s->jobs_all)) == SQLITE_ROW) {
         const char *doc = (const char *)sqlite3_column_text(s->jobs_all, 0);
+        long long id = sqlite3_column_int64(s->jobs_all, 1);
         json_error_t jerr;
-        json_t *job = json_loads(doc, 0, &jerr);
+        json_t *job = doc ? json_loads(doc, 0, &jerr) : NULL;
         if (!job) {
-            long long id = sqlite3_column_int64(s->jobs_all, 1);
-            sqlite3_reset(s->jobs_all);
-            return jz_error_set(err, JZ_ECORRUPT, "store: job %lld has a corrupt record: %s", id,
-                                jerr.text);
+            jz_log_error("store", "job %lld: corrupt stored record (%s): skipped, not served",
+                         id, doc ? jerr.text : "no document");
+            continue;
+        }
+        json_t *jid = json_object_get(job, "id");
+        if (!json_is_integer(jid) || json_integer_value(jid) != id) {
+            jz_log_error("store", "job %lld: corrupt stored record (its document names job "
+                                  "%lld): skipped, not served",
+                         id, json_is_integer(jid) ? (long long)json_integer_value(jid) : -1LL);
+            json_decref(job);
+            continue;
         }
         stop = fn(arg, job);
         json_decref(job);
@@ -738,6 +766,12 @@ int jz_store_sqlite_open(const char *path, struct jz_store **out, struct jz_erro
     s->todo_tail = &s->todo_head;
     s->done_tail = &s->done_head;
     s->open = batch_new();
+    const char *fault = getenv("JAZARI_FAULT_STORE_FAIL_BATCH");
+    if (fault && *fault) {
+        s->fault_fail_batch = strtoull(fault, NULL, 10);
+        jz_log_warn("store", "fault injection armed: non-empty batch %llu will fail",
+                    (unsigned long long)s->fault_fail_batch);
+    }
     int rc = JZ_ENOMEM;
     if (!s->open)
         goto fail;

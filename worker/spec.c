@@ -115,12 +115,11 @@ static int parse_devices(json_t *arr, struct jz_device_info **out, size_t *n, st
     return 0;
 }
 
-int jz_worker_spec_load(const char *path, struct jz_worker_spec *spec, struct jz_error *err)
+/* Checks a parsed spec (root is stolen); path only names it in messages. */
+static int spec_from_root(json_t *root, const char *path, struct jz_worker_spec *spec,
+                          struct jz_error *err)
 {
-    struct jz_worker_spec s = {0};
-    s.root = jz_json_load_file(path, JZ_WORKER_SPEC_MAX_BYTES, err);
-    if (!s.root)
-        return err ? err->code : JZ_EINVAL;
+    struct jz_worker_spec s = {.root = root};
     int rc;
     if (!json_is_object(s.root)) {
         rc = jz_error_set(err, JZ_EINVAL, "spec: %s is not a JSON object", path);
@@ -185,6 +184,26 @@ int jz_worker_spec_load(const char *path, struct jz_worker_spec *spec, struct jz
 fail:
     json_decref(s.root);
     return rc;
+}
+
+int jz_worker_spec_load(const char *path, struct jz_worker_spec *spec, struct jz_error *err)
+{
+    json_t *root = jz_json_load_file(path, JZ_WORKER_SPEC_MAX_BYTES, err);
+    if (!root)
+        return err ? err->code : JZ_EINVAL;
+    return spec_from_root(root, path, spec, err);
+}
+
+int jz_worker_spec_load_buffer(const char *text, size_t len, struct jz_worker_spec *spec,
+                               struct jz_error *err)
+{
+    if (len > JZ_WORKER_SPEC_MAX_BYTES)
+        return jz_error_set(err, JZ_ELIMIT, "spec: larger than %u bytes",
+                            JZ_WORKER_SPEC_MAX_BYTES);
+    json_t *root = jz_json_parse(text, len, 64, err); /* jz_json_load_file's depth */
+    if (!root)
+        return err ? err->code : JZ_EINVAL;
+    return spec_from_root(root, "spec", spec, err);
 }
 
 void jz_worker_spec_free(struct jz_worker_spec *spec)

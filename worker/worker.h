@@ -43,6 +43,9 @@ struct jz_worker_spec {
 /* Loads and checks SPEC.json into *spec (fields written only on success). Free with
  * jz_worker_spec_free, which accepts a zeroed spec. */
 int jz_worker_spec_load(const char *path, struct jz_worker_spec *spec, struct jz_error *err);
+/* The same from a JSON document in memory (len bytes, need not be NUL-terminated; borrowed). */
+int jz_worker_spec_load_buffer(const char *text, size_t len, struct jz_worker_spec *spec,
+                               struct jz_error *err);
 void jz_worker_spec_free(struct jz_worker_spec *spec);
 
 /* dlopen()s path (RTLD_NOW|RTLD_LOCAL), finds JZ_PLUGIN_SYMBOL and checks it against this host's

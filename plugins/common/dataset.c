@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <stdbool.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,12 +23,40 @@ void jz_dataset_free(struct jz_dataset *ds)
     memset(ds, 0, sizeof *ds);
 }
 
-static int gz_full_read(gzFile f, void *buf, size_t len)
+/* Where IDX bytes come from: a file through gzread, or memory (plain, or gzip inflated as it
+ * is read), so that the parser below is the same for both. */
+struct idx_src {
+    gzFile f;                /* NULL: memory */
+    const unsigned char *in; /* memory, plain */
+    size_t left;
+    z_stream zs; /* memory, gzipped */
+    bool inflating;
+};
+
+static int gz_full_read(struct idx_src *src, void *buf, size_t len)
 {
     char *p = buf;
+    if (!src->f && !src->inflating) {
+        if (len > src->left)
+            return -1;
+        memcpy(p, src->in, len);
+        src->in += len;
+        src->left -= len;
+        return 0;
+    }
     while (len > 0) {
         unsigned chunk = len > (1u << 30) ? (1u << 30) : (unsigned)len;
-        int n = gzread(f, p, chunk);
+        int n;
+        if (src->f) {
+            n = gzread(src->f, p, chunk);
+        } else {
+            src->zs.next_out = (unsigned char *)p;
+            src->zs.avail_out = chunk;
+            int zrc = inflate(&src->zs, Z_NO_FLUSH);
+            n = (int)(chunk - src->zs.avail_out);
+            if (n == 0 && zrc != Z_OK)
+                return -1;
+        }
         if (n <= 0)
             return -1;
         p += n;
@@ -36,12 +65,43 @@ static int gz_full_read(gzFile f, void *buf, size_t len)
     return 0;
 }
 
+static int idx_parse(struct idx_src *f, const char *path, float **values, size_t *rows,
+                     size_t *features, struct jz_error *err);
+
 int jz_idx_read(const char *path, float **values, size_t *rows, size_t *features,
                 struct jz_error *err)
 {
-    gzFile f = gzopen(path, "rb");
-    if (!f)
+    struct idx_src src = {.f = gzopen(path, "rb")};
+    if (!src.f)
         return jz_error_set(err, JZ_EIO, "cannot open %s: %s", path, strerror(errno));
+    int rc = idx_parse(&src, path, values, rows, features, err);
+    gzclose(src.f);
+    return rc;
+}
+
+int jz_idx_read_buffer(const void *buf, size_t len, const char *name, float **values,
+                       size_t *rows, size_t *features, struct jz_error *err)
+{
+    struct idx_src src = {.in = buf, .left = len};
+    const unsigned char *b = buf;
+    if (len >= 2 && b[0] == 0x1f && b[1] == 0x8b) {
+        if (len > UINT_MAX)
+            return jz_error_set(err, JZ_ELIMIT, "%s: gzipped IDX larger than 4 GiB", name);
+        src.zs.next_in = (unsigned char *)b;
+        src.zs.avail_in = (unsigned)len;
+        if (inflateInit2(&src.zs, 16 + MAX_WBITS) != Z_OK)
+            return jz_error_set(err, JZ_ENOMEM, "%s: out of memory", name);
+        src.inflating = true;
+    }
+    int rc = idx_parse(&src, name, values, rows, features, err);
+    if (src.inflating)
+        inflateEnd(&src.zs);
+    return rc;
+}
+
+static int idx_parse(struct idx_src *f, const char *path, float **values, size_t *rows,
+                     size_t *features, struct jz_error *err)
+{
     int rc = 0;
     float *out = NULL;
     unsigned char *raw = NULL;
@@ -78,14 +138,30 @@ int jz_idx_read(const char *path, float **values, size_t *rows, size_t *features
         goto done;
     }
     size_t esize = type == 0x08 ? 1 : 4;
-    out = malloc(total * sizeof *out);
-    raw = malloc(total * esize);
-    if (!out || !raw) {
-        rc = jz_error_set(err, JZ_ENOMEM, "%s: out of memory for %zu values", path, total);
-        goto done;
+    /* The data is read in growing pieces: a header alone must not make a 20-byte file cost
+     * gigabytes before its truncation shows (fuzz_idx found this; tests/fuzz/corpus/idx). */
+    size_t want = total * esize, have = 0, cap = 0;
+    while (have < want) {
+        size_t ncap = cap ? cap * 2 : (size_t)1 << 20;
+        if (ncap > want)
+            ncap = want;
+        unsigned char *nraw = realloc(raw, ncap);
+        if (!nraw) {
+            rc = jz_error_set(err, JZ_ENOMEM, "%s: out of memory for %zu values", path, total);
+            goto done;
+        }
+        raw = nraw;
+        cap = ncap;
+        if (gz_full_read(f, raw + have, cap - have) != 0) {
+            rc = jz_error_set(err, JZ_ECORRUPT, "%s: truncated IDX data (want %zu values)", path,
+                              total);
+            goto done;
+        }
+        have = cap;
     }
-    if (gz_full_read(f, raw, total * esize) != 0) {
-        rc = jz_error_set(err, JZ_ECORRUPT, "%s: truncated IDX data (want %zu values)", path, total);
+    out = malloc(total * sizeof *out);
+    if (!out) {
+        rc = jz_error_set(err, JZ_ENOMEM, "%s: out of memory for %zu values", path, total);
         goto done;
     }
     if (esize == 1) {
@@ -109,7 +185,6 @@ int jz_idx_read(const char *path, float **values, size_t *rows, size_t *features
 done:
     free(raw);
     free(out);
-    gzclose(f);
     return rc;
 }
 
@@ -194,12 +269,39 @@ static long parse_csv_numbers(char *line, float *vals, size_t cap)
     }
 }
 
+static int csv_parse(FILE *f, const char *path, size_t expect_features, struct jz_dataset *out,
+                     struct jz_error *err);
+
 int jz_dataset_load_csv(const char *path, size_t expect_features, struct jz_dataset *out,
                         struct jz_error *err)
 {
     FILE *f = fopen(path, "r");
     if (!f)
         return jz_error_set(err, JZ_EIO, "cannot open %s: %s", path, strerror(errno));
+    int rc = csv_parse(f, path, expect_features, out, err);
+    fclose(f);
+    return rc;
+}
+
+int jz_dataset_load_csv_buffer(const char *buf, size_t len, const char *name,
+                               size_t expect_features, struct jz_dataset *out,
+                               struct jz_error *err)
+{
+    /* fmemopen refuses a size of 0 on some C libraries: an empty buffer has no rows. */
+    if (len == 0)
+        return jz_error_set(err, JZ_ECORRUPT, "%s: no data rows", name);
+    FILE *f = fmemopen((void *)buf, len, "r");
+    if (!f)
+        return jz_error_set(err, JZ_ENOMEM, "%s: cannot open a memory stream: %s", name,
+                            strerror(errno));
+    int rc = csv_parse(f, name, expect_features, out, err);
+    fclose(f);
+    return rc;
+}
+
+static int csv_parse(FILE *f, const char *path, size_t expect_features, struct jz_dataset *out,
+                     struct jz_error *err)
+{
     int rc = 0;
     char *line = NULL;
     size_t cap = 0;
@@ -297,7 +399,6 @@ done:
     free(vals);
     free(xs);
     free(labels);
-    fclose(f);
     return rc;
 }
 

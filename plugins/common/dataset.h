@@ -33,6 +33,9 @@ void jz_dataset_free(struct jz_dataset *ds);
  * JZ_EIO (open/read), JZ_ECORRUPT (bad header or truncated), JZ_ELIMIT (too large). */
 int jz_idx_read(const char *path, float **values, size_t *rows, size_t *features,
                 struct jz_error *err);
+/* The same from len bytes in memory (borrowed; plain or gzipped); name labels messages. */
+int jz_idx_read_buffer(const void *buf, size_t len, const char *name, float **values,
+                       size_t *rows, size_t *features, struct jz_error *err);
 
 /* Reads images (and labels, when labels_path is not NULL) from IDX files into *out. Labels must
  * be 1-D with as many entries as images and lie in [0, JZ_DATASET_MAX_CLASSES). */
@@ -45,6 +48,10 @@ int jz_dataset_load_idx(const char *images_path, const char *labels_path, struct
  * label first and a line with expect_features columns has none (all lines must agree). */
 int jz_dataset_load_csv(const char *path, size_t expect_features, struct jz_dataset *out,
                         struct jz_error *err);
+/* The same from len bytes in memory (borrowed); name labels messages. */
+int jz_dataset_load_csv_buffer(const char *buf, size_t len, const char *name,
+                               size_t expect_features, struct jz_dataset *out,
+                               struct jz_error *err);
 
 /* Loads a folder in the MNIST layout (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz],
  * t10k-images..., t10k-labels...) or with train.csv and test.csv. Both sets must have labels and

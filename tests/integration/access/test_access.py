@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -23,6 +22,10 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+
+# The harness's checks of daemons (exit status, sanitizer reports, kept folders) are shared.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "service"))
+import test_service  # noqa: E402
 
 ARGS = None
 BAD_TOKEN = "jz_" + "0" * 48
@@ -33,7 +36,7 @@ AS_ROOT = ["--user", "root"] if os.geteuid() == 0 else []
 # Every route of server/http.c's routes[] with what the matrix expects of it:
 #   public  no token needed
 #   user    any user (the check is only that a token is needed)
-#   job     one job of its owner: others get 403 or 404, admins and the owner 200
+#   job     one job of its owner: others get the 404 of a missing job, admins and the owner 200
 #   admin   admins only: other users get 403
 # test_matrix parses the table in http.c and fails when a route has no row here.
 ROUTES = [
@@ -84,6 +87,7 @@ class Service:
 
     def __init__(self, config=None, prepare=None, topology="aws-g4dn-metal-8xT4.xml"):
         self.state = tempfile.mkdtemp(prefix="jazari-access-")
+        test_service.FOLDERS.append(self.state)
         self.extra = []
         if config is not None:
             path = os.path.join(self.state, "config.json")
@@ -130,20 +134,20 @@ class Service:
             return ""
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.log:
-            self.log.close()
-            self.log = None
+        """SIGTERM: jazarid must exit 0, and leave no sanitizer report in its log."""
+        try:
+            if self.proc:
+                test_service.stop_process(self.proc, "jazarid")
+        finally:
+            self.proc = None
+            if self.log:
+                self.log.close()
+                self.log = None
+        test_service.check_sanitizers(self.state)
 
     def close(self):
+        """stop(); the state folder is removed or kept by run_tests once the test is over."""
         self.stop()
-        shutil.rmtree(self.state, ignore_errors=True)
 
     # --- raw HTTP ---------------------------------------------------------------------------
     def http(self, method, path, body=None, token=None, authorization=None):
@@ -206,6 +210,7 @@ class Service:
                    JAZARI_CONFIG="/nonexistent")
         r = subprocess.run([os.path.join(ARGS.build, "bin", "jazari"), *args], env=env,
                            capture_output=True, text=True, timeout=timeout)
+        assert not any(m in r.stderr for m in test_service.SANITIZER_MARKS), r.stderr
         return r.returncode, r.stdout, r.stderr
 
 
@@ -522,8 +527,9 @@ def http_c_routes():
 
 
 def test_matrix(svc):
-    """Every route: no token and bad tokens 401; other users on a job's routes 403 or 404 with
-    a JSON error; users on admin routes 403; the admin and the owner on a job's routes 200."""
+    """Every route: no token and bad tokens 401; other users on a job's routes the same 404 as
+    for a missing job; users on admin routes 403; the admin and the owner on a job's routes
+    200."""
     table = http_c_routes()
     listed = {(m, p): kind for m, p, kind in ROUTES}
     assert len(listed) == len(ROUTES), "ROUTES has a route twice"
@@ -571,9 +577,17 @@ def test_matrix(svc):
                 st, j = svc.http(m, path, body, tok)
                 assert st == 403 and is_error(j, "forbidden"), (where, who, st, j)
         elif kind == "job":
+            # Another user's job is answered exactly as a missing one (an id of as many
+            # digits), so that ids cannot be probed.
+            jid = job_for(m, p)
+            missing = int("9" * len(str(jid)))
+            st_none, j_none = svc.http(m, concrete(p, missing), body, bob)
+            assert st_none == 404 and is_error(j_none, "not_found", "id"), (where, st_none, j_none)
             for who, tok in (("bob", bob), ("carol", carol)):
                 st, j = svc.http(m, path, body, tok)
-                assert st in (403, 404) and is_error(j), (where, who, st, j)
+                assert st == 404 and is_error(j, "not_found", "id"), (where, who, st, j)
+                assert json.dumps(j).replace(str(jid), "ID") == \
+                    json.dumps(j_none).replace(str(missing), "ID"), (where, who, j, j_none)
             for who, tok in (("admin", svc.admin), ("alice", alice)):
                 if p.endswith("/cancel") and who == "alice":
                     continue  # one cancel is enough: the admin's
@@ -674,6 +688,7 @@ def test_unix_user(svc):
                                 "--config", cfg, *AS_ROOT], capture_output=True, text=True,
                                timeout=30)
             assert r.returncode != 0 and named in r.stderr, (tenants, r.returncode, r.stderr)
+            assert not any(m in r.stderr for m in test_service.SANITIZER_MARKS), r.stderr
         finally:
             shutil.rmtree(state, ignore_errors=True)
 
@@ -745,22 +760,8 @@ def main():
     ARGS = p.parse_args()
     for k in ("build", "fixtures", "source"):
         setattr(ARGS, k, os.path.abspath(getattr(ARGS, k)))
-    failed = 0
-    for name in ARGS.tests:
-        fn = globals()["test_" + name]
-        svc = make_service(name)
-        t0 = time.time()
-        try:
-            fn(svc)
-            print("PASS %s (%.1fs)" % (name, time.time() - t0))
-        except Exception:
-            failed += 1
-            import traceback
-            traceback.print_exc()
-            print("--- jazarid log ---\n" + svc.read_log()[-4000:])
-            print("FAIL %s" % name)
-        finally:
-            svc.close()
+    test_service.ARGS = ARGS
+    failed = test_service.run_tests(ARGS.tests, globals(), make_service)
     sys.exit(1 if failed else 0)
 
 

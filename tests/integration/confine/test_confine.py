@@ -12,7 +12,6 @@ import json
 import os
 import pwd
 import re
-import shutil
 import signal
 import stat
 import subprocess
@@ -72,7 +71,8 @@ class Confined(Service):
         cfg = {"limits": {"min_free_mb": 1}}
         cfg.update(config or {})
         super().__init__(extra=["--user", SRV, *extra], config=cfg)
-        self.node_dir = self.state + "-node"
+        self.node_dir = self.state + "-node"  # the local agent's: its jobs' logs are there
+        test_service.FOLDERS.append(self.node_dir)
 
     def add_user(self, name, tenant="physics", role="user", unix_user=None):
         body = {"name": name, "tenant": tenant, "role": role}
@@ -82,9 +82,8 @@ class Confined(Service):
         assert status == 201, (status, j)
         return j["token"]
 
-    def close(self):
-        super().close()
-        shutil.rmtree(self.node_dir, ignore_errors=True)
+    def folders(self):
+        return [self.state, self.node_dir]
 
     def log_of(self, token, jid):
         status, text = self.http("GET", "/v1/jobs/%d/log" % jid, token=token)
@@ -321,8 +320,9 @@ def test_remote_agent(svc):
     st, j = svc.http("POST", "/v1/admin/node-tokens", {}, svc.admin)
     assert st == 201, (st, j)
     state = svc.state + "-n1"
+    test_service.FOLDERS.append(state)  # removed or kept with the test's
     b = test_service.ARGS.build
-    log = open(svc.state + "-n1.log", "w")
+    log = open(os.path.join(svc.state, "n1.log"), "w")  # read for sanitizer reports at stop
     agent = subprocess.Popen(
         [os.path.join(b, "bin", "jazari-node"), "--server", svc.url, "--join-token", j["token"],
          "--name", "n1", "--topology",
@@ -356,16 +356,14 @@ def test_remote_agent(svc):
         text = svc.log_of(alice, jid)
         # Lines of /proc/self/cgroup naming the agent's cgroups (one per v1 hierarchy).
         assert re.search(r"\n[1-9][0-9]*\n", text), text
-        agent.send_signal(signal.SIGTERM)
-        agent.wait(20)
+        test_service.stop_process(agent, "jazari-node n1")
         wait_gone(ACCT_A)
+        test_service.check_sanitizers(state)
     finally:
         if agent.poll() is None:
             agent.kill()
             agent.wait()
         log.close()
-        shutil.rmtree(state, ignore_errors=True)
-        os.unlink(log.name)
 
 
 def test_disk_full(svc):
@@ -451,11 +449,13 @@ class OnSmallDisk(Confined):
             tempfile.tempdir = saved
 
     def close(self):
-        try:
-            super().close()
-        finally:
-            subprocess.run(["umount", "-l", self.mount], capture_output=True)
-            os.rmdir(self.mount)
+        # Unmounted once the test's folders, on this disk, have been kept or removed.
+        test_service.AFTER.append(self.unmount)
+        super().close()
+
+    def unmount(self):
+        subprocess.run(["umount", "-l", self.mount], capture_output=True)
+        os.rmdir(self.mount)
 
 
 CONFIGS = {

@@ -44,6 +44,8 @@ class Agent:
     def __init__(self, svc, name, topology, token, site=None, labels=(), extra=()):
         self.svc, self.name, self.token = svc, name, token
         self.state = tempfile.mkdtemp(prefix="jazari-node-%s-" % name)
+        test_service.FOLDERS.append(self.state)  # removed or kept with the test's
+        self.stop_status = 0  # its exit status after SIGTERM (None: any, for one that quit)
         self.topology = os.path.join(test_service.ARGS.fixtures, "topologies", topology)
         self.site, self.labels, self.extra = site, list(labels), list(extra)
         self.proc = None
@@ -74,18 +76,21 @@ class Agent:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
+        self.proc = None  # died by SIGKILL, as expected
+        self.log.close()
 
     def close(self):
-        if self.proc and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGCONT)
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        shutil.rmtree(self.state, ignore_errors=True)
+        """SIGTERM: the agent must exit with stop_status. Its folder (its log, its jobs' logs)
+        is read for sanitizer reports by Cluster.close, and removed or kept by run_tests."""
+        try:
+            if self.proc:
+                if self.proc.poll() is None:
+                    os.kill(self.proc.pid, signal.SIGCONT)
+                test_service.stop_process(self.proc, "jazari-node %s" % self.name,
+                                          self.stop_status, grace=15)
+        finally:
+            self.proc = None
+            self.log.close()
 
 
 class Cluster(Service):
@@ -135,10 +140,24 @@ class Cluster(Service):
                 pass
         return text
 
+    def folders(self):
+        return [self.state] + [a.state for a in self.agents]
+
     def close(self):
+        """Every agent, then jazarid, is stopped even when one of them fails its checks; the
+        first failure is raised."""
+        errors = []
         for a in self.agents:
-            a.close()
-        super().close()
+            try:
+                a.close()
+            except AssertionError as e:
+                errors.append(e)
+        try:
+            super().close()
+        except AssertionError as e:
+            errors.append(e)
+        if errors:
+            raise AssertionError("\n".join(str(e) for e in errors))
 
 
 def lock_job(locks, gpus, sleep_s=0.2, code=0, **extra):
@@ -320,6 +339,7 @@ def test_bad_agents(svc):
     # A second agent under a taken name is refused and exits non-zero.
     dup = svc.add_agent("good", TOPOLOGIES[1], token=tok)
     assert dup.proc.wait(20) != 0
+    dup.stop_status = None  # it ended by itself, with the status checked here
     assert "taken" in dup.read_log(), dup.read_log()
     log = svc.read_log()
     assert "refused" in log
@@ -522,6 +542,7 @@ def test_operators(svc):
     assert j["state"] == "FAILED" and "revoked" in j["reason"], j
     c1 = next(a for a in svc.agents if a.name == "c1")
     assert c1.proc.wait(20) != 0, "a revoked agent must stop trying"
+    c1.stop_status = None  # it ended by itself, with the status checked here
     rc, out, err = svc.cli("node", "rm", "c1")
     assert rc == 0, (rc, out, err)
     assert "c1" not in svc.nodes()

@@ -6,6 +6,7 @@ Usage: test_service.py --build BUILD_DIR --fixtures FIXTURES_DIR TEST [TEST...]
 Each TEST is one of the functions named test_* below, without the prefix."""
 
 import argparse
+import glob
 import json
 import os
 import random
@@ -21,12 +22,101 @@ import urllib.request
 
 ARGS = None
 
+# What a sanitizer prints when it finds something (ASan, LSan, UBSan, TSan): a daemon's or a
+# worker's log holding one of these fails the test, even when everything else passed.
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                   "WARNING: ThreadSanitizer")
+
+# State folders of the test now running: removed when it passes, kept (and named) when it fails,
+# so that the daemons' logs and the jobs' logs can be read afterwards.
+FOLDERS = []
+AFTER = []  # what to do once they are kept or removed (unmount the disk they were on, say)
+
+
+def sanitizer_reports(folder):
+    """The first lines of each sanitizer report in the logs of a state folder: its own *.log
+    files and its jobs' logs (jobs/*/log, where a worker's stderr goes). Unreadable files are
+    passed over (a job's folder may belong to another account)."""
+    paths = glob.glob(os.path.join(folder, "*.log")) + \
+        glob.glob(os.path.join(folder, "jobs", "*", "log"))
+    found = []
+    for path in sorted(paths):
+        try:
+            with open(path, errors="replace") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            continue
+        for i, line in enumerate(lines):
+            if any(m in line for m in SANITIZER_MARKS):
+                found.append("%s:%d:\n%s" % (path, i + 1, "\n".join(lines[i:i + 12])))
+                break
+    return found
+
+
+def check_sanitizers(*folders):
+    reports = [r for f in folders for r in sanitizer_reports(f)]
+    assert not reports, "sanitizer report:\n" + "\n".join(reports)
+
+
+def check_exit(proc, what, expected):
+    """proc ended; expected is its exit status (Popen's: -N for a signal), None for any."""
+    if expected is not None and proc.returncode != expected:
+        raise AssertionError("%s ended with status %s, expected %s" %
+                             (what, proc.returncode, expected))
+
+
+def stop_process(proc, what, expected=0, grace=20):
+    """SIGTERM, then the exit status must be expected. A process that outlives grace seconds is
+    killed, and that is a failure too."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise AssertionError("%s did not exit within %d s of SIGTERM" % (what, grace))
+    check_exit(proc, what, expected)
+
+
+def keep_folders(name, failed):
+    """Ends a test's FOLDERS: removed if it passed; if it failed, moved under the build folder's
+    Testing/kept/ (a test may have put them on a disk it unmounts) and their new place printed."""
+    global FOLDERS, AFTER
+    folders, FOLDERS = FOLDERS, []
+    after, AFTER = AFTER, []
+    for path in folders:
+        if not os.path.exists(path):
+            continue
+        if not failed:
+            shutil.rmtree(path, ignore_errors=True)
+            continue
+        dest = os.path.join(ARGS.build, "Testing", "kept", "%s-%s" % (name, os.path.basename(path)))
+        try:
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            try:
+                os.rename(path, dest)
+            except OSError:  # another file system: copy what can be copied (not sockets)
+                shutil.copytree(path, dest, symlinks=True, ignore_dangling_symlinks=True,
+                                ignore=lambda d, names: [n for n in names if not (
+                                    os.path.isdir(os.path.join(d, n)) or
+                                    os.path.isfile(os.path.join(d, n)))])
+                shutil.rmtree(path, ignore_errors=True)
+        except OSError as e:
+            print("kept state folder: %s (could not move it: %s)" % (path, e))
+            continue
+        print("kept state folder: %s" % dest)
+    for fn in after:
+        fn()
+
 
 class Service:
     """One jazarid process with its own state directory."""
 
     def __init__(self, topology="aws-g4dn-metal-8xT4.xml", grace=1, extra=(), config=None):
         self.state = tempfile.mkdtemp(prefix="jazari-test-")
+        FOLDERS.append(self.state)
+        self.stop_status = 0  # jazarid's exit status after SIGTERM (None: any)
         extra = list(extra)
         if config is not None:
             path = os.path.join(self.state, "config.json")
@@ -71,24 +161,35 @@ class Service:
         with open(os.path.join(self.state, "jazarid.log"), errors="replace") as f:
             return f.read()
 
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
+    def folders(self):
+        """The folders whose logs the harness reads for sanitizer reports."""
+        return [self.state]
+
+    def stop(self, status=None):
+        """SIGTERM; jazarid must exit with status (self.stop_status unless given: 0) and no
+        sanitizer report may be in the logs. A jazarid already gone must have ended so too."""
+        try:
+            if self.proc:
+                stop_process(self.proc, "jazarid",
+                             self.stop_status if status is None else status)
+        finally:
+            self.proc = None
+            if not self.log.closed:
+                self.log.close()
+        check_sanitizers(*self.folders())
 
     def kill9(self):
+        """kill -9: it dies by SIGKILL, as expected."""
         self.proc.kill()
         self.proc.wait()
+        self.proc = None
         self.log.close()
+        check_sanitizers(*self.folders())
 
     def close(self):
+        """Stops jazarid with the checks of stop(); the state folder is removed or kept by
+        run_tests once the test is over (keep_folders)."""
         self.stop()
-        shutil.rmtree(self.state, ignore_errors=True)
 
     # --- raw HTTP ---------------------------------------------------------------------------
     def http(self, method, path, body=None, token=None, raw=None, headers=None):
@@ -148,6 +249,8 @@ class Service:
                    JAZARI_CONFIG="/nonexistent")
         r = subprocess.run([os.path.join(ARGS.build, "bin", "jazari"), *args], env=env,
                            capture_output=True, text=True, timeout=timeout, cwd=cwd)
+        # Even where the test expects the command to fail, a sanitizer report fails the test.
+        assert not any(m in r.stderr for m in SANITIZER_MARKS), r.stderr
         return r.returncode, r.stdout, r.stderr
 
 
@@ -173,12 +276,14 @@ def test_auth(svc):
     st, j = svc.http("POST", "/v1/admin/users", {"name": "alice", "tenant": "x"}, svc.admin)
     assert st == 409, (st, j)
     jid = svc.submit(alice, batch(["sleep", "30"]))
+    # Another user's job is answered as a missing one (tests/integration/http checks it all).
     st, j = svc.http("GET", "/v1/jobs/%d" % jid, token=bob)
-    assert st == 403 and j["error"]["code"] == "forbidden", (st, j)
+    assert st == 404 and j["error"] == {"code": "not_found", "message": "no job %d" % jid,
+                                        "field": "id"}, (st, j)
     st, j = svc.http("POST", "/v1/jobs/%d/cancel" % jid, token=bob)
-    assert st == 403, (st, j)
+    assert st == 404, (st, j)
     st, j = svc.http("GET", "/v1/jobs/%d/log" % jid, token=bob)
-    assert st == 403, (st, j)
+    assert st == 404, (st, j)
     st, j = svc.http("GET", "/v1/jobs", token=bob)
     assert st == 200 and j["jobs"] == [], j
     st, j = svc.http("GET", "/v1/jobs?user=alice", token=bob)
@@ -523,7 +628,7 @@ def test_cli(svc):
         assert rc == 0 and out.strip().startswith("jz_"), (rc, out, err)
         carol = out.strip()
         rc, out, err = svc.cli("show", str(jid), token=carol)
-        assert rc != 0 and "403" in err, (rc, out, err)
+        assert rc != 0 and "no job %d (404)" % jid in err, (rc, out, err)
         rc, out, err = svc.cli("queue", token="jz_" + "1" * 48)
         assert rc != 0 and "401" in err, (rc, out, err)
     finally:
@@ -711,7 +816,7 @@ def test_artifacts(svc):
         st, e = svc.http("GET", "/v1/jobs/%d/artifacts/%s" % (src, bad), token=t)
         assert st in (400, 404) and e["error"]["field"] == "name", (bad, st, e)
     st, e = svc.http("GET", "/v1/jobs/%d/artifacts/result.txt" % src, token=bob)
-    assert st == 403, (st, e)
+    assert st == 404 and e["error"]["message"] == "no job %d" % src, (st, e)
     out = os.path.join(svc.state, "fetched.txt")
     rc, _, err = svc.cli("fetch", str(src), "result.txt", "-o", out)
     assert rc == 0 and open(out).read().strip() == "result-42", (rc, err)
@@ -758,23 +863,35 @@ RETENTION_CONFIG = {"limits": {"retention_days": 3 / 86400}}
 
 def run_tests(names, namespace, make_service):
     """Runs namespace["test_NAME"](service) for each name, each on a fresh service; prints
-    PASS/FAIL lines (with the end of jazarid's log on failure) and returns the failure count."""
+    PASS/FAIL lines (with the end of jazarid's log on failure) and returns the failure count.
+    Closing the service is part of the test: a daemon that exits non-zero or left a sanitizer
+    report fails it. A failed test's state folders are kept (keep_folders)."""
+    import traceback
     failed = 0
     for name in names:
         fn = namespace["test_" + name]
-        svc = make_service(name)
         t0 = time.time()
+        svc, ok = None, False
         try:
+            svc = make_service(name)
             fn(svc)
-            print("PASS %s (%.1fs)" % (name, time.time() - t0))
+            ok = True
         except Exception:
-            failed += 1
-            import traceback
             traceback.print_exc()
-            print("--- jazarid log ---\n" + svc.read_log()[-4000:])
+            if svc is not None:
+                print("--- jazarid log ---\n" + svc.read_log()[-4000:])
+        if svc is not None:
+            try:
+                svc.close()
+            except Exception:
+                ok = False
+                traceback.print_exc()
+        keep_folders(name, not ok)
+        if ok:
+            print("PASS %s (%.1fs)" % (name, time.time() - t0))
+        else:
+            failed += 1
             print("FAIL %s" % name)
-        finally:
-            svc.close()
     return failed
 
 

@@ -635,7 +635,7 @@ static void test_nodes(void **state)
     assert_non_null(strstr(r.out, "  REASON\n"));
     assert_non_null(strstr(r.out, "gpu-a1  rabat  up        6/8  Tesla T4     3  "));
     assert_non_null(strstr(r.out, "gpu-a2  rabat  drained   6/8  Tesla T4     3  "));
-    assert_non_null(strstr(r.out, " ago  disk?full\n"));
+    assert_non_null(strstr(r.out, " ago  disk\\u000afull\n"));
     run_free(&r);
 
     r = run_cli("nodes", "--site", "rabat west", NULL);

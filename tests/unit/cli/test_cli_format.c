@@ -105,7 +105,54 @@ static void test_server_error(void **state)
     /* Terminal control characters from the server are neutralised. */
     const char *b5 = "{\"error\": {\"message\": \"bad\\u001b[2Jname\"}}";
     jz_cli_server_error(400, b5, strlen(b5), buf, sizeof buf);
-    assert_string_equal(buf, "bad?[2Jname (400)");
+    assert_string_equal(buf, "bad\\u001b[2Jname (400)");
+}
+
+static void test_sanitize(void **state)
+{
+    char buf[128];
+    /* Printable text, UTF-8 included, is kept as it is. */
+    jz_cli_sanitize(
+        "r\xc3\xa9sum\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xd8\xb9\xd8\xb1\xd8\xa8\xd9\x8a", buf,
+        sizeof buf);
+    assert_string_equal(
+        buf, "r\xc3\xa9sum\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xd8\xb9\xd8\xb1\xd8\xa8\xd9\x8a");
+    /* C0, DEL and C1 (U+0085, U+009B: CSI to an 8-bit terminal) controls. */
+    jz_cli_sanitize("a\tb\rc\x1b[2J\x7f\xc2\x85\xc2\x9b", buf, sizeof buf);
+    assert_string_equal(buf, "a\\u0009b\\u000dc\\u001b[2J\\u007f\\u0085\\u009b");
+    /* Every bidirectional control: a right-to-left override makes "evil\u202etxt.exe" read
+     * "evilexe.txt". */
+    jz_cli_sanitize("evil\xe2\x80\xaetxt.exe", buf, sizeof buf);
+    assert_string_equal(buf, "evil\\u202etxt.exe");
+    static const struct {
+        const char *utf8, *escaped;
+    } bidi[] = {
+        {"\xd8\x9c", "\\u061c"},     {"\xe2\x80\x8e", "\\u200e"}, {"\xe2\x80\x8f", "\\u200f"},
+        {"\xe2\x80\xaa", "\\u202a"}, {"\xe2\x80\xab", "\\u202b"}, {"\xe2\x80\xac", "\\u202c"},
+        {"\xe2\x80\xad", "\\u202d"}, {"\xe2\x81\xa6", "\\u2066"}, {"\xe2\x81\xa7", "\\u2067"},
+        {"\xe2\x81\xa8", "\\u2068"}, {"\xe2\x81\xa9", "\\u2069"}};
+    for (size_t i = 0; i < sizeof bidi / sizeof bidi[0]; i++) {
+        jz_cli_sanitize(bidi[i].utf8, buf, sizeof buf);
+        assert_string_equal(buf, bidi[i].escaped);
+    }
+    /* Neighbours of the bidi controls are ordinary characters (U+200D ZWJ, U+202F, U+2065). */
+    jz_cli_sanitize("\xe2\x80\x8d\xe2\x80\xaf\xe2\x81\xa5", buf, sizeof buf);
+    assert_string_equal(buf, "\xe2\x80\x8d\xe2\x80\xaf\xe2\x81\xa5");
+    /* Not UTF-8 (a lone C1 byte, an overlong ESC, a cut sequence): '?' per byte. */
+    jz_cli_sanitize("x\x9by\xc0\x9bz\xe2\x80", buf, sizeof buf);
+    assert_string_equal(buf, "x?y??z??");
+    /* Cut at a boundary: never half an escape or half a character. */
+    char small[8];
+    jz_cli_sanitize("ab\xe2\x80\xae" "cd", small, sizeof small);
+    assert_string_equal(small, "ab");
+    jz_cli_sanitize("abcd\xc3\xa9\xc3\xa9", small, sizeof small);
+    assert_string_equal(small, "abcd\xc3\xa9");
+    jz_cli_sanitize(NULL, small, sizeof small);
+    assert_string_equal(small, "");
+    /* The growth bound holds for the worst case, all controls. */
+    char worst[3 * JZ_CLI_SANITIZE_GROWTH + 1];
+    jz_cli_sanitize("\x01\x02\x03", worst, sizeof worst);
+    assert_string_equal(worst, "\\u0001\\u0002\\u0003");
 }
 
 static char *print_table(struct jz_table *t)
@@ -130,9 +177,9 @@ static void test_table(void **state)
     assert_int_equal(jz_table_add(t, r1), 0);
     assert_int_equal(jz_table_add(t, r2), 0);
     char *text = print_table(t);
-    assert_string_equal(text, "  ID  NAME          STATE    REASON\n"
-                              "   7  train-résumé  RUNNING  -\n"
-                              "1234  a?b?c         PENDING  waiting for 2 free GPUs\n");
+    assert_string_equal(text, "  ID  NAME             STATE    REASON\n"
+                              "   7  train-résumé     RUNNING  -\n"
+                              "1234  a\\u0009b\\u000ac  PENDING  waiting for 2 free GPUs\n");
     free(text);
     jz_table_free(t);
     jz_table_free(NULL);
@@ -261,11 +308,11 @@ static void test_nodes_table(void **state)
     /* A draining node brings the REASON column; the server's text is sanitized. */
     text = nodes_text(nodes_draining, now);
     assert_string_equal(
-        text,
-        "NAME    SITE   STATE      GPUS  MODEL                  JOBS  HEARTBEAT  REASON\n"
-        "gpu-a1  rabat  draining    6/8  Tesla T4                  3  2m30s ago  fan ?[31mfailure\n"
-        "gpu-a2  rabat  up        16/16  NVIDIA H100 80GB HBM3     0  1h5m ago   -\n"
-        "gpu-a3  rabat  revoked     0/4  Tesla T4                  0  3d3h ago   -\n");
+        text, "NAME    SITE   STATE      GPUS  MODEL                  JOBS  HEARTBEAT  REASON\n"
+              "gpu-a1  rabat  draining    6/8  Tesla T4                  3  2m30s ago  fan "
+              "\\u001b[31mfailure\n"
+              "gpu-a2  rabat  up        16/16  NVIDIA H100 80GB HBM3     0  1h5m ago   -\n"
+              "gpu-a3  rabat  revoked     0/4  Tesla T4                  0  3d3h ago   -\n");
     free(text);
 
     /* No nodes (a site with none): the header alone. */
@@ -285,6 +332,7 @@ int main(void)
         cmocka_unit_test(test_exit_codes), cmocka_unit_test(test_server_error),
         cmocka_unit_test(test_table),      cmocka_unit_test(test_age),
         cmocka_unit_test(test_job_gpus),   cmocka_unit_test(test_nodes_table),
+        cmocka_unit_test(test_sanitize),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

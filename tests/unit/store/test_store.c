@@ -157,6 +157,50 @@ static void test_users_unique_token(void **state)
     jz_store_close(s);
 }
 
+/* The loop's side and the writer thread at once, as in jazarid: batches sealed while earlier ones
+ * are being written, completions read as they come (run under TSan by scripts/test.sh). */
+static void test_batches_while_writing(void **state)
+{
+    struct jz_store *s;
+    struct jz_error err = {0};
+    assert_int_equal(jz_store_sqlite_open(path, &s, &err), 0);
+    json_t *done = json_array();
+    const int batches = 300;
+    for (int i = 1; i <= batches; i++) {
+        json_t *j = job(i, "alice", "PENDING");
+        assert_int_equal(s->ops->job_put(s, j, &err), 0);
+        json_decref(j);
+        assert_int_equal(s->ops->event_add(s, i, i, "state", "PENDING", &err), 0);
+        assert_int_equal(s->ops->seal(s), (uint64_t)i);
+        struct pollfd p = {.fd = s->ops->completion_fd(s), .events = POLLIN};
+        if (poll(&p, 1, 0) == 1)
+            s->ops->completions(s, record_done, done);
+        (void)s->ops->full(s);
+    }
+    while (json_array_size(done) < (size_t)batches) {
+        struct pollfd p = {.fd = s->ops->completion_fd(s), .events = POLLIN};
+        assert_true(poll(&p, 1, 10000) == 1);
+        s->ops->completions(s, record_done, done);
+    }
+    for (size_t i = 0; i < (size_t)batches; i++) {
+        assert_int_equal(json_integer_value(json_array_get(json_array_get(done, i), 0)), i + 1);
+        assert_true(json_is_true(json_array_get(json_array_get(done, i), 1)));
+    }
+    assert_false(s->ops->busy(s));
+    json_decref(done);
+    /* Close with batches still queued: the writer finishes them before it is joined. */
+    for (int i = batches + 1; i <= batches + 20; i++) {
+        json_t *j = job(i, "bob", "PENDING");
+        assert_int_equal(s->ops->job_put(s, j, &err), 0);
+        json_decref(j);
+        s->ops->seal(s);
+    }
+    jz_store_close(s);
+    assert_int_equal(jz_store_sqlite_open(path, &s, &err), 0);
+    assert_int_equal(s->ops->job_max_id(s), batches + 20);
+    jz_store_close(s);
+}
+
 static void test_open_bad_path(void **state)
 {
     struct jz_store *s = NULL;
@@ -172,6 +216,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_jobs_survive_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_events_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_users_unique_token, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batches_while_writing, setup, teardown),
         cmocka_unit_test(test_open_bad_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
