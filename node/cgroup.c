@@ -334,6 +334,7 @@ static int make_base(struct jz_cgroup_system *s, struct hier *h, const char *nam
         parts += *q == '/';
     if (s->version == 2)
         v2_enable(h->top);
+    int retries = 0;
     for (size_t i = 0; i < parts; i++) {
         const char *slash = strchr(p, '/');
         int len = slash ? (int)(slash - p) : (int)strlen(p);
@@ -345,6 +346,12 @@ static int make_base(struct jz_cgroup_system *s, struct hier *h, const char *nam
         if (mkdir(cur, 0755) == 0) {
             fresh = true;
             h->made++; /* new levels are the trailing ones: close removes them */
+        } else if (errno == ENOENT && retries++ < 3) {
+            /* Another agent removed an empty parent just now: start again from the top. */
+            jz_strlcpy(cur, h->top, sizeof cur);
+            p = name;
+            i = (size_t)-1;
+            continue;
         } else if (errno != EEXIST) {
             int e = errno;
             return jz_error_set(err, errno_code(-e), "cannot make %s: %s", cur, strerror(e));
@@ -500,11 +507,12 @@ void jz_cgroup_system_close(struct jz_cgroup_system *s)
         struct hier *h = &s->h[i];
         if (!*h->base)
             continue;
-        /* Our own folder goes whoever made it; its parents only when this open made them. */
+        /* Our own folder, then its parents up to the hierarchy's root while they are empty:
+         * whoever made them (agents come and go in any order; one still in use stays). */
         char path[CG_PATH_MAX];
         jz_strlcpy(path, h->base, sizeof path);
-        size_t levels = h->made > 1 ? h->made : 1;
-        for (size_t l = 0; l < levels; l++) {
+        size_t top_len = strlen(h->top);
+        while (strlen(path) > top_len) {
             if (rmdir(path) != 0 && errno != ENOENT)
                 break;
             char *slash = strrchr(path, '/');
