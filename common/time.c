@@ -175,3 +175,15 @@ void jz_duration_format(int64_t seconds, char *buf, size_t len)
     if ((s || seconds == 0) && n < len)
         snprintf(buf + n, len - n, "%llds", (long long)s);
 }
+
+int64_t jz_time_steady_epoch_s(void)
+{
+    static int64_t wall0_ms, mono0_ms; /* the first call's; the event loop's thread only */
+    if (!mono0_ms) {
+        wall0_ms = jz_time_now_ms();
+        mono0_ms = jz_time_mono_ms();
+        if (!mono0_ms)
+            mono0_ms = 1;
+    }
+    return (wall0_ms + (jz_time_mono_ms() - mono0_ms)) / 1000;
+}

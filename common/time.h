@@ -10,6 +10,10 @@
 int64_t jz_time_now_ms(void);       /* wall clock, ms since the epoch */
 int64_t jz_time_mono_ms(void);      /* monotonic, ms */
 int64_t jz_time_mono_us(void);      /* monotonic, µs */
+/* Seconds since the epoch on a clock that does not jump: the wall clock at the process' first
+ * call, advanced by the monotonic clock. For what measures time (fair-share decay, backfill,
+ * ages): a wall clock set forwards or back while the service runs changes none of it. */
+int64_t jz_time_steady_epoch_s(void);
 /* Formats ms since the epoch as "2026-11-25T19:00:00.123Z". */
 void jz_time_format_iso(int64_t ms, char *buf, size_t len);
 /* Parses what jz_time_format_iso writes (the fraction is optional, any number of digits; the

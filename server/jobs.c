@@ -58,9 +58,11 @@ static bool state_is_final(enum jz_job_state s)
     return s >= JZ_JOB_SUCCEEDED;
 }
 
+/* The scheduler's clock: epoch seconds that a wall-clock jump does not move (fair-share decay,
+ * backfill and ages measure time; records keep wall-clock timestamps). */
 static int64_t now_s(void)
 {
-    return jz_time_now_ms() / 1000;
+    return jz_time_steady_epoch_s();
 }
 
 /* --- bookkeeping ------------------------------------------------------------------------ */

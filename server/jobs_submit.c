@@ -18,9 +18,11 @@
 #include "server/nodes.h"
 #include "server/plugins.h"
 
+/* The scheduler's clock: epoch seconds that a wall-clock jump does not move (fair-share decay,
+ * backfill and ages measure time; records keep wall-clock timestamps). */
 static int64_t now_s(void)
 {
-    return jz_time_now_ms() / 1000;
+    return jz_time_steady_epoch_s();
 }
 
 /* --- submission ------------------------------------------------------------------------- */
