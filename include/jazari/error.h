@@ -44,6 +44,8 @@ struct jz_error {
 /* Writes code and a formatted message into err (which may be NULL) and returns code,
  * so that callers can write `return jz_error_set(err, JZ_EINVAL, "...")`. */
 static inline int jz_error_setv(struct jz_error *err, int code, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+static inline int jz_error_setv(struct jz_error *err, int code, const char *fmt, va_list ap)
 {
     if (err) {
         err->code = code;

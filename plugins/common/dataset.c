@@ -356,10 +356,16 @@ static int csv_parse(FILE *f, const char *path, size_t expect_features, struct j
         bool has_label = expect_features ? cols == expect_features + 1 : true;
         size_t nf = has_label ? cols - 1 : cols;
         if (rows == row_cap) {
-            size_t nc = row_cap ? row_cap * 2 : 1024;
+            /* The first block holds at most 16 MiB of values: one very wide line must not
+             * reserve a thousand rows of its width before a second line is read. */
+            size_t first = ((size_t)16 << 20) / (nf ? nf * sizeof(float) : 1);
+            first = first < 1 ? 1 : first > 1024 ? 1024 : first;
+            size_t nc = row_cap ? row_cap * 2 : first;
             if (nc > JZ_DATASET_MAX_ROWS)
                 nc = JZ_DATASET_MAX_ROWS;
-            if (rows >= nc || nc * nf > JZ_DATASET_MAX_ELEMS) {
+            if (nf && nc * nf > JZ_DATASET_MAX_ELEMS)
+                nc = JZ_DATASET_MAX_ELEMS / nf;
+            if (rows >= nc) {
                 rc = jz_error_set(err, JZ_ELIMIT, "%s: more than %zu rows or %zu values", path,
                                   JZ_DATASET_MAX_ROWS, JZ_DATASET_MAX_ELEMS);
                 goto done;
