@@ -1,7 +1,10 @@
 /* String and path helpers. */
+#define _GNU_SOURCE /* nftw */
 #include "common/strutil.h"
 
 #include <errno.h>
+#include <ftw.h>
+#include <stdio.h>
 #include <jazari/error.h>
 #include <limits.h>
 #include <string.h>
@@ -66,4 +69,17 @@ int jz_exe_dir(char *buf, size_t len)
         return JZ_EIO;
     *slash = '\0';
     return jz_strlcpy(buf, path, len) ? 0 : JZ_ERANGE;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+int jz_remove_tree(const char *path)
+{
+    return nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS) == 0 || errno == ENOENT ? 0 : -1;
 }

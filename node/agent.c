@@ -684,7 +684,7 @@ static void release_folder(struct jz_agent *a, const char *dir)
             }
         }
     }
-    if (nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+    if (jz_remove_tree(dir) != 0)
         jz_log_warn("agent", "cannot remove %s: %s", dir, strerror(errno));
 }
 
@@ -1287,7 +1287,7 @@ int jz_agent_create(struct event_base *base, const struct jz_agent_config *cfg,
     if (cfg->ship_files) { /* spare folders of an earlier run: start with none */
         char spare[1100];
         snprintf(spare, sizeof spare, "%s/spare", a->state_dir);
-        nftw(spare, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        jz_remove_tree(spare);
         jz_mkdir_p(spare, 0750);
     }
     a->records_ev = event_new(base, -1, 0, on_records_flush, a);

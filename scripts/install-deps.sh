@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages Jazari needs to build, run and test (python3-torch: the
 # two-node torch.distributed test of the node agents; clang and its runtimes: the libFuzzer
-# targets of tests/fuzz). Idempotent: installs only
+# targets of tests/fuzz; openssl, passwd, procps, util-linux: the tests make a CA, Unix
+# accounts and a small tmpfs, and look for processes). Idempotent: installs only
 # what is missing. Run as root (or with sudo available).
 set -euo pipefail
 
 pkgs=(
   build-essential cmake pkg-config git python3 curl
+  openssl passwd procps util-linux
   libevent-dev libjansson-dev libsqlite3-dev libssl-dev libcurl4-openssl-dev
   libhwloc-dev hwloc
   libcmocka-dev

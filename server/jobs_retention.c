@@ -2,24 +2,16 @@
  * and files), once an hour. Their accounting stays: the credit ledger records what each job
  * used when it ended, and ids are never given again. */
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "common/log.h"
+#include "common/strutil.h"
 #include "common/time.h"
 #include "server/jobs_internal.h"
 
 #define PURGE_EVERY_S 3600
 #define PURGE_MAX_PER_PASS 10000 /* jobs per pass: the loop is not held for long */
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path) == 0 || errno == ENOENT ? 0 : -1;
-}
 
 static bool finished(enum jz_job_state s)
 {
@@ -45,7 +37,7 @@ size_t jz_jobs_purge_expired(struct jz_jobs *jobs, int64_t now_ms)
         }
         char dir[4200];
         snprintf(dir, sizeof dir, "%s/jobs/%lld", srv->cfg.state_dir, (long long)id);
-        if (nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0 && errno != ENOENT)
+        if (jz_remove_tree(dir) != 0)
             jz_log_warn("jobs", "job %lld: cannot remove %s: %s", (long long)id, dir,
                         strerror(errno));
         jobs->counts[job->state]--;

@@ -39,6 +39,35 @@ static int secure_entry(const char *path, const struct stat *st, int flag, struc
     return 0;
 }
 
+/* Makes the state folder the account's and private. A folder already 0700 and the account's was
+ * secured by an earlier start and is not walked again (a start is not O(files)). One the
+ * account owns but that is not private is walked only when walk_owned: root must not walk what
+ * the account controls (it could plant links for root to follow); it then fixes the top only.
+ * A folder of someone else (made by root, or by an older version) is walked and handed over. */
+static int secure_state(const char *dir, uid_t uid, gid_t gid, bool walk_owned,
+                        struct jz_error *err)
+{
+    struct stat top;
+    if (lstat(dir, &top) != 0 || !S_ISDIR(top.st_mode))
+        return jz_error_set(err, JZ_EIO, "%s is not a folder", dir);
+    if (top.st_uid == uid && (top.st_mode & 07777) == 0700)
+        return 0;
+    if (top.st_uid == uid && !walk_owned) {
+        int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        int rc = dfd >= 0 && fchmod(dfd, 0700) == 0 ? 0 : -1;
+        int saved = errno;
+        if (dfd >= 0)
+            close(dfd);
+        return rc ? jz_error_set(err, JZ_EIO, "%s: %s", dir, strerror(saved)) : 0;
+    }
+    state_uid = uid;
+    state_gid = gid;
+    if (nftw(dir, secure_entry, 16, FTW_PHYS) != 0)
+        return jz_error_set(err, JZ_EIO, "cannot make %s private to uid %d: %s", dir, (int)uid,
+                            strerror(errno));
+    return 0;
+}
+
 static int start_agent(const struct jz_server_config *cfg, const char *log_level,
                        const char *user, int *fd_out, pid_t *pid_out, struct jz_error *err)
 {
@@ -124,18 +153,14 @@ int jz_privsep_start(struct jz_server_config *cfg, const char *log_level, int *a
     *agent_pid = 0;
     if (geteuid() != 0) {
         /* Its own files only: 0700 and 0600, as an older version may have left 0644. */
-        state_uid = geteuid();
-        state_gid = getegid();
-        if (nftw(cfg->state_dir, secure_entry, 16, FTW_PHYS) != 0)
-            jz_log_warn("jazarid", "cannot make everything in %s private: %s", cfg->state_dir,
-                        strerror(errno));
+        if (secure_state(cfg->state_dir, geteuid(), getegid(), true, err))
+            jz_log_warn("jazarid", "%s", err->msg);
         return 0;
     }
     const char *user = cfg->run_as[0] ? cfg->run_as : JZ_PRIVSEP_DEFAULT_USER;
     if (strcmp(user, "root") == 0) {
-        state_uid = 0;
-        state_gid = 0;
-        nftw(cfg->state_dir, secure_entry, 16, FTW_PHYS);
+        if (secure_state(cfg->state_dir, 0, 0, true, err))
+            jz_log_warn("jazarid", "%s", err->msg);
         jz_log_warn("jazarid", "running as root (--user root): jobs on the local node run as "
                                "root, unconfined, and can read every tenant's files and the "
                                "admin token; do not share this service");
@@ -152,30 +177,11 @@ int jz_privsep_start(struct jz_server_config *cfg, const char *log_level, int *a
         return jz_error_set(err, JZ_EINVAL, "--user %s: the account is root", user);
     uid_t uid = pw->pw_uid;
     gid_t gid = pw->pw_gid;
-    state_uid = uid;
-    state_gid = gid;
-    /* A folder the account owns already was secured by an earlier start: root does not walk
-     * what the account controls (it could plant links for root to follow). A folder made by
-     * root (a first start, or one as --user root) is walked once and handed over. */
-    struct stat top;
-    if (lstat(cfg->state_dir, &top) != 0 || !S_ISDIR(top.st_mode))
-        return jz_error_set(err, JZ_EIO, "%s is not a folder", cfg->state_dir);
-    if (top.st_uid == uid) {
-        int dfd = open(cfg->state_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (dfd < 0 || fchmod(dfd, 0700) != 0) {
-            int saved = errno;
-            if (dfd >= 0)
-                close(dfd);
-            return jz_error_set(err, JZ_EIO, "%s: %s", cfg->state_dir, strerror(saved));
-        }
-        close(dfd);
-    } else if (nftw(cfg->state_dir, secure_entry, 16, FTW_PHYS) != 0) {
-        return jz_error_set(err, JZ_EIO, "cannot give %s to account %s: %s", cfg->state_dir,
-                            user, strerror(errno));
-    }
+    int rc = secure_state(cfg->state_dir, uid, gid, false, err);
+    if (rc)
+        return rc;
     if (!cfg->no_local_node) {
-        int rc = start_agent(cfg, log_level, user, agent_fd, agent_pid, err);
-        if (rc)
+        if ((rc = start_agent(cfg, log_level, user, agent_fd, agent_pid, err)))
             return rc;
     }
     if (setgroups(1, &gid) != 0 || setresgid(gid, gid, gid) != 0 ||
