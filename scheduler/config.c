@@ -2,6 +2,7 @@
  * classes, tenants and reservations. Pure: it reads an in-memory JSON value, never a file. */
 #include "scheduler/config.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,6 +133,8 @@ static int parse_weights(const json_t *w, struct jz_sched_config *c, struct jz_e
                       : strcmp(k, "age") == 0     ? &c->weight_age
                       : strcmp(k, "class") == 0   ? &c->weight_class
                       : strcmp(k, "size") == 0    ? &c->weight_size
+                      : strcmp(k, "las") == 0     ? &c->weight_las
+                      : strcmp(k, "shortest") == 0 ? &c->weight_shortest
                                                   : NULL;
         if (!dst)
             return jz_error_set(err, JZ_EINVAL, "scheduler.weights: unknown key \"%s\"", k);
@@ -139,6 +142,47 @@ static int parse_weights(const json_t *w, struct jz_sched_config *c, struct jz_e
         if (rc)
             return rc;
     }
+    return 0;
+}
+
+/* "age" (first come, first served), "las", "shortest" or "las+shortest". */
+static int parse_order(const json_t *v, const char *key, unsigned *out, struct jz_error *err)
+{
+    const char *s = json_string_value(v);
+    static const struct {
+        const char *name;
+        unsigned order;
+    } names[] = {{"age", 0},
+                 {"las", JZ_SCHED_ORDER_LAS},
+                 {"shortest", JZ_SCHED_ORDER_SHORTEST},
+                 {"las+shortest", JZ_SCHED_ORDER_LAS | JZ_SCHED_ORDER_SHORTEST}};
+    for (size_t i = 0; s && i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcmp(s, names[i].name) == 0) {
+            *out = names[i].order;
+            return 0;
+        }
+    return jz_error_set(err, JZ_EINVAL,
+                        "%s must be \"age\", \"las\", \"shortest\" or \"las+shortest\"", key);
+}
+
+/* "las_thresholds": ["1h", "16h"]: GPU-time (a GPU-seconds number or a duration), increasing. */
+static int parse_thresholds(const json_t *a, struct jz_sched_config *c, struct jz_error *err)
+{
+    size_t n = json_array_size(a);
+    if (!json_is_array(a) || n > JZ_SCHED_MAX_LAS_BANDS)
+        return jz_error_set(err, JZ_ELIMIT,
+                            "scheduler.las_thresholds must be an array of at most %d GPU-times",
+                            JZ_SCHED_MAX_LAS_BANDS);
+    for (size_t i = 0; i < n; i++) {
+        int rc = get_duration(json_array_get(a, i), "las_thresholds[]", &c->las_thresholds[i],
+                              err);
+        if (rc)
+            return rc;
+        if (!(c->las_thresholds[i] > (i ? c->las_thresholds[i - 1] : 0)))
+            return jz_error_set(err, JZ_ERANGE,
+                                "scheduler.las_thresholds must be positive and increasing");
+    }
+    c->las_band_count = n;
     return 0;
 }
 
@@ -159,6 +203,7 @@ static int parse_classes(const json_t *a, struct owned *o, struct jz_sched_confi
             return jz_error_set(err, JZ_EINVAL, "scheduler.classes[%zu] must be an object", i);
         struct jz_sched_class *cl = &o->classes[i];
         cl->rank = 50;
+        cl->order = UINT_MAX; /* not said: the scheduler's "order", once it is known */
         json_object_foreach(e, k, v)
         {
             int rc = 0;
@@ -172,7 +217,9 @@ static int parse_classes(const json_t *a, struct owned *o, struct jz_sched_confi
                 if (!json_is_boolean(v))
                     rc = jz_error_set(err, JZ_EINVAL, "can_preempt must be true or false");
                 cl->can_preempt = json_is_true(v);
-            } else
+            } else if (strcmp(k, "order") == 0)
+                rc = parse_order(v, "scheduler.classes[].order", &cl->order, err);
+            else
                 rc = jz_error_set(err, JZ_EINVAL, "scheduler.classes[%zu]: unknown key \"%s\"", i,
                                   k);
             if (rc)
@@ -404,6 +451,25 @@ int jz_sched_config_parse(const json_t *obj, struct jz_sched_parsed **out, struc
             } else if (strcmp(k, "backfill_max_tests") == 0) {
                 rc = get_number(v, "scheduler.backfill_max_tests", 1, 1e7, &x, err);
                 p->cfg.backfill_max_tests = (unsigned)x;
+            } else if (strcmp(k, "order") == 0)
+                rc = parse_order(v, "scheduler.order", &p->cfg.default_order, err);
+            else if (strcmp(k, "las_thresholds") == 0)
+                rc = parse_thresholds(v, &p->cfg, err);
+            else if (strcmp(k, "preempt_margin") == 0)
+                rc = get_number(v, "scheduler.preempt_margin", 0, 1e12, &p->cfg.preempt_margin,
+                                err);
+            else if (strcmp(k, "preempt_min_run") == 0) {
+                rc = get_duration(v, k, &x, err);
+                p->cfg.preempt_min_run_s = (int64_t)x;
+            } else if (strcmp(k, "starve_after") == 0) {
+                rc = get_duration(v, k, &x, err);
+                p->cfg.starve_after_s = (int64_t)x;
+            } else if (strcmp(k, "starve_drain_factor") == 0)
+                rc = get_number(v, "scheduler.starve_drain_factor", 0, 1e6,
+                                &p->cfg.starve_drain_factor, err);
+            else if (strcmp(k, "max_preemptions") == 0) {
+                rc = get_number(v, "scheduler.max_preemptions", 0, 255, &x, err);
+                p->cfg.max_preemptions = (unsigned)x;
             } else if (strcmp(k, "default_class") == 0)
                 rc = get_name(v, "scheduler.default_class", p->cfg.default_class, err);
             else if (strcmp(k, "classes") == 0)
@@ -419,6 +485,10 @@ int jz_sched_config_parse(const json_t *obj, struct jz_sched_parsed **out, struc
         }
     if (rc == 0 && (!(p->cfg.half_life_s > 0) || !(p->cfg.age_scale_s > 0)))
         rc = jz_error_set(err, JZ_ERANGE, "scheduler.half_life and age_scale must be positive");
+    /* Classes that do not say how they order take the scheduler's order. */
+    for (size_t i = 0; rc == 0 && i < p->cfg.class_count; i++)
+        if (o->classes[i].order == UINT_MAX)
+            o->classes[i].order = p->cfg.default_order;
     if (rc) {
         jz_sched_parsed_free(p);
         return rc;

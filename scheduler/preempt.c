@@ -1,8 +1,10 @@
-/* Preemption: a job whose class may preempt, and that cannot start, stops running preemptible
- * jobs of lower rank on one node (or on as many nodes as its gang has parts). The nodes it chose
- * are then held for it (claims) until it starts: without that, the GPUs its first victims free
- * while the others are still checkpointing would be refilled by lower-ranked jobs, it would not
- * fit when the last victim stops, and it would preempt again, forever. */
+/* Preemption. A job that cannot start stops running preemptible jobs on one node (or on as many
+ * nodes as its gang has parts) when its class may preempt lower ranks, or when its class orders by
+ * service (least attained service, shortest first) and those jobs, of its own rank, are far
+ * behind it (can_stop). The nodes it chose are then held for it (claims) until it starts: without
+ * that, the GPUs its first victims free while the others are still checkpointing would be
+ * refilled by lower-ranked jobs, it would not fit when the last victim stops, and it would
+ * preempt again, forever. */
 #include "scheduler/sched_impl.h"
 
 #include <limits.h>
@@ -43,15 +45,36 @@ static int cost_cmp(const void *a, const void *b)
     return x->node < y->node ? -1 : x->node > y->node;
 }
 
-static bool can_stop(const struct jz_sched *s, const struct job *v, unsigned rank)
+/* Whether running job v may stop for j: v is preemptible, and either j's class may preempt and
+ * v's rank is lower, or both order by service (LAS, shortest first) at one rank and v is far
+ * enough behind j now (preempt_margin), ran long enough to make a checkpoint worth its cost,
+ * and was not preempted too often already. */
+static bool can_stop(const struct jz_sched *s, const struct job *v, const struct job *j,
+                     double j_prio, int64_t now)
 {
-    return v->state == JZ_SCHED_JOB_RUNNING && v->preemptible && s->classes[v->cls].rank < rank;
+    if (v->state != JZ_SCHED_JOB_RUNNING || !v->preemptible)
+        return false;
+    const struct jz_sched_class *jc = &s->classes[j->cls], *vc = &s->classes[v->cls];
+    if (jc->can_preempt && vc->rank < jc->rank)
+        return true;
+    if (!jc->order || !vc->order || vc->rank != jc->rank ||
+        v->preemptions >= s->cfg.max_preemptions || now - v->start < s->cfg.preempt_min_run_s)
+        return false;
+    double v_prio = s->cfg.weight_fairshare * s->tenants[v->tenant]->fs +
+                    jz_sched__job_key_at(s, v, now);
+    return j_prio - v_prio >= s->cfg.preempt_margin;
+}
+
+static double t_fs(const struct jz_sched *s, const struct job *j)
+{
+    return s->tenants[j->tenant]->fs;
 }
 
 bool jz_sched__try_preempt(struct jz_sched *s, struct job *j, int64_t now,
                            struct jz_sched_decisions *out, struct head *hd)
 {
-    unsigned rank = s->classes[j->cls].rank, k = j->gpus;
+    unsigned k = j->gpus;
+    double j_prio = s->cfg.weight_fairshare * t_fs(s, j) + j->key;
     unsigned need_cores = k ? k * j->cpus_per_gpu : j->cpus;
     size_t need = jz_sched__parts_of(j);
     const struct tenant *t = s->tenants[j->tenant];
@@ -69,7 +92,7 @@ bool jz_sched__try_preempt(struct jz_sched *s, struct job *j, int64_t now,
         unsigned avail = nd->free_gpus, cores = nd->free_cores, cost = 0;
         for (size_t r = nd->nrun; r-- > 0 && (avail < k || cores < need_cores);) {
             const struct job *v = nd->run[r]->job;
-            if (!can_stop(s, v, rank))
+            if (!can_stop(s, v, j, j_prio, now))
                 continue;
             avail += v->gpus;
             cores += nd->run[r]->ncores;
@@ -104,7 +127,7 @@ bool jz_sched__try_preempt(struct jz_sched *s, struct job *j, int64_t now,
             }
         for (size_t r = nd->nrun; r-- > 0 && (avail < k || cores < need_cores);) {
             struct job *v = nd->run[r]->job;
-            if (!can_stop(s, v, rank) || v->for_job == j->id)
+            if (!can_stop(s, v, j, j_prio, now) || v->for_job == j->id)
                 continue;
             if (nv >= UINT16_MAX ||
                 grow((void **)&s->victims, &s->victims_cap, nv + 1, sizeof(*s->victims)))

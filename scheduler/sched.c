@@ -340,9 +340,47 @@ static double size_factor(const struct jz_sched *s, unsigned k)
  * all its GPUs. */
 static double job_key(const struct jz_sched *s, const struct job *j)
 {
-    return s->cfg.weight_class * s->classes[j->cls].rank / 100.0 +
-           s->cfg.weight_size * size_factor(s, j->gpus * jz_sched__parts_of(j)) -
-           s->cfg.weight_age * (double)j->submit / s->cfg.age_scale_s;
+    return jz_sched__job_key_at(s, j, 0);
+}
+
+double jz_sched__attained(const struct job *j, int64_t now)
+{
+    int64_t ran = j->ran;
+    if (j->parts && now > j->start)
+        ran += now - j->start;
+    return (double)ran * j->gpus * jz_sched__parts_of(j);
+}
+
+unsigned jz_sched__las_band(const struct jz_sched *s, double attained)
+{
+    unsigned b = 0;
+    while (b < s->cfg.las_band_count && attained >= s->cfg.las_thresholds[b])
+        b++;
+    return b;
+}
+
+/* Least attained service: Tiresias' discretised queues, as a step down per band (jobs of one
+ * band keep their first-come order). Shortest first: what is left of the time limit, in
+ * GPU-hours, on a log scale, so that each doubling costs the same and age can make up for it
+ * (a job is never starved by a stream of shorter ones). A CPU-only job counts as one GPU. */
+double jz_sched__job_key_at(const struct jz_sched *s, const struct job *j, int64_t now)
+{
+    const struct jz_sched_class *c = &s->classes[j->cls];
+    double key = s->cfg.weight_class * c->rank / 100.0 +
+                 s->cfg.weight_size * size_factor(s, j->gpus * jz_sched__parts_of(j)) -
+                 s->cfg.weight_age * (double)j->submit / s->cfg.age_scale_s;
+    if (j->starved)
+        return key;
+    if (c->order & JZ_SCHED_ORDER_LAS)
+        key -= s->cfg.weight_las * jz_sched__las_band(s, jz_sched__attained(j, now));
+    if (c->order & JZ_SCHED_ORDER_SHORTEST) {
+        int64_t ran = j->ran + (j->parts && now > j->start ? now - j->start : 0);
+        int64_t left = j->limit > ran ? j->limit - ran : 0;
+        unsigned g = j->gpus ? j->gpus : 1;
+        key -= s->cfg.weight_shortest *
+               log2(1.0 + (double)left * g * jz_sched__parts_of(j) / 3600.0);
+    }
+    return key;
 }
 
 static double job_prio(const struct jz_sched *s, const struct job *j, int64_t now)
@@ -723,6 +761,17 @@ void jz_sched_config_defaults(struct jz_sched_config *cfg)
     cfg->weight_size = 500;
     cfg->default_weight = 1;
     cfg->preempt_grace_s = 120;
+    cfg->weight_las = 4000;
+    cfg->las_thresholds[0] = 3600;
+    cfg->las_thresholds[1] = 16 * 3600;
+    cfg->las_band_count = 2;
+    cfg->weight_shortest = 7000;
+    cfg->preempt_margin = 8000;
+    cfg->preempt_min_run_s = 1800;
+    cfg->max_preemptions = 3;
+    cfg->starve_after_s = 86400;
+    cfg->starve_drain_factor = 2;
+    cfg->default_order = JZ_SCHED_ORDER_LAS | JZ_SCHED_ORDER_SHORTEST;
     cfg->backfill_depth = 16;
     cfg->backfill_max_tests = 500;
     snprintf(cfg->default_class, sizeof(cfg->default_class), "normal");
@@ -829,13 +878,25 @@ int jz_sched_create(const struct jz_sched_config *cfg, struct jz_sched **out, st
     const struct jz_sched_config *v = &s->cfg;
     if (!(v->half_life_s > 0) || !(v->age_scale_s > 0) || !(v->default_weight > 0) ||
         !(v->weight_fairshare >= 0) || !(v->weight_age >= 0) || !(v->weight_class >= 0) ||
-        !(v->weight_size >= 0) || v->preempt_grace_s < 0 || v->backfill_depth == 0 ||
+        !(v->weight_size >= 0) || !(v->weight_las >= 0) || !(v->weight_shortest >= 0) ||
+        !(v->preempt_margin >= 0) || v->preempt_min_run_s < 0 || v->starve_after_s < 0 ||
+        !(v->starve_drain_factor >= 0) ||
+        v->las_band_count > JZ_SCHED_MAX_LAS_BANDS ||
+        (v->default_order & ~(JZ_SCHED_ORDER_LAS | JZ_SCHED_ORDER_SHORTEST)) ||
+        v->preempt_grace_s < 0 || v->backfill_depth == 0 ||
         v->backfill_max_tests == 0 || !v->default_class[0]) {
         rc = jz_error_set(err, JZ_ERANGE,
                           "scheduler configuration out of range (start from "
                           "jz_sched_config_defaults)");
         goto fail;
     }
+    for (size_t b = 0; b < v->las_band_count; b++)
+        if (!(v->las_thresholds[b] > (b ? v->las_thresholds[b - 1] : 0))) {
+            rc = jz_error_set(err, JZ_ERANGE,
+                              "LAS thresholds must be positive and increasing (threshold %zu)",
+                              b + 1);
+            goto fail;
+        }
     s->cfg.classes = NULL;
     s->cfg.tenants = NULL;
     s->fit_epoch = 1;
@@ -850,7 +911,8 @@ int jz_sched_create(const struct jz_sched_config *cfg, struct jz_sched **out, st
     }
     for (size_t i = 0; i < nc; i++) {
         const struct jz_sched_class *c = &cfg->classes[i];
-        if (!name_ok(c->name) || c->rank > 100 || class_find(s, c->name) >= 0) {
+        if (!name_ok(c->name) || c->rank > 100 || class_find(s, c->name) >= 0 ||
+            (c->order & ~(JZ_SCHED_ORDER_LAS | JZ_SCHED_ORDER_SHORTEST))) {
             rc =
                 jz_error_set(err, JZ_EINVAL, "class %zu: needs a unique name and a rank 0..100", i);
             goto fail;
@@ -863,7 +925,7 @@ int jz_sched_create(const struct jz_sched_config *cfg, struct jz_sched **out, st
             rc = jz_error_set(err, JZ_ELIMIT, "no room for the default class");
             goto fail;
         }
-        struct jz_sched_class c = {.rank = 50};
+        struct jz_sched_class c = {.rank = 50, .order = s->cfg.default_order};
         memcpy(c.name, s->cfg.default_class, sizeof(c.name));
         s->classes[s->nclasses] = c;
         s->default_class = (int)s->nclasses++;
@@ -1342,6 +1404,7 @@ static int job_make(struct jz_sched *s, const struct jz_sched_job *job, struct j
     j->limit = job->time_limit_s;
     j->preemptible = job->preemptible;
     j->submit = job->submit_time;
+    j->queued = job->submit_time;
     j->est_start = -1;
     j->min_mem = job->min_memory_bytes;
     if (job->model && job->model[0]) {
@@ -1467,6 +1530,8 @@ static void stop_running(struct jz_sched *s, struct job *j, int64_t now)
     if (j->state == JZ_SCHED_JOB_PREEMPTING)
         victim_gone(s, j);
     tenant_charge(s, j, now, false);
+    if (now > j->start)
+        j->ran += now - j->start;
     for (unsigned i = 0; i < jz_sched__nparts(j); i++)
         node_apply(s, &j->parts[i], false);
     free(j->parts);
@@ -1501,10 +1566,15 @@ int jz_sched_job_requeue(struct jz_sched *s, uint64_t id, int64_t now, struct jz
         return jz_error_set(err, JZ_ENOENT, "no job %llu", (unsigned long long)id);
     if (j->state != JZ_SCHED_JOB_RUNNING && j->state != JZ_SCHED_JOB_PREEMPTING)
         return jz_error_set(err, JZ_EINVAL, "job %llu is not running", (unsigned long long)id);
+    if (j->state == JZ_SCHED_JOB_PREEMPTING && j->preemptions < UINT8_MAX)
+        j->preemptions++;
     stop_running(s, j, now);
     j->state = JZ_SCHED_JOB_PENDING;
     j->reason = JZ_SCHED_REASON_NEW;
     j->est_start = -1;
+    j->queued = now;
+    j->starved = false;
+    j->key = job_key(s, j); /* it received service: its band and what is left changed */
     if (queue_push(s, j)) {
         /* Cannot requeue without memory: drop it rather than keep a half-state job. */
         table_remove(s, j->id);
@@ -1959,6 +2029,55 @@ static bool over_quota(const struct jz_sched *s, const struct job *j)
     return t->max_gpus && j->gpus * jz_sched__parts_of(j) > t->max_gpus;
 }
 
+/* Time-limit seconds a waiting job may still use, times its GPUs (a CPU job counts one). */
+static double work_left(const struct job *j)
+{
+    double left = (double)(j->limit > j->ran ? j->limit - j->ran : 0);
+    return left * (j->gpus ? j->gpus : 1) * jz_sched__parts_of(j);
+}
+
+/* Full passes: starvation protection for classes with an order. A job that has waited
+ * starve_after and whose time limit left is at least starve_drain_factor times the time the
+ * waiting work needs to drain on the cluster's GPUs loses its handicaps and moves up its queue:
+ * left behind every shorter job, it would start last and run alone on an otherwise idle cluster
+ * (the makespan and the utilisation pay for it). Every other job is protected by age, which
+ * outgrows any handicap in a bounded time (docs/scheduler.md). Candidates are found in one walk,
+ * then moved, so the walk never sees a heap change under it. */
+static int starvation_check(struct jz_sched *s, int64_t now)
+{
+    if (s->cfg.starve_after_s <= 0)
+        return 0;
+    double backlog = 0, gpus = 0;
+    for (size_t n = 0; n < s->nnodes; n++)
+        if (!s->nodes[n].removed)
+            gpus += s->nodes[n].gpus;
+    s->ntmp = 0;
+    for (size_t i = 0; i < s->nactive; i++) {
+        struct queue *q = s->active[i];
+        for (size_t k = 0; k < q->n; k++) {
+            struct job *j = q->h[k];
+            backlog += work_left(j);
+            if (j->starved || !s->classes[j->cls].order || now - j->queued < s->cfg.starve_after_s)
+                continue;
+            if (grow((void **)&s->tmp, &s->tmp_cap, s->ntmp + 1, sizeof(*s->tmp)))
+                return JZ_ENOMEM;
+            s->tmp[s->ntmp++] = j;
+        }
+    }
+    double drain_s = gpus > 0 ? backlog / gpus : 0;
+    for (size_t i = 0; i < s->ntmp; i++) {
+        struct job *j = s->tmp[i];
+        double left = (double)(j->limit > j->ran ? j->limit - j->ran : 0);
+        if (left < s->cfg.starve_drain_factor * drain_s)
+            continue;
+        j->starved = true;
+        j->key = job_key(s, j);
+        sift_up(s->tenants[j->tenant]->queues[j->nodes > 1][j->gpus], j->heap_pos);
+    }
+    s->ntmp = 0;
+    return 0;
+}
+
 /* Parked jobs that could now run somewhere, within their tenant's quota, go back to their
  * queues. */
 static void never_recheck(struct jz_sched *s)
@@ -1992,8 +2111,11 @@ int jz_sched_decide(struct jz_sched *s, int64_t now, unsigned flags, struct jz_s
     if (s->never_recheck)
         never_recheck(s);
     bool full = flags & JZ_SCHED_FULL;
-    if (full)
+    if (full) {
         fair_share_update(s, now);
+        if (starvation_check(s, now))
+            return jz_error_set(err, JZ_ENOMEM, "out of memory deciding");
+    }
     s->pass++;
     if (grow((void **)&s->cand, &s->cand_cap, s->nactive + 1, sizeof(*s->cand)))
         return jz_error_set(err, JZ_ENOMEM, "out of memory deciding");
@@ -2007,6 +2129,11 @@ int jz_sched_decide(struct jz_sched *s, int64_t now, unsigned flags, struct jz_s
         q->block_arg = 0;
         cand_push(s, job_prio(s, q->h[0], now), q);
     }
+    /* With few queues (one tenant, a few sizes) each may be looked at deeper: the depth adapts
+     * so that backfill_max_tests is shared among the queues there are. */
+    unsigned depth = s->cfg.backfill_depth;
+    if (s->nactive > 0 && s->cfg.backfill_max_tests / s->nactive > depth)
+        depth = (unsigned)(s->cfg.backfill_max_tests / s->nactive);
     struct head hd = {.set = false};
     int preempt_budget = PREEMPT_SEARCHES;
     unsigned tests = 0;
@@ -2091,7 +2218,13 @@ int jz_sched_decide(struct jz_sched *s, int64_t now, unsigned flags, struct jz_s
                                 ? JZ_SCHED_REASON_PRIORITY
                                 : JZ_SCHED_REASON_RESOURCES;
                 j->reason_arg = is_head ? 0 : hd.job->id;
-                if (!j->victims_left && s->classes[j->cls].can_preempt && preempt_budget > 0 &&
+                /* A class that may preempt lower ranks looks on every decision. Preemption
+                 * within a rank (service order) is slower business, a job ran at least
+                 * preempt_min_run_s first: only the head looks, on full passes, so the
+                 * incremental decision stays cheap. */
+                const struct jz_sched_class *jc = &s->classes[j->cls];
+                bool may = jc->can_preempt || (jc->order && full && is_head);
+                if (!j->victims_left && may && preempt_budget > 0 &&
                     why != FAIL_RESERVATION) {
                     preempt_budget--;
                     jz_sched__try_preempt(s, j, now, out, &hd);
@@ -2116,7 +2249,7 @@ int jz_sched_decide(struct jz_sched *s, int64_t now, unsigned flags, struct jz_s
             if (++tests >= s->cfg.backfill_max_tests)
                 break; /* bounded work per call; the rest keep their last reason */
         }
-        if (next && q->n > 0 && q->examined < s->cfg.backfill_depth)
+        if (next && q->n > 0 && q->examined < depth)
             cand_push(s, job_prio(s, q->h[0], now), q);
     }
     /* Put back what was looked at and did not start. */
@@ -2228,6 +2361,11 @@ int jz_sched_job_info(const struct jz_sched *s, uint64_t id, struct jz_sched_job
     info->node = jz_sched__nparts(j) ? j->parts[0].node : jz_sched__nclaims(j) ? j->claims[0] : 0;
     info->part_count = jz_sched__nparts(j);
     info->start_time = j->start;
+    info->attained_gpu_s = jz_sched__attained(j, j->start); /* runs that ended */
+    info->las_band = s->classes[j->cls].order & JZ_SCHED_ORDER_LAS
+                         ? jz_sched__las_band(s, info->attained_gpu_s)
+                         : 0;
+    info->preemptions = j->preemptions;
     char *b = info->reason_text;
     size_t n = sizeof(info->reason_text);
     unsigned long long arg = (unsigned long long)j->reason_arg;

@@ -27,12 +27,23 @@
 #define JZ_SCHED_MAX_DEPS 16                    /* dependencies per job */
 #define JZ_SCHED_MAX_TIME_LIMIT (366LL * 86400) /* seconds */
 #define JZ_SCHED_REASON_LEN 192
+#define JZ_SCHED_MAX_LAS_BANDS 8 /* attained-service thresholds (bands - 1) */
+
+/* How a class orders its waiting jobs beyond class, fair share and age (bits; 0 = by age alone,
+ * first come first served within a tenant and size). */
+#define JZ_SCHED_ORDER_LAS 1u      /* least attained service first: Tiresias-style bands over the
+                                    * GPU-seconds a job has already received; needs no durations */
+#define JZ_SCHED_ORDER_SHORTEST 2u /* shortest remaining time limit x GPUs first */
 
 /* A priority class. Higher rank is more important. */
 struct jz_sched_class {
     char name[JZ_SCHED_NAME_LEN];
     unsigned rank;    /* 0..100; also the class factor (rank / 100) in the priority */
     bool can_preempt; /* may stop preemptible jobs of lower rank to start */
+    /* JZ_SCHED_ORDER_* bits. With any, a waiting job may also stop a preemptible job of its own
+     * rank whose order is far behind its own (config.preempt_margin), that has run at least
+     * preempt_min_run_s since it started and was not already preempted max_preemptions times. */
+    unsigned order;
 };
 
 /* A tenant's quota in one site: GPUs in use at once there. Unlike the tenant's max_gpus, 0 means
@@ -77,8 +88,30 @@ struct jz_sched_config {
     double default_weight;       /* weight of tenants not configured; default 1 */
     int64_t preempt_grace_s;     /* checkpoint signal to kill; default 120 */
     unsigned backfill_depth;     /* jobs left waiting looked at per (tenant, size) queue per
-                                  * decide call; default 16 */
+                                  * decide call, at least; default 16. With few queues it grows
+                                  * to backfill_max_tests / queues (the depth adapts to the
+                                  * queue's shape) */
     unsigned backfill_max_tests; /* jobs left waiting looked at per decide call; default 500 */
+    /* Least attained service and shortest-first (classes with JZ_SCHED_ORDER_* bits). */
+    double weight_las;      /* subtracted per band above the first; default 4000 */
+    double las_thresholds[JZ_SCHED_MAX_LAS_BANDS]; /* GPU-seconds, increasing: band b holds
+                                                   * jobs that received at least threshold
+                                                   * b-1; default 1 GPU-hour, 16 GPU-hours */
+    size_t las_band_count;  /* thresholds used (bands - 1); default 2 */
+    double weight_shortest; /* times log2(1 + remaining GPU-hours of time limit); default 7000 */
+    double preempt_margin;  /* order gap that lets a job stop one of its own rank; default 8000 */
+    int64_t preempt_min_run_s; /* a victim of its own rank ran at least this long; default 1800 */
+    unsigned max_preemptions;  /* a job preempted this often is left alone by its own rank (a
+                                * higher class with can_preempt still may); default 3 */
+    /* Starvation protection (full passes) for classes with an order: a job that has waited
+     * starve_after_s in the queue, and whose time limit left is at least starve_drain_factor
+     * times the time the waiting work needs to drain on the cluster's GPUs, loses its LAS and
+     * shortest-first handicaps (it would otherwise start last and run alone). Age protects
+     * the others. starve_after_s 0 turns it off; defaults 1 day and 2. */
+    int64_t starve_after_s;
+    double starve_drain_factor;
+    unsigned default_order;    /* order of the default class and of classes that do not say;
+                                * default JZ_SCHED_ORDER_LAS | JZ_SCHED_ORDER_SHORTEST */
     char default_class[JZ_SCHED_NAME_LEN]; /* default "normal" (created with rank 50) */
     const struct jz_sched_class *classes;
     size_t class_count;
@@ -289,6 +322,9 @@ struct jz_sched_job_info {
     size_t node;        /* RUNNING/PREEMPTING: part 0's node (the rank-0 node) */
     size_t part_count;  /* RUNNING/PREEMPTING: its parts (nodes); 0 while it waits */
     int64_t start_time; /* RUNNING/PREEMPTING */
+    double attained_gpu_s;  /* GPU-seconds received in runs that ended (preempted ones) */
+    unsigned las_band;      /* 0 = least attained (its class orders by LAS, else 0) */
+    unsigned preemptions;   /* times it was preempted and requeued */
     char reason_text[JZ_SCHED_REASON_LEN];
 };
 /* What is known about a job; JZ_ENOENT when unknown (ended jobs are forgotten). */

@@ -32,6 +32,8 @@ struct part {
 struct job {
     uint64_t id;
     int64_t submit, limit, start, est_start, end_expected;
+    int64_t ran;    /* seconds run before the current run (earlier runs, ended by preemption) */
+    int64_t queued; /* when it last joined the queue (submitted or requeued) */
     double key, prio;
     uint64_t reason_arg;
     uint64_t for_job; /* PREEMPTING: the job it makes room for */
@@ -47,11 +49,12 @@ struct job {
     uint32_t ndependents, dependents_cap;
     uint32_t tenant, heap_pos, pass, fit_epoch;
     uint16_t gpus, cpus_per_gpu, cpus, deps_left, nodes, victims_left;
-    uint8_t cls, state, reason;
+    uint8_t cls, state, reason, preemptions;
     bool preemptible, dep_failed;
     bool parked;    /* waiting outside the queues (s->never): it could never run on the nodes
                      * there are (reason "never") or is larger than its tenant's quota */
     bool fits_ever; /* could_ever_fit as of fit_epoch */
+    bool starved;   /* waited starve_after: ordered by class, size and age alone */
 };
 
 struct queue {
@@ -266,6 +269,13 @@ static inline unsigned jz_sched__nclaims(const struct job *j)
 {
     return j->claims ? jz_sched__parts_of(j) : 0;
 }
+/* The order of a job within its class as if it waited now (LAS band, shortest remaining limit,
+ * class, size and age); a running job counts the time it has run so far. Higher goes first. */
+double jz_sched__job_key_at(const struct jz_sched *s, const struct job *j, int64_t now);
+/* A job's attained service (GPU-seconds) at now, and its LAS band. */
+double jz_sched__attained(const struct job *j, int64_t now);
+unsigned jz_sched__las_band(const struct jz_sched *s, double attained);
+
 /* Whether node n may take one part of j now, leaving aside which GPUs (jz_place decides):
  * free GPUs and cores, the tenant's site quota, reservations, the head's hold and preemptors'
  * claims. */

@@ -1059,6 +1059,8 @@ json_t *jz_job_record(const struct jz_job *job)
             json_object_set_new(out, "reason", json_string(why));
         json_object_set_new(out, "reason_code", json_string(jz_sched_reason_name(info.reason)));
         json_object_set_new(out, "priority", json_real(info.priority));
+        json_object_set_new(out, "attained_gpu_seconds", json_real(info.attained_gpu_s));
+        json_object_set_new(out, "preemptions", json_integer(info.preemptions));
         if (info.est_start >= 0) {
             char ts[40];
             jz_time_format_iso(info.est_start * 1000, ts, sizeof ts);

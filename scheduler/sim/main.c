@@ -36,6 +36,7 @@ struct sim_job {
     bool preemptible;
     char cls[JZ_SCHED_NAME_LEN];
     int64_t first_start, end;
+    int64_t run_start, ran, finish; /* this run's start; seconds run in all; when it ended */
     unsigned gen; /* bumps on preemption, so stale completion events are ignored */
     bool done, started, running;
     struct sim_part *parts; /* while running */
@@ -47,10 +48,9 @@ struct sim_tenant {
     char name[JZ_SCHED_NAME_LEN];
     double weight;
     unsigned max_gpus; /* its quota from the configuration; 0 = none */
-    double gpu_seconds;
+    double gpu_seconds; /* GPU-seconds its jobs ran (not the time they spent requeued) */
     size_t jobs, done;
-    double *waits;
-    size_t nwaits;
+    unsigned preemptions;
 };
 
 enum ev_kind { EV_SUBMIT = 0, EV_END = 1, EV_STOPPED = 2, EV_TIMER = 3 };
@@ -516,12 +516,10 @@ static void run_decide(struct sim *m, int64_t now, unsigned flags)
                 set_busy(m, sp->node, sp->gpu_mask, sp->cores, sp->ncores, true);
             }
             j->running = true;
+            j->run_start = now;
             if (!j->started) {
                 j->first_start = now;
                 j->started = true;
-                struct sim_tenant *t = &m->tenants[j->tenant];
-                double w = (double)(now - j->submit);
-                t->waits[t->nwaits++] = w;
             }
             m->busy_gpus += j->gpus * (unsigned)j->nparts;
             m->waiting--;
@@ -563,6 +561,16 @@ static void release(struct sim *m, struct sim_job *j)
     j->running = false;
 }
 
+/* A run ends (the job ended, or stopped for a preemption): its tenant is charged for this run
+ * alone, so the time a preempted job spends requeued is never charged. */
+static void run_ended(struct sim *m, struct sim_job *j, int64_t now)
+{
+    m->tenants[j->tenant].gpu_seconds +=
+        (double)j->gpus * (double)j->nparts * (double)(now - j->run_start);
+    j->ran += now - j->run_start;
+    release(m, j);
+}
+
 static struct jz_sched_job sched_job(const struct sim *m, const struct sim_job *j)
 {
     return (struct jz_sched_job){.id = j->id,
@@ -596,11 +604,6 @@ static bool can_ever_run(const struct sim *m, const struct sim_job *j, char *why
 
 static void simulate(struct sim *m)
 {
-    for (size_t t = 0; t < m->ntenants; t++) {
-        m->tenants[t].waits = calloc(m->njobs + 1, sizeof(double));
-        if (!m->tenants[t].waits)
-            die("out of memory");
-    }
     for (size_t i = 0; i < m->njobs; i++) {
         ev_push(m, (struct event){m->jobs[i].submit, EV_SUBMIT, i, 0});
         m->tenants[m->jobs[i].tenant].jobs++;
@@ -632,10 +635,9 @@ static void simulate(struct sim *m)
             case EV_END:
                 if (e.gen != j->gen || j->done)
                     break;
-                m->tenants[j->tenant].gpu_seconds +=
-                    (double)j->gpus * (double)j->nparts * (double)(now - j->first_start);
-                release(m, j);
+                run_ended(m, j, now);
                 j->done = true;
+                j->finish = now;
                 remaining--;
                 m->tenants[j->tenant].done++;
                 if (now > m->end_t)
@@ -650,13 +652,14 @@ static void simulate(struct sim *m)
             case EV_STOPPED:
                 if (e.gen != j->gen)
                     break;
-                release(m, j);
+                run_ended(m, j, now);
                 /* The checkpoint kept its progress. */
                 j->remaining -=
                     now - (j->end - (j->remaining < j->limit ? j->remaining : j->limit));
                 if (j->remaining < 1)
                     j->remaining = 1;
                 j->preemptions++;
+                m->tenants[j->tenant].preemptions++;
                 m->waiting++;
                 if (jz_sched_job_requeue(m->s, j->id, now, &err))
                     die("requeue: %s", err.msg);
@@ -706,6 +709,68 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* Nearest rank: the smallest value that at least fraction q of the sorted values do not exceed. */
+static double percentile(const double *sorted, size_t n, double q)
+{
+    if (n == 0)
+        return 0;
+    size_t rank = (size_t)ceil(q * (double)n);
+    return sorted[rank ? rank - 1 : 0];
+}
+
+static double mean_of(const double *v, size_t n)
+{
+    double sum = 0;
+    for (size_t i = 0; i < n; i++)
+        sum += v[i];
+    return n ? sum / (double)n : 0;
+}
+
+/* What the scheduling papers report, over the jobs that finished (all of them, or one tenant's:
+ * tenant < 0 for all): job completion time (finish - submit), queueing delay (JCT - time run),
+ * wait before the first start, and preemptions. */
+struct outcome {
+    size_t done, preempted;
+    double jct_mean, jct_p50, jct_p99, delay_mean, wait_mean, wait_p95;
+    unsigned preempt_max;
+};
+
+static struct outcome outcome_of(const struct sim *m, int tenant)
+{
+    struct outcome o = {0};
+    double *jct = calloc(m->njobs + 1, sizeof(double));
+    double *wait = calloc(m->njobs + 1, sizeof(double));
+    if (!jct || !wait)
+        die("out of memory");
+    double delay = 0;
+    size_t nwait = 0;
+    for (size_t i = 0; i < m->njobs; i++) {
+        const struct sim_job *j = &m->jobs[i];
+        if (tenant >= 0 && j->tenant != tenant)
+            continue;
+        if (j->started)
+            wait[nwait++] = (double)(j->first_start - j->submit);
+        if (j->preemptions > o.preempt_max)
+            o.preempt_max = j->preemptions;
+        o.preempted += j->preemptions > 0;
+        if (!j->done)
+            continue;
+        jct[o.done++] = (double)(j->finish - j->submit);
+        delay += (double)(j->finish - j->submit - j->ran);
+    }
+    qsort(jct, o.done, sizeof(double), cmp_double);
+    qsort(wait, nwait, sizeof(double), cmp_double);
+    o.jct_mean = mean_of(jct, o.done);
+    o.jct_p50 = percentile(jct, o.done, 0.50);
+    o.jct_p99 = percentile(jct, o.done, 0.99);
+    o.delay_mean = o.done ? delay / (double)o.done : 0;
+    o.wait_mean = mean_of(wait, nwait);
+    o.wait_p95 = percentile(wait, nwait, 0.95);
+    free(jct);
+    free(wait);
+    return o;
+}
+
 static void report(struct sim *m, bool json, double wall)
 {
     double span = (double)(m->end_t - m->first_t);
@@ -729,48 +794,57 @@ static void report(struct sim *m, bool json, double wall)
     }
     double jain = s2 > 0 ? s1 * s1 / ((double)m->ntenants * s2) : 0;
     double dps = m->decide_seconds > 0 ? (double)m->decide_calls / m->decide_seconds : 0;
+    struct outcome all = outcome_of(m, -1);
     if (json)
         printf("{\"nodes\": %zu, \"gpus\": %u, \"jobs\": %zu, \"makespan_s\": %.0f, "
                "\"utilisation\": %.4f, \"fragmentation\": %.4f, \"fairness_jain\": %.4f, "
                "\"decide_calls\": %" PRIu64 ", \"starts\": %" PRIu64 ", \"preemptions\": %" PRIu64
                ", \"decisions_per_second\": %.0f, \"violations\": %zu, \"never_fit\": %zu, "
-               "\"tenants\": [",
+               "\"done\": %zu, \"jct_mean_s\": %.0f, \"jct_p50_s\": %.0f, \"jct_p99_s\": %.0f, "
+               "\"queueing_delay_mean_s\": %.0f, \"wait_mean_s\": %.0f, "
+               "\"preemptions_max_per_job\": %u, \"jobs_preempted\": %zu, \"tenants\": [",
                m->nnodes, m->total_gpus, m->njobs, span, util, frag, jain, m->decide_calls,
-               m->starts, m->preempts, dps, m->violations, m->never);
+               m->starts, m->preempts, dps, m->violations, m->never, all.done, all.jct_mean,
+               all.jct_p50, all.jct_p99, all.delay_mean, all.wait_mean, all.preempt_max,
+               all.preempted);
     else {
         printf("cluster      %zu nodes, %u GPUs; %zu jobs over %.0f s (simulated in %.2f s)\n",
                m->nnodes, m->total_gpus, m->njobs, span, wall);
+        printf("JCT          mean %.0f s, p50 %.0f s, p99 %.0f s over %zu finished jobs\n",
+               all.jct_mean, all.jct_p50, all.jct_p99, all.done);
+        printf("queueing     mean delay %.0f s (JCT - time run); mean wait to first start %.0f s\n",
+               all.delay_mean, all.wait_mean);
+        printf("makespan     %.0f s (first submit to last end)\n", span);
         printf("utilisation  %.1f%% of GPU time\n", 100 * util);
         printf("fragmentation %.1f%% of GPUs idle while jobs waited\n", 100 * frag);
         printf("fairness     Jain index %.3f over share achieved / weight share\n", jain);
-        printf("decisions    %" PRIu64 " decide calls, %" PRIu64 " starts, %" PRIu64
-               " preemptions, %.0f decide calls/s\n",
-               m->decide_calls, m->starts, m->preempts, dps);
+        printf("preemptions  %" PRIu64 " in all, %zu jobs preempted, at most %u for one job\n",
+               m->preempts, all.preempted, all.preempt_max);
+        printf("decisions    %" PRIu64 " decide calls, %" PRIu64 " starts, %.0f decide calls/s\n",
+               m->decide_calls, m->starts, dps);
         if (m->never)
             printf("never        %zu job%s could never run (no node set holds %s, or over the "
                    "tenant's quota)\n",
                    m->never, m->never == 1 ? "" : "s", m->never == 1 ? "it" : "them");
-        printf("%-12s %6s %6s %10s %10s %8s %8s\n", "tenant", "jobs", "done", "mean wait",
-               "p95 wait", "share", "weight");
+        printf("%-12s %6s %6s %10s %10s %10s %10s %7s %7s %7s\n", "tenant", "jobs", "done",
+               "mean JCT", "p99 JCT", "mean wait", "p95 wait", "preempt", "share", "weight");
     }
     for (size_t t = 0; t < m->ntenants; t++) {
         struct sim_tenant *x = &m->tenants[t];
-        qsort(x->waits, x->nwaits, sizeof(double), cmp_double);
-        double mean = 0;
-        for (size_t i = 0; i < x->nwaits; i++)
-            mean += x->waits[i];
-        mean = x->nwaits ? mean / (double)x->nwaits : 0;
-        /* nearest rank: the smallest wait that at least 95% of the jobs did not exceed */
-        size_t rank = (size_t)ceil(0.95 * (double)x->nwaits);
-        double p95 = x->nwaits ? x->waits[rank ? rank - 1 : 0] : 0;
+        struct outcome o = outcome_of(m, (int)t);
         double share = total_gs > 0 ? x->gpu_seconds / total_gs : 0;
         if (json)
-            printf("%s{\"name\": \"%s\", \"jobs\": %zu, \"done\": %zu, \"mean_wait_s\": %.1f, "
-                   "\"p95_wait_s\": %.1f, \"share\": %.4f, \"weight_share\": %.4f}",
-                   t ? ", " : "", x->name, x->jobs, x->done, mean, p95, share, x->weight / wsum);
+            printf("%s{\"name\": \"%s\", \"jobs\": %zu, \"done\": %zu, \"jct_mean_s\": %.1f, "
+                   "\"jct_p50_s\": %.1f, \"jct_p99_s\": %.1f, \"queueing_delay_mean_s\": %.1f, "
+                   "\"mean_wait_s\": %.1f, \"p95_wait_s\": %.1f, \"preemptions\": %u, "
+                   "\"gpu_seconds\": %.0f, \"share\": %.4f, \"weight_share\": %.4f}",
+                   t ? ", " : "", x->name, x->jobs, x->done, o.jct_mean, o.jct_p50, o.jct_p99,
+                   o.delay_mean, o.wait_mean, o.wait_p95, x->preemptions, x->gpu_seconds, share,
+                   x->weight / wsum);
         else
-            printf("%-12s %6zu %6zu %9.0fs %9.0fs %7.1f%% %7.1f%%\n", x->name, x->jobs, x->done,
-                   mean, p95, 100 * share, 100 * x->weight / wsum);
+            printf("%-12s %6zu %6zu %9.0fs %9.0fs %9.0fs %9.0fs %7u %6.1f%% %6.1f%%\n", x->name,
+                   x->jobs, x->done, o.jct_mean, o.jct_p99, o.wait_mean, o.wait_p95,
+                   x->preemptions, 100 * share, 100 * x->weight / wsum);
     }
     if (json)
         printf("]}\n");
@@ -786,13 +860,14 @@ static void usage(void)
         "                  --generate N [--seed S] [--tenants T] [--load L]\n"
         "                  [--high-class NAME --high-fraction F] [--gang-fraction F])\n"
         "                  [--config FILE.json] [--full-every SECONDS] [--write-trace FILE]\n"
-        "                  [--cpus-per-gpu N] [--check] [--log] [--json]\n"
+        "                  [--cpus-per-gpu N] [--preemptible trace|all|none]\n"
+        "                  [--check] [--log] [--json]\n"
         "Trace CSV columns: submit,duration,time_limit,gpus,tenant,preemptible[,class[,nodes]]\n"
         "(seconds). With nodes, gpus is per node; without, a job larger than the largest\n"
         "node (K GPUs) runs as ceil(gpus/K) nodes of K GPUs. --config takes the service "
         "configuration file (its \"scheduler\"\n"
-        "object) or that object alone. --check verifies invariants and exits 3 on a\n"
-        "violation.\n");
+        "object) or that object alone. --preemptible all (none) replays every job as\n"
+        "preemptible (not). --check verifies invariants and exits 3 on a violation.\n");
     exit(1);
 }
 
@@ -809,6 +884,7 @@ int main(int argc, char **argv)
     double load = 0.9, high_fraction = 0, gang_fraction = 0;
     const char *high_class = NULL;
     bool json = false;
+    const char *preemptible = "trace";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--cluster") && v)
@@ -837,7 +913,12 @@ int main(int argc, char **argv)
             write = argv[++i];
         else if (!strcmp(a, "--cpus-per-gpu") && v)
             m.cpus_per_gpu = (unsigned)strtoul(argv[++i], NULL, 10);
-        else if (!strcmp(a, "--check"))
+        else if (!strcmp(a, "--preemptible") && v) {
+            preemptible = argv[++i];
+            if (strcmp(preemptible, "trace") && strcmp(preemptible, "all") &&
+                strcmp(preemptible, "none"))
+                usage();
+        } else if (!strcmp(a, "--check"))
             m.check = true;
         else if (!strcmp(a, "--log"))
             m.log = true;
@@ -876,6 +957,9 @@ int main(int argc, char **argv)
         read_trace(&m, trace);
     else
         generate(&m, gen, tenants, load, high_class, high_fraction, gang_fraction);
+    /* What-if: the same trace with every job, or none, checkpointing (preemptible). */
+    for (size_t i = 0; strcmp(preemptible, "trace") && i < m.njobs; i++)
+        m.jobs[i].preemptible = strcmp(preemptible, "all") == 0;
     for (size_t t = 0; t < m.ntenants; t++)
         for (size_t c = 0; c < p->cfg.tenant_count; c++)
             if (!strcmp(p->cfg.tenants[c].name, m.tenants[t].name)) {
@@ -900,8 +984,6 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < m.njobs; i++)
         if (m.jobs[i].parts)
             release(&m, &m.jobs[i]);
-    for (size_t t = 0; t < m.ntenants; t++)
-        free(m.tenants[t].waits);
     free(m.core_busy);
     free(m.node_busy);
     free(m.node_topo);
