@@ -230,6 +230,8 @@ struct core_ctx {
     size_t out_count;
 };
 
+#define PLACE_STACK_CORES 512 /* jz_place_gpus: nodes up to this many cores use no heap scratch */
+
 static bool core_pref(const struct jz_topo *t, size_t core, int numa)
 {
     return jz_topo_core_at(t, core)->numa_os == numa;
@@ -524,32 +526,47 @@ static int fill(const struct jz_topo *t, uint64_t set, const size_t *cores, size
     return 0;
 }
 
-/* The result for a chosen GPU set and its cores, with the sentence that explains it. */
+/* The sentence of a GPU result; ties: candidates that were as close (the choice among equals is
+ * said). */
+static void describe(struct jz_place_result *r, unsigned ties)
+{
+    char gl[128], list[128];
+    int gv[JZ_TOPO_MAX_GPUS] = {0};
+    for (size_t i = 0; i < r->gpu_count; i++)
+        gv[i] = (int)r->gpus[i];
+    list_ints(gv, r->gpu_count, gl, sizeof(gl));
+    list_ints(r->numa, r->numa_count, list, sizeof(list));
+    if (r->gpu_count == 1)
+        say(r->reason, sizeof(r->reason),
+            "GPU %s%s, with %zu local core%s and memory on NUMA node %s.", gl,
+            ties > 0 ? " (of the free GPUs, the one that leaves larger free groups whole)" : "",
+            r->core_count, r->core_count == 1 ? "" : "s", r->numa_count ? list : "unknown");
+    else
+        say(r->reason, sizeof(r->reason),
+            "GPUs %s are the closest free set (worst link: %s)%s, with %zu local cores and "
+            "memory on NUMA node %s.",
+            gl, jz_topo_link_name(r->worst_link),
+            ties > 0 ? ", chosen among equals to leave larger free groups whole" : "", r->core_count,
+            r->numa_count ? list : "unknown");
+}
+
+void jz_place_describe(struct jz_place_result *res)
+{
+    if (res && res->fits && !res->reason[0] && res->gpu_count > 0 && res->gpus)
+        describe(res, 0);
+}
+
+/* The result for a chosen GPU set and its cores, with the sentence that explains it unless
+ * quiet. */
 static int gpu_result(const struct jz_topo *t, uint64_t set, const size_t *cores, size_t ncores,
-                      unsigned ties, struct jz_place_result *out)
+                      unsigned ties, bool quiet, struct jz_place_result *out)
 {
     struct jz_place_result r;
     int rc = fill(t, set, cores, ncores, &r);
     if (rc)
         return rc;
-    char gl[128], list[128];
-    int gv[JZ_TOPO_MAX_GPUS] = {0};
-    for (size_t i = 0; i < r.gpu_count; i++)
-        gv[i] = (int)r.gpus[i];
-    list_ints(gv, r.gpu_count, gl, sizeof(gl));
-    list_ints(r.numa, r.numa_count, list, sizeof(list));
-    if (r.gpu_count == 1)
-        say(r.reason, sizeof(r.reason),
-            "GPU %s%s, with %zu local core%s and memory on NUMA node %s.", gl,
-            ties > 0 ? " (of the free GPUs, the one that leaves larger free groups whole)" : "",
-            r.core_count, r.core_count == 1 ? "" : "s", r.numa_count ? list : "unknown");
-    else
-        say(r.reason, sizeof(r.reason),
-            "GPUs %s are the closest free set (worst link: %s)%s, with %zu local cores and "
-            "memory on NUMA node %s.",
-            gl, jz_topo_link_name(r.worst_link),
-            ties > 0 ? ", chosen among equals to leave larger free groups whole" : "", r.core_count,
-            r.numa_count ? list : "unknown");
+    if (!quiet)
+        describe(&r, ties);
     *out = r;
     return 0;
 }
@@ -567,8 +584,12 @@ int jz_place_gpus(const struct jz_topo *t, const struct jz_place_usage *usage,
         if (bit(gbusy, (size_t)__builtin_ctzll(m)))
             return jz_error_set(err, JZ_EBUSY, "GPU %d is in use", __builtin_ctzll(m));
     size_t nc = jz_topo_core_count(t);
-    size_t *cores = malloc((nc + 1) * sizeof(size_t));
-    uint64_t *taken = malloc((JZ_BITMAP_WORDS(nc) + 1) * sizeof(uint64_t));
+    /* The scheduler calls this for every start: scratch on the stack for usual nodes. */
+    size_t cores_stack[PLACE_STACK_CORES];
+    uint64_t taken_stack[JZ_BITMAP_WORDS(PLACE_STACK_CORES)];
+    bool small = nc <= PLACE_STACK_CORES;
+    size_t *cores = small ? cores_stack : malloc((nc + 1) * sizeof(size_t));
+    uint64_t *taken = small ? taken_stack : malloc((JZ_BITMAP_WORDS(nc) + 1) * sizeof(uint64_t));
     int rc = 0;
     if (!cores || !taken) {
         rc = jz_error_set(err, JZ_ENOMEM, "out of memory placing a job");
@@ -583,11 +604,13 @@ int jz_place_gpus(const struct jz_topo *t, const struct jz_place_usage *usage,
         refuse(res, "the chosen GPUs lack %u free local cores each", req->cpus_per_gpu);
         goto out;
     }
-    if (gpu_result(t, set, cores, cc.out_count, 0, res) != 0)
+    if (gpu_result(t, set, cores, cc.out_count, 0, req->quiet, res) != 0)
         rc = jz_error_set(err, JZ_ENOMEM, "out of memory placing a job");
 out:
-    free(cores);
-    free(taken);
+    if (!small) {
+        free(cores);
+        free(taken);
+    }
     return rc;
 }
 
@@ -697,7 +720,7 @@ int jz_place(const struct jz_topo *t, const struct jz_place_usage *usage,
     }
     if (!ok && req->cpus_per_gpu)
         assign_cores(t, set, &cc); /* the chooser may have tried others since */
-    if ((rc = gpu_result(t, set, cores, cc.out_count, ties, &r)) != 0)
+    if ((rc = gpu_result(t, set, cores, cc.out_count, ties, false, &r)) != 0)
         goto nomem;
     *res = r;
     goto out;

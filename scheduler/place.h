@@ -31,6 +31,8 @@ struct jz_place_request {
     unsigned cpus;             /* whole cores for a CPU-only job (used when gpus == 0) */
     const char *model;         /* NULL or "": any; else a case-insensitive substring of the model */
     uint64_t min_memory_bytes; /* 0: any; a GPU of unknown memory never satisfies a minimum */
+    bool quiet; /* jz_place_gpus: leave a fitting result's reason empty, for a caller that
+                 * compares candidates and renders only the one it keeps (jz_place_describe) */
 };
 
 /* The answer. On fits == false only reason is meaningful (and the arrays are NULL). */
@@ -63,6 +65,10 @@ void jz_place_result_free(struct jz_place_result *res);
 int jz_place_gpus(const struct jz_topo *t, const struct jz_place_usage *usage,
                   const struct jz_place_request *req, uint64_t set, struct jz_place_result *res,
                   struct jz_error *err);
+
+/* Writes the sentence of a fitting result whose reason is empty (a quiet jz_place_gpus): its
+ * GPUs, worst link, cores and NUMA nodes. */
+void jz_place_describe(struct jz_place_result *res);
 
 /* Lower-level entry used by the scheduler, which keeps its own cache: chooses the GPU set only.
  * free_mask has bit i set for each usable GPU i. On success writes the chosen set to *chosen and

@@ -15,6 +15,7 @@
 #define NODE_SCAN_LIMIT 64    /* nodes examined per placement attempt */
 #define NODE_FITS_WANTED 4    /* fitting nodes compared (by GPU distance) before choosing */
 #define PREEMPT_SEARCHES 4    /* preemption searches per decide call */
+#define STARVE_CHECK_S 300    /* starvation is slow (starve_after: a day): look every 5 min */
 #define SET_CACHE_MAX_GPUS 10 /* topologies this small cache every (free set, size) choice */
 #define SET_KNOWN (1ull << 63)
 
@@ -1777,7 +1778,8 @@ bool jz_sched__place_on_node(struct jz_sched *s, const struct job *j, size_t n,
                                    .cpus_per_gpu = j->cpus_per_gpu,
                                    .cpus = j->cpus,
                                    .model = j->model,
-                                   .min_memory_bytes = j->min_mem};
+                                   .min_memory_bytes = j->min_mem,
+                                   .quiet = true};
     struct jz_place_usage u = {.gpu_busy = &nd->gpu_busy, .core_busy = nd->core_busy};
     uint64_t *cache = s->shapes[nd->shape].set_cache;
     if (k && cache && !j->model && !j->min_mem) {
@@ -1910,6 +1912,36 @@ static enum fail place_single(struct jz_sched *s, struct job *j, int64_t now, co
     return FAIL_RESOURCES;
 }
 
+void jz_sched_decision_explain(struct jz_sched_decision *d)
+{
+    if (!d || d->action != JZ_SCHED_START || d->part_count == 0)
+        return;
+    for (size_t i = 0; i < d->part_count; i++)
+        jz_place_describe(&d->parts[i].place);
+    if (d->why[0])
+        return;
+    const char *first = d->parts[0].node_name;
+    size_t n = d->part_count;
+    if (n > 1) {
+        char tail[64] = "";
+        if (d->backfilled_for)
+            say(tail, sizeof(tail), "; backfilled without delaying job %llu",
+                (unsigned long long)d->backfilled_for);
+        say(d->why, sizeof(d->why),
+            "All %zu parts start together: %s and %zu other node%s, in %u site%s and %u switch "
+            "group%s%s.",
+            n, first, n - 1, n == 2 ? "" : "s", d->nsites, d->nsites == 1 ? "" : "s",
+            d->nswitches, d->nswitches == 1 ? "" : "s", tail);
+    } else if (d->backfilled_for) {
+        say(d->why, sizeof(d->why),
+            "Backfilled on %s: it cannot delay job %llu, which has the resources reserved from "
+            "%lld.",
+            first, (unsigned long long)d->backfilled_for, (long long)d->head_start);
+    } else {
+        say(d->why, sizeof(d->why), "Highest priority that fits; best fit on %s.", first);
+    }
+}
+
 /* ---------- the decision loop ---------- */
 
 static void cand_push(struct jz_sched *s, double p, struct queue *q)
@@ -1978,26 +2010,12 @@ static int emit_start(struct jz_sched *s, struct job *j, struct plan *p, int64_t
     d->job_id = j->id;
     d->parts = p->parts;
     d->part_count = p->n;
-    const char *first = p->parts[0].node_name;
-    bool backfill = hd->set && hd->job != j;
-    if (p->n > 1) {
-        char tail[64] = "";
-        if (backfill)
-            say(tail, sizeof(tail), "; backfilled without delaying job %llu",
-                (unsigned long long)hd->job->id);
-        say(d->why, sizeof(d->why),
-            "All %zu parts start together: %s and %zu other node%s, in %u site%s and %u switch "
-            "group%s%s.",
-            p->n, first, p->n - 1, p->n == 2 ? "" : "s", p->nsites, p->nsites == 1 ? "" : "s",
-            p->nswitches, p->nswitches == 1 ? "" : "s", tail);
-    } else if (backfill) {
-        say(d->why, sizeof(d->why),
-            "Backfilled on %s: it cannot delay job %llu, which has the resources reserved from "
-            "%lld.",
-            first, (unsigned long long)hd->job->id, (long long)hd->t);
-    } else {
-        say(d->why, sizeof(d->why), "Highest priority that fits; best fit on %s.", first);
+    if (hd->set && hd->job != j) {
+        d->backfilled_for = hd->job->id;
+        d->head_start = hd->t;
     }
+    d->nsites = p->nsites;
+    d->nswitches = p->nswitches;
     p->parts = NULL;
     p->n = 0;
     s->decisions++;
@@ -2020,6 +2038,15 @@ static void head_take(struct jz_sched *s, struct head *hd, struct job *j, int64_
     }
     jz_sched__head_shadow(s, j, now, hd);
     j->est_start = hd->t == NEVER ? -1 : hd->t;
+}
+
+/* Sets a waiting job aside (reason "never" or "quota"), out of its queue; without memory to
+ * do so it stays in its queue. */
+static void park(struct jz_sched *s, struct job *j)
+{
+    queue_remove(s, j);
+    if (never_add(s, j) != 0)
+        queue_push(s, j); /* cannot fail: the queue just shrank */
 }
 
 /* Whether j needs more GPUs than its tenant may ever use at once. */
@@ -2113,8 +2140,11 @@ int jz_sched_decide(struct jz_sched *s, int64_t now, unsigned flags, struct jz_s
     bool full = flags & JZ_SCHED_FULL;
     if (full) {
         fair_share_update(s, now);
-        if (starvation_check(s, now))
-            return jz_error_set(err, JZ_ENOMEM, "out of memory deciding");
+        if (now >= s->next_starve_check) {
+            if (starvation_check(s, now))
+                return jz_error_set(err, JZ_ENOMEM, "out of memory deciding");
+            s->next_starve_check = now + STARVE_CHECK_S;
+        }
     }
     s->pass++;
     if (grow((void **)&s->cand, &s->cand_cap, s->nactive + 1, sizeof(*s->cand)))
@@ -2141,14 +2171,11 @@ int jz_sched_decide(struct jz_sched *s, int64_t now, unsigned flags, struct jz_s
     while (s->ncand > 0 && rc == 0) {
         struct cand c = cand_pop(s);
         struct queue *q = c.q;
+        /* The job stays at the top of its queue while it is looked at: it leaves the queue only
+         * when it starts, is set aside, or the next job of its queue is to be looked at too
+         * (then it waits in tmp and is put back at the end). Most looks end with the queue
+         * blocked, and then cost no heap operation at all. */
         struct job *j = q->h[0];
-        queue_remove(s, j);
-        if (grow((void **)&s->tmp, &s->tmp_cap, s->ntmp + 1, sizeof(*s->tmp))) {
-            queue_push(s, j);
-            rc = jz_error_set(err, JZ_ENOMEM, "out of memory deciding");
-            break;
-        }
-        s->tmp[s->ntmp++] = j;
         j->prio = c.p;
         j->pass = s->pass;
         struct tenant *t = s->tenants[j->tenant];
@@ -2165,8 +2192,7 @@ int jz_sched_decide(struct jz_sched *s, int64_t now, unsigned flags, struct jz_s
             j->reason = JZ_SCHED_REASON_QUOTA;
             j->reason_arg = 0;
             j->est_start = -1;
-            if (never_add(s, j) == 0)
-                s->ntmp--;
+            park(s, j);
             next = true;
         } else if (t->max_gpus && t->in_use + j->gpus * jz_sched__parts_of(j) > t->max_gpus) {
             q->block = j->reason = JZ_SCHED_REASON_QUOTA;
@@ -2175,8 +2201,7 @@ int jz_sched_decide(struct jz_sched *s, int64_t now, unsigned flags, struct jz_s
         } else if (!jz_sched__ever_fits(s, j)) {
             j->reason = JZ_SCHED_REASON_NEVER;
             j->est_start = -1;
-            if (never_add(s, j) == 0)
-                s->ntmp--; /* parked, not put back */
+            park(s, j);
             next = true;
         } else {
             struct plan p = {0};
@@ -2185,7 +2210,7 @@ int jz_sched_decide(struct jz_sched *s, int64_t now, unsigned flags, struct jz_s
             if (why == FIT) {
                 rc = emit_start(s, j, &p, now, &hd, out);
                 if (rc == 0) {
-                    s->ntmp--; /* started: not put back */
+                    queue_remove(s, j); /* started: not put back */
                     s->pending--;
                     j->est_start = now;
                     jz_sched__claims_release(s, j);
@@ -2249,7 +2274,18 @@ int jz_sched_decide(struct jz_sched *s, int64_t now, unsigned flags, struct jz_s
             if (++tests >= s->cfg.backfill_max_tests)
                 break; /* bounded work per call; the rest keep their last reason */
         }
-        if (next && q->n > 0 && q->examined < depth)
+        if (!next || q->examined >= depth)
+            continue;
+        if (j->state == JZ_SCHED_JOB_PENDING && !j->parked) {
+            /* It waits in tmp, so that the job behind it comes to the top. */
+            if (grow((void **)&s->tmp, &s->tmp_cap, s->ntmp + 1, sizeof(*s->tmp))) {
+                rc = jz_error_set(err, JZ_ENOMEM, "out of memory deciding");
+                break;
+            }
+            queue_remove(s, j);
+            s->tmp[s->ntmp++] = j;
+        }
+        if (q->n > 0)
             cand_push(s, job_prio(s, q->h[0], now), q);
     }
     /* Put back what was looked at and did not start. */
@@ -2258,19 +2294,17 @@ int jz_sched_decide(struct jz_sched *s, int64_t now, unsigned flags, struct jz_s
             rc = jz_error_set(err, JZ_ENOMEM, "out of memory requeueing");
     s->ntmp = 0;
     if (full) {
+        /* Every waiting job's reason is now its queue's (or its own, if this pass looked at
+         * it): kept per queue, derived by jz_sched_job_info, so that a full pass does not touch
+         * each of 100,000 waiting jobs. */
         for (size_t i = 0; i < s->nactive; i++) {
             struct queue *q = s->active[i];
-            for (size_t k = 0; k < q->n; k++) {
-                struct job *j = q->h[k];
-                if (j->pass == s->pass)
-                    continue;
-                j->prio = job_prio(s, j, now);
-                j->reason = q->pass == s->pass ? q->block : JZ_SCHED_REASON_PRIORITY;
-                j->reason_arg = q->block_arg;
-                j->est_start = -1;
-                j->pass = s->pass;
-            }
+            q->full_pass = s->pass;
+            q->full_block = q->pass == s->pass ? q->block : JZ_SCHED_REASON_PRIORITY;
+            q->full_block_arg = q->block_arg;
         }
+        s->full_pass = s->pass;
+        s->full_now = now;
     }
     return rc;
 }
@@ -2320,19 +2354,20 @@ static void out_of_service_text(const struct jz_sched *s, const struct job *j, c
             big == 1 ? "" : "s", big == 1 ? "is" : "are");
 }
 
-static void quota_text(const struct jz_sched *s, const struct job *j, char *b, size_t n)
+static void quota_text(const struct jz_sched *s, const struct job *j, uint64_t arg, char *b,
+                       size_t n)
 {
     const struct tenant *t = s->tenants[j->tenant];
-    uint32_t site = (uint32_t)(j->reason_arg - 1);
+    uint32_t site = (uint32_t)(arg - 1);
     unsigned total = j->gpus * jz_sched__parts_of(j);
-    if ((j->reason_arg == 0 || site >= s->sites.n) && t->max_gpus && total > t->max_gpus) {
+    if ((arg == 0 || site >= s->sites.n) && t->max_gpus && total > t->max_gpus) {
         say(b, n,
             "Needs %u GPUs, more than tenant %s's quota of %u: it starts only if the quota "
             "grows.",
             total, t->name, t->max_gpus);
         return;
     }
-    if (j->reason_arg == 0 || site >= s->sites.n) {
+    if (arg == 0 || site >= s->sites.n) {
         say(b, n, "Tenant %s is at its quota of %u GPUs (%u in use).", t->name, t->max_gpus,
             t->in_use);
         return;
@@ -2358,6 +2393,17 @@ int jz_sched_job_info(const struct jz_sched *s, uint64_t id, struct jz_sched_job
     info->reason = (enum jz_sched_reason)j->reason;
     info->est_start = j->est_start;
     info->priority = j->prio;
+    uint64_t arg_now = j->reason_arg;
+    const struct queue *q = s->tenants[j->tenant]->queues[j->nodes > 1][j->gpus];
+    if (j->state == JZ_SCHED_JOB_PENDING && !j->parked && s->full_pass && q &&
+        q->full_pass == s->full_pass && j->pass < s->full_pass && j->queued <= s->full_now) {
+        /* Waiting in its queue at the last full pass, which did not look at it: its queue's
+         * reason then, and its priority then. */
+        info->reason = (enum jz_sched_reason)q->full_block;
+        arg_now = q->full_block_arg;
+        info->est_start = -1;
+        info->priority = job_prio(s, j, s->full_now);
+    }
     info->node = jz_sched__nparts(j) ? j->parts[0].node : jz_sched__nclaims(j) ? j->claims[0] : 0;
     info->part_count = jz_sched__nparts(j);
     info->start_time = j->start;
@@ -2368,7 +2414,7 @@ int jz_sched_job_info(const struct jz_sched *s, uint64_t id, struct jz_sched_job
     info->preemptions = j->preemptions;
     char *b = info->reason_text;
     size_t n = sizeof(info->reason_text);
-    unsigned long long arg = (unsigned long long)j->reason_arg;
+    unsigned long long arg = (unsigned long long)arg_now;
     const char *where = jz_sched__nparts(j) ? s->nodes[j->parts[0].node].name : "";
     char others[48] = "";
     if (jz_sched__nparts(j) > 1)
@@ -2395,7 +2441,7 @@ int jz_sched_job_info(const struct jz_sched *s, uint64_t id, struct jz_sched_job
     default:
         break;
     }
-    switch (j->reason) {
+    switch (info->reason) {
     case JZ_SCHED_REASON_RESOURCES:
         if (j->victims_left)
             say(b, n, "Waiting for %u preempted job%s to stop.", j->victims_left,
@@ -2420,7 +2466,7 @@ int jz_sched_job_info(const struct jz_sched *s, uint64_t id, struct jz_sched_job
             say(b, n, "Waiting behind higher-priority jobs.");
         break;
     case JZ_SCHED_REASON_QUOTA:
-        quota_text(s, j, b, n);
+        quota_text(s, j, arg, b, n);
         break;
     case JZ_SCHED_REASON_RESERVATION:
         say(b, n, "The free GPUs that would fit are reserved for another tenant.");

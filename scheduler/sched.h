@@ -267,8 +267,22 @@ struct jz_sched_decision {
     size_t part_count;
     uint64_t for_job;              /* PREEMPT: the job that needs the resources */
     int64_t grace_s;               /* PREEMPT */
-    char why[JZ_SCHED_REASON_LEN]; /* one sentence */
+    /* START: what the sentences are made of. backfilled_for: 0, or the job at the head of the
+     * queue it cannot delay (whose resources are reserved from head_start); nsites, nswitches:
+     * how spread a gang's nodes are. */
+    uint64_t backfilled_for;
+    int64_t head_start;
+    unsigned nsites, nswitches;
+    /* One sentence. PREEMPT: always written. START: empty, like each part's place.reason, until
+     * jz_sched_decision_explain renders them: a full pass may start thousands of jobs, and
+     * text is made only for what is shown. */
+    char why[JZ_SCHED_REASON_LEN];
 };
+
+/* Writes a START decision's why and its parts' place.reason (a no-op for what is written
+ * already). Needs no scheduler state: it may be called any time before the decisions are
+ * cleared. */
+void jz_sched_decision_explain(struct jz_sched_decision *d);
 
 /* Decisions of one call; caller-owned. Init once, pass to jz_sched_decide (which appends), and
  * release with jz_sched_decisions_free (or _clear to reuse). */

@@ -66,6 +66,12 @@ struct queue {
     uint32_t pass, examined;
     uint8_t block;
     uint64_t block_arg;
+    /* As of the last full pass (full_pass == s->full_pass): the reason of its jobs that pass
+     * did not look at, which jz_sched_job_info derives instead of a walk writing it into every
+     * waiting job. */
+    uint32_t full_pass;
+    uint8_t full_block;
+    uint64_t full_block_arg;
 };
 
 struct site_quota {
@@ -229,6 +235,9 @@ struct jz_sched {
     size_t nactive, active_cap;
 
     uint32_t pass;
+    uint32_t full_pass;        /* the last full pass's number, and its time */
+    int64_t full_now;
+    int64_t next_starve_check; /* starvation is looked for at most every STARVE_CHECK_S */
     uint64_t decisions;
     /* per-decide scratch */
     struct job **tmp;

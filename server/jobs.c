@@ -655,6 +655,8 @@ static void flush_dirty(struct jz_jobs *jobs)
 /* Takes over a START decision's parts and records where the job runs. */
 static void start_job(struct jz_jobs *jobs, struct jz_job *job, struct jz_sched_decision *d)
 {
+    /* Its sentences, before the GPU and core arrays are taken over below. */
+    jz_sched_decision_explain(d);
     struct jz_nodes *nodes = jobs->srv->nodes;
     jz_jobs_pending_add(jobs, job->user, -1);
     job->sched_started = true;

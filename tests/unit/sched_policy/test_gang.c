@@ -89,6 +89,8 @@ static size_t decide(struct jz_sched *s, int64_t now, unsigned flags, struct jz_
     struct jz_error err = {0};
     jz_sched_decisions_clear(d);
     assert_int_equal(jz_sched_decide(s, now, flags, d, &err), 0);
+    for (size_t i = 0; i < d->count; i++)
+        jz_sched_decision_explain(&d->items[i]); /* the sentences these tests read */
     return d->count;
 }
 

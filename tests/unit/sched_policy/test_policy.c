@@ -67,6 +67,8 @@ static size_t decide(struct jz_sched *s, int64_t now, unsigned flags, struct jz_
     struct jz_error err = {0};
     jz_sched_decisions_clear(d);
     assert_int_equal(jz_sched_decide(s, now, flags, d, &err), 0);
+    for (size_t i = 0; i < d->count; i++)
+        jz_sched_decision_explain(&d->items[i]); /* the sentences these tests read */
     return d->count;
 }
 
@@ -102,9 +104,20 @@ static void test_start_and_locality(void **state)
     assert_int_equal(info(s, 1).state, JZ_SCHED_JOB_RUNNING);
     /* Best fit: a 2-GPU job goes next to the 4-GPU one, not onto the empty node. */
     size_t first = x->parts[0].node;
+    assert_string_equal(x->why, "Highest priority that fits; best fit on n0.");
     submit(s, 2, "uni", 2, 3600, 1);
-    assert_int_equal(decide(s, 1, 0, &d), 1);
-    assert_int_equal(find(&d, 2)->parts[0].node, first);
+    /* Sentences are made only on request: a full pass may start thousands of jobs. */
+    struct jz_error err = {0};
+    jz_sched_decisions_clear(&d);
+    assert_int_equal(jz_sched_decide(s, 1, 0, &d, &err), 0);
+    assert_int_equal(d.count, 1);
+    x = find(&d, 2);
+    assert_int_equal(x->parts[0].node, first);
+    assert_string_equal(x->why, "");
+    assert_string_equal(x->parts[0].place.reason, "");
+    jz_sched_decision_explain(&d.items[0]);
+    assert_string_equal(x->why, "Highest priority that fits; best fit on n0.");
+    assert_non_null(strstr(x->parts[0].place.reason, "are the closest free set (worst link:"));
     jz_sched_decisions_free(&d);
     jz_sched_destroy(s);
 }
