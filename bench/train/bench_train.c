@@ -1,6 +1,7 @@
 /* jazari-bench-train: runs one workload plugin in-process with parameters from the command line
  * and prints its metrics (latest value of each, and per-step history) as one JSON object.
- * Usage: jazari-bench-train PLUGIN WORKDIR [name=value ...]   (PLUGIN: train, infer or a path) */
+ * Usage: jazari-bench-train PLUGIN WORKDIR [name=value ...]   (PLUGIN: train, infer or a path)
+ * devices=N declares N devices of backend=cpu|opencl|cuda (default cpu) to the plugin. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,7 +12,7 @@
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: %s PLUGIN WORKDIR [name=value ...] [devices=N]\n", argv[0]);
+        fprintf(stderr, "usage: %s PLUGIN WORKDIR [name=value ...] [devices=N] [backend=cpu|opencl|cuda]\n", argv[0]);
         return 2;
     }
     char path[4096];
@@ -32,6 +33,8 @@ int main(int argc, char **argv)
         *eq = '\0';
         if (strcmp(argv[i], "devices") == 0)
             h.n_devices = (size_t)atoi(eq + 1);
+        else if (strcmp(argv[i], "backend") == 0) /* of the declared devices: cpu, opencl, cuda */
+            snprintf(h.backend, sizeof h.backend, "%s", eq + 1);
         else if (strcmp(argv[i], "restore") == 0)
             h.restore = eq + 1;
         else
