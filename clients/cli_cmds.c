@@ -550,13 +550,15 @@ static int cmd_why(struct jz_cli *cli, int argc, char **argv)
     if (!get_job_for_command(cli, argc, argv, &id, &r, &rc))
         return rc;
     if (cli->json) {
-        json_t *o = json_pack("{s:O?, s:O?, s:O?, s:O?, s:O?, s:O?}", "id",
+        json_t *o = json_pack("{s:O?, s:O?, s:O?, s:O?, s:O?, s:O?, s:O?, s:O?}", "id",
                               json_object_get(r.json, "id"), "state",
                               json_object_get(r.json, "state"), "reason",
                               json_object_get(r.json, "reason"), "reason_code",
                               json_object_get(r.json, "reason_code"), "estimated_start",
                               json_object_get(r.json, "estimated_start"), "priority",
-                              json_object_get(r.json, "priority"));
+                              json_object_get(r.json, "priority"), "attained_gpu_seconds",
+                              json_object_get(r.json, "attained_gpu_seconds"), "preemptions",
+                              json_object_get(r.json, "preemptions"));
         print_json(o);
         json_decref(o);
         jz_cli_response_clear(&r);
@@ -577,6 +579,12 @@ static int cmd_why(struct jz_cli *cli, int argc, char **argv)
         } else {
             printf("No estimated start yet.\n");
         }
+        json_int_t preempted = json_integer_value(json_object_get(r.json, "preemptions"));
+        if (preempted > 0)
+            printf("Preempted %lld time%s; it has received %.1f GPU-hours (jobs that received "
+                   "less go first in its class).\n",
+                   (long long)preempted, preempted == 1 ? "" : "s",
+                   json_number_value(json_object_get(r.json, "attained_gpu_seconds")) / 3600.0);
     } else if (strcmp(state, "RUNNING") == 0) {
         char where[1024], clean[1024], placement[1024];
         json_t *node_list = json_object_get(r.json, "nodes");

@@ -1,7 +1,5 @@
 /* Entry point of the `jazari` command-line client; everything else is in the jz_cli library so
  * that unit tests can drive it. `place` is linked here because it needs the scheduler library. */
-#include <curl/curl.h>
-
 #include "clients/cli.h"
 
 #ifdef JZ_CLI_HAVE_PLACE
@@ -23,9 +21,5 @@ static const struct jz_cli_command extra[] = {
 
 int main(int argc, char **argv)
 {
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-        return JZ_CLI_EXIT_FAIL;
-    int rc = jz_cli_main(argc, argv, extra);
-    curl_global_cleanup();
-    return rc;
+    return jz_cli_main(argc, argv, extra);
 }

@@ -6,5 +6,4 @@ pkg_check_modules(LIBEVENT REQUIRED IMPORTED_TARGET libevent_core libevent_extra
 pkg_check_modules(HWLOC REQUIRED IMPORTED_TARGET hwloc)
 find_package(SQLite3 REQUIRED)
 find_package(OpenSSL REQUIRED COMPONENTS Crypto)
-find_package(CURL)
 pkg_check_modules(CMOCKA IMPORTED_TARGET cmocka)

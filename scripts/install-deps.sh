@@ -9,7 +9,7 @@ set -euo pipefail
 pkgs=(
   build-essential cmake pkg-config git python3 curl
   openssl passwd procps util-linux
-  libevent-dev libjansson-dev libsqlite3-dev libssl-dev libcurl4-openssl-dev
+  libevent-dev libjansson-dev libsqlite3-dev libssl-dev
   libhwloc-dev hwloc
   libcmocka-dev
   clang libclang-rt-dev
