@@ -408,6 +408,36 @@ int jz_k_bias_act_forward(jz_kdev_t *dev, enum jz_kact act, size_t rows, size_t 
     return dev->ops->bias_act_fwd(dev->d, act, rows, cols, x->h, H(bias), y->h, err);
 }
 
+int jz_k_dense_forward(jz_kdev_t *dev, enum jz_kact act, size_t rows, size_t in, size_t out,
+                       const jz_kbuf_t *x, const jz_kbuf_t *w, const jz_kbuf_t *bias, jz_kbuf_t *z,
+                       jz_kbuf_t *y, struct jz_error *err)
+{
+    size_t nx = 0, nw = 0, nz = 0;
+    TRY(check_dev(dev, err));
+    TRY(check_act(act, err));
+    TRY(check_dim("rows", rows, 1, err));
+    TRY(check_dim("in", in, 1, err));
+    TRY(check_dim("out", out, 1, err));
+    TRY(check_prod("x", rows, in, &nx, err));
+    TRY(check_prod("W", in, out, &nw, err));
+    TRY(check_prod("z", rows, out, &nz, err));
+    TRY(check_buf(dev, "x", x, nx, 4, err));
+    TRY(check_buf(dev, "W", w, nw, 4, err));
+    TRY(check_opt(dev, "bias", bias, out, 4, err));
+    TRY(check_buf(dev, "z", z, nz, 4, err));
+    TRY(check_buf(dev, "y", y, nz, 4, err));
+    if (z == x || z == w || y == x || y == w)
+        return jzk_err(err, JZ_EINVAL, "z and y must not alias x or W");
+    if (bias && (bias == z || bias == y))
+        return jzk_err(err, JZ_EINVAL, "z and y must not alias bias");
+    if (dev->ops->dense_fwd)
+        return dev->ops->dense_fwd(dev->d, act, rows, in, out, x->h, w->h, H(bias), z->h, y->h,
+                                   err);
+    TRY(dev->ops->gemm(dev->d, false, false, rows, out, in, 1.0f, x->h, in, w->h, out, 0.0f, z->h,
+                       out, err));
+    return dev->ops->bias_act_fwd(dev->d, act, rows, out, z->h, H(bias), y->h, err);
+}
+
 int jz_k_bias_act_backward(jz_kdev_t *dev, enum jz_kact act, size_t rows, size_t cols,
                            const jz_kbuf_t *x, const jz_kbuf_t *bias, const jz_kbuf_t *dy,
                            jz_kbuf_t *dx, jz_kbuf_t *dbias, struct jz_error *err)

@@ -14,7 +14,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever struct jzk_ops changes, so a stale CUDA module is refused. */
-#define JZK_OPS_VERSION 2
+#define JZK_OPS_VERSION 3
 
 enum jzk_reduce { JZK_REDUCE_SUM = 0, JZK_REDUCE_MAX = 1 };
 enum jzk_dist { JZK_DIST_UNIFORM = 0, JZK_DIST_NORMAL = 1 };
@@ -79,6 +79,10 @@ struct jzk_ops {
     int (*nccl_allreduce)(void *comm, void **ds, void **hs, size_t count, struct jz_error *err);
     int (*nccl_broadcast)(void *comm, void **ds, void **hs, size_t count, size_t root,
                           struct jz_error *err);
+
+    /* Version 3. NULL: the front end runs gemm, then bias_act_fwd. */
+    int (*dense_fwd)(void *d, int act, size_t rows, size_t in, size_t out, void *x, void *w,
+                     void *bias, void *z, void *y, struct jz_error *err);
 };
 
 /* The symbol the CUDA module exports (a function, so the module's static state is set up

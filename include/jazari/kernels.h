@@ -32,7 +32,7 @@
 extern "C" {
 #endif
 
-#define JZ_KERNELS_API_VERSION 2
+#define JZ_KERNELS_API_VERSION 3
 
 /* Largest element count / matrix dimension any operation accepts (int32 indexing on devices). */
 #define JZ_K_MAX_ELEMS ((size_t)INT32_MAX)
@@ -44,8 +44,13 @@ extern "C" {
 
 enum jz_kbackend {
     JZ_KBACKEND_CPU = 0,    /* the host CPU: OpenBLAS + a thread pool; always built, always 1
-                             * device; threads: the affinity mask, or OMP_NUM_THREADS and
-                             * OPENBLAS_NUM_THREADS when set */
+                             * device; threads: the affinity mask, or OMP_NUM_THREADS when set.
+                             * GEMM runs one single-threaded OpenBLAS call per pool thread:
+                             * the backend sets OpenBLAS to 1 thread for the whole process
+                             * (before each of its GEMMs) and stops OpenBLAS's thread pool when
+                             * it is first opened, so code in the same process that calls
+                             * OpenBLAS directly must set its own thread count (OpenBLAS then
+                             * starts its threads again) */
     JZ_KBACKEND_OPENCL = 1, /* OpenCL devices of all platforms, in platform order (PoCL in CI) */
     JZ_KBACKEND_CUDA = 2,   /* CUDA GPUs (after CUDA_VISIBLE_DEVICES); 0 without GPU or driver */
 };
@@ -326,6 +331,20 @@ int jz_k_heat3d_step_bc(jz_kdev_t *dev, size_t nx, size_t ny, size_t nz, float a
  * results (e.g. fill acc with 0, compute the slice, jz_kcomm_allreduce_sum). */
 int jz_k_nbody_forces_range(jz_kdev_t *dev, size_t n, size_t first, size_t count, float softening,
                             const jz_kbuf_t *pos, jz_kbuf_t *acc, struct jz_error *err);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Additions of API version 3 (appended: nothing above changed)                                 */
+
+/* One dense layer forward: z = x W (x: rows x in, W: in x out, z: rows x out; row-major,
+ * contiguous), then y = act(z + bias) exactly as jz_k_bias_act_forward computes it; z keeps the
+ * product without the bias, which is what jz_k_bias_act_backward takes. bias may be NULL; y may
+ * be z (then only act(z + bias) remains). x and W must not alias z or y. The same as jz_k_gemm
+ * (alpha 1, beta 0) followed by jz_k_bias_act_forward, which is what backends without a fused
+ * version run; the cpu backend applies bias and activation to each panel of z on the thread that
+ * computed it, while the panel is still in its cache. */
+int jz_k_dense_forward(jz_kdev_t *dev, enum jz_kact act, size_t rows, size_t in, size_t out,
+                       const jz_kbuf_t *x, const jz_kbuf_t *w, const jz_kbuf_t *bias, jz_kbuf_t *z,
+                       jz_kbuf_t *y, struct jz_error *err);
 
 #ifdef __cplusplus
 }

@@ -6,6 +6,7 @@
 #include <cblas.h>
 #include <float.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -19,13 +20,34 @@ static int cpu_count(size_t *out, struct jz_error *err)
     return 0;
 }
 
+/* OpenBLAS's own threads are not used (the pool threads GEMM, see cpu_gemm), so they are stopped
+ * when the device is first opened. Started with the library, they poll (sched_yield) for about
+ * 2^28 cycles before they first sleep: a job that opened its device soon after start-up (the
+ * infer plugin on 10k rows) shared its two cores with them for its whole run, at half speed.
+ * blas_thread_shutdown_ is OpenBLAS's own (exported, not in cblas.h; it is what OpenBLAS runs
+ * around fork) and its pthreads build starts the threads again on its next threaded call, so code
+ * that sets OpenBLAS's thread count back up still works. Weak: a BLAS without it skips this. */
+extern int blas_thread_shutdown_(void) __attribute__((weak));
+static pthread_once_t openblas_once = PTHREAD_ONCE_INIT;
+
+static void openblas_single(void)
+{
+    openblas_set_num_threads(1);
+    if (blas_thread_shutdown_)
+        blas_thread_shutdown_();
+}
+
 static int cpu_open(int ordinal, void **d, char *name, size_t name_len, uint64_t *memory,
                     struct jz_error *err)
 {
+    pthread_once(&openblas_once, openblas_single);
     long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
     *memory = pages > 0 && psize > 0 ? (uint64_t)pages * (uint64_t)psize : 0;
     snprintf(name, name_len, "host CPU (%ld threads)", sysconf(_SC_NPROCESSORS_ONLN));
     *d = NULL;
+    /* Start the pool's threads now rather than inside the first kernel, where their creation
+     * was counted as the kernel's time (the infer plugin's first batch). */
+    jzk_pool_threads();
     return 0;
 }
 
@@ -51,32 +73,130 @@ static void cpu_release(void *d, void *h)
     free(h);
 }
 
+/* Transfers are copies; a large one is split over the pool, since one core does not reach the
+ * memory bandwidth two do (the infer plugin's 3 MiB batch copy was 7% of its main thread, with
+ * the other core idle). */
+#define COPY_PAR_MIN (1u << 20)
+
+struct copy_args {
+    char *dst;
+    const char *src;
+};
+
+static void copy_range(void *p, size_t chunk, size_t b, size_t e)
+{
+    const struct copy_args *a = p;
+    memcpy(a->dst + b * 64, a->src + b * 64, (e - b) * 64);
+}
+
+static void copy_bytes(void *dst, const void *src, size_t bytes)
+{
+    if (bytes < COPY_PAR_MIN) {
+        memcpy(dst, src, bytes);
+        return;
+    }
+    struct copy_args a = {.dst = dst, .src = src};
+    size_t lines = bytes / 64;
+    jzk_parallel_for(lines, COPY_PAR_MIN / 128, copy_range, &a);
+    memcpy((char *)dst + lines * 64, (const char *)src + lines * 64, bytes - lines * 64);
+}
+
 static int cpu_write(void *d, void *h, size_t off, const void *src, size_t bytes,
                      struct jz_error *err)
 {
-    memcpy((char *)h + off, src, bytes);
+    copy_bytes((char *)h + off, src, bytes);
     return 0;
 }
 
 static int cpu_read(void *d, void *h, size_t off, void *dst, size_t bytes, struct jz_error *err)
 {
-    memcpy(dst, (const char *)h + off, bytes);
+    copy_bytes(dst, (const char *)h + off, bytes);
     return 0;
 }
 
 static int cpu_copy(void *d, void *dst, size_t doff, void *src, size_t soff, size_t bytes,
                     struct jz_error *err)
 {
-    memcpy((char *)dst + doff, (const char *)src + soff, bytes);
+    /* The front end refuses overlapping ranges, so a split copy is safe. */
+    copy_bytes((char *)dst + doff, (const char *)src + soff, bytes);
     return 0;
+}
+
+/* GEMM threading. OpenBLAS's own threads did poorly on the shapes training and inference use
+ * (784-256-128-10 MLP, batch 128): 2 threads ran a step's eight GEMMs in 1.42 ms against 1.45 ms
+ * on one, and their idle spinning (sched_yield) took 31% of the cycles of a training run from the
+ * kernels around them. So the cpu backend threads GEMM itself: C is cut into panels along its
+ * longer side in multiples of 16 (the micro-kernel's tile), and each panel is one
+ * single-threaded cblas_sgemm on a pool thread (0.86 ms for the same step with a panel per
+ * thread). OpenBLAS is set to one thread for the process (checked before every GEMM, since code
+ * beside us may set it back); a GEMM below GEMM_PAR_MIN multiply-adds runs on the calling
+ * thread, as OpenBLAS would. */
+#define GEMM_PAR_MIN (1u << 18)
+#define GEMM_UNIT 16
+/* Panels of 256 rows or columns or more: two per thread where the GEMM is that large, claimed in
+ * turn, so that a thread the scheduler slows down (another process on its core) holds the GEMM up
+ * less; smaller panels cost more packing than they saved (8% of an inference run at 128). */
+#define GEMM_PANEL_UNITS 16
+
+struct gemm_args {
+    bool ta, tb, split_n;
+    size_t m, n, k, lda, ldb, ldc;
+    float alpha, beta;
+    const float *a, *b;
+    float *c;
+};
+
+static void gemm_call(const struct gemm_args *g, size_t m, size_t n, const float *a,
+                      const float *b, float *c)
+{
+    cblas_sgemm(CblasRowMajor, g->ta ? CblasTrans : CblasNoTrans, g->tb ? CblasTrans : CblasNoTrans,
+                (int)m, (int)n, (int)g->k, g->alpha, a, (int)g->lda, b, (int)g->ldb, g->beta, c,
+                (int)g->ldc);
+}
+
+/* Panels [u0, u1) of GEMM_UNIT rows or columns of C. */
+static void gemm_panel(void *p, size_t chunk, size_t u0, size_t u1)
+{
+    const struct gemm_args *g = p;
+    size_t dim = g->split_n ? g->n : g->m;
+    size_t lo = u0 * GEMM_UNIT, hi = u1 * GEMM_UNIT < dim ? u1 * GEMM_UNIT : dim;
+    if (lo >= hi)
+        return;
+    if (g->split_n)
+        gemm_call(g, g->m, hi - lo, g->a, g->tb ? g->b + lo * g->ldb : g->b + lo, g->c + lo);
+    else
+        gemm_call(g, hi - lo, g->n, g->ta ? g->a + lo : g->a + lo * g->lda, g->b,
+                  g->c + lo * g->ldc);
+}
+
+/* Units of GEMM_UNIT rows or columns along the split side, and how many panels to cut them in. */
+static void gemm_plan(const struct gemm_args *g, size_t *units, size_t *chunks)
+{
+    size_t u = ((g->split_n ? g->n : g->m) + GEMM_UNIT - 1) / GEMM_UNIT;
+    /* a multiple of the thread count, so that on an idle machine every thread gets as many */
+    size_t threads = jzk_pool_threads(), c = u / GEMM_PANEL_UNITS / threads * threads;
+    if (c > 2 * threads)
+        c = 2 * threads;
+    if (c < threads)
+        c = threads;
+    if ((double)g->m * (double)g->n * (double)g->k < (double)GEMM_PAR_MIN)
+        c = 1;
+    *units = u;
+    *chunks = c;
 }
 
 static int cpu_gemm(void *d, bool ta, bool tb, size_t m, size_t n, size_t k, float alpha, void *a,
                     size_t lda, void *b, size_t ldb, float beta, void *c, size_t ldc,
                     struct jz_error *err)
 {
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                (int)m, (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
+    if (openblas_get_num_threads() != 1)
+        openblas_set_num_threads(1);
+    struct gemm_args g = {.ta = ta, .tb = tb, .split_n = n > m, .m = m, .n = n, .k = k,
+                          .lda = lda, .ldb = ldb, .ldc = ldc, .alpha = alpha, .beta = beta,
+                          .a = a, .b = b, .c = c};
+    size_t units, chunks;
+    gemm_plan(&g, &units, &chunks);
+    jzk_parallel_chunks(units, chunks, gemm_panel, &g);
     return 0;
 }
 
@@ -149,16 +269,17 @@ static inline float gelu_vec(float z)
  * gcc from vectorising, and tanhf is a scalar libm call). Compiled for AVX-512, AVX2 + FMA and
  * the baseline, picked at run time as in nbody.c. In place (y == x) is fine: element c is read
  * before it is written and no other element is touched. */
-typedef void fwd_rows_fn(int act, size_t r0, size_t r1, size_t cols, const float *x,
+typedef void fwd_rows_fn(int act, size_t r0, size_t r1, size_t cols, size_t ld, const float *x,
                          const float *bias, float *y);
 
+/* Rows are `ld` floats apart, so that a panel of columns can be done on its own (dense_panel). */
 #define BIAS_ACT_ROWS(name, attr)                                                                  \
-    attr static void name(int act, size_t r0, size_t r1, size_t cols, const float *x,              \
+    attr static void name(int act, size_t r0, size_t r1, size_t cols, size_t ld, const float *x,   \
                           const float *bias, float *y)                                             \
     {                                                                                              \
         for (size_t r = r0; r < r1; r++) {                                                         \
-            const float *xr = x + r * cols;                                                        \
-            float *yr = y + r * cols;                                                              \
+            const float *xr = x + r * ld;                                                          \
+            float *yr = y + r * ld;                                                                \
             if (act == JZ_KACT_RELU && bias) {                                                     \
                 _Pragma("omp simd") for (size_t c = 0; c < cols; c++)                              \
                 {                                                                                  \
@@ -210,7 +331,7 @@ struct fwd_args {
 static void bias_act_fwd_rows(void *p, size_t chunk, size_t r0, size_t r1)
 {
     const struct fwd_args *a = p;
-    a->rows(a->act, r0, r1, a->cols, a->x, a->bias, a->y);
+    a->rows(a->act, r0, r1, a->cols, a->cols, a->x, a->bias, a->y);
 }
 
 /* GELU costs ~20 flops per element, ReLU one: GELU pays for the pool's fork/join on a quarter of
@@ -225,53 +346,176 @@ static int cpu_bias_act_fwd(void *d, int act, size_t rows, size_t cols, void *x,
     return 0;
 }
 
+struct dense_args {
+    struct gemm_args g;
+    fwd_rows_fn *rows;
+    int act;
+    const float *bias;
+    float *y;
+};
+
+/* A panel of z = x W, then y = act(z + bias) on the same panel while it is in this thread's
+ * cache (the separate pass was 4% of an inference run, on data gone from the cache). */
+static void dense_panel(void *p, size_t chunk, size_t u0, size_t u1)
+{
+    const struct dense_args *a = p;
+    const struct gemm_args *g = &a->g;
+    gemm_panel((void *)g, chunk, u0, u1);
+    size_t dim = g->split_n ? g->n : g->m;
+    size_t lo = u0 * GEMM_UNIT, hi = u1 * GEMM_UNIT < dim ? u1 * GEMM_UNIT : dim;
+    if (lo >= hi)
+        return;
+    if (g->split_n)
+        a->rows(a->act, 0, g->m, hi - lo, g->ldc, g->c + lo, a->bias ? a->bias + lo : NULL,
+                a->y + lo);
+    else
+        a->rows(a->act, lo, hi, g->n, g->ldc, g->c, a->bias, a->y);
+}
+
+static int cpu_dense_fwd(void *d, int act, size_t rows, size_t in, size_t out, void *x, void *w,
+                         void *bias, void *z, void *y, struct jz_error *err)
+{
+    if (openblas_get_num_threads() != 1)
+        openblas_set_num_threads(1);
+    struct dense_args a = {.g = {.split_n = out > rows, .m = rows, .n = out, .k = in, .lda = in,
+                                 .ldb = out, .ldc = out, .alpha = 1.0f, .beta = 0.0f, .a = x,
+                                 .b = w, .c = z},
+                           .rows = pick_fwd_rows(),
+                           .act = act,
+                           .bias = bias,
+                           .y = y};
+    size_t units, chunks;
+    gemm_plan(&a.g, &units, &chunks);
+    jzk_parallel_chunks(units, chunks, dense_panel, &a);
+    return 0;
+}
+
+/* The backward pass over rows [r0, r1) and columns [c0, c1): dx = dy * act'(x + bias), and, when
+ * acc is given, acc[c - c0] += dx (in double, row by row: the order col_sum_blocks used, so the
+ * bias gradient does not change with the thread count or with fusing). ReLU and the identity
+ * are straight vector loops, multiversioned like the forward pass (the act_df switch per element
+ * kept this loop scalar; it was 9% of a training run). GELU keeps act_df and its tanhf. */
+typedef void bwd_rows_fn(int act, size_t r0, size_t r1, size_t c0, size_t c1, size_t cols,
+                         const float *x, const float *bias, const float *dy, float *dx,
+                         double *acc);
+
+#define BIAS_ACT_BWD_ROWS(name, attr)                                                              \
+    attr static void name(int act, size_t r0, size_t r1, size_t c0, size_t c1, size_t cols,        \
+                          const float *x, const float *bias, const float *dy, float *dx,           \
+                          double *acc)                                                             \
+    {                                                                                              \
+        size_t w = c1 - c0;                                                                        \
+        for (size_t r = r0; r < r1; r++) {                                                         \
+            const float *xr = x + r * cols + c0, *dyr = dy + r * cols + c0;                        \
+            const float *br = bias ? bias + c0 : NULL;                                             \
+            float *dxr = dx + r * cols + c0;                                                       \
+            if (act == JZ_KACT_RELU && br) {                                                       \
+                _Pragma("omp simd") for (size_t c = 0; c < w; c++) dxr[c] =                        \
+                    xr[c] + br[c] > 0.0f ? dyr[c] : 0.0f;                                          \
+            } else if (act == JZ_KACT_RELU) {                                                      \
+                _Pragma("omp simd") for (size_t c = 0; c < w; c++) dxr[c] =                        \
+                    xr[c] > 0.0f ? dyr[c] : 0.0f;                                                  \
+            } else if (act == JZ_KACT_GELU) {                                                      \
+                for (size_t c = 0; c < w; c++)                                                     \
+                    dxr[c] = dyr[c] * act_df(act, xr[c] + (br ? br[c] : 0.0f));                    \
+            } else if (dxr != dyr) {                                                               \
+                memmove(dxr, dyr, w * sizeof *dxr);                                                \
+            }                                                                                      \
+            if (acc) {                                                                             \
+                _Pragma("omp simd") for (size_t c = 0; c < w; c++) acc[c] += dxr[c];               \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
+BIAS_ACT_BWD_ROWS(bwd_rows_base, )
+#if defined(__x86_64__)
+BIAS_ACT_BWD_ROWS(bwd_rows_avx2, __attribute__((target("avx2,fma"))))
+BIAS_ACT_BWD_ROWS(bwd_rows_avx512, __attribute__((target("avx512f"))))
+#endif
+
+static bwd_rows_fn *pick_bwd_rows(void)
+{
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f"))
+        return bwd_rows_avx512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return bwd_rows_avx2;
+#endif
+    return bwd_rows_base;
+}
+
+struct bwd_args {
+    bwd_rows_fn *rows_fn;
+    int act;
+    size_t rows, cols;
+    const float *x, *bias, *dy;
+    float *dx, *dbias;
+};
+
 static void bias_act_bwd_rows(void *p, size_t chunk, size_t r0, size_t r1)
 {
-    const struct act_args *a = p;
-    for (size_t r = r0; r < r1; r++) {
-        size_t o = r * a->cols;
-        for (size_t c = 0; c < a->cols; c++)
-            a->dx[o + c] =
-                a->dy[o + c] * act_df(a->act, a->x[o + c] + (a->bias ? a->bias[c] : 0.0f));
-    }
+    const struct bwd_args *a = p;
+    a->rows_fn(a->act, r0, r1, 0, a->cols, a->cols, a->x, a->bias, a->dy, a->dx, NULL);
 }
 
 /* Column sums in double over blocks of columns, walking rows contiguously; each column belongs to
- * one chunk, so the result does not depend on the thread count. */
+ * one chunk, so the result does not depend on the thread count. With `fused`, the block's dx is
+ * computed in the same walk (one pass over dy instead of two). */
 enum { COL_BLOCK = 256 };
 
-static void col_sum_blocks(void *p, size_t chunk, size_t b0, size_t b1)
+static void col_blocks(const struct bwd_args *a, size_t b0, size_t b1, bool fused)
 {
-    const struct act_args *a = p;
     for (size_t b = b0; b < b1; b++) {
         size_t c0 = b * COL_BLOCK, c1 = c0 + COL_BLOCK < a->cols ? c0 + COL_BLOCK : a->cols;
         double acc[COL_BLOCK] = {0};
-        for (size_t r = 0; r < a->rows; r++) {
-            const float *dr = a->dx + r * a->cols;
-            for (size_t c = c0; c < c1; c++)
-                acc[c - c0] += dr[c];
+        if (fused) {
+            a->rows_fn(a->act, 0, a->rows, c0, c1, a->cols, a->x, a->bias, a->dy, a->dx, acc);
+        } else {
+            for (size_t r = 0; r < a->rows; r++) {
+                const float *dr = a->dx + r * a->cols;
+                for (size_t c = c0; c < c1; c++)
+                    acc[c - c0] += dr[c];
+            }
         }
         for (size_t c = c0; c < c1; c++)
             a->dbias[c] = (float)acc[c - c0];
     }
 }
 
+static void col_sum_blocks(void *p, size_t chunk, size_t b0, size_t b1)
+{
+    col_blocks(p, b0, b1, false);
+}
+
+static void bwd_fused_blocks(void *p, size_t chunk, size_t b0, size_t b1)
+{
+    col_blocks(p, b0, b1, true);
+}
+
 static int cpu_bias_act_bwd(void *d, int act, size_t rows, size_t cols, void *x, void *bias,
                             void *dy, void *dx, void *dbias, struct jz_error *err)
 {
-    struct act_args a = {.act = act,
+    struct bwd_args a = {.rows_fn = pick_bwd_rows(),
+                         .act = act,
+                         .rows = rows,
                          .cols = cols,
                          .x = x,
                          .bias = bias,
                          .dy = dy,
                          .dx = dx,
-                         .dbias = dbias,
-                         .rows = rows};
-    jzk_parallel_for(rows, row_grain(cols), bias_act_bwd_rows, &a);
-    if (dbias) {
-        size_t blocks = (cols + COL_BLOCK - 1) / COL_BLOCK;
-        jzk_parallel_for(blocks, rows * COL_BLOCK >= PAR_MIN ? 1 : blocks, col_sum_blocks, &a);
+                         .dbias = dbias};
+    size_t blocks = (cols + COL_BLOCK - 1) / COL_BLOCK;
+    size_t grain = rows * COL_BLOCK >= PAR_MIN ? 1 : blocks;
+    /* One fused pass when the column blocks give every thread work (or the whole is small);
+     * otherwise (few wide-enough blocks, many rows) rows in parallel, then the sums. */
+    if (dbias && (rows * cols < PAR_MIN || blocks / grain >= jzk_pool_threads())) {
+        jzk_parallel_for(blocks, grain, bwd_fused_blocks, &a);
+        return 0;
     }
+    jzk_parallel_for(rows, row_grain(cols), bias_act_bwd_rows, &a);
+    if (dbias)
+        jzk_parallel_for(blocks, grain, col_sum_blocks, &a);
     return 0;
 }
 
@@ -524,23 +768,46 @@ static int cpu_sgd(void *d, size_t n, void *p, void *g, void *v, float lr, float
     return 0;
 }
 
+/* Adam's per-element divide and square root bound this loop: built for AVX-512 and AVX2 too
+ * (the baseline is SSE2, 4 lanes), picked at run time, and the two bias corrections are
+ * multiplications by their reciprocals (one divide per element left instead of three). */
+#define ADAM_ELEMS(name, attr)                                                                     \
+    attr static void name(const struct vec_args *a, size_t b, size_t e)                            \
+    {                                                                                              \
+        float *restrict P = a->p, *restrict M = a->m, *restrict V = a->v;                          \
+        const float *restrict G = a->g;                                                            \
+        const float lr = a->lr, b1 = a->b1, b2 = a->b2, eps = a->eps, wd = a->wd,                  \
+                    rbc1 = 1.0f / a->bc1, rbc2 = 1.0f / a->bc2;                                    \
+        _Pragma("omp simd") for (size_t i = b; i < e; i++)                                         \
+        {                                                                                          \
+            float gi = G[i];                                                                       \
+            float mi = b1 * M[i] + (1.0f - b1) * gi;                                               \
+            float vi = b2 * V[i] + (1.0f - b2) * gi * gi;                                          \
+            M[i] = mi;                                                                             \
+            V[i] = vi;                                                                             \
+            float mh = mi * rbc1, vh = vi * rbc2;                                                  \
+            P[i] -= lr * (mh / (sqrtf(vh) + eps) + wd * P[i]);                                     \
+        }                                                                                          \
+    }
+
+ADAM_ELEMS(adam_base, )
+#if defined(__x86_64__)
+ADAM_ELEMS(adam_avx2, __attribute__((target("avx2,fma"))))
+ADAM_ELEMS(adam_avx512, __attribute__((target("avx512f"))))
+#endif
+
 static void adam_range(void *p, size_t chunk, size_t b, size_t e)
 {
     const struct vec_args *a = p;
-    float *restrict P = a->p, *restrict M = a->m, *restrict V = a->v;
-    const float *restrict G = a->g;
-    const float lr = a->lr, b1 = a->b1, b2 = a->b2, eps = a->eps, wd = a->wd, bc1 = a->bc1,
-                bc2 = a->bc2;
-#pragma omp simd
-    for (size_t i = b; i < e; i++) {
-        float gi = G[i];
-        float mi = b1 * M[i] + (1.0f - b1) * gi;
-        float vi = b2 * V[i] + (1.0f - b2) * gi * gi;
-        M[i] = mi;
-        V[i] = vi;
-        float mh = mi / bc1, vh = vi / bc2;
-        P[i] -= lr * (mh / (sqrtf(vh) + eps) + wd * P[i]);
-    }
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f"))
+        adam_avx512(a, b, e);
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        adam_avx2(a, b, e);
+    else
+#endif
+        adam_base(a, b, e);
 }
 
 static int cpu_adam(void *d, size_t n, void *p, void *g, void *m, void *v, float lr, float b1,
@@ -557,7 +824,8 @@ static int cpu_adam(void *d, size_t n, void *p, void *g, void *m, void *v, float
                          .wd = wd,
                          .bc1 = bc1,
                          .bc2 = bc2};
-    jzk_parallel_for(n, PAR_MIN, adam_range, &a);
+    /* ~20 flops and a divide per element: worth the (spinning) pool's fork/join at 8 Ki. */
+    jzk_parallel_for(n, PAR_MIN / 4, adam_range, &a);
     return 0;
 }
 
@@ -649,6 +917,7 @@ static const struct jzk_ops ops = {
     .nbody_forces = jzk_cpu_nbody_forces,
     .leapfrog = cpu_leapfrog,
     .rand = cpu_rand,
+    .dense_fwd = cpu_dense_fwd,
 };
 
 const struct jzk_ops *jzk_cpu_ops(void)

@@ -22,6 +22,11 @@ typedef void jzk_range_fn(void *ctx, size_t chunk, size_t begin, size_t end);
  * per chunk (so small work runs inline), and returns when every chunk is done. Concurrent
  * callers take turns. At most jzk_pool_threads() chunks. */
 void jzk_parallel_for(size_t n, size_t grain, jzk_range_fn *fn, void *ctx);
+/* The same with `chunks` chunks (at most n and JZK_MAX_CHUNKS), claimed by the pool's threads in
+ * turn; more chunks than threads balance the work when a thread is slowed down (a shared
+ * machine). With one chunk or one thread, fn runs once over [0, n) on the calling thread. */
+#define JZK_MAX_CHUNKS 64
+void jzk_parallel_chunks(size_t n, size_t chunks, jzk_range_fn *fn, void *ctx);
 size_t jzk_pool_threads(void);
 
 #endif

@@ -167,13 +167,14 @@ int jz_mlpdev_forward(struct jz_mlpdev *d, size_t rows, struct jz_error *err)
     for (uint32_t l = 0; l < d->L; l++) {
         size_t in = d->sizes[l], out = d->sizes[l + 1];
         const jz_kbuf_t *src = l == 0 ? d->x : d->a[l - 1];
-        CK(jz_k_gemm(d->dev, false, false, rows, out, in, 1.0f, src, in, d->w[l], out, 0.0f,
-                     d->z[l], out, err));
+        /* One fused call per layer: z = x W, then the bias and activation (the last layer's
+         * logits in place in z). */
         if (l + 1 < d->L)
-            CK(jz_k_bias_act_forward(d->dev, d->act, rows, out, d->z[l], d->b[l], d->a[l], err));
+            CK(jz_k_dense_forward(d->dev, d->act, rows, in, out, src, d->w[l], d->b[l], d->z[l],
+                                  d->a[l], err));
         else
-            CK(jz_k_bias_act_forward(d->dev, JZ_KACT_NONE, rows, out, d->z[l], d->b[l], d->z[l],
-                                     err));
+            CK(jz_k_dense_forward(d->dev, JZ_KACT_NONE, rows, in, out, src, d->w[l], d->b[l],
+                                  d->z[l], d->z[l], err));
     }
     return 0;
 }

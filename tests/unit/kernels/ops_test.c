@@ -99,9 +99,9 @@ static void expect_close(const char *what, const float *got, const double *ref, 
 
 /* ------------------------------------------------------------------------------------------ */
 
-static void gemm_case(bool ta, bool tb, float beta)
+static void gemm_case_sized(bool ta, bool tb, float beta, size_t m, size_t n, size_t k)
 {
-    const size_t m = 37, n = 29, k = 53, pad = 3;
+    const size_t pad = 3;
     size_t ar = ta ? k : m, ac = ta ? m : k, br = tb ? n : k, bc = tb ? k : n;
     size_t lda = ac + pad, ldb = bc + pad, ldc = n + pad;
     float *a = rand_vec(ar * lda, -1, 1), *b = rand_vec(br * ldb, -1, 1);
@@ -143,11 +143,21 @@ static void gemm_case(bool ta, bool tb, float beta)
     jz_kbuf_free(A), jz_kbuf_free(B), jz_kbuf_free(C);
 }
 
+static void gemm_case(bool ta, bool tb, float beta)
+{
+    gemm_case_sized(ta, tb, beta, 37, 29, 53);
+}
+
 static void test_gemm(void **state)
 {
     for (int t = 0; t < 4; t++) {
         gemm_case(t & 1, t & 2, 0.0f);
         gemm_case(t & 1, t & 2, 0.75f);
+        /* Large enough for the cpu backend to cut C into panels on its threads: along the rows
+         * (m > n) and along the columns (n > m), neither a multiple of the panel unit. */
+        gemm_case_sized(t & 1, t & 2, 0.0f, 173, 83, 67);
+        gemm_case_sized(t & 1, t & 2, 0.75f, 45, 301, 41);
+        gemm_case_sized(t & 1, t & 2, 0.0f, 517, 37, 29); /* more panels than threads */
     }
 }
 
@@ -173,10 +183,12 @@ static double dact_ref(int act, double z)
 
 static void test_bias_act(void **state)
 {
-    /* The second shape spans several column blocks of the cpu backend's bias gradient. */
-    const size_t shapes[2][2] = {{33, 67}, {9, 517}};
+    /* The second shape spans several column blocks of the cpu backend's bias gradient; the
+     * third is large enough for its threads to take a column block each (dx and bias gradient in
+     * one pass), the fourth has one block and many rows (rows in parallel, then the sums). */
+    const size_t shapes[4][2] = {{33, 67}, {9, 517}, {301, 600}, {2003, 37}};
     struct jz_error e = {0};
-    for (int sh = 0; sh < 2; sh++)
+    for (int sh = 0; sh < 4; sh++)
         for (int act = 0; act <= 2; act++) {
             const size_t rows = shapes[sh][0], cols = shapes[sh][1], n = rows * cols;
             for (int with_bias = 0; with_bias <= 1; with_bias++) {
@@ -205,7 +217,13 @@ static void test_bias_act(void **state)
                 expect_close("bias_act y", y, ry, NULL, n, 1e-5, 1e-6);
                 expect_close("bias_act dx", dx, rdx, NULL, n, 1e-4, 1e-6);
                 expect_close("bias_act dbias", db, rdb, sdb, cols, 1e-5, 1e-6);
-                /* In place: y == x, dx == dy. */
+                /* In place: dx == dy with the bias gradient (as the train plugin calls it), then
+                 * y == x. */
+                ok(jz_k_bias_act_backward(dev, act, rows, cols, X, Bb, DY, DY, DB, &e), &e);
+                float *dyin = download(DY, n), *dbin = download(DB, cols);
+                expect_close("bias_act dx in place", dyin, rdx, NULL, n, 1e-4, 1e-6);
+                expect_close("bias_act dbias in place", dbin, rdb, sdb, cols, 1e-5, 1e-6);
+                free(dyin), free(dbin);
                 ok(jz_k_bias_act_forward(dev, act, rows, cols, X, Bb, X, &e), &e);
                 ok(jz_k_bias_act_backward(dev, act, rows, cols, Y, Bb, DY, DY, NULL, &e), &e);
                 float *xin = download(X, n);
@@ -216,6 +234,62 @@ static void test_bias_act(void **state)
                 jz_kbuf_free(DX), jz_kbuf_free(DB);
             }
         }
+}
+
+/* The fused layer against float64: z = x W unbiased, y = act(z + bias); shapes that split C
+ * along rows and along columns into several panels on the cpu backend, a small one that runs on
+ * one thread, and y == z in place. */
+static void test_dense_forward(void **state)
+{
+    const size_t shapes[4][3] = {{300, 67, 130}, {37, 90, 333}, {5, 7, 3}, {129, 784, 256}};
+    struct jz_error e = {0};
+    for (int sh = 0; sh < 4; sh++)
+        for (int act = 0; act <= 2; act++)
+            for (int variant = 0; variant < 3; variant++) { /* bias, no bias, in place */
+                const size_t rows = shapes[sh][0], in = shapes[sh][1], out = shapes[sh][2];
+                const bool with_bias = variant != 1, in_place = variant == 2;
+                float *x = rand_vec(rows * in, -1, 1), *w = rand_vec(in * out, -1, 1);
+                float *bias = rand_vec(out, -1, 1);
+                double *rz = malloc(rows * out * sizeof *rz), *sz = malloc(rows * out * sizeof *sz);
+                double *ry = malloc(rows * out * sizeof *ry);
+                for (size_t r = 0; r < rows; r++)
+                    for (size_t c = 0; c < out; c++) {
+                        double acc = 0, mag = 0;
+                        for (size_t p = 0; p < in; p++) {
+                            acc += (double)x[r * in + p] * w[p * out + c];
+                            mag += fabs((double)x[r * in + p] * w[p * out + c]);
+                        }
+                        rz[r * out + c] = acc;
+                        sz[r * out + c] = mag;
+                        ry[r * out + c] = act_ref(act, acc + (with_bias ? bias[c] : 0.0));
+                    }
+                jz_kbuf_t *X = upload(x, rows * in * 4), *W = upload(w, in * out * 4);
+                jz_kbuf_t *Bb = with_bias ? upload(bias, out * 4) : NULL;
+                jz_kbuf_t *Z = poisoned(rows * out), *Y = in_place ? Z : poisoned(rows * out);
+                ok(jz_k_dense_forward(dev, act, rows, in, out, X, W, Bb, Z, Y, &e), &e);
+                float *y = download(Y, rows * out);
+                if (!in_place) {
+                    float *z = download(Z, rows * out);
+                    expect_close("dense z", z, rz, sz, rows * out, 1e-5, 1e-6);
+                    free(z);
+                }
+                /* y's error is z's carried through the activation (slope at most about 1.13,
+                 * GELU's), so it is bounded by the scale of the product, not by |y| (near the
+                 * ReLU kink float and double may land on either side) */
+                double *sy = malloc(rows * out * sizeof *sy);
+                for (size_t i = 0; i < rows * out; i++)
+                    sy[i] = 1.2 * sz[i] + 1.0;
+                expect_close("dense y", y, ry, sy, rows * out, 1e-5, 1e-6);
+                free(x), free(w), free(bias), free(y), free(rz), free(sz), free(ry), free(sy);
+                jz_kbuf_free(X), jz_kbuf_free(W), jz_kbuf_free(Bb), jz_kbuf_free(Z);
+                if (!in_place)
+                    jz_kbuf_free(Y);
+            }
+    /* aliasing refused */
+    jz_kbuf_t *A = poisoned(64), *B = poisoned(64);
+    assert_int_equal(jz_k_dense_forward(dev, JZ_KACT_RELU, 8, 8, 8, A, B, NULL, A, B, &e),
+                     JZ_EINVAL);
+    jz_kbuf_free(A), jz_kbuf_free(B);
 }
 
 static void test_softmax_xent(void **state)
@@ -914,7 +988,8 @@ int main(void)
            jz_kdev_name(dev), (unsigned long long)rng_state);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_buffers),    cmocka_unit_test(test_gemm),
-        cmocka_unit_test(test_bias_act),   cmocka_unit_test(test_softmax_xent),
+        cmocka_unit_test(test_bias_act),   cmocka_unit_test(test_dense_forward),
+        cmocka_unit_test(test_softmax_xent),
         cmocka_unit_test(test_reductions), cmocka_unit_test(test_elementwise),
         cmocka_unit_test(test_optimizers), cmocka_unit_test(test_heat),
         cmocka_unit_test(test_nbody),      cmocka_unit_test(test_philox_kat),
