@@ -46,18 +46,18 @@ static int cost_cmp(const void *a, const void *b)
 }
 
 /* Whether running job v may stop for j: v is preemptible, and either j's class may preempt and
- * v's rank is lower, or both order by service (LAS, shortest first) at one rank and v is far
- * enough behind j now (preempt_margin), ran long enough to make a checkpoint worth its cost,
- * and was not preempted too often already. */
+ * v's rank is lower, or (same_rank: the head, on a full pass) both order by service (LAS,
+ * shortest first) at one rank and v is far enough behind j now (preempt_margin), ran long
+ * enough to make a checkpoint worth its cost, and was not preempted too often already. */
 static bool can_stop(const struct jz_sched *s, const struct job *v, const struct job *j,
-                     double j_prio, int64_t now)
+                     double j_prio, bool same_rank, int64_t now)
 {
     if (v->state != JZ_SCHED_JOB_RUNNING || !v->preemptible)
         return false;
     const struct jz_sched_class *jc = &s->classes[j->cls], *vc = &s->classes[v->cls];
     if (jc->can_preempt && vc->rank < jc->rank)
         return true;
-    if (!jc->order || !vc->order || vc->rank != jc->rank ||
+    if (!same_rank || !jc->order || !vc->order || vc->rank != jc->rank ||
         v->preemptions >= s->cfg.max_preemptions || now - v->start < s->cfg.preempt_min_run_s)
         return false;
     double v_prio = s->cfg.weight_fairshare * s->tenants[v->tenant]->fs +
@@ -70,7 +70,7 @@ static double t_fs(const struct jz_sched *s, const struct job *j)
     return s->tenants[j->tenant]->fs;
 }
 
-bool jz_sched__try_preempt(struct jz_sched *s, struct job *j, int64_t now,
+bool jz_sched__try_preempt(struct jz_sched *s, struct job *j, int64_t now, bool same_rank,
                            struct jz_sched_decisions *out, struct head *hd)
 {
     unsigned k = j->gpus;
@@ -92,7 +92,7 @@ bool jz_sched__try_preempt(struct jz_sched *s, struct job *j, int64_t now,
         unsigned avail = nd->free_gpus, cores = nd->free_cores, cost = 0;
         for (size_t r = nd->nrun; r-- > 0 && (avail < k || cores < need_cores);) {
             const struct job *v = nd->run[r]->job;
-            if (!can_stop(s, v, j, j_prio, now))
+            if (!can_stop(s, v, j, j_prio, same_rank, now))
                 continue;
             avail += v->gpus;
             cores += nd->run[r]->ncores;
@@ -127,7 +127,7 @@ bool jz_sched__try_preempt(struct jz_sched *s, struct job *j, int64_t now,
             }
         for (size_t r = nd->nrun; r-- > 0 && (avail < k || cores < need_cores);) {
             struct job *v = nd->run[r]->job;
-            if (!can_stop(s, v, j, j_prio, now) || v->for_job == j->id)
+            if (!can_stop(s, v, j, j_prio, same_rank, now) || v->for_job == j->id)
                 continue;
             if (nv >= UINT16_MAX ||
                 grow((void **)&s->victims, &s->victims_cap, nv + 1, sizeof(*s->victims)))

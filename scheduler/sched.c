@@ -349,7 +349,7 @@ double jz_sched__attained(const struct job *j, int64_t now)
     int64_t ran = j->ran;
     if (j->parts && now > j->start)
         ran += now - j->start;
-    return (double)ran * j->gpus * jz_sched__parts_of(j);
+    return (double)ran * (j->gpus ? j->gpus : 1) * jz_sched__parts_of(j); /* a CPU job: 1 */
 }
 
 unsigned jz_sched__las_band(const struct jz_sched *s, double attained)
@@ -470,6 +470,9 @@ static int queue_push(struct jz_sched *s, struct job *j)
     }
     q->h[q->n++] = j;
     sift_up(q, q->n - 1);
+    /* Joining after the last full pass: jz_sched_job_info keeps its own reason (NEW), not the
+     * queue's reason of a pass that never saw it. */
+    j->pass = s->pass;
     return 0;
 }
 
@@ -882,7 +885,8 @@ int jz_sched_create(const struct jz_sched_config *cfg, struct jz_sched **out, st
         !(v->weight_size >= 0) || !(v->weight_las >= 0) || !(v->weight_shortest >= 0) ||
         !(v->preempt_margin >= 0) || v->preempt_min_run_s < 0 || v->starve_after_s < 0 ||
         !(v->starve_drain_factor >= 0) ||
-        v->las_band_count > JZ_SCHED_MAX_LAS_BANDS ||
+        v->las_band_count > JZ_SCHED_MAX_LAS_BANDS || v->max_preemptions > UINT8_MAX ||
+        v->preempt_min_run_s > JZ_SCHED_MAX_TIME_LIMIT || v->starve_after_s > JZ_SCHED_MAX_TIME_LIMIT ||
         (v->default_order & ~(JZ_SCHED_ORDER_LAS | JZ_SCHED_ORDER_SHORTEST)) ||
         v->preempt_grace_s < 0 || v->backfill_depth == 0 ||
         v->backfill_max_tests == 0 || !v->default_class[0]) {
@@ -914,8 +918,10 @@ int jz_sched_create(const struct jz_sched_config *cfg, struct jz_sched **out, st
         const struct jz_sched_class *c = &cfg->classes[i];
         if (!name_ok(c->name) || c->rank > 100 || class_find(s, c->name) >= 0 ||
             (c->order & ~(JZ_SCHED_ORDER_LAS | JZ_SCHED_ORDER_SHORTEST))) {
-            rc =
-                jz_error_set(err, JZ_EINVAL, "class %zu: needs a unique name and a rank 0..100", i);
+            rc = jz_error_set(err, JZ_EINVAL,
+                              "class %zu: needs a unique name, a rank 0..100 and an order of "
+                              "JZ_SCHED_ORDER_* bits",
+                              i);
             goto fail;
         }
         s->classes[s->nclasses++] = *c;
@@ -1476,7 +1482,7 @@ nomem:
 }
 
 /* Releases or fails the jobs that wait for j. */
-static void release_dependents(struct jz_sched *s, struct job *j, bool ok)
+static void release_dependents(struct jz_sched *s, struct job *j, bool ok, int64_t now)
 {
     for (uint32_t i = 0; i < j->ndependents; i++) {
         struct job *d = job_find(s, j->dependents[i]);
@@ -1492,6 +1498,7 @@ static void release_dependents(struct jz_sched *s, struct job *j, bool ok)
         if (d->deps_left == 0 && !d->dep_failed && queue_push(s, d) == 0) {
             d->state = JZ_SCHED_JOB_PENDING;
             d->reason = JZ_SCHED_REASON_NEW;
+            d->queued = now; /* time held does not count towards starve_after */
             s->held--;
             s->pending++;
         }
@@ -1554,7 +1561,7 @@ int jz_sched_job_ended(struct jz_sched *s, uint64_t id, int64_t now, bool ok, st
     } else {
         s->held--;
     }
-    release_dependents(s, j, ok);
+    release_dependents(s, j, ok, now);
     table_remove(s, id);
     job_free(s, j);
     return 0;
@@ -2099,7 +2106,11 @@ static int starvation_check(struct jz_sched *s, int64_t now)
             continue;
         j->starved = true;
         j->key = job_key(s, j);
-        sift_up(s->tenants[j->tenant]->queues[j->nodes > 1][j->gpus], j->heap_pos);
+        /* Higher as a rule, but the size factor follows the largest node, which may have grown
+         * since its key was last made: it may move either way. */
+        struct queue *q = s->tenants[j->tenant]->queues[j->nodes > 1][j->gpus];
+        sift_up(q, j->heap_pos);
+        sift_down(q, j->heap_pos);
     }
     s->ntmp = 0;
     return 0;
@@ -2252,7 +2263,7 @@ int jz_sched_decide(struct jz_sched *s, int64_t now, unsigned flags, struct jz_s
                 if (!j->victims_left && may && preempt_budget > 0 &&
                     why != FAIL_RESERVATION) {
                     preempt_budget--;
-                    jz_sched__try_preempt(s, j, now, out, &hd);
+                    jz_sched__try_preempt(s, j, now, jc->order && full && is_head, out, &hd);
                 }
                 if (j->victims_left) {
                     j->reason = JZ_SCHED_REASON_RESOURCES;
@@ -2396,7 +2407,7 @@ int jz_sched_job_info(const struct jz_sched *s, uint64_t id, struct jz_sched_job
     uint64_t arg_now = j->reason_arg;
     const struct queue *q = s->tenants[j->tenant]->queues[j->nodes > 1][j->gpus];
     if (j->state == JZ_SCHED_JOB_PENDING && !j->parked && s->full_pass && q &&
-        q->full_pass == s->full_pass && j->pass < s->full_pass && j->queued <= s->full_now) {
+        q->full_pass == s->full_pass && j->pass < s->full_pass) {
         /* Waiting in its queue at the last full pass, which did not look at it: its queue's
          * reason then, and its priority then. */
         info->reason = (enum jz_sched_reason)q->full_block;

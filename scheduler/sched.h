@@ -40,9 +40,12 @@ struct jz_sched_class {
     char name[JZ_SCHED_NAME_LEN];
     unsigned rank;    /* 0..100; also the class factor (rank / 100) in the priority */
     bool can_preempt; /* may stop preemptible jobs of lower rank to start */
-    /* JZ_SCHED_ORDER_* bits. With any, a waiting job may also stop a preemptible job of its own
-     * rank whose order is far behind its own (config.preempt_margin), that has run at least
-     * preempt_min_run_s since it started and was not already preempted max_preemptions times. */
+    /* JZ_SCHED_ORDER_* bits; 0 is first come, first served (the configuration parser gives
+     * classes that do not say the scheduler's "order"; the default class created by
+     * jz_sched_create takes default_order). With any, the head of the queue may also stop, on a
+     * full pass, a preemptible job of its own rank whose order is far behind its own
+     * (config.preempt_margin), that has run at least preempt_min_run_s since it started and
+     * was not already preempted max_preemptions times. */
     unsigned order;
 };
 

@@ -324,9 +324,10 @@ void jz_sched__head_shadow(struct jz_sched *s, struct job *j, int64_t now, struc
 
 /* ---------- preempt.c ---------- */
 
-/* Finds running preemptible jobs of lower rank whose GPUs let j start (on one node, or on the
- * gang's count of nodes), asks them to stop and holds those nodes for j until it starts. */
-bool jz_sched__try_preempt(struct jz_sched *s, struct job *j, int64_t now,
+/* Finds running preemptible jobs of lower rank (and, with same_rank, of j's rank far behind it:
+ * see can_stop) whose GPUs let j start (on one node, or on the gang's count of nodes), asks them
+ * to stop and holds those nodes for j until it starts. */
+bool jz_sched__try_preempt(struct jz_sched *s, struct job *j, int64_t now, bool same_rank,
                            struct jz_sched_decisions *out, struct head *hd);
 /* Drops the nodes held for j (it started, left, or its victims stopped and it still does not
  * fit). */

@@ -537,7 +537,9 @@ static void run_decide(struct sim *m, int64_t now, unsigned flags)
             }
         } else {
             m->preempts++;
-            j->gen++; /* its completion will not happen; it stops after the grace period */
+            /* It stops after the grace period, unless it ends first: whichever comes first
+             * wins (the stop bumps gen, so the end is ignored; an end marks it done, so the
+             * stop is). */
             ev_push(m, (struct event){now + x->grace_s, EV_STOPPED, x->job_id - 1, j->gen});
             if (m->log)
                 printf("%" PRId64 " preempt %" PRIu64 " for %" PRIu64 "\n", now, x->job_id,
@@ -650,8 +652,9 @@ static void simulate(struct sim *m)
                 any = true;
                 break;
             case EV_STOPPED:
-                if (e.gen != j->gen)
+                if (e.gen != j->gen || j->done)
                     break;
+                j->gen++; /* this run's end will not happen */
                 run_ended(m, j, now);
                 /* The checkpoint kept its progress. */
                 j->remaining -=

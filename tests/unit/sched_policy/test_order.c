@@ -275,6 +275,71 @@ static void test_starvation_drain(void **state)
     jz_sched_destroy(s);
 }
 
+/* A class that may preempt lower ranks and orders by service: it stops lower ranks on every
+ * decision, but jobs of its own rank only as the head, on full passes. */
+static void test_same_rank_only_on_full_passes(void **state)
+{
+    struct jz_sched_config cfg;
+    jz_sched_config_defaults(&cfg);
+    struct jz_sched_class cls[] = {{.name = "guaranteed",
+                                    .rank = 90,
+                                    .can_preempt = true,
+                                    .order = JZ_SCHED_ORDER_LAS | JZ_SCHED_ORDER_SHORTEST}};
+    cfg.classes = cls;
+    cfg.class_count = 1;
+    cfg.default_class[0] = '\0';
+    memcpy(cfg.default_class, "guaranteed", sizeof("guaranteed"));
+    struct jz_sched *s = make(&cfg);
+    struct jz_sched_decisions d;
+    jz_sched_decisions_init(&d);
+    submit(s, 1, 8, 30 * 86400, true, 0);
+    assert_int_equal(decide(s, 0, 0, &d), 1);
+    submit(s, 2, 8, 3600, false, 3600);
+    assert_int_equal(decide(s, 3600, 0, &d), 0); /* incremental: no same-rank preemption */
+    assert_int_equal(decide(s, 3610, JZ_SCHED_FULL, &d), 1);
+    assert_int_equal(d.items[0].action, JZ_SCHED_PREEMPT);
+    assert_int_equal(d.items[0].job_id, 1);
+    jz_sched_decisions_free(&d);
+    jz_sched_destroy(s);
+}
+
+/* After a full pass, a job that joins its queue later (released by its dependency, or
+ * submitted with an older submit time, as jazarid does for recovered jobs) is "not yet looked
+ * at", not given the reason the queue had at that pass. */
+static void test_reasons_after_a_full_pass(void **state)
+{
+    struct jz_sched_config cfg;
+    jz_sched_config_defaults(&cfg);
+    struct jz_sched *s = make(&cfg);
+    struct jz_sched_decisions d;
+    jz_sched_decisions_init(&d);
+    struct jz_error err = {0};
+    submit(s, 1, 8, 86400, false, 0); /* fills the node */
+    assert_int_equal(decide(s, 0, 0, &d), 1);
+    submit(s, 2, 4, 3600, false, 0); /* waits: resources */
+    uint64_t dep = 1;
+    struct jz_sched_job held = {.id = 3,
+                                .tenant = "lab",
+                                .gpus = 4,
+                                .cpus_per_gpu = 1,
+                                .time_limit_s = 3600,
+                                .submit_time = 0,
+                                .depends_on = &dep,
+                                .depends_count = 1};
+    assert_int_equal(jz_sched_submit(s, &held, 0, &err), 0);
+    decide(s, 10, JZ_SCHED_FULL, &d);
+    assert_int_equal(info(s, 2).reason, JZ_SCHED_REASON_RESOURCES);
+    assert_int_equal(info(s, 3).state, JZ_SCHED_JOB_HELD);
+    submit(s, 4, 4, 3600, false, 0); /* an old submit time, after the pass */
+    assert_int_equal(info(s, 4).reason, JZ_SCHED_REASON_NEW);
+    /* Job 1 ends: job 3 is released into the queue of 4-GPU jobs, not yet looked at. */
+    assert_int_equal(jz_sched_job_ended(s, 1, 20, true, &err), 0);
+    assert_int_equal(info(s, 3).state, JZ_SCHED_JOB_PENDING);
+    assert_int_equal(info(s, 3).reason, JZ_SCHED_REASON_NEW);
+    jz_sched_decisions_free(&d);
+    jz_sched_destroy(s);
+}
+
 static json_t *parse(const char *text)
 {
     json_error_t e;
@@ -335,6 +400,8 @@ int main(void)
         cmocka_unit_test(test_las_bands),
         cmocka_unit_test(test_preemption_within_rank),
         cmocka_unit_test(test_starvation_drain),
+        cmocka_unit_test(test_same_rank_only_on_full_passes),
+        cmocka_unit_test(test_reasons_after_a_full_pass),
         cmocka_unit_test(test_config_keys),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
