@@ -102,6 +102,19 @@ static int get_duration(const json_t *v, const char *key, double *out, struct jz
     return jz_error_set(err, JZ_EINVAL, "scheduler.%s must be seconds or a duration string", key);
 }
 
+/* A duration of at most a year (JZ_SCHED_MAX_TIME_LIMIT), as whole seconds. */
+static int get_time_span(const json_t *v, const char *key, int64_t *out, struct jz_error *err)
+{
+    double x = 0;
+    int rc = get_duration(v, key, &x, err);
+    if (rc)
+        return rc;
+    if (x > (double)JZ_SCHED_MAX_TIME_LIMIT)
+        return jz_error_set(err, JZ_ERANGE, "scheduler.%s must be at most 366 days", key);
+    *out = (int64_t)x;
+    return 0;
+}
+
 static int get_number(const json_t *v, const char *key, double lo, double hi, double *out,
                       struct jz_error *err)
 {
@@ -438,8 +451,7 @@ int jz_sched_config_parse(const json_t *obj, struct jz_sched_parsed **out, struc
             else if (strcmp(k, "age_scale") == 0)
                 rc = get_duration(v, k, &p->cfg.age_scale_s, err);
             else if (strcmp(k, "preempt_grace") == 0) {
-                rc = get_duration(v, k, &x, err);
-                p->cfg.preempt_grace_s = (int64_t)x;
+                rc = get_time_span(v, k, &p->cfg.preempt_grace_s, err);
             } else if (strcmp(k, "weights") == 0)
                 rc = parse_weights(v, &p->cfg, err);
             else if (strcmp(k, "default_weight") == 0)
@@ -459,11 +471,9 @@ int jz_sched_config_parse(const json_t *obj, struct jz_sched_parsed **out, struc
                 rc = get_number(v, "scheduler.preempt_margin", 0, 1e12, &p->cfg.preempt_margin,
                                 err);
             else if (strcmp(k, "preempt_min_run") == 0) {
-                rc = get_duration(v, k, &x, err);
-                p->cfg.preempt_min_run_s = (int64_t)x;
+                rc = get_time_span(v, k, &p->cfg.preempt_min_run_s, err);
             } else if (strcmp(k, "starve_after") == 0) {
-                rc = get_duration(v, k, &x, err);
-                p->cfg.starve_after_s = (int64_t)x;
+                rc = get_time_span(v, k, &p->cfg.starve_after_s, err);
             } else if (strcmp(k, "starve_drain_factor") == 0)
                 rc = get_number(v, "scheduler.starve_drain_factor", 0, 1e6,
                                 &p->cfg.starve_drain_factor, err);

@@ -382,6 +382,8 @@ static void test_config_keys(void **state)
         "{\"classes\": [{\"name\": \"x\", \"order\": 3}]}",
         "{\"max_preemptions\": 300}",
         "{\"weights\": {\"shortest\": -1}}",
+        "{\"starve_after\": 1e300}",
+        "{\"preempt_min_run\": \"400d\"}",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         v = parse(bad[i]);
