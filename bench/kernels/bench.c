@@ -3,9 +3,10 @@
  * ratio). SGEMM vs OpenBLAS (and cuBLAS) called directly, heat stencils vs a STREAM triad (or
  * the device's copy bandwidth on CUDA), N-body vs the CPU's measured FMA peak, bias +
  * activation vs the triad.
- * Usage: jazari-bench-kernels [--backends cpu,opencl,cuda] [--ops sgemm,stencil,nbody,act]
+ * Usage: jazari-bench-kernels [--backends cpu,opencl,cuda] [--ops sgemm,mlp,stencil,nbody,act]
  *                             [--reps N] [--quick]
- * (act: the fused bias + ReLU / GELU forward pass vs the triad; not run by default) */
+ * (act: the fused bias + ReLU / GELU forward pass vs the triad; mlp: one training step's eight
+ * GEMMs of the issue-15 MLP; neither run by default) */
 #define _GNU_SOURCE
 #include <jazari/kernels.h>
 
@@ -315,6 +316,93 @@ static void bench_gemm(jz_kdev_t *d, const char *bname)
     }
 }
 
+/* The eight GEMMs of one training step of the issue-15 MLP (784-256-128-10, batch 128): x W
+ * for each layer, then dW = x^T dz and dx = dz W^T (no dx for the input). Through the backend
+ * against OpenBLAS called directly on its own threads; on the cpu backend also against the
+ * backend's own panels on OpenBLAS (JZ_CPU_GEMM=openblas, which cpu.c reads at every GEMM), so
+ * that its GEMM (the default, or whichever JZ_CPU_GEMM names) and OpenBLAS's are compared in
+ * the same threading and the same run. All interleaved, one repetition each, medians. */
+static const size_t mlp_gemms[8][5] = {
+    /* m, n, k, ta, tb */
+    {128, 256, 784, 0, 0}, {128, 128, 256, 0, 0}, {128, 10, 128, 0, 0},  {128, 10, 128, 1, 0},
+    {128, 128, 10, 0, 1},  {256, 128, 128, 1, 0}, {128, 256, 128, 0, 1}, {784, 256, 128, 1, 0},
+};
+#define MLP_STEPS 200
+
+static double mlp_backend(jz_kdev_t *d, jz_kbuf_t *A, jz_kbuf_t *B, jz_kbuf_t *C)
+{
+    double t0 = now();
+    for (int s = 0; s < MLP_STEPS; s++)
+        for (int g = 0; g < 8; g++) {
+            const size_t *x = mlp_gemms[g];
+            CK(jz_k_gemm(d, x[3], x[4], x[0], x[1], x[2], 1.0f, A, x[3] ? x[0] : x[2], B,
+                         x[4] ? x[2] : x[1], 0.0f, C, x[1], &err),
+               "gemm");
+        }
+    CK(jz_kdev_sync(d, &err), "sync");
+    return (now() - t0) / MLP_STEPS;
+}
+
+static double mlp_openblas(const float *a, const float *b, float *c)
+{
+    openblas_set_num_threads(nthreads);
+    double t0 = now();
+    for (int s = 0; s < MLP_STEPS; s++)
+        for (int g = 0; g < 8; g++) {
+            const size_t *x = mlp_gemms[g];
+            int m = (int)x[0], n = (int)x[1], k = (int)x[2];
+            cblas_sgemm(CblasRowMajor, x[3] ? CblasTrans : CblasNoTrans,
+                        x[4] ? CblasTrans : CblasNoTrans, m, n, k, 1.0f, a, x[3] ? m : k, b,
+                        x[4] ? k : n, 0.0f, c, n);
+        }
+    return (now() - t0) / MLP_STEPS;
+}
+
+static void bench_gemm_mlp(jz_kdev_t *d, const char *bname)
+{
+    const size_t most = 784 * 256;
+    bool cpu = jz_kdev_backend(d) == JZ_KBACKEND_CPU;
+    jz_kbuf_t *A = random_buf(d, most, -1, 1, 1), *B = random_buf(d, most, -1, 1, 2), *C;
+    CK(jz_kbuf_alloc(d, most * 4, &C, &err), "alloc");
+    float *ha = malloc(most * 4), *hb = malloc(most * 4), *hc = malloc(most * 4);
+    CK(jz_kbuf_read(A, 0, ha, most * 4, &err), "read");
+    CK(jz_kbuf_read(B, 0, hb, most * 4, &err), "read");
+    const char *sel = getenv("JZ_CPU_GEMM");
+    char *saved = sel ? strdup(sel) : NULL;
+    double flops = 0, tb[32], td[32], tp[32];
+    for (int g = 0; g < 8; g++)
+        flops += 2.0 * (double)mlp_gemms[g][0] * (double)mlp_gemms[g][1] * (double)mlp_gemms[g][2];
+    int r = reps < 32 ? reps : 32;
+    for (int k = -1; k < r; k++) { /* k = -1: warm-up */
+        double direct = mlp_openblas(ha, hb, hc);
+        if (cpu) /* let OpenBLAS's threads fall asleep (see bench_gemm) */
+            nanosleep(&(struct timespec){.tv_nsec = 200000000}, NULL);
+        /* the two backend runs take turns going first */
+        double panels = 0, own = k & 1 ? mlp_backend(d, A, B, C) : 0;
+        if (cpu) {
+            setenv("JZ_CPU_GEMM", "openblas", 1);
+            panels = mlp_backend(d, A, B, C);
+            if (saved)
+                setenv("JZ_CPU_GEMM", saved, 1);
+            else
+                unsetenv("JZ_CPU_GEMM");
+        }
+        if (!(k & 1))
+            own = mlp_backend(d, A, B, C);
+        if (k >= 0)
+            td[k] = direct, tp[k] = panels, tb[k] = own;
+    }
+    /* n = the batch; GFLOP/s over the step's eight GEMMs */
+    emit("sgemm_mlp_step", bname, 128, flops / median(tb, r) * 1e-9, "GFLOP/s", "openblas_direct",
+         flops / median(td, r) * 1e-9);
+    if (cpu)
+        emit("sgemm_mlp_step", bname, 128, flops / median(tb, r) * 1e-9, "GFLOP/s",
+             "cpu_openblas_panels", flops / median(tp, r) * 1e-9);
+    free(saved);
+    free(ha), free(hb), free(hc);
+    jz_kbuf_free(A), jz_kbuf_free(B), jz_kbuf_free(C);
+}
+
 /* The reference bandwidth for a stencil step on this device, measured right before it: the
  * triad on host-memory backends, a device-to-device copy (read + write) on CUDA. */
 static double ref_bandwidth(jz_kdev_t *d, jz_kbuf_t *src, jz_kbuf_t *dst, size_t bytes)
@@ -441,7 +529,7 @@ int main(int argc, char **argv)
             quick = true;
         else {
             fprintf(stderr,
-                    "usage: %s [--backends cpu,opencl,cuda] [--ops sgemm,stencil,nbody,act] "
+                    "usage: %s [--backends cpu,opencl,cuda] [--ops sgemm,mlp,stencil,nbody,act] "
                     "[--reps N] [--quick]\n",
                     argv[0]);
             return 2;
@@ -472,6 +560,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "jazari-bench-kernels: %s: %s\n", tok, jz_kdev_name(d));
         if (strstr(ops, "sgemm"))
             bench_gemm(d, tok);
+        if (strstr(ops, "mlp"))
+            bench_gemm_mlp(d, tok);
         if (strstr(ops, "stencil"))
             bench_stencil(d, tok);
         if (strstr(ops, "nbody"))

@@ -1,5 +1,6 @@
-/* The cpu backend: one device (the host), GEMM from OpenBLAS, the other kernels in C on the
- * backend's thread pool (pool.c). Work runs before each call returns: there is no queue. */
+/* The cpu backend: one device (the host), GEMM from OpenBLAS or, with AVX-512, our own
+ * (gemm_avx512.c), the other kernels in C on the backend's thread pool (pool.c). Work runs
+ * before each call returns: there is no queue. */
 #include "cpu.h"
 #include "../internal.h"
 
@@ -128,9 +129,9 @@ static int cpu_copy(void *d, void *dst, size_t doff, void *src, size_t soff, siz
  * kernels around them. So the cpu backend threads GEMM itself: C is cut into panels along its
  * longer side in multiples of 16 (the micro-kernel's tile), and each panel is one
  * single-threaded cblas_sgemm on a pool thread (0.86 ms for the same step with a panel per
- * thread). OpenBLAS is set to one thread for the process (checked before every GEMM, since code
- * beside us may set it back); a GEMM below GEMM_PAR_MIN multiply-adds runs on the calling
- * thread, as OpenBLAS would. */
+ * thread), or our own single-threaded SGEMM (gemm_avx512.c, see gemm_pick). OpenBLAS is set to one
+ * thread for the process (checked before every GEMM, since code beside us may set it back); a GEMM
+ * below GEMM_PAR_MIN multiply-adds runs on the calling thread, as OpenBLAS would. */
 #define GEMM_PAR_MIN (1u << 18)
 #define GEMM_UNIT 16
 /* Panels of 256 rows or columns or more: two per thread where the GEMM is that large, claimed in
@@ -138,7 +139,36 @@ static int cpu_copy(void *d, void *dst, size_t doff, void *src, size_t soff, siz
  * less; smaller panels cost more packing than they saved (8% of an inference run at 128). */
 #define GEMM_PANEL_UNITS 16
 
+/* Which SGEMM runs the panels: OpenBLAS by default. JZ_CPU_GEMM selects our own
+ * (gemm_avx512.c): "avx512", "avx2" or "generic" (portable C, for tests), or "openblas"; a kind
+ * the CPU lacks gets the default. The AVX-512 kernel is opt-in until it has been measured and
+ * its tests run on an AVX-512 host (the development machines expose AVX2 only); the AVX2 one
+ * measured within a few percent of OpenBLAS (training 5% faster, inference 3-5% slower), so
+ * OpenBLAS stays the default. Read at every GEMM (one getenv, well under a microsecond against
+ * tens of microseconds for the smallest parallel GEMM) so that a test can run every path in one
+ * process. */
+#define GEMM_OPENBLAS (-1)
+
+static int gemm_pick(void)
+{
+    static const struct {
+        const char *name;
+        int kind;
+    } names[] = {{"openblas", GEMM_OPENBLAS},
+                 {"avx512", JZK_GEMM_AVX512},
+                 {"avx2", JZK_GEMM_AVX2},
+                 {"generic", JZK_GEMM_GENERIC}};
+    const char *v = getenv("JZ_CPU_GEMM");
+    if (v)
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+            if (strcmp(v, names[i].name) == 0 &&
+                (names[i].kind == GEMM_OPENBLAS || jzk_gemm_own_supported(names[i].kind)))
+                return names[i].kind;
+    return GEMM_OPENBLAS;
+}
+
 struct gemm_args {
+    int impl; /* GEMM_OPENBLAS or an enum jzk_gemm_kind */
     bool ta, tb, split_n;
     size_t m, n, k, lda, ldb, ldc;
     float alpha, beta;
@@ -146,9 +176,13 @@ struct gemm_args {
     float *c;
 };
 
-static void gemm_call(const struct gemm_args *g, size_t m, size_t n, const float *a,
-                      const float *b, float *c)
+static void gemm_call(const struct gemm_args *g, size_t m, size_t n, const float *a, const float *b,
+                      float *c)
 {
+    /* our own GEMM fails only when its packing buffer cannot be allocated: OpenBLAS then */
+    if (g->impl != GEMM_OPENBLAS && jzk_gemm_own(g->impl, g->ta, g->tb, m, n, g->k, g->alpha, a,
+                                                 g->lda, b, g->ldb, g->beta, c, g->ldc) == 0)
+        return;
     cblas_sgemm(CblasRowMajor, g->ta ? CblasTrans : CblasNoTrans, g->tb ? CblasTrans : CblasNoTrans,
                 (int)m, (int)n, (int)g->k, g->alpha, a, (int)g->lda, b, (int)g->ldb, g->beta, c,
                 (int)g->ldc);
@@ -191,9 +225,21 @@ static int cpu_gemm(void *d, bool ta, bool tb, size_t m, size_t n, size_t k, flo
 {
     if (openblas_get_num_threads() != 1)
         openblas_set_num_threads(1);
-    struct gemm_args g = {.ta = ta, .tb = tb, .split_n = n > m, .m = m, .n = n, .k = k,
-                          .lda = lda, .ldb = ldb, .ldc = ldc, .alpha = alpha, .beta = beta,
-                          .a = a, .b = b, .c = c};
+    struct gemm_args g = {.impl = gemm_pick(),
+                          .ta = ta,
+                          .tb = tb,
+                          .split_n = n > m,
+                          .m = m,
+                          .n = n,
+                          .k = k,
+                          .lda = lda,
+                          .ldb = ldb,
+                          .ldc = ldc,
+                          .alpha = alpha,
+                          .beta = beta,
+                          .a = a,
+                          .b = b,
+                          .c = c};
     size_t units, chunks;
     gemm_plan(&g, &units, &chunks);
     jzk_parallel_chunks(units, chunks, gemm_panel, &g);
@@ -377,9 +423,19 @@ static int cpu_dense_fwd(void *d, int act, size_t rows, size_t in, size_t out, v
 {
     if (openblas_get_num_threads() != 1)
         openblas_set_num_threads(1);
-    struct dense_args a = {.g = {.split_n = out > rows, .m = rows, .n = out, .k = in, .lda = in,
-                                 .ldb = out, .ldc = out, .alpha = 1.0f, .beta = 0.0f, .a = x,
-                                 .b = w, .c = z},
+    struct dense_args a = {.g = {.impl = gemm_pick(),
+                                 .split_n = out > rows,
+                                 .m = rows,
+                                 .n = out,
+                                 .k = in,
+                                 .lda = in,
+                                 .ldb = out,
+                                 .ldc = out,
+                                 .alpha = 1.0f,
+                                 .beta = 0.0f,
+                                 .a = x,
+                                 .b = w,
+                                 .c = z},
                            .rows = pick_fwd_rows(),
                            .act = act,
                            .bias = bias,

@@ -99,14 +99,13 @@ static void expect_close(const char *what, const float *got, const double *ref, 
 
 /* ------------------------------------------------------------------------------------------ */
 
-static void gemm_case_sized(bool ta, bool tb, float beta, size_t m, size_t n, size_t k)
+static void gemm_case_full(bool ta, bool tb, float alpha, float beta, size_t m, size_t n, size_t k,
+                           size_t pad)
 {
-    const size_t pad = 3;
     size_t ar = ta ? k : m, ac = ta ? m : k, br = tb ? n : k, bc = tb ? k : n;
     size_t lda = ac + pad, ldb = bc + pad, ldc = n + pad;
     float *a = rand_vec(ar * lda, -1, 1), *b = rand_vec(br * ldb, -1, 1);
     float *c0 = rand_vec(m * ldc, -1, 1);
-    const float alpha = 1.25f;
     for (size_t i = 0; i < m; i++)
         for (size_t j = n; j < ldc; j++)
             c0[i * ldc + j] = 12345.0f; /* padding that must stay untouched */
@@ -143,6 +142,11 @@ static void gemm_case_sized(bool ta, bool tb, float beta, size_t m, size_t n, si
     jz_kbuf_free(A), jz_kbuf_free(B), jz_kbuf_free(C);
 }
 
+static void gemm_case_sized(bool ta, bool tb, float beta, size_t m, size_t n, size_t k)
+{
+    gemm_case_full(ta, tb, 1.25f, beta, m, n, k, 3);
+}
+
 static void gemm_case(bool ta, bool tb, float beta)
 {
     gemm_case_sized(ta, tb, beta, 37, 29, 53);
@@ -159,6 +163,58 @@ static void test_gemm(void **state)
         gemm_case_sized(t & 1, t & 2, 0.75f, 45, 301, 41);
         gemm_case_sized(t & 1, t & 2, 0.0f, 517, 37, 29); /* more panels than threads */
     }
+}
+
+/* The cpu backend's GEMM paths (JZ_CPU_GEMM, read by cpu.c at every GEMM; see
+ * docs/kernels.md): OpenBLAS, our own with the AVX-512 and AVX2 micro-kernels, and the
+ * portable micro-kernel at the AVX-512 tile, which checks that tile's blocking and edges on
+ * machines without AVX-512 (a kind the CPU lacks runs the default path instead). Each path gets
+ * the training shapes (784-256-128-10 at batch 128: forward, both backward products) and random
+ * shapes from sizes that straddle the tiles (8 x 32, 6 x 16), the panel unit (16) and the K
+ * block (256), with every transpose, alpha and beta (0 with NaN in C), and padded leading
+ * dimensions. Other backends: the random shapes once. */
+static void gemm_edge_cases(void)
+{
+    static const size_t sizes[] = {1, 2, 7, 15, 16, 17, 31, 33, 100, 128, 257, 784};
+    static const float alphas[] = {1.25f, -0.5f, 1.0f}, betas[] = {0.0f, 0.75f, 1.0f, -1.5f};
+    const size_t ns = sizeof sizes / sizeof sizes[0];
+    /* {m, n, k, ta, tb}: x W, dW = x^T dz, dx = dz W^T for each layer */
+    static const size_t train[][5] = {
+        {128, 256, 784, 0, 0}, {128, 128, 256, 0, 0}, {128, 10, 128, 0, 0},  {784, 256, 128, 1, 0},
+        {256, 128, 128, 1, 0}, {128, 10, 128, 1, 0},  {128, 256, 128, 0, 1}, {128, 128, 10, 0, 1},
+    };
+    for (size_t i = 0; i < sizeof train / sizeof train[0]; i++)
+        gemm_case_full(train[i][3], train[i][4], 1.0f, 0.0f, train[i][0], train[i][1], train[i][2],
+                       0);
+    for (int c = 0; c < 48; c++) {
+        size_t m, n, k;
+        do { /* the float64 reference is m n k multiply-adds: keep each case short */
+            m = sizes[rnd64() % ns], n = sizes[rnd64() % ns], k = sizes[rnd64() % ns];
+        } while ((double)m * (double)n * (double)k > 4e6);
+        uint64_t r = rnd64();
+        gemm_case_full(r & 1, r & 2, alphas[(r >> 2) % 3], betas[(r >> 4) % 4], m, n, k,
+                       (r >> 6) % 3 == 0 ? 0 : 1 + (r >> 8) % 17);
+    }
+}
+
+static void test_gemm_paths(void **state)
+{
+    if (JZ_TEST_BACKEND != JZ_KBACKEND_CPU) {
+        gemm_edge_cases();
+        return;
+    }
+    static const char *paths[] = {"openblas", "avx512", "avx2", "generic"};
+    const char *was = getenv("JZ_CPU_GEMM");
+    char *saved = was ? strdup(was) : NULL;
+    for (size_t p = 0; p < sizeof paths / sizeof paths[0]; p++) {
+        setenv("JZ_CPU_GEMM", paths[p], 1);
+        gemm_edge_cases();
+    }
+    if (saved)
+        setenv("JZ_CPU_GEMM", saved, 1);
+    else
+        unsetenv("JZ_CPU_GEMM");
+    free(saved);
 }
 
 static double act_ref(int act, double z)
@@ -987,14 +1043,14 @@ int main(void)
     printf("backend %s, device '%s', JZ_TEST_SEED=%llu\n", jz_kbackend_name(JZ_TEST_BACKEND),
            jz_kdev_name(dev), (unsigned long long)rng_state);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_buffers),    cmocka_unit_test(test_gemm),
-        cmocka_unit_test(test_bias_act),   cmocka_unit_test(test_dense_forward),
-        cmocka_unit_test(test_softmax_xent),
-        cmocka_unit_test(test_reductions), cmocka_unit_test(test_elementwise),
-        cmocka_unit_test(test_optimizers), cmocka_unit_test(test_heat),
-        cmocka_unit_test(test_nbody),      cmocka_unit_test(test_philox_kat),
-        cmocka_unit_test(test_rand),       cmocka_unit_test(test_comm),
-        cmocka_unit_test(test_heat_bc),    cmocka_unit_test(test_nbody_range),
+        cmocka_unit_test(test_buffers),       cmocka_unit_test(test_gemm),
+        cmocka_unit_test(test_gemm_paths),    cmocka_unit_test(test_bias_act),
+        cmocka_unit_test(test_dense_forward), cmocka_unit_test(test_softmax_xent),
+        cmocka_unit_test(test_reductions),    cmocka_unit_test(test_elementwise),
+        cmocka_unit_test(test_optimizers),    cmocka_unit_test(test_heat),
+        cmocka_unit_test(test_nbody),         cmocka_unit_test(test_philox_kat),
+        cmocka_unit_test(test_rand),          cmocka_unit_test(test_comm),
+        cmocka_unit_test(test_heat_bc),       cmocka_unit_test(test_nbody_range),
     };
     int rc = cmocka_run_group_tests_name(jz_kbackend_name(JZ_TEST_BACKEND), tests, NULL, NULL);
     jz_kdev_close(dev);
