@@ -3,6 +3,7 @@
 #include "scheduler/config.h"
 
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -324,6 +325,12 @@ static int parse_tenants(const json_t *a, struct owned *o, struct jz_sched_confi
         }
         if (!t->name[0])
             return jz_error_set(err, JZ_EINVAL, "scheduler.tenants[%zu] needs a name", i);
+        /* A reload refuses a tenant listed twice (which entry applies would be a guess), so
+         * the parser does too: a file that starts the service also reloads. */
+        for (size_t p = 0; p < i; p++)
+            if (strcmp(o->tenants[p].name, t->name) == 0)
+                return jz_error_set(err, JZ_EEXIST, "scheduler.tenants: %s is listed twice",
+                                    t->name);
     }
     c->tenants = o->tenants;
     c->tenant_count = n;
@@ -505,4 +512,199 @@ int jz_sched_config_parse(const json_t *obj, struct jz_sched_parsed **out, struc
     }
     *out = p;
     return 0;
+}
+
+/* ---------- differences, for the reload's log line ---------- */
+
+struct diff {
+    char *buf;
+    size_t len, used, n;
+};
+
+static void diff_add(struct diff *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void diff_add(struct diff *d, const char *fmt, ...)
+{
+    d->n++;
+    if (!d->buf || d->len == 0 || d->used + 1 >= d->len)
+        return;
+    if (d->n > 1)
+        d->used += (size_t)snprintf(d->buf + d->used, d->len - d->used, ", ");
+    if (d->used + 1 < d->len) {
+        va_list ap;
+        va_start(ap, fmt);
+        d->used += (size_t)vsnprintf(d->buf + d->used, d->len - d->used, fmt, ap);
+        va_end(ap);
+    }
+    if (d->used + 1 >= d->len) { /* cut: say so */
+        d->used = d->len - 1;
+        if (d->len > 4)
+            memcpy(d->buf + d->len - 4, "...", 4);
+    }
+}
+
+static const char *order_name(unsigned o)
+{
+    static const char *const names[] = {"age", "las", "shortest", "las+shortest"};
+    return o < 4 ? names[o] : "?";
+}
+
+static void diff_num(struct diff *d, const char *key, double a, double b)
+{
+    if (a != b)
+        diff_add(d, "%s %g -> %g", key, a, b);
+}
+
+static const struct jz_sched_class *class_by_name(const struct jz_sched_config *c, const char *n)
+{
+    for (size_t i = 0; i < c->class_count; i++)
+        if (strcmp(c->classes[i].name, n) == 0)
+            return &c->classes[i];
+    return NULL;
+}
+
+static const struct jz_sched_tenant *tenant_by_name(const struct jz_sched_config *c, const char *n)
+{
+    for (size_t i = 0; i < c->tenant_count; i++)
+        if (strcmp(c->tenants[i].name, n) == 0)
+            return &c->tenants[i];
+    return NULL;
+}
+
+static bool quotas_equal(const struct jz_sched_tenant *a, const struct jz_sched_tenant *b)
+{
+    if (a->site_quota_count != b->site_quota_count)
+        return false;
+    for (size_t i = 0; i < a->site_quota_count; i++) {
+        bool found = false;
+        for (size_t k = 0; k < b->site_quota_count && !found; k++)
+            found = strcmp(a->site_quotas[i].site, b->site_quotas[k].site) == 0 &&
+                    a->site_quotas[i].max_gpus == b->site_quotas[k].max_gpus;
+        if (!found)
+            return false;
+    }
+    return true;
+}
+
+static void diff_config(struct diff *d, const struct jz_sched_config *a,
+                        const struct jz_sched_config *b)
+{
+#define NUM(f) diff_num(d, #f, (double)a->f, (double)b->f)
+    NUM(half_life_s);
+    NUM(weight_fairshare);
+    NUM(weight_age);
+    NUM(age_scale_s);
+    NUM(weight_class);
+    NUM(weight_size);
+    NUM(default_weight);
+    NUM(preempt_grace_s);
+    NUM(backfill_depth);
+    NUM(backfill_max_tests);
+    NUM(weight_las);
+    NUM(weight_shortest);
+    NUM(preempt_margin);
+    NUM(preempt_min_run_s);
+    NUM(max_preemptions);
+    NUM(starve_after_s);
+    NUM(starve_drain_factor);
+#undef NUM
+    bool same = a->las_band_count == b->las_band_count;
+    for (size_t i = 0; same && i < a->las_band_count; i++)
+        same = a->las_thresholds[i] == b->las_thresholds[i];
+    if (!same)
+        diff_add(d, "las_thresholds changed");
+    if (a->default_order != b->default_order)
+        diff_add(d, "default_order %s -> %s", order_name(a->default_order),
+                 order_name(b->default_order));
+    if (strncmp(a->default_class, b->default_class, JZ_SCHED_NAME_LEN) != 0)
+        diff_add(d, "default_class %.63s -> %.63s", a->default_class, b->default_class);
+    for (size_t i = 0; i < a->class_count; i++)
+        if (!class_by_name(b, a->classes[i].name))
+            diff_add(d, "class %s removed", a->classes[i].name);
+    for (size_t i = 0; i < b->class_count; i++) {
+        const struct jz_sched_class *y = &b->classes[i], *x = class_by_name(a, y->name);
+        if (!x) {
+            diff_add(d, "class %s added", y->name);
+            continue;
+        }
+        if (x->rank != y->rank)
+            diff_add(d, "class %s rank %u -> %u", y->name, x->rank, y->rank);
+        if (x->order != y->order)
+            diff_add(d, "class %s order %s -> %s", y->name, order_name(x->order),
+                     order_name(y->order));
+        if (x->can_preempt != y->can_preempt)
+            diff_add(d, "class %s can_preempt %s -> %s", y->name,
+                     x->can_preempt ? "true" : "false", y->can_preempt ? "true" : "false");
+    }
+    for (size_t i = 0; i < a->tenant_count; i++)
+        if (!tenant_by_name(b, a->tenants[i].name))
+            diff_add(d, "tenant %s removed (default weight, no quota)", a->tenants[i].name);
+    for (size_t i = 0; i < b->tenant_count; i++) {
+        const struct jz_sched_tenant *y = &b->tenants[i], *x = tenant_by_name(a, y->name);
+        if (!x) {
+            diff_add(d, "tenant %s added", y->name);
+            continue;
+        }
+        if (x->weight != y->weight)
+            diff_add(d, "tenant %s weight %g -> %g", y->name, x->weight, y->weight);
+        if (x->max_gpus != y->max_gpus)
+            diff_add(d, "tenant %s max_gpus %u -> %u", y->name, x->max_gpus, y->max_gpus);
+        if (strcmp(x->class_name, y->class_name) != 0)
+            diff_add(d, "tenant %s class \"%s\" -> \"%s\"", y->name, x->class_name,
+                     y->class_name);
+        if (!quotas_equal(x, y))
+            diff_add(d, "tenant %s site_quotas changed", y->name);
+    }
+}
+
+size_t jz_sched_config_diff(const struct jz_sched_config *a, const struct jz_sched_config *b,
+                            char *buf, size_t len)
+{
+    struct diff d = {.buf = buf, .len = len};
+    if (buf && len)
+        buf[0] = '\0';
+    if (a && b)
+        diff_config(&d, a, b);
+    return d.n;
+}
+
+static const struct jz_sched_reservation *resv_by_name(const struct jz_sched_parsed *p,
+                                                       const char *n)
+{
+    for (size_t i = 0; i < p->reservation_count; i++)
+        if (strcmp(p->reservations[i].name, n) == 0)
+            return &p->reservations[i];
+    return NULL;
+}
+
+static bool resv_equal(const struct jz_sched_reservation *x, const struct jz_sched_reservation *y)
+{
+    if (strcmp(x->tenant, y->tenant) != 0 || x->start != y->start || x->end != y->end ||
+        x->gpus_per_node != y->gpus_per_node || x->node_count != y->node_count)
+        return false;
+    for (size_t i = 0; i < x->node_count; i++)
+        if (strcmp(x->nodes[i], y->nodes[i]) != 0)
+            return false;
+    return true;
+}
+
+size_t jz_sched_parsed_diff(const struct jz_sched_parsed *a, const struct jz_sched_parsed *b,
+                            char *buf, size_t len)
+{
+    struct diff d = {.buf = buf, .len = len};
+    if (buf && len)
+        buf[0] = '\0';
+    if (!a || !b)
+        return 0;
+    diff_config(&d, &a->cfg, &b->cfg);
+    for (size_t i = 0; i < a->reservation_count; i++)
+        if (!resv_by_name(b, a->reservations[i].name))
+            diff_add(&d, "reservation %s removed", a->reservations[i].name);
+    for (size_t i = 0; i < b->reservation_count; i++) {
+        const struct jz_sched_reservation *y = &b->reservations[i], *x = resv_by_name(a, y->name);
+        if (!x)
+            diff_add(&d, "reservation %s added", y->name);
+        else if (!resv_equal(x, y))
+            diff_add(&d, "reservation %s changed", y->name);
+    }
+    return d.n;
 }

@@ -55,10 +55,11 @@ static uint64_t hash_str(const char *s)
     return h;
 }
 
-static bool name_ok(const char *s)
+bool jz_sched__name_ok(const char *s)
 {
     return s && *s && strlen(s) < JZ_SCHED_NAME_LEN;
 }
+#define name_ok jz_sched__name_ok
 
 void jz_sched__say(char *buf, size_t len, const char *fmt, ...)
 {
@@ -82,40 +83,59 @@ static uint32_t names_find(const struct names *nm, const char *name)
     return UINT32_MAX;
 }
 
+/* Makes room for `more` new names, so that as many names_insert calls cannot fail. The hash is
+ * rebuilt over the names there are: nothing visible changes. */
+static int names_reserve(struct names *nm, size_t more)
+{
+    size_t need = nm->n + more;
+    if (grow((void **)&nm->v, &nm->cap, need, sizeof(*nm->v)))
+        return JZ_ENOMEM;
+    if (need * 2 <= nm->hash_cap)
+        return 0;
+    size_t cap = nm->hash_cap ? nm->hash_cap * 2 : 16;
+    while (need * 2 > cap)
+        cap *= 2;
+    uint32_t *h = calloc(cap, sizeof(*h));
+    if (!h)
+        return JZ_ENOMEM;
+    for (size_t k = 0; k < nm->n; k++) {
+        size_t p = hash_str(nm->v[k]) & (cap - 1);
+        while (h[p])
+            p = (p + 1) & (cap - 1);
+        h[p] = (uint32_t)k + 1;
+    }
+    free(nm->hash);
+    nm->hash = h;
+    nm->hash_cap = cap;
+    return 0;
+}
+
+/* Adds name (malloc'd, not yet there; nm takes it) in room names_reserve made; returns its
+ * index. */
+static uint32_t names_insert(struct names *nm, char *name)
+{
+    size_t p = hash_str(name) & (nm->hash_cap - 1);
+    while (nm->hash[p])
+        p = (p + 1) & (nm->hash_cap - 1);
+    nm->hash[p] = (uint32_t)nm->n + 1;
+    nm->v[nm->n] = name;
+    return (uint32_t)nm->n++;
+}
+
 /* The index of name, added when new; UINT32_MAX when out of memory. */
 static uint32_t names_intern(struct names *nm, const char *name)
 {
     uint32_t i = names_find(nm, name);
     if (i != UINT32_MAX)
         return i;
-    if ((nm->n + 1) * 2 > nm->hash_cap) {
-        size_t cap = nm->hash_cap ? nm->hash_cap * 2 : 16;
-        uint32_t *h = calloc(cap, sizeof(*h));
-        if (!h)
-            return UINT32_MAX;
-        for (size_t k = 0; k < nm->n; k++) {
-            size_t p = hash_str(nm->v[k]) & (cap - 1);
-            while (h[p])
-                p = (p + 1) & (cap - 1);
-            h[p] = (uint32_t)k + 1;
-        }
-        free(nm->hash);
-        nm->hash = h;
-        nm->hash_cap = cap;
-    }
     size_t len = strlen(name) + 1;
     char *copy = malloc(len);
-    if (!copy || grow((void **)&nm->v, &nm->cap, nm->n + 1, sizeof(*nm->v))) {
+    if (!copy || names_reserve(nm, 1)) {
         free(copy);
         return UINT32_MAX;
     }
     memcpy(copy, name, len);
-    size_t p = hash_str(name) & (nm->hash_cap - 1);
-    while (nm->hash[p])
-        p = (p + 1) & (nm->hash_cap - 1);
-    nm->hash[p] = (uint32_t)nm->n + 1;
-    nm->v[nm->n] = copy;
-    return (uint32_t)nm->n++;
+    return names_insert(nm, copy);
 }
 
 static void names_free(struct names *nm)
@@ -212,15 +232,16 @@ static void job_free(struct jz_sched *s, struct job *j)
 
 /* ---------- tenants and classes ---------- */
 
-static int class_find(const struct jz_sched *s, const char *name)
+int jz_sched__class_find(const struct jz_sched *s, const char *name)
 {
     for (size_t i = 0; i < s->nclasses; i++)
         if (strcmp(s->classes[i].name, name) == 0)
             return (int)i;
     return -1;
 }
+#define class_find jz_sched__class_find
 
-static int tenant_find(const struct jz_sched *s, const char *name)
+int jz_sched__tenant_find(const struct jz_sched *s, const char *name)
 {
     if (!s->tenant_hash_cap)
         return -1;
@@ -230,6 +251,7 @@ static int tenant_find(const struct jz_sched *s, const char *name)
             return (int)(s->tenant_hash[i] - 1);
     return -1;
 }
+#define tenant_find jz_sched__tenant_find
 
 static int tenant_hash_rebuild(struct jz_sched *s, size_t cap)
 {
@@ -248,6 +270,41 @@ static int tenant_hash_rebuild(struct jz_sched *s, size_t cap)
     return 0;
 }
 
+struct tenant *jz_sched__tenant_new(const struct jz_sched *s, const char *name)
+{
+    struct tenant *t = calloc(1, sizeof(*t));
+    if (!t)
+        return NULL;
+    snprintf(t->name, sizeof(t->name), "%s", name);
+    t->weight = s->cfg.default_weight;
+    t->cls = s->default_class;
+    t->has_credit = true;
+    t->fs = 1.0;
+    return t;
+}
+
+int jz_sched__tenants_reserve(struct jz_sched *s, size_t more)
+{
+    if (grow((void **)&s->tenants, &s->tenants_cap, s->ntenants + more, sizeof(*s->tenants)))
+        return JZ_ENOMEM;
+    size_t cap = s->tenant_hash_cap ? s->tenant_hash_cap : 64;
+    while ((s->ntenants + more) * 2 > cap)
+        cap *= 2;
+    /* The rebuild only re-indexes the tenants there are: nothing visible changes. */
+    if (cap != s->tenant_hash_cap && tenant_hash_rebuild(s, cap))
+        return JZ_ENOMEM;
+    return 0;
+}
+
+void jz_sched__tenant_insert(struct jz_sched *s, struct tenant *t)
+{
+    s->tenants[s->ntenants++] = t;
+    size_t m = s->tenant_hash_cap - 1, k = hash_str(t->name) & m;
+    while (s->tenant_hash[k])
+        k = (k + 1) & m;
+    s->tenant_hash[k] = (uint32_t)s->ntenants;
+}
+
 /* Returns the tenant index, creating it with defaults when unknown. */
 static int tenant_get(struct jz_sched *s, const char *name, struct jz_error *err)
 {
@@ -259,30 +316,12 @@ static int tenant_get(struct jz_sched *s, const char *name, struct jz_error *err
                             JZ_SCHED_NAME_LEN - 1);
     if (s->ntenants >= JZ_SCHED_MAX_TENANTS)
         return jz_error_set(err, JZ_ELIMIT, "more than %d tenants", JZ_SCHED_MAX_TENANTS);
-    if (grow((void **)&s->tenants, &s->tenants_cap, s->ntenants + 1, sizeof(*s->tenants)))
+    struct tenant *t = jz_sched__tenant_new(s, name);
+    if (!t || jz_sched__tenants_reserve(s, 1)) {
+        free(t);
         return jz_error_set(err, JZ_ENOMEM, "out of memory adding a tenant");
-    struct tenant *t = calloc(1, sizeof(*t));
-    if (!t)
-        return jz_error_set(err, JZ_ENOMEM, "out of memory adding a tenant");
-    snprintf(t->name, sizeof(t->name), "%s", name);
-    t->weight = s->cfg.default_weight;
-    t->cls = s->default_class;
-    t->has_credit = true;
-    t->fs = 1.0;
-    s->tenants[s->ntenants++] = t;
-    if (s->ntenants * 2 > s->tenant_hash_cap) {
-        /* The rebuild indexes every tenant, the new one included. */
-        if (tenant_hash_rebuild(s, s->tenant_hash_cap ? s->tenant_hash_cap * 2 : 64)) {
-            s->ntenants--;
-            free(t);
-            return jz_error_set(err, JZ_ENOMEM, "out of memory adding a tenant");
-        }
-    } else {
-        size_t m = s->tenant_hash_cap - 1, k = hash_str(name) & m;
-        while (s->tenant_hash[k])
-            k = (k + 1) & m;
-        s->tenant_hash[k] = (uint32_t)s->ntenants;
     }
+    jz_sched__tenant_insert(s, t);
     return (int)s->ntenants - 1;
 }
 
@@ -311,11 +350,10 @@ static void tenant_advance(const struct jz_sched *s, struct tenant *t, int64_t n
     t->usage_time = now;
 }
 
-static void fair_share_update(struct jz_sched *s, int64_t now)
+void jz_sched__fair_share_compute(struct jz_sched *s)
 {
     double utot = 0, wtot = 0;
     for (size_t i = 0; i < s->ntenants; i++) {
-        tenant_advance(s, s->tenants[i], now);
         utot += s->tenants[i]->usage;
         wtot += s->tenants[i]->weight;
     }
@@ -326,6 +364,13 @@ static void fair_share_update(struct jz_sched *s, int64_t now)
         else
             t->fs = exp2(-(t->usage / utot) / (t->weight / wtot));
     }
+}
+
+static void fair_share_update(struct jz_sched *s, int64_t now)
+{
+    for (size_t i = 0; i < s->ntenants; i++)
+        tenant_advance(s, s->tenants[i], now);
+    jz_sched__fair_share_compute(s);
 }
 
 /* ---------- priority ---------- */
@@ -431,6 +476,12 @@ static void sift_down(struct queue *q, size_t i)
         i = c;
     }
     heap_set(q, i, j);
+}
+
+void jz_sched__queue_heapify(struct queue *q)
+{
+    for (size_t i = q->n / 2; i-- > 0;)
+        sift_down(q, i);
 }
 
 static void active_add(struct jz_sched *s, struct queue *q)
@@ -782,7 +833,8 @@ void jz_sched_config_defaults(struct jz_sched_config *cfg)
 }
 
 /* Interns a site name, refusing more than JZ_SCHED_MAX_SITES distinct sites. */
-static int site_intern(struct jz_sched *s, const char *name, uint32_t *out, struct jz_error *err)
+int jz_sched__site_intern(struct jz_sched *s, const char *name, uint32_t *out,
+                          struct jz_error *err)
 {
     uint32_t i = names_find(&s->sites, name);
     if (i == UINT32_MAX) {
@@ -792,6 +844,98 @@ static int site_intern(struct jz_sched *s, const char *name, uint32_t *out, stru
             return jz_error_set(err, JZ_ENOMEM, "out of memory adding site %s", name);
     }
     *out = i;
+    return 0;
+}
+#define site_intern jz_sched__site_intern
+
+uint32_t jz_sched__site_find(const struct jz_sched *s, const char *name)
+{
+    return names_find(&s->sites, name);
+}
+
+int jz_sched__sites_reserve(struct jz_sched *s, size_t more)
+{
+    return names_reserve(&s->sites, more);
+}
+
+uint32_t jz_sched__site_adopt(struct jz_sched *s, char *name)
+{
+    return names_insert(&s->sites, name);
+}
+
+int jz_sched__config_check(const struct jz_sched_config *v, struct jz_error *err)
+{
+    const char *bad = !(v->half_life_s > 0)               ? "half_life_s must be positive"
+                      : !(v->age_scale_s > 0)             ? "age_scale_s must be positive"
+                      : !(v->default_weight > 0)          ? "default_weight must be positive"
+                      : !(v->weight_fairshare >= 0)       ? "weight_fairshare must be >= 0"
+                      : !(v->weight_age >= 0)             ? "weight_age must be >= 0"
+                      : !(v->weight_class >= 0)           ? "weight_class must be >= 0"
+                      : !(v->weight_size >= 0)            ? "weight_size must be >= 0"
+                      : !(v->weight_las >= 0)             ? "weight_las must be >= 0"
+                      : !(v->weight_shortest >= 0)        ? "weight_shortest must be >= 0"
+                      : !(v->preempt_margin >= 0)         ? "preempt_margin must be >= 0"
+                      : !(v->starve_drain_factor >= 0)    ? "starve_drain_factor must be >= 0"
+                      : v->las_band_count > JZ_SCHED_MAX_LAS_BANDS ? "too many las_thresholds"
+                      : v->max_preemptions > UINT8_MAX    ? "max_preemptions must be at most 255"
+                      : v->preempt_min_run_s < 0 || v->preempt_min_run_s > JZ_SCHED_MAX_TIME_LIMIT
+                          ? "preempt_min_run_s must be 0 to 366 days"
+                      : v->starve_after_s < 0 || v->starve_after_s > JZ_SCHED_MAX_TIME_LIMIT
+                          ? "starve_after_s must be 0 to 366 days"
+                      : v->default_order & ~(JZ_SCHED_ORDER_LAS | JZ_SCHED_ORDER_SHORTEST)
+                          ? "default_order has unknown bits"
+                      : v->preempt_grace_s < 0           ? "preempt_grace_s must be >= 0"
+                      : v->backfill_depth == 0           ? "backfill_depth must be positive"
+                      : v->backfill_max_tests == 0       ? "backfill_max_tests must be positive"
+                      : !memchr(v->default_class, '\0', JZ_SCHED_NAME_LEN) || !v->default_class[0]
+                          ? "default_class needs a name of 1 to 63 characters"
+                          : NULL;
+    if (bad)
+        return jz_error_set(err, JZ_ERANGE,
+                            "scheduler configuration: %s (start from jz_sched_config_defaults)",
+                            bad);
+    for (size_t b = 0; b < v->las_band_count; b++)
+        if (!(v->las_thresholds[b] > (b ? v->las_thresholds[b - 1] : 0)))
+            return jz_error_set(err, JZ_ERANGE,
+                                "LAS thresholds must be positive and increasing (threshold %zu)",
+                                b + 1);
+    return 0;
+}
+
+int jz_sched__classes_build(const struct jz_sched_config *cfg, struct jz_sched_class *out,
+                            size_t *count, int *default_class, struct jz_error *err)
+{
+    size_t nc = cfg->class_count, n = 0;
+    if (nc > JZ_SCHED_MAX_CLASSES)
+        return jz_error_set(err, JZ_ELIMIT, "more than %d classes", JZ_SCHED_MAX_CLASSES);
+    if (nc && !cfg->classes)
+        return jz_error_set(err, JZ_EINVAL, "class_count without classes");
+    int def = -1;
+    for (size_t i = 0; i < nc; i++) {
+        const struct jz_sched_class *c = &cfg->classes[i];
+        bool dup = false;
+        for (size_t k = 0; k < n && !dup; k++)
+            dup = strcmp(out[k].name, c->name) == 0;
+        if (!memchr(c->name, '\0', JZ_SCHED_NAME_LEN) || !name_ok(c->name) || c->rank > 100 ||
+            dup || (c->order & ~(JZ_SCHED_ORDER_LAS | JZ_SCHED_ORDER_SHORTEST)))
+            return jz_error_set(err, JZ_EINVAL,
+                                "class %zu: needs a unique name, a rank 0..100 and an order of "
+                                "JZ_SCHED_ORDER_* bits",
+                                i);
+        if (strcmp(c->name, cfg->default_class) == 0)
+            def = (int)n;
+        out[n++] = *c;
+    }
+    if (def < 0) {
+        if (n == JZ_SCHED_MAX_CLASSES)
+            return jz_error_set(err, JZ_ELIMIT, "no room for the default class");
+        struct jz_sched_class c = {.rank = 50, .order = cfg->default_order};
+        memcpy(c.name, cfg->default_class, sizeof(c.name));
+        out[n] = c;
+        def = (int)n++;
+    }
+    *count = n;
+    *default_class = def;
     return 0;
 }
 
@@ -819,6 +963,13 @@ int jz_sched_tenant_set(struct jz_sched *s, const struct jz_sched_tenant *t, str
                 return jz_error_set(err, JZ_EEXIST, "tenant %s: two quotas for site %s", t->name,
                                     site);
     }
+    /* The limit first: a refused call must not keep some of the sites it named. */
+    size_t fresh = 0;
+    for (size_t i = 0; i < nq; i++)
+        fresh += names_find(&s->sites, t->site_quotas[i].site) == UINT32_MAX;
+    if (s->sites.n + fresh > JZ_SCHED_MAX_SITES)
+        return jz_error_set(err, JZ_ELIMIT, "tenant %s: its sites would make more than %d sites",
+                            t->name, JZ_SCHED_MAX_SITES);
     struct site_quota *q = NULL;
     if (nq && !(q = calloc(nq, sizeof(*q))))
         return jz_error_set(err, JZ_ENOMEM, "out of memory setting tenant %s", t->name);
@@ -878,65 +1029,19 @@ int jz_sched_create(const struct jz_sched_config *cfg, struct jz_sched **out, st
         return jz_error_set(err, JZ_ENOMEM, "out of memory creating the scheduler");
     s->cfg = cfg ? *cfg : d;
     s->cfg.default_class[JZ_SCHED_NAME_LEN - 1] = '\0';
-    int rc = 0;
-    const struct jz_sched_config *v = &s->cfg;
-    if (!(v->half_life_s > 0) || !(v->age_scale_s > 0) || !(v->default_weight > 0) ||
-        !(v->weight_fairshare >= 0) || !(v->weight_age >= 0) || !(v->weight_class >= 0) ||
-        !(v->weight_size >= 0) || !(v->weight_las >= 0) || !(v->weight_shortest >= 0) ||
-        !(v->preempt_margin >= 0) || v->preempt_min_run_s < 0 || v->starve_after_s < 0 ||
-        !(v->starve_drain_factor >= 0) ||
-        v->las_band_count > JZ_SCHED_MAX_LAS_BANDS || v->max_preemptions > UINT8_MAX ||
-        v->preempt_min_run_s > JZ_SCHED_MAX_TIME_LIMIT || v->starve_after_s > JZ_SCHED_MAX_TIME_LIMIT ||
-        (v->default_order & ~(JZ_SCHED_ORDER_LAS | JZ_SCHED_ORDER_SHORTEST)) ||
-        v->preempt_grace_s < 0 || v->backfill_depth == 0 ||
-        v->backfill_max_tests == 0 || !v->default_class[0]) {
-        rc = jz_error_set(err, JZ_ERANGE,
-                          "scheduler configuration out of range (start from "
-                          "jz_sched_config_defaults)");
+    int rc = jz_sched__config_check(&s->cfg, err);
+    if (rc)
         goto fail;
-    }
-    for (size_t b = 0; b < v->las_band_count; b++)
-        if (!(v->las_thresholds[b] > (b ? v->las_thresholds[b - 1] : 0))) {
-            rc = jz_error_set(err, JZ_ERANGE,
-                              "LAS thresholds must be positive and increasing (threshold %zu)",
-                              b + 1);
-            goto fail;
-        }
-    s->cfg.classes = NULL;
-    s->cfg.tenants = NULL;
     s->fit_epoch = 1;
     if (names_intern(&s->sites, "default") != 0) {
         rc = jz_error_set(err, JZ_ENOMEM, "out of memory creating the scheduler");
         goto fail;
     }
-    size_t nc = cfg ? cfg->class_count : 0;
-    if (nc > JZ_SCHED_MAX_CLASSES) {
-        rc = jz_error_set(err, JZ_ELIMIT, "more than %d classes", JZ_SCHED_MAX_CLASSES);
+    if ((rc = jz_sched__classes_build(&s->cfg, s->classes, &s->nclasses, &s->default_class,
+                                      err)) != 0)
         goto fail;
-    }
-    for (size_t i = 0; i < nc; i++) {
-        const struct jz_sched_class *c = &cfg->classes[i];
-        if (!name_ok(c->name) || c->rank > 100 || class_find(s, c->name) >= 0 ||
-            (c->order & ~(JZ_SCHED_ORDER_LAS | JZ_SCHED_ORDER_SHORTEST))) {
-            rc = jz_error_set(err, JZ_EINVAL,
-                              "class %zu: needs a unique name, a rank 0..100 and an order of "
-                              "JZ_SCHED_ORDER_* bits",
-                              i);
-            goto fail;
-        }
-        s->classes[s->nclasses++] = *c;
-    }
-    s->default_class = class_find(s, s->cfg.default_class);
-    if (s->default_class < 0) {
-        if (s->nclasses == JZ_SCHED_MAX_CLASSES) {
-            rc = jz_error_set(err, JZ_ELIMIT, "no room for the default class");
-            goto fail;
-        }
-        struct jz_sched_class c = {.rank = 50, .order = s->cfg.default_order};
-        memcpy(c.name, s->cfg.default_class, sizeof(c.name));
-        s->classes[s->nclasses] = c;
-        s->default_class = (int)s->nclasses++;
-    }
+    s->cfg.classes = NULL; /* borrowed for the call only */
+    s->cfg.tenants = NULL;
     s->nbuckets = 0;
     s->trees_dirty = true;
     for (size_t i = 0; cfg && i < cfg->tenant_count; i++)
@@ -1030,7 +1135,7 @@ static int buckets_grow(struct jz_sched *s, unsigned need)
     return 0;
 }
 
-static size_t node_find(const struct jz_sched *s, const char *name)
+size_t jz_sched__node_find(const struct jz_sched *s, const char *name)
 {
     if (!s->node_hash_cap)
         return SIZE_MAX;
@@ -1040,6 +1145,7 @@ static size_t node_find(const struct jz_sched *s, const char *name)
             return s->node_hash[i] - 1;
     return SIZE_MAX;
 }
+#define node_find jz_sched__node_find
 
 static void node_hash_insert(uint32_t *h, size_t cap, const char *name, size_t n)
 {
@@ -1446,7 +1552,7 @@ int jz_sched_submit(struct jz_sched *s, const struct jz_sched_job *job, int64_t 
 {
     if (!s)
         return jz_error_set(err, JZ_EINVAL, "no scheduler");
-    struct job *j;
+    struct job *j = NULL; /* set by job_make on success; -O3 cannot see that */
     int rc = job_make(s, job, &j, err);
     if (rc)
         return rc;
@@ -1699,7 +1805,7 @@ int jz_sched_adopt_running(struct jz_sched *s, const struct jz_sched_job *job,
                                     sp->cores[i], nd->name);
         }
     }
-    struct job *j;
+    struct job *j = NULL; /* set by job_make on success; -O3 cannot see that */
     int rc = job_make(s, job, &j, err);
     if (rc)
         return rc;

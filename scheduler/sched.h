@@ -131,6 +131,28 @@ struct jz_sched;
 int jz_sched_create(const struct jz_sched_config *cfg, struct jz_sched **out, struct jz_error *err);
 void jz_sched_destroy(struct jz_sched *s);
 
+/* Takes a new policy on a live scheduler (the service's SIGHUP): the scalar settings (weights,
+ * half-life, orders, backfill, preemption and starvation settings, default weight and class),
+ * the classes and the tenants of cfg (borrowed for the call), checked as jz_sched_create checks
+ * them. All-or-nothing: on any error s is unchanged and err names the problem.
+ * - Running and preempting jobs are not touched: same nodes, GPUs, cores, start and end.
+ * - Every job keeps the class it was submitted with (by name; a tenant's new class applies to its
+ *   new jobs). A class may change rank, order and can_preempt; one that is gone from cfg while
+ *   jobs of it wait, are held or run is refused (JZ_EBUSY), the default class included: renaming
+ *   "default_class" with jobs in the old one is refused unless cfg still lists the old one.
+ * - Tenants listed in cfg take its weight, quota, site quotas and class; a tenant listed twice is
+ *   refused (JZ_EEXIST). Tenants it does not list fall back to default_weight, no quota and the
+ *   default class. Usage history (decayed GPU-seconds, jobs' attained service) and credits are
+ *   kept; a new half_life applies from each tenant's last usage update.
+ * - Waiting and held jobs get their order recomputed and queues re-sorted, so the next
+ *   jz_sched_decide uses the new policy; fair-share factors are recomputed from the usage as of
+ *   the last full decision (the next full decision brings them to now).
+ * - Reservations are not part of cfg: see jz_sched_reservations_replace, and jz_sched_reload
+ *   for both at once.
+ * O(jobs + tenants); the decision path pays nothing for it. */
+int jz_sched_reconfigure(struct jz_sched *s, const struct jz_sched_config *cfg,
+                         struct jz_error *err);
+
 /* Adds or replaces a tenant (weight, quota, class) at run time. */
 int jz_sched_tenant_set(struct jz_sched *s, const struct jz_sched_tenant *t, struct jz_error *err);
 /* Startup credits: a tenant without credit keeps its jobs waiting (reason "credits"). */
@@ -183,6 +205,20 @@ size_t jz_sched_node_count(const struct jz_sched *s);
 int jz_sched_reservation_add(struct jz_sched *s, const struct jz_sched_reservation *r,
                              struct jz_error *err);
 int jz_sched_reservation_remove(struct jz_sched *s, const char *name, struct jz_error *err);
+/* Replaces every reservation with the n in r (borrowed for the call; n may be 0), as a reload of
+ * the configuration needs. All-or-nothing: names unique, nodes known (not removed) and each listed
+ * once per reservation, gpus_per_node at most the node's GPUs; on error nothing changes. Unknown
+ * tenants are created with the defaults. Running jobs are not touched: a reservation only
+ * decides where jobs may start. */
+int jz_sched_reservations_replace(struct jz_sched *s, const struct jz_sched_reservation *r,
+                                  size_t n, struct jz_error *err);
+/* A reload of the configuration: jz_sched_reconfigure(cfg) and jz_sched_reservations_replace(r,
+ * n) together, all-or-nothing as one (both are checked and allocated before either applies).
+ * check_only: everything is checked, nothing changes (0 means the same call without it would
+ * succeed but for running out of memory). cfg and r are borrowed for the call. */
+int jz_sched_reload(struct jz_sched *s, const struct jz_sched_config *cfg,
+                    const struct jz_sched_reservation *r, size_t n, bool check_only,
+                    struct jz_error *err);
 
 /* A job as submitted. Strings are borrowed for the call. */
 struct jz_sched_job {

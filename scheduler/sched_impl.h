@@ -1,7 +1,8 @@
 /* Internals of the scheduler object, shared by its source files (sched.c: events, queues and the
  * decision loop; gang.c: node sets for multi-node jobs; fit.c: could-ever-fit; preempt.c:
- * preemption). Not installed and not for callers: everything here may change. Functions shared
- * between these files are named jz_sched__* so the purity check's allow-list covers them. */
+ * preemption; reconfigure.c: a new policy or set of reservations for a live scheduler). Not
+ * installed and not for callers: everything here may change. Functions shared between these
+ * files are named jz_sched__* so the purity check's allow-list covers them. */
 #ifndef JZ_SCHED_SCHED_IMPL_H
 #define JZ_SCHED_SCHED_IMPL_H
 
@@ -300,6 +301,38 @@ void jz_sched__job_reorder(struct jz_sched *s, struct job *j, int64_t end_expect
 void jz_sched__plan_free(struct plan *p);
 /* A new head mark (never 0, which no head uses). */
 uint32_t jz_sched__new_mark(struct jz_sched *s);
+
+/* ---------- shared with reconfigure.c (defined in sched.c) ---------- */
+
+bool jz_sched__name_ok(const char *s);
+int jz_sched__class_find(const struct jz_sched *s, const char *name);
+int jz_sched__tenant_find(const struct jz_sched *s, const char *name);
+size_t jz_sched__node_find(const struct jz_sched *s, const char *name); /* SIZE_MAX: none */
+int jz_sched__site_intern(struct jz_sched *s, const char *name, uint32_t *out,
+                          struct jz_error *err);
+/* A site's index; UINT32_MAX when unknown. */
+uint32_t jz_sched__site_find(const struct jz_sched *s, const char *name);
+/* Makes room for `more` new sites, so that as many jz_sched__site_adopt calls cannot fail;
+ * nothing visible changes. Does not check JZ_SCHED_MAX_SITES (the caller does). */
+int jz_sched__sites_reserve(struct jz_sched *s, size_t more);
+/* Adds a site not yet known, in reserved room; s takes name (malloc'd). Returns its index,
+ * s->sites.n before the call. */
+uint32_t jz_sched__site_adopt(struct jz_sched *s, char *name);
+/* The configuration's scalar settings are in range (classes and tenants aside). */
+int jz_sched__config_check(const struct jz_sched_config *cfg, struct jz_error *err);
+/* The classes a configuration defines, its default class added (rank 50, default_order) when
+ * it does not name one of them; out has JZ_SCHED_MAX_CLASSES slots. */
+int jz_sched__classes_build(const struct jz_sched_config *cfg, struct jz_sched_class *out,
+                            size_t *count, int *default_class, struct jz_error *err);
+/* A tenant with the defaults (weight, class, credit) of s, not yet in s; NULL without memory. */
+struct tenant *jz_sched__tenant_new(const struct jz_sched *s, const char *name);
+/* Makes room for `more` tenants, so that as many jz_sched__tenant_insert calls cannot fail. */
+int jz_sched__tenants_reserve(struct jz_sched *s, size_t more);
+void jz_sched__tenant_insert(struct jz_sched *s, struct tenant *t);
+/* Fair-share factors from the usage as last brought up to date (no time passes). */
+void jz_sched__fair_share_compute(struct jz_sched *s);
+/* Restores a queue's heap order after its jobs' keys changed (O(n)). */
+void jz_sched__queue_heapify(struct queue *q);
 
 /* ---------- fit.c ---------- */
 
