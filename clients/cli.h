@@ -267,6 +267,10 @@ struct jz_cli_command {
 /* The command table (NULL-name terminated). */
 extern const struct jz_cli_command jz_cli_commands[];
 
+/* `jazari plugin check FILE.so` (cli_plugin.c), and the plugin view it shares with `plugins`. */
+int jz_cli_plugin(struct jz_cli *cli, int argc, char **argv);
+void jz_cli_plugin_show(const json_t *plugin);
+
 /* Prints "jazari: CMD: message" on stderr. */
 void jz_cli_errorf(const struct jz_cli *cli, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -72,6 +72,7 @@ struct jz_agent {
     struct event_base *base;
     struct jz_agent_config cfg;
     char name[64], site[64], state_dir[1024], plugin_dirs[4096], fallback[16], address[256];
+    char copies_dir[1100]; /* jazarid's plugin copies (cfg.server_copies), else "" */
     json_t *labels;
     struct jz_node *node;
     char *xml;
@@ -723,6 +724,151 @@ static int find_plugin(const struct jz_agent *a, const char *file, char *out, si
     return -1;
 }
 
+/* A plugin file larger than this is refused (the worker's own limit, worker/worker.h): for a
+ * job of another account the agent reads the whole file into memory. */
+#define PLUGIN_MAX_BYTES (1ll << 31)
+
+static bool sha256_hex_ok(const char *s)
+{
+    size_t n = 0;
+    for (; s && *s; s++, n++)
+        if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
+            return false;
+    return n == 64;
+}
+
+/* The plugin descriptor is handed to a process that may run another account's code: only a
+ * regular file of sane size, never a device, FIFO or a huge file to read into memory. */
+static int check_plugin_fd(int fd, const char *path, struct stat *st, struct jz_error *err)
+{
+    if (fstat(fd, st) != 0)
+        return jz_error_set(err, JZ_EIO, "cannot read the plugin %s: %s", path, strerror(errno));
+    if (!S_ISREG(st->st_mode))
+        return jz_error_set(err, JZ_EPERM, "plugin refused: %s is not a regular file", path);
+    if (st->st_size > PLUGIN_MAX_BYTES)
+        return jz_error_set(err, JZ_ELIMIT, "plugin refused: %s is larger than %lld bytes", path,
+                            PLUGIN_MAX_BYTES);
+    return 0;
+}
+
+/* jazarid's private copy of the version a job was submitted with. The agent may be root and
+ * jazarid is not: nothing of the launch message but the SHA-256 (64 lower-case hex digits) goes
+ * into the path, which is the copies folder given at start; the folder and the file are opened
+ * without following links, and the file must be a regular one owned by the folder's owner
+ * (jazarid's account). Returns the descriptor; -1 with err when refused; -2 when there is no
+ * such copy (the plugin folders are searched then). */
+static int open_server_copy(const struct jz_agent *a, const char *sha, char *path, size_t len,
+                            struct jz_error *err)
+{
+    if (!sha256_hex_ok(sha)) {
+        jz_error_set(err, JZ_EINVAL, "the launch's plugin_sha256 is not 64 lower-case hex digits");
+        return -1;
+    }
+    snprintf(path, len, "%s/%s.so", a->copies_dir, sha);
+    int dfd = open(a->copies_dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0 && errno == ENOENT)
+        return -2;
+    struct stat dst, st;
+    if (dfd < 0 || fstat(dfd, &dst) != 0) {
+        jz_error_set(err, JZ_EIO, "cannot open the plugin copies folder %s: %s", a->copies_dir,
+                     strerror(errno));
+        if (dfd >= 0)
+            close(dfd);
+        return -1;
+    }
+    char name[72]; /* SHA256.so */
+    snprintf(name, sizeof name, "%s.so", sha);
+    /* O_NONBLOCK: a FIFO put there must not hang the agent (a regular file ignores it). */
+    int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    int saved = errno;
+    close(dfd);
+    if (fd < 0) {
+        if (saved == ENOENT)
+            return -2;
+        jz_error_set(err, JZ_EPERM, "plugin refused: cannot open the private copy %s: %s", path,
+                     saved == ELOOP ? "it is a symbolic link" : strerror(saved));
+        return -1;
+    }
+    int rc = check_plugin_fd(fd, path, &st, err);
+    if (rc == 0 && st.st_uid != dst.st_uid)
+        rc = jz_error_set(err, JZ_EPERM,
+                          "plugin refused: the private copy %s is owned by uid %d, not by the "
+                          "owner of its folder (uid %d)",
+                          path, (int)st.st_uid, (int)dst.st_uid);
+    if (rc) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* The plugin a launch runs: on the local node, jazarid's private copy of the version the job
+ * was submitted with; else (or when the copy is gone) the file of that name in this node's
+ * plugin folders. Either way the worker checks the bytes against plugin_sha256. Returns the
+ * descriptor (path names the file, for messages), or -1 with why. */
+static int pick_plugin(const struct jz_agent *a, const json_t *m, char *path, size_t len,
+                       struct jz_error *err)
+{
+    const char *sha = jz_json_str(m, "plugin_sha256", NULL);
+    if (a->cfg.server_copies && sha) { /* a job older than versions has no SHA-256 */
+        int fd = open_server_copy(a, sha, path, len, err);
+        if (fd != -2)
+            return fd;
+    }
+    const char *file = jz_json_str(m, "plugin_file", "");
+    if (find_plugin(a, file, path, len)) {
+        jz_error_set(err, JZ_ENOENT, "plugin file '%s' (%s %s) is not installed here", file,
+                     jz_json_str(m, "plugin", "the plugin"), jz_json_str(m, "plugin_version", ""));
+        return -1;
+    }
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    struct stat st;
+    if (fd < 0) {
+        jz_error_set(err, JZ_EIO, "cannot open the plugin %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (check_plugin_fd(fd, path, &st, err)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* The plugin file as the worker will read it (it hashes and loads the bytes behind the
+ * descriptor, through /proc/self/fd). Opened here, as the agent: jazarid's private copy is in
+ * its 0700 state folder. A worker that runs as the job's account could not reopen that file
+ * through /proc/self/fd either (the inode's own permissions are checked again), so for it the
+ * bytes go into a sealed memfd, which it may open and nobody can change. */
+static int open_plugin(const struct jz_agent *a, const json_t *m, bool as_user, char *path,
+                       size_t len, struct jz_error *err)
+{
+    int fd = pick_plugin(a, m, path, len, err);
+    if (fd < 0 || !as_user)
+        return fd;
+    int mfd = memfd_create("jazari-plugin", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    static char buf[1 << 16];
+    ssize_t n = 0;
+    int64_t total = 0;
+    bool ok = mfd >= 0;
+    while (ok && (n = read(fd, buf, sizeof buf)) != 0) {
+        if (n < 0 && errno == EINTR)
+            continue;
+        ok = n > 0 && (total += n) <= PLUGIN_MAX_BYTES && write(mfd, buf, (size_t)n) == n;
+        if (total > PLUGIN_MAX_BYTES)
+            errno = EFBIG; /* it grew since it was checked */
+    }
+    ok = ok && fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) == 0;
+    int saved = errno;
+    close(fd);
+    if (!ok) {
+        if (mfd >= 0)
+            close(mfd);
+        jz_error_set(err, JZ_EIO, "cannot hand the plugin %s over: %s", path, strerror(saved));
+        return -1;
+    }
+    return mfd;
+}
+
 static bool env_name_ok(const char *k)
 {
     if (!*k || strlen(k) > 64 || (*k >= '0' && *k <= '9'))
@@ -856,7 +1002,7 @@ static void handle_launch(struct jz_agent *a, const json_t *m)
     struct jz_error err = {0};
     char sub[1300], plugin_path[4400];
     json_t *spec = NULL;
-    int spec_fd = -1;
+    int spec_fd = -1, plugin_fd = -1;
     struct jz_account acct;
     int cg_fds[JZ_CGROUP_MAX_FDS];
     size_t n_cg_fds = 0;
@@ -922,14 +1068,19 @@ static void handle_launch(struct jz_agent *a, const json_t *m)
     struct stat st;
     snprintf(sub, sizeof sub, "%s/log", p->dir);
     p->log_sent = p->log_start = stat(sub, &st) == 0 ? st.st_size : 0;
-    if (find_plugin(a, jz_json_str(m, "plugin_file", ""), plugin_path, sizeof plugin_path)) {
-        jz_error_set(&err, JZ_ENOENT, "plugin file '%s' is not installed here",
-                     jz_json_str(m, "plugin_file", ""));
+    if ((plugin_fd = open_plugin(a, m, p->as_user, plugin_path, sizeof plugin_path, &err)) < 0)
         goto fail;
-    }
     spec = build_spec(a, p, m, plugin_path, &err);
     if (!spec)
         goto fail;
+    /* What the worker checks and gives the plugin's init (docs/agent-protocol.md). */
+    const char *psha = jz_json_str(m, "plugin_sha256", NULL);
+    if (psha)
+        json_object_set_new(spec, "plugin_sha256", json_string(psha));
+    json_object_set_new(spec, "plugin_fd", json_integer(5));
+    const json_t *pconf = json_object_get(m, "plugin_config");
+    if (json_is_object(pconf))
+        json_object_set(spec, "plugin_config", (json_t *)pconf);
     jz_strlcpy(p->backend,
                jz_json_str(json_array_get(json_object_get(spec, "devices"), 0), "backend", "cpu"),
                sizeof p->backend);
@@ -950,9 +1101,13 @@ static void handle_launch(struct jz_agent *a, const json_t *m)
         .ngroups = p->as_user ? acct.ngroups : 0, .cgroup_fds = cg_fds, .ncgroup_fds = n_cg_fds,
         .file_size_max = fsize > 0 && p->log_max > 0 && p->output_max > 0 ? fsize + (1 << 20) : 0,
     };
+    opts.pass_plugin_fd = true;
+    opts.plugin_fd = plugin_fd;
     int lrc = jz_node_launch(a->node, spec_fd, &opts, &worker_cbs, p, &p->pid, &err);
     close(spec_fd);
     spec_fd = -1;
+    close(plugin_fd);
+    plugin_fd = -1;
     if (lrc)
         goto fail;
     write_running_record(p);
@@ -968,6 +1123,8 @@ fail:
     json_decref(spec);
     if (spec_fd >= 0)
         close(spec_fd);
+    if (plugin_fd >= 0)
+        close(plugin_fd);
     part_cgroup_end(p); /* closes the join descriptors: they are the cgroup's */
     jz_log_error("agent", "job %lld part %d: %s", (long long)job, partno, err.msg);
     fail_launch(p, err.msg);
@@ -1264,6 +1421,14 @@ int jz_agent_create(struct event_base *base, const struct jz_agent_config *cfg,
         rc = jz_error_set(err, JZ_ELIMIT, "state or plugin folder path too long");
         goto fail;
     }
+    if (cfg->server_copies &&
+        snprintf(a->copies_dir, sizeof a->copies_dir, "%s%s",
+                 cfg->server_copies_dir ? cfg->server_copies_dir : a->state_dir,
+                 cfg->server_copies_dir ? "" : "/plugins") >= (int)sizeof a->copies_dir) {
+        rc = jz_error_set(err, JZ_ELIMIT, "plugin copies folder path too long");
+        goto fail;
+    }
+    a->cfg.server_copies_dir = NULL; /* the caller's string: a->copies_dir is kept instead */
     jz_strlcpy(a->fallback, cfg->fallback_backend ? cfg->fallback_backend : "cpu",
                sizeof a->fallback);
     jz_strlcpy(a->address, cfg->address ? cfg->address : "", sizeof a->address);

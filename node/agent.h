@@ -31,6 +31,13 @@ struct jz_agent_config {
     const char *fallback_backend; /* backend for declared GPUs: "cpu" or "opencl" */
     const char *address;          /* how other nodes reach this one (MASTER_ADDR), or NULL */
     bool ship_files;              /* logs, outputs and checkpoints go to jazarid (remote) */
+    bool server_copies;           /* the local node: runs jazarid's private plugin copies
+                                     (plugin_sha256 of a launch); a remote one its own folders */
+    /* With server_copies: the folder of those copies, jazarid's STATE/plugins (NULL: this
+     * agent's STATE_DIR/plugins, as for jazarid's in-process agent). The agent builds a copy's
+     * path itself from it and the launch's SHA-256, and runs only a regular file (no link)
+     * owned by the folder's owner, within the plugin size limit. */
+    const char *server_copies_dir;
     /* Jobs run as their users' Unix accounts, in cgroups (the agent must run as root). Off:
      * jobs run as the agent's own user, unconfined (a development set-up). */
     bool confine;

@@ -379,7 +379,9 @@ int jz_node_launch(struct jz_node *n, int spec_fd, const struct jz_node_launch_o
         /* Out of the way first: either descriptor may be 3 or 4 already. */
         int ev_fd = fcntl(fds[1], F_DUPFD_CLOEXEC, 10);
         int sp_fd = fcntl(spec_fd, F_DUPFD_CLOEXEC, 10);
-        if (ev_fd < 0 || sp_fd < 0 || dup2(ev_fd, 3) < 0 || dup2(sp_fd, 4) < 0)
+        int pl_fd = opts && opts->pass_plugin_fd ? fcntl(opts->plugin_fd, F_DUPFD_CLOEXEC, 10) : 0;
+        if (ev_fd < 0 || sp_fd < 0 || pl_fd < 0 || dup2(ev_fd, 3) < 0 || dup2(sp_fd, 4) < 0 ||
+            (pl_fd > 0 && dup2(pl_fd, 5) < 0))
             _exit(127);
         if (opts && !confine_child(opts, parent))
             _exit(126);

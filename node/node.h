@@ -60,6 +60,10 @@ struct jz_node_launch_opts {
     size_t ncgroup_fds;
     int64_t file_size_max;     /* RLIMIT_FSIZE in bytes; <= 0: unchanged */
     int64_t nproc_max;         /* RLIMIT_NPROC (per uid, a backstop to the pids cgroup); <= 0 */
+    bool pass_plugin_fd;       /* give plugin_fd (borrowed) to the worker as its fd 5: the agent
+                                  opens the plugin, which the job's account may not (a private
+                                  copy in jazarid's state folder) */
+    int plugin_fd;
 };
 
 /* Starts `jazari-worker --spec /dev/fd/4 --events-fd 3` with spec_fd (a file or memfd holding

@@ -11,8 +11,9 @@
 
 /* Keys of a record that are the submission's (kept as submitted). */
 static const char *const request_keys[] = {
-    "id", "name", "user", "tenant", "plugin", "params", "resources", "preemptible", "requeue",
-    "submit_dir", "class", "resume_from", "inputs", "submit_epoch", NULL};
+    "id", "name", "user", "tenant", "plugin", "plugin_version", "plugin_sha256", "params",
+    "resources", "preemptible", "requeue", "submit_dir", "class", "resume_from", "inputs",
+    "submit_epoch", NULL};
 
 void jz_job_set_str(char **field, const char *value)
 {
@@ -137,6 +138,8 @@ json_t *jz_job_record_json(const struct jz_job *job, bool internal)
                         job->cancelled_by[0] ? json_string(job->cancelled_by) : json_null());
     json_object_set_new(rec, "estimated_start", json_null());
     json_object_set_new(rec, "requeues", json_integer(job->run));
+    if (internal && job->metric_points) /* the bound on its metric events, across restarts */
+        json_object_set_new(rec, "metric_points", json_integer(job->metric_points));
     if (internal && job->nplaced) {
         json_t *stored = json_array();
         for (size_t i = 0; i < job->nplaced; i++) {
@@ -185,6 +188,10 @@ int jz_job_record_load(struct jz_job *job, const json_t *rec)
     json_t *m = json_object_get(rec, "metrics");
     job->metrics = json_is_object(m) ? json_deep_copy(m) : json_object();
     job->metrics_step = jz_json_int(rec, "metrics_step", -1);
+    int64_t points = jz_json_int(rec, "metric_points", 0);
+    job->metric_points = points < 0 ? 0
+                         : points > JZ_MAX_METRIC_POINTS_PER_JOB ? JZ_MAX_METRIC_POINTS_PER_JOB
+                                                                : (unsigned)points;
     json_t *arts = json_object_get(rec, "artifacts");
     job->artifacts = json_is_array(arts) ? json_deep_copy(arts) : json_array();
     jz_strlcpy(job->cancelled_by, jz_json_str(rec, "cancelled_by", ""), sizeof job->cancelled_by);

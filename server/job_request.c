@@ -108,7 +108,10 @@ int jz_job_request_parse(const json_t *body, const struct jz_job_request_env *en
     r.plugin = plugin;
 
     json_t *jname = json_object_get(body, "name");
-    r.name = plugin;
+    /* The plugin's own name, not "train@1.2": a version belongs in plugin_version. */
+    r.name = json_string_value(json_object_get(env->plugin_desc, "name"));
+    if (!r.name)
+        r.name = plugin;
     if (jname && !json_is_null(jname)) {
         if (!json_is_string(jname))
             return field_error(field, "name", err, JZ_EINVAL, "expected a string");

@@ -17,6 +17,7 @@
 #include "server/jobs_internal.h"
 #include "server/nodes.h"
 #include "server/plugins.h"
+#include "server/service_metrics.h"
 
 /* The scheduler's clock: epoch seconds that a wall-clock jump does not move (fair-share decay,
  * backfill and ages measure time; records keep wall-clock timestamps). */
@@ -193,6 +194,11 @@ int jz_jobs_submit(struct jz_jobs *jobs, const struct jz_user *user, const json_
         json_decref(inputs);
         return jz_error_set(err, JZ_ENOMEM, "out of memory");
     }
+    /* The version chosen ("train@1.2" or the newest) and its bytes: the job runs exactly
+     * these, from the registry's private copy, even after an upgrade or a restart. */
+    json_object_set_new(rec, "plugin", json_string(pe->name));
+    json_object_set_new(rec, "plugin_version", json_string(pe->version));
+    json_object_set_new(rec, "plugin_sha256", json_string(pe->sha256));
     if (json_object_size(inputs))
         json_object_set(rec, "inputs", inputs);
     json_decref(inputs);
@@ -219,6 +225,7 @@ int jz_jobs_submit(struct jz_jobs *jobs, const struct jz_user *user, const json_
     }
     jz_jobs_pending_add(jobs, job->user, +1);
     jz_jobs_persist(job, "state", "PENDING");
+    jz_observe_job_submitted(jobs->srv->metrics, job->tenant);
     *job_out = jz_job_record(job);
     return 0;
 }

@@ -1,5 +1,7 @@
-/* The job process: loads the plugin, builds its host context (struct jz_host + jz_ctx) and
- * calls run. Everything a plugin can reach of the worker is in this file. */
+/* The plugin host: the host context (struct jz_host + jz_ctx) a plugin runs with, and the job
+ * process that loads the plugin and runs it. Everything a plugin can reach of the worker is in
+ * this file. It is also the host of plugins/common/runhost (plugin tests and benchmarks run
+ * plugins in process through jz_worker_run_plugin): one implementation of the ABI. */
 #define _GNU_SOURCE
 #include "worker/worker.h"
 
@@ -38,7 +40,12 @@ struct jz_ctx {
     char ckpt_tmp[PATH_MAX];
     char (*artifacts)[65];
     size_t n_artifacts;
+    char *site_text; /* the site configuration given to init, freed after fini */
+    const struct jz_worker_inproc *inproc; /* NULL in the job process */
 };
+
+/* Lines above this level are not written (an in-process caller may ask for quiet). */
+static enum jz_log_level g_log_level = JZ_LOG_DEBUG;
 
 /* Set from signal handlers; read by host->cancelled and host->checkpoint_requested. */
 static volatile sig_atomic_t g_cancelled;
@@ -159,6 +166,8 @@ static const char *const level_names[] = {"ERROR", "WARN", "INFO", "DEBUG"};
 
 static void write_log_line(enum jz_log_level level, const char *fmt, va_list ap)
 {
+    if ((unsigned)level > (unsigned)g_log_level)
+        return;
     char raw[JZ_WORKER_LOG_LINE];
     vsnprintf(raw, sizeof raw, fmt, ap);
     char line[JZ_WORKER_LOG_LINE];
@@ -181,6 +190,12 @@ static void h_log(jz_ctx_t *ctx, enum jz_log_level level, const char *fmt, ...)
     va_start(ap, fmt);
     write_log_line(level, fmt, ap);
     va_end(ap);
+}
+
+static void h_vlog(jz_ctx_t *ctx, enum jz_log_level level, const char *fmt, va_list ap)
+{
+    (void)ctx;
+    write_log_line(level, fmt, ap);
 }
 
 static void worker_log(enum jz_log_level level, const char *fmt, ...)
@@ -233,12 +248,14 @@ static void h_metric(jz_ctx_t *ctx, const char *name, double value, int64_t step
     if (ev)
         json_object_set_new(ev, "step", step >= 0 ? json_integer(step) : json_null());
     jz_worker_emit(ctx->events_fd, ev);
+    if (ctx->inproc && ctx->inproc->metric)
+        ctx->inproc->metric(ctx->inproc->arg, name, value, step);
 }
 
 static bool h_cancelled(jz_ctx_t *ctx)
 {
-    (void)ctx;
-    return g_cancelled != 0;
+    return g_cancelled != 0 ||
+           (ctx->inproc && ctx->inproc->cancelled && ctx->inproc->cancelled(ctx->inproc->arg));
 }
 
 static bool h_checkpoint_requested(jz_ctx_t *ctx)
@@ -274,6 +291,8 @@ static int h_artifact_path(jz_ctx_t *ctx, const char *name, char *buf, size_t le
 
 static const char *h_checkpoint_restore_path(jz_ctx_t *ctx)
 {
+    if (ctx->inproc)
+        return ctx->inproc->restore_path;
     return ctx->has_restore ? ctx->ckpt_path : NULL;
 }
 
@@ -319,6 +338,8 @@ static int h_checkpoint_commit(jz_ctx_t *ctx)
     g_checkpoint = 0;
     jz_worker_emit(ctx->events_fd,
                    json_pack("{s:s, s:s}", "type", "checkpoint", "path", ctx->ckpt_path));
+    if (ctx->inproc && ctx->inproc->checkpoint)
+        ctx->inproc->checkpoint(ctx->inproc->arg);
 out:
     pthread_mutex_unlock(&ctx->lock);
     return rc;
@@ -330,6 +351,16 @@ static void set_error_text(jz_ctx_t *ctx, const char *text)
     jz_strlcpy(ctx->shared->error, text, sizeof ctx->shared->error);
     pthread_mutex_unlock(&ctx->lock);
     jz_worker_emit(ctx->events_fd, json_pack("{s:s, s:s}", "type", "error", "message", text));
+}
+
+static void h_vset_error(jz_ctx_t *ctx, const char *fmt, va_list ap)
+{
+    char raw[JZ_WORKER_MSG_MAX * 2];
+    vsnprintf(raw, sizeof raw, fmt, ap);
+    char text[JZ_WORKER_MSG_MAX + 1];
+    jz_worker_text(raw, JZ_WORKER_MSG_MAX, text);
+    worker_log(JZ_LOG_ERROR, "%s", text);
+    set_error_text(ctx, text);
 }
 
 static void h_set_error(jz_ctx_t *ctx, const char *fmt, ...)
@@ -375,6 +406,8 @@ static const struct jz_host host_table = {
     .checkpoint_begin = h_checkpoint_begin,
     .checkpoint_commit = h_checkpoint_commit,
     .set_error = h_set_error,
+    .vlog = h_vlog,
+    .vset_error = h_vset_error,
 };
 
 /* The CPUs the process may run on, from the spec or (unbound) from the kernel. */
@@ -415,6 +448,46 @@ static void fail_text(struct jz_worker_shared *shared, int events_fd, const char
     jz_worker_emit(events_fd, json_pack("{s:s, s:s}", "type", "error", "message", clean));
 }
 
+/* The ABI 1.1 hooks around run: init with the site configuration, the plugin's cross-field
+ * validate, run, fini. A failing hook fails the job with its reason, prefixed by the hook. */
+static int run_with_hooks(jz_ctx_t *ctx, const struct jz_worker_spec *spec,
+                          const struct jz_plugin_ops *ops, struct jz_worker_shared *shared,
+                          int events_fd)
+{
+    char why[JZ_WORKER_MSG_MAX / 2] = "";
+    char msg[JZ_WORKER_MSG_MAX];
+    if (ops->init) {
+        char *site = json_dumps(spec->plugin_config, JSON_COMPACT | JSON_SORT_KEYS);
+        int rc = ops->init(ctx, &host_table, site ? site : "{}", why, sizeof why);
+        why[sizeof why - 1] = '\0';
+        /* The site text stays valid until fini (the documented lifetime), so it is freed
+         * after fini, or now when init failed. */
+        if (rc != 0) {
+            free(site);
+            snprintf(msg, sizeof msg, "init: %s", why[0] ? why : "failed without a reason");
+            fail_text(shared, events_fd, msg);
+            return 2;
+        }
+        ctx->site_text = site;
+    }
+    int rc;
+    if (ops->validate &&
+        ops->validate(h_params_json(ctx), why, sizeof why) != 0) {
+        why[sizeof why - 1] = '\0';
+        snprintf(msg, sizeof msg, "invalid parameters: %s",
+                 why[0] ? why : "refused by the plugin's validate");
+        fail_text(shared, events_fd, msg);
+        rc = 2;
+    } else {
+        rc = ops->run(ctx, &host_table);
+    }
+    if (ops->fini)
+        ops->fini(ctx, &host_table);
+    free(ctx->site_text);
+    ctx->site_text = NULL;
+    return rc;
+}
+
 int jz_worker_job_main(const struct jz_worker_spec *spec, int events_fd,
                        struct jz_worker_shared *shared)
 {
@@ -438,15 +511,31 @@ int jz_worker_job_main(const struct jz_worker_spec *spec, int events_fd,
     struct jz_plugin desc;
     struct jz_plugin_ops ops;
     struct jz_error err;
-    if (jz_worker_plugin_load(spec->plugin_path, &handle, &desc, &ops, &err) != 0) {
+    char sha[JZ_WORKER_SHA256_HEX + 1];
+    if (jz_worker_plugin_load(spec->plugin_path, spec->plugin_fd, spec->plugin_sha256, &handle,
+                              &desc, &ops, sha, &err) != 0) {
         char msg[JZ_WORKER_MSG_MAX];
         snprintf(msg, sizeof msg, "plugin refused: %s", err.msg);
         fail_text(shared, events_fd, msg);
         return 2;
     }
+    worker_log(JZ_LOG_INFO, "worker: job %s: running plugin %s %s (sha256 %s, pid %d)",
+               spec->job_id, desc.name, desc.version, sha, (int)getpid());
+    int rc = jz_worker_run_plugin(spec, &desc, &ops, events_fd, shared, NULL);
+    fflush(NULL);
+    if (rc == 0)
+        return 0;
+    return rc < 1 ? 1 : rc > 255 ? 255 : rc;
+}
+
+int jz_worker_run_plugin(const struct jz_worker_spec *spec, const struct jz_plugin *desc,
+                         const struct jz_plugin_ops *ops, int events_fd,
+                         struct jz_worker_shared *shared, const struct jz_worker_inproc *inproc)
+{
     /* jazarid validated already; validating again applies defaults for hand-written specs
      * and protects the plugin from a spec that was edited or written by an older jazarid. */
-    json_t *schema = jz_params_schema_to_json(desc.params, desc.n_params);
+    struct jz_error err;
+    json_t *schema = jz_params_schema_to_json(desc->params, desc->n_params);
     json_t *params = NULL;
     if (!schema || jz_params_validate(schema, spec->params, &params, NULL, &err) != 0) {
         char msg[JZ_WORKER_MSG_MAX];
@@ -457,30 +546,46 @@ int jz_worker_job_main(const struct jz_worker_spec *spec, int events_fd,
     }
     json_decref(schema);
 
-    static jz_ctx_t ctx; /* lives until exit: plugin threads may outlast run */
-    ctx.spec = spec;
-    ctx.events_fd = events_fd;
-    ctx.shared = shared;
-    pthread_mutex_init(&ctx.lock, NULL);
-    ctx.params = params;
-    ctx.artifacts = calloc(MAX_ARTIFACTS, sizeof *ctx.artifacts);
-    if (!ctx.artifacts) {
+    /* In the job process the context is static and lives until exit: plugin threads may
+     * outlast run. An in-process caller gets a fresh one per run. */
+    static jz_ctx_t job_ctx;
+    jz_ctx_t *ctx = inproc ? calloc(1, sizeof *ctx) : &job_ctx;
+    char (*artifacts)[65] = calloc(MAX_ARTIFACTS, sizeof *artifacts);
+    if (!ctx || !artifacts) {
+        if (inproc)
+            free(ctx);
+        free(artifacts);
+        json_decref(params);
         fail_text(shared, events_fd, "out of memory");
         return 2;
     }
-    fill_cpus(&ctx);
+    ctx->spec = spec;
+    ctx->events_fd = events_fd;
+    ctx->shared = shared;
+    ctx->inproc = inproc;
+    pthread_mutex_init(&ctx->lock, NULL);
+    ctx->params = params;
+    ctx->artifacts = artifacts;
+    fill_cpus(ctx);
     if (spec->checkpoint_dir) {
-        snprintf(ctx.ckpt_path, sizeof ctx.ckpt_path, "%s/checkpoint.bin", spec->checkpoint_dir);
-        snprintf(ctx.ckpt_tmp, sizeof ctx.ckpt_tmp, "%s/checkpoint.bin.tmp", spec->checkpoint_dir);
+        snprintf(ctx->ckpt_path, sizeof ctx->ckpt_path, "%s/checkpoint.bin",
+                 spec->checkpoint_dir);
+        snprintf(ctx->ckpt_tmp, sizeof ctx->ckpt_tmp, "%s/checkpoint.bin.tmp",
+                 spec->checkpoint_dir);
         struct stat st;
-        ctx.has_restore = stat(ctx.ckpt_path, &st) == 0 && S_ISREG(st.st_mode);
+        ctx->has_restore = stat(ctx->ckpt_path, &st) == 0 && S_ISREG(st.st_mode);
     }
-    worker_log(JZ_LOG_INFO, "worker: job %s: running plugin %s %s (pid %d)", spec->job_id,
-               desc.name, desc.version, (int)getpid());
-
-    int rc = ops.run(&ctx, &host_table);
-    fflush(NULL);
-    if (rc == 0)
-        return 0;
-    return rc < 1 ? 1 : rc > 255 ? 255 : rc;
+    enum jz_log_level level = g_log_level;
+    if (inproc)
+        g_log_level = inproc->log_level;
+    int rc = run_with_hooks(ctx, spec, ops, shared, events_fd);
+    g_log_level = level;
+    if (inproc) {
+        json_decref(ctx->params);
+        free(ctx->params_text);
+        free(ctx->artifacts);
+        pthread_mutex_destroy(&ctx->lock);
+        free(ctx);
+    }
+    return rc;
 }

@@ -4,12 +4,17 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "common/params.h"
+#include "common/paths.h"
 
 /* The ABI 1.0 layouts: anything smaller cannot be a 1.x descriptor. */
 #define DESC_MIN_SIZE (offsetof(struct jz_plugin, ops) + sizeof(void *))
@@ -98,21 +103,111 @@ static int check_desc(const struct jz_plugin *raw, struct jz_plugin *desc,
     return 0;
 }
 
-int jz_worker_plugin_load(const char *path, void **handle, struct jz_plugin *desc,
-                          struct jz_plugin_ops *ops, struct jz_error *err)
+/* SHA-256 of the whole file behind fd (read with pread: the offset is left alone), as hex. */
+static int hash_fd(int fd, const char *path, char hex[JZ_WORKER_SHA256_HEX + 1],
+                   struct jz_error *err)
 {
-    /* Without a slash dlopen would search the library path, not the named file. */
-    char local[JZ_WORKER_MAX_PATH + 3];
-    if (!strchr(path, '/')) {
-        if ((size_t)snprintf(local, sizeof local, "./%s", path) >= sizeof local)
-            return jz_error_set(err, JZ_ERANGE, "plugin path is too long");
-        path = local;
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return jz_error_set(err, JZ_EIO, "cannot read %s: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return jz_error_set(err, JZ_EINVAL, "%s is not a regular file", path);
+    if (st.st_size > JZ_WORKER_PLUGIN_MAX_BYTES)
+        return jz_error_set(err, JZ_ELIMIT, "%s is larger than %lld bytes", path,
+                            (long long)JZ_WORKER_PLUGIN_MAX_BYTES);
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(md);
+        return jz_error_set(err, JZ_ENOMEM, "cannot start a SHA-256");
     }
-    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    if (!h) {
-        const char *why = dlerror();
-        return jz_error_set(err, JZ_EIO, "cannot load plugin: %s", why ? why : path);
+    static unsigned char buf[1 << 16];
+    off_t off = 0;
+    int rc = 0;
+    for (;;) {
+        ssize_t n = pread(fd, buf, sizeof buf, off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = jz_error_set(err, JZ_EIO, "cannot read %s: %s", path, strerror(errno));
+            break;
+        }
+        if (n == 0)
+            break;
+        EVP_DigestUpdate(md, buf, (size_t)n);
+        off += n;
     }
+    unsigned char digest[32];
+    unsigned len = 0;
+    if (rc == 0 && EVP_DigestFinal_ex(md, digest, &len) != 1)
+        rc = jz_error_set(err, JZ_EIO, "cannot finish the SHA-256 of %s", path);
+    EVP_MD_CTX_free(md);
+    if (rc)
+        return rc;
+    for (unsigned i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+    return 0;
+}
+
+/* dlopen of a plugin, its failure's text in why. A plugin that links libjz_kernels finds it
+ * through its RUNPATH ($ORIGIN/../..) only where it is installed; loaded through /proc/self/fd
+ * it has no such origin. When dlopen failed for want of the library, this installation's copy
+ * (common/paths.h) is loaded and the retry finds it by its SONAME. Only then: plugins that do
+ * not use it (batch) do not pay for OpenBLAS's start. That handle stays open for good. */
+static void *open_plugin(const char *via, char *why, size_t why_len)
+{
+    void *h = dlopen(via, RTLD_NOW | RTLD_LOCAL);
+    if (h)
+        return h;
+    const char *e = dlerror();
+    snprintf(why, why_len, "%s", e ? e : "?");
+    char lib[4400];
+    if (!strstr(why, "libjz_kernels.so") || jz_kernels_library_path(lib, sizeof lib) != 0 ||
+        !dlopen(lib, RTLD_NOW | RTLD_LOCAL))
+        return NULL;
+    if (!(h = dlopen(via, RTLD_NOW | RTLD_LOCAL))) {
+        e = dlerror();
+        snprintf(why, why_len, "%s", e ? e : "?");
+    }
+    return h;
+}
+
+int jz_worker_plugin_load(const char *path, int fd, const char *expected_sha256, void **handle,
+                          struct jz_plugin *desc, struct jz_plugin_ops *ops,
+                          char sha_out[JZ_WORKER_SHA256_HEX + 1], struct jz_error *err)
+{
+    sha_out[0] = '\0';
+    int own = -1;
+    /* The node hands the plugin over as an inherited descriptor, so without close-on-exec:
+     * set it before any plugin code runs (its constructors included), so that no command a
+     * plugin starts ('batch') inherits it. /proc/self/fd/N still opens it for dlopen. */
+    if (fd >= 0 && fcntl(fd, F_SETFD, FD_CLOEXEC) != 0)
+        return jz_error_set(err, JZ_EIO, "descriptor %d of %s: %s", fd, path, strerror(errno));
+    if (fd < 0) {
+        own = fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            return jz_error_set(err, JZ_EIO, "cannot open %s: %s", path, strerror(errno));
+    }
+    /* The bytes hashed are the bytes loaded: dlopen goes through this very descriptor, so a
+     * file renamed over the path meanwhile changes neither. */
+    int rc = hash_fd(fd, path, sha_out, err);
+    if (rc == 0 && expected_sha256 && strcmp(expected_sha256, sha_out) != 0)
+        rc = jz_error_set(err, JZ_EINVAL,
+                          "%s has sha256 %.12s..., not the %.12s... the job was submitted with "
+                          "(the plugin file changed; reinstall that version or resubmit)",
+                          path, sha_out, expected_sha256);
+    void *h = NULL;
+    if (rc == 0) {
+        char via[64];
+        snprintf(via, sizeof via, "/proc/self/fd/%d", fd);
+        char why[512];
+        h = open_plugin(via, why, sizeof why);
+        if (!h)
+            rc = jz_error_set(err, JZ_EIO, "cannot load plugin %s: %s", path, why);
+    }
+    if (own >= 0)
+        close(own);
+    if (rc)
+        return rc;
     dlerror();
     const struct jz_plugin *raw = dlsym(h, JZ_PLUGIN_SYMBOL);
     if (!raw) {
@@ -124,7 +219,7 @@ int jz_worker_plugin_load(const char *path, void **handle, struct jz_plugin *des
     }
     struct jz_plugin d;
     struct jz_plugin_ops o;
-    int rc = check_desc(raw, &d, &o, err);
+    rc = check_desc(raw, &d, &o, err);
     if (rc) {
         dlclose(h);
         return rc;
@@ -133,6 +228,18 @@ int jz_worker_plugin_load(const char *path, void **handle, struct jz_plugin *des
     *desc = d;
     *ops = o;
     return 0;
+}
+
+/* Whether hook k (0 init, 1 fini, 2 validate) is set, reading only what the plugin's ops
+ * struct_size covers. */
+static bool ops_hook(const struct jz_plugin_ops *ops, int k)
+{
+    size_t off = k == 0   ? offsetof(struct jz_plugin_ops, init)
+                 : k == 1 ? offsetof(struct jz_plugin_ops, fini)
+                          : offsetof(struct jz_plugin_ops, validate);
+    if (ops->struct_size < off + sizeof(void *))
+        return false;
+    return k == 0 ? ops->init != NULL : k == 1 ? ops->fini != NULL : ops->validate != NULL;
 }
 
 json_t *jz_worker_plugin_describe(const struct jz_plugin *desc)
@@ -147,10 +254,15 @@ json_t *jz_worker_plugin_describe(const struct jz_plugin *desc)
         json_decref(params);
         return NULL;
     }
-    return json_pack("{s:s, s:s, s:s, s:{s:i, s:i}, s:o, s:o}", "name", desc->name, "version",
-                     desc->version, "description", desc->description ? desc->description : "",
-                     "abi", "major", (int)desc->abi_major, "minor", (int)desc->abi_minor, "caps",
-                     caps, "params", params);
+    /* What the ABI 1.1 hooks a plugin has: `jazari plugin check` shows them. */
+    const struct jz_plugin_ops *ops = desc->ops;
+    json_t *hooks = json_pack("{s:b, s:b, s:b}", "init", ops_hook(ops, 0), "fini",
+                              ops_hook(ops, 1), "validate", ops_hook(ops, 2));
+    return json_pack("{s:s, s:s, s:s, s:{s:i, s:i}, s:o, s:o, s:o}", "name", desc->name,
+                     "version", desc->version, "description",
+                     desc->description ? desc->description : "", "abi", "major",
+                     (int)desc->abi_major, "minor", (int)desc->abi_minor, "caps", caps, "params",
+                     params, "hooks", hooks);
 }
 
 /* Length of the valid UTF-8 sequence at p (as jansson accepts it), or 0. */

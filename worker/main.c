@@ -19,6 +19,7 @@
 
 #include "common/cpulist.h"
 #include "common/strutil.h"
+#include "common/version.h"
 #include "common/time.h"
 #include "worker/worker.h"
 
@@ -26,25 +27,33 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: jazari-worker --describe PLUGIN.so\n"
+    fprintf(f, "usage: jazari-worker --describe PLUGIN.so [--sha256 HEX]\n"
                "       jazari-worker --spec SPEC.json [--events-fd N]\n");
 }
 
-static int describe(const char *path)
+/* Prints the plugin's description, with the SHA-256 of the bytes described (also on a refusal,
+ * when the file could be read), as one JSON line. With expected_sha256, a file with other bytes
+ * is refused: jazarid describes its private copy and checks it is the copy it made. */
+static int describe(const char *path, const char *expected_sha256)
 {
     void *handle;
     struct jz_plugin desc;
     struct jz_plugin_ops ops;
     struct jz_error err;
+    char sha[JZ_WORKER_SHA256_HEX + 1];
     json_t *out;
     int code = 0;
-    if (jz_worker_plugin_load(path, &handle, &desc, &ops, &err) != 0) {
+    if (jz_worker_plugin_load(path, -1, expected_sha256, &handle, &desc, &ops, sha, &err) != 0) {
         char text[JZ_WORKER_MSG_MAX + 1];
         jz_worker_text(err.msg, JZ_WORKER_MSG_MAX, text);
         out = json_pack("{s:s}", "error", text);
+        if (out && sha[0])
+            json_object_set_new(out, "sha256", json_string(sha));
         code = EXIT_DESCRIBE_REFUSED;
     } else {
         out = jz_worker_plugin_describe(&desc);
+        if (out)
+            json_object_set_new(out, "sha256", json_string(sha));
         if (!out) {
             out = json_pack("{s:s}", "error", "out of memory describing the plugin");
             code = EXIT_DESCRIBE_REFUSED;
@@ -466,10 +475,12 @@ fail_early:
 
 int main(int argc, char **argv)
 {
-    const char *describe_path = NULL, *spec_path = NULL, *events = NULL;
+    const char *describe_path = NULL, *spec_path = NULL, *events = NULL, *sha = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--describe") == 0 && i + 1 < argc)
             describe_path = argv[++i];
+        else if (strcmp(argv[i], "--sha256") == 0 && i + 1 < argc)
+            sha = argv[++i];
         else if (strcmp(argv[i], "--spec") == 0 && i + 1 < argc)
             spec_path = argv[++i];
         else if (strcmp(argv[i], "--events-fd") == 0 && i + 1 < argc)
@@ -477,13 +488,16 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             usage(stdout);
             return 0;
+        } else if (strcmp(argv[i], "--version") == 0) {
+            jz_version_print(stdout, "jazari-worker");
+            return 0;
         } else {
             usage(stderr);
             return 2;
         }
     }
     if (describe_path && !spec_path && !events)
-        return describe(describe_path);
+        return describe(describe_path, sha);
     if (spec_path && !describe_path)
         return run_job(spec_path, events);
     usage(stderr);

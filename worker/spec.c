@@ -115,6 +115,47 @@ static int parse_devices(json_t *arr, struct jz_device_info **out, size_t *n, st
     return 0;
 }
 
+static bool sha256_hex_ok(const char *s)
+{
+    if (strlen(s) != JZ_WORKER_SHA256_HEX)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
+            return false;
+    return true;
+}
+
+/* What the node adds about the plugin: an open descriptor of the file to load (the node opened
+ * it, possibly a copy the job's account could not open by path), the SHA-256 it must have, and
+ * the plugin's site configuration for init. All optional: a hand-written spec names a path. */
+static int plugin_fields(struct jz_worker_spec *s, struct jz_error *err)
+{
+    int64_t fd = -1; /* set on success; -O3 cannot see that */
+    int rc;
+    s->plugin_fd = -1;
+    if ((rc = get_int(s->root, "plugin_fd", -1, -1, INT32_MAX, &fd, err)))
+        return rc;
+    s->plugin_fd = (int)fd;
+    if ((rc = get_str(s->root, "plugin_sha256", false, false, &s->plugin_sha256, err)))
+        return rc;
+    if (s->plugin_sha256 && !sha256_hex_ok(s->plugin_sha256))
+        return jz_error_set(err, JZ_EINVAL, "spec: 'plugin_sha256' is not 64 lower-case hex digits");
+    s->plugin_config = json_object_get(s->root, "plugin_config");
+    if (!s->plugin_config) {
+        s->plugin_config = json_object();
+        json_object_set_new(s->root, "plugin_config", s->plugin_config);
+    }
+    if (!json_is_object(s->plugin_config))
+        return jz_error_set(err, JZ_EINVAL, "spec: 'plugin_config' is not an object");
+    char *text = json_dumps(s->plugin_config, JSON_COMPACT);
+    size_t len = text ? strlen(text) : 0;
+    free(text);
+    if (len > JZ_WORKER_SITE_CONFIG_MAX_BYTES)
+        return jz_error_set(err, JZ_ELIMIT, "spec: 'plugin_config' is larger than %d bytes",
+                            JZ_WORKER_SITE_CONFIG_MAX_BYTES);
+    return 0;
+}
+
 /* Checks a parsed spec (root is stolen); path only names it in messages. */
 static int spec_from_root(json_t *root, const char *path, struct jz_worker_spec *spec,
                           struct jz_error *err)
@@ -179,6 +220,8 @@ static int spec_from_root(json_t *root, const char *path, struct jz_worker_spec 
         rc = jz_error_set(err, JZ_EINVAL, "spec: 'env' is not an object");
         goto fail;
     }
+    if ((rc = plugin_fields(&s, err)))
+        goto fail;
     *spec = s;
     return 0;
 fail:

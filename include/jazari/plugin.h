@@ -1,4 +1,4 @@
-/* Jazari workload plugin ABI, version 1.
+/* Jazari workload plugin ABI, version 1.1.
  *
  * A plugin is a shared object that exports exactly one constant descriptor, `jazari_plugin`
  * (use JZ_PLUGIN_EXPORT). The service reads the descriptor in a worker process, never in jazarid;
@@ -13,10 +13,25 @@
  * Threading: a worker runs one job; `run` is called on the worker's main thread. Host functions
  * may be called from any thread the plugin creates unless stated otherwise; they are internally
  * serialised.
+ *
+ * Lifetimes: every string the host returns (param_string, params_json, job_id, cpu_list, paths...)
+ * is borrowed and stays valid until `run` returns (and, for calls made from `init`, until `fini`
+ * returns); the plugin never frees one. Strings the plugin gives the host (descriptor, schema,
+ * messages) are copied before the call returns, except the descriptor's and schema's, which are
+ * static for the life of the library.
+ *
+ * Per worker process (one job), the host calls: init (if set) -> validate (if set) -> run ->
+ * fini (if set; also when init or validate failed after init succeeded). `--describe` reads the
+ * static descriptor only and calls none of them.
+ *
+ * C++ and CUDA: this header is C; JZ_PLUGIN_DEFINE gives the descriptor C linkage and default
+ * visibility in C++ too. In C++ the fields given to JZ_PLUGIN_DEFINE must follow the declaration
+ * order of struct jz_plugin (C++20 designated initializers).
  */
 #ifndef JAZARI_PLUGIN_H
 #define JAZARI_PLUGIN_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -26,7 +41,7 @@ extern "C" {
 #endif
 
 #define JZ_PLUGIN_ABI_MAJOR 1
-#define JZ_PLUGIN_ABI_MINOR 0
+#define JZ_PLUGIN_ABI_MINOR 1
 
 /* The symbol name the worker looks up with dlsym. */
 #define JZ_PLUGIN_SYMBOL "jazari_plugin"
@@ -88,8 +103,10 @@ struct jz_device_info {
 };
 
 /* The host function table. Every function takes the job context first. Strings returned are
- * borrowed: valid until the end of `run` unless stated otherwise. The table only grows at the end;
- * check `struct_size` before using an entry added after the plugin's ABI minor. */
+ * borrowed: valid until `run` returns (see "Lifetimes" above). The table only grows at the end;
+ * a plugin built for a later minor than the host's is refused, so a plugin may use every entry
+ * of its own minor; a plugin that wants to run on older hosts checks `struct_size` (e.g.
+ * `host->struct_size > offsetof(struct jz_host, vlog)`) before using an entry added later. */
 struct jz_host {
     uint32_t struct_size;
     uint32_t abi_major;
@@ -159,14 +176,40 @@ struct jz_host {
     /* Sets the message the job record shows when run returns non-zero (cut at 1 KiB; the
      * last call wins). Also written to the job log. */
     void (*set_error)(jz_ctx_t *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+    /* --- ABI 1.1 --- */
+    /* va_list forms of log and set_error, for plugins that wrap them in their own variadic
+     * functions. ap is consumed (va_end remains the caller's). */
+    void (*vlog)(jz_ctx_t *ctx, enum jz_log_level level, const char *fmt, va_list ap)
+        __attribute__((format(printf, 3, 0)));
+    void (*vset_error)(jz_ctx_t *ctx, const char *fmt, va_list ap)
+        __attribute__((format(printf, 2, 0)));
 };
 
-/* Operations. `run` is required; the others may be NULL. */
+/* Operations. `run` is required; the others may be NULL (and read as NULL in a 1.0 plugin,
+ * whose ops struct_size ends after run). */
 struct jz_plugin_ops {
     uint32_t struct_size;
     /* Runs the job. Returns 0 on success; non-zero marks the job FAILED (with set_error's text).
      * A plugin that exits the process, crashes or hangs only ends its own worker. */
     int (*run)(jz_ctx_t *ctx, const struct jz_host *host);
+
+    /* --- ABI 1.1 --- */
+    /* Called once in the job's worker process before validate and run. site_config_json is the
+     * plugin's site configuration as compact JSON text: the object under "plugins": {"NAME":
+     * {...}} of the server's configuration file ("{}" when there is none); borrowed, valid until
+     * fini returns. Returns 0, or non-zero with a one-line reason in err (errlen bytes, NUL-
+     * terminated): the job fails with "init: REASON". Host functions may be called (with ctx). */
+    int (*init)(jz_ctx_t *ctx, const struct jz_host *host, const char *site_config_json,
+                char *err, size_t errlen);
+    /* Called once after run (or after a failed validate), when init succeeded or is NULL. */
+    void (*fini)(jz_ctx_t *ctx, const struct jz_host *host);
+    /* Cross-field checks the schema cannot express ("batch must divide samples"). params_json
+     * is the parameter object after the schema's checks and defaults. Returns 0, or non-zero
+     * with a one-line reason in err: the job fails with "invalid parameters: REASON". Called in
+     * the job's worker process before run (jazarid never runs plugin code, so a job with bad
+     * parameters is accepted at submit and fails when it starts). */
+    int (*validate)(const char *params_json, char *err, size_t errlen);
 };
 
 /* The one exported descriptor. The worker refuses it (and jazarid lists it as refused) when
@@ -188,10 +231,18 @@ struct jz_plugin {
 
 #define JZ_PLUGIN_EXPORT __attribute__((visibility("default")))
 
+/* C linkage for the descriptor: in C++ a namespace-scope const has internal linkage and a
+ * mangled name, and dlsym would not find it. */
+#ifdef __cplusplus
+#define JZ_PLUGIN_LINKAGE extern "C"
+#else
+#define JZ_PLUGIN_LINKAGE
+#endif
+
 /* Declares the descriptor with the current ABI numbers filled in:
  *   JZ_PLUGIN_DEFINE(.name = "example", .version = "1.0.0", ...); */
 #define JZ_PLUGIN_DEFINE(...)                                                                  \
-    JZ_PLUGIN_EXPORT const struct jz_plugin jazari_plugin = {                                 \
+    JZ_PLUGIN_LINKAGE JZ_PLUGIN_EXPORT const struct jz_plugin jazari_plugin = {               \
         .struct_size = sizeof(struct jz_plugin),                                               \
         .abi_major = JZ_PLUGIN_ABI_MAJOR,                                                      \
         .abi_minor = JZ_PLUGIN_ABI_MINOR,                                                      \

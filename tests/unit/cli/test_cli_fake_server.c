@@ -265,6 +265,8 @@ static void on_request(struct evhttp_request *req, void *arg)
         reply_json(req, 200,
                    "{\"plugins\": [{\"name\": \"train\", \"version\": \"1.2.0\", \"status\": "
                    "\"ok\", \"reason\": null, \"caps\": [\"uses_gpu\", \"checkpoint\"], "
+                   "\"default\": true, \"sha256\": "
+                   "\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\", "
                    "\"description\": \"Trains an MLP\", \"params\": [{\"name\": \"lr\", "
                    "\"type\": \"float\", \"required\": false, \"default\": 0.01, \"min\": 0, "
                    "\"max\": 1, \"help\": \"learning rate\"}, {\"name\": \"act\", \"type\": "
@@ -547,9 +549,9 @@ static void test_plugins_and_admin(void **state)
     struct run r = run_cli("plugins", NULL);
     assert_int_equal(r.code, 0);
     assert_string_equal(r.out,
-                        "NAME   VERSION  STATUS   CAPS                 DESCRIPTION\n"
-                        "train  1.2.0    ok       uses_gpu,checkpoint  Trains an MLP\n"
-                        "old    0.1.0    refused  -                    ABI major 0, host 1\n");
+                        "NAME   VERSION  STATUS   SHA256        CAPS                 DESCRIPTION\n"
+                        "train  1.2.0    ok*      0123456789ab  uses_gpu,checkpoint  Trains an MLP\n"
+                        "old    0.1.0    refused  -             -                    ABI major 0, host 1\n");
     run_free(&r);
     r = run_cli("plugins", "train", NULL);
     assert_int_equal(r.code, 0);

@@ -238,7 +238,11 @@ static void check_refused(const char *so, const char *needle)
     int code;
     json_t *d = describe(so, &code);
     assert_int_equal(code, 2);
-    assert_int_equal(json_object_size(d), 1);
+    /* The error, and the SHA-256 of the bytes refused when the file could be read. */
+    const char *sha = json_string_value(json_object_get(d, "sha256"));
+    assert_int_equal(json_object_size(d), sha ? 2 : 1);
+    if (sha)
+        assert_int_equal(strlen(sha), 64);
     const char *msg = json_string_value(json_object_get(d, "error"));
     assert_non_null(msg);
     if (!strstr(msg, needle))
@@ -250,7 +254,7 @@ static void test_describe_refused(void **state)
 {
     check_refused(TEST_PLUGIN("badabi"), "ABI 99.0 is not supported");
     check_refused(TEST_PLUGIN("nodesc"), "exports no 'jazari_plugin' symbol");
-    check_refused(JZ_TEST_PLUGIN_DIR "/missing.so", "cannot load plugin");
+    check_refused(JZ_TEST_PLUGIN_DIR "/missing.so", "cannot open");
     /* Not a shared object at all. */
     check_refused(JZ_WORKER_BIN, "cannot load plugin");
 }
@@ -483,7 +487,7 @@ static void test_host_functions(void **state)
     assert_string_equal(exit_message(&r), "hostcheck: done (5)");
     char *log = job_file(&r, "log");
     assert_non_null(log);
-    check_line(log, "host_size_ok=1 abi=1.0");
+    check_line(log, "host_size_ok=1 abi=1.1");
     check_line(log, "job_id=job-7");
     check_line(log, "params_json={\"ints\":[4,5],\"ratio\":0.5,\"strs\":[\"a b\"]}");
     check_line(log, "ints=2:4,5");
@@ -532,6 +536,133 @@ static void test_host_functions(void **state)
     char *data = read_file(json_string_value(json_object_get(ck, "path")));
     assert_string_equal(data, "state\n");
     free(data);
+    run_free(&r);
+}
+
+static void log_has(const char *log, const char *want)
+{
+    if (!log || !strstr(log, want))
+        fail_msg("log lacks '%s':\n%s", want, log ? log : "(no log)");
+}
+
+/* The worker loads only the bytes the job was accepted with: a plugin_sha256 that does not
+ * match the file fails the job with a reason naming both. */
+static void test_sha256_checked(void **state)
+{
+    int code;
+    json_t *d = describe(TEST_PLUGIN("sleeper"), &code);
+    assert_int_equal(code, 0);
+    char sha[65];
+    snprintf(sha, sizeof sha, "%s", json_string_value(json_object_get(d, "sha256")));
+    assert_int_equal(strlen(sha), 64);
+    json_decref(d);
+
+    struct run r;
+    run_worker(json_pack("{s:s, s:s, s:{s:i}}", "plugin_path", TEST_PLUGIN("sleeper"),
+                         "plugin_sha256", sha, "params", "seconds", 0),
+               ACT_NONE, &r);
+    check_exit(&r, "succeeded", 0, 0);
+    run_free(&r);
+
+    char other[65];
+    memcpy(other, sha, sizeof other);
+    other[0] = other[0] == '0' ? '1' : '0';
+    run_worker(json_pack("{s:s, s:s, s:{s:i}}", "plugin_path", TEST_PLUGIN("sleeper"),
+                         "plugin_sha256", other, "params", "seconds", 0),
+               ACT_NONE, &r);
+    check_exit(&r, "failed", 2, 0);
+    assert_non_null(strstr(exit_message(&r), "plugin refused: "));
+    assert_non_null(strstr(exit_message(&r), "the job was submitted with"));
+    run_free(&r);
+
+    /* --describe --sha256 refuses other bytes too (jazarid describes its copy so). */
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s --describe %s --sha256 %s", JZ_WORKER_BIN,
+             TEST_PLUGIN("sleeper"), other);
+    FILE *f = popen(cmd, "r");
+    assert_non_null(f);
+    char line[4096] = "";
+    assert_non_null(fgets(line, sizeof line, f));
+    assert_int_equal(WEXITSTATUS(pclose(f)), 2);
+    assert_non_null(strstr(line, "the job was submitted with"));
+}
+
+/* ABI 1.1 hooks: init gets the site configuration, validate can refuse the parameters (the
+ * job fails with its reason), fini runs after run and after a refusal. */
+static void test_hooks(void **state)
+{
+    struct run r;
+    run_worker(json_pack("{s:s, s:{s:s}, s:{s:i, s:i}}", "plugin_path",
+                         TEST_PLUGIN("lifecycle_v110"), "plugin_config", "greeting", "hello",
+                         "params", "lo", 1, "hi", 2),
+               ACT_NONE, &r);
+    check_exit(&r, "succeeded", 0, 0);
+    char *log = job_file(&r, "log");
+    log_has(log, "lifecycle: init site={\"greeting\":\"hello\"}");
+    log_has(log, "lifecycle: run version=1.1.0 init=1 site={\"greeting\":\"hello\"}");
+    log_has(log, "lifecycle: fini");
+    free(log);
+    char *fini = job_file(&r, "out/fini.txt");
+    assert_string_equal(fini, "fini 1.1.0\n");
+    free(fini);
+    run_free(&r);
+
+    run_worker(json_pack("{s:s, s:{s:i, s:i}}", "plugin_path", TEST_PLUGIN("lifecycle_v100"),
+                         "params", "lo", 5, "hi", 2),
+               ACT_NONE, &r);
+    check_exit(&r, "failed", 2, 0);
+    assert_string_equal(exit_message(&r), "invalid parameters: lo (5) must be less than hi (2)");
+    fini = job_file(&r, "out/fini.txt");
+    assert_string_equal(fini, "fini 1.0.0\n");
+    free(fini);
+    run_free(&r);
+
+    run_worker(json_pack("{s:s, s:{s:b}, s:{}}", "plugin_path", TEST_PLUGIN("lifecycle_v110"),
+                         "plugin_config", "refuse", 1, "params"),
+               ACT_NONE, &r);
+    check_exit(&r, "failed", 2, 0);
+    assert_non_null(strstr(exit_message(&r), "init: the site configuration asks to refuse"));
+    run_free(&r);
+
+    /* vset_error through the plugin's own variadic function. */
+    run_worker(json_pack("{s:s, s:{s:i, s:b}}", "plugin_path", TEST_PLUGIN("lifecycle_v110"),
+                         "params", "lo", -7, "fail", 1),
+               ACT_NONE, &r);
+    check_exit(&r, "failed", 3, 0);
+    assert_string_equal(exit_message(&r), "lifecycle 1.1.0: failing as asked (lo=-7)");
+    run_free(&r);
+}
+
+/* A plugin built against ABI 1.0 (1.0 struct sizes) and one written in C++ both load and run. */
+static void test_abi10_and_cxx(void **state)
+{
+    struct run r;
+    run_worker(json_pack("{s:s, s:{}}", "plugin_path", TEST_PLUGIN("abi10"), "params"),
+               ACT_NONE, &r);
+    check_exit(&r, "succeeded", 0, 0);
+    char *log = job_file(&r, "log");
+    log_has(log, "abi10: host 1.1 table_ok=1 n=2");
+    free(log);
+    run_free(&r);
+
+    int code;
+    json_t *d = describe(TEST_PLUGIN("cxx"), &code);
+    assert_int_equal(code, 0);
+    assert_string_equal(json_string_value(json_object_get(d, "name")), "cxx");
+    json_decref(d);
+    run_worker(json_pack("{s:s, s:{s:[i,i]}}", "plugin_path", TEST_PLUGIN("cxx"), "params",
+                         "values", 4, 5),
+               ACT_NONE, &r);
+    check_exit(&r, "succeeded", 0, 0);
+    log = job_file(&r, "log");
+    log_has(log, "cxx: sum=9");
+    free(log);
+    run_free(&r);
+    run_worker(json_pack("{s:s, s:{s:b}}", "plugin_path", TEST_PLUGIN("cxx"), "params",
+                         "throw_inside", 1),
+               ACT_NONE, &r);
+    check_exit(&r, "failed", 1, 0);
+    assert_string_equal(exit_message(&r), "cxx: asked to throw");
     run_free(&r);
 }
 
@@ -586,6 +717,9 @@ int main(void)
         cmocka_unit_test(test_sleeper_fail_and_bad_params),
         cmocka_unit_test(test_example_resume_and_checkpoint),
         cmocka_unit_test(test_host_functions),
+        cmocka_unit_test(test_sha256_checked),
+        cmocka_unit_test(test_hooks),
+        cmocka_unit_test(test_abi10_and_cxx),
         cmocka_unit_test(test_no_events_fd),
         cmocka_unit_test(test_bad_spec),
     };
