@@ -1,5 +1,5 @@
-/* Handlers for health, metrics, plugins, identity, usage and credits. Users, tokens and the
- * audit log are in api_admin.c. */
+/* Handlers for health, plugins, identity, usage and credits. Users, tokens and the audit log
+ * are in api_admin.c; /metrics in service_metrics.c. */
 #include <event2/buffer.h>
 #include <stdio.h>
 #include <string.h>
@@ -12,72 +12,25 @@
 #include "server/ledger.h"
 #include "server/nodes.h"
 #include "server/plugins.h"
+#include "server/service_metrics.h"
 
+/* Public and cheap: what a load balancer or a supervisor polls (service_metrics.h says when it
+ * is degraded or failing). */
 void jz_api_healthz(struct jz_req *r)
 {
-    jz_http_reply_json(r, 200, json_pack("{s:s}", "status", "ok"));
-}
-
-/* Label values escaped as the exposition format asks (backslash, quote, newline). */
-static void label(struct evbuffer *buf, const char *v)
-{
-    for (; *v; v++) {
-        if (*v == '\\' || *v == '"')
-            evbuffer_add_printf(buf, "\\%c", *v);
-        else if (*v == '\n')
-            evbuffer_add(buf, "\\n", 2);
-        else
-            evbuffer_add(buf, v, 1);
-    }
-}
-
-/* Prometheus text exposition. */
-void jz_api_metrics(struct jz_req *r)
-{
-    size_t counts[6];
-    jz_jobs_counts(r->srv->jobs, counts);
-    json_t *nodes = jz_nodes_json(r->srv->nodes, NULL); /* no GPU owners needed */
+    struct jz_health h;
+    jz_service_health(r->srv, &h);
+    /* Sent at once: a reply that waited for the group commit would hang with a stuck store. */
     struct evbuffer *buf = evbuffer_new();
-    evbuffer_add_printf(buf, "# HELP jazari_jobs Jobs known to the service, by state.\n"
-                             "# TYPE jazari_jobs gauge\n");
-    for (int s = 0; s < 6; s++)
-        evbuffer_add_printf(buf, "jazari_jobs{state=\"%s\"} %zu\n", jz_job_state_name(s),
-                            counts[s]);
-    static const char *const families[][3] = {
-        {"jazari_node_gpus", "gpus_total", "GPUs of the node."},
-        {"jazari_node_gpus_free", "gpus_free", "GPUs of the node not held by a job."},
-        {"jazari_node_cores_free", "cores_free", "Cores of the node not held by a job."},
-        {"jazari_node_running_jobs", "running_jobs", "Job parts running on the node."},
-    };
-    for (size_t f = 0; f < sizeof families / sizeof families[0]; f++) {
-        evbuffer_add_printf(buf, "# HELP %s %s\n# TYPE %s gauge\n", families[f][0],
-                            families[f][2], families[f][0]);
-        size_t i;
-        json_t *node;
-        json_array_foreach(json_object_get(nodes, "nodes"), i, node) {
-            evbuffer_add_printf(buf, "%s{node=\"", families[f][0]);
-            label(buf, jz_json_str(node, "name", "?"));
-            evbuffer_add_printf(buf, "\",site=\"");
-            label(buf, jz_json_str(node, "site", "?"));
-            evbuffer_add_printf(buf, "\"} %lld\n", (long long)jz_json_int(node, families[f][1], 0));
-        }
+    if (!buf) {
+        jz_http_reply_error(r, 500, "internal", NULL, "out of memory");
+        return;
     }
-    evbuffer_add_printf(buf, "# HELP jazari_node_up Whether the node is up (1) or not (0).\n"
-                             "# TYPE jazari_node_up gauge\n");
-    size_t i;
-    json_t *node;
-    json_array_foreach(json_object_get(nodes, "nodes"), i, node) {
-        evbuffer_add_printf(buf, "jazari_node_up{node=\"");
-        label(buf, jz_json_str(node, "name", "?"));
-        evbuffer_add_printf(buf, "\",site=\"");
-        label(buf, jz_json_str(node, "site", "?"));
-        const char *st = jz_json_str(node, "state", "");
-        evbuffer_add_printf(buf, "\"} %d\n", strcmp(st, "down") != 0 && strcmp(st, "revoked") != 0);
-    }
-    json_decref(nodes);
-    evhttp_add_header(evhttp_request_get_output_headers(r->req), "Content-Type",
-                      "text/plain; version=0.0.4");
-    jz_http_send(r->req, 200, buf);
+    evbuffer_add_printf(buf,
+                        "{\"status\":\"%s\",\"store\":\"%s\",\"nodes_up\":%zu,"
+                        "\"nodes_down\":%zu}\n",
+                        h.status, h.store, h.nodes_up, h.nodes_down);
+    jz_http_reply_now(r, h.http_status, NULL, buf);
     evbuffer_free(buf);
 }
 

@@ -80,8 +80,15 @@ void jz_jobs_launch(struct jz_jobs *jobs, struct jz_job *placed, bool committed)
 
 /* GET /v1/nodes (of site, when not NULL) with the job holding each GPU (new reference). */
 json_t *jz_jobs_nodes_json(struct jz_jobs *jobs, const char *site);
-/* Counters for /metrics. */
+/* Jobs in the table now, by state (for /metrics). */
 void jz_jobs_counts(const struct jz_jobs *jobs, size_t counts[6]);
+/* For /metrics: the job's tenant and user (borrowed from the job). */
+const char *jz_job_tenant(const struct jz_job *job);
+const char *jz_job_user(const struct jz_job *job);
+/* For /metrics: calls fn for every pending job with the scheduler's reason code for it
+ * ("resources", "dependency"... static). The job is borrowed for the call. */
+typedef void (*jz_jobs_pending_fn)(void *arg, const struct jz_job *job, const char *reason_code);
+void jz_jobs_pending_each(struct jz_jobs *jobs, jz_jobs_pending_fn fn, void *arg);
 
 /* Log followers: called with the job when its log may have grown or the job ended. */
 typedef void (*jz_job_watch_fn)(void *arg, struct jz_job *job, bool ended);

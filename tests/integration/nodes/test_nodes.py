@@ -546,8 +546,10 @@ def test_operators(svc):
     rc, out, err = svc.cli("node", "rm", "c1")
     assert rc == 0, (rc, out, err)
     assert "c1" not in svc.nodes()
-    st, text = svc.http("GET", "/metrics")
-    assert 'jazari_node_gpus{node="r1",site="rabat"} 4' in text, text
+    st, text = svc.http("GET", "/metrics", token=svc.admin)
+    assert 'jazari_node_gpus{node="r1",site="rabat",model="Tesla V100-SXM2-16GB",' \
+        'state="free"} 4' in text, text
+    assert 'node="c1"' not in text, text  # a removed node leaves the metrics
 
 
 def main():
