@@ -10,7 +10,9 @@ function(jz_add_plugin name)
   if(P_TEST)
     set_target_properties(${target} PROPERTIES LIBRARY_OUTPUT_DIRECTORY ${JZ_TEST_PLUGIN_OUTPUT_DIR})
   else()
-    set_target_properties(${target} PROPERTIES LIBRARY_OUTPUT_DIRECTORY ${JZ_PLUGIN_OUTPUT_DIR})
-    install(TARGETS ${target} LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}/jazari/plugins)
+    # Installed in <libdir>/jazari/plugins, a plugin finds libjz_kernels two folders up.
+    set_target_properties(${target} PROPERTIES LIBRARY_OUTPUT_DIRECTORY ${JZ_PLUGIN_OUTPUT_DIR}
+      INSTALL_RPATH "$ORIGIN/${JZ_REL_PLUGINS_TO_LIB}")
+    install(TARGETS ${target} LIBRARY DESTINATION ${JZ_INSTALL_PLUGINDIR} COMPONENT jazari-runtime)
   endif()
 endfunction()

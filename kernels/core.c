@@ -75,6 +75,11 @@ static const struct jzk_ops *backend_ops(enum jz_kbackend b)
     return NULL;
 }
 
+int jz_kernels_api_version(void)
+{
+    return JZ_KERNELS_API_VERSION;
+}
+
 const char *jz_kbackend_name(enum jz_kbackend backend)
 {
     switch (backend) {

@@ -2,16 +2,20 @@
 # Installs the Debian 12 packages Jazari needs to build, run and test (python3-torch: the
 # two-node torch.distributed test of the node agents; clang and its runtimes: the libFuzzer
 # targets of tests/fuzz; openssl, passwd, procps, util-linux: the tests make a CA, Unix
-# accounts and a small tmpfs, and look for processes). Idempotent: installs only
+# accounts and a small tmpfs, and look for processes; dpkg-dev, groff-base: building the
+# Debian packages (dpkg-shlibdeps) and checking the man pages in tests/integration/install). Idempotent: installs only
 # what is missing. Run as root (or with sudo available).
 set -euo pipefail
 
 pkgs=(
   build-essential cmake pkg-config git python3 curl
   openssl passwd procps util-linux
+  dpkg-dev groff-base
+  chromium chromium-driver python3-selenium # the dashboard's browser test (tests/integration/dashboard)
   libevent-dev libjansson-dev libsqlite3-dev libssl-dev
   libhwloc-dev hwloc
   libcmocka-dev
+  prometheus # promtool: tests/integration/metrics checks /metrics and the Grafana dashboard's PromQL
   clang libclang-rt-dev
   ocl-icd-opencl-dev opencl-headers pocl-opencl-icd libclblast-dev
   libopenblas-dev libpng-dev zlib1g-dev

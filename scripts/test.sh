@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DJZ_WERROR=ON
 cmake --build build -j2
 # The release preset too: -O2 finds warnings (treated as errors) that the default build does not.
 cmake --preset release >/dev/null

@@ -32,7 +32,29 @@
 extern "C" {
 #endif
 
+/* The API version: bumped on any change a caller compiled against the old header would get
+ * wrong. It is also the shared library's SONAME version (libjz_kernels.so.3), so the dynamic
+ * loader already keeps apart builds for different versions; jz_kernels_check_version catches
+ * the rest (a library copied or linked under another name). */
 #define JZ_KERNELS_API_VERSION 3
+
+/* The JZ_KERNELS_API_VERSION the loaded libjz_kernels was built with. Thread-safe. */
+int jz_kernels_api_version(void);
+
+/* 0 when the loaded library implements the API this caller was compiled against; else JZ_EABI
+ * with a message naming both versions. Inline, so that "compiled against" is the caller's
+ * header, not the library's. Call it once before the first other call (the plugins do, when
+ * they open their devices). */
+static inline int jz_kernels_check_version(struct jz_error *err)
+{
+    int have = jz_kernels_api_version();
+    if (have == JZ_KERNELS_API_VERSION)
+        return 0;
+    return jz_error_set(err, JZ_EABI,
+                        "compute library libjz_kernels has API version %d, but this code was "
+                        "built for version %d (install the matching Jazari packages)",
+                        have, JZ_KERNELS_API_VERSION);
+}
 
 /* Largest element count / matrix dimension any operation accepts (int32 indexing on devices). */
 #define JZ_K_MAX_ELEMS ((size_t)INT32_MAX)

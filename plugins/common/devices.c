@@ -18,13 +18,17 @@ int jz_pdevs_open(jz_ctx_t *ctx, const struct jz_host *host, size_t max, struct 
                   struct jz_error *err)
 {
     struct jz_pdevs d = {0};
+    /* Before the first kernels call: a mismatched libjz_kernels fails the job with both
+     * versions named instead of misbehaving. */
+    int rc = jz_kernels_check_version(err);
+    if (rc != 0)
+        return rc;
     size_t want = host->device_count(ctx);
     if (max < 1)
         max = 1;
     if (max > JZ_KCOMM_MAX_DEVICES)
         max = JZ_KCOMM_MAX_DEVICES;
     size_t use = want == 0 ? 1 : (want < max ? want : max);
-    int rc = 0;
     for (size_t i = 0; i < use; i++) {
         enum jz_kbackend b = JZ_KBACKEND_CPU;
         int ordinal = 0;

@@ -1,0 +1,139 @@
+# bash completion for jazari(1), the Jazari command-line client.
+# Commands and options as in `jazari --help` and `jazari COMMAND --help` (clients/cli_cmds.c);
+# installed as share/bash-completion/completions/jazari. Job ids are not completed: that would
+# ask the server on every TAB.
+
+_jazari_commands="submit queue show why fetch cancel logs wait nodes node plugins plugin usage
+    whoami token admin place"
+_jazari_global_opts="--url --token --ca --json --help"
+# Options that take a value (the next word is theirs, not a positional argument).
+_jazari_value_opts="--url --token --ca --plugin -p --gpus -g --cpus -c --cpus-per-gpu --time -t
+    --mem --name -n --param -P --params-json --resume --class --nodes --gpus-per-node --state -s
+    --user -u --limit --timeout --site --reason --expires --tenant --role --unix-user --since
+    --note --ttl -o --topology --worker --busy --busy-cores --model --min-memory-gib"
+
+# Options of each command (besides the global ones).
+_jazari_opts_for()
+{
+    case $1 in
+    submit) echo "--plugin -p --gpus -g --cpus -c --cpus-per-gpu --time -t --mem --name -n
+                  --preemptible --param -P --params-json --resume --class --nodes --gpus-per-node
+                  --requeue" ;;
+    queue) echo "--all -a --state -s --user -u --limit -n" ;;
+    fetch) echo "-o" ;;
+    logs) echo "--follow -f" ;;
+    wait) echo "--timeout" ;;
+    nodes) echo "--site" ;;
+    node) echo "--reason" ;;
+    token) echo "--expires" ;;
+    plugin) echo "--worker" ;;
+    admin) echo "--tenant --role --unix-user --expires --user --since --limit --note --site --ttl
+                 --force" ;;
+    place) echo "--topology --gpus --cpus --cpus-per-gpu --busy --busy-cores --model
+                 --min-memory-gib" ;;
+    esac
+}
+
+# Subcommands: the word after COMMAND, and for admin the word after its object.
+_jazari_subcommands()
+{
+    case $1 in
+    node) echo "drain resume rm" ;;
+    token) echo "rotate" ;;
+    plugin) echo "check" ;;
+    admin) echo "user token audit credit node reload backup" ;;
+    admin-user) echo "add list set rm" ;;
+    admin-token) echo "list add revoke rotate" ;;
+    admin-credit) echo "add" ;;
+    admin-node) echo "token revoke" ;;
+    esac
+}
+
+_jazari()
+{
+    local cur prev words cword
+    if declare -F _init_completion >/dev/null 2>&1; then
+        _init_completion || return
+    else
+        cur=${COMP_WORDS[COMP_CWORD]}
+        prev=${COMP_WORDS[COMP_CWORD-1]}
+        words=("${COMP_WORDS[@]}")
+        cword=$COMP_CWORD
+    fi
+
+    # Values of options that take one.
+    case $prev in
+    --ca | --params-json | -o | --topology | --worker)
+        COMPREPLY=($(compgen -f -- "$cur"))
+        return ;;
+    --state | -s)
+        local states="PENDING RUNNING SUCCEEDED FAILED CANCELLED TIMEOUT"
+        COMPREPLY=($(compgen -W "$states" -- "${cur##*,}"))
+        if [[ $cur == *,* ]]; then
+            local head=${cur%,*},
+            COMPREPLY=("${COMPREPLY[@]/#/$head}")
+        fi
+        return ;;
+    --role)
+        COMPREPLY=($(compgen -W "user admin" -- "$cur"))
+        return ;;
+    --url | --token | --plugin | -p | --gpus | -g | --cpus | -c | --cpus-per-gpu | --time | -t | \
+        --mem | --name | -n | --param | -P | --resume | --class | --nodes | --gpus-per-node | \
+        --user | -u | --limit | --timeout | --site | --reason | --expires | --tenant | \
+        --unix-user | --since | --note | --ttl | --busy | --busy-cores | --model | \
+        --min-memory-gib)
+        return ;; # a value we cannot guess
+    esac
+
+    # The command: the first word that is not a global option or its value.
+    local i cmd="" cmd_at=0
+    for ((i = 1; i < cword; i++)); do
+        case ${words[i]} in
+        --url | --token | --ca) ((i++)) ;;
+        -*) ;;
+        *) cmd=${words[i]}; cmd_at=$i; break ;;
+        esac
+    done
+
+    if [[ -z $cmd ]]; then
+        if [[ $cur == -* ]]; then
+            COMPREPLY=($(compgen -W "$_jazari_global_opts" -- "$cur"))
+        else
+            COMPREPLY=($(compgen -W "$_jazari_commands" -- "$cur"))
+        fi
+        return
+    fi
+
+    if [[ $cur == -* ]]; then
+        COMPREPLY=($(compgen -W "$(_jazari_opts_for "$cmd") $_jazari_global_opts" -- "$cur"))
+        return
+    fi
+
+    # Positional words after the command (options and their values left out).
+    local -a pos=()
+    for ((i = cmd_at + 1; i < cword; i++)); do
+        [[ ${words[i]} == -* ]] && continue
+        [[ " $_jazari_value_opts " == *" ${words[i-1]} "* ]] && continue
+        pos+=("${words[i]}")
+    done
+
+    case $cmd in
+    node | token | plugin)
+        if ((${#pos[@]} == 0)); then
+            COMPREPLY=($(compgen -W "$(_jazari_subcommands "$cmd")" -- "$cur"))
+        elif [[ $cmd == plugin && ${pos[0]} == check ]]; then
+            COMPREPLY=($(compgen -f -X '!*.so' -- "$cur") $(compgen -d -- "$cur"))
+        fi ;;
+    admin)
+        if ((${#pos[@]} == 0)); then
+            COMPREPLY=($(compgen -W "$(_jazari_subcommands admin)" -- "$cur"))
+        elif ((${#pos[@]} == 1)); then
+            if [[ ${pos[0]} == backup ]]; then
+                COMPREPLY=($(compgen -f -- "$cur"))
+            else
+                COMPREPLY=($(compgen -W "$(_jazari_subcommands "admin-${pos[0]}")" -- "$cur"))
+            fi
+        fi ;;
+    esac
+}
+complete -F _jazari jazari
