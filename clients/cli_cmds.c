@@ -6,12 +6,14 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "common/json.h"
 #include "common/strutil.h"
 #include "common/time.h"
+#include "common/version.h"
 
 void jz_cli_errorf(const struct jz_cli *cli, const char *fmt, ...)
 {
@@ -400,7 +402,11 @@ static void show_job(const json_t *j)
     if (jz_json_str(j, "reason", NULL))
         field("Reason:", "%s", jz_json_str(j, "reason", ""));
     field("User:", "%s (tenant %s)", jz_json_str(j, "user", "?"), jz_json_str(j, "tenant", "?"));
-    field("Plugin:", "%s", jz_json_str(j, "plugin", "?"));
+    if (jz_json_str(j, "plugin_sha256", NULL))
+        field("Plugin:", "%s %s (sha256 %.12s)", jz_json_str(j, "plugin", "?"),
+              jz_json_str(j, "plugin_version", "?"), jz_json_str(j, "plugin_sha256", ""));
+    else
+        field("Plugin:", "%s", jz_json_str(j, "plugin", "?"));
     jz_cli_time_local(jz_json_str(j, "submit_time", NULL), a, sizeof a);
     field("Submitted:", "%s", a);
     if (jz_json_str(j, "start_time", NULL)) {
@@ -1095,7 +1101,7 @@ static char *value_text(const json_t *v)
     return json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
 }
 
-static void show_plugin_schema(const json_t *p)
+void jz_cli_plugin_show(const json_t *p)
 {
     char caps[256];
     caps_text(json_object_get(p, "caps"), caps, sizeof caps);
@@ -1104,9 +1110,12 @@ static void show_plugin_schema(const json_t *p)
     jz_cli_sanitize(jz_json_str(p, "name", "?"), name, sizeof name);
     jz_cli_sanitize(jz_json_str(p, "version", "?"), version, sizeof version);
     jz_cli_sanitize(jz_json_str(p, "status", "?"), status, sizeof status);
-    printf("%s %s (%s)\n", name, version, status);
+    printf("%s %s (%s%s)\n", name, version, status,
+           json_is_true(json_object_get(p, "default")) ? ", default" : "");
     if (clean[0])
         printf("  %s\n", clean);
+    if (jz_json_str(p, "sha256", NULL))
+        printf("  sha256: %s\n", jz_json_str(p, "sha256", ""));
     if (caps[0])
         printf("  caps: %s\n", caps);
     if (jz_json_str(p, "reason", NULL)) {
@@ -1190,9 +1199,16 @@ static int cmd_plugins(struct jz_cli *cli, int argc, char **argv)
     if (n == 1) {
         json_t *found = NULL, *p;
         size_t i;
+        /* NAME shows the version a submission gets (the default); NAME@VERSION that one. */
+        const char *at = strchr(pos[0], '@');
+        size_t nlen = at ? (size_t)(at - pos[0]) : strlen(pos[0]);
         json_array_foreach(list, i, p)
         {
-            if (strcmp(jz_json_str(p, "name", ""), pos[0]) == 0)
+            const char *pn = jz_json_str(p, "name", "");
+            if (strlen(pn) != nlen || strncmp(pn, pos[0], nlen) != 0)
+                continue;
+            if (at ? strcmp(jz_json_str(p, "version", ""), at + 1) == 0
+                   : !found || json_is_true(json_object_get(p, "default")))
                 found = p;
         }
         if (!found) {
@@ -1203,7 +1219,7 @@ static int cmd_plugins(struct jz_cli *cli, int argc, char **argv)
         } else if (cli->json) {
             print_json(found);
         } else {
-            show_plugin_schema(found);
+            jz_cli_plugin_show(found);
         }
         jz_cli_response_clear(&r);
         return rc;
@@ -1213,8 +1229,9 @@ static int cmd_plugins(struct jz_cli *cli, int argc, char **argv)
         jz_cli_response_clear(&r);
         return 0;
     }
-    static const char *const hdr[] = {"NAME", "VERSION", "STATUS", "CAPS", "DESCRIPTION"};
-    struct jz_table *t = jz_table_new(5, hdr);
+    static const char *const hdr[] = {"NAME", "VERSION", "STATUS", "SHA256", "CAPS",
+                                      "DESCRIPTION"};
+    struct jz_table *t = jz_table_new(6, hdr);
     if (!t) {
         jz_cli_response_clear(&r);
         return JZ_CLI_EXIT_FAIL;
@@ -1230,8 +1247,14 @@ static int cmd_plugins(struct jz_cli *cli, int argc, char **argv)
             snprintf(desc, sizeof desc, "%s", reason);
         else
             snprintf(desc, sizeof desc, "%s", jz_json_str(p, "description", ""));
+        /* The default version (what NAME alone selects) is starred; 12 hex digits of the
+         * file's SHA-256 tell versions and rebuilds apart. */
+        char status[32], sha[16];
+        snprintf(status, sizeof status, "%s%s", jz_json_str(p, "status", "?"),
+                 json_is_true(json_object_get(p, "default")) ? "*" : "");
+        snprintf(sha, sizeof sha, "%.12s", jz_json_str(p, "sha256", "-"));
         const char *cells[] = {jz_json_str(p, "name", NULL), jz_json_str(p, "version", NULL),
-                               jz_json_str(p, "status", NULL), caps[0] ? caps : NULL, desc};
+                               status, sha, caps[0] ? caps : NULL, desc};
         jz_table_add(t, cells);
     }
     jz_table_print(t, stdout);
@@ -1819,6 +1842,132 @@ static int admin_node_revoke(struct jz_cli *cli, int argc, char **argv)
     return node_send(cli, &a);
 }
 
+/* "admin reload": what SIGHUP does, with the outcome printed. */
+static int admin_reload(struct jz_cli *cli, int argc, char **argv)
+{
+    const char *pos[1];
+    int n, rc;
+    if ((rc = parse_simple(cli, argc, argv, pos, 0, 0, &n)))
+        return rc;
+    if (cli->help)
+        return print_usage(cli);
+    if ((rc = resolve(cli)))
+        return rc;
+    struct jz_cli_response r;
+    if ((rc = request(cli, "POST", "/v1/admin/reload", NULL, &r)))
+        return rc;
+    if (cli->json) {
+        print_raw(&r);
+        jz_cli_response_clear(&r);
+        return 0;
+    }
+    const char *heads[] = {"changed", "restart_needed"};
+    const char *says[] = {"Changed", "Changed, taking effect at the next start"};
+    for (int k = 0; k < 2; k++) {
+        json_t *names = json_object_get(r.json, heads[k]);
+        if (!json_array_size(names))
+            continue;
+        printf("%s:", says[k]);
+        size_t i;
+        json_t *v;
+        json_array_foreach(names, i, v) {
+            char clean[128];
+            jz_cli_sanitize(json_string_value(v) ? json_string_value(v) : "?", clean,
+                            sizeof clean);
+            printf("%s %s", i ? "," : "", clean);
+        }
+        putchar('\n');
+    }
+    if (jz_json_bool(r.json, "scheduler", false))
+        printf("Scheduler policy replaced.\n");
+    json_t *pl = json_object_get(r.json, "plugins");
+    printf("Plugin folders: rescan %s (the service's log says what changed).\n",
+           strcmp(jz_json_str(pl, "rescan", ""), "started") == 0 ? "started" : "not started");
+    if (jz_json_str(pl, "error", NULL)) {
+        char clean[600];
+        jz_cli_sanitize(jz_json_str(pl, "error", ""), clean, sizeof clean);
+        printf("Plugin folders: %s\n", clean);
+    }
+    jz_cli_response_clear(&r);
+    return 0;
+}
+
+/* "admin backup FILE": a consistent copy of the service's database, written to a new file
+ * beside FILE and renamed into place once complete, so that FILE is never a partial copy. */
+static int admin_backup(struct jz_cli *cli, int argc, char **argv)
+{
+    /* --force may stand anywhere; take it out before the common parsing. */
+    char **rest = calloc((size_t)argc + 1, sizeof *rest);
+    if (!rest)
+        return JZ_CLI_EXIT_FAIL;
+    bool force = false;
+    int m = 0;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0) {
+            while (i < argc)
+                rest[m++] = argv[i++];
+            break;
+        }
+        if (strcmp(argv[i], "--force") == 0)
+            force = true;
+        else
+            rest[m++] = argv[i];
+    }
+    const char *pos[1];
+    int npos, rc = parse_simple(cli, m, rest, pos, 1, 1, &npos);
+    free(rest);
+    if (rc)
+        return rc;
+    if (cli->help)
+        return print_usage(cli);
+    const char *out = pos[0];
+    struct stat st;
+    if (!force && lstat(out, &st) == 0) {
+        jz_cli_errorf(cli, "%s exists (use --force to replace it)", out);
+        return JZ_CLI_EXIT_FAIL;
+    }
+    if ((rc = resolve(cli)))
+        return rc;
+    /* A new file of our own beside FILE (O_EXCL: never through a link someone left there),
+     * readable by us only: it holds token hashes and every tenant's jobs. */
+    char tmp[4200];
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.XXXXXX", out) >= sizeof tmp)
+        return usage_error(cli, "FILE: path too long");
+    int fd = mkstemp(tmp);
+    if (fd >= 0)
+        fchmod(fd, 0600);
+    FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
+    if (!f) {
+        jz_cli_errorf(cli, "cannot write %s: %s", tmp, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return JZ_CLI_EXIT_FAIL;
+    }
+    struct jz_cli_response r;
+    struct jz_error err = {0};
+    uint64_t got = 0;
+    rc = jz_cli_http_stream(cli, "/v1/admin/backup", write_file, f, &r, &got, &err);
+    bool ok = rc == 0 && r.status >= 200 && r.status < 300;
+    ok = fflush(f) == 0 && fsync(fileno(f)) == 0 && ok;
+    ok = fclose(f) == 0 && ok;
+    if (!ok || rename(tmp, out) != 0) {
+        unlink(tmp);
+        if (rc)
+            jz_cli_errorf(cli, "%s", err.msg);
+        else if (r.status < 200 || r.status >= 300)
+            report_status(cli, &r, NULL);
+        else
+            jz_cli_errorf(cli, "cannot write %s: %s", out, strerror(errno));
+        jz_cli_response_clear(&r);
+        return JZ_CLI_EXIT_FAIL;
+    }
+    jz_cli_response_clear(&r);
+    if (!cli->json)
+        fprintf(stderr, "%s: %llu bytes, a consistent copy of the service's database\n", out,
+                (unsigned long long)got);
+    return 0;
+}
+
 static int admin_token_add(struct jz_cli *cli, int argc, char **argv)
 {
     return admin_token_new(cli, argc, argv, "/v1/admin/tokens");
@@ -1847,12 +1996,16 @@ static int cmd_admin(struct jz_cli *cli, int argc, char **argv)
         return print_usage(cli);
     if (argc >= 2 && strcmp(argv[1], "audit") == 0)
         return admin_audit(cli, argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "reload") == 0)
+        return admin_reload(cli, argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "backup") == 0)
+        return admin_backup(cli, argc - 1, argv + 1);
     for (size_t i = 0; argc >= 3 && i < sizeof subs / sizeof subs[0]; i++)
         if (strcmp(argv[1], subs[i].object) == 0 && strcmp(argv[2], subs[i].verb) == 0)
             return subs[i].fn(cli, argc - 2, argv + 2);
     return usage_error(cli, "expected 'admin user add|list|set|rm', 'admin token "
-                            "list|add|revoke|rotate', 'admin audit', 'admin credit add' or "
-                            "'admin node token|revoke'");
+                            "list|add|revoke|rotate', 'admin audit', 'admin credit add', "
+                            "'admin node token|revoke', 'admin reload' or 'admin backup'");
 }
 
 /* ---- token (your own) -------------------------------------------------------------------- */
@@ -1955,7 +2108,8 @@ const struct jz_cli_command jz_cli_commands[] = {
     {"submit", cmd_submit, "submit a job",
      "Usage: jazari submit [options] [-- command args...]\n"
      "Submits a job and prints its id (the job JSON with --json).\n"
-     "  -p, --plugin NAME      workload plugin (default with a command: batch)\n"
+     "  -p, --plugin NAME[@V]  workload plugin, optionally a version: train@1.2 (the newest\n"
+     "                         1.2.x); default with a command: batch\n"
      "  -g, --gpus N           GPUs\n"
      "  -c, --cpus N           CPU cores of a job without GPUs\n"
      "      --cpus-per-gpu N   CPU cores per GPU\n"
@@ -2012,7 +2166,16 @@ const struct jz_cli_command jz_cli_commands[] = {
      "print the node's new state. 'rm' forgets the node (refused while jobs still run there).\n"
      "To cut a node's agent off, see 'jazari admin node revoke'.\n" COMMON_HELP},
     {"plugins", cmd_plugins, "list plugins, or show one plugin's parameters",
-     "Usage: jazari plugins [NAME]\n" COMMON_HELP},
+     "Usage: jazari plugins [NAME[@VERSION]]\n"
+     "Lists every installed version; STATUS 'ok*' marks the default (newest) version of a\n"
+     "name, the one 'submit --plugin NAME' gets. NAME shows its default version's parameters,\n"
+     "NAME@VERSION that version's.\n" COMMON_HELP},
+    {"plugin", jz_cli_plugin, "check a plugin file without installing it",
+     "Usage: jazari plugin check FILE.so [--worker PATH]\n"
+     "Describes FILE.so with the local jazari-worker (next to jazari, or $JAZARI_WORKER, or\n"
+     "--worker), as the service would: ABI version, name, version, caps, hooks, parameters\n"
+     "and the file's SHA-256. Needs no server. Exits 1 with the reason when the service would\n"
+     "refuse the file (not a plugin, another ABI major, a bad schema).\n" COMMON_HELP},
     {"usage", cmd_usage, "GPU-hours used, granted and left, per tenant",
      "Usage: jazari usage [TENANT]\n"
      "Your tenant's usage (every tenant's for admins). Tenants that were granted credit are\n"
@@ -2039,6 +2202,8 @@ const struct jz_cli_command jz_cli_commands[] = {
      "       jazari admin credit add TENANT GPU_HOURS [--note TEXT]\n"
      "       jazari admin node token [--site SITE] [--ttl DURATION]\n"
      "       jazari admin node revoke NAME\n"
+     "       jazari admin reload\n"
+     "       jazari admin backup FILE [--force]\n"
      "'user add', 'token add' and 'token rotate' print the new token alone on stdout (it is\n"
      "shown only this once) and its id and expiry on stderr. WHEN is a duration from now (90d,\n"
      "12h, 30m, 2s) or an ISO-8601 date or time (2026-12-31, 2026-12-31T12:00:00Z); for\n"
@@ -2053,6 +2218,10 @@ const struct jz_cli_command jz_cli_commands[] = {
      "valid for --ttl (default 1d; 90, 30m, 12h, 7d). The token alone goes to stdout, its site\n"
      "and expiry to stderr.\n"
      "'node revoke' disconnects the node's agent; its credential is refused from then on.\n"
+     "'reload' re-reads the service's configuration file and plugin folders, as SIGHUP does,\n"
+     "and prints what changed (a file with an error changes nothing and is reported).\n"
+     "'backup' writes a consistent copy of the service's database to FILE (SQLite's online\n"
+     "backup; FILE appears only once complete); restoring is in docs/ops-guide.md.\n"
      COMMON_HELP},
     {NULL, NULL, NULL, NULL},
 };
@@ -2095,7 +2264,7 @@ int jz_cli_main(int argc, char **argv, const struct jz_cli_command *extra)
             print_main_usage(stdout);
             return JZ_CLI_EXIT_OK;
         } else if (strcmp(a, "--version") == 0) {
-            printf("jazari 0.1.0\n");
+            jz_version_print(stdout, "jazari");
             return JZ_CLI_EXIT_OK;
         } else if (strcmp(a, "--url") == 0 || strcmp(a, "--token") == 0 ||
                    strcmp(a, "--ca") == 0) {

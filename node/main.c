@@ -23,7 +23,9 @@
 
 #include "common/json.h"
 #include "common/log.h"
+#include "common/paths.h"
 #include "common/strutil.h"
+#include "common/version.h"
 #include "common/tls.h"
 #include "node/agent.h"
 #include "node/proto.h"
@@ -45,7 +47,7 @@ struct node_main {
     bool welcomed;
     int retry_ms;
     int heartbeat_s;
-    struct event *retry_ev, *hb_ev, *sigterm_ev, *sigint_ev;
+    struct event *retry_ev, *hb_ev, *sigterm_ev, *sigint_ev, *sigusr1_ev, *sighup_ev;
     struct evhttp_connection *http;
     SSL_CTX *tls;            /* https:// --server: discovery and the agent connection use TLS */
     char tls_error[256];     /* the last TLS failure logged (each new one is logged once) */
@@ -76,9 +78,13 @@ static void usage(FILE *out)
             "  --no-confine           run jobs as this agent's user, without cgroups (the\n"
             "                         default when not root; for development only)\n"
             "  --deny-user ACCOUNT    jobs never run as ACCOUNT (jazarid's own, on its node)\n"
+            "  --server-copies DIR    jazarid's private plugin copies (STATE/plugins; its own\n"
+            "                         node, with --attach-fd): jobs run the copy of their version\n"
             "  --min-free-mb N        free disk the state folder keeps; below it the job that\n"
             "                         writes most fails with 'disk full' (default 256)\n"
             "  --log-level LEVEL      error, warn, info (default) or debug\n"
+            "  --log-file DEST        a file (SIGUSR1 or SIGHUP reopens it), 'journal' or\n"
+            "                         'journal:SOCKET' (default: standard error)\n"
             "  --version              print the version\n");
 }
 
@@ -356,6 +362,17 @@ static void on_stop(evutil_socket_t sig, short what, void *arg)
     event_base_loopexit(m->base, NULL);
 }
 
+/* SIGUSR1 (logrotate) and SIGHUP (a reload, which an agent has nothing else to do for):
+ * reopen the log file under its name. */
+static void on_reopen(evutil_socket_t sig, short what, void *arg)
+{
+    struct jz_error err = {0};
+    if (jz_log_reopen(&err))
+        jz_log_error("node", "signal %d: log not reopened: %s", (int)sig, err.msg);
+    else
+        jz_log_info("node", "signal %d: log reopened", (int)sig);
+}
+
 static int parse_url(const char *url, char *host, size_t hlen, int *port, bool *tls)
 {
     const char *p = url;
@@ -401,7 +418,9 @@ static int run(int argc, char **argv, json_t *labels)
     m.heartbeat_s = 2;
     const char *server = NULL, *name = NULL, *topology = NULL, *site = NULL, *address = NULL;
     const char *plugin_dir = NULL, *worker = NULL, *fallback = "cpu";
+    const char *server_copies = NULL;
     const char *state_dir = "jazari-node-state";
+    const char *log_file = NULL;
     int level = JZ_SEV_INFO;
     int attach_fd = -1;
     const char *ca = NULL;
@@ -410,7 +429,7 @@ static int run(int argc, char **argv, json_t *labels)
     long long min_free_mb = 256;
     enum { O_SERVER = 256, O_TOKEN, O_TOKEN_FILE, O_NAME, O_TOPO, O_SITE, O_LABEL, O_ADDRESS,
            O_STATE, O_PLUGINS, O_WORKER, O_FALLBACK, O_LOGLEVEL, O_VERSION, O_ATTACH,
-           O_NO_CONFINE, O_MIN_FREE, O_CA, O_DENY_USER };
+           O_NO_CONFINE, O_MIN_FREE, O_CA, O_DENY_USER, O_LOGFILE, O_SERVER_COPIES };
     static const struct option opts[] = {
         {"server", required_argument, NULL, O_SERVER},
         {"join-token", required_argument, NULL, O_TOKEN},
@@ -425,11 +444,13 @@ static int run(int argc, char **argv, json_t *labels)
         {"worker", required_argument, NULL, O_WORKER},
         {"fallback-backend", required_argument, NULL, O_FALLBACK},
         {"log-level", required_argument, NULL, O_LOGLEVEL},
+        {"log-file", required_argument, NULL, O_LOGFILE},
         {"version", no_argument, NULL, O_VERSION},
         {"attach-fd", required_argument, NULL, O_ATTACH},
         {"no-confine", no_argument, NULL, O_NO_CONFINE},
         {"min-free-mb", required_argument, NULL, O_MIN_FREE},
         {"deny-user", required_argument, NULL, O_DENY_USER},
+        {"server-copies", required_argument, NULL, O_SERVER_COPIES},
         {"ca", required_argument, NULL, O_CA},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -472,6 +493,7 @@ static int run(int argc, char **argv, json_t *labels)
         case O_ADDRESS: address = optarg; break;
         case O_STATE: state_dir = optarg; break;
         case O_PLUGINS: plugin_dir = optarg; break;
+        case O_SERVER_COPIES: server_copies = optarg; break;
         case O_WORKER: worker = optarg; break;
         case O_FALLBACK:
             fallback = optarg;
@@ -480,6 +502,7 @@ static int run(int argc, char **argv, json_t *labels)
                 return 2;
             }
             break;
+        case O_LOGFILE: log_file = optarg; break;
         case O_LOGLEVEL:
             level = jz_log_level_parse(optarg);
             if (level < 0) {
@@ -518,7 +541,10 @@ static int run(int argc, char **argv, json_t *labels)
             min_free_mb = mb;
             break;
         }
-        case O_VERSION: printf("jazari-node 0.2.0 (agent protocol %d)\n", JZ_PROTO_VERSION); return 0;
+        case O_VERSION:
+            jz_version_print(stdout, "jazari-node");
+            printf("agent protocol %d\n", JZ_PROTO_VERSION);
+            return 0;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -559,8 +585,14 @@ static int run(int argc, char **argv, json_t *labels)
         fprintf(stderr, "jazari-node: node and site names are 1-63 of [A-Za-z0-9._-]\n");
         return 2;
     }
-    jz_log_init(stderr, (enum jz_log_sev)level);
+    struct jz_error lerr = {0};
+    if (jz_log_open(log_file, "jazari-node", (enum jz_log_sev)level, &lerr)) {
+        fprintf(stderr, "jazari-node: --log-file %s: %s\n", log_file, lerr.msg);
+        return 2;
+    }
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGHUP, SIG_IGN); /* until the loop's handler; children reset signals (node.c) */
+    signal(SIGUSR1, SIG_IGN);
     /* Workers' pipes, memfds and files being sent take descriptors: as many as allowed. */
     struct rlimit nofile;
     if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
@@ -581,14 +613,16 @@ static int run(int argc, char **argv, json_t *labels)
                         "'jazari admin node token')\n", m.state_dir);
         return 2;
     }
-    char exe_dir[4096], worker_path[4200], plugins[4400];
+    char exe_dir[4096], worker_path[4200], plugins[4096];
     if (jz_exe_dir(exe_dir, sizeof exe_dir) != 0)
         snprintf(exe_dir, sizeof exe_dir, ".");
     snprintf(worker_path, sizeof worker_path, "%.4000s/jazari-worker", exe_dir);
-    struct stat st;
-    snprintf(plugins, sizeof plugins, "%.4000s/../plugins", exe_dir);
-    if (stat(plugins, &st) != 0 || !S_ISDIR(st.st_mode))
-        snprintf(plugins, sizeof plugins, "%.4000s/../lib/jazari/plugins", exe_dir);
+    /* Folders given add to the built-in one, as for jazarid. */
+    if (jz_plugin_dirs_compose(plugin_dir, plugins, sizeof plugins) != 0 || !plugins[0]) {
+        fprintf(stderr, "jazari-node: cannot find the built-in plugin folder, or too many "
+                        "--plugin-dir folders\n");
+        return 2;
+    }
 
     m.base = event_base_new();
     m.dns = m.base ? evdns_base_new(m.base, EVDNS_BASE_INITIALIZE_NAMESERVERS) : NULL;
@@ -600,12 +634,15 @@ static int run(int argc, char **argv, json_t *labels)
                                    .state_dir = m.state_dir,
                                    .topology_path = topology,
                                    .worker_path = worker ? worker : worker_path,
-                                   .plugin_dirs = plugin_dir ? plugin_dir : plugins,
+                                   .plugin_dirs = plugins,
                                    .site = site,
                                    .labels = labels,
                                    .fallback_backend = fallback,
                                    .address = address,
                                    .ship_files = true,
+                                   /* jazarid's local node: the folder privsep passes */
+                                   .server_copies = m.attached && server_copies,
+                                   .server_copies_dir = server_copies,
                                    .confine = !no_confine && geteuid() == 0,
                                    .min_free_bytes = (int64_t)min_free_mb << 20,
                                    .deny_uid = deny_uid};
@@ -622,8 +659,12 @@ static int run(int argc, char **argv, json_t *labels)
     m.hb_ev = evtimer_new(m.base, on_heartbeat, &m);
     m.sigterm_ev = evsignal_new(m.base, SIGTERM, on_stop, &m);
     m.sigint_ev = evsignal_new(m.base, SIGINT, on_stop, &m);
+    m.sigusr1_ev = evsignal_new(m.base, SIGUSR1, on_reopen, &m);
+    m.sighup_ev = evsignal_new(m.base, SIGHUP, on_reopen, &m);
     evsignal_add(m.sigterm_ev, NULL);
     evsignal_add(m.sigint_ev, NULL);
+    evsignal_add(m.sigusr1_ev, NULL);
+    evsignal_add(m.sighup_ev, NULL);
     if (m.attached) {
         /* jazarid's own local agent: no join, no credential, the socket pair is the trust. */
         fcntl(attach_fd, F_SETFD, FD_CLOEXEC);
@@ -654,6 +695,8 @@ static int run(int argc, char **argv, json_t *labels)
     event_free(m.hb_ev);
     event_free(m.sigterm_ev);
     event_free(m.sigint_ev);
+    event_free(m.sigusr1_ev);
+    event_free(m.sighup_ev);
     evdns_base_free(m.dns, 0);
     event_base_free(m.base);
     return m.exit_code;

@@ -40,6 +40,15 @@ void jz_api_admin_token_revoke(struct jz_req *r);
 void jz_api_admin_audit(struct jz_req *r);
 void jz_api_whoami_token(struct jz_req *r);
 
+/* The web dashboard's page and files, built into the binary (api_dashboard.c). */
+void jz_api_dashboard_index(struct jz_req *r);
+void jz_api_dashboard_asset(struct jz_req *r);
+
+/* The service itself (api_service.c). */
+void jz_api_version(struct jz_req *r);
+void jz_api_admin_reload(struct jz_req *r);
+void jz_api_admin_backup(struct jz_req *r);
+
 /* Records an administrative action of the request's user in the audit log, with the client's
  * address (see jz_audit in auth.h): action names "object.verb" ("node.drain"), target what it
  * acted on (may be NULL), detail a JSON object (stolen, may be NULL). Call it after the change

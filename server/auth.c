@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdarg.h>
@@ -58,6 +59,7 @@ struct jz_auth {
     struct tenant_default *tenants;
     size_t ntenants;
     struct event *flush_ev;
+    char monitor_hash[65]; /* of STATE/monitor.token: reads /metrics, nothing else */
 };
 
 /* The keys a tenant of the configuration file's "tenants" object may have. */
@@ -346,9 +348,12 @@ static int migrate_user(void *arg, const struct jz_store_user *row)
     return m->rc != 0;
 }
 
-/* The configuration file's "tenants": {"T": {"unix_user": "acct"}}. */
-static int load_tenants(struct jz_auth *a, const json_t *config, struct jz_error *err)
+/* The configuration file's "tenants": {"T": {"unix_user": "acct"}}, parsed into a->tenants
+ * (which the caller swaps in or frees). */
+static int parse_tenants(struct jz_auth *a, const json_t *config, struct jz_error *err)
 {
+    a->tenants = NULL;
+    a->ntenants = 0;
     const json_t *tenants = json_object_get(config, "tenants");
     if (!tenants || json_is_null(tenants))
         return 0;
@@ -395,10 +400,31 @@ static int load_tenants(struct jz_auth *a, const json_t *config, struct jz_error
     return 0;
 }
 
-static int write_admin_token(const char *state_dir, const char *token, struct jz_error *err)
+static int load_tenants(struct jz_auth *a, const json_t *config, struct jz_error *err)
+{
+    return parse_tenants(a, config, err);
+}
+
+int jz_auth_set_tenants(struct jz_auth *a, const json_t *config, bool check_only,
+                        struct jz_error *err)
+{
+    struct jz_auth scratch = {0};
+    int rc = parse_tenants(&scratch, config, err);
+    if (rc || check_only) {
+        free(scratch.tenants);
+        return rc;
+    }
+    free(a->tenants);
+    a->tenants = scratch.tenants;
+    a->ntenants = scratch.ntenants;
+    return 0;
+}
+
+static int write_token_file(const char *state_dir, const char *name, const char *token,
+                            struct jz_error *err)
 {
     char path[4200], tmp[4210];
-    snprintf(path, sizeof path, "%s/admin.token", state_dir);
+    snprintf(path, sizeof path, "%s/%s", state_dir, name);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     /* A new file renamed over the old one: the file holds the old token or the new one,
      * never half of either, and was never readable by others. */
@@ -407,15 +433,68 @@ static int write_admin_token(const char *state_dir, const char *token, struct jz
     if (fd < 0)
         return jz_error_set(err, JZ_EIO, "cannot write %s: %s", tmp, strerror(errno));
     fchmod(fd, 0600);
-    char line[JZ_TOKEN_LEN + 2];
+    char line[JZ_TOKEN_LEN + 16];
     int n = snprintf(line, sizeof line, "%s\n", token);
-    bool ok = write(fd, line, (size_t)n) == n && fsync(fd) == 0;
+    bool ok = n > 0 && (size_t)n < sizeof line && write(fd, line, (size_t)n) == n &&
+              fsync(fd) == 0;
     ok &= close(fd) == 0;
     if (!ok || rename(tmp, path) != 0) {
         unlink(tmp);
         return jz_error_set(err, JZ_EIO, "cannot write %s", path);
     }
     return 0;
+}
+
+/* The monitoring token: what Prometheus presents to read /metrics (which names tenants, users
+ * and jobs, so it is not public), without an admin's powers. Kept in STATE/monitor.token (0600),
+ * made at the first start, and again whenever the file is missing (delete it and restart or
+ * reload to rotate it). Only its hash stays in memory. */
+static int load_monitor_token(struct jz_auth *a, const char *state_dir, struct jz_error *err)
+{
+    char path[4200], token[JZ_TOKEN_LEN + 64];
+    snprintf(path, sizeof path, "%s/monitor.token", state_dir);
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) {
+        int rc = jz_auth_new_secret("jzm_", token, sizeof token, err);
+        if (!rc)
+            rc = write_token_file(state_dir, "monitor.token", token, err);
+        if (rc)
+            return rc;
+        jz_log_info("auth", "the monitoring token (for /metrics) is in %s (mode 0600)", path);
+    } else {
+        ssize_t n = fd >= 0 ? read(fd, token, sizeof token - 1) : -1;
+        if (fd >= 0)
+            close(fd);
+        if (n <= 0)
+            return jz_error_set(err, JZ_EIO, "cannot read %s: %s", path,
+                                n < 0 ? strerror(errno) : "empty");
+        token[n] = '\0';
+        token[strcspn(token, "\r\n")] = '\0';
+        if (strlen(token) < 16)
+            return jz_error_set(err, JZ_EINVAL, "%s: too short to be a token", path);
+    }
+    jz_auth_hash(token, a->monitor_hash);
+    OPENSSL_cleanse(token, sizeof token);
+    return 0;
+}
+
+bool jz_auth_monitor_ok(struct jz_auth *a, const char *authorization)
+{
+    if (!a || !a->monitor_hash[0] || !authorization || strncasecmp(authorization, "Bearer ", 7))
+        return false;
+    const char *token = authorization + 7;
+    while (*token == ' ')
+        token++;
+    if (strlen(token) > 256)
+        return false;
+    char hash[65];
+    jz_auth_hash(token, hash);
+    return CRYPTO_memcmp(hash, a->monitor_hash, 64) == 0;
+}
+
+int jz_auth_reload_monitor_token(struct jz_auth *a, struct jz_error *err)
+{
+    return load_monitor_token(a, a->srv->cfg.state_dir, err);
 }
 
 /* Stores the last-used times that changed since they were last stored. */
@@ -476,7 +555,7 @@ int jz_auth_open(struct jz_server *srv, struct jz_auth **out, struct jz_error *e
          * repeats this at the next start. */
         rc = jz_auth_user_add(a, BOOTSTRAP_ADMIN, BOOTSTRAP_ADMIN, true, NULL, 0, &tok, err);
         if (!rc)
-            rc = write_admin_token(srv->cfg.state_dir, tok.token, err);
+            rc = write_token_file(srv->cfg.state_dir, "admin.token", tok.token, err);
         if (!rc)
             rc = st->ops->sync(st, err);
         if (rc)
@@ -484,6 +563,8 @@ int jz_auth_open(struct jz_server *srv, struct jz_auth **out, struct jz_error *e
         jz_log_info("auth", "first start: the admin token is in %s/admin.token (mode 0600)",
                     srv->cfg.state_dir);
     }
+    if ((rc = load_monitor_token(a, srv->cfg.state_dir, err)))
+        goto fail;
     if (srv->base) {
         a->flush_ev = event_new(srv->base, -1, EV_PERSIST, on_flush, a);
         struct timeval every = {.tv_sec = LAST_USED_FLUSH_S};
@@ -728,7 +809,8 @@ int jz_auth_token_rotate(struct jz_auth *a, const char *user, int64_t expires_ms
         return rc;
     /* The admin's token file before any change: when it cannot be written, nothing changed. */
     bool bootstrap = acc->u.admin && strcmp(acc->u.name, BOOTSTRAP_ADMIN) == 0;
-    if (bootstrap && (rc = write_admin_token(a->srv->cfg.state_dir, nt.token, err)))
+    if (bootstrap &&
+        (rc = write_token_file(a->srv->cfg.state_dir, "admin.token", nt.token, err)))
         return rc;
     size_t n = 0;
     for (size_t i = a->ntokens; i-- > 0;)

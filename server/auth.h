@@ -44,6 +44,15 @@ struct jz_new_token {
  * On the first start (no admin yet) creates the user "admin" and writes its token to
  * STATE_DIR/admin.token (mode 0600). */
 int jz_auth_open(struct jz_server *srv, struct jz_auth **out, struct jz_error *err);
+/* Whether authorization ("Bearer TOKEN") carries the monitoring token (STATE/monitor.token),
+ * which reads /metrics and nothing else. */
+bool jz_auth_monitor_ok(struct jz_auth *a, const char *authorization);
+/* Reads STATE/monitor.token again (made anew when missing): a reload rotates it. */
+int jz_auth_reload_monitor_token(struct jz_auth *a, struct jz_error *err);
+/* Replaces the tenants' defaults with the configuration's "tenants" (a reload); all or
+ * nothing. With check_only it only validates. */
+int jz_auth_set_tenants(struct jz_auth *a, const json_t *config, bool check_only,
+                        struct jz_error *err);
 /* Queues the last-used times not yet stored (the store, closed after, makes them durable). */
 void jz_auth_close(struct jz_auth *a);
 

@@ -180,12 +180,10 @@ int jz_front_open(struct jz_server *srv, struct jz_error *err)
                     "--max-connections %lld is close to or above the descriptor limit "
                     "(%zu): accepting will pause when descriptors run out",
                     (long long)cfg->max_connections, nofile);
-    f->rate = cfg->rate_per_s;
-    f->burst = cfg->rate_burst >= 1 ? cfg->rate_burst : (f->rate > 1 ? f->rate : 1);
-    f->max_streams = cfg->max_log_streams > 0 ? cfg->max_log_streams : JZ_DEFAULT_LOG_STREAMS;
     f->next_front = fronts;
     fronts = f;
     srv->front = f;
+    jz_front_apply_limits(srv);
     return 0;
 fail:
     front_release(f);
@@ -1158,6 +1156,18 @@ bool jz_front_rate_take(struct jz_server *srv, const char *key, int64_t *retry_a
     double wait_s = ceil((1.0 - b->tokens) / f->rate);
     *retry_after_s = wait_s < 1 ? 1 : (int64_t)wait_s;
     return false;
+}
+
+void jz_front_apply_limits(struct jz_server *srv)
+{
+    struct jz_front *f = srv->front;
+    const struct jz_server_config *cfg = &srv->cfg;
+    if (!f)
+        return;
+    f->rate = cfg->rate_per_s;
+    f->burst = cfg->rate_burst >= 1 ? cfg->rate_burst : (f->rate > 1 ? f->rate : 1);
+    f->max_streams = cfg->max_log_streams > 0 ? cfg->max_log_streams : JZ_DEFAULT_LOG_STREAMS;
+    /* Buckets keep their tokens, capped at the new burst on their next refill. */
 }
 
 void jz_front_rate_limits(const struct jz_server *srv, double *per_s, double *burst)

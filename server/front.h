@@ -58,6 +58,8 @@ void jz_front_listener_gone(struct jz_server *srv);
  * when rate limiting is off. */
 bool jz_front_rate_take(struct jz_server *srv, const char *key, int64_t *retry_after_s);
 /* The limits in force, for messages. */
+/* (Re)applies srv->cfg's rate and stream limits (start-up and reloads). */
+void jz_front_apply_limits(struct jz_server *srv);
 void jz_front_rate_limits(const struct jz_server *srv, double *per_s, double *burst);
 
 /* Log streams per user: acquire before opening one (false when user is at the limit, whose value

@@ -16,19 +16,27 @@
 
 #include "common/json.h"
 #include "common/log.h"
+#include "common/time.h"
 #include "server/api.h"
 #include "server/auth.h"
 #include "server/front.h"
 #include "server/jobs.h"
+#include "server/service_metrics.h"
 
 struct jz_deferred_reply {
     struct jz_deferred_reply *next;
     struct evhttp_request *req;
     int status;
     char *body;
+    /* what the metrics count when it is sent (service_metrics.h) */
+    struct jz_server *srv;
+    const char *route;
+    int method;
+    int64_t start_us, deferred_us;
 };
 
-enum route_access { ROUTE_PUBLIC, ROUTE_USER, ROUTE_ADMIN };
+/* ROUTE_MONITOR: an admin's token, or the monitoring token (auth.h), which reads nothing else. */
+enum route_access { ROUTE_PUBLIC, ROUTE_USER, ROUTE_ADMIN, ROUTE_MONITOR };
 
 struct route {
     enum evhttp_cmd_type method;
@@ -40,7 +48,7 @@ struct route {
 
 static const struct route routes[] = {
     {EVHTTP_REQ_GET, "healthz", ROUTE_PUBLIC, false, jz_api_healthz},
-    {EVHTTP_REQ_GET, "metrics", ROUTE_PUBLIC, false, jz_api_metrics},
+    {EVHTTP_REQ_GET, "metrics", ROUTE_MONITOR, false, jz_api_metrics},
     {EVHTTP_REQ_POST, "v1/jobs", ROUTE_USER, true, jz_api_jobs_submit},
     {EVHTTP_REQ_GET, "v1/jobs", ROUTE_USER, false, jz_api_jobs_list},
     {EVHTTP_REQ_GET, "v1/jobs/*", ROUTE_USER, false, jz_api_jobs_get},
@@ -70,6 +78,12 @@ static const struct route routes[] = {
     {EVHTTP_REQ_POST, "v1/admin/tokens/rotate", ROUTE_ADMIN, true, jz_api_admin_tokens_rotate},
     {EVHTTP_REQ_DELETE, "v1/admin/tokens/*", ROUTE_ADMIN, false, jz_api_admin_token_revoke},
     {EVHTTP_REQ_GET, "v1/admin/audit", ROUTE_ADMIN, false, jz_api_admin_audit},
+    {EVHTTP_REQ_GET, "v1/version", ROUTE_PUBLIC, false, jz_api_version},
+    {EVHTTP_REQ_POST, "v1/admin/reload", ROUTE_ADMIN, false, jz_api_admin_reload},
+    {EVHTTP_REQ_GET, "v1/admin/backup", ROUTE_ADMIN, false, jz_api_admin_backup},
+    /* The web dashboard: a public page; its data comes from /v1 with the user's token. */
+    {EVHTTP_REQ_GET, "", ROUTE_PUBLIC, false, jz_api_dashboard_index},
+    {EVHTTP_REQ_GET, "ui/*", ROUTE_PUBLIC, false, jz_api_dashboard_asset},
 };
 
 static const char *status_reason(int status)
@@ -78,6 +92,7 @@ static const char *status_reason(int status)
     case 200: return "OK";
     case 201: return "Created";
     case 204: return "No Content";
+    case 304: return "Not Modified";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
     case 403: return "Forbidden";
@@ -135,6 +150,7 @@ void jz_http_reply_json(struct jz_req *r, int status, json_t *body)
          (r->method == EVHTTP_REQ_GET || r->method == EVHTTP_REQ_HEAD || status >= 400))) {
         send_now(r->req, status, text);
         free(text);
+        jz_http_count(r, status);
         return;
     }
     struct jz_deferred_reply *d = malloc(sizeof *d);
@@ -142,9 +158,14 @@ void jz_http_reply_json(struct jz_req *r, int status, json_t *body)
         free(text);
         send_now(r->req, 500, "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\","
                               "\"field\":null}}");
+        jz_http_count(r, 500);
         return;
     }
-    *d = (struct jz_deferred_reply){.req = r->req, .status = status, .body = text};
+    *d = (struct jz_deferred_reply){.req = r->req, .status = status, .body = text, .srv = srv,
+                                    .route = r->route, .method = r->method,
+                                    .start_us = r->start_us, .deferred_us = jz_time_mono_us()};
+    jz_observe_reply_deferred(srv->metrics);
+    r->counted = true; /* when it is sent */
     *srv->deferred_tail = d;
     srv->deferred_tail = &d->next;
     jz_server_request_commit(srv);
@@ -168,6 +189,9 @@ void jz_http_send_deferred(struct jz_deferred_reply *d, bool committed)
             send_now(d->req, 500,
                      "{\"error\":{\"code\":\"store_failed\",\"message\":\"the change could not be "
                      "made durable; it may not have been applied\",\"field\":null}}");
+        jz_observe_reply_committed(d->srv->metrics, d->deferred_us);
+        jz_observe_http(d->srv->metrics, d->route, d->method, committed ? d->status : 500,
+                        d->start_us);
         free(d->body);
         free(d);
         d = next;
@@ -178,10 +202,29 @@ void jz_http_drop_deferred(struct jz_deferred_reply *d)
 {
     while (d) {
         struct jz_deferred_reply *next = d->next;
+        jz_observe_reply_dropped(d->srv->metrics);
         free(d->body);
         free(d);
         d = next;
     }
+}
+
+void jz_http_reply_now(struct jz_req *r, int status, const char *content_type,
+                       struct evbuffer *body)
+{
+    struct evkeyvalq *h = evhttp_request_get_output_headers(r->req);
+    evhttp_add_header(h, "Content-Type", content_type ? content_type : "application/json");
+    evhttp_add_header(h, "Cache-Control", "no-store");
+    jz_http_send(r->req, status, body);
+    jz_http_count(r, status);
+}
+
+void jz_http_count(struct jz_req *r, int status)
+{
+    if (r->counted)
+        return;
+    jz_observe_http(r->srv->metrics, r->route, r->method, status, r->start_us);
+    r->counted = true;
 }
 
 /* Replaces what is not valid UTF-8 (user text cut mid-character, raw query bytes) with '?', so
@@ -382,7 +425,8 @@ static void set_allow(struct evhttp_request *req, unsigned methods)
 static void on_request(struct evhttp_request *req, void *arg)
 {
     struct jz_server *srv = arg;
-    struct jz_req r = {.srv = srv, .req = req, .method = evhttp_request_get_command(req)};
+    struct jz_req r = {.srv = srv, .req = req, .method = evhttp_request_get_command(req),
+                       .start_us = jz_time_mono_us()};
     TAILQ_INIT(&r.query);
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *raw_path = uri ? evhttp_uri_get_path(uri) : NULL;
@@ -409,9 +453,13 @@ static void on_request(struct evhttp_request *req, void *arg)
         if (!route_matches(&routes[i], &r))
             continue;
         allowed |= (unsigned)routes[i].method;
+        if (!r.route) /* a 405 is counted under the path's route */
+            r.route = routes[i].pattern;
         if (routes[i].method == want && !rt)
             rt = &routes[i];
     }
+    if (rt)
+        r.route = rt->pattern;
     if (!rt) {
         if (allowed) {
             set_allow(req, allowed);
@@ -425,9 +473,12 @@ static void on_request(struct evhttp_request *req, void *arg)
         jz_http_reply_error(&r, 503, "stopping", NULL, "the service is shutting down");
         goto done;
     }
-    if (rt->access != ROUTE_PUBLIC) {
-        const char *authz = evhttp_find_header(evhttp_request_get_input_headers(req),
-                                               "Authorization");
+    const char *authz = evhttp_find_header(evhttp_request_get_input_headers(req),
+                                           "Authorization");
+    if (rt->access == ROUTE_MONITOR && jz_auth_monitor_ok(srv->auth, authz)) {
+        if (!rate_ok(&r, NULL))
+            goto done;
+    } else if (rt->access != ROUTE_PUBLIC) {
         char why[160];
         r.user = jz_auth_check_why(srv->auth, authz, why, sizeof why);
         if (!r.user) {
@@ -441,7 +492,7 @@ static void on_request(struct evhttp_request *req, void *arg)
         }
         if (!rate_ok(&r, r.user))
             goto done;
-        if (rt->access == ROUTE_ADMIN && !r.user->admin) {
+        if ((rt->access == ROUTE_ADMIN || rt->access == ROUTE_MONITOR) && !r.user->admin) {
             jz_http_reply_error(&r, 403, "forbidden", NULL, "this needs the admin role");
             goto done;
         }
@@ -461,12 +512,21 @@ static void on_request(struct evhttp_request *req, void *arg)
         goto done;
     rt->handler(&r);
 done:
+    /* A handler that sends its own body (a file, a log stream) through jz_http_send and does
+     * not say its status (jz_http_count) answered 200: its errors go through jz_http_reply_*,
+     * which count themselves, and the request may be freed once its reply is sent, so its
+     * status cannot be read back here. */
+    jz_http_count(&r, 200);
     json_decref(r.body);
     evhttp_clear_headers(&r.query);
 }
 
 int jz_http_start(struct jz_server *srv, struct jz_error *err)
 {
+    /* The metrics live with the server that exports them. */
+    int rc;
+    if (!srv->metrics && (rc = jz_service_metrics_open(&srv->metrics, err)))
+        return rc;
     srv->http = evhttp_new(srv->base);
     if (!srv->http)
         return jz_error_set(err, JZ_ENOMEM, "cannot create the HTTP server");
@@ -499,4 +559,6 @@ void jz_http_stop(struct jz_server *srv)
     srv->http = NULL;
     srv->listener = NULL;
     jz_front_close(srv);
+    jz_service_metrics_close(srv->metrics);
+    srv->metrics = NULL;
 }

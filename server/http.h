@@ -25,6 +25,11 @@ struct jz_req {
     struct evkeyvalq query;
     const struct jz_user *user; /* NULL on unauthenticated routes */
     json_t *body;               /* parsed JSON body for routes that take one, else NULL */
+    /* For jazari_http_* (service_metrics.h): the route's pattern (NULL: none matched), when
+     * the request arrived (jz_time_mono_us), and whether its reply was counted yet. */
+    const char *route;
+    int64_t start_us;
+    bool counted;
 };
 
 /* Serves the API on srv->cfg.listen_host:listen_port through the network front (front.h: TLS,
@@ -37,6 +42,15 @@ void jz_http_stop_accepting(struct jz_server *srv);
 /* Replies with body (a reference is stolen; NULL sends no body). The reply goes out after the
  * current group commit when a transaction is open, at once otherwise. */
 void jz_http_reply_json(struct jz_req *r, int status, json_t *body);
+/* Replies at once, whatever the store is doing: for answers that report state and change
+ * nothing (/healthz, /metrics), which must not wait for a group commit. body is borrowed and
+ * drained; content_type NULL means JSON. */
+void jz_http_reply_now(struct jz_req *r, int status, const char *content_type,
+                       struct evbuffer *body);
+/* Counts the reply a handler sent itself with jz_http_send (a file, a 304) in the request
+ * metrics, with its status; one it does not count is counted as 200 when the handler returns.
+ * Reads only r, never the request (which may be freed once its reply is sent). */
+void jz_http_count(struct jz_req *r, int status);
 /* Replies {"error": {"code", "message", "field"}}; field may be NULL. */
 void jz_http_reply_error(struct jz_req *r, int status, const char *code, const char *field,
                          const char *fmt, ...) __attribute__((format(printf, 5, 6)));

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@
 #include "server/ledger.h"
 #include "server/nodes.h"
 #include "server/plugins.h"
+#include "server/service_metrics.h"
 
 #define PERSIST_INTERVAL_MS 1000 /* progress/metric updates are written at most this often */
 #define MAX_ARTIFACTS 1000
@@ -344,6 +346,12 @@ static void release_run(struct jz_job *job)
 
 void jz_jobs_finish(struct jz_job *job, enum jz_job_state s, const char *reason)
 {
+    /* Before charge(), which forgets when the run started. */
+    jz_observe_job_finished(job->jobs->srv->metrics, jz_json_str(job->request, "plugin", "?"),
+                            state_names[s],
+                            job->start_mono_ms > 0
+                                ? (double)(jz_time_mono_ms() - job->start_mono_ms) / 1000.0
+                                : -1);
     charge(job);
     sched_forget(job, s == JZ_JOB_SUCCEEDED);
     release_run(job);
@@ -486,6 +494,27 @@ static void on_job_event(struct jz_job *job, const json_t *ev)
         int64_t step = jz_json_int(ev, "step", -1);
         if (step >= 0)
             job->metrics_step = step;
+        /* A value with a step (an epoch's loss) is also kept as an event, so that its history
+         * can be drawn (GET /v1/jobs/{id}/events, the dashboard's charts); bounded per job. */
+        if (step >= 0 && name && json_is_number(value) && isfinite(json_number_value(value)) &&
+            jz_name_is_safe(name, 64) && job->metric_points < JZ_MAX_METRIC_POINTS_PER_JOB) {
+            struct jz_server *srv = job->jobs->srv;
+            struct jz_error err = {0};
+            char *detail = NULL;
+            json_t *d = json_pack("{s:s, s:f, s:I}", "name", name, "value",
+                                  json_number_value(value), "step", (json_int_t)step);
+            if (d)
+                detail = json_dumps(d, JSON_COMPACT);
+            json_decref(d);
+            if (!detail || srv->store->ops->event_add(srv->store, job->id, jz_time_now_ms(),
+                                                      "metric", detail, &err))
+                jz_log_error("jobs", "job %lld: metric not kept: %s", (long long)job->id,
+                             detail ? err.msg : "out of memory");
+            else
+                job->metric_points++;
+            free(detail);
+            jz_server_request_commit(srv);
+        }
     } else if (strcmp(type, "artifact") == 0) {
         const char *name = jz_json_str(ev, "name", NULL);
         json_t *arts = job->artifacts;
@@ -729,6 +758,10 @@ static void start_job(struct jz_jobs *jobs, struct jz_job *job, struct jz_sched_
     jz_jobs_set_state(job, JZ_JOB_RUNNING);
     jz_jobs_set_reason(job, NULL);
     job->start_wall_ms = jz_time_now_ms();
+    if (job->run == 0) /* a later run waited since its requeue, not since the submission */
+        jz_observe_job_started(jobs->srv->metrics, job->tenant,
+                               jz_json_str(job->request, "class", NULL),
+                               (double)(job->start_wall_ms - job->submit_ms) / 1000.0);
     /* Earlier runs' lines stay in the log: this run's begin here (see log_from). */
     char log[4200];
     struct stat lst;
@@ -781,11 +814,23 @@ static int launch_part(struct jz_jobs *jobs, struct jz_job *job, unsigned k, str
 {
     struct jz_server *srv = jobs->srv;
     struct jz_job_part *p = &job->parts[k];
-    const struct jz_plugin_entry *pe =
-        jz_plugins_find(srv->plugins, jz_json_str(job->request, "plugin", ""));
-    if (!pe)
-        return jz_error_set(err, JZ_ENOENT, "plugin '%s' is no longer available",
-                            jz_json_str(job->request, "plugin", ""));
+    /* The job runs the version it was submitted with (docs/plugin-guide.md, "Versions"): the
+     * registry's private copy of those bytes here, a file of that name and SHA-256 on a
+     * remote node (the worker checks). A job recorded before versions were kept runs the
+     * newest version of its plugin. */
+    const char *pname = jz_json_str(job->request, "plugin", "");
+    const char *psha = jz_json_str(job->request, "plugin_sha256", NULL);
+    const struct jz_plugin_entry *pe = psha ? jz_plugins_find_sha256(srv->plugins, psha)
+                                            : jz_plugins_find(srv->plugins, pname);
+    char pcopy[4200] = "";
+    if (psha && jz_plugins_copy_path(srv->plugins, psha, pcopy, sizeof pcopy) == 0 &&
+        access(pcopy, R_OK) != 0)
+        pcopy[0] = '\0';
+    if (!pe && !pcopy[0])
+        return jz_error_set(err, JZ_ENOENT, "plugin '%s' %s is no longer available", pname,
+                            jz_json_str(job->request, "plugin_version", ""));
+    char pfile[80];
+    snprintf(pfile, sizeof pfile, "%.64s.so", pname); /* a version no longer installed */
     bool local = jz_nodes_is_local(srv->nodes, p->node);
     json_t *params = json_deep_copy(json_object_get(job->request, "params"));
     json_t *inputs = json_object();
@@ -813,10 +858,10 @@ static int launch_part(struct jz_jobs *jobs, struct jz_job *job, unsigned k, str
     json_t *gpus = json_array();
     for (size_t i = 0; i < p->ngpus; i++)
         json_array_append_new(gpus, json_integer((json_int_t)p->gpus[i]));
-    const char *file = strrchr(pe->path, '/');
+    const char *file = pe ? strrchr(pe->path, '/') : NULL;
     json_t *extra = json_pack(
         "{s:s, s:o, s:o, s:o, s:s, s:s, s:I, s:I, s:s, s:o}", "plugin_file",
-        file ? file + 1 : pe->path, "params", params, "inputs", inputs, "gpus", gpus, "cpus",
+        file ? file + 1 : pfile, "params", params, "inputs", inputs, "gpus", gpus, "cpus",
         stored && stored->cpus ? stored->cpus : "", "numa_nodes",
         stored && stored->numa_nodes ? stored->numa_nodes : "",
         "time_limit_s", (json_int_t)job->time_limit_s, "kill_grace_s",
@@ -830,9 +875,18 @@ static int launch_part(struct jz_jobs *jobs, struct jz_job *job, unsigned k, str
      * than run it as whoever the default now is. */
     const char *account = owner ? jz_auth_unix_account(srv->auth, owner) : NULL;
     if (!account && owner)
-        account = jz_json_str(srv->config, "default_unix_user", NULL);
+        account = srv->cfg.default_unix_user[0] ? srv->cfg.default_unix_user : NULL;
     if (account)
         json_object_set_new(extra, "unix_user", json_string(account));
+    json_object_set_new(extra, "plugin", json_string(pname));
+    if (psha) {
+        json_object_set_new(extra, "plugin_sha256", json_string(psha));
+        json_object_set_new(extra, "plugin_version",
+                            json_string(jz_json_str(job->request, "plugin_version", "")));
+    }
+    const json_t *site = jz_plugins_site_config(srv->plugins, pname);
+    if (site)
+        json_object_set_new(extra, "plugin_config", json_deep_copy(site));
     json_object_set_new(extra, "memory_mb",
                         json_integer(jz_json_int(json_object_get(job->request, "resources"),
                                                  "memory_mb", 0)));
@@ -949,6 +1003,7 @@ static void preempt_job(struct jz_jobs *jobs, struct jz_job *job, const struct j
         return;
     job->preempting = true;
     job->preempted_by = (int64_t)d->for_job;
+    jz_observe_preemption(jobs->srv->metrics);
     bool launched = false;
     for (unsigned i = 0; i < job->nparts; i++)
         launched |= job->parts[i].launched;
@@ -969,7 +1024,10 @@ static void decide(struct jz_jobs *jobs, unsigned flags)
 {
     struct jz_error err = {0};
     jz_sched_decisions_clear(&jobs->decisions);
-    if (jz_sched_decide(jobs->srv->sched, now_s(), flags, &jobs->decisions, &err)) {
+    int64_t t0 = jz_time_mono_us();
+    int rc = jz_sched_decide(jobs->srv->sched, now_s(), flags, &jobs->decisions, &err);
+    jz_observe_sched_pass(jobs->srv->metrics, flags & JZ_SCHED_FULL, t0);
+    if (rc) {
         jz_log_error("jobs", "scheduler: %s", err.msg);
         return;
     }
@@ -1162,6 +1220,28 @@ json_t *jz_jobs_nodes_json(struct jz_jobs *jobs, const char *site)
 void jz_jobs_counts(const struct jz_jobs *jobs, size_t counts[6])
 {
     memcpy(counts, jobs->counts, sizeof jobs->counts);
+}
+
+const char *jz_job_tenant(const struct jz_job *job)
+{
+    return job->tenant;
+}
+
+const char *jz_job_user(const struct jz_job *job)
+{
+    return job->user;
+}
+
+void jz_jobs_pending_each(struct jz_jobs *jobs, jz_jobs_pending_fn fn, void *arg)
+{
+    /* The table is indexed by id: one look per id, about a millisecond per million ids. */
+    for (int64_t id = 1; id <= jobs->max_id && (size_t)id < jobs->cap; id++) {
+        const struct jz_job *job = jobs->by_id[id];
+        struct jz_sched_job_info info;
+        if (job && job->state == JZ_JOB_PENDING &&
+            jz_sched_job_info(jobs->srv->sched, (uint64_t)id, &info, NULL) == 0)
+            fn(arg, job, jz_sched_reason_name(info.reason));
+    }
 }
 
 /* --- start-up and shut-down -------------------------------------------------------------- */

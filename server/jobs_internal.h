@@ -70,6 +70,7 @@ struct jz_job {
     char *progress_msg;
     json_t *metrics;                           /* name -> number */
     int64_t metrics_step;                      /* -1: none */
+    unsigned metric_points;                    /* stepped values stored as events */
     json_t *artifacts;                         /* names */
     char cancelled_by[JZ_MAX_NAME_LEN + 1];    /* "": nobody */
     struct jz_job_gpu *view_gpus;              /* the last run's placement, as shown */

@@ -2,7 +2,6 @@
  * and commits every loop iteration's changes to the store together. */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -13,10 +12,12 @@
 
 #include "common/json.h"
 #include "common/log.h"
+#include "common/paths.h"
 #include "common/strutil.h"
 #include "scheduler/config.h"
 #include "scheduler/sched.h"
 #include "server/auth.h"
+#include "server/config.h"
 #include "server/front.h"
 #include "server/http.h"
 #include "server/jobs.h"
@@ -24,90 +25,19 @@
 #include "server/nodes.h"
 #include "server/plugins.h"
 #include "server/privsep.h"
+#include "server/reload.h"
 #include "server/server.h"
 
-static void usage(FILE *out)
+/* The plugin registry, from the composed plugin folders; private copies go to STATE/plugins. */
+static int load_plugins(struct jz_server *srv, struct jz_error *err)
 {
-    fprintf(out,
-            "usage: jazarid [options]\n"
-            "  --listen HOST:PORT     address to serve the REST API on (default 127.0.0.1:8600;\n"
-            "                         port 0 picks a free port, printed at start-up)\n"
-            "  --state-dir DIR        database, job files and admin.token (default ./jazari-state)\n"
-            "  --topology FILE.xml    declare the local node's GPUs from an hwloc XML file\n"
-            "                         (default: discover this machine)\n"
-            "  --no-local-node        run jobs on jazari-node agents only\n"
-            "  --site SITE            the local node's site (default: default)\n"
-            "  --agent-listen H:P     where node agents connect (default: the API's host, a\n"
-            "                         free port, published at GET /v1/agent)\n"
-            "  --node-timeout SECONDS a node silent this long is down (default 10)\n"
-            "  --plugin-dir DIRS      ':'-separated plugin folders (default: the built-in ones)\n"
-            "  --worker PATH          the jazari-worker executable (default: next to jazarid)\n"
-            "  --fallback-backend B   backend for declared GPUs: cpu or opencl (default cpu)\n"
-            "  --kill-grace SECONDS   TERM-to-KILL grace for cancel and time limits (default 10)\n"
-            "  --max-pending N        pending jobs allowed per user (default 100000)\n"
-            "  --user ACCOUNT         started as root: run as ACCOUNT (default jazari); the\n"
-            "                         local node agent stays root to confine jobs; 'root'\n"
-            "                         keeps everything as root, jobs unconfined\n"
-            "  --node-dir DIR         the confined local node's folder (default STATE-DIR-node)\n"
-            "  --default-unix-user A  the Unix account jobs of users without one run as on\n"
-            "                         confining nodes (default: none; such jobs fail)\n"
-            "  --tls-cert FILE        serve the API and node agents over TLS with this PEM\n"
-            "                         certificate chain (with --tls-key FILE, its key)\n"
-            "  --tls-key FILE         the certificate's private key (PEM, unencrypted)\n"
-            "  --allow-plain-http     serve without TLS on an address other than loopback\n"
-            "  --max-connections N    API connections at once; accepting pauses at the cap\n"
-            "                         (default: from the descriptor limit, at most 4096)\n"
-            "  --idle-timeout SECONDS close an API connection silent this long (default 60)\n"
-            "  --rate-limit N[/s]     requests per second per token, or per client address\n"
-            "                         without one (default 50; 0: no limit; admins exempt)\n"
-            "  --rate-burst N         requests allowed at once above the rate (default 200)\n"
-            "  --max-log-streams N    'logs -f' streams open at once per user (default 16)\n"
-            "  --config FILE.json     configuration file\n"
-            "  --port-file FILE       write the bound port here once listening (written as\n"
-            "                         the --user account)\n"
-            "  --log-level LEVEL      error, warn, info (default) or debug\n");
-}
-
-/* A whole decimal number in [min, max]. */
-static bool parse_count(const char *s, int64_t min, int64_t max, int64_t *out)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (!*s || *end || errno || v < min || v > max)
-        return false;
-    *out = v;
-    return true;
-}
-
-/* "N" or "N/s" requests per second (N may have a fraction; 0 turns rate limiting off). */
-static bool parse_rate(const char *s, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || errno || !(v >= 0 && v <= 1e6) || (*end && strcmp(end, "/s") != 0))
-        return false;
-    *out = v;
-    return true;
-}
-
-static int parse_listen(const char *s, struct jz_server_config *cfg)
-{
-    const char *colon = strrchr(s, ':');
-    if (!colon || colon == s)
-        return -1;
-    size_t hlen = (size_t)(colon - s);
-    if (hlen >= sizeof cfg->listen_host)
-        return -1;
-    memcpy(cfg->listen_host, s, hlen);
-    cfg->listen_host[hlen] = '\0';
-    char *end;
-    long port = strtol(colon + 1, &end, 10);
-    if (*end || port < 0 || port > 65535)
-        return -1;
-    cfg->listen_port = (int)port;
-    return 0;
+    char copies[4200];
+    snprintf(copies, sizeof copies, "%s/plugins", srv->cfg.state_dir);
+    struct jz_plugins_config pc = {.dirs = srv->cfg.plugin_dir,
+                                   .worker_path = srv->cfg.worker_path,
+                                   .copies_dir = copies,
+                                   .site = json_object_get(srv->config, "plugins")};
+    return jz_plugins_load(&pc, &srv->plugins, err);
 }
 
 /* What waits for one sealed store batch: replies to send and jobs to launch. */
@@ -203,53 +133,26 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
     event_base_loopexit(srv->base, &limit);
 }
 
-/* The configuration file's "limits" object: what one job may write and run, and the free disk
- * every node keeps (docs/security.md). Unknown keys and wrong types are errors naming them. */
-static int parse_limits(struct jz_server *srv, struct jz_error *err)
+/* SIGHUP: the configuration file and the plugin folders again (reload.h); SIGUSR1: the log
+ * file reopened under its name (logrotate's postrotate). On the loop's thread, between
+ * requests. */
+static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
 {
-    struct jz_server_config *cfg = &srv->cfg;
-    struct {
-        const char *key;
-        int64_t *dst;
-        int64_t scale, max;
-    } keys[] = {
-        {"log_bytes", &cfg->log_max_bytes, 1, 1LL << 50},
-        {"output_bytes", &cfg->output_max_bytes, 1, 1LL << 50},
-        {"pids", &cfg->pids_max, 1, 1 << 22},
-        {"params_bytes", &cfg->params_max_bytes, 1, JZ_MAX_BODY_BYTES},
-        {"min_free_mb", &cfg->min_free_bytes, 1 << 20, 1 << 30},
-    };
-    json_t *lim = json_object_get(srv->config, "limits");
-    if (!lim)
-        return 0;
-    if (!json_is_object(lim))
-        return jz_error_set(err, JZ_EINVAL, "config: \"limits\" must be an object");
-    const char *k;
-    json_t *v;
-    json_object_foreach(lim, k, v) {
-        if (strcmp(k, "retention_days") == 0) { /* days, fractions allowed */
-            double days = json_number_value(v);
-            if (!json_is_number(v) || days < 0 || days > 36500)
-                return jz_error_set(err, JZ_EINVAL, "config: limits.retention_days must be a "
-                                                    "number of days from 0 to 36500 (0: keep)");
-            cfg->retention_s = (int64_t)(days * 86400.0 + 0.5);
-            if (days > 0 && cfg->retention_s == 0)
-                cfg->retention_s = 1;
-            continue;
-        }
-        size_t i = 0;
-        while (i < sizeof keys / sizeof keys[0] && strcmp(keys[i].key, k) != 0)
-            i++;
-        if (i == sizeof keys / sizeof keys[0])
-            return jz_error_set(err, JZ_EINVAL, "config: unknown key limits.%.60s", k);
-        if (!json_is_integer(v) || json_integer_value(v) < 0 ||
-            json_integer_value(v) > keys[i].max)
-            return jz_error_set(err, JZ_EINVAL,
-                                "config: limits.%s must be an integer from 0 to %lld (0: none)",
-                                k, (long long)keys[i].max);
-        *keys[i].dst = (int64_t)json_integer_value(v) * keys[i].scale;
+    struct jz_server *srv = arg;
+    if (srv->stopping)
+        return;
+    struct jz_error err = {0};
+    if (sig == SIGUSR1) {
+        if (jz_log_reopen(&err))
+            jz_log_error("jazarid", "SIGUSR1: log not reopened: %s", err.msg);
+        else
+            jz_log_info("jazarid", "SIGUSR1: log reopened");
+        return;
     }
-    return 0;
+    jz_log_info("jazarid", "SIGHUP: reloading %s and the plugin folders",
+                srv->cfg.config_path[0] ? srv->cfg.config_path : "(no configuration file)");
+    if (jz_server_reload(srv, NULL, &err) == 0)
+        jz_server_request_commit(srv); /* a new policy may start jobs at once */
 }
 
 /* The policy from the configuration file's "scheduler" object (docs/scheduler.md), the nodes
@@ -285,191 +188,31 @@ int main(int argc, char **argv)
 {
     static struct jz_server srv; /* large (paths); one per process */
     struct jz_server_config *cfg = &srv.cfg;
-    snprintf(cfg->listen_host, sizeof cfg->listen_host, "127.0.0.1");
-    cfg->listen_port = 8600;
-    snprintf(cfg->state_dir, sizeof cfg->state_dir, "jazari-state");
-    snprintf(cfg->fallback_backend, sizeof cfg->fallback_backend, "cpu");
-    cfg->kill_grace_s = 10;
-    cfg->max_pending_per_user = 100000;
-    cfg->node_timeout_s = JZ_NODE_DEFAULT_TIMEOUT_S;
-    cfg->idle_timeout_s = JZ_DEFAULT_IDLE_TIMEOUT_S;
-    cfg->rate_per_s = JZ_DEFAULT_RATE_PER_S;
-    cfg->rate_burst = JZ_DEFAULT_RATE_BURST;
-    cfg->max_log_streams = JZ_DEFAULT_LOG_STREAMS;
-    /* Defaults of the limits on what a job writes and runs (docs/security.md). */
-    cfg->log_max_bytes = 1LL << 30;
-    cfg->output_max_bytes = 64LL << 30;
-    cfg->pids_max = 4096;
-    cfg->params_max_bytes = 64 * 1024;
-    cfg->retention_s = 90LL * 86400;
-    cfg->min_free_bytes = 256LL << 20;
-    const char *port_file = NULL;
-    int level = JZ_SEV_INFO;
-    const char *log_level_name = "info";
-    char default_account[64] = "";
-
-    enum { OPT_LISTEN = 256, OPT_STATE, OPT_TOPO, OPT_PLUGINS, OPT_WORKER, OPT_FALLBACK,
-           OPT_GRACE, OPT_MAXPEND, OPT_CONFIG, OPT_PORTFILE, OPT_LOGLEVEL, OPT_AGENT_LISTEN,
-           OPT_NODE_TIMEOUT, OPT_NO_LOCAL, OPT_SITE, OPT_USER, OPT_NODE_DIR,
-           OPT_TLS_CERT, OPT_TLS_KEY, OPT_PLAIN, OPT_MAXCONN, OPT_IDLE, OPT_RATE, OPT_BURST,
-           OPT_STREAMS, OPT_DEFAULT_ACCOUNT };
-    static const struct option opts[] = {
-        {"listen", required_argument, NULL, OPT_LISTEN},
-        {"state-dir", required_argument, NULL, OPT_STATE},
-        {"topology", required_argument, NULL, OPT_TOPO},
-        {"plugin-dir", required_argument, NULL, OPT_PLUGINS},
-        {"worker", required_argument, NULL, OPT_WORKER},
-        {"fallback-backend", required_argument, NULL, OPT_FALLBACK},
-        {"kill-grace", required_argument, NULL, OPT_GRACE},
-        {"max-pending", required_argument, NULL, OPT_MAXPEND},
-        {"config", required_argument, NULL, OPT_CONFIG},
-        {"port-file", required_argument, NULL, OPT_PORTFILE},
-        {"log-level", required_argument, NULL, OPT_LOGLEVEL},
-        {"agent-listen", required_argument, NULL, OPT_AGENT_LISTEN},
-        {"node-timeout", required_argument, NULL, OPT_NODE_TIMEOUT},
-        {"no-local-node", no_argument, NULL, OPT_NO_LOCAL},
-        {"site", required_argument, NULL, OPT_SITE},
-        {"user", required_argument, NULL, OPT_USER},
-        {"node-dir", required_argument, NULL, OPT_NODE_DIR},
-        {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
-        {"tls-key", required_argument, NULL, OPT_TLS_KEY},
-        {"allow-plain-http", no_argument, NULL, OPT_PLAIN},
-        {"max-connections", required_argument, NULL, OPT_MAXCONN},
-        {"idle-timeout", required_argument, NULL, OPT_IDLE},
-        {"rate-limit", required_argument, NULL, OPT_RATE},
-        {"rate-burst", required_argument, NULL, OPT_BURST},
-        {"max-log-streams", required_argument, NULL, OPT_STREAMS},
-        {"default-unix-user", required_argument, NULL, OPT_DEFAULT_ACCOUNT},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    int c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        bool ok = true;
-        switch (c) {
-        case OPT_LISTEN: ok = parse_listen(optarg, cfg) == 0; break;
-        case OPT_STATE: ok = jz_strlcpy(cfg->state_dir, optarg, sizeof cfg->state_dir); break;
-        case OPT_TOPO: ok = jz_strlcpy(cfg->topology_path, optarg, sizeof cfg->topology_path); break;
-        case OPT_PLUGINS: ok = jz_strlcpy(cfg->plugin_dir, optarg, sizeof cfg->plugin_dir); break;
-        case OPT_WORKER: ok = jz_strlcpy(cfg->worker_path, optarg, sizeof cfg->worker_path); break;
-        case OPT_FALLBACK:
-            ok = strcmp(optarg, "cpu") == 0 || strcmp(optarg, "opencl") == 0;
-            jz_strlcpy(cfg->fallback_backend, optarg, sizeof cfg->fallback_backend);
-            break;
-        case OPT_GRACE: cfg->kill_grace_s = strtoll(optarg, NULL, 10); ok = cfg->kill_grace_s >= 0 && cfg->kill_grace_s <= 3600; break;
-        case OPT_MAXPEND: cfg->max_pending_per_user = strtoll(optarg, NULL, 10); ok = cfg->max_pending_per_user > 0; break;
-        case OPT_CONFIG: ok = jz_strlcpy(cfg->config_path, optarg, sizeof cfg->config_path); break;
-        case OPT_PORTFILE: port_file = optarg; break;
-        case OPT_LOGLEVEL:
-            level = jz_log_level_parse(optarg);
-            ok = level >= 0;
-            log_level_name = optarg;
-            break;
-        case OPT_AGENT_LISTEN: {
-            struct jz_server_config probe = {0};
-            ok = parse_listen(optarg, &probe) == 0 &&
-                 jz_strlcpy(cfg->agent_listen, optarg, sizeof cfg->agent_listen);
-            break;
-        }
-        case OPT_NODE_TIMEOUT: cfg->node_timeout_s = strtoll(optarg, NULL, 10); ok = cfg->node_timeout_s >= 1 && cfg->node_timeout_s <= 86400; break;
-        case OPT_NO_LOCAL: cfg->no_local_node = true; break;
-        case OPT_USER: ok = jz_strlcpy(cfg->run_as, optarg, sizeof cfg->run_as); break;
-        case OPT_NODE_DIR: ok = jz_strlcpy(cfg->node_dir, optarg, sizeof cfg->node_dir); break;
-        case OPT_DEFAULT_ACCOUNT:
-            ok = jz_auth_unix_user_valid(optarg) &&
-                 jz_strlcpy(default_account, optarg, sizeof default_account);
-            break;
-        case OPT_SITE: ok = jz_name_is_safe(optarg, 63) && jz_strlcpy(cfg->local_site, optarg, sizeof cfg->local_site); break;
-        case OPT_TLS_CERT: ok = *optarg && jz_strlcpy(cfg->tls_cert, optarg, sizeof cfg->tls_cert); break;
-        case OPT_TLS_KEY: ok = *optarg && jz_strlcpy(cfg->tls_key, optarg, sizeof cfg->tls_key); break;
-        case OPT_PLAIN: cfg->allow_plain_http = true; break;
-        case OPT_MAXCONN: ok = parse_count(optarg, 1, 1000000, &cfg->max_connections); break;
-        case OPT_IDLE: ok = parse_count(optarg, 1, 86400, &cfg->idle_timeout_s); break;
-        case OPT_RATE: ok = parse_rate(optarg, &cfg->rate_per_s); break;
-        case OPT_BURST: {
-            int64_t burst = 0;
-            ok = parse_count(optarg, 1, 1000000, &burst);
-            cfg->rate_burst = (double)burst;
-            break;
-        }
-        case OPT_STREAMS: ok = parse_count(optarg, 1, 1024, &cfg->max_log_streams); break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
-        }
-        if (!ok) {
-            fprintf(stderr, "jazarid: bad value for --%s: '%s'\n", opts[c - OPT_LISTEN].name,
-                    optarg ? optarg : "");
-            return 2;
-        }
+    switch (jz_config_parse_args(argc, argv, &srv.args)) {
+    case JZ_CONFIG_RUN: break;
+    case JZ_CONFIG_DONE: return 0;
+    case JZ_CONFIG_USAGE: return 2;
     }
-    if (optind < argc) {
-        fprintf(stderr, "jazarid: unexpected argument '%s'\n", argv[optind]);
-        return 2;
-    }
-    jz_log_init(stderr, (enum jz_log_sev)level);
-    signal(SIGPIPE, SIG_IGN);
-
-    char exe_dir[4096];
-    if (jz_exe_dir(exe_dir, sizeof exe_dir) != 0)
-        snprintf(exe_dir, sizeof exe_dir, ".");
-    if (!cfg->worker_path[0])
-        snprintf(cfg->worker_path, sizeof cfg->worker_path, "%.4000s/jazari-worker", exe_dir);
-    if (!cfg->plugin_dir[0]) {
-        /* Build tree (build/bin -> build/plugins), else the installed location. */
-        char build_dir[4200];
-        struct stat st;
-        snprintf(build_dir, sizeof build_dir, "%.4000s/../plugins", exe_dir);
-        if (stat(build_dir, &st) == 0 && S_ISDIR(st.st_mode))
-            snprintf(cfg->plugin_dir, sizeof cfg->plugin_dir, "%s", build_dir);
-        else
-            snprintf(cfg->plugin_dir, sizeof cfg->plugin_dir, "%.4000s/../lib/jazari/plugins",
-                     exe_dir);
-    }
-
     struct jz_error err = {0};
-    srv.config = json_object();
-    if (cfg->config_path[0]) {
-        json_decref(srv.config);
-        srv.config = jz_json_load_file(cfg->config_path, 1024 * 1024, &err);
-        if (!srv.config || !json_is_object(srv.config)) {
-            fprintf(stderr, "jazarid: config %s: %s\n", cfg->config_path,
-                    srv.config ? "must be a JSON object" : err.msg);
-            return 2;
-        }
-    }
-    char sub[4200];
-    snprintf(sub, sizeof sub, "%s/jobs", cfg->state_dir);
-    if (jz_mkdir_p(sub, 0750) != 0) {
-        fprintf(stderr, "jazarid: cannot create state directory %s: %s\n", cfg->state_dir,
-                strerror(errno));
-        return 1;
-    }
-    char abs_state[PATH_MAX];
-    if (!realpath(cfg->state_dir, abs_state)) {
-        fprintf(stderr, "jazarid: %s: %s\n", cfg->state_dir, strerror(errno));
-        return 1;
-    }
-    jz_strlcpy(cfg->state_dir, abs_state, sizeof cfg->state_dir);
-    /* Job paths below it go to the worker, which takes paths of JZ_MAX_PATH_LEN bytes. */
-    if (strlen(cfg->state_dir) > JZ_MAX_PATH_LEN - 100) {
-        fprintf(stderr, "jazarid: --state-dir %s is too long (at most %d bytes)\n",
-                cfg->state_dir, JZ_MAX_PATH_LEN - 100);
-        return 2;
-    }
-    if (default_account[0]) /* the option wins over the file */
-        json_object_set_new(srv.config, "default_unix_user", json_string(default_account));
-    json_t *dflt_acct = json_object_get(srv.config, "default_unix_user");
-    if (dflt_acct && (!json_is_string(dflt_acct) ||
-                      !jz_auth_unix_user_valid(json_string_value(dflt_acct)))) {
-        fprintf(stderr, "jazarid: config: default_unix_user must be a Unix account name\n");
-        return 2;
-    }
-    if (parse_limits(&srv, &err)) {
+    if (jz_config_build(srv.args, cfg, &srv.config, &err)) {
         fprintf(stderr, "jazarid: %s\n", err.msg);
+        jz_config_args_free(srv.args);
         return 2;
     }
-    if (!cfg->node_dir[0])
-        snprintf(cfg->node_dir, sizeof cfg->node_dir, "%.4000s-node", cfg->state_dir);
+    if (jz_log_open(cfg->log_file, "jazarid", (enum jz_log_sev)cfg->log_level, &err)) {
+        fprintf(stderr, "jazarid: --log-file %s: %s\n", cfg->log_file, err.msg);
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    /* A reload asked for while starting (systemd may send it early) waits for nothing rather
+     * than kill the service; the loop's handlers take over once it runs. Children reset every
+     * signal before exec (node/node.c). */
+    signal(SIGHUP, SIG_IGN);
+    signal(SIGUSR1, SIG_IGN);
+    if (jz_config_resolve_paths(cfg, &err)) {
+        fprintf(stderr, "jazarid: %s\n", err.msg);
+        return err.code == JZ_EINVAL ? 2 : 1;
+    }
     /* Nothing jazarid writes is for anyone else: the database, logs, tokens. */
     umask(077);
     char dbpath[4200];
@@ -490,11 +233,12 @@ int main(int argc, char **argv)
      * (which stays root) and becomes the unprivileged account for good, before it opens
      * anything in its state folder. Requests wait in the backlog until the loop runs. */
     if (jz_http_start(&srv, &err) ||
-        jz_privsep_start(cfg, log_level_name, &srv.local_agent_fd, &srv.local_agent_pid, &err))
+        jz_privsep_start(cfg, jz_log_level_name((enum jz_log_sev)cfg->log_level),
+                         &srv.local_agent_fd, &srv.local_agent_pid, &err))
         goto out;
     if (jz_store_sqlite_open(dbpath, &srv.store, &err) ||
         jz_auth_open(&srv, &srv.auth, &err) ||
-        jz_plugins_load(cfg->plugin_dir, cfg->worker_path, &srv.plugins, &err))
+        load_plugins(&srv, &err))
         goto out;
     if (open_scheduler(&srv, &err) || jz_ledger_open(&srv, &srv.ledger, &err) ||
         jz_jobs_open(&srv, &srv.jobs, &err))
@@ -506,15 +250,19 @@ int main(int argc, char **argv)
     event_add(srv.store_done_ev, NULL);
     srv.sigint_ev = evsignal_new(srv.base, SIGINT, on_stop_signal, &srv);
     srv.sigterm_ev = evsignal_new(srv.base, SIGTERM, on_stop_signal, &srv);
+    srv.sighup_ev = evsignal_new(srv.base, SIGHUP, on_reload_signal, &srv);
+    srv.sigusr1_ev = evsignal_new(srv.base, SIGUSR1, on_reload_signal, &srv);
     evsignal_add(srv.sigint_ev, NULL);
     evsignal_add(srv.sigterm_ev, NULL);
+    evsignal_add(srv.sighup_ev, NULL);
+    evsignal_add(srv.sigusr1_ev, NULL);
 
     jz_log_info("jazarid", "listening on http://%s:%d, node agents on port %d (state %s, %zu "
                 "nodes, %zu plugin files)", cfg->listen_host, srv.bound_port,
                 jz_nodes_agent_port(srv.nodes), cfg->state_dir, jz_nodes_listed(srv.nodes),
                 jz_plugins_count(srv.plugins));
-    if (port_file && write_port_file(port_file, srv.bound_port) != 0) {
-        jz_error_set(&err, JZ_EIO, "cannot write %s", port_file);
+    if (cfg->port_file[0] && write_port_file(cfg->port_file, srv.bound_port) != 0) {
+        jz_error_set(&err, JZ_EIO, "cannot write %s", cfg->port_file);
         goto out;
     }
     jz_server_request_commit(&srv); /* schedule the jobs recovered as pending */
@@ -553,6 +301,11 @@ out:
         event_free(srv.sigint_ev);
     if (srv.sigterm_ev)
         event_free(srv.sigterm_ev);
+    if (srv.sighup_ev)
+        event_free(srv.sighup_ev);
+    if (srv.sigusr1_ev)
+        event_free(srv.sigusr1_ev);
+    jz_config_args_free(srv.args);
     json_decref(srv.config);
     event_base_free(srv.base);
     return rc;

@@ -883,6 +883,7 @@ static int local_open(struct jz_nodes *n, struct jz_error *err)
         .fallback_backend = cfg->fallback_backend,
         .address = host,
         .ship_files = false, /* its job folders are jazarid's own */
+        .server_copies = true, /* and so are the plugin copies */
         .min_free_bytes = cfg->min_free_bytes,
     };
     if (!n->to_agent.ev || !n->from_agent.ev)

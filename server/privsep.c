@@ -99,6 +99,12 @@ static int start_agent(const struct jz_server_config *cfg, const char *log_level
     argv[n++] = cfg->worker_path;
     argv[n++] = "--plugin-dir";
     argv[n++] = cfg->plugin_dir;
+    /* The agent builds a job's plugin path from this folder itself (the launch only names the
+     * SHA-256): jazarid's STATE/plugins, as server/main.c gives the registry. */
+    char copies[4200];
+    snprintf(copies, sizeof copies, "%.4000s/plugins", cfg->state_dir);
+    argv[n++] = "--server-copies";
+    argv[n++] = copies;
     argv[n++] = "--fallback-backend";
     argv[n++] = cfg->fallback_backend;
     argv[n++] = "--address";
@@ -116,6 +122,10 @@ static int start_agent(const struct jz_server_config *cfg, const char *log_level
     if (cfg->local_site[0]) {
         argv[n++] = "--site";
         argv[n++] = cfg->local_site;
+    }
+    if (cfg->log_file[0]) { /* the same destination; logrotate signals both (ops guide) */
+        argv[n++] = "--log-file";
+        argv[n++] = cfg->log_file;
     }
     argv[n] = NULL;
     int sv[2];

@@ -33,6 +33,7 @@
 #define JZ_DEFAULT_TIME_LIMIT_S 3600
 #define JZ_MAX_CPUS_PER_JOB 4096
 #define JZ_MAX_METRICS_PER_JOB 256
+#define JZ_MAX_METRIC_POINTS_PER_JOB 4096 /* stepped values kept as events (charts) */
 
 struct jz_server_config {
     char listen_host[256];
@@ -64,6 +65,10 @@ struct jz_server_config {
     int64_t log_max_bytes, output_max_bytes, pids_max;
     int64_t params_max_bytes; /* a job's parameters, as JSON (0: only the body limit) */
     int64_t retention_s;      /* finished jobs are purged this long after their end (0: kept) */
+    char default_unix_user[64]; /* account of jobs whose user has none ("" = such jobs fail) */
+    char port_file[4096];     /* the bound port is written here once listening ("" = nowhere) */
+    int log_level;            /* enum jz_log_sev */
+    char log_file[4096];      /* "" = stderr, a path, "journal" or "journal:SOCKET" */
 };
 
 struct jz_auth;
@@ -74,6 +79,8 @@ struct jz_ledger;
 struct jz_sched;
 
 struct jz_front;
+struct jz_service_metrics;
+struct jz_config_args;
 
 struct jz_server {
     struct jz_server_config cfg;
@@ -88,9 +95,12 @@ struct jz_server {
     struct jz_sched *sched; /* the one source of truth for what runs where and what is free */
     struct jz_nodes *nodes;
     struct jz_ledger *ledger;
+    struct jz_service_metrics *metrics; /* /metrics and /healthz (service_metrics.h); NULL
+                                           outside jz_http_start .. jz_http_stop */
     json_t *config; /* the parsed configuration file (an object; {} when none) */
+    struct jz_config_args *args; /* the command line, which wins over the file on reloads */
     int bound_port;
-    struct event *sigint_ev, *sigterm_ev;
+    struct event *sigint_ev, *sigterm_ev, *sighup_ev, *sigusr1_ev;
     /* The local node agent running as a process of its own (privsep.h), or -1/0. */
     int local_agent_fd;
     pid_t local_agent_pid;

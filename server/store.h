@@ -121,6 +121,8 @@ struct jz_store_ops {
      * first (entry borrowed for the call). */
     int (*audit_each)(struct jz_store *s, int64_t since_ms, int64_t limit, jz_store_audit_fn fn,
                       void *arg, struct jz_error *err);
+    /* Writes a consistent copy of everything durable to dest (a new file), checked. */
+    int (*backup)(struct jz_store *s, const char *dest, struct jz_error *err);
 };
 
 struct jz_store {

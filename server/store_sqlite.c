@@ -706,7 +706,53 @@ static void sq_close(struct jz_store *base)
     free(s);
 }
 
+/* SQLite's online backup from the loop's read connection: one read transaction, so the copy
+ * is the durable state at one instant while the writer thread goes on (WAL). The copy is then
+ * checked before anyone relies on it. */
+static int sq_backup(struct jz_store *base, const char *dest, struct jz_error *err)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    sqlite3 *out = NULL;
+    if (sqlite3_open_v2(dest, &out, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+        SQLITE_OK) {
+        jz_error_set(err, JZ_EIO, "backup: cannot create %s: %s", dest,
+                     out ? sqlite3_errmsg(out) : "out of memory");
+        sqlite3_close(out);
+        return JZ_EIO;
+    }
+    int rc = JZ_EIO;
+    sqlite3_backup *b = sqlite3_backup_init(out, "main", s->rdb, "main");
+    if (!b) {
+        jz_error_set(err, JZ_EIO, "backup: %s", sqlite3_errmsg(out));
+        goto done;
+    }
+    int step = sqlite3_backup_step(b, -1);
+    sqlite3_backup_finish(b);
+    if (step != SQLITE_DONE) {
+        jz_error_set(err, JZ_EIO, "backup: %s", sqlite3_errstr(step));
+        goto done;
+    }
+    sqlite3_stmt *q = NULL;
+    const char *verdict = NULL;
+    if (sqlite3_prepare_v2(out, "PRAGMA quick_check", -1, &q, NULL) == SQLITE_OK &&
+        sqlite3_step(q) == SQLITE_ROW)
+        verdict = (const char *)sqlite3_column_text(q, 0);
+    if (!verdict || strcmp(verdict, "ok") != 0) {
+        jz_error_set(err, JZ_EIO, "backup: the copy fails its check: %s",
+                     verdict ? verdict : sqlite3_errmsg(out));
+        sqlite3_finalize(q);
+        goto done;
+    }
+    sqlite3_finalize(q);
+    rc = 0;
+done:
+    if (sqlite3_close(out) != SQLITE_OK && !rc)
+        rc = jz_error_set(err, JZ_EIO, "backup: cannot close %s", dest);
+    return rc;
+}
+
 static const struct jz_store_ops sqlite_ops = {
+    .backup = sq_backup,
     .name = "sqlite",
     .close = sq_close,
     .user_put = sq_user_put,

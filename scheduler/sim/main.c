@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "common/json.h"
+#include "common/version.h"
 #include "scheduler/config.h"
 #include "scheduler/sched.h"
 #include "scheduler/topo_hwloc.h"
@@ -927,7 +928,10 @@ int main(int argc, char **argv)
             m.log = true;
         else if (!strcmp(a, "--json"))
             json = true;
-        else
+        else if (!strcmp(a, "--version")) {
+            jz_version_print(stdout, "jazari-sim");
+            return 0;
+        } else
             usage();
     }
     if (!cluster || (!trace && !gen) || gen > SIM_MAX_JOBS || tenants == 0 || tenants > 1000 ||

@@ -41,8 +41,10 @@ AS_ROOT = ["--user", "root"] if os.geteuid() == 0 else []
 # test_matrix parses the table in http.c and fails when a route has no row here.
 ROUTES = [
     ("GET", "healthz", "public"),
-    ("GET", "metrics", "public"),
+    ("GET", "metrics", "monitor"),  # an admin, or the monitoring token
     ("GET", "v1/agent", "public"),
+    ("GET", "", "public"),       # the dashboard's page (server/api_dashboard.c)
+    ("GET", "ui/*", "public"),   # the dashboard's files
     ("POST", "v1/jobs", "user"),
     ("GET", "v1/jobs", "user"),
     ("GET", "v1/jobs/*", "job"),
@@ -71,6 +73,9 @@ ROUTES = [
     ("DELETE", "v1/admin/tokens/*", "admin"),
     ("GET", "v1/admin/audit", "admin"),
     ("POST", "v1/admin/credits", "admin"),
+    ("GET", "v1/version", "public"),
+    ("POST", "v1/admin/reload", "admin"),
+    ("GET", "v1/admin/backup", "admin"),
 ]
 
 # Bodies for the "any user may" probe of user routes that change something: each is refused
@@ -505,6 +510,8 @@ def concrete(pattern, job_id):
             out.append(str(job_id))
         elif segs[:2] == ["v1", "jobs"]:
             out.append("result.txt")
+        elif segs[0] == "ui":
+            out.append("app.js")  # a dashboard file that exists (public routes must answer 200)
         else:
             out.append("nosuch")
     return "/" + "/".join(out)
@@ -540,7 +547,8 @@ def test_matrix(svc):
     assert not stale, "rows of ROUTES that server/http.c no longer has: %s" % stale
     for m, p, access in table:
         kind = listed[(m, p)]
-        expect = {"public": "public", "user": "user", "job": "user", "admin": "admin"}[kind]
+        expect = {"public": "public", "user": "user", "job": "user", "admin": "admin",
+                  "monitor": "monitor"}[kind]
         assert access == expect, ("%s %s is ROUTE_%s in http.c, %s in ROUTES"
                                   % (m, p, access.upper(), kind))
 
@@ -572,7 +580,15 @@ def test_matrix(svc):
                       "Bearer " + alice[:-1] + ("0" if alice[-1] != "0" else "1")):
             st, j = svc.http(m, path, body, authorization=authz)
             assert st == 401 and is_error(j, "unauthorized"), (where, authz, st, j)
-        if kind == "admin":
+        if kind == "monitor":
+            # The monitoring token reads it; it is nobody's user token.
+            with open(os.path.join(svc.state, "monitor.token")) as f:
+                monitor = f.read().strip()
+            st, j = svc.http(m, path, body, monitor)
+            assert st == 200, (where, st, j)
+            st, j = svc.http("GET", "/v1/jobs", None, monitor)
+            assert st == 401 and is_error(j, "unauthorized"), ("monitor token on /v1/jobs", st, j)
+        if kind in ("admin", "monitor"):
             for who, tok in (("bob", bob), ("alice", alice), ("carol", carol)):
                 st, j = svc.http(m, path, body, tok)
                 assert st == 403 and is_error(j, "forbidden"), (where, who, st, j)
