@@ -470,10 +470,20 @@ static const char *type_name(const json_t *v)
     return "?";
 }
 
-/* One top-level key of the file that is an option. */
+static void copy_setting(struct jz_server_config *dst, const struct jz_server_config *src,
+                         enum opt_id id);
+
+/* One top-level key of the file that is an option; null means the option's default (so that a
+ * file can list every option, packaging/jazarid.json does). */
 static int apply_file_option(struct jz_server_config *cfg, enum opt_id id, const char *key,
                              const json_t *v, struct jz_error *err)
 {
+    if (json_is_null(v)) {
+        struct jz_server_config dflt;
+        defaults(&dflt);
+        copy_setting(cfg, &dflt, id);
+        return 0;
+    }
     static const char *const wants[] = {"a string", "an integer", "a number or \"N/s\"",
                                         "true or false"};
     char text[64];
@@ -503,7 +513,7 @@ static int apply_file_option(struct jz_server_config *cfg, enum opt_id id, const
         break;
     }
     if (!value)
-        return jz_error_set(err, JZ_EINVAL, "config: \"%s\" must be %s, not %s", key,
+        return jz_error_set(err, JZ_EINVAL, "config: \"%s\" must be %s (or null), not %s", key,
                             wants[opts[id].type], type_name(v));
     if (!set_option(cfg, id, value, flag)) {
         if (json_is_string(v))

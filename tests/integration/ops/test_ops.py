@@ -115,7 +115,7 @@ def test_config_strict(tmp):
     msg = start_fails(dict(good, schedular={}))
     assert '"schedular"' in msg and 'did you mean "scheduler"' in msg, msg
     msg = start_fails(dict(good, kill_grace="10"))
-    assert '"kill_grace" must be an integer, not a string' in msg, msg
+    assert '"kill_grace" must be an integer (or null), not a string' in msg, msg
     msg = start_fails(dict(good, kill_grace=99999))
     assert 'bad value for "kill_grace": 99999' in msg, msg
     msg = start_fails(dict(good, no_local_node="yes"))
@@ -146,6 +146,18 @@ def test_config_strict(tmp):
         bogus = {"no_local_node": 7, "allow_plain_http": 7}.get(key, [])
         msg = start_fails(dict(good, **{key: bogus}))
         assert '"%s" must be' % key in msg, (key, msg)
+
+    # The packaged default file lists every option (null: the default) and nothing else.
+    packaged = os.path.join(HERE, "..", "..", "..", "packaging", "jazarid.json")
+    with open(packaged) as f:
+        keys = set(json.load(f)) - {"scheduler", "limits", "tenants", "plugins"}
+    assert keys == {o.replace("-", "_") for o in options}, \
+        sorted(keys ^ {o.replace("-", "_") for o in options})
+    # null is the default: a file may list every option.
+    nulls = dict(base_config(new_state()), tls_cert=None, tls_key=None, agent_listen=None,
+                 default_unix_user=None, log_file=None, max_connections=None, worker=None)
+    svc = ConfigService(nulls)
+    svc.close()
 
     # The file alone starts the service, with the command line winning where both speak.
     good.update(rate_limit="1/s", rate_burst=2, max_log_streams=3, idle_timeout=30,
