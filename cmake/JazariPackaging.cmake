@@ -137,11 +137,13 @@ set(CPACK_DEBIAN_JAZARI-NODE_PACKAGE_CONTROL_EXTRA
     ${JZ_PACKAGING_DIR}/debian/jazari-node/postinst ${JZ_PACKAGING_DIR}/debian/jazari-node/prerm
     ${JZ_PACKAGING_DIR}/debian/jazari-node/postrm)
 set(CPACK_DEBIAN_JAZARI-NODE_PACKAGE_CONTROL_STRICT_PERMISSION ON)
+# deb-systemd-helper and deb-systemd-invoke in the maintainer scripts.
+set(CPACK_DEBIAN_JAZARI-NODE_PACKAGE_DEPENDS "init-system-helpers (>= 1.50)")
 
 set(CPACK_DEBIAN_JAZARI-SERVER_DESCRIPTION
   "Jazari server (jazarid)\nThe REST API, scheduler, job store and local node of the Jazari GPU compute service,\nwith a systemd unit and a default configuration.")
 set(CPACK_COMPONENT_JAZARI-SERVER_DEPENDS jazari-node)
-set(CPACK_DEBIAN_JAZARI-SERVER_PACKAGE_DEPENDS "adduser")
+set(CPACK_DEBIAN_JAZARI-SERVER_PACKAGE_DEPENDS "adduser, init-system-helpers (>= 1.50)")
 set(CPACK_DEBIAN_JAZARI-SERVER_PACKAGE_CONTROL_EXTRA
     ${JZ_PACKAGING_DIR}/debian/jazari-server/conffiles
     ${JZ_PACKAGING_DIR}/debian/jazari-server/postinst
@@ -152,6 +154,8 @@ set(CPACK_DEBIAN_JAZARI-SERVER_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 set(CPACK_DEBIAN_JAZARI-CLIENT_DESCRIPTION
   "Jazari command-line client\njazari submits and follows jobs through jazarid's REST API; jazari-sim replays\nscheduler traces.")
 set(CPACK_DEBIAN_JAZARI-CLIENT_PACKAGE_SECTION utils)
+# `jazari plugin check` runs jazari-worker (jazari-runtime) to describe a plugin.
+set(CPACK_DEBIAN_JAZARI-CLIENT_PACKAGE_RECOMMENDS jazari-runtime)
 
 set(CPACK_DEBIAN_JAZARI-DEV_DESCRIPTION
   "Jazari plugin development files\nHeaders of the plugin ABI and the compute library, libjz_kernels.so, the\npkg-config files jazari-plugin and jazari-kernels and the CMake package Jazari\n(find_package(Jazari), jazari_add_plugin).")

@@ -484,16 +484,24 @@ function seriesFromEvents(events) {
   return series;
 }
 
-/* "Nice" axis ticks covering [lo, hi]. */
+/* "Nice" axis ticks covering [lo, hi]. Values come from jobs (any user's log lines), so the
+ * count is bounded whatever they are: where a step no longer moves a float (1e17 + 5), the
+ * ends alone are the ticks. */
 function ticks(lo, hi, want) {
+  if (!(isFinite(lo) && isFinite(hi))) return [0, 1];
   if (hi <= lo) { hi = lo + 1; }
   const raw = (hi - lo) / want;
   const mag = Math.pow(10, Math.floor(Math.log10(raw)));
   const step = [1, 2, 5, 10].map((f) => f * mag).find((st) => st >= raw) || raw;
+  const start = Math.floor(lo / step) * step;
+  if (!(step > 0) || start + step === start || hi + step === hi) return [lo, hi];
   const out = [];
-  for (let v = Math.floor(lo / step) * step; v <= hi + step * 1e-9; v += step)
+  for (let i = 0; i <= 4 * want + 2; i++) {
+    const v = start + i * step;
+    if (v > hi + step * 1e-9) break;
     out.push(Number(v.toPrecision(12)));
-  return out;
+  }
+  return out.length ? out : [lo, hi];
 }
 
 const MARKS = ["circle", "square", "triangle", "diamond"];
@@ -687,8 +695,13 @@ async function pageJob(main, id) {
     try {
       const live = job.state === "PENDING" || job.state === "RUNNING";
       if (live) {
+        const before = job;
         job = await api("/v1/jobs/" + id);
-        events = (await api("/v1/jobs/" + id + "/events")).events;
+        /* The events (state changes, per-epoch metrics) are read again only when they can
+         * have changed: the server reads them from its database for every request. */
+        if (job.state !== before.state || job.metrics_step !== before.metrics_step ||
+            job.requeues !== before.requeues)
+          events = (await api("/v1/jobs/" + id + "/events")).events;
         if (gen !== state.generation) return;
         recordSlot.replaceChildren(recordList(job));
         drawEvents();
