@@ -42,33 +42,15 @@ static int tenants_check(const struct jz_sched_config *cfg, const struct jz_sche
         return jz_error_set(err, JZ_EINVAL, "tenant_count without tenants");
     for (size_t i = 0; i < n; i++) {
         const struct jz_sched_tenant *t = &cfg->tenants[i];
-        if (!field_name_ok(t->name))
-            return jz_error_set(err, JZ_EINVAL, "tenant %zu needs a name of 1 to %d characters", i,
-                                JZ_SCHED_NAME_LEN - 1);
-        if (!(t->weight > 0) || t->weight > 1e9)
-            return jz_error_set(err, JZ_ERANGE, "tenant %s: weight must be in (0, 1e9]", t->name);
-        if (!memchr(t->class_name, '\0', JZ_SCHED_NAME_LEN))
-            return jz_error_set(err, JZ_EINVAL, "tenant %s: class name too long", t->name);
+        int rc = jz_sched__tenant_check(t, err);
+        if (rc)
+            return rc;
         bool known = !t->class_name[0];
         for (size_t c = 0; c < nclasses && !known; c++)
             known = strcmp(classes[c].name, t->class_name) == 0;
         if (!known)
             return jz_error_set(err, JZ_ENOENT, "tenant %s: unknown class %s", t->name,
                                 t->class_name);
-        size_t nq = t->site_quota_count;
-        if (nq > JZ_SCHED_MAX_SITES || (nq && !t->site_quotas))
-            return jz_error_set(err, JZ_ELIMIT, "tenant %s: at most %d site quotas", t->name,
-                                JZ_SCHED_MAX_SITES);
-        for (size_t q = 0; q < nq; q++) {
-            const char *site = t->site_quotas[q].site;
-            if (!field_name_ok(site))
-                return jz_error_set(err, JZ_EINVAL, "tenant %s: site quota %zu needs a site name",
-                                    t->name, q);
-            for (size_t k = 0; k < q; k++)
-                if (strcmp(t->site_quotas[k].site, site) == 0)
-                    return jz_error_set(err, JZ_EEXIST, "tenant %s: two quotas for site %s",
-                                        t->name, site);
-        }
     }
     if (n < 2)
         return 0;

@@ -939,23 +939,22 @@ int jz_sched__classes_build(const struct jz_sched_config *cfg, struct jz_sched_c
     return 0;
 }
 
-int jz_sched_tenant_set(struct jz_sched *s, const struct jz_sched_tenant *t, struct jz_error *err)
+int jz_sched__tenant_check(const struct jz_sched_tenant *t, struct jz_error *err)
 {
-    if (!s || !t || !name_ok(t->name))
+    if (!memchr(t->name, '\0', JZ_SCHED_NAME_LEN) || !name_ok(t->name))
         return jz_error_set(err, JZ_EINVAL, "a tenant needs a name of 1 to %d characters",
                             JZ_SCHED_NAME_LEN - 1);
     if (!(t->weight > 0) || t->weight > 1e9)
         return jz_error_set(err, JZ_ERANGE, "tenant %s: weight must be in (0, 1e9]", t->name);
-    int cls = s->default_class;
-    if (t->class_name[0] && (cls = class_find(s, t->class_name)) < 0)
-        return jz_error_set(err, JZ_ENOENT, "tenant %s: unknown class %s", t->name, t->class_name);
+    if (!memchr(t->class_name, '\0', JZ_SCHED_NAME_LEN))
+        return jz_error_set(err, JZ_EINVAL, "tenant %s: class name too long", t->name);
     size_t nq = t->site_quota_count;
     if (nq > JZ_SCHED_MAX_SITES || (nq && !t->site_quotas))
         return jz_error_set(err, JZ_ELIMIT, "tenant %s: at most %d site quotas", t->name,
                             JZ_SCHED_MAX_SITES);
     for (size_t i = 0; i < nq; i++) {
         const char *site = t->site_quotas[i].site;
-        if (!memchr(site, '\0', JZ_SCHED_NAME_LEN) || !site[0])
+        if (!memchr(site, '\0', JZ_SCHED_NAME_LEN) || !name_ok(site))
             return jz_error_set(err, JZ_EINVAL, "tenant %s: site quota %zu needs a site name",
                                 t->name, i);
         for (size_t k = 0; k < i; k++)
@@ -963,6 +962,20 @@ int jz_sched_tenant_set(struct jz_sched *s, const struct jz_sched_tenant *t, str
                 return jz_error_set(err, JZ_EEXIST, "tenant %s: two quotas for site %s", t->name,
                                     site);
     }
+    return 0;
+}
+
+int jz_sched_tenant_set(struct jz_sched *s, const struct jz_sched_tenant *t, struct jz_error *err)
+{
+    if (!s || !t)
+        return jz_error_set(err, JZ_EINVAL, "no scheduler or tenant");
+    int rc = jz_sched__tenant_check(t, err);
+    if (rc)
+        return rc;
+    int cls = s->default_class;
+    if (t->class_name[0] && (cls = class_find(s, t->class_name)) < 0)
+        return jz_error_set(err, JZ_ENOENT, "tenant %s: unknown class %s", t->name, t->class_name);
+    size_t nq = t->site_quota_count;
     /* The limit first: a refused call must not keep some of the sites it named. */
     size_t fresh = 0;
     for (size_t i = 0; i < nq; i++)
@@ -973,7 +986,6 @@ int jz_sched_tenant_set(struct jz_sched *s, const struct jz_sched_tenant *t, str
     struct site_quota *q = NULL;
     if (nq && !(q = calloc(nq, sizeof(*q))))
         return jz_error_set(err, JZ_ENOMEM, "out of memory setting tenant %s", t->name);
-    int rc = 0;
     for (size_t i = 0; i < nq && rc == 0; i++) {
         rc = site_intern(s, t->site_quotas[i].site, &q[i].site, err);
         q[i].max = t->site_quotas[i].max_gpus;

@@ -305,6 +305,9 @@ uint32_t jz_sched__new_mark(struct jz_sched *s);
 /* ---------- shared with reconfigure.c (defined in sched.c) ---------- */
 
 bool jz_sched__name_ok(const char *s);
+/* A tenant's own fields (name, weight, class name's length, site quotas), before its class is
+ * looked up where the caller looks it up: the live scheduler's, or a new configuration's. */
+int jz_sched__tenant_check(const struct jz_sched_tenant *t, struct jz_error *err);
 int jz_sched__class_find(const struct jz_sched *s, const char *name);
 int jz_sched__tenant_find(const struct jz_sched *s, const char *name);
 size_t jz_sched__node_find(const struct jz_sched *s, const char *name); /* SIZE_MAX: none */
