@@ -2,15 +2,16 @@
 # Installs the Debian 12 packages Jazari needs to build, run and test (python3-torch: the
 # two-node torch.distributed test of the node agents; clang and its runtimes: the libFuzzer
 # targets of tests/fuzz; openssl, passwd, procps, util-linux: the tests make a CA, Unix
-# accounts and a small tmpfs, and look for processes; dpkg-dev, groff-base: building the
-# Debian packages (dpkg-shlibdeps) and checking the man pages in tests/integration/install). Idempotent: installs only
-# what is missing. Run as root (or with sudo available).
+# accounts and a small tmpfs, and look for processes; dpkg-dev, groff-base, systemd: building
+# the Debian packages (dpkg-shlibdeps), checking the man pages and the units (systemd-analyze)
+# in tests/integration/install). Idempotent: installs only what is missing. Run as root (or
+# with sudo available).
 set -euo pipefail
 
 pkgs=(
   build-essential cmake pkg-config git python3 curl
   openssl passwd procps util-linux
-  dpkg-dev groff-base
+  dpkg-dev groff-base systemd
   chromium chromium-driver python3-selenium # the dashboard's browser test (tests/integration/dashboard)
   libevent-dev libjansson-dev libsqlite3-dev libssl-dev
   libhwloc-dev hwloc

@@ -827,25 +827,7 @@ def main():
         print("SKIP: the openssl command (Debian package openssl) is not installed")
         sys.exit(77)
     test_service.ARGS = ARGS
-    failed = 0
-    for name in ARGS.tests:
-        tmp = tempfile.mkdtemp(prefix="jazari-front-tmp-")
-        test_service.FOLDERS.append(tmp)
-        t0 = time.time()
-        ok = False
-        try:
-            globals()["test_" + name](tmp)
-            ok = True
-        except Exception:
-            import traceback
-            traceback.print_exc()
-        # Every Service and agent of the test was closed by it: their folders go with tmp.
-        test_service.keep_folders(name, not ok)
-        if ok:
-            print("PASS %s (%.1fs)" % (name, time.time() - t0))
-        else:
-            failed += 1
-            print("FAIL %s" % name)
+    failed = test_service.run_in_folders(ARGS.tests, globals(), "jazari-front-tmp-")
     sys.exit(1 if failed else 0)
 
 

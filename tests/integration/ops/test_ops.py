@@ -407,24 +407,7 @@ def main():
     ARGS.fixtures = os.path.abspath(ARGS.fixtures)
     test_service.ARGS = ARGS
     test_front.ARGS = ARGS
-    failed = 0
-    for name in ARGS.tests:
-        tmp = tempfile.mkdtemp(prefix="jazari-ops-tmp-")
-        test_service.FOLDERS.append(tmp)
-        t0 = time.time()
-        ok = False
-        try:
-            globals()["test_" + name](tmp)
-            ok = True
-        except Exception:
-            import traceback
-            traceback.print_exc()
-        test_service.keep_folders(name, not ok)
-        if ok:
-            print("PASS %s (%.1fs)" % (name, time.time() - t0))
-        else:
-            failed += 1
-            print("FAIL %s" % name)
+    failed = test_service.run_in_folders(ARGS.tests, globals(), "jazari-ops-tmp-")
     sys.exit(1 if failed else 0)
 
 

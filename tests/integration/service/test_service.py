@@ -895,6 +895,31 @@ def run_tests(names, namespace, make_service):
     return failed
 
 
+def run_in_folders(names, namespace, prefix):
+    """Runs namespace["test_NAME"](tmp) for each name, tmp a temporary folder of its own (the
+    test starts and closes its services itself; their folders go with tmp, kept when the test
+    fails); prints PASS/FAIL lines and returns the failure count."""
+    import traceback
+    failed = 0
+    for name in names:
+        tmp = tempfile.mkdtemp(prefix=prefix)
+        FOLDERS.append(tmp)
+        t0 = time.time()
+        ok = False
+        try:
+            namespace["test_" + name](tmp)
+            ok = True
+        except Exception:
+            traceback.print_exc()
+        keep_folders(name, not ok)
+        if ok:
+            print("PASS %s (%.1fs)" % (name, time.time() - t0))
+        else:
+            failed += 1
+            print("FAIL %s" % name)
+    return failed
+
+
 def main():
     global ARGS
     p = argparse.ArgumentParser()
