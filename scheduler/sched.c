@@ -241,6 +241,11 @@ int jz_sched__class_find(const struct jz_sched *s, const char *name)
 }
 #define class_find jz_sched__class_find
 
+bool jz_sched_class_known(const struct jz_sched *s, const char *name)
+{
+    return name && class_find(s, name) >= 0;
+}
+
 int jz_sched__tenant_find(const struct jz_sched *s, const char *name)
 {
     if (!s->tenant_hash_cap)
@@ -1490,6 +1495,9 @@ static int job_validate(const struct jz_sched *s, const struct jz_sched_job *job
     if (job->time_limit_s <= 0 || job->time_limit_s > JZ_SCHED_MAX_TIME_LIMIT)
         return jz_error_set(err, JZ_ERANGE, "job %llu: time limit must be 1 s to %lld s",
                             (unsigned long long)job->id, (long long)JZ_SCHED_MAX_TIME_LIMIT);
+    if (job->nice < -JZ_SCHED_MAX_NICE || job->nice > JZ_SCHED_MAX_NICE)
+        return jz_error_set(err, JZ_ERANGE, "job %llu: nice must be within +-%d s",
+                            (unsigned long long)job->id, JZ_SCHED_MAX_NICE);
     if (job->depends_count > JZ_SCHED_MAX_DEPS || (job->depends_count && !job->depends_on))
         return jz_error_set(err, JZ_ELIMIT, "job %llu: at most %d dependencies",
                             (unsigned long long)job->id, JZ_SCHED_MAX_DEPS);
@@ -1528,7 +1536,7 @@ static int job_make(struct jz_sched *s, const struct jz_sched_job *job, struct j
     j->nodes = (uint16_t)(job->nodes > 1 ? job->nodes : 1);
     j->limit = job->time_limit_s;
     j->preemptible = job->preemptible;
-    j->submit = job->submit_time;
+    j->submit = job->submit_time + job->nice;
     j->queued = job->submit_time;
     j->est_start = -1;
     j->min_mem = job->min_memory_bytes;

@@ -25,6 +25,7 @@
 #define JZ_SCHED_MAX_JOBS 4000000   /* jobs known at once (pending + running) */
 #define JZ_SCHED_MAX_RESERVATIONS 1024
 #define JZ_SCHED_MAX_DEPS 16                    /* dependencies per job */
+#define JZ_SCHED_MAX_NICE 1000000               /* seconds of jz_sched_job.nice either way */
 #define JZ_SCHED_MAX_TIME_LIMIT (366LL * 86400) /* seconds */
 #define JZ_SCHED_REASON_LEN 192
 #define JZ_SCHED_MAX_LAS_BANDS 8 /* attained-service thresholds (bands - 1) */
@@ -153,6 +154,9 @@ void jz_sched_destroy(struct jz_sched *s);
 int jz_sched_reconfigure(struct jz_sched *s, const struct jz_sched_config *cfg,
                          struct jz_error *err);
 
+/* Whether a class of this name exists now (jobs naming another are refused). */
+bool jz_sched_class_known(const struct jz_sched *s, const char *name);
+
 /* Adds or replaces a tenant (weight, quota, class) at run time. */
 int jz_sched_tenant_set(struct jz_sched *s, const struct jz_sched_tenant *t, struct jz_error *err);
 /* Startup credits: a tenant without credit keeps its jobs waiting (reason "credits"). */
@@ -232,6 +236,10 @@ struct jz_sched_job {
     int64_t time_limit_s;   /* > 0, at most JZ_SCHED_MAX_TIME_LIMIT */
     bool preemptible;
     int64_t submit_time;
+    /* Seconds (at most JZ_SCHED_MAX_NICE either way): the job is ordered as if submitted this
+     * much later (earlier when negative). Its age for starvation still counts from
+     * submit_time. */
+    int64_t nice;
     const char *model;          /* GPU model constraint (substring), NULL = any */
     uint64_t min_memory_bytes;  /* 0 = any */
     const uint64_t *depends_on; /* jobs that must end successfully first */

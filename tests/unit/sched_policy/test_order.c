@@ -91,6 +91,40 @@ static void ended(struct jz_sched *s, uint64_t id, int64_t now)
     assert_int_equal(jz_sched_job_ended(s, id, now, true, &err), 0);
 }
 
+/* Nice orders a job as if submitted that many seconds later: an older job with nice behind a
+ * newer one, a negative nice ahead; out of range refused. */
+static void test_nice(void **state)
+{
+    struct jz_sched_config cfg;
+    jz_sched_config_defaults(&cfg);
+    cfg.default_order = 0; /* by age alone */
+    struct jz_sched *s = make(&cfg);
+    struct jz_sched_decisions d;
+    jz_sched_decisions_init(&d);
+    struct jz_error err = {0};
+    submit(s, 1, 8, 3600, false, 0);
+    assert_int_equal(decide(s, 0, 0, &d), 1);
+    struct jz_sched_job j = {.id = 2, .tenant = "lab", .gpus = 8, .cpus_per_gpu = 1,
+                             .time_limit_s = 3600, .submit_time = 10, .nice = 3600};
+    assert_int_equal(jz_sched_submit(s, &j, 10, &err), 0);
+    submit(s, 3, 8, 3600, false, 20);
+    j.id = 4;
+    j.submit_time = 30;
+    j.nice = -15; /* as if at 15: ahead of 3, behind nothing else */
+    assert_int_equal(jz_sched_submit(s, &j, 30, &err), 0);
+    decide(s, 40, JZ_SCHED_FULL, &d);
+    assert_true(info(s, 4).priority > info(s, 3).priority);
+    assert_true(info(s, 3).priority > info(s, 2).priority);
+    ended(s, 1, 100);
+    assert_int_equal(decide(s, 100, 0, &d), 1);
+    assert_non_null(find(&d, 4));
+    j.id = 5;
+    j.nice = JZ_SCHED_MAX_NICE + 1;
+    assert_int_equal(jz_sched_submit(s, &j, 30, &err), JZ_ERANGE);
+    jz_sched_decisions_free(&d);
+    jz_sched_destroy(s);
+}
+
 /* The node is full with job 1 (8 GPUs); jobs wait behind it and start when it ends. */
 static void test_shortest_first(void **state)
 {
@@ -398,6 +432,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shortest_first),
+        cmocka_unit_test(test_nice),
         cmocka_unit_test(test_age_bounds_the_handicap),
         cmocka_unit_test(test_las_bands),
         cmocka_unit_test(test_preemption_within_rank),
