@@ -14,6 +14,12 @@ void jz_api_jobs_get(struct jz_req *r);
 void jz_api_jobs_cancel(struct jz_req *r);
 void jz_api_jobs_log(struct jz_req *r);
 void jz_api_jobs_events(struct jz_req *r);
+void jz_api_jobs_hold(struct jz_req *r);
+void jz_api_jobs_release(struct jz_req *r);
+void jz_api_jobs_modify(struct jz_req *r);
+void jz_api_arrays_cancel(struct jz_req *r);
+/* Job events of every visible job, as server-sent events (events.c). */
+void jz_api_events(struct jz_req *r);
 void jz_api_jobs_artifacts(struct jz_req *r);
 void jz_api_jobs_artifact_get(struct jz_req *r);
 void jz_api_nodes(struct jz_req *r);

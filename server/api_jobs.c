@@ -1,4 +1,6 @@
 /* Handlers for /v1/jobs: submit, list, show, cancel, events. The log is in api_log.c. */
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,7 +62,7 @@ static void redact_env(json_t *rec)
  * JZ_MAX_LIST_REPLY_BYTES: {"jobs", "next_after", "truncated"}. Records are made one at a time,
  * so that a list of large jobs never holds more than the bound; "truncated" says the byte bound,
  * not limit, ended the page (next_after then continues it). */
-static json_t *list_bounded(struct jz_req *r, unsigned mask, const char *user, int64_t after,
+static json_t *list_bounded(struct jz_req *r, const struct jz_jobs_filter *f, int64_t after,
                             bool desc, size_t limit)
 {
     json_t *jobs = json_array();
@@ -68,7 +70,7 @@ static json_t *list_bounded(struct jz_req *r, unsigned mask, const char *user, i
     bool more = false, truncated = false;
     int64_t cursor = after;
     while (json_array_size(jobs) < limit) {
-        json_t *page = jz_jobs_list(r->srv->jobs, r->user, mask, user, cursor, desc, 1);
+        json_t *page = jz_jobs_list(r->srv->jobs, r->user, f, cursor, desc, 1);
         json_t *rec = json_array_get(json_object_get(page, "jobs"), 0);
         if (!rec) {
             json_decref(page);
@@ -94,9 +96,41 @@ static json_t *list_bounded(struct jz_req *r, unsigned mask, const char *user, i
                      more ? json_integer(cursor) : json_null(), "truncated", truncated);
 }
 
+/* A time in a query: ISO 8601 in UTC ("2026-11-01T00:00:00Z"), a day ("2026-11-01", from its
+ * midnight UTC), or seconds since the epoch. */
+static bool parse_when(const char *s, int64_t *ms)
+{
+    char buf[40];
+    char *end;
+    if (!s || !*s || strlen(s) > 32)
+        return false;
+    if (strspn(s, "0123456789") == strlen(s)) {
+        long long v = strtoll(s, &end, 10);
+        *ms = (int64_t)v * 1000;
+        return v > 0 && v < 32503680000LL;
+    }
+    if (strlen(s) == 10 && s[4] == '-' && s[7] == '-') {
+        snprintf(buf, sizeof buf, "%sT00:00:00Z", s);
+        s = buf;
+    }
+    return jz_time_parse_iso(s, ms, NULL) == 0;
+}
+
+/* A positive id in a query (array=, after=). */
+static bool parse_id(const char *v, int64_t min, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long x = strtoll(v, &end, 10);
+    if (errno || end == v || *end || x < min)
+        return false;
+    *out = x;
+    return true;
+}
+
 void jz_api_jobs_list(struct jz_req *r)
 {
-    unsigned mask = 0;
+    struct jz_jobs_filter f = {0};
     const char *states = jz_req_query(r, "state");
     if (states && *states) {
         char buf[256];
@@ -109,10 +143,11 @@ void jz_api_jobs_list(struct jz_req *r)
                                     "CANCELLED, TIMEOUT)", t);
                 return;
             }
-            mask |= 1u << s;
+            f.state_mask |= 1u << s;
         }
     }
-    long long limit = 100, after = 0;
+    long long limit = 100;
+    int64_t after = 0;
     const char *v;
     char *end;
     if ((v = jz_req_query(r, "limit"))) {
@@ -123,25 +158,44 @@ void jz_api_jobs_list(struct jz_req *r)
             return;
         }
     }
-    if ((v = jz_req_query(r, "after"))) {
-        after = strtoll(v, &end, 10);
-        if (*end || after < 0) {
-            jz_http_reply_error(r, 400, "invalid", "after", "after must be a job id");
+    if ((v = jz_req_query(r, "after")) && !parse_id(v, 0, &after)) {
+        jz_http_reply_error(r, 400, "invalid", "after", "after must be a job id");
+        return;
+    }
+    if ((v = jz_req_query(r, "array")) && !parse_id(v, 1, &f.array)) {
+        jz_http_reply_error(r, 400, "invalid", "array", "array must be an array's id");
+        return;
+    }
+    static const char *const when[] = {"since", "until"};
+    for (int i = 0; i < 2; i++)
+        if ((v = jz_req_query(r, when[i])) && !parse_when(v, i ? &f.until_ms : &f.since_ms)) {
+            jz_http_reply_error(r, 400, "invalid", when[i],
+                                "%s must be an ISO 8601 time in UTC (2026-11-01T00:00:00Z), a "
+                                "day (2026-11-01) or epoch seconds", when[i]);
             return;
         }
-    }
     const char *order = jz_req_query(r, "order");
     bool desc = order && strcmp(order, "desc") == 0;
     if (order && !desc && strcmp(order, "asc") != 0) {
         jz_http_reply_error(r, 400, "invalid", "order", "order must be asc or desc");
         return;
     }
-    const char *user = jz_req_query(r, "user");
-    if (user && !r->user->admin && strcmp(user, r->user->name) != 0) {
-        jz_http_reply_error(r, 403, "forbidden", "user", "only admins may list other users' jobs");
+    const char *scope = jz_req_query(r, "scope");
+    if (scope && strcmp(scope, "all") != 0 && strcmp(scope, "mine") != 0) {
+        jz_http_reply_error(r, 400, "invalid", "scope", "scope must be mine or all");
         return;
     }
-    jz_http_reply_json(r, 200, list_bounded(r, mask, user, after, desc, (size_t)limit));
+    f.everyone = scope && strcmp(scope, "all") == 0;
+    f.user = jz_req_query(r, "user");
+    f.tenant = jz_req_query(r, "tenant");
+    /* Others' jobs are listed in everyone's queue (reduced), never in full to a user. */
+    if (f.user && !r->user->admin && !f.everyone && strcmp(f.user, r->user->name) != 0) {
+        jz_http_reply_error(r, 403, "forbidden", "user",
+                            "only admins may list other users' jobs (scope=all shows "
+                            "everyone's queue)");
+        return;
+    }
+    jz_http_reply_json(r, 200, list_bounded(r, &f, after, desc, (size_t)limit));
 }
 
 void jz_api_jobs_get(struct jz_req *r)
@@ -162,6 +216,74 @@ void jz_api_jobs_cancel(struct jz_req *r)
         return;
     }
     jz_http_reply_json(r, 200, public_record(job));
+}
+
+static void hold_or_release(struct jz_req *r, bool hold)
+{
+    struct jz_job *job = jz_http_job_from_path(r);
+    if (!job)
+        return;
+    struct jz_error err = {0};
+    if (jz_jobs_set_hold(job, hold, r->user->name, &err)) {
+        jz_http_reply_error(r, 409, "not_pending", "id", "%s", err.msg);
+        return;
+    }
+    jz_http_reply_json(r, 200, public_record(job));
+}
+
+void jz_api_jobs_hold(struct jz_req *r)
+{
+    hold_or_release(r, true);
+}
+
+void jz_api_jobs_release(struct jz_req *r)
+{
+    hold_or_release(r, false);
+}
+
+void jz_api_jobs_modify(struct jz_req *r)
+{
+    struct jz_job *job = jz_http_job_from_path(r);
+    if (!job)
+        return;
+    const char *field = NULL;
+    struct jz_error err = {0};
+    if (jz_jobs_modify(job, r->user, r->body, &field, &err)) {
+        if (err.code == JZ_EBUSY)
+            jz_http_reply_error(r, 409, "not_pending", "id", "%s", err.msg);
+        else
+            jz_http_reply_jz_error(r, &err, field);
+        return;
+    }
+    jz_http_reply_json(r, 200, public_record(job));
+}
+
+/* POST /v1/arrays/ID/cancel: every element the user may see; ID is the array's (its first
+ * element's) id. */
+void jz_api_arrays_cancel(struct jz_req *r)
+{
+    struct jz_job *first = jz_http_job_from_path(r);
+    if (!first)
+        return;
+    int64_t id = jz_job_id(first);
+    unsigned count = jz_job_array_count(first);
+    if (!count) {
+        jz_http_reply_error(r, 404, "not_found", "id", "job %lld is not an array's id (its "
+                            "first element)", (long long)id);
+        return;
+    }
+    json_t *cancelled = json_array(), *ended = json_array();
+    for (int64_t e = id; e < id + count; e++) {
+        struct jz_job *job = jz_jobs_find(r->srv->jobs, e);
+        if (!job || jz_job_array_id(job) != id || !jz_job_visible_to(job, r->user))
+            continue;
+        struct jz_error err = {0};
+        json_array_append_new(jz_jobs_cancel(r->srv->jobs, job, r->user->name, &err) ? ended
+                                                                                     : cancelled,
+                              json_integer(e));
+    }
+    jz_http_reply_json(r, 200, json_pack("{s:I, s:o, s:o}", "array_id", (json_int_t)id,
+                                         "cancelled", cancelled, "already_ended", ended));
 }
 
 struct events_ctx {

@@ -23,7 +23,7 @@ enum opt_id {
     O_LISTEN, O_STATE, O_TOPO, O_NO_LOCAL, O_SITE, O_AGENT_LISTEN, O_NODE_TIMEOUT, O_PLUGINS,
     O_WORKER, O_FALLBACK, O_GRACE, O_MAXPEND, O_USER, O_NODE_DIR, O_DEFAULT_ACCOUNT, O_TLS_CERT,
     O_TLS_KEY, O_PLAIN, O_MAXCONN, O_IDLE, O_RATE, O_BURST, O_STREAMS, O_CONFIG, O_PORTFILE,
-    O_LOGLEVEL, O_LOGFILE, O_COUNT
+    O_LOGLEVEL, O_LOGFILE, O_HIDE_TENANTS, O_COUNT
 };
 
 enum opt_type { T_STR, T_INT, T_NUM, T_BOOL };
@@ -104,6 +104,9 @@ static const struct opt opts[O_COUNT] = {
                    "log to this file (SIGUSR1 reopens it, for logrotate), or\n"
                    "to 'journal' (systemd's native protocol; 'journal:SOCKET'\n"
                    "names another socket); default: standard error"},
+    [O_HIDE_TENANTS] = {"hide-other-tenants", NULL, T_BOOL, false,
+                        "in everyone's queue, show other tenants' jobs without their user,\n"
+                        "tenant and name"},
 };
 
 struct jz_config_args {
@@ -215,6 +218,7 @@ static bool set_option(struct jz_server_config *cfg, enum opt_id id, const char 
     case O_TLS_CERT: return *v && jz_strlcpy(cfg->tls_cert, v, sizeof cfg->tls_cert);
     case O_TLS_KEY: return *v && jz_strlcpy(cfg->tls_key, v, sizeof cfg->tls_key);
     case O_PLAIN: cfg->allow_plain_http = flag; return true;
+    case O_HIDE_TENANTS: cfg->hide_other_tenants = flag; return true;
     case O_MAXCONN: return parse_count(v, 1, 1000000, &cfg->max_connections);
     case O_IDLE: return parse_count(v, 1, 86400, &cfg->idle_timeout_s);
     case O_RATE: return parse_rate(v, &cfg->rate_per_s);
@@ -629,6 +633,7 @@ static bool differs(const struct jz_server_config *a, const struct jz_server_con
     case O_TLS_CERT: return strcmp(a->tls_cert, b->tls_cert) != 0;
     case O_TLS_KEY: return strcmp(a->tls_key, b->tls_key) != 0;
     case O_PLAIN: return a->allow_plain_http != b->allow_plain_http;
+    case O_HIDE_TENANTS: return a->hide_other_tenants != b->hide_other_tenants;
     case O_MAXCONN: return a->max_connections != b->max_connections;
     case O_IDLE: return a->idle_timeout_s != b->idle_timeout_s;
     case O_RATE: return a->rate_per_s != b->rate_per_s;
@@ -726,6 +731,7 @@ static void copy_setting(struct jz_server_config *dst, const struct jz_server_co
     case O_TLS_CERT: COPY(tls_cert); break;
     case O_TLS_KEY: COPY(tls_key); break;
     case O_PLAIN: COPY(allow_plain_http); break;
+    case O_HIDE_TENANTS: COPY(hide_other_tenants); break;
     case O_MAXCONN: COPY(max_connections); break;
     case O_IDLE: COPY(idle_timeout_s); break;
     case O_RATE: COPY(rate_per_s); break;

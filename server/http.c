@@ -53,8 +53,13 @@ static const struct route routes[] = {
     {EVHTTP_REQ_GET, "v1/jobs", ROUTE_USER, false, jz_api_jobs_list},
     {EVHTTP_REQ_GET, "v1/jobs/*", ROUTE_USER, false, jz_api_jobs_get},
     {EVHTTP_REQ_POST, "v1/jobs/*/cancel", ROUTE_USER, false, jz_api_jobs_cancel},
+    {EVHTTP_REQ_POST, "v1/jobs/*/hold", ROUTE_USER, false, jz_api_jobs_hold},
+    {EVHTTP_REQ_POST, "v1/jobs/*/release", ROUTE_USER, false, jz_api_jobs_release},
+    {EVHTTP_REQ_PATCH, "v1/jobs/*", ROUTE_USER, true, jz_api_jobs_modify},
+    {EVHTTP_REQ_POST, "v1/arrays/*/cancel", ROUTE_USER, false, jz_api_arrays_cancel},
     {EVHTTP_REQ_GET, "v1/jobs/*/log", ROUTE_USER, false, jz_api_jobs_log},
     {EVHTTP_REQ_GET, "v1/jobs/*/events", ROUTE_USER, false, jz_api_jobs_events},
+    {EVHTTP_REQ_GET, "v1/events", ROUTE_USER, false, jz_api_events},
     {EVHTTP_REQ_GET, "v1/jobs/*/artifacts", ROUTE_USER, false, jz_api_jobs_artifacts},
     {EVHTTP_REQ_GET, "v1/jobs/*/artifacts/*", ROUTE_USER, false, jz_api_jobs_artifact_get},
     {EVHTTP_REQ_GET, "v1/nodes", ROUTE_USER, false, jz_api_nodes},
@@ -412,7 +417,8 @@ static void set_allow(struct evhttp_request *req, unsigned methods)
                  {EVHTTP_REQ_GET, "HEAD"},
                  {EVHTTP_REQ_POST, "POST"},
                  {EVHTTP_REQ_PUT, "PUT"},
-                 {EVHTTP_REQ_DELETE, "DELETE"}};
+                 {EVHTTP_REQ_DELETE, "DELETE"},
+                 {EVHTTP_REQ_PATCH, "PATCH"}};
     char allow[64] = "";
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (methods & names[i].bit) {
@@ -506,6 +512,22 @@ static void on_request(struct evhttp_request *req, void *arg)
         jz_http_reply_error(&r, 507, "insufficient_storage", NULL,
                             "the service's disk is full: nothing can be changed until an "
                             "operator frees space (reads still work)");
+        goto done;
+    }
+    /* After auth: an anonymous caller learns nothing of a route's parameters. Before the body,
+     * which a refused request need not have read. */
+    const char *bad = NULL;
+    bool repeated = false;
+    if (jz_http_query_check(rt->method, rt->pattern, &r.query, &bad, &repeated)) {
+        char takes[256];
+        jz_http_query_params(rt->method, rt->pattern, takes, sizeof takes);
+        if (repeated)
+            jz_http_reply_error(&r, 400, "invalid", bad,
+                                "query parameter '%.64s' is given more than once", bad);
+        else
+            jz_http_reply_error(&r, 400, "invalid", bad,
+                                "unknown query parameter '%.64s' (this route takes %s)", bad,
+                                *takes ? takes : "none");
         goto done;
     }
     if (rt->takes_body && !read_body(&r))

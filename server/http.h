@@ -66,6 +66,20 @@ void jz_http_send_deferred(struct jz_deferred_reply *list, bool committed);
  * acknowledged, their connections close unanswered). */
 void jz_http_drop_deferred(struct jz_deferred_reply *list);
 
+/* The query parameters a route accepts (http_query.c), route by route: at most this many. */
+#define JZ_HTTP_MAX_QUERY_PARAMS 16
+/* Checks a request's query (borrowed) against what the route (method and pattern as in
+ * http.c's routes[]; HEAD as GET) accepts. 0 when every parameter is accepted and given once, or
+ * when the route has no entry in the table (tests/unit/openapi fails for that instead);
+ * JZ_EINVAL otherwise, with *bad the first offending key (borrowed from query) and *repeated
+ * whether it was given twice rather than not accepted. */
+int jz_http_query_check(enum evhttp_cmd_type method, const char *pattern,
+                        const struct evkeyvalq *query, const char **bad, bool *repeated);
+/* The parameters the route accepts, ", "-separated, into buf (always terminated; cut at a name
+ * that does not fit); returns the length written. For error messages. */
+size_t jz_http_query_params(enum evhttp_cmd_type method, const char *pattern, char *buf,
+                            size_t len);
+
 /* Query helpers: the value of key, or NULL. */
 const char *jz_req_query(struct jz_req *r, const char *key);
 

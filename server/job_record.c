@@ -13,7 +13,7 @@
 static const char *const request_keys[] = {
     "id", "name", "user", "tenant", "plugin", "plugin_version", "plugin_sha256", "params",
     "resources", "preemptible", "requeue", "submit_dir", "class", "resume_from", "inputs",
-    "submit_epoch", NULL};
+    "submit_epoch", "array", NULL};
 
 void jz_job_set_str(char **field, const char *value)
 {
@@ -57,6 +57,9 @@ void jz_job_record_free(struct jz_job *job)
     free(job->progress_msg);
     json_decref(job->metrics);
     json_decref(job->artifacts);
+    free(job->deps);
+    free(job->notify_url);
+    free(job->notify_secret);
     free(job->view_gpus);
     free(job->view_nodes);
     free(job->view_cpus);
@@ -138,6 +141,51 @@ json_t *jz_job_record_json(const struct jz_job *job, bool internal)
                         job->cancelled_by[0] ? json_string(job->cancelled_by) : json_null());
     json_object_set_new(rec, "estimated_start", json_null());
     json_object_set_new(rec, "requeues", json_integer(job->run));
+    json_object_set_new(rec, "held", json_boolean(job->held));
+    json_object_set_new(rec, "held_by", job->held ? json_string(job->held_by) : json_null());
+    json_object_set_new(rec, "nice", json_integer(job->nice));
+    json_t *deps = json_array();
+    for (unsigned i = 0; i < job->ndeps; i++)
+        json_array_append_new(deps, json_pack("{s:s, s:I, s:s}", "type",
+                                              jz_dep_type_name(job->deps[i].type), "job",
+                                              (json_int_t)job->deps[i].job, "state",
+                                              jz_dep_state_name(job->deps[i].state)));
+    json_object_set_new(rec, "dependencies", deps);
+    if (!json_object_get(rec, "array"))
+        json_object_set_new(rec, "array", json_null());
+    if (internal) {
+        if (job->notify_url)
+            json_object_set_new(rec, "notify", json_pack("{s:s, s:s}", "url", job->notify_url,
+                                                         "secret", job->notify_secret ?: ""));
+        if (job->gpu_seconds > 0)
+            json_object_set_new(rec, "gpu_seconds", json_real(job->gpu_seconds));
+    } else {
+        json_object_set_new(rec, "notify_url",
+                            job->notify_url ? json_string(job->notify_url) : json_null());
+        /* What sacct shows: the wait, the run, and GPU-hours of every run so far. */
+        int64_t now = jz_time_now_ms();
+        int64_t waited_until = job->start_wall_ms ? job->start_wall_ms
+                               : job->end_ms      ? job->end_ms
+                                                  : now;
+        json_object_set_new(rec, "wait_s", job->submit_ms && waited_until >= job->submit_ms
+                                               ? json_integer((waited_until - job->submit_ms) /
+                                                              1000)
+                                               : json_null());
+        int64_t ran_until = job->end_ms ? job->end_ms : now;
+        json_object_set_new(rec, "run_s", job->start_wall_ms && ran_until >= job->start_wall_ms
+                                              ? json_integer((ran_until - job->start_wall_ms) /
+                                                             1000)
+                                              : json_null());
+        double gpu_s = job->gpu_seconds;
+        if (job->start_mono_ms > 0 && job->state == JZ_JOB_RUNNING) {
+            unsigned g = 0;
+            for (unsigned i = 0; i < job->nparts; i++)
+                g += (unsigned)job->parts[i].ngpus;
+            int64_t ran = jz_time_mono_ms() - job->start_mono_ms;
+            gpu_s += ran > 0 ? (double)g * (double)ran / 1000.0 : 0;
+        }
+        json_object_set_new(rec, "gpu_hours", json_real(gpu_s / 3600.0));
+    }
     if (internal && job->metric_points) /* the bound on its metric events, across restarts */
         json_object_set_new(rec, "metric_points", json_integer(job->metric_points));
     if (internal && job->nplaced) {
@@ -157,6 +205,55 @@ json_t *jz_job_record_json(const struct jz_job *job, bool internal)
         json_object_set_new(rec, "run_log_base", json_integer(job->log_base));
     }
     return rec;
+}
+
+/* The researcher's workflow fields: hold, nice, dependencies, array, webhook, GPU time. Values
+ * out of range (a hand-edited store) fall back to none. */
+static int load_workflow(struct jz_job *job, const json_t *rec)
+{
+    job->held = jz_json_bool(rec, "held", false);
+    jz_strlcpy(job->held_by, jz_json_str(rec, "held_by", ""), sizeof job->held_by);
+    job->nice = jz_json_int(rec, "nice", 0);
+    if (job->nice < -JZ_MAX_NICE || job->nice > JZ_MAX_NICE)
+        job->nice = 0;
+    json_t *deps = json_object_get(rec, "dependencies");
+    size_t n = json_array_size(deps);
+    if (n > JZ_MAX_DEPS)
+        n = JZ_MAX_DEPS;
+    job->deps = n ? calloc(n, sizeof *job->deps) : NULL;
+    if (n && !job->deps)
+        return JZ_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        json_t *d = json_array_get(deps, i);
+        int t = jz_dep_type_parse(jz_json_str(d, "type", ""));
+        const char *st = jz_json_str(d, "state", "waiting");
+        if (t < 0)
+            continue;
+        struct jz_job_dep *jd = &job->deps[job->ndeps++];
+        jd->job = jz_json_int(d, "job", 0);
+        jd->type = (uint8_t)t;
+        jd->state = strcmp(st, "satisfied") == 0 ? JZ_DEP_SATISFIED
+                    : strcmp(st, "never") == 0   ? JZ_DEP_NEVER
+                                                 : JZ_DEP_WAITING;
+    }
+    json_t *arr = json_object_get(rec, "array");
+    int64_t aid = jz_json_int(arr, "id", 0), count = jz_json_int(arr, "count", 0);
+    int64_t throttle = jz_json_int(arr, "throttle", 0);
+    if (json_is_object(arr) && aid > 0 && aid <= job->id && count >= 1 &&
+        count <= JZ_MAX_ARRAY_ELEMENTS && job->id - aid < count) {
+        job->array_id = aid;
+        job->array_index = jz_json_int(arr, "index", 0);
+        job->array_count = (unsigned)count;
+        job->array_throttle = throttle > 0 && throttle <= count ? (unsigned)throttle : 0;
+    }
+    json_t *notify = json_object_get(rec, "notify");
+    if (json_is_object(notify) && jz_json_str(notify, "url", NULL)) {
+        jz_job_set_str(&job->notify_url, jz_json_str(notify, "url", NULL));
+        jz_job_set_str(&job->notify_secret, jz_json_str(notify, "secret", ""));
+    }
+    double gs = jz_json_num(rec, "gpu_seconds", 0);
+    job->gpu_seconds = gs > 0 ? gs : 0;
+    return 0;
 }
 
 int jz_job_record_load(struct jz_job *job, const json_t *rec)
@@ -244,6 +341,8 @@ int jz_job_record_load(struct jz_job *job, const json_t *rec)
         if (!p->gpus || !p->cores || !p->cpus || !p->numa_nodes)
             return JZ_ENOMEM;
     }
+    if (load_workflow(job, rec))
+        return JZ_ENOMEM;
     job->start_ms = job->nplaced ? jz_json_int(rec, "run_start_ms", 0) : 0;
     job->log_base = job->nplaced ? jz_json_int(rec, "run_log_base", 0) : 0;
     return 0;

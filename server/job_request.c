@@ -1,6 +1,7 @@
 /* The pure half of a job submission (see job_request.h): every check that needs only the body,
  * the plugin's description and the limits. Each error names its field. */
 #include "server/job_request.h"
+#include "server/webhooks.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -75,6 +76,224 @@ const char *jz_job_request_plugin(const json_t *body)
     return json_string_value(json_object_get(body, "plugin"));
 }
 
+/* --- arrays, dependencies, hold, nice, notify ---------------------------------------------- */
+
+#define ARRAY_MAX_ELEMENTS 10000
+#define ARRAY_MAX_INDEX 10000000
+#define NICE_MAX 1000000
+#define NOTIFY_SECRET_MIN 16
+#define NOTIFY_SECRET_MAX 256
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* A decimal number in [0, max] at *p, advancing *p; false when there is none. */
+static bool array_number(const char **p, int64_t max, int64_t *out)
+{
+    const char *s = *p;
+    int64_t v = 0;
+    if (*s < '0' || *s > '9')
+        return false;
+    while (*s >= '0' && *s <= '9') {
+        v = v * 10 + (*s++ - '0');
+        if (v > max)
+            return false;
+    }
+    *p = s;
+    *out = v;
+    return true;
+}
+
+int jz_job_array_parse(const char *spec, int64_t **indexes, size_t *count, unsigned *throttle,
+                       struct jz_error *err)
+{
+    *indexes = NULL;
+    *count = 0;
+    *throttle = 0;
+    if (!spec || !*spec || strlen(spec) > 4096)
+        return jz_error_set(err, JZ_EINVAL, "expected a range like 0-99, 1,3,5 or 0-99:2%%10");
+    int64_t *v = malloc(ARRAY_MAX_ELEMENTS * sizeof *v);
+    if (!v)
+        return jz_error_set(err, JZ_ENOMEM, "out of memory");
+    size_t n = 0;
+    const char *p = spec;
+    for (;;) {
+        int64_t a, b, step = 1;
+        if (!array_number(&p, ARRAY_MAX_INDEX, &a))
+            goto bad;
+        b = a;
+        if (*p == '-') {
+            p++;
+            if (!array_number(&p, ARRAY_MAX_INDEX, &b) || b < a)
+                goto bad;
+            if (*p == ':') {
+                p++;
+                if (!array_number(&p, ARRAY_MAX_INDEX, &step) || step < 1)
+                    goto bad;
+            }
+        }
+        if ((b - a) / step + 1 > (int64_t)(ARRAY_MAX_ELEMENTS - n)) {
+            free(v);
+            return jz_error_set(err, JZ_ELIMIT, "an array has at most %d elements",
+                                ARRAY_MAX_ELEMENTS);
+        }
+        for (int64_t i = a; i <= b; i += step)
+            v[n++] = i;
+        if (*p != ',')
+            break;
+        p++;
+    }
+    if (*p == '%') {
+        p++;
+        int64_t t;
+        if (!array_number(&p, ARRAY_MAX_ELEMENTS, &t) || t < 1)
+            goto bad;
+        *throttle = (unsigned)t;
+    }
+    if (*p)
+        goto bad;
+    qsort(v, n, sizeof *v, cmp_i64);
+    size_t u = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!u || v[u - 1] != v[i])
+            v[u++] = v[i];
+    if (*throttle >= u)
+        *throttle = 0; /* no limit in effect */
+    *indexes = v;
+    *count = u;
+    return 0;
+bad:
+    free(v);
+    return jz_error_set(err, JZ_EINVAL,
+                        "expected a range like 0-99, 1,3,5 or 0-99:2%%10 (indexes 0-%d, "
+                        "throttle at least 1)",
+                        ARRAY_MAX_INDEX);
+}
+
+static int parse_notify(const json_t *jn, struct jz_job_request *r, struct out_field *field,
+                        struct jz_error *err)
+{
+    if (!jn || json_is_null(jn))
+        return 0;
+    static const char *const keys[] = {"url", "secret", NULL};
+    const char *bad;
+    if (!json_is_object(jn))
+        return field_error(field, "notify", err, JZ_EINVAL, "expected an object {url, secret}");
+    if (!only_keys(jn, keys, &bad)) {
+        char f[80];
+        snprintf(f, sizeof f, "notify.%.64s", bad);
+        return field_error(field, f, err, JZ_EINVAL, "unknown field");
+    }
+    json_t *url = json_object_get(jn, "url"), *secret = json_object_get(jn, "secret");
+    char why[200];
+    if (!json_is_string(url))
+        return field_error(field, "notify.url", err, JZ_EINVAL,
+                           url ? "expected a string" : "required");
+    if (!jz_webhook_url_ok(json_string_value(url), why, sizeof why))
+        return field_error(field, "notify.url", err, JZ_EINVAL, "%s", why);
+    if (!json_is_string(secret))
+        return field_error(field, "notify.secret", err, JZ_EINVAL,
+                           secret ? "expected a string"
+                                  : "required: the webhook's body is signed with it");
+    size_t sl = json_string_length(secret);
+    if (sl < NOTIFY_SECRET_MIN || sl > NOTIFY_SECRET_MAX ||
+        strlen(json_string_value(secret)) != sl)
+        return field_error(field, "notify.secret", err, JZ_EINVAL,
+                           "must be %d-%d bytes (and no NUL)", NOTIFY_SECRET_MIN,
+                           NOTIFY_SECRET_MAX);
+    r->notify_url = json_string_value(url);
+    r->notify_secret = json_string_value(secret);
+    return 0;
+}
+
+static int parse_deps(const json_t *jd, struct jz_job_request *r, struct out_field *field,
+                      struct jz_error *err)
+{
+    static const char *const types[] = {"after", "afterok", "afternotok", "afterany"};
+    static const char *const keys[] = {"type", "job", NULL};
+    if (!jd || json_is_null(jd))
+        return 0;
+    if (!json_is_array(jd))
+        return field_error(field, "dependencies", err, JZ_EINVAL,
+                           "expected a list of {type, job}");
+    if (json_array_size(jd) > sizeof r->deps / sizeof r->deps[0])
+        return field_error(field, "dependencies", err, JZ_ELIMIT, "at most %zu dependencies",
+                           sizeof r->deps / sizeof r->deps[0]);
+    size_t i;
+    json_t *d;
+    json_array_foreach(jd, i, d) {
+        char f[64];
+        const char *bad;
+        if (!json_is_object(d)) {
+            snprintf(f, sizeof f, "dependencies[%zu]", i);
+            return field_error(field, f, err, JZ_EINVAL, "expected an object {type, job}");
+        }
+        if (!only_keys(d, keys, &bad)) {
+            snprintf(f, sizeof f, "dependencies[%zu].%.32s", i, bad);
+            return field_error(field, f, err, JZ_EINVAL, "unknown field");
+        }
+        const char *t = json_string_value(json_object_get(d, "type"));
+        int type = -1;
+        for (int k = 0; t && k < 4; k++)
+            if (strcmp(t, types[k]) == 0)
+                type = k;
+        if (type < 0) {
+            snprintf(f, sizeof f, "dependencies[%zu].type", i);
+            return field_error(field, f, err, JZ_EINVAL,
+                               "expected after, afterok, afternotok or afterany");
+        }
+        json_t *job = json_object_get(d, "job");
+        if (!json_is_integer(job) || json_integer_value(job) < 1) {
+            snprintf(f, sizeof f, "dependencies[%zu].job", i);
+            return field_error(field, f, err, JZ_EINVAL, "expected a job id");
+        }
+        r->deps[r->ndeps].type = type;
+        r->deps[r->ndeps].job = json_integer_value(job);
+        r->ndeps++;
+    }
+    return 0;
+}
+
+/* The fields of a researcher's workflow. On failure nothing stays allocated. */
+static int parse_workflow(const json_t *body, const struct jz_job_request_env *env,
+                          struct jz_job_request *r, struct out_field *field,
+                          struct jz_error *err)
+{
+    json_t *jhold = json_object_get(body, "hold");
+    if (jhold && !json_is_boolean(jhold) && !json_is_null(jhold))
+        return field_error(field, "hold", err, JZ_EINVAL, "expected true or false");
+    r->hold = json_is_true(jhold);
+    json_t *jnice = json_object_get(body, "nice");
+    if (jnice && !json_is_null(jnice)) {
+        int64_t lo = env->admin ? -NICE_MAX : 0;
+        if (!json_is_integer(jnice) || json_integer_value(jnice) < lo ||
+            json_integer_value(jnice) > NICE_MAX)
+            return field_error(field, "nice", err, JZ_EINVAL,
+                               "expected seconds from %lld to %d%s", (long long)lo, NICE_MAX,
+                               env->admin ? "" : " (only admins may raise a priority)");
+        r->nice = json_integer_value(jnice);
+    }
+    int rc = parse_deps(json_object_get(body, "dependencies"), r, field, err);
+    if (!rc)
+        rc = parse_notify(json_object_get(body, "notify"), r, field, err);
+    if (rc)
+        return rc;
+    json_t *jarray = json_object_get(body, "array");
+    if (jarray && !json_is_null(jarray)) {
+        if (!json_is_string(jarray))
+            return field_error(field, "array", err, JZ_EINVAL,
+                               "expected a string like \"0-99%%10\"");
+        struct jz_error aerr = {0};
+        if (jz_job_array_parse(json_string_value(jarray), &r->array_indexes, &r->array_count,
+                               &r->array_throttle, &aerr))
+            return field_error(field, "array", err, aerr.code, "%s", aerr.msg);
+    }
+    return 0;
+}
+
 int jz_job_request_parse(const json_t *body, const struct jz_job_request_env *env,
                          struct jz_job_request *out, char *field_buf, size_t field_len,
                          struct jz_error *err)
@@ -83,7 +302,9 @@ int jz_job_request_parse(const json_t *body, const struct jz_job_request_env *en
     struct jz_job_request r = {0};
     static const char *const top_keys[] = {"plugin",     "name",        "params", "resources",
                                            "preemptible", "submit_dir", "resume_from", "class",
-                                           "requeue",     NULL};
+                                           "requeue",     "array",      "dependencies",
+                                           "hold",        "nice",       "notify",
+                                           NULL};
     static const char *const res_keys[] = {"gpus",      "cpus_per_gpu", "cpus",
                                            "memory_mb", "time_limit_s", "time_limit",
                                            "gpu_model", "gpu_memory_min_mb", "nodes",
@@ -243,15 +464,22 @@ int jz_job_request_parse(const json_t *body, const struct jz_job_request_env *en
         return field_error(field, gpus ? "resources.gpus" : "resources.cpus", err, JZ_EINVAL,
                            "can never run on this cluster: %s", why);
 
+    int wrc = parse_workflow(body, env, &r, field, err);
+    if (wrc)
+        return wrc;
+
     json_t *params = json_object_get(body, "params");
-    if (params && !json_is_null(params) && !json_is_object(params))
+    if (params && !json_is_null(params) && !json_is_object(params)) {
+        free(r.array_indexes);
         return field_error(field, "params", err, JZ_EINVAL, "expected an object");
+    }
     json_t *norm = NULL;
     char *pfield = NULL;
     if (jz_params_validate(json_object_get(env->plugin_desc, "params"),
                            json_is_object(params) ? params : NULL, &norm, &pfield, err)) {
         jz_strlcpy(field_buf, pfield ? pfield : "params", field_len);
         free(pfield);
+        free(r.array_indexes);
         return err->code;
     }
 
@@ -259,6 +487,7 @@ int jz_job_request_parse(const json_t *body, const struct jz_job_request_env *en
     size_t pbytes = json_dumpb(norm, NULL, 0, JSON_COMPACT);
     if (env->params_max_bytes > 0 && (int64_t)pbytes > env->params_max_bytes) {
         json_decref(norm);
+        free(r.array_indexes);
         return field_error(field, "params", err, JZ_ELIMIT,
                            "parameters take %zu bytes; at most %lld are accepted "
                            "(limits.params_bytes): pass large data as a file", pbytes,
@@ -274,5 +503,6 @@ void jz_job_request_clear(struct jz_job_request *req)
     if (!req)
         return;
     json_decref(req->params);
+    free(req->array_indexes);
     memset(req, 0, sizeof *req);
 }

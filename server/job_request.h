@@ -27,6 +27,7 @@ struct jz_job_request_env {
     int64_t params_max_bytes;   /* normalized parameters' compact JSON size; <= 0: unbounded */
     jz_job_request_fit_fn *could_fit; /* NULL: not checked */
     void *fit_arg;
+    bool admin; /* the submitter is an admin: a negative nice is allowed */
 };
 
 /* A checked request. Strings are borrowed from the body; params is owned. */
@@ -40,6 +41,20 @@ struct jz_job_request {
     int64_t gpus; /* gpus_per_node * nodes */
     int64_t nodes, gpus_per_node, cpus_per_gpu, cpus, memory_mb, time_limit_s, gpu_memory_min_mb;
     json_t *params; /* normalized: defaults applied, types converted (jz_params_validate) */
+    /* The researcher's workflow: an array's indexes (owned, ascending, unique; NULL: not an
+     * array) and throttle (0: none), dependencies (their jobs are checked by the caller), a
+     * hold, a nice value, a webhook (borrowed strings). */
+    int64_t *array_indexes;
+    size_t array_count;
+    unsigned array_throttle;
+    struct {
+        int type; /* enum jz_dep_type (jobs_internal.h): after, afterok, afternotok, afterany */
+        int64_t job;
+    } deps[16];
+    size_t ndeps;
+    bool hold;
+    int64_t nice;
+    const char *notify_url, *notify_secret;
 };
 
 /* The body's "plugin" when it is a string (borrowed), else NULL: the caller looks it up to fill
@@ -53,6 +68,13 @@ const char *jz_job_request_plugin(const json_t *body);
 int jz_job_request_parse(const json_t *body, const struct jz_job_request_env *env,
                          struct jz_job_request *out, char *field, size_t field_len,
                          struct jz_error *err);
+
+/* Parses an array specification: "0-99", "0-99:2", "1,3,7-9", each with an optional "%N"
+ * suffix (at most N elements queued or running at once). Indexes are 0..10,000,000, at most
+ * 10,000 of them; *indexes (owned by the caller) is sorted, without repeats. On failure returns
+ * JZ_EINVAL or JZ_ELIMIT and writes why into err. */
+int jz_job_array_parse(const char *spec, int64_t **indexes, size_t *count, unsigned *throttle,
+                       struct jz_error *err);
 
 /* Releases what a parsed request owns; accepts NULL and a zeroed request. */
 void jz_job_request_clear(struct jz_job_request *req);

@@ -21,6 +21,7 @@
 #include "common/time.h"
 #include "scheduler/config.h"
 #include "server/auth.h"
+#include "server/events.h"
 #include "server/jobs_internal.h"
 #include "server/ledger.h"
 #include "server/nodes.h"
@@ -103,6 +104,21 @@ void jz_jobs_set_state(struct jz_job *job, enum jz_job_state s)
     job->jobs->counts[job->state]--;
     job->state = s;
     job->jobs->counts[s]++;
+}
+
+void jz_jobs_announce(struct jz_job *job, int previous)
+{
+    struct jz_events *ev = job->jobs->srv->events;
+    if (!ev)
+        return;
+    json_t *rec = jz_job_record(job);
+    if (!rec)
+        return;
+    jz_events_job_changed(ev, rec,
+                          previous >= 0 ? jz_job_state_name((enum jz_job_state)previous) : NULL,
+                          state_is_final(job->state) ? job->notify_url : NULL,
+                          job->notify_secret);
+    json_decref(rec);
 }
 
 void jz_jobs_set_reason(struct jz_job *job, const char *reason)
@@ -311,6 +327,8 @@ static void charge(struct jz_job *job)
 {
     unsigned gpus = gpus_in_use(job);
     int64_t ran_ms = jz_time_mono_ms() - job->start_mono_ms; /* never the wall clock */
+    if (job->start_ms > 0 && gpus > 0 && ran_ms >= 0)
+        job->gpu_seconds += (double)gpus * (double)ran_ms / 1000.0;
     if (job->start_ms > 0 && gpus > 0 && job->jobs->srv->ledger && ran_ms >= 0)
         jz_ledger_charge(job->jobs->srv->ledger, job->tenant,
                          jz_json_str(job->request, "plugin", "?"), job->id,
@@ -347,6 +365,7 @@ static void release_run(struct jz_job *job)
 void jz_jobs_finish(struct jz_job *job, enum jz_job_state s, const char *reason)
 {
     /* Before charge(), which forgets when the run started. */
+    enum jz_job_state previous = job->state;
     jz_observe_job_finished(job->jobs->srv->metrics, jz_json_str(job->request, "plugin", "?"),
                             state_names[s],
                             job->start_mono_ms > 0
@@ -354,6 +373,7 @@ void jz_jobs_finish(struct jz_job *job, enum jz_job_state s, const char *reason)
                                 : -1);
     charge(job);
     sched_forget(job, s == JZ_JOB_SUCCEEDED);
+    jz_jobs_gate_leave(job);
     release_run(job);
     jz_job_clear_placement(job); /* the record keeps where it ran, not what to adopt */
     jz_jobs_set_state(job, s);
@@ -364,6 +384,7 @@ void jz_jobs_finish(struct jz_job *job, enum jz_job_state s, const char *reason)
              reason ? reason : "");
     jz_jobs_persist(job, "state", detail);
     jz_log_info("jobs", "job %lld %s", (long long)job->id, detail);
+    jz_jobs_announce(job, (int)previous);
     notify_watchers(job, true);
 }
 
@@ -390,6 +411,7 @@ void jz_jobs_requeue(struct jz_job *job, const char *reason)
     jz_jobs_pending_add(jobs, job->user, +1);
     jz_jobs_persist(job, "state", reason);
     jz_log_info("jobs", "job %lld %s", (long long)job->id, reason);
+    jz_jobs_announce(job, JZ_JOB_RUNNING);
     jz_server_request_commit(jobs->srv);
 }
 
@@ -757,6 +779,7 @@ static void start_job(struct jz_jobs *jobs, struct jz_job *job, struct jz_sched_
      * that would run a second time. */
     jz_jobs_set_state(job, JZ_JOB_RUNNING);
     jz_jobs_set_reason(job, NULL);
+    jz_jobs_gate_started(job);
     job->start_wall_ms = jz_time_now_ms();
     if (job->run == 0) /* a later run waited since its requeue, not since the submission */
         jz_observe_job_started(jobs->srv->metrics, job->tenant,
@@ -770,6 +793,7 @@ static void start_job(struct jz_jobs *jobs, struct jz_job *job, struct jz_sched_
     job->backend[0] = '\0'; /* the node says, when it starts */
     job->start_ms = 0;
     jz_jobs_persist(job, "state", "RUNNING");
+    jz_jobs_announce(job, JZ_JOB_PENDING);
     job->launch_next = NULL;
     *jobs->launch_tail = job;
     jobs->launch_tail = &job->launch_next;
@@ -802,10 +826,24 @@ static json_t *part_env(struct jz_job *job, unsigned part)
     /* One node: its processes meet on loopback, whatever the node's address. */
     const char *master =
         job->nparts == 1 ? "127.0.0.1" : jz_nodes_address(nodes, job->parts[0].node);
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "JAZARI_NODE_RANK", rank,
-                     "JAZARI_NUM_NODES", num, "JAZARI_NODES", list, "MASTER_ADDR", master,
-                     "MASTER_PORT", port,
-                     "WORLD_SIZE", num, "NODE_RANK", rank, "RANK", rank, "GROUP_RANK", rank);
+    json_t *env = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "JAZARI_NODE_RANK",
+                            rank, "JAZARI_NUM_NODES", num, "JAZARI_NODES", list, "MASTER_ADDR",
+                            master, "MASTER_PORT", port, "WORLD_SIZE", num, "NODE_RANK", rank,
+                            "RANK", rank, "GROUP_RANK", rank);
+    if (env && job->array_id) {
+        /* Slurm's names too, so that scripts ported from sbatch --array run as they are. */
+        char aid[24], idx[24], cnt[24];
+        snprintf(aid, sizeof aid, "%lld", (long long)job->array_id);
+        snprintf(idx, sizeof idx, "%lld", (long long)job->array_index);
+        snprintf(cnt, sizeof cnt, "%u", job->array_count);
+        json_object_set_new(env, "JAZARI_ARRAY_ID", json_string(aid));
+        json_object_set_new(env, "JAZARI_ARRAY_INDEX", json_string(idx));
+        json_object_set_new(env, "JAZARI_ARRAY_COUNT", json_string(cnt));
+        json_object_set_new(env, "SLURM_ARRAY_JOB_ID", json_string(aid));
+        json_object_set_new(env, "SLURM_ARRAY_TASK_ID", json_string(idx));
+        json_object_set_new(env, "SLURM_ARRAY_TASK_COUNT", json_string(cnt));
+    }
+    return env;
 }
 
 /* Stages what a remote part needs from jazarid (a checkpoint to resume from, other jobs'
@@ -1054,6 +1092,7 @@ void jz_jobs_flush(struct jz_jobs *jobs)
 
 void jz_jobs_schedule(struct jz_jobs *jobs)
 {
+    jz_jobs_gate_run(jobs);
     flush_dirty(jobs);
     decide(jobs, 0);
 }
@@ -1061,6 +1100,7 @@ void jz_jobs_schedule(struct jz_jobs *jobs)
 static void on_full_pass(evutil_socket_t fd, short what, void *arg)
 {
     struct jz_jobs *jobs = arg;
+    jz_jobs_gate_run(jobs);
     decide(jobs, JZ_SCHED_FULL);
     jz_server_request_commit(jobs->srv);
     struct timeval tv = {.tv_sec = FULL_PASS_S};
@@ -1080,6 +1120,7 @@ void jz_jobs_sched_job(const struct jz_job *job, struct jz_sched_job *sj)
         .time_limit_s = job->time_limit_s,
         .preemptible = job->preemptible,
         .submit_time = jz_json_int(job->request, "submit_epoch", now_s()),
+        .nice = job->nice,
         .model = job->model[0] ? job->model : NULL,
         .min_memory_bytes = job->req.min_memory_bytes,
         .nodes = job->nodes,
@@ -1108,8 +1149,16 @@ json_t *jz_job_record(const struct jz_job *job)
     /* A copy: what the scheduler knows now is shown, never written into the record. */
     json_t *out = jz_job_record_json(job, false);
     struct jz_sched_job_info info;
-    if (job->state == JZ_JOB_PENDING &&
-        jz_sched_job_info(job->jobs->srv->sched, (uint64_t)job->id, &info, NULL) == 0) {
+    json_object_set_new(out, "reason_code", json_null());
+    json_object_set_new(out, "priority", json_null());
+    json_object_set_new(out, "estimated_start", json_null());
+    if (job->state == JZ_JOB_PENDING && job->gated) {
+        char why[400];
+        const char *code = jz_jobs_gate_reason(job, why, sizeof why);
+        json_object_set_new(out, "reason", json_string(why));
+        json_object_set_new(out, "reason_code", json_string(code));
+    } else if (job->state == JZ_JOB_PENDING &&
+               jz_sched_job_info(job->jobs->srv->sched, (uint64_t)job->id, &info, NULL) == 0) {
         const char *why = info.reason_text[0] ? info.reason_text
                           : info.reason == JZ_SCHED_REASON_NEW ? "queued; not yet considered"
                                                                : jz_sched_reason_name(info.reason);
@@ -1125,11 +1174,7 @@ json_t *jz_job_record(const struct jz_job *job)
             char ts[40];
             jz_time_format_iso(info.est_start * 1000, ts, sizeof ts);
             json_object_set_new(out, "estimated_start", json_string(ts));
-        } else {
-            json_object_set_new(out, "estimated_start", json_null());
         }
-    } else {
-        json_object_set_new(out, "estimated_start", json_null());
     }
     return out;
 }
@@ -1169,8 +1214,59 @@ int jz_jobs_cancel(struct jz_jobs *jobs, struct jz_job *job, const char *by,
     return 0;
 }
 
-json_t *jz_jobs_list(struct jz_jobs *jobs, const struct jz_user *user, unsigned state_mask,
-                     const char *user_filter, int64_t after, bool desc, size_t limit)
+json_t *jz_job_record_reduced(const struct jz_job *job, bool hide)
+{
+    json_t *res = json_object_get(job->request, "resources");
+    json_t *rec = json_pack("{s:I, s:O?, s:O?, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:b}", "id",
+                            (json_int_t)job->id, "resources", res, "array",
+                            json_object_get(job->request, "array"), "state",
+                            jz_job_state_name(job->state), "submit_time", json_null(),
+                            "start_time", json_null(), "reason_code", json_null(), "nodes",
+                            json_array(), "user", json_null(), "tenant", json_null(), "reduced",
+                            true);
+    if (!rec)
+        return NULL;
+    json_t *full = jz_job_record(job);
+    static const char *const shown[] = {"submit_time", "start_time", "reason_code", "nodes",
+                                        "plugin", "class", NULL};
+    for (size_t i = 0; shown[i]; i++) {
+        json_t *v = json_object_get(full, shown[i]);
+        if (v)
+            json_object_set(rec, shown[i], v);
+    }
+    if (!hide) {
+        json_object_set_new(rec, "user", json_string(job->user));
+        json_object_set_new(rec, "tenant", json_string(job->tenant));
+        json_object_set(rec, "name", json_object_get(full, "name"));
+    } else {
+        json_object_set_new(rec, "name", json_null());
+        json_object_set_new(rec, "plugin", json_null());
+    }
+    json_decref(full);
+    return rec;
+}
+
+static bool list_match(const struct jz_job *job, const struct jz_jobs_filter *f)
+{
+    if (f->state_mask && !(f->state_mask & (1u << job->state)))
+        return false;
+    if (f->user && strcmp(job->user, f->user) != 0)
+        return false;
+    if (f->tenant && strcmp(job->tenant, f->tenant) != 0)
+        return false;
+    if (f->array && job->array_id != f->array)
+        return false;
+    if ((f->since_ms > 0 || f->until_ms > 0) && !job->end_ms)
+        return false;
+    if (f->since_ms > 0 && job->end_ms < f->since_ms)
+        return false;
+    if (f->until_ms > 0 && job->end_ms >= f->until_ms)
+        return false;
+    return true;
+}
+
+json_t *jz_jobs_list(struct jz_jobs *jobs, const struct jz_user *user,
+                     const struct jz_jobs_filter *f, int64_t after, bool desc, size_t limit)
 {
     json_t *arr = json_array();
     int64_t last = 0;
@@ -1178,21 +1274,35 @@ json_t *jz_jobs_list(struct jz_jobs *jobs, const struct jz_user *user, unsigned 
     int64_t id = desc ? (after > 0 ? after - 1 : jobs->max_id) : after + 1;
     for (; id >= 1 && id <= jobs->max_id && (size_t)id < jobs->cap; id += desc ? -1 : 1) {
         struct jz_job *job = jobs->by_id[id];
-        if (!job || !jz_job_visible_to(job, user))
+        if (!job)
             continue;
-        if (state_mask && !(state_mask & (1u << job->state)))
+        bool own = jz_job_visible_to(job, user);
+        /* Everyone's queue: what waits and runs, never others' finished jobs. */
+        if (!own && !(f->everyone && (job->state == JZ_JOB_PENDING ||
+                                      job->state == JZ_JOB_RUNNING)))
             continue;
-        if (user_filter && strcmp(job->user, user_filter) != 0)
-            continue;
+        bool hide = jobs->srv->cfg.hide_other_tenants && strcmp(job->tenant, user->tenant) != 0;
+        if (!list_match(job, f) || (!own && hide && (f->user || f->tenant)))
+            continue; /* a filter must not tell whose the hidden jobs are */
         if (json_array_size(arr) == limit) {
             more = true;
             break;
         }
-        json_array_append_new(arr, jz_job_record(job));
+        json_array_append_new(arr, own ? jz_job_record(job) : jz_job_record_reduced(job, hide));
         last = id;
     }
     return json_pack("{s:o, s:o}", "jobs", arr, "next_after",
                      more ? json_integer(last) : json_null());
+}
+
+int64_t jz_job_array_id(const struct jz_job *job)
+{
+    return job->array_id;
+}
+
+unsigned jz_job_array_count(const struct jz_job *job)
+{
+    return job->array_id == job->id ? job->array_count : 0;
 }
 
 json_t *jz_jobs_nodes_json(struct jz_jobs *jobs, const char *site)
@@ -1238,8 +1348,11 @@ void jz_jobs_pending_each(struct jz_jobs *jobs, jz_jobs_pending_fn fn, void *arg
     for (int64_t id = 1; id <= jobs->max_id && (size_t)id < jobs->cap; id++) {
         const struct jz_job *job = jobs->by_id[id];
         struct jz_sched_job_info info;
-        if (job && job->state == JZ_JOB_PENDING &&
-            jz_sched_job_info(jobs->srv->sched, (uint64_t)id, &info, NULL) == 0)
+        char why[400];
+        if (job && job->state == JZ_JOB_PENDING && job->gated)
+            fn(arg, job, jz_jobs_gate_reason(job, why, sizeof why));
+        else if (job && job->state == JZ_JOB_PENDING &&
+                 jz_sched_job_info(jobs->srv->sched, (uint64_t)id, &info, NULL) == 0)
             fn(arg, job, jz_sched_reason_name(info.reason));
     }
 }

@@ -62,11 +62,41 @@ void jz_job_log_path(const struct jz_jobs *jobs, const struct jz_job *job, char 
 int jz_jobs_cancel(struct jz_jobs *jobs, struct jz_job *job, const char *by,
                    struct jz_error *err);
 
+/* Which jobs a list shows (GET /v1/jobs). */
+struct jz_jobs_filter {
+    unsigned state_mask;    /* bit 1<<state; 0 = all */
+    const char *user;       /* NULL: any */
+    const char *tenant;     /* NULL: any */
+    int64_t array;          /* 0: any; else only that array's elements */
+    int64_t since_ms;       /* > 0: only jobs that ended at or after */
+    int64_t until_ms;       /* > 0: only jobs that ended before */
+    bool everyone;          /* also other users' pending and running jobs, reduced
+                             * (jz_job_record_reduced) */
+};
+
 /* Lists jobs with id > after in ascending order (descending when desc, ids < after, 0 meaning
- * "from the newest"), at most limit, visible to user, optionally filtered by a state mask
- * (bit 1<<state; 0 = all) and user name. Returns {"jobs": [...], "next_after": id|null}. */
-json_t *jz_jobs_list(struct jz_jobs *jobs, const struct jz_user *user, unsigned state_mask,
-                     const char *user_filter, int64_t after, bool desc, size_t limit);
+ * "from the newest"), at most limit, visible to user (or, with f->everyone, pending or running),
+ * matching f. Returns {"jobs": [...], "next_after": id|null}. */
+json_t *jz_jobs_list(struct jz_jobs *jobs, const struct jz_user *user,
+                     const struct jz_jobs_filter *f, int64_t after, bool desc, size_t limit);
+
+/* Another user's pending or running job as everyone's queue shows it: what and where, not its
+ * parameters; user, tenant and name hidden when hide is true (hide_other_tenants). */
+json_t *jz_job_record_reduced(const struct jz_job *job, bool hide);
+
+/* Holds or releases a pending job; JZ_EBUSY when it is not pending. */
+int jz_jobs_set_hold(struct jz_job *job, bool hold, const char *by, struct jz_error *err);
+
+/* Changes a pending job: body {"name", "time_limit" | "time_limit_s", "nice", "class"}. Users may
+ * lower the time limit only, and set nice >= 0; admins anything in range. On failure *field
+ * names the field (static or the job table's) and err says why: JZ_EBUSY when not pending. */
+int jz_jobs_modify(struct jz_job *job, const struct jz_user *user, const json_t *body,
+                   const char **field, struct jz_error *err);
+
+/* The array whose id (its first element's) this job is, or 0 when it is none. */
+int64_t jz_job_array_id(const struct jz_job *job);
+/* Number of elements of the array led by job (0 when it leads none). */
+unsigned jz_job_array_count(const struct jz_job *job);
 
 /* Places every pending job that fits now and marks it RUNNING. Called by the server before it
  * seals each store batch. The jobs placed since the last call are then taken with

@@ -18,6 +18,21 @@
 
 struct watch;
 
+/* A dependency (jobs_gate.c): the job waits until `job` (every element, when it names an
+ * array) has started (AFTER) or ended (ANY), ended SUCCEEDED (OK) or ended otherwise (NOTOK). */
+enum jz_dep_type { JZ_DEP_AFTER, JZ_DEP_OK, JZ_DEP_NOTOK, JZ_DEP_ANY };
+enum jz_dep_state { JZ_DEP_WAITING, JZ_DEP_SATISFIED, JZ_DEP_NEVER };
+#define JZ_MAX_DEPS 16
+#define JZ_MAX_ARRAY_ELEMENTS 10000
+#define JZ_MAX_ARRAY_INDEX 10000000
+#define JZ_MAX_NICE 1000000 /* JZ_SCHED_MAX_NICE */
+#define JZ_MAX_NOTIFY_URL 2048
+struct jz_job_dep {
+    int64_t job;
+    uint8_t type;  /* enum jz_dep_type */
+    uint8_t state; /* enum jz_dep_state, once known */
+};
+
 /* A GPU of a job's run, as shown (kept after the run ends). */
 struct jz_job_gpu {
     int index;
@@ -103,6 +118,21 @@ struct jz_job {
     struct jz_job *flush_next;
     struct jz_job *run_prev, *run_next; /* the list of RUNNING jobs */
     struct watch *watches;
+    /* What the service itself holds a pending job back for (jobs_gate.c): a user's hold, its
+     * dependencies, its array's throttle. A gated job is not in the scheduler. */
+    bool held;
+    char held_by[JZ_MAX_NAME_LEN + 1];
+    int64_t nice; /* seconds: ordered as if submitted this much later */
+    struct jz_job_dep *deps;
+    unsigned ndeps;
+    /* An array element: its array's id (its first element's), index, size and throttle (0:
+     * none). array_active, on the first element only: elements not gated nor ended. */
+    int64_t array_id, array_index;
+    unsigned array_count, array_throttle, array_active;
+    char *notify_url, *notify_secret; /* the webhook called when it ends; NULL: none */
+    double gpu_seconds;               /* of the runs that ended (charge()) */
+    bool gated;
+    struct jz_job *gate_prev, *gate_next;
 };
 
 struct jz_jobs {
@@ -118,6 +148,8 @@ struct jz_jobs {
     struct jz_sched_decisions decisions;
     struct event *full_timer;
     struct event *purge_timer; /* retention (jobs_retention.c) */
+    struct jz_job *gated_head, *gated_tail; /* gated jobs, by id (jobs_gate.c) */
+    bool gate_dirty; /* a job started or ended: gated jobs may move */
     char field[160];
 };
 
@@ -160,6 +192,29 @@ void jz_job_record_free(struct jz_job *job);
 /* Replaces a string field (NULL clears it). */
 void jz_job_set_str(char **field, const char *value);
 void jz_job_clear_placement(struct jz_job *job);
+
+/* Tells event streams, and the job's webhook when it ended, that its state changed from
+ * previous (-1: it was just submitted) to its state now (events.h). */
+void jz_jobs_announce(struct jz_job *job, int previous);
+
+/* jobs_gate.c */
+/* A pending job not in the scheduler (new, loaded, released, requeued after a restart): hands
+ * it to the scheduler when nothing holds it back, else keeps it gated. A dependency that can
+ * never be met fails it. */
+void jz_jobs_gate_enter(struct jz_job *job);
+/* A job ends (called by jz_jobs_finish): leaves the gate, or frees its place in its array's
+ * throttle; gated jobs are looked at again before the next decision. */
+void jz_jobs_gate_leave(struct jz_job *job);
+/* A job started: jobs that wait for it to start may go. */
+void jz_jobs_gate_started(struct jz_job *job);
+/* Looks at every gated job again when something moved (called before each decision). */
+void jz_jobs_gate_run(struct jz_jobs *jobs);
+/* For a gated job: its reason code ("held", "dependency", "array_throttle") and one sentence. */
+const char *jz_jobs_gate_reason(const struct jz_job *job, char *why, size_t len);
+/* The dependency type's name ("afterok"...) and back (-1 when unknown). */
+const char *jz_dep_type_name(unsigned t);
+int jz_dep_type_parse(const char *s);
+const char *jz_dep_state_name(unsigned s);
 
 /* jobs_recover.c */
 int jz_jobs_load(struct jz_jobs *jobs, struct jz_error *err);

@@ -152,8 +152,11 @@ static int load_job(void *arg, json_t *rec)
     struct jz_error err = {0};
     if (job->state == JZ_JOB_PENDING) {
         jz_jobs_pending_add(jobs, job->user, +1);
-        queue_or_fail(jobs, job);
+        jz_jobs_gate_enter(job); /* in id order: what it depends on is loaded already */
     } else if (job->state == JZ_JOB_RUNNING) {
+        struct jz_job *leader = job->array_id ? jz_jobs_find(jobs, job->array_id) : NULL;
+        if (leader && leader->array_id == leader->id)
+            leader->array_active++; /* in its array's throttle, whatever its run becomes */
         /* Its parts may still run on their nodes' agents: adopt them, and let the nodes' hellos
          * (or their silence) say. A node not known now (the embedded local node, whose workers
          * died with the old jazarid) means the run is over. */

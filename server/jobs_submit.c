@@ -103,6 +103,106 @@ static bool request_could_fit(void *arg, const struct jz_job_request *req, char 
            jz_sched_could_ever_fit(srv->sched, &probe, why, len);
 }
 
+/* --- the researcher's workflow: dependencies, arrays, hold, nice, notify -------------------- */
+
+struct workflow_check {
+    struct jz_jobs *jobs;
+    const struct jz_user *user;
+    const struct jz_job_request *req;
+    const char **field;
+    struct jz_error *err;
+};
+
+/* What the request's workflow fields name must exist: the jobs it depends on (ones the user may
+ * see) and its class. */
+static int check_workflow(struct workflow_check *c)
+{
+    struct jz_jobs *jobs = c->jobs;
+    for (size_t i = 0; i < c->req->ndeps; i++) {
+        const struct jz_job *t = jz_jobs_find(jobs, c->req->deps[i].job);
+        if (!t || !jz_job_visible_to(t, c->user)) {
+            char f[64];
+            snprintf(f, sizeof f, "dependencies[%zu].job", i);
+            return field_error(jobs, c->field, f, c->err, JZ_EINVAL,
+                               "no job %lld that you may see", (long long)c->req->deps[i].job);
+        }
+    }
+    if (c->req->class_name && !jz_sched_class_known(jobs->srv->sched, c->req->class_name))
+        return field_error(jobs, c->field, "class", c->err, JZ_EINVAL,
+                           "unknown class '%.64s'", c->req->class_name);
+    return 0;
+}
+
+/* The workflow fields as the record keeps them (jz_job_record_load reads them back). */
+static void workflow_into_record(const struct jz_job_request *req, const struct jz_user *user,
+                                 json_t *rec)
+{
+    if (req->hold) {
+        json_object_set_new(rec, "held", json_true());
+        json_object_set_new(rec, "held_by", json_string(user->name));
+    }
+    if (req->nice)
+        json_object_set_new(rec, "nice", json_integer(req->nice));
+    json_t *deps = json_array();
+    for (size_t i = 0; i < req->ndeps; i++)
+        json_array_append_new(deps, json_pack("{s:s, s:I, s:s}", "type",
+                                              jz_dep_type_name((unsigned)req->deps[i].type),
+                                              "job", (json_int_t)req->deps[i].job, "state",
+                                              "waiting"));
+    json_object_set_new(rec, "dependencies", deps);
+    if (req->notify_url)
+        json_object_set_new(rec, "notify", json_pack("{s:s, s:s}", "url", req->notify_url,
+                                                     "secret", req->notify_secret));
+}
+
+/* Takes back the jobs first .. first+made-1 (a submission that could not be completed). */
+static void uncreate(struct jz_jobs *jobs, int64_t first, size_t made)
+{
+    for (size_t k = made; k-- > 0;) {
+        struct jz_job *job = jobs->by_id[first + (int64_t)k];
+        jobs->by_id[first + (int64_t)k] = NULL;
+        jobs->counts[job->state]--;
+        jz_jobs_job_free(job);
+    }
+    jobs->max_id = first - 1;
+}
+
+/* Creates the job (or each element of an array: ids first .. first+count-1) from rec, then
+ * records it and hands it to the gate. All or nothing: a submission never leaves part of an
+ * array. */
+static int create_jobs(struct jz_jobs *jobs, const struct jz_job_request *req, json_t *rec,
+                       int64_t first, size_t count, struct jz_error *err)
+{
+    size_t made = 0;
+    for (; made < count; made++) {
+        int64_t id = first + (int64_t)made;
+        json_object_set_new(rec, "id", json_integer(id));
+        if (req->array_indexes)
+            json_object_set_new(
+                rec, "array",
+                json_pack("{s:I, s:I, s:I, s:o}", "id", (json_int_t)first, "index",
+                          (json_int_t)req->array_indexes[made], "count", (json_int_t)count,
+                          "throttle", req->array_throttle
+                                          ? json_integer((json_int_t)req->array_throttle)
+                                          : json_null()));
+        struct jz_job *job = jz_jobs_job_new(jobs, rec);
+        if (!job || jz_jobs_table_put(jobs, job)) {
+            jz_jobs_job_free(job);
+            uncreate(jobs, first, made);
+            return jz_error_set(err, JZ_ENOMEM, "out of memory");
+        }
+    }
+    for (size_t k = 0; k < count; k++) {
+        struct jz_job *job = jobs->by_id[first + (int64_t)k];
+        jz_jobs_pending_add(jobs, job->user, +1);
+        jz_jobs_persist(job, "state", "PENDING");
+        jz_observe_job_submitted(jobs->srv->metrics, job->tenant);
+        jz_jobs_announce(job, -1);
+        jz_jobs_gate_enter(job);
+    }
+    return 0;
+}
+
 int jz_jobs_submit(struct jz_jobs *jobs, const struct jz_user *user, const json_t *body,
                    json_t **job_out, const char **field, struct jz_error *err)
 {
@@ -119,7 +219,8 @@ int jz_jobs_submit(struct jz_jobs *jobs, const struct jz_user *user, const json_
                                      .node_max_gpus = jz_nodes_max_gpus(srv->nodes),
                                      .params_max_bytes = srv->cfg.params_max_bytes,
                                      .could_fit = request_could_fit,
-                                     .fit_arg = &fit};
+                                     .fit_arg = &fit,
+                                     .admin = user->admin};
     struct jz_job_request req;
     if (jz_job_request_parse(body, &env, &req, jobs->field, sizeof jobs->field, err)) {
         *field = jobs->field;
@@ -132,10 +233,12 @@ int jz_jobs_submit(struct jz_jobs *jobs, const struct jz_user *user, const json_
     int64_t cpus = req.cpus, mem = req.memory_mb, tl = req.time_limit_s;
     int64_t gmem = req.gpu_memory_min_mb;
     json_t *norm = req.params; /* ours now */
+    req.params = NULL;
     json_t *inputs = json_object();
     if (resolve_artifact_refs(jobs, user, norm, inputs, field, err)) {
         json_decref(norm);
         json_decref(inputs);
+        jz_job_request_clear(&req);
         return err->code;
     }
     int64_t resume_from = 0;
@@ -161,17 +264,34 @@ int jz_jobs_submit(struct jz_jobs *jobs, const struct jz_user *user, const json_
         if (rc) {
             json_decref(norm);
             json_decref(inputs);
+            jz_job_request_clear(&req);
             return rc;
         }
         resume_from = src->id;
     }
 
-    json_t *pending = json_object_get(jobs->pending_by_user, user->name);
-    if (pending && json_integer_value(pending) >= srv->cfg.max_pending_per_user) {
+    struct workflow_check wc = {jobs, user, &req, field, err};
+    if (check_workflow(&wc)) {
         json_decref(norm);
         json_decref(inputs);
+        jz_job_request_clear(&req);
+        return err->code;
+    }
+    size_t count = req.array_indexes ? req.array_count : 1;
+    json_t *pending = json_object_get(jobs->pending_by_user, user->name);
+    int64_t npending = pending ? json_integer_value(pending) : 0;
+    if (npending + (int64_t)count > srv->cfg.max_pending_per_user) {
+        json_decref(norm);
+        json_decref(inputs);
+        jz_job_request_clear(&req);
+        if (count > 1)
+            return jz_error_set(err, JZ_EAGAIN,
+                                "user '%s' has %lld pending jobs; %zu more would pass the limit "
+                                "of %lld",
+                                user->name, (long long)npending, count,
+                                (long long)srv->cfg.max_pending_per_user);
         return jz_error_set(err, JZ_EAGAIN, "user '%s' already has %lld pending jobs (the limit)",
-                            user->name, (long long)json_integer_value(pending));
+                            user->name, (long long)npending);
     }
 
     int64_t id = jobs->max_id + 1;
@@ -192,6 +312,7 @@ int jz_jobs_submit(struct jz_jobs *jobs, const struct jz_user *user, const json_
         "estimated_start", "requeues", 0);
     if (!rec) {
         json_decref(inputs);
+        jz_job_request_clear(&req);
         return jz_error_set(err, JZ_ENOMEM, "out of memory");
     }
     /* The version chosen ("train@1.2" or the newest) and its bytes: the job runs exactly
@@ -207,26 +328,13 @@ int jz_jobs_submit(struct jz_jobs *jobs, const struct jz_user *user, const json_
     if (json_is_string(jclass))
         json_object_set(rec, "class", jclass);
     json_object_set_new(rec, "submit_epoch", json_integer(now_s()));
-    struct jz_job *job = jz_jobs_job_new(jobs, rec);
-    json_decref(rec); /* the job keeps what it needs, typed */
-    if (!job || jz_jobs_table_put(jobs, job)) {
-        jz_jobs_job_free(job);
-        return jz_error_set(err, JZ_ENOMEM, "out of memory");
-    }
-    struct jz_error serr = {0};
-    if (jz_jobs_sched_submit(jobs, job, &serr)) {
-        /* Refused by the policy (an unknown class): the job never existed. */
-        jobs->by_id[id] = NULL;
-        jobs->counts[job->state]--;
-        jobs->max_id = id - 1;
-        jz_jobs_job_free(job);
-        return field_error(jobs, field, jclass ? "class" : "resources", err, JZ_EINVAL, "%s",
-                           serr.msg);
-    }
-    jz_jobs_pending_add(jobs, job->user, +1);
-    jz_jobs_persist(job, "state", "PENDING");
-    jz_observe_job_submitted(jobs->srv->metrics, job->tenant);
-    *job_out = jz_job_record(job);
+    workflow_into_record(&req, user, rec);
+    int rc = create_jobs(jobs, &req, rec, id, count, err);
+    json_decref(rec); /* the jobs keep what they need, typed */
+    jz_job_request_clear(&req);
+    if (rc)
+        return rc;
+    *job_out = jz_job_record(jz_jobs_find(jobs, id));
     return 0;
 }
 

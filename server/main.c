@@ -18,6 +18,7 @@
 #include "scheduler/sched.h"
 #include "server/auth.h"
 #include "server/config.h"
+#include "server/events.h"
 #include "server/front.h"
 #include "server/http.h"
 #include "server/jobs.h"
@@ -46,6 +47,7 @@ struct jz_batch_waiter {
     uint64_t seq;
     struct jz_deferred_reply *replies;
     struct jz_job *placed;
+    struct jz_events_held *events; /* published once the batch is durable (events.h) */
 };
 
 /* End of a loop iteration's work: decide, seal the batch, and let the writer thread make it
@@ -67,6 +69,7 @@ static void on_commit(evutil_socket_t fd, short what, void *arg)
     w->seq = srv->store->ops->seal(srv->store);
     w->replies = jz_http_take_deferred(srv);
     w->placed = jz_jobs_take_placed(srv->jobs);
+    w->events = jz_events_take_held(srv->events);
     *srv->waiters_tail = w;
     srv->waiters_tail = &w->next;
 }
@@ -93,6 +96,7 @@ static void on_batch_done(void *arg, uint64_t seq, bool ok)
             srv->waiters_tail = &srv->waiters_head;
         jz_http_send_deferred(w->replies, ok);
         jz_jobs_launch(srv->jobs, w->placed, ok);
+        jz_events_publish(srv->events, w->events, ok);
         free(w);
     }
     /* A graceful stop ends once every acknowledged change is durable and answered; a short
@@ -240,8 +244,9 @@ int main(int argc, char **argv)
         jz_auth_open(&srv, &srv.auth, &err) ||
         load_plugins(&srv, &err))
         goto out;
+    /* Events before jobs: what recovery changes is published with the first batch. */
     if (open_scheduler(&srv, &err) || jz_ledger_open(&srv, &srv.ledger, &err) ||
-        jz_jobs_open(&srv, &srv.jobs, &err))
+        jz_events_open(&srv, &srv.events, &err) || jz_jobs_open(&srv, &srv.jobs, &err))
         goto out;
     if (srv.store->ops->sync(srv.store, &err)) /* recovery's changes */
         goto out;
@@ -292,9 +297,13 @@ out:
         struct jz_batch_waiter *w = srv.waiters_head;
         srv.waiters_head = w->next;
         jz_http_drop_deferred(w->replies);
+        jz_events_drop_held(w->events);
         free(w);
     }
     jz_http_drop_deferred(jz_http_take_deferred(&srv));
+    /* After the API (its streams are closed with it) and the store: what was never durable is
+     * never published. */
+    jz_events_close(srv.events);
     if (srv.commit_ev)
         event_free(srv.commit_ev);
     if (srv.sigint_ev)

@@ -53,6 +53,7 @@ struct jz_server_config {
     /* The network front (front.h): TLS and limits on connections and requests. */
     char tls_cert[4096], tls_key[4096]; /* both set: the API and agents are served over TLS */
     bool allow_plain_http;    /* plain HTTP on an address other than loopback */
+    bool hide_other_tenants;  /* everyone's queue shows other tenants' jobs anonymised */
     int64_t max_connections;  /* API connections at once; 0 = from RLIMIT_NOFILE (<= 4096) */
     int64_t idle_timeout_s;   /* an API connection silent this long is closed */
     double rate_per_s;        /* requests per token (or client address); 0 = no limit */
@@ -77,6 +78,7 @@ struct jz_jobs;
 struct jz_nodes;
 struct jz_ledger;
 struct jz_sched;
+struct jz_events;
 
 struct jz_front;
 struct jz_service_metrics;
@@ -95,6 +97,7 @@ struct jz_server {
     struct jz_sched *sched; /* the one source of truth for what runs where and what is free */
     struct jz_nodes *nodes;
     struct jz_ledger *ledger;
+    struct jz_events *events; /* job events and webhooks (events.h) */
     struct jz_service_metrics *metrics; /* /metrics and /healthz (service_metrics.h); NULL
                                            outside jz_http_start .. jz_http_stop */
     json_t *config; /* the parsed configuration file (an object; {} when none) */

@@ -16,6 +16,7 @@
 #include "common/time.h"
 #include "common/version.h"
 #include "server/api.h"
+#include "server/events.h"
 #include "server/http.h"
 #include "server/jobs.h"
 #include "server/metrics.h"
@@ -44,6 +45,10 @@ struct jz_service_metrics {
     /* events */
     struct jz_metric *http_requests, *http_duration, *commit_wait, *sched_pass, *submitted,
         *job_wait, *job_run, *finished, *preemptions;
+    /* job events and webhooks (events.h): counted there, carried over at each scrape */
+    struct jz_metric *job_events, *streams_dropped, *webhook_deliveries, *webhook_attempts,
+        *streams, *webhooks_pending;
+    struct jz_events_stats events_seen; /* what earlier scrapes carried over */
     /* computed at scrape */
     struct jz_metric *build_info, *jobs, *queue, *node_up, *node_gpus, *node_cores,
         *node_cores_free, *node_running, *gpu_job_info, *agents, *deferred;
@@ -125,6 +130,38 @@ static const struct family_def {
      {.type = JZ_METRIC_COUNTER,
       .name = "jazari_preemptions_total",
       .help = "Running jobs told to checkpoint and stop for another job.",
+      .labels = {NULL}}},
+    {F(job_events),
+     {.type = JZ_METRIC_COUNTER,
+      .name = "jazari_job_events_total",
+      .help = "Job state changes published to GET /v1/events.",
+      .labels = {NULL}}},
+    {F(streams),
+     {.type = JZ_METRIC_GAUGE,
+      .name = "jazari_event_streams",
+      .help = "GET /v1/events streams open now.",
+      .labels = {NULL}}},
+    {F(streams_dropped),
+     {.type = JZ_METRIC_COUNTER,
+      .name = "jazari_event_streams_dropped_total",
+      .help = "Event streams ended because their client fell a whole replay ring behind.",
+      .labels = {NULL}}},
+    {F(webhook_deliveries),
+     {.type = JZ_METRIC_COUNTER,
+      .name = "jazari_webhook_deliveries_total",
+      .help = "Job-end webhooks by outcome: delivered (2xx), failed (refused or out of tries), "
+              "dropped (never tried).",
+      .labels = {"outcome"},
+      .max_series = 4}},
+    {F(webhook_attempts),
+     {.type = JZ_METRIC_COUNTER,
+      .name = "jazari_webhook_attempts_total",
+      .help = "Job-end webhook POSTs tried, retries included.",
+      .labels = {NULL}}},
+    {F(webhooks_pending),
+     {.type = JZ_METRIC_GAUGE,
+      .name = "jazari_webhook_deliveries_pending",
+      .help = "Job-end webhooks waiting for their next try or in flight now.",
       .labels = {NULL}}},
     {F(jobs),
      {.type = JZ_METRIC_GAUGE,
@@ -396,6 +433,29 @@ static void clear_scraped(struct jz_service_metrics *sm)
         jz_metric_clear(scraped[i]);
 }
 
+/* The events module counts for itself (it has no registry in unit tests); its counters grow
+ * here by what they grew since the last scrape. */
+static void collect_events(struct jz_server *srv, struct jz_service_metrics *sm)
+{
+    if (!srv->events)
+        return;
+    struct jz_events_stats now, *was = &sm->events_seen;
+    jz_events_stats(srv->events, &now);
+    jz_metric_inc(sm->job_events, NULL, (double)(now.published - was->published));
+    jz_metric_inc(sm->streams_dropped, NULL, (double)(now.streams_dropped - was->streams_dropped));
+    jz_metric_inc(sm->webhook_attempts, NULL,
+                  (double)(now.webhook_attempts - was->webhook_attempts));
+    jz_metric_inc(sm->webhook_deliveries, (const char *const[]){"delivered"},
+                  (double)(now.webhooks_delivered - was->webhooks_delivered));
+    jz_metric_inc(sm->webhook_deliveries, (const char *const[]){"failed"},
+                  (double)(now.webhooks_failed - was->webhooks_failed));
+    jz_metric_inc(sm->webhook_deliveries, (const char *const[]){"dropped"},
+                  (double)(now.webhooks_dropped - was->webhooks_dropped));
+    jz_metric_set(sm->streams, NULL, (double)now.streams);
+    jz_metric_set(sm->webhooks_pending, NULL, (double)now.webhooks_pending);
+    *was = now;
+}
+
 static void collect(struct jz_server *srv, struct jz_service_metrics *sm)
 {
     clear_scraped(sm);
@@ -406,6 +466,7 @@ static void collect(struct jz_server *srv, struct jz_service_metrics *sm)
     jz_jobs_pending_each(srv->jobs, queue_visit, sm);
     collect_nodes(srv, sm);
     jz_metric_set(sm->deferred, NULL, (double)sm->outstanding);
+    collect_events(srv, sm);
 }
 
 static void to_evbuffer(void *arg, const char *data, size_t len)

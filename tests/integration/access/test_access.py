@@ -52,7 +52,12 @@ ROUTES = [
     ("GET", "v1/jobs/*/events", "job"),
     ("GET", "v1/jobs/*/artifacts", "job"),
     ("GET", "v1/jobs/*/artifacts/*", "job"),
+    ("PATCH", "v1/jobs/*", "job"),          # on a pending job (held_job below)
+    ("POST", "v1/jobs/*/hold", "job"),
+    ("POST", "v1/jobs/*/release", "job"),
     ("POST", "v1/jobs/*/cancel", "job"),
+    ("POST", "v1/arrays/*/cancel", "job"),
+    ("GET", "v1/events", "user"),
     ("GET", "v1/nodes", "user"),
     ("POST", "v1/nodes/*/drain", "admin"),
     ("POST", "v1/nodes/*/resume", "admin"),
@@ -506,7 +511,7 @@ def concrete(pattern, job_id):
     for i, s in enumerate(segs):
         if s != "*":
             out.append(s)
-        elif segs[:2] == ["v1", "jobs"] and i == 2:
+        elif segs[:2] in (["v1", "jobs"], ["v1", "arrays"]) and i == 2:
             out.append(str(job_id))
         elif segs[:2] == ["v1", "jobs"]:
             out.append("result.txt")
@@ -561,7 +566,18 @@ def test_matrix(svc):
     running = svc.submit(alice, ["sleep", "120"])
     svc.wait_running(alice, running)
 
+    # Held, and waiting for the running job besides: released, it still waits (a pending job's
+    # routes answer 200 to its owner and the admin every time).
+    st, held = svc.http("POST", "/v1/jobs", {
+        "plugin": "batch", "params": {"argv": ["true"]}, "resources": {"gpus": 0},
+        "array": "0-1", "hold": True, "dependencies": [{"type": "afterany", "job": running}]},
+        alice)
+    assert st == 201, (st, held)
+    pending_routes = ("v1/jobs/*/hold", "v1/jobs/*/release", "v1/arrays/*/cancel")
+
     def job_for(m, p):
+        if p in pending_routes or (m, p) == ("PATCH", "v1/jobs/*"):
+            return held["id"]
         return running if p.endswith("/cancel") else done
 
     # The cancel route goes last: the admin's 200 there ends the running job.
@@ -569,7 +585,7 @@ def test_matrix(svc):
     for m, p, kind in order:
         path = concrete(p, job_for(m, p))
         where = "%s %s" % (m, path)
-        body = {} if m == "POST" else None
+        body = {} if m == "POST" else {"nice": 5} if m == "PATCH" else None
         if kind == "public":
             st, j = svc.http(m, path)
             assert st == 200, (where, st, j)
@@ -614,7 +630,9 @@ def test_matrix(svc):
                 if p == "v1/jobs/*/artifacts/*":
                     assert j.strip() == "result-42", j
         else:
-            st, j = svc.http(m, path, PROBE_BODIES.get((m, p), body), bob)
+            # The event stream never ends: a bad parameter, refused after the token check.
+            probe = path + "?no_such_parameter=1" if p == "v1/events" else path
+            st, j = svc.http(m, probe, PROBE_BODIES.get((m, p), body), bob)
             assert st not in (401, 403) and st < 500, (where, st, j)
     # Bob and carol changed nothing of alice's: the running job was cancelled by the admin.
     st, j = svc.http("GET", "/v1/jobs/%d" % running, token=alice)

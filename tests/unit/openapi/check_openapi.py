@@ -3,10 +3,14 @@
 
 Checks that docs/openapi.json is a structurally valid OpenAPI 3.0 document (the parts this
 project uses), that every route in server/http.c is documented with the same method, path,
-access (public / bearer; user / admin) and handler, that no documented operation lacks a route,
-and that operations taking a JSON body document it (and its 413). Standard library only.
+access (public / bearer; user / admin) and handler, that no documented operation lacks a route
+(unless it is marked "x-jazari-planned": documented ahead of its code), that operations taking a
+JSON body document it (and its 413), and that server/http_query.c's table of accepted query
+parameters has an entry for every route and planned operation, equal to the parameters the
+document gives it (jazarid refuses any other with 400). Standard library only.
 
-usage: check_openapi.py [--source DIR]   (DIR holds server/http.c and docs/openapi.json)
+usage: check_openapi.py [--source DIR]   (DIR holds server/http.c, server/http_query.c and
+                                          docs/openapi.json)
 """
 import argparse
 import json
@@ -24,27 +28,45 @@ ROUTE_RE = re.compile(
     r"\{\s*EVHTTP_REQ_([A-Z]+)\s*,\s*\"([^\"]*)\"\s*,\s*ROUTE_([A-Z]+)\s*,\s*(true|false)\s*,"
     r"\s*([A-Za-z_]\w*)\s*\}")
 
+QUERY_RE = re.compile(
+    r"\{\s*EVHTTP_REQ_([A-Z]+)\s*,\s*\"([^\"]*)\"\s*,\s*\{([^{}]*)\}\s*\}")
+
 
 class Checker:
     def __init__(self):
         self.errors = []
+        self.notes = []
 
     def fail(self, msg):
         self.errors.append(msg)
 
+    def note(self, msg):
+        self.notes.append(msg)
+
 
 # --- the route table ------------------------------------------------------------------------
 
-def read_routes(http_c, chk):
+def read_source(path, chk):
+    """The text of a C file without its comments (but with "/*" inside string literals such as
+    "v1/jobs/*/log"); None when it cannot be read."""
     try:
-        with open(http_c, encoding="utf-8") as f:
+        with open(path, encoding="utf-8") as f:
             text = f.read()
     except OSError as e:
-        chk.fail("cannot read %s: %s" % (http_c, e))
-        return []
-    # Drop comments, but not "/*" inside string literals such as "v1/jobs/*/log".
-    text = re.sub(r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'|/\*.*?\*/|//[^\n]*',
+        chk.fail("cannot read %s: %s" % (path, e))
+        return None
+    return re.sub(r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'|/\*.*?\*/|//[^\n]*',
                   lambda m: m.group(0) if m.group(0)[0] in "\"'" else " ", text, flags=re.S)
+
+
+def pattern_key(pattern):
+    return "/" + "/".join("{}" if s == "*" else s for s in pattern.split("/") if s)
+
+
+def read_routes(http_c, chk):
+    text = read_source(http_c, chk)
+    if text is None:
+        return []
     m = re.search(r"\broutes\s*\[\s*\]\s*=\s*\{(.*?)\n\s*\}\s*;", text, re.S)
     if not m:
         chk.fail("%s: cannot find the 'routes[] = { ... };' table" % http_c)
@@ -54,8 +76,7 @@ def read_routes(http_c, chk):
     for rm in ROUTE_RE.finditer(table):
         method, pattern, access, body, handler = rm.groups()
         routes.append({"method": method.lower(), "pattern": pattern,
-                       "key": "/" + "/".join("{}" if s == "*" else s
-                                             for s in pattern.split("/") if s),
+                       "key": pattern_key(pattern),
                        "access": access.lower(), "takes_body": body == "true",
                        "handler": handler})
     # Every entry that looks like a route must have been understood.
@@ -371,9 +392,95 @@ def check_routes(doc, routes, chk):
         elif "requestBody" in o:
             chk.fail("%s: the document has a requestBody but the route does not read one" % ow)
     for key, (path, o) in sorted(documented.items()):
-        if key not in by_key:
+        if key in by_key and o.get("x-jazari-planned"):
+            chk.note("%s %s is routed now: drop its \"x-jazari-planned\" in docs/openapi.json"
+                     % (key[0].upper(), path))
+        elif key not in by_key and o.get("x-jazari-planned"):
+            chk.note("%s %s is documented ahead of its route (x-jazari-planned)"
+                     % (key[0].upper(), path))
+        elif key not in by_key:
             chk.fail("%s %s is documented in docs/openapi.json but server/http.c routes[] has "
-                     "no such route" % (key[0].upper(), path))
+                     "no such route (mark it \"x-jazari-planned\": true if its code is coming)"
+                     % (key[0].upper(), path))
+
+
+# --- the query parameters each route accepts (server/http_query.c) -------------------------
+
+def read_query_table(query_c, chk):
+    """{(method, key): (pattern, [params])} from http_query.c's query_table[]."""
+    text = read_source(query_c, chk)
+    if text is None:
+        return {}
+    m = re.search(r"\bquery_table\s*\[\s*\]\s*=\s*\{(.*?)\n\s*\}\s*;", text, re.S)
+    if not m:
+        chk.fail("%s: cannot find the 'query_table[] = { ... };' table" % query_c)
+        return {}
+    table = {}
+    entries = len(re.findall(r"\{\s*EVHTTP_REQ_", m.group(1)))
+    found = 0
+    for qm in QUERY_RE.finditer(m.group(1)):
+        found += 1
+        method, pattern, plist = qm.groups()
+        names = re.findall(r'"([^"]*)"', plist)
+        if not re.search(r"\bNULL\s*$", plist.strip()):
+            chk.fail("%s: the entry for %s %s must end its list with NULL"
+                     % (query_c, method, pattern))
+        key = (method.lower(), pattern_key(pattern))
+        if key in table:
+            chk.fail("%s: %s %s has two entries" % (query_c, method, pattern))
+        if len(set(names)) != len(names):
+            chk.fail("%s: %s %s names a parameter twice" % (query_c, method, pattern))
+        table[key] = (pattern, names)
+    if found != entries:
+        chk.fail("%s: query_table[] has %d entries but only %d match the form "
+                 "{EVHTTP_REQ_X, \"pattern\", {\"a\", ..., NULL}}" % (query_c, entries, found))
+    return table
+
+
+def query_params(doc, path, item, o):
+    names = set()
+    for p in list(item.get("parameters", [])) + list(o.get("parameters", [])):
+        p = deref(doc, p)
+        if isinstance(p, dict) and p.get("in") == "query" and isinstance(p.get("name"), str):
+            names.add(p["name"])
+    return names
+
+
+def check_query_table(doc, routes, table, chk):
+    documented = {}
+    for path, item in doc.get("paths", {}).items():
+        if not isinstance(item, dict):
+            continue
+        for m in METHODS:
+            if isinstance(item.get(m), dict):
+                documented[(m, path_key(path))] = (path, item, item[m])
+    routed = {(rt["method"], rt["key"]): rt for rt in routes}
+    wanted = set(routed) | {k for k, (_, _, o) in documented.items()
+                            if o.get("x-jazari-planned")}
+    for key in sorted(wanted):
+        shown = "%s %s" % (key[0].upper(), key[1])
+        if key not in table:
+            chk.fail("server/http_query.c: no entry for %s: add {EVHTTP_REQ_%s, \"%s\", "
+                     "{...the query parameters docs/openapi.json gives it..., NULL}} "
+                     "(without one jazarid accepts any parameter there)"
+                     % (shown, key[0].upper(),
+                        routed[key]["pattern"] if key in routed else key[1].lstrip("/")
+                        .replace("{}", "*")))
+            continue
+        if key not in documented:
+            continue  # check_routes reports it
+        path, item, o = documented[key]
+        spec = query_params(doc, path, item, o)
+        code = set(table[key][1])
+        if spec != code:
+            chk.fail("%s %s: docs/openapi.json documents the query parameters %s but "
+                     "server/http_query.c accepts %s" % (key[0].upper(), path,
+                                                         sorted(spec) or "none",
+                                                         sorted(code) or "none"))
+    for key in sorted(set(table) - wanted):
+        chk.fail("server/http_query.c: the entry for %s %s matches no route of server/http.c "
+                 "and no planned operation of docs/openapi.json" % (key[0].upper(),
+                                                                     table[key][0] or "/"))
 
 
 def main():
@@ -384,6 +491,7 @@ def main():
     args = ap.parse_args()
     spec_path = os.path.join(args.source, "docs", "openapi.json")
     http_c = os.path.join(args.source, "server", "http.c")
+    query_c = os.path.join(args.source, "server", "http_query.c")
     chk = Checker()
     try:
         with open(spec_path, encoding="utf-8") as f:
@@ -395,6 +503,9 @@ def main():
     routes = read_routes(http_c, chk)
     if isinstance(doc, dict) and isinstance(doc.get("paths"), dict):
         check_routes(doc, routes, chk)
+        check_query_table(doc, routes, read_query_table(query_c, chk), chk)
+    for n in chk.notes:
+        print("note: " + n)
     if chk.errors:
         print("FAIL: %s is not in step with %s (%d problem%s):"
               % (spec_path, http_c, len(chk.errors), "" if len(chk.errors) == 1 else "s"))
@@ -402,8 +513,8 @@ def main():
             print("  - " + e)
         return 1
     nops = sum(1 for item in doc["paths"].values() for m in METHODS if m in item)
-    print("ok: %s documents all %d routes of %s (%d paths, %d operations)"
-          % (spec_path, len(routes), http_c, len(doc["paths"]), nops))
+    print("ok: %s documents all %d routes of %s and their query parameters (%d paths, %d "
+          "operations)" % (spec_path, len(routes), http_c, len(doc["paths"]), nops))
     return 0
 
 
