@@ -15,6 +15,7 @@
 #define JZ_CLI_EXIT_OK 0
 #define JZ_CLI_EXIT_FAIL 1  /* server or network error */
 #define JZ_CLI_EXIT_USAGE 2 /* bad command line or configuration */
+#define JZ_CLI_EXIT_JOB_TIMEOUT 152 /* wait: the job hit its time limit (128 + SIGXCPU) */
 
 /* Limits on what the user controls. */
 #define JZ_CLI_MAX_ARGS 4096              /* argv elements of one command line */
@@ -71,6 +72,18 @@ void jz_cli_opt_init(struct jz_cli_optstate *st, int argc, char **argv);
 int jz_cli_opt_next(struct jz_cli_optstate *st, const struct jz_cli_optspec *specs,
                     const char **val, struct jz_error *err);
 
+/* A command's option table, for checks over all of them. */
+struct jz_cli_option_table {
+    const char *command; /* "queue", "admin audit" */
+    const struct jz_cli_optspec *specs;
+};
+/* The tables the parsers use, each NULL-command terminated: cli_args.c's (submit, queue, nodes,
+ * node, admin node token, the common options) and cli_cmds.c's (the rest; `plugin check` has
+ * --worker only and `place` its own parser). A test walks them so that a short flag means one
+ * thing in every command. */
+extern const struct jz_cli_option_table jz_cli_args_option_tables[];
+extern const struct jz_cli_option_table jz_cli_option_tables[];
+
 /* Parses a decimal integer in [min, max]; what names the value in messages. */
 int jz_cli_parse_int(const char *s, int64_t min, int64_t max, const char *what, int64_t *out,
                      struct jz_error *err);
@@ -104,9 +117,15 @@ int jz_cli_submit_build(struct jz_cli *cli, int argc, char **argv, const char *c
 
 /* What `queue` asks for. */
 struct jz_cli_queue_args {
-    bool all;
-    const char *states; /* NULL: PENDING,RUNNING unless all */
+    bool all;           /* --all: everyone's pending and running jobs (scope=all) */
+    const char *states; /* NULL: PENDING,RUNNING; "" (--state all): every state */
     const char *user;
+    const char *tenant;
+    const char *names;  /* --name: a comma list of job names, matched by the client */
+    const char *format; /* --format: a comma list of columns; NULL: the default ones */
+    const char *sort;   /* --sort: a column, '-' first for descending; NULL: the server's order */
+    bool expand;        /* --expand: one row per array element */
+    bool noheader;
     int64_t limit;
 };
 
@@ -117,6 +136,21 @@ int jz_cli_queue_parse(struct jz_cli *cli, int argc, char **argv, struct jz_cli_
  * first page. Values are URL-encoded. */
 int jz_cli_queue_path(const struct jz_cli_queue_args *q, int64_t after, int64_t page_limit,
                       char *buf, size_t len, struct jz_error *err);
+
+/* True when job passes the client-side filters of q (--name). */
+bool jz_cli_queue_match(const struct jz_cli_queue_args *q, const json_t *job);
+
+/* The columns `queue --format` knows, NULL-terminated ("id", "name", "user", ...). */
+extern const char *const jz_cli_queue_columns[];
+/* The `jazari queue` table of a list of jobs (GET /v1/jobs "jobs"), with q's columns, sort,
+ * expansion and header; TIME taken at now_ms. Array elements are one row per array
+ * ("12_[0-9,12%4]", STATE "RUNNING:2,PENDING:8") unless q->expand, then "12_5" each.
+ * NULL when out of memory. The caller frees the table. */
+struct jz_table *jz_cli_queue_table(const json_t *jobs, const struct jz_cli_queue_args *q,
+                                    int64_t now_ms);
+
+/* Colours the STATE column of a queue table, wherever q's format put it. */
+void jz_cli_queue_color(struct jz_table *t, const struct jz_cli_queue_args *q);
 
 /* ---- nodes ------------------------------------------------------------------------------- */
 
@@ -190,7 +224,7 @@ void jz_cli_age_format(const char *iso, int64_t now_ms, char *buf, size_t len);
 void jz_cli_job_gpus(const json_t *job, char *buf, size_t len);
 
 /* The process exit code that mirrors an ended job: SUCCEEDED 0, FAILED exit code N (1 when
- * none or out of range), killed by signal S 128+S, TIMEOUT 124, CANCELLED 130.
+ * none or out of range), killed by signal S 128+S, TIMEOUT 152, CANCELLED 130.
  * Returns -1 while the job has not ended. */
 int jz_cli_job_exit_code(const json_t *job);
 /* True for SUCCEEDED, FAILED, CANCELLED and TIMEOUT. */
@@ -209,6 +243,8 @@ struct jz_table *jz_table_new(size_t ncols, const char *const *headers);
 int jz_table_add(struct jz_table *t, const char *const *cells);
 /* Right-aligns column col (numbers). */
 void jz_table_align_right(struct jz_table *t, size_t col);
+/* Leaves the header out when printing (--noheader). */
+void jz_table_hide_header(struct jz_table *t);
 /* Prints header and rows; the last column is not padded. */
 void jz_table_print(const struct jz_table *t, FILE *out);
 void jz_table_free(struct jz_table *t);
@@ -252,6 +288,38 @@ typedef int (*jz_cli_sink_fn)(const char *data, size_t len, void *ud);
 int jz_cli_http_stream(const struct jz_cli *cli, const char *path, jz_cli_sink_fn sink, void *ud,
                        struct jz_cli_response *r, uint64_t *received, struct jz_error *err);
 
+/* The same, ended by deadline_ms (monotonic, jz_time_mono_ms; < 0: never) with JZ_EIO. */
+int jz_cli_http_stream_until(const struct jz_cli *cli, const char *path, int64_t deadline_ms,
+                             jz_cli_sink_fn sink, void *ud, struct jz_cli_response *r,
+                             uint64_t *received, struct jz_error *err);
+
+/* Server-sent events (text/event-stream) read from a stream in pieces of any size. */
+struct jz_cli_sse {
+    char *buf; /* the current line, growing */
+    size_t len, cap;
+    char event[32]; /* the pending event's type ("" for the default "message") */
+    char id[32];    /* the last id seen (for last_event_id= on a reconnection) */
+    char *data;     /* the pending event's data lines, joined with '\n' */
+    size_t data_len, data_cap;
+};
+/* Called for each complete event; a non-zero return stops jz_cli_sse_feed with that value. */
+typedef int (*jz_cli_sse_fn)(const char *event, const char *data, size_t len, void *ud);
+/* Feeds bytes; events are dispatched at their blank line. Comments (": keep-alive") dispatch
+ * nothing but call fn with event ":" so that the caller sees the stream is alive. Lines longer
+ * than 1 MiB are refused (JZ_ELIMIT). Returns 0, a JZ_E* code or fn's value. */
+int jz_cli_sse_feed(struct jz_cli_sse *p, const char *data, size_t len, jz_cli_sse_fn fn, void *ud);
+void jz_cli_sse_clear(struct jz_cli_sse *p);
+
+/* Colours and progress lines are for people: fd must be a terminal and TERM not "dumb"; for
+ * colours NO_COLOR must also be unset or empty (no-color.org). */
+bool jz_cli_is_tty(int fd);
+bool jz_cli_use_color(int fd);
+/* An SGR colour for a job or node state ("" for none): green running/up, yellow pending, red
+ * failed/timeout/down, ... */
+const char *jz_cli_state_color(const char *state);
+/* Colours column col's cells with jz_cli_state_color when printed. */
+void jz_table_color_states(struct jz_table *t, size_t col);
+
 /* ---- commands ---------------------------------------------------------------------------- */
 
 /* Each command gets argv starting with its own name and returns the process exit code. */
@@ -270,6 +338,25 @@ extern const struct jz_cli_command jz_cli_commands[];
 /* `jazari plugin check FILE.so` (cli_plugin.c), and the plugin view it shares with `plugins`. */
 int jz_cli_plugin(struct jz_cli *cli, int argc, char **argv);
 void jz_cli_plugin_show(const json_t *plugin);
+
+/* The workflow commands (cli_workflow.c): hold, release, modify, history. */
+extern const struct jz_cli_optspec jz_cli_modify_opts[];
+extern const struct jz_cli_optspec jz_cli_history_opts[];
+int jz_cli_cmd_hold(struct jz_cli *cli, int argc, char **argv);
+int jz_cli_cmd_release(struct jz_cli *cli, int argc, char **argv);
+int jz_cli_cmd_modify(struct jz_cli *cli, int argc, char **argv);
+int jz_cli_cmd_history(struct jz_cli *cli, int argc, char **argv);
+/* Builds the PATCH /v1/jobs/ID body of `modify ID [--name N] [--time-limit T] [--nice N]
+ * [--class C]`; *body (new reference) is written on success, also with --help. */
+int jz_cli_modify_build(struct jz_cli *cli, int argc, char **argv, int64_t *id, json_t **body,
+                        struct jz_error *err);
+/* A --since/--until value as epoch seconds: ISO 8601 with a zone, a day (local midnight),
+ * "now", or a duration ago ("7d", "12h", "1-00:00:00"), seen at now_ms. */
+int jz_cli_when_parse(const char *s, int64_t now_ms, int64_t *epoch_s, struct jz_error *err);
+/* The secret that signs --notify webhooks (JAZARI_NOTIFY_SECRET, else a file made on first
+ * use: *created says so, path names it). */
+int jz_cli_notify_secret(char *buf, size_t len, bool *created, char *path, size_t path_len,
+                         struct jz_error *err);
 
 /* Prints "jazari: CMD: message" on stderr. */
 void jz_cli_errorf(const struct jz_cli *cli, const char *fmt, ...)

@@ -8,8 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "common/json.h"
+#include "common/strutil.h"
 #include "common/time.h"
 
 static const struct jz_cli_optspec common_specs[] = {
@@ -51,6 +53,25 @@ static const struct jz_cli_optspec *find_short(const struct jz_cli_optspec *spec
     return NULL;
 }
 
+/* "unknown option '--limt' (did you mean '--limit'?)": the hint only for a near miss. */
+static void unknown_long(const struct jz_cli_optspec *specs, const char *name, size_t n,
+                         struct jz_error *err)
+{
+    char given[65];
+    snprintf(given, sizeof given, "%.*s", (int)(n > 64 ? 64 : n), name);
+    const char *names[64];
+    size_t k = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (const struct jz_cli_optspec *s = pass == 0 ? specs : common_specs;
+             s && s->name && k < sizeof names / sizeof names[0]; s++)
+            names[k++] = s->name;
+    const char *best = jz_str_nearest(given, names, k);
+    if (best)
+        jz_error_set(err, JZ_EINVAL, "unknown option '--%s' (did you mean '--%s'?)", given, best);
+    else
+        jz_error_set(err, JZ_EINVAL, "unknown option '--%s'", given);
+}
+
 int jz_cli_opt_next(struct jz_cli_optstate *st, const struct jz_cli_optspec *specs,
                     const char **val, struct jz_error *err)
 {
@@ -73,7 +94,7 @@ int jz_cli_opt_next(struct jz_cli_optstate *st, const struct jz_cli_optspec *spe
         size_t n = eq ? (size_t)(eq - name) : strlen(name);
         s = find_long(specs, name, n);
         if (!s) {
-            jz_error_set(err, JZ_EINVAL, "unknown option '--%.*s'", (int)(n > 64 ? 64 : n), name);
+            unknown_long(specs, name, n, err);
             return JZ_CLI_OPT_ERROR;
         }
         if (eq)
@@ -168,6 +189,15 @@ enum {
     SUB_NODES,
     SUB_GPUS_PER_NODE,
     SUB_REQUEUE,
+    SUB_ARRAY,
+    SUB_AFTER,
+    SUB_AFTEROK,
+    SUB_AFTERNOTOK,
+    SUB_AFTERANY,
+    SUB_DEPENDENCY,
+    SUB_HOLD,
+    SUB_NICE,
+    SUB_NOTIFY,
 };
 
 static const struct jz_cli_optspec submit_specs[] = {
@@ -178,8 +208,69 @@ static const struct jz_cli_optspec submit_specs[] = {
     {"param", 'P', true, SUB_PARAM},    {"params-json", 0, true, SUB_PARAMS_JSON},
     {"resume", 0, true, SUB_RESUME},    {"class", 0, true, SUB_CLASS},
     {"nodes", 0, true, SUB_NODES},      {"gpus-per-node", 0, true, SUB_GPUS_PER_NODE},
-    {"requeue", 0, false, SUB_REQUEUE}, {NULL, 0, false, 0},
+    {"requeue", 0, false, SUB_REQUEUE}, {"array", 0, true, SUB_ARRAY},
+    {"after", 0, true, SUB_AFTER},      {"afterok", 0, true, SUB_AFTEROK},
+    {"afternotok", 0, true, SUB_AFTERNOTOK}, {"afterany", 0, true, SUB_AFTERANY},
+    {"dependency", 0, true, SUB_DEPENDENCY}, {"hold", 0, false, SUB_HOLD},
+    {"nice", 0, true, SUB_NICE},        {"notify", 0, true, SUB_NOTIFY},
+    {NULL, 0, false, 0},
 };
+
+#define MAX_DEPS 16 /* the server's bound */
+
+/* Appends {type, job} for each id of list ("12", "12,13" or Slurm's "12:13"). */
+static int add_deps(json_t *deps, const char *type, const char *list, struct jz_error *err)
+{
+    const char *p = list;
+    if (!*p)
+        return jz_error_set(err, JZ_EINVAL, "--%s: expected job ids (12, 12,13 or 12:13)", type);
+    while (*p) {
+        char *end;
+        errno = 0;
+        long long id = strtoll(p, &end, 10);
+        if (errno || end == p || id < 1 || (*end && *end != ',' && *end != ':'))
+            return jz_error_set(err, JZ_EINVAL,
+                                "--%s: '%.64s' is not a list of job ids (12, 12,13 or 12:13)",
+                                type, list);
+        if (json_array_size(deps) >= MAX_DEPS)
+            return jz_error_set(err, JZ_ELIMIT, "at most %d dependencies", MAX_DEPS);
+        json_array_append_new(deps, json_pack("{s:s, s:I}", "type", type, "job",
+                                              (json_int_t)id));
+        p = *end ? end + 1 : end;
+    }
+    return 0;
+}
+
+/* Slurm's --dependency: "afterok:12:13,afterany:14" (also '?' between items, which Slurm reads
+ * as "any of": not offered here, so refused). */
+static int add_dependency_spec(json_t *deps, const char *spec, struct jz_error *err)
+{
+    char buf[1024];
+    if (strlen(spec) >= sizeof buf || !*spec)
+        return jz_error_set(err, JZ_EINVAL, "--dependency: expected TYPE:ID[:ID...][,...]");
+    if (strchr(spec, '?'))
+        return jz_error_set(err, JZ_EINVAL,
+                            "--dependency: '?' (any of) is not supported; every dependency "
+                            "must be met");
+    snprintf(buf, sizeof buf, "%s", spec);
+    for (char *save = NULL, *item = strtok_r(buf, ",", &save); item;
+         item = strtok_r(NULL, ",", &save)) {
+        char *colon = strchr(item, ':');
+        if (!colon)
+            return jz_error_set(err, JZ_EINVAL, "--dependency: '%.64s' has no job id", item);
+        *colon = '\0';
+        if (strcmp(item, "after") != 0 && strcmp(item, "afterok") != 0 &&
+            strcmp(item, "afternotok") != 0 && strcmp(item, "afterany") != 0)
+            return jz_error_set(err, JZ_EINVAL,
+                                "--dependency: unknown type '%.32s' (after, afterok, afternotok, "
+                                "afterany)",
+                                item);
+        int rc = add_deps(deps, item, colon + 1, err);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
 
 /* Reads --params-json @FILE, refusing files over the limit. *text is malloc'd. */
 static int read_params_file(const char *path, char **text, size_t *len, struct jz_error *err)
@@ -278,6 +369,7 @@ int jz_cli_submit_build(struct jz_cli *cli, int argc, char **argv, const char *c
         return jz_error_set(err, JZ_ELIMIT, "command line has %d arguments, more than %d", argc,
                             JZ_CLI_MAX_ARGS);
     json_t *b = json_object(), *params = json_object(), *res = json_object(), *cmd = NULL;
+    json_t *deps = json_array();
     const char *plugin = NULL;
     int64_t gpus = -1, nodes = -1, per_node = -1; /* -1: not given */
     int rc = 0;
@@ -385,6 +477,36 @@ int jz_cli_submit_build(struct jz_cli *cli, int argc, char **argv, const char *c
         case SUB_PARAMS_JSON:
             rc = merge_params_json(params, val, err);
             break;
+        case SUB_ARRAY: /* checked by the server, which names the field */
+            json_object_set_new(b, "array", json_string(val));
+            break;
+        case SUB_AFTER:
+        case SUB_AFTEROK:
+        case SUB_AFTERNOTOK:
+        case SUB_AFTERANY: {
+            static const char *const types[] = {"after", "afterok", "afternotok", "afterany"};
+            rc = add_deps(deps, types[id - SUB_AFTER], val, err);
+            break;
+        }
+        case SUB_DEPENDENCY:
+            rc = add_dependency_spec(deps, val, err);
+            break;
+        case SUB_HOLD:
+            json_object_set_new(b, "hold", json_true());
+            break;
+        case SUB_NICE: {
+            int64_t nice;
+            if (!(rc = jz_cli_parse_int(val, -1000000, 1000000, "--nice", &nice, err)))
+                json_object_set_new(b, "nice", json_integer(nice));
+            break;
+        }
+        case SUB_NOTIFY: /* the secret is the caller's to add (jz_cli_notify_secret) */
+            if (strncmp(val, "http://", 7) != 0 && strncmp(val, "https://", 8) != 0) {
+                rc = jz_error_set(err, JZ_EINVAL, "--notify: expected an http:// or https:// URL");
+                break;
+            }
+            json_object_set_new(b, "notify", json_pack("{s:s}", "url", val));
+            break;
         default:
             break;
         }
@@ -396,9 +518,14 @@ int jz_cli_submit_build(struct jz_cli *cli, int argc, char **argv, const char *c
         json_decref(params);
         json_decref(res);
         json_decref(cmd);
+        json_decref(deps);
         *body = NULL;
         return 0;
     }
+    if (json_array_size(deps))
+        json_object_set(b, "dependencies", deps);
+    json_decref(deps);
+    deps = NULL;
     if (cmd) {
         if (json_array_size(cmd) == 0) {
             rc = jz_error_set(err, JZ_EINVAL, "no command after '--'");
@@ -431,17 +558,68 @@ fail:
     json_decref(params);
     json_decref(res);
     json_decref(cmd);
+    json_decref(deps);
     return rc ? rc : JZ_EINVAL;
 }
 
 /* ---- queue ------------------------------------------------------------------------------- */
 
-enum { Q_ALL = 1, Q_STATE, Q_USER, Q_LIMIT };
-
-static const struct jz_cli_optspec queue_specs[] = {
-    {"all", 'a', false, Q_ALL},    {"state", 's', true, Q_STATE}, {"user", 'u', true, Q_USER},
-    {"limit", 'n', true, Q_LIMIT}, {NULL, 0, false, 0},
+enum {
+    Q_ALL = 1,
+    Q_STATE,
+    Q_USER,
+    Q_LIMIT,
+    Q_NAME,
+    Q_TENANT,
+    Q_FORMAT,
+    Q_NOHEADER,
+    Q_SORT,
+    Q_EXPAND,
 };
+
+/* Short forms follow squeue where they do not clash with another command's (-n is a job's
+ * name everywhere, as in squeue and submit; squeue's -o is fetch's output file here, and its -S
+ * (sort) is history's --since, as in sacct). */
+static const struct jz_cli_optspec queue_specs[] = {
+    {"all", 'a', false, Q_ALL},         {"state", 's', true, Q_STATE},
+    {"user", 'u', true, Q_USER},        {"tenant", 0, true, Q_TENANT},
+    {"name", 'n', true, Q_NAME},        {"limit", 0, true, Q_LIMIT},
+    {"format", 'O', true, Q_FORMAT},    {"noheader", 0, false, Q_NOHEADER},
+    {"sort", 0, true, Q_SORT},          {"expand", 'r', false, Q_EXPAND},
+    {NULL, 0, false, 0},
+};
+
+/* Checks a --format list or a --sort column against jz_cli_queue_columns. */
+static int columns_ok(const char *opt, const char *list, bool one, struct jz_error *err)
+{
+    const char *p = list;
+    int n = 0;
+    if (one && (*p == '-' || *p == '+'))
+        p++;
+    if (!*p)
+        return jz_error_set(err, JZ_EINVAL, "%s: empty", opt);
+    while (*p) {
+        size_t k = strcspn(p, ",");
+        bool known = false;
+        for (size_t c = 0; jz_cli_queue_columns[c]; c++)
+            if (strlen(jz_cli_queue_columns[c]) == k &&
+                strncasecmp(jz_cli_queue_columns[c], p, k) == 0)
+                known = true;
+        if (!known || (one && p[k] == ',') || ++n > 32) {
+            char cols[256];
+            size_t off = 0;
+            for (size_t c = 0; jz_cli_queue_columns[c] && off < sizeof cols; c++)
+                off += (size_t)snprintf(cols + off, sizeof cols - off, "%s%s", c ? "," : "",
+                                        jz_cli_queue_columns[c]);
+            return jz_error_set(err, JZ_EINVAL, "%s: unknown column '%.*s' (columns: %s)", opt,
+                                (int)(k > 32 ? 32 : k), p, cols);
+        }
+        p += k;
+        if (*p == ',' && !*++p)
+            return jz_error_set(err, JZ_EINVAL, "%s: empty column after ','", opt);
+    }
+    return 0;
+}
 
 static bool state_list_ok(const char *s)
 {
@@ -466,7 +644,7 @@ static bool state_list_ok(const char *s)
 int jz_cli_queue_parse(struct jz_cli *cli, int argc, char **argv, struct jz_cli_queue_args *out,
                        struct jz_error *err)
 {
-    struct jz_cli_queue_args q = {.all = false, .states = NULL, .user = NULL, .limit = 1000};
+    struct jz_cli_queue_args q = {.limit = 1000};
     struct jz_cli_optstate st;
     jz_cli_opt_init(&st, argc, argv);
     for (;;) {
@@ -482,32 +660,58 @@ int jz_cli_queue_parse(struct jz_cli *cli, int argc, char **argv, struct jz_cli_
             jz_cli_common_option(cli, id, val);
             continue;
         }
+        int rc = 0;
         switch (id) {
         case Q_ALL:
             q.all = true;
             break;
         case Q_STATE:
+            if (strcasecmp(val, "all") == 0) {
+                q.states = "";
+                break;
+            }
             if (!state_list_ok(val))
                 return jz_error_set(err, JZ_EINVAL,
-                                    "--state: expected a list of PENDING, RUNNING, SUCCEEDED, "
-                                    "FAILED, CANCELLED, TIMEOUT; got '%.64s'",
+                                    "--state: expected 'all' or a list of PENDING, RUNNING, "
+                                    "SUCCEEDED, FAILED, CANCELLED, TIMEOUT; got '%.64s'",
                                     val);
             q.states = val;
             break;
         case Q_USER:
+        case Q_TENANT:
             if (!*val || strlen(val) > 256)
-                return jz_error_set(err, JZ_EINVAL, "--user: expected a user name");
-            q.user = val;
+                return jz_error_set(err, JZ_EINVAL, "--%s: expected a %s name",
+                                    id == Q_USER ? "user" : "tenant",
+                                    id == Q_USER ? "user" : "tenant");
+            *(id == Q_USER ? &q.user : &q.tenant) = val;
             break;
-        case Q_LIMIT: {
-            int rc = jz_cli_parse_int(val, 1, JZ_CLI_MAX_QUEUE_LIMIT, "--limit", &q.limit, err);
-            if (rc)
-                return rc;
+        case Q_NAME:
+            if (!*val || strlen(val) > 4096)
+                return jz_error_set(err, JZ_EINVAL, "--name: expected job names, comma-separated");
+            q.names = val;
             break;
-        }
+        case Q_LIMIT:
+            rc = jz_cli_parse_int(val, 1, JZ_CLI_MAX_QUEUE_LIMIT, "--limit", &q.limit, err);
+            break;
+        case Q_FORMAT:
+            rc = columns_ok("--format", val, false, err);
+            q.format = val;
+            break;
+        case Q_SORT:
+            rc = columns_ok("--sort", val, true, err);
+            q.sort = val;
+            break;
+        case Q_NOHEADER:
+            q.noheader = true;
+            break;
+        case Q_EXPAND:
+            q.expand = true;
+            break;
         default:
             break;
         }
+        if (rc)
+            return rc;
     }
     *out = q;
     return 0;
@@ -556,9 +760,11 @@ int jz_cli_queue_path(const struct jz_cli_queue_args *q, int64_t after, int64_t 
     if (w < 0 || (size_t)w >= len)
         return jz_error_set(err, JZ_ERANGE, "request path too long");
     size_t n = (size_t)w;
-    const char *states = q->states ? q->states : (q->all ? NULL : "PENDING,RUNNING");
+    /* scope=all lists only pending and running jobs: asking for them is harmless, and keeps
+     * an older server (without scope) from listing every state. */
+    const char *states = q->states ? q->states : "PENDING,RUNNING";
     bool ok = true;
-    if (states) {
+    if (*states) {
         ok = ok && append_raw(buf, len, &n, "&state=");
         ok = ok && append_encoded(buf, len, &n, states, true, true);
     }
@@ -566,6 +772,12 @@ int jz_cli_queue_path(const struct jz_cli_queue_args *q, int64_t after, int64_t 
         ok = ok && append_raw(buf, len, &n, "&user=");
         ok = ok && append_encoded(buf, len, &n, q->user, false, true);
     }
+    if (q->tenant) {
+        ok = ok && append_raw(buf, len, &n, "&tenant=");
+        ok = ok && append_encoded(buf, len, &n, q->tenant, false, true);
+    }
+    if (q->all)
+        ok = ok && append_raw(buf, len, &n, "&scope=all");
     if (ok && after >= 0) {
         w = snprintf(buf + n, len - n, "&after=%lld", (long long)after);
         ok = w > 0 && (size_t)w < len - n;
@@ -587,17 +799,18 @@ static int check_site(const char *val, struct jz_error *err)
     return 0;
 }
 
+enum { N_SITE = 1 };
+static const struct jz_cli_optspec nodes_specs[] = {{"site", 0, true, N_SITE}, {NULL, 0, false, 0}};
+
 int jz_cli_nodes_parse(struct jz_cli *cli, int argc, char **argv, const char **site,
                        struct jz_error *err)
 {
-    enum { N_SITE = 1 };
-    static const struct jz_cli_optspec specs[] = {{"site", 0, true, N_SITE}, {NULL, 0, false, 0}};
     const char *s = NULL;
     struct jz_cli_optstate st;
     jz_cli_opt_init(&st, argc, argv);
     for (;;) {
         const char *val;
-        int id = jz_cli_opt_next(&st, specs, &val, err);
+        int id = jz_cli_opt_next(&st, nodes_specs, &val, err);
         if (id == JZ_CLI_OPT_END)
             break;
         if (id == JZ_CLI_OPT_ERROR)
@@ -632,12 +845,13 @@ int jz_cli_nodes_path(const char *site, char *buf, size_t len, struct jz_error *
     return 0;
 }
 
+enum { N_REASON = 1 };
+static const struct jz_cli_optspec node_specs[] = {{"reason", 0, true, N_REASON},
+                                                   {NULL, 0, false, 0}};
+
 int jz_cli_node_parse(struct jz_cli *cli, int argc, char **argv, struct jz_cli_node_args *out,
                       struct jz_error *err)
 {
-    enum { N_REASON = 1 };
-    static const struct jz_cli_optspec specs[] = {{"reason", 0, true, N_REASON},
-                                                  {NULL, 0, false, 0}};
     struct jz_cli_node_args a = {0};
     const char *verb = argc > 0 ? argv[0] : "";
     if (strcmp(verb, "drain") == 0)
@@ -654,7 +868,7 @@ int jz_cli_node_parse(struct jz_cli *cli, int argc, char **argv, struct jz_cli_n
     jz_cli_opt_init(&st, argc, argv);
     for (;;) {
         const char *val;
-        int id = jz_cli_opt_next(&st, specs, &val, err);
+        int id = jz_cli_opt_next(&st, node_specs, &val, err);
         if (id == JZ_CLI_OPT_END)
             break;
         if (id == JZ_CLI_OPT_ERROR)
@@ -740,19 +954,20 @@ int jz_cli_node_request(const struct jz_cli_node_args *a, const char **method, c
     return 0;
 }
 
+enum { T_SITE = 1, T_TTL };
+static const struct jz_cli_optspec node_token_specs[] = {
+    {"site", 0, true, T_SITE}, {"ttl", 0, true, T_TTL}, {NULL, 0, false, 0}};
+
 int jz_cli_node_token_build(struct jz_cli *cli, int argc, char **argv, json_t **body,
                             struct jz_error *err)
 {
-    enum { T_SITE = 1, T_TTL };
-    static const struct jz_cli_optspec specs[] = {
-        {"site", 0, true, T_SITE}, {"ttl", 0, true, T_TTL}, {NULL, 0, false, 0}};
     const char *site = NULL;
     int64_t ttl = -1;
     struct jz_cli_optstate st;
     jz_cli_opt_init(&st, argc, argv);
     for (;;) {
         const char *val;
-        int id = jz_cli_opt_next(&st, specs, &val, err);
+        int id = jz_cli_opt_next(&st, node_token_specs, &val, err);
         if (id == JZ_CLI_OPT_END)
             break;
         if (id == JZ_CLI_OPT_ERROR)
@@ -792,3 +1007,10 @@ int jz_cli_node_token_build(struct jz_cli *cli, int argc, char **argv, json_t **
     *body = b;
     return 0;
 }
+
+const struct jz_cli_option_table jz_cli_args_option_tables[] = {
+    {"submit", submit_specs},  {"queue", queue_specs},
+    {"nodes", nodes_specs},    {"node", node_specs},
+    {"admin node token", node_token_specs}, {"(common)", common_specs},
+    {NULL, NULL},
+};

@@ -234,6 +234,20 @@ static int cmd_submit(struct jz_cli *cli, int argc, char **argv)
         return usage_error(cli, err.msg);
     if (cli->help)
         return print_usage(cli);
+    json_t *notify = json_object_get(body, "notify");
+    if (notify) {
+        char secret[300], path[3100];
+        bool created;
+        if (jz_cli_notify_secret(secret, sizeof secret, &created, path, sizeof path, &err)) {
+            json_decref(body);
+            jz_cli_errorf(cli, "%s", err.msg);
+            return JZ_CLI_EXIT_USAGE;
+        }
+        if (created)
+            fprintf(stderr, "jazari: the webhook is signed with the secret in %s "
+                            "(X-Jazari-Signature-256: sha256=HMAC of the body)\n", path);
+        json_object_set_new(notify, "secret", json_string(secret));
+    }
     int rc = resolve(cli);
     if (rc) {
         json_decref(body);
@@ -289,7 +303,7 @@ static int cmd_queue(struct jz_cli *cli, int argc, char **argv)
         json_t *j;
         json_array_foreach(jobs, i, j)
         {
-            if ((int64_t)json_array_size(all) < q.limit)
+            if ((int64_t)json_array_size(all) < q.limit && jz_cli_queue_match(&q, j))
                 json_array_append(all, j);
         }
         json_t *na = json_object_get(r.json, "next_after");
@@ -310,38 +324,14 @@ static int cmd_queue(struct jz_cli *cli, int argc, char **argv)
         json_decref(o);
         goto out;
     }
-    static const char *const hdr[] = {"ID",    "NAME", "USER", "PLUGIN",
-                                      "STATE", "GPUS", "TIME", "REASON"};
-    struct jz_table *t = jz_table_new(8, hdr);
+    struct jz_table *t = jz_cli_queue_table(all, &q, jz_time_now_ms());
     if (!t) {
+        jz_cli_errorf(cli, "out of memory");
         rc = JZ_CLI_EXIT_FAIL;
         goto out;
     }
-    jz_table_align_right(t, 0);
-    jz_table_align_right(t, 5);
-    size_t i;
-    json_t *j;
-    json_array_foreach(all, i, j)
-    {
-        char id[24], gpus[24], tm[32];
-        snprintf(id, sizeof id, "%lld", (long long)jz_json_int(j, "id", 0));
-        jz_cli_job_gpus(j, gpus, sizeof gpus);
-        const char *state = jz_json_str(j, "state", "?");
-        if (strcmp(state, "PENDING") == 0)
-            jz_strlcpy(tm, "-", sizeof tm);
-        else
-            elapsed(jz_json_str(j, "start_time", NULL), jz_json_str(j, "end_time", NULL), tm,
-                    sizeof tm);
-        const char *cells[] = {id,
-                               jz_json_str(j, "name", NULL),
-                               jz_json_str(j, "user", NULL),
-                               jz_json_str(j, "plugin", NULL),
-                               state,
-                               gpus,
-                               tm,
-                               jz_json_str(j, "reason", NULL)};
-        jz_table_add(t, cells);
-    }
+    if (jz_cli_use_color(STDOUT_FILENO))
+        jz_cli_queue_color(t, &q);
     jz_table_print(t, stdout);
     jz_table_free(t);
 out:
@@ -681,6 +671,61 @@ static int cmd_fetch(struct jz_cli *cli, int argc, char **argv)
 
 /* ---- cancel ------------------------------------------------------------------------------ */
 
+/* What one argument of cancel names: a job ("42"), an array element as queue --expand shows it
+ * ("12_5": array 12, index 5), or a whole array ("12_*" or "12_[*]"). */
+struct cancel_target {
+    int64_t id;    /* the job, or the array */
+    int64_t index; /* an element's index; -1: the job itself, -2: the whole array */
+};
+
+static int parse_cancel_target(const struct jz_cli *cli, const char *s, struct cancel_target *t)
+{
+    const char *us = strchr(s, '_');
+    if (!us) {
+        t->index = -1;
+        return parse_job_id(cli, s, &t->id);
+    }
+    char head[32];
+    struct jz_error err = {0};
+    snprintf(head, sizeof head, "%.*s", (int)(us - s < 31 ? us - s : 31), s);
+    if (jz_cli_parse_int(head, 1, INT64_MAX, "array id", &t->id, &err) != 0)
+        return usage_error(cli, err.msg);
+    if (strcmp(us + 1, "*") == 0 || strcmp(us + 1, "[*]") == 0) {
+        t->index = -2;
+        return 0;
+    }
+    if (jz_cli_parse_int(us + 1, 0, 10000000, "array index", &t->index, &err) != 0)
+        return usage_error(cli, "expected ID, ARRAY_INDEX (12_5) or ARRAY_* (12_*)");
+    return 0;
+}
+
+/* The id of element index of array aid, from the array's list; 0 when there is none. */
+static int64_t array_element(struct jz_cli *cli, int64_t aid, int64_t index)
+{
+    char path[96];
+    snprintf(path, sizeof path, "/v1/jobs?array=%lld&limit=1000", (long long)aid);
+    for (;;) {
+        struct jz_cli_response r;
+        if (request(cli, "GET", path, NULL, &r))
+            return 0;
+        size_t i;
+        json_t *j;
+        int64_t found = 0;
+        json_array_foreach(json_object_get(r.json, "jobs"), i, j)
+        {
+            if (jz_json_int(json_object_get(j, "array"), "index", -1) == index)
+                found = jz_json_int(j, "id", 0);
+        }
+        json_t *next = json_object_get(r.json, "next_after");
+        int64_t after = json_is_integer(next) ? json_integer_value(next) : 0;
+        jz_cli_response_clear(&r);
+        if (found || after <= 0)
+            return found;
+        snprintf(path, sizeof path, "/v1/jobs?array=%lld&limit=1000&after=%lld", (long long)aid,
+                 (long long)after);
+    }
+}
+
 static int cmd_cancel(struct jz_cli *cli, int argc, char **argv)
 {
     const char *pos[JZ_CLI_MAX_ARGS];
@@ -689,12 +734,12 @@ static int cmd_cancel(struct jz_cli *cli, int argc, char **argv)
         return rc;
     if (cli->help)
         return print_usage(cli);
-    int64_t *ids = calloc((size_t)n, sizeof *ids);
+    struct cancel_target *ids = calloc((size_t)n, sizeof *ids);
     if (!ids)
         return JZ_CLI_EXIT_FAIL;
     /* Check every id before cancelling any, so a typo does not leave half the work done. */
     for (int i = 0; i < n; i++)
-        if ((rc = parse_job_id(cli, pos[i], &ids[i]))) {
+        if ((rc = parse_cancel_target(cli, pos[i], &ids[i]))) {
             free(ids);
             return rc;
         }
@@ -704,9 +749,22 @@ static int cmd_cancel(struct jz_cli *cli, int argc, char **argv)
     }
     int conflicts = 0, failures = 0;
     for (int i = 0; i < n; i++) {
-        char path[64], what[64];
-        snprintf(path, sizeof path, "/v1/jobs/%lld/cancel", (long long)ids[i]);
-        snprintf(what, sizeof what, "job %lld: ", (long long)ids[i]);
+        char path[96], what[64];
+        struct cancel_target *t = &ids[i];
+        if (t->index >= 0) {
+            int64_t e = array_element(cli, t->id, t->index);
+            if (!e) {
+                jz_cli_errorf(cli, "array %lld has no element %lld that you may see",
+                              (long long)t->id, (long long)t->index);
+                failures++;
+                continue;
+            }
+            t->id = e;
+        }
+        bool array = t->index == -2;
+        snprintf(path, sizeof path, array ? "/v1/arrays/%lld/cancel" : "/v1/jobs/%lld/cancel",
+                 (long long)t->id);
+        snprintf(what, sizeof what, "%s %lld: ", array ? "array" : "job", (long long)t->id);
         struct jz_cli_response r;
         struct jz_error err = {0};
         if (jz_cli_http(cli, "POST", path, NULL, &r, &err) != 0) {
@@ -720,8 +778,12 @@ static int cmd_cancel(struct jz_cli *cli, int argc, char **argv)
         if (r.status >= 200 && r.status < 300) {
             if (cli->json)
                 print_raw(&r);
+            else if (array)
+                printf("cancelled %zu jobs of array %lld (%zu had already ended)\n",
+                       json_array_size(json_object_get(r.json, "cancelled")), (long long)t->id,
+                       json_array_size(json_object_get(r.json, "already_ended")));
             else
-                printf("cancelled job %lld\n", (long long)ids[i]);
+                printf("cancelled job %lld\n", (long long)t->id);
         } else {
             report_status(cli, &r, what);
             if (r.status == 409)
@@ -784,11 +846,102 @@ static int job_ended(const struct jz_cli *cli, int64_t id, json_t **job)
     return rc;
 }
 
+/* `logs --json`: the log as JSON lines, {"job": ID, "offset": BYTE, "line": TEXT}, offset
+ * being where the line starts in the log (to read on from it with the REST API). The log
+ * has no times of its own: the server stores the job's bytes as they came. */
+#define LOG_JSON_MAX_LINE (1u << 20) /* a longer line is cut into pieces of this size */
+
+struct log_lines {
+    int64_t job;
+    uint64_t offset; /* of buf[0] in the log */
+    char *buf;
+    size_t len, cap;
+};
+
+/* Appends the UTF-8 sequence at p (n bytes left) to out, or U+FFFD for a byte that does not
+ * start one; returns the bytes used. */
+static size_t utf8_copy(const unsigned char *p, size_t n, char *out, size_t *o)
+{
+    size_t k = p[0] < 0x80 ? 1 : (p[0] & 0xe0) == 0xc0 ? 2 : (p[0] & 0xf0) == 0xe0 ? 3
+                                 : (p[0] & 0xf8) == 0xf0 ? 4 : 0;
+    bool ok = k > 0 && k <= n && !(k == 2 && p[0] < 0xc2) && !(k == 4 && p[0] > 0xf4);
+    for (size_t i = 1; ok && i < k; i++)
+        ok = (p[i] & 0xc0) == 0x80;
+    if (ok && k == 3)
+        ok = !(p[0] == 0xe0 && p[1] < 0xa0) && !(p[0] == 0xed && p[1] >= 0xa0);
+    if (ok && k == 4)
+        ok = !(p[0] == 0xf0 && p[1] < 0x90) && !(p[0] == 0xf4 && p[1] >= 0x90);
+    if (!ok) {
+        memcpy(out + *o, "\xef\xbf\xbd", 3);
+        *o += 3;
+        return 1;
+    }
+    memcpy(out + *o, p, k);
+    *o += k;
+    return k;
+}
+
+static int log_line_emit(struct log_lines *l, size_t n)
+{
+    size_t end = n && l->buf[n - 1] == '\n' ? n - 1 : n;
+    char *text = malloc(end * 3 + 1);
+    if (!text)
+        return JZ_ENOMEM;
+    size_t o = 0;
+    for (size_t i = 0; i < end;)
+        i += utf8_copy((const unsigned char *)l->buf + i, end - i, text, &o);
+    json_t *j = json_object();
+    json_object_set_new(j, "job", json_integer(l->job));
+    json_object_set_new(j, "offset", json_integer((json_int_t)l->offset));
+    json_object_set_new(j, "line", json_stringn_nocheck(text, o));
+    free(text);
+    int rc = json_dumpf(j, stdout, JSON_COMPACT) == 0 && fputc('\n', stdout) != EOF ? 0 : JZ_EIO;
+    json_decref(j);
+    memmove(l->buf, l->buf + n, l->len - n);
+    l->len -= n;
+    l->offset += n;
+    return rc;
+}
+
+static int write_json_lines(const char *data, size_t len, void *ud)
+{
+    struct log_lines *l = ud;
+    for (size_t i = 0; i < len; i++) {
+        if (l->len == l->cap) {
+            size_t cap = l->cap ? l->cap * 2 : 4096;
+            char *b = realloc(l->buf, cap);
+            if (!b)
+                return JZ_ENOMEM;
+            l->buf = b;
+            l->cap = cap;
+        }
+        l->buf[l->len++] = data[i];
+        if (data[i] == '\n' || l->len >= LOG_JSON_MAX_LINE) {
+            int rc = log_line_emit(l, l->len);
+            if (rc)
+                return rc;
+        }
+    }
+    return fflush(stdout) == 0 ? 0 : JZ_EIO;
+}
+
+/* The last line, when the log does not end with a newline. */
+static int log_lines_end(struct log_lines *l)
+{
+    int rc = l->len ? log_line_emit(l, l->len) : 0;
+    free(l->buf);
+    l->buf = NULL;
+    return rc;
+}
+
 #define FOLLOW_MAX_FAILS 30 /* consecutive failed reconnects (about 30 s) before giving up */
 
+static const struct jz_cli_optspec logs_opts[] = {
+    {"follow", 'f', false, 1},
+    {NULL, 0, false, 0},
+};
 static int cmd_logs(struct jz_cli *cli, int argc, char **argv)
 {
-    static const struct jz_cli_optspec specs[] = {{"follow", 'f', false, 1}, {NULL, 0, false, 0}};
     struct jz_cli_optstate st;
     struct jz_error err = {0};
     const char *idarg = NULL;
@@ -796,7 +949,7 @@ static int cmd_logs(struct jz_cli *cli, int argc, char **argv)
     jz_cli_opt_init(&st, argc, argv);
     for (;;) {
         const char *val;
-        int id = jz_cli_opt_next(&st, specs, &val, &err);
+        int id = jz_cli_opt_next(&st, logs_opts, &val, &err);
         if (id == JZ_CLI_OPT_END)
             break;
         if (id == JZ_CLI_OPT_ERROR)
@@ -823,6 +976,8 @@ static int cmd_logs(struct jz_cli *cli, int argc, char **argv)
         return rc;
     uint64_t offset = 0;
     int fails = 0;
+    struct log_lines lines = {.job = id};
+    jz_cli_sink_fn sink = cli->json ? write_json_lines : write_stdout;
     /* Plain reads return at most one server-sized slice each: repeat them until one is empty.
      * With -f, stream; when a stream ends before the job did, reconnect from the offset
      * already printed; once the job has ended, plain reads pick up whatever remained. */
@@ -833,28 +988,31 @@ static int cmd_logs(struct jz_cli *cli, int argc, char **argv)
                  (unsigned long long)offset, plain ? "" : "&follow=1");
         struct jz_cli_response r;
         uint64_t got = 0;
-        rc = jz_cli_http_stream(cli, path, write_stdout, NULL, &r, &got, &err);
+        rc = jz_cli_http_stream(cli, path, sink, &lines, &r, &got, &err);
         offset += got;
         long status = r.status;
         if (rc == JZ_ECANCELED) {
             jz_cli_response_clear(&r);
             jz_cli_errorf(cli, "%s", err.msg);
+            free(lines.buf);
             return JZ_CLI_EXIT_FAIL;
         }
         if (status >= 300 && !(follow && transient_status(status))) {
             report_status(cli, &r, NULL);
             jz_cli_response_clear(&r);
+            free(lines.buf);
             return JZ_CLI_EXIT_FAIL;
         }
         jz_cli_response_clear(&r);
         bool ok = rc == 0 && status < 300;
         if (!follow && !ok) {
             jz_cli_errorf(cli, "%s", err.msg);
+            free(lines.buf);
             return JZ_CLI_EXIT_FAIL;
         }
         if (plain && ok) {
             if (got == 0)
-                return JZ_CLI_EXIT_OK;
+                return log_lines_end(&lines) == 0 ? JZ_CLI_EXIT_OK : JZ_CLI_EXIT_FAIL;
             continue;
         }
         fails = got > 0 ? 0 : fails + 1;
@@ -864,12 +1022,15 @@ static int cmd_logs(struct jz_cli *cli, int argc, char **argv)
             else
                 jz_cli_errorf(cli, "the log stream keeps ending before the job does (HTTP %ld)",
                               status);
+            free(lines.buf);
             return JZ_CLI_EXIT_FAIL;
         }
         if (!plain) {
             int ended = job_ended(cli, id, NULL);
-            if (ended == JZ_EPERM)
+            if (ended == JZ_EPERM) {
+                free(lines.buf);
                 return JZ_CLI_EXIT_FAIL;
+            }
             if (ended == 1) {
                 plain = true;
                 continue;
@@ -883,10 +1044,141 @@ static int cmd_logs(struct jz_cli *cli, int argc, char **argv)
 /* ---- wait -------------------------------------------------------------------------------- */
 
 #define WAIT_MAX_FAILS 20
+#define JZ_CLI_EXIT_WAIT_TIMEOUT 124 /* wait --timeout passed first, as timeout(1) */
 
+struct waiter {
+    struct jz_cli *cli;
+    int64_t id;
+    bool tty;              /* a progress line on stderr */
+    bool shown;            /* the line is on screen */
+    json_t *job;           /* the last record read */
+    int fails;             /* consecutive failed reads */
+    bool fatal;            /* a 4xx was reported: give up */
+    int64_t last_read_ms;  /* monotonic */
+    bool opened;           /* this connection's stream has sent something */
+    struct jz_cli_sse sse; /* the events stream's parser */
+};
+
+/* Rewrites the progress line: "job 12 RUNNING 5m3s 42% epoch 3/10" (a terminal only). */
+static void wait_show(struct waiter *w, const char *state_override)
+{
+    if (!w->tty || !w->job)
+        return;
+    const json_t *j = w->job;
+    const char *state = state_override ? state_override : jz_json_str(j, "state", "?");
+    char line[512], clean[512], tm[32] = "";
+    size_t off = (size_t)snprintf(line, sizeof line, "job %lld %s", (long long)w->id, state);
+    if (strcmp(state, "PENDING") == 0) {
+        const char *reason = jz_json_str(j, "reason", NULL);
+        if (reason)
+            snprintf(line + off, sizeof line - off, " (%s)", reason);
+    } else {
+        elapsed(jz_json_str(j, "start_time", NULL), NULL, tm, sizeof tm);
+        off += (size_t)snprintf(line + off, sizeof line - off, " %s", tm);
+        json_t *p = json_object_get(j, "progress");
+        if (off < sizeof line && json_is_number(json_object_get(p, "fraction")))
+            off += (size_t)snprintf(line + off, sizeof line - off, " %.0f%%",
+                                    jz_json_num(p, "fraction", 0) * 100.0);
+        if (off < sizeof line && jz_json_str(p, "message", NULL))
+            snprintf(line + off, sizeof line - off, " %s", jz_json_str(p, "message", ""));
+    }
+    jz_cli_sanitize(line, clean, sizeof clean);
+    /* One line, updated in place; cut to 79 columns so that it never wraps. */
+    fprintf(stderr, "\r\033[K%.79s", clean);
+    fflush(stderr);
+    w->shown = true;
+}
+
+static void wait_clear(struct waiter *w)
+{
+    if (w->shown)
+        fputs("\r\033[K", stderr);
+    w->shown = false;
+}
+
+/* Reads the job: 1 ended, 0 not yet, JZ_EIO could not tell (network or 502-504), JZ_EPERM a
+ * 4xx that was reported (the wait is over). */
+static int wait_read(struct waiter *w)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/v1/jobs/%lld", (long long)w->id);
+    struct jz_cli_response r;
+    struct jz_error err = {0};
+    int rc = jz_cli_http(w->cli, "GET", path, NULL, &r, &err);
+    w->last_read_ms = jz_time_mono_ms();
+    if (rc == 0 && r.status >= 200 && r.status < 300 && r.json) {
+        w->fails = 0;
+        json_decref(w->job);
+        w->job = json_incref(r.json);
+        jz_cli_response_clear(&r);
+        return jz_cli_job_exit_code(w->job) >= 0 ? 1 : 0;
+    }
+    if (rc == 0 && !transient_status(r.status)) {
+        wait_clear(w);
+        report_status(w->cli, &r, NULL);
+        jz_cli_response_clear(&r);
+        w->fatal = true;
+        return JZ_EPERM;
+    }
+    if (++w->fails >= WAIT_MAX_FAILS) {
+        wait_clear(w);
+        if (rc)
+            jz_cli_errorf(w->cli, "%s", err.msg);
+        else
+            report_status(w->cli, &r, NULL);
+        w->fatal = true;
+    }
+    jz_cli_response_clear(&r);
+    return JZ_EIO;
+}
+
+#define WAIT_STOP 1 /* an event's handler ends the stream: the job ended, or must be re-read */
+
+/* One event of GET /v1/events?job=ID. A state change to an end state stops the stream (the
+ * record, with its exit code and signal, is then read); so does a "reset" (events were lost:
+ * re-read). The stream's first bytes (jazarid opens it with a comment) re-read the job: it may
+ * have ended between the first read and the stream's start, and a stream without a last id
+ * replays nothing. Keep-alive comments re-read it now and then to refresh the progress line. */
+static int wait_event(const char *event, const char *data, size_t len, void *ud)
+{
+    struct waiter *w = ud;
+    if (strcmp(event, "reset") == 0)
+        return WAIT_STOP;
+    if (strcmp(event, ":") == 0 || strcmp(event, "job") == 0) {
+        json_t *e = strcmp(event, "job") == 0 ? jz_json_parse(data, len, 16, NULL) : NULL;
+        const char *state = jz_json_str(e, "state", NULL);
+        bool final = jz_cli_state_is_final(state);
+        if (!final && e && jz_json_int(e, "job", w->id) == w->id && state)
+            wait_show(w, state);
+        json_decref(e);
+        if (final)
+            return WAIT_STOP;
+        bool first = !w->opened;
+        w->opened = true;
+        if (first || jz_time_mono_ms() - w->last_read_ms >= (w->tty ? 1000 : 10000)) {
+            int ended = wait_read(w);
+            if (ended == 1 || w->fatal)
+                return WAIT_STOP;
+            wait_show(w, NULL);
+        }
+    }
+    return 0;
+}
+
+static int wait_sink(const char *data, size_t len, void *ud)
+{
+    struct waiter *w = ud;
+    int rc = jz_cli_sse_feed(&w->sse, data, len, wait_event, w);
+    return rc == WAIT_STOP ? JZ_ECANCELED : rc;
+}
+
+static const struct jz_cli_optspec wait_opts[] = {
+    {"timeout", 0, true, 1},
+    {NULL, 0, false, 0},
+};
 static int cmd_wait(struct jz_cli *cli, int argc, char **argv)
 {
-    static const struct jz_cli_optspec specs[] = {{"timeout", 't', true, 1}, {NULL, 0, false, 0}};
+    /* No -t: submit's -t is the time limit, and a short flag means one thing everywhere. */
     struct jz_cli_optstate st;
     struct jz_error err = {0};
     const char *idarg = NULL;
@@ -894,7 +1186,7 @@ static int cmd_wait(struct jz_cli *cli, int argc, char **argv)
     jz_cli_opt_init(&st, argc, argv);
     for (;;) {
         const char *val;
-        int id = jz_cli_opt_next(&st, specs, &val, &err);
+        int id = jz_cli_opt_next(&st, wait_opts, &val, &err);
         if (id == JZ_CLI_OPT_END)
             break;
         if (id == JZ_CLI_OPT_ERROR)
@@ -924,54 +1216,94 @@ static int cmd_wait(struct jz_cli *cli, int argc, char **argv)
     int rc;
     if ((rc = parse_job_id(cli, idarg, &id)) || (rc = resolve(cli)))
         return rc;
-    char path[64];
-    snprintf(path, sizeof path, "/v1/jobs/%lld", (long long)id);
+    struct waiter w = {.cli = cli, .id = id, .tty = !cli->json && jz_cli_is_tty(STDERR_FILENO)};
     int64_t deadline = timeout_s > 0 ? jz_time_mono_ms() + timeout_s * 1000 : INT64_MAX;
     int64_t delay = 50;
-    int fails = 0;
+    bool polling = false; /* the server has no /v1/events (404): read the job now and then */
+    int stream_fails = 0;
     for (;;) {
-        struct jz_cli_response r;
-        err = (struct jz_error){0};
-        rc = jz_cli_http(cli, "GET", path, NULL, &r, &err);
-        if (rc == 0 && r.status >= 200 && r.status < 300 && r.json) {
-            fails = 0;
-            int code = jz_cli_job_exit_code(r.json);
-            if (code >= 0) {
-                if (cli->json) {
-                    print_raw(&r);
-                } else {
-                    const char *reason = jz_json_str(r.json, "reason", NULL);
-                    char clean[300], state[64];
-                    jz_cli_sanitize(reason ? reason : "", clean, sizeof clean);
-                    jz_cli_sanitize(jz_json_str(r.json, "state", "?"), state, sizeof state);
-                    printf("job %lld %s%s%s%s\n", (long long)id, state, reason ? " (" : "", clean,
-                           reason ? ")" : "");
-                }
-                jz_cli_response_clear(&r);
-                return code;
-            }
-        } else if (rc == 0 && !transient_status(r.status)) {
-            report_status(cli, &r, NULL);
-            jz_cli_response_clear(&r);
-            return JZ_CLI_EXIT_FAIL;
-        } else if (++fails >= WAIT_MAX_FAILS) {
-            if (rc)
-                jz_cli_errorf(cli, "%s", err.msg);
-            else
-                report_status(cli, &r, NULL);
-            jz_cli_response_clear(&r);
-            return JZ_CLI_EXIT_FAIL;
+        int ended = wait_read(&w);
+        if (ended == 1)
+            break;
+        if (w.fatal) {
+            rc = JZ_CLI_EXIT_FAIL;
+            goto out;
         }
-        jz_cli_response_clear(&r);
+        if (ended == 0)
+            wait_show(&w, NULL);
         int64_t now = jz_time_mono_ms();
-        if (now >= deadline) {
-            /* Exit 2, not 124: 124 already means the job itself hit its time limit. */
-            jz_cli_errorf(cli, "timed out");
-            return JZ_CLI_EXIT_USAGE;
+        if (now >= deadline)
+            goto timed_out;
+        if (!polling && ended == 0) {
+            char path[128];
+            int n = snprintf(path, sizeof path, "/v1/events?job=%lld", (long long)id);
+            if (w.sse.id[0])
+                snprintf(path + n, sizeof path - (size_t)n, "&last_event_id=%s", w.sse.id);
+            struct jz_cli_response r;
+            uint64_t got = 0;
+            w.opened = false;
+            rc = jz_cli_http_stream_until(cli, path, deadline == INT64_MAX ? -1 : deadline,
+                                          wait_sink, &w, &r, &got, &err);
+            long status = r.status;
+            jz_cli_response_clear(&r);
+            free(w.sse.buf); /* a new connection starts a new line */
+            w.sse.buf = NULL;
+            w.sse.len = w.sse.cap = 0;
+            if (w.fatal) {
+                rc = JZ_CLI_EXIT_FAIL;
+                goto out;
+            }
+            if (status == 404) {
+                polling = true; /* an older server */
+            } else if (status >= 400 && !transient_status(status) && status != 0) {
+                wait_clear(&w);
+                jz_cli_errorf(cli, "events: HTTP %ld", status);
+                rc = JZ_CLI_EXIT_FAIL;
+                goto out;
+            } else if (rc == JZ_ECANCELED || got > 0) {
+                stream_fails = 0;
+                continue; /* stopped by an event, or the stream ended: read the job again */
+            } else if (++stream_fails >= WAIT_MAX_FAILS) {
+                wait_clear(&w);
+                jz_cli_errorf(cli, "%s", rc ? err.msg : "the events stream keeps ending");
+                rc = JZ_CLI_EXIT_FAIL;
+                goto out;
+            }
+            now = jz_time_mono_ms();
+            if (now >= deadline)
+                goto timed_out;
+            if (!polling) {
+                sleep_ms(stream_fails <= 1 ? 100 : 1000);
+                continue;
+            }
         }
+        now = jz_time_mono_ms();
         sleep_ms(delay < deadline - now ? delay : deadline - now);
         delay = delay * 2 > 1000 ? 1000 : delay * 2;
     }
+    wait_clear(&w);
+    rc = jz_cli_job_exit_code(w.job);
+    if (cli->json) {
+        print_json(w.job);
+    } else {
+        const char *reason = jz_json_str(w.job, "reason", NULL);
+        char clean[300], state[64];
+        jz_cli_sanitize(reason ? reason : "", clean, sizeof clean);
+        jz_cli_sanitize(jz_json_str(w.job, "state", "?"), state, sizeof state);
+        printf("job %lld %s%s%s%s\n", (long long)id, state, reason ? " (" : "", clean,
+               reason ? ")" : "");
+    }
+    goto out;
+timed_out:
+    wait_clear(&w);
+    /* 124, as timeout(1): a job that hit its own time limit exits 152 instead. */
+    jz_cli_errorf(cli, "timed out after %lld s; job %lld is still %s", (long long)timeout_s,
+                  (long long)id, w.job ? jz_json_str(w.job, "state", "?") : "unknown");
+    rc = JZ_CLI_EXIT_WAIT_TIMEOUT;
+out:
+    json_decref(w.job);
+    jz_cli_sse_clear(&w.sse);
+    return rc;
 }
 
 /* ---- nodes, plugins, whoami -------------------------------------------------------------- */
@@ -1002,6 +1334,8 @@ static int cmd_nodes(struct jz_cli *cli, int argc, char **argv)
         jz_cli_errorf(cli, "out of memory");
         return JZ_CLI_EXIT_FAIL;
     }
+    if (jz_cli_use_color(STDOUT_FILENO))
+        jz_table_color_states(t, 2);
     jz_table_print(t, stdout);
     jz_table_free(t);
     return 0;
@@ -1297,6 +1631,9 @@ static int cmd_whoami(struct jz_cli *cli, int argc, char **argv)
 
 /* ---- admin ------------------------------------------------------------------------------- */
 
+/* Option ids of the admin subcommands and `token` (indexes into parse_opts' vals). */
+enum { AO_TENANT = 1, AO_ROLE, AO_UNIX, AO_EXPIRES, AO_USER, AO_SINCE, AO_LIMIT, AO_NOTE };
+
 #define MAX_WHEN_ARG 64 /* bytes of --expires and --since (the server's bound) */
 
 /* Parses a subcommand's options (specs; each value lands in vals[id], ids 1..15) and up to
@@ -1377,10 +1714,9 @@ static int print_new_token(const struct jz_cli *cli, const struct jz_cli_respons
         const char *expires = jz_json_str(r->json, "expires", NULL);
         jz_cli_time_local(expires, when, sizeof when);
         int64_t revoked = jz_json_int(r->json, "revoked", 0);
-        snprintf(line, sizeof line, "Token %s for %s; %s%s%s.", id,
+        snprintf(line, sizeof line, "Token %s for %s; %s%s.", id,
                  jz_json_str(r->json, "user", jz_json_str(r->json, "name", "?")),
-                 expires ? "it expires " : "it does not expire", expires ? when : "",
-                 expires ? " (local time)" : "");
+                 expires ? "it expires " : "it does not expire", expires ? when : "");
         jz_cli_sanitize(line, cline, sizeof cline);
         fprintf(stderr, "%s", cline);
         if (revoked)
@@ -1392,35 +1728,36 @@ static int print_new_token(const struct jz_cli *cli, const struct jz_cli_respons
 }
 
 /* "admin user add NAME --tenant T [--role R] [--unix-user ACCOUNT] [--expires WHEN]". */
+static const struct jz_cli_optspec admin_user_add_opts[] = {
+    {"tenant", 0, true, AO_TENANT},
+    {"role", 0, true, AO_ROLE},
+    {"unix-user", 0, true, AO_UNIX},
+    {"expires", 0, true, AO_EXPIRES},
+    {NULL, 0, false, 0},
+};
 static int admin_user_add(struct jz_cli *cli, int argc, char **argv)
 {
-    enum { O_TENANT = 1, O_ROLE, O_UNIX, O_EXPIRES };
-    static const struct jz_cli_optspec specs[] = {{"tenant", 0, true, O_TENANT},
-                                                  {"role", 0, true, O_ROLE},
-                                                  {"unix-user", 0, true, O_UNIX},
-                                                  {"expires", 0, true, O_EXPIRES},
-                                                  {NULL, 0, false, 0}};
     const char *vals[16] = {0}, *pos[1];
     int npos, rc;
-    if ((rc = parse_opts(cli, argc, argv, specs, vals, pos, 1, &npos)))
+    if ((rc = parse_opts(cli, argc, argv, admin_user_add_opts, vals, pos, 1, &npos)))
         return rc;
     if (cli->help)
         return print_usage(cli);
-    const char *role = vals[O_ROLE] ? vals[O_ROLE] : "user";
+    const char *role = vals[AO_ROLE] ? vals[AO_ROLE] : "user";
     if (strcmp(role, "user") != 0 && strcmp(role, "admin") != 0)
         return usage_error(cli, "--role: expected 'user' or 'admin'");
     if (npos < 1 || !*pos[0])
         return usage_error(cli, "missing user name");
-    if (!vals[O_TENANT] || !*vals[O_TENANT])
+    if (!vals[AO_TENANT] || !*vals[AO_TENANT])
         return usage_error(cli, "missing --tenant");
-    if (!when_ok(cli, "--expires", vals[O_EXPIRES], &rc) || (rc = resolve(cli)))
+    if (!when_ok(cli, "--expires", vals[AO_EXPIRES], &rc) || (rc = resolve(cli)))
         return rc;
-    json_t *body = json_pack("{s:s,s:s,s:s}", "name", pos[0], "tenant", vals[O_TENANT], "role",
+    json_t *body = json_pack("{s:s,s:s,s:s}", "name", pos[0], "tenant", vals[AO_TENANT], "role",
                              role);
-    if (vals[O_UNIX] && *vals[O_UNIX])
-        json_object_set_new(body, "unix_user", json_string(vals[O_UNIX]));
-    if (vals[O_EXPIRES])
-        json_object_set_new(body, "expires", json_string(vals[O_EXPIRES]));
+    if (vals[AO_UNIX] && *vals[AO_UNIX])
+        json_object_set_new(body, "unix_user", json_string(vals[AO_UNIX]));
+    if (vals[AO_EXPIRES])
+        json_object_set_new(body, "expires", json_string(vals[AO_EXPIRES]));
     struct jz_cli_response r;
     rc = request(cli, "POST", "/v1/admin/users", body, &r);
     json_decref(body);
@@ -1463,25 +1800,26 @@ static int admin_user_list(struct jz_cli *cli, int argc, char **argv)
 }
 
 /* "admin user set NAME --unix-user ACCOUNT" ("" clears it). */
+static const struct jz_cli_optspec admin_user_set_opts[] = {
+    {"unix-user", 0, true, AO_UNIX},
+    {NULL, 0, false, 0},
+};
 static int admin_user_set(struct jz_cli *cli, int argc, char **argv)
 {
-    enum { O_UNIX = 1 };
-    static const struct jz_cli_optspec specs[] = {{"unix-user", 0, true, O_UNIX},
-                                                  {NULL, 0, false, 0}};
     const char *vals[16] = {0}, *pos[1];
     int npos, rc;
-    if ((rc = parse_opts(cli, argc, argv, specs, vals, pos, 1, &npos)))
+    if ((rc = parse_opts(cli, argc, argv, admin_user_set_opts, vals, pos, 1, &npos)))
         return rc;
     if (cli->help)
         return print_usage(cli);
     if (npos < 1 || !segment_ok(pos[0]))
         return usage_error(cli, "expected a user name (A-Z a-z 0-9 . _ -)");
-    if (!vals[O_UNIX])
+    if (!vals[AO_UNIX])
         return usage_error(cli, "nothing to set: give --unix-user ACCOUNT ('' clears it)");
     if ((rc = resolve(cli)))
         return rc;
     json_t *body = json_pack("{s:o}", "unix_user",
-                             *vals[O_UNIX] ? json_string(vals[O_UNIX]) : json_null());
+                             *vals[AO_UNIX] ? json_string(vals[AO_UNIX]) : json_null());
     char path[256];
     snprintf(path, sizeof path, "/v1/admin/users/%s", pos[0]);
     struct jz_cli_response r;
@@ -1532,24 +1870,25 @@ static int admin_user_rm(struct jz_cli *cli, int argc, char **argv)
 }
 
 /* "admin token list [--user U]". */
+static const struct jz_cli_optspec admin_token_list_opts[] = {
+    {"user", 'u', true, AO_USER},
+    {NULL, 0, false, 0},
+};
 static int admin_token_list(struct jz_cli *cli, int argc, char **argv)
 {
-    enum { O_USER = 1 };
-    static const struct jz_cli_optspec specs[] = {{"user", 'u', true, O_USER},
-                                                  {NULL, 0, false, 0}};
     const char *vals[16] = {0}, *pos[1];
     int npos, rc;
-    if ((rc = parse_opts(cli, argc, argv, specs, vals, pos, 0, &npos)))
+    if ((rc = parse_opts(cli, argc, argv, admin_token_list_opts, vals, pos, 0, &npos)))
         return rc;
     if (cli->help)
         return print_usage(cli);
-    if (vals[O_USER] && !segment_ok(vals[O_USER]))
+    if (vals[AO_USER] && !segment_ok(vals[AO_USER]))
         return usage_error(cli, "--user: expected a user name (A-Z a-z 0-9 . _ -)");
     if ((rc = resolve(cli)))
         return rc;
     char path[256] = "/v1/admin/tokens";
-    if (vals[O_USER])
-        snprintf(path, sizeof path, "/v1/admin/tokens?user=%s", vals[O_USER]);
+    if (vals[AO_USER])
+        snprintf(path, sizeof path, "/v1/admin/tokens?user=%s", vals[AO_USER]);
     struct jz_cli_response r;
     if ((rc = request(cli, "GET", path, NULL, &r)))
         return rc;
@@ -1592,23 +1931,24 @@ static int admin_token_list(struct jz_cli *cli, int argc, char **argv)
 }
 
 /* "admin token add|rotate --user U [--expires WHEN]": the new token alone on stdout. */
+static const struct jz_cli_optspec admin_token_new_opts[] = {
+    {"user", 'u', true, AO_USER},
+    {"expires", 0, true, AO_EXPIRES},
+    {NULL, 0, false, 0},
+};
 static int admin_token_new(struct jz_cli *cli, int argc, char **argv, const char *path)
 {
-    enum { O_USER = 1, O_EXPIRES };
-    static const struct jz_cli_optspec specs[] = {{"user", 'u', true, O_USER},
-                                                  {"expires", 0, true, O_EXPIRES},
-                                                  {NULL, 0, false, 0}};
     const char *vals[16] = {0}, *pos[1];
     int npos, rc;
-    if ((rc = parse_opts(cli, argc, argv, specs, vals, pos, 0, &npos)))
+    if ((rc = parse_opts(cli, argc, argv, admin_token_new_opts, vals, pos, 0, &npos)))
         return rc;
     if (cli->help)
         return print_usage(cli);
-    if (!vals[O_USER] || !*vals[O_USER])
+    if (!vals[AO_USER] || !*vals[AO_USER])
         return usage_error(cli, "missing --user");
-    if (!when_ok(cli, "--expires", vals[O_EXPIRES], &rc) || (rc = resolve(cli)))
+    if (!when_ok(cli, "--expires", vals[AO_EXPIRES], &rc) || (rc = resolve(cli)))
         return rc;
-    json_t *body = json_pack("{s:s, s:s?}", "user", vals[O_USER], "expires", vals[O_EXPIRES]);
+    json_t *body = json_pack("{s:s, s:s?}", "user", vals[AO_USER], "expires", vals[AO_EXPIRES]);
     struct jz_cli_response r;
     rc = request(cli, "POST", path, body, &r);
     json_decref(body);
@@ -1668,29 +2008,30 @@ static void query_encode(const char *s, char *buf, size_t len)
 }
 
 /* "admin audit [--since WHEN] [--limit N]": TIME WHO ACTION TARGET FROM DETAIL, oldest first. */
+static const struct jz_cli_optspec admin_audit_opts[] = {
+    {"since", 0, true, AO_SINCE},
+    {"limit", 0, true, AO_LIMIT}, /* no -n: that is a job's name */
+    {NULL, 0, false, 0},
+};
 static int admin_audit(struct jz_cli *cli, int argc, char **argv)
 {
-    enum { O_SINCE = 1, O_LIMIT };
-    static const struct jz_cli_optspec specs[] = {{"since", 0, true, O_SINCE},
-                                                  {"limit", 'n', true, O_LIMIT},
-                                                  {NULL, 0, false, 0}};
     const char *vals[16] = {0}, *pos[1];
     int npos, rc;
-    if ((rc = parse_opts(cli, argc, argv, specs, vals, pos, 0, &npos)))
+    if ((rc = parse_opts(cli, argc, argv, admin_audit_opts, vals, pos, 0, &npos)))
         return rc;
     if (cli->help)
         return print_usage(cli);
     int64_t limit = 100;
     struct jz_error err = {0};
-    if (vals[O_LIMIT] && jz_cli_parse_int(vals[O_LIMIT], 1, 1000, "--limit", &limit, &err))
+    if (vals[AO_LIMIT] && jz_cli_parse_int(vals[AO_LIMIT], 1, 1000, "--limit", &limit, &err))
         return usage_error(cli, err.msg);
-    if (!when_ok(cli, "--since", vals[O_SINCE], &rc) || (rc = resolve(cli)))
+    if (!when_ok(cli, "--since", vals[AO_SINCE], &rc) || (rc = resolve(cli)))
         return rc;
     char path[512];
     snprintf(path, sizeof path, "/v1/admin/audit?limit=%lld", (long long)limit);
-    if (vals[O_SINCE]) {
+    if (vals[AO_SINCE]) {
         jz_strlcpy(path + strlen(path), "&since=", sizeof path - strlen(path));
-        query_encode(vals[O_SINCE], path, sizeof path);
+        query_encode(vals[AO_SINCE], path, sizeof path);
     }
     struct jz_cli_response r;
     if ((rc = request(cli, "GET", path, NULL, &r)))
@@ -1732,10 +2073,12 @@ static int admin_audit(struct jz_cli *cli, int argc, char **argv)
 }
 
 /* "admin credit add TENANT GPU_HOURS [--note TEXT]": a negative amount corrects a grant. */
+static const struct jz_cli_optspec admin_credit_add_opts[] = {
+    {"note", 0, true, AO_NOTE},
+    {NULL, 0, false, 0},
+};
 static int admin_credit_add(struct jz_cli *cli, int argc, char **argv)
 {
-    enum { O_NOTE = 1 };
-    static const struct jz_cli_optspec specs[] = {{"note", 0, true, O_NOTE}, {NULL, 0, false, 0}};
     struct jz_cli_optstate st;
     struct jz_error err = {0};
     const char *pos[2] = {NULL, NULL}, *note = NULL;
@@ -1743,7 +2086,7 @@ static int admin_credit_add(struct jz_cli *cli, int argc, char **argv)
     jz_cli_opt_init(&st, argc, argv);
     for (;;) {
         const char *val;
-        int id = jz_cli_opt_next(&st, specs, &val, &err);
+        int id = jz_cli_opt_next(&st, admin_credit_add_opts, &val, &err);
         if (id == JZ_CLI_OPT_END)
             break;
         if (id == JZ_CLI_OPT_ERROR)
@@ -1760,7 +2103,7 @@ static int admin_credit_add(struct jz_cli *cli, int argc, char **argv)
             if (npos == 2)
                 return usage_error(cli, "too many arguments");
             pos[npos++] = val;
-        } else if (id == O_NOTE) {
+        } else if (id == AO_NOTE) {
             note = val;
         } else {
             jz_cli_common_option(cli, id, val);
@@ -1821,7 +2164,7 @@ static int admin_node_token(struct jz_cli *cli, int argc, char **argv)
         puts(clean);
         jz_cli_sanitize(jz_json_str(r.json, "site", "?"), site, sizeof site);
         jz_cli_time_local(jz_json_str(r.json, "expires", NULL), when, sizeof when);
-        fprintf(stderr, "Node token for site %s; it expires %s (local time).\n", site, when);
+        fprintf(stderr, "Node token for site %s; it expires %s.\n", site, when);
     } else {
         jz_cli_errorf(cli, "the server's answer has no token");
         rc = JZ_CLI_EXIT_FAIL;
@@ -2011,24 +2354,25 @@ static int cmd_admin(struct jz_cli *cli, int argc, char **argv)
 /* ---- token (your own) -------------------------------------------------------------------- */
 
 /* "token rotate [--expires WHEN]": a new token for the caller; every other one is revoked. */
+static const struct jz_cli_optspec token_opts[] = {
+    {"expires", 0, true, AO_EXPIRES},
+    {NULL, 0, false, 0},
+};
 static int cmd_token(struct jz_cli *cli, int argc, char **argv)
 {
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0))
         return print_usage(cli);
     if (argc < 2 || strcmp(argv[1], "rotate") != 0)
         return usage_error(cli, "expected 'token rotate'");
-    enum { O_EXPIRES = 1 };
-    static const struct jz_cli_optspec specs[] = {{"expires", 0, true, O_EXPIRES},
-                                                  {NULL, 0, false, 0}};
     const char *vals[16] = {0}, *pos[1];
     int npos, rc;
-    if ((rc = parse_opts(cli, argc - 1, argv + 1, specs, vals, pos, 0, &npos)))
+    if ((rc = parse_opts(cli, argc - 1, argv + 1, token_opts, vals, pos, 0, &npos)))
         return rc;
     if (cli->help)
         return print_usage(cli);
-    if (!when_ok(cli, "--expires", vals[O_EXPIRES], &rc) || (rc = resolve(cli)))
+    if (!when_ok(cli, "--expires", vals[AO_EXPIRES], &rc) || (rc = resolve(cli)))
         return rc;
-    json_t *body = json_pack("{s:s?}", "expires", vals[O_EXPIRES]);
+    json_t *body = json_pack("{s:s?}", "expires", vals[AO_EXPIRES]);
     struct jz_cli_response r;
     rc = request(cli, "POST", "/v1/whoami/token", body, &r);
     json_decref(body);
@@ -2098,6 +2442,27 @@ static int cmd_usage(struct jz_cli *cli, int argc, char **argv)
     return 0;
 }
 
+/* ---- option tables ----------------------------------------------------------------------- */
+
+/* fetch reads "-o FILE" / "--output FILE" by hand; its entry says so for the checks. */
+static const struct jz_cli_optspec fetch_opts[] = {{"output", 'o', true, 1}, {NULL, 0, false, 0}};
+
+const struct jz_cli_option_table jz_cli_option_tables[] = {
+    {"logs", logs_opts},
+    {"wait", wait_opts},
+    {"fetch", fetch_opts},
+    {"token", token_opts},
+    {"admin user add", admin_user_add_opts},
+    {"admin user set", admin_user_set_opts},
+    {"admin token list", admin_token_list_opts},
+    {"admin token add", admin_token_new_opts},
+    {"admin audit", admin_audit_opts},
+    {"admin credit add", admin_credit_add_opts},
+    {"modify", jz_cli_modify_opts},
+    {"history", jz_cli_history_opts},
+    {NULL, NULL},
+};
+
 /* ---- the table --------------------------------------------------------------------------- */
 
 #define COMMON_HELP                                                                                \
@@ -2113,7 +2478,7 @@ const struct jz_cli_command jz_cli_commands[] = {
      "  -g, --gpus N           GPUs\n"
      "  -c, --cpus N           CPU cores of a job without GPUs\n"
      "      --cpus-per-gpu N   CPU cores per GPU\n"
-     "  -t, --time DURATION    time limit (90, 30m, 1h30m, 2d, HH:MM:SS)\n"
+     "  -t, --time DURATION    time limit (90s, 30m, 1h30m, 2d, 1:30:00, 2-00:00:00)\n"
      "      --mem MB           memory in MB\n"
      "  -n, --name NAME        job name\n"
      "      --preemptible      the job may be preempted\n"
@@ -2127,12 +2492,24 @@ const struct jz_cli_command jz_cli_commands[] = {
      "      --requeue          requeue the job, instead of failing it, when its node is lost\n"
      "With '-- command args...' the plugin runs that command (params.argv).\n" COMMON_HELP},
     {"queue", cmd_queue, "list jobs",
-     "Usage: jazari queue [--all] [--state S,...] [--user U] [--limit N]\n"
-     "Lists jobs: PENDING and RUNNING ones unless --all or --state is given.\n"
-     "  -a, --all              jobs in every state\n"
-     "  -s, --state LIST       states, comma-separated (PENDING,RUNNING,SUCCEEDED,...)\n"
+     "Usage: jazari queue [-a] [-s S,...|all] [-u U] [--tenant T] [-n NAME,...] [-r]\n"
+     "                    [-O COL,...] [--sort [-]COL] [--noheader] [--limit N]\n"
+     "Lists your PENDING and RUNNING jobs; an array is one line, 12_[0-99%10], with how many\n"
+     "of its elements are in each state.\n"
+     "  -a, --all              everyone's pending and running jobs (others' in brief)\n"
+     "  -s, --state LIST       states, comma-separated (PENDING,RUNNING,SUCCEEDED,...), or\n"
+     "                         'all' for every state\n"
      "  -u, --user NAME        another user's jobs (admins)\n"
-     "  -n, --limit N          at most N jobs (default 1000)\n" COMMON_HELP},
+     "      --tenant NAME      a tenant's jobs\n"
+     "  -n, --name LIST        only jobs with one of these names\n"
+     "  -r, --expand           one line per array element (12_5)\n"
+     "  -O, --format LIST      columns, e.g. id,name,state,user,gpus,reason; of id name user\n"
+     "                         tenant plugin state gpus time reason submit start end nodes\n"
+     "                         array priority nice class (default: id,name,user,tenant,\n"
+     "                         plugin,state,gpus,time,reason)\n"
+     "      --sort COL         sort by a column; -COL for descending\n"
+     "      --noheader         no header line\n"
+     "      --limit N          at most N jobs (default 1000)\n" COMMON_HELP},
     {"show", cmd_show, "show one job in detail", "Usage: jazari show ID\n" COMMON_HELP},
     {"why", cmd_why, "explain why a job waits, and when it should start",
      "Usage: jazari why ID\n" COMMON_HELP},
@@ -2140,18 +2517,55 @@ const struct jz_cli_command jz_cli_commands[] = {
      "Usage: jazari fetch ID NAME [-o FILE]\n"
      "Writes the artifact to FILE (default: NAME in the current directory; - for stdout).\n"
      COMMON_HELP},
+    {"hold", jz_cli_cmd_hold, "keep pending jobs from starting",
+     "Usage: jazari hold ID...\n"
+     "Holds each pending job: it keeps its place but does not start until released.\n"
+     "Submit with --hold to start held.\n" COMMON_HELP},
+    {"release", jz_cli_cmd_release, "let held jobs start",
+     "Usage: jazari release ID...\n" COMMON_HELP},
+    {"modify", jz_cli_cmd_modify, "change a pending job",
+     "Usage: jazari modify ID [--name NAME] [--time-limit T] [--nice N] [--class CLASS]\n"
+     "Changes a pending job; it keeps its place in the queue. Users may lower the time limit\n"
+     "and set nice >= 0 (a lower priority); admins may change either way.\n"
+     "  -n, --name NAME        its name\n"
+     "  -t, --time T           a shorter time limit: 90, 1h30m, 90:00, 1-00:00:00\n"
+     "                         (--time-limit too)\n"
+     "      --nice N           order it as if submitted N seconds later\n"
+     "      --class CLASS      its priority class\n" COMMON_HELP},
+    {"history", jz_cli_cmd_history, "finished jobs: wait, run time, GPU-hours, exit code",
+     "Usage: jazari history [--since T] [--until T] [--user U] [--tenant T] [--state S]\n"
+     "                      [--format table|csv|json] [--limit N]\n"
+     "Lists finished jobs, newest first, that ended within [--since, --until).\n"
+     "  -S, --since T          2026-11-01, 2026-11-01T10:00:00+01:00, or a time ago: 7d, 12h\n"
+     "  -E, --until T          the same forms, or now\n"
+     "  -u, --user U           one user's jobs (admins)\n"
+     "      --tenant T         one tenant's jobs\n"
+     "  -s, --state S          SUCCEEDED, FAILED, CANCELLED, TIMEOUT (comma list)\n"
+     "      --format F         table (default), csv or json (--json too)\n"
+     "      --limit N          at most N jobs (default 1000)\n" COMMON_HELP},
     {"cancel", cmd_cancel, "cancel jobs",
      "Usage: jazari cancel ID...\n"
-     "Cancels each job. A job that had already ended is reported but only fails the command\n"
-     "when every job had.\n" COMMON_HELP},
+     "Cancels each job: ID, an array's element as queue --expand shows it (12_5: array 12,\n"
+     "index 5), or a whole array (12_*). A job that had already ended is reported but only\n"
+     "fails the command when every job had.\n" COMMON_HELP},
     {"logs", cmd_logs, "print a job's log",
-     "Usage: jazari logs [-f] ID\n"
-     "  -f, --follow           keep printing as the log grows, until the job ends\n" COMMON_HELP},
+     "Usage: jazari logs [-f] [--json] ID\n"
+     "  -f, --follow           keep printing as the log grows, until the job ends\n"
+     "      --json             JSON lines: {\"job\": ID, \"offset\": BYTE, \"line\": TEXT} each\n"
+     COMMON_HELP},
     {"wait", cmd_wait, "wait for a job to end",
      "Usage: jazari wait [--timeout DURATION] ID\n"
-     "Waits until the job ends; the exit status mirrors it: SUCCEEDED 0, FAILED its exit code\n"
-     "(128+N when killed by signal N), TIMEOUT 124, CANCELLED 130. When --timeout passes\n"
-     "first, prints 'timed out' and exits 2.\n" COMMON_HELP},
+     "Waits until the job ends, following its events (polling an older server), and prints\n"
+     "'job ID STATE (reason)'. On a terminal, a line on stderr shows its state and progress.\n"
+     "      --timeout DURATION give up after DURATION (90, 10m, 1h30m, 1:30:00, 1-00:00:00)\n"
+     "Exit status:\n"
+     "  0        the job SUCCEEDED\n"
+     "  N        it FAILED with exit code N (1 when it had none)\n"
+     "  128+S    it FAILED, killed by signal S\n"
+     "  130      it was CANCELLED\n"
+     "  152      it hit its time limit (TIMEOUT)\n"
+     "  124      --timeout passed first; the job goes on ('timed out' on stderr)\n"
+     "  1        server or network error;  2  usage error\n" COMMON_HELP},
     {"nodes", cmd_nodes, "list nodes",
      "Usage: jazari nodes [--site SITE]\n"
      "Lists the nodes: NAME SITE STATE GPUS (free/total) MODEL JOBS (running) HEARTBEAT (age of\n"
@@ -2308,7 +2722,17 @@ int jz_cli_main(int argc, char **argv, const struct jz_cli_command *extra)
     if (!c) {
         char clean[64];
         jz_cli_sanitize(argv[i], clean, sizeof clean);
-        jz_cli_errorf(&cli, "unknown command '%s'", clean);
+        const char *names[64];
+        size_t n = 0;
+        for (int pass = 0; pass < 2; pass++)
+            for (const struct jz_cli_command *k = pass == 0 ? jz_cli_commands : extra_commands;
+                 k && k->name && n < sizeof names / sizeof names[0]; k++)
+                names[n++] = k->name;
+        const char *near = jz_str_nearest(argv[i], names, n);
+        if (near)
+            jz_cli_errorf(&cli, "unknown command '%s'; did you mean '%s'?", clean, near);
+        else
+            jz_cli_errorf(&cli, "unknown command '%s'", clean);
         fprintf(stderr, "Try 'jazari --help'.\n");
         return JZ_CLI_EXIT_USAGE;
     }

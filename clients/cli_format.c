@@ -5,7 +5,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/json.h"
 #include "common/strutil.h"
@@ -22,8 +24,15 @@ void jz_cli_time_local(const char *iso, char *buf, size_t len)
     struct tm tm;
     tzset(); /* localtime_r need not read TZ itself */
     localtime_r(&t, &tm);
-    if (strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm) == 0)
+    /* ISO 8601 with the zone's offset, "2026-12-03T10:04:05+01:00": unambiguous when pasted
+     * into a ticket or read by a program; strftime's %z has no colon. */
+    char tmp[64];
+    size_t n = strftime(tmp, sizeof tmp, "%Y-%m-%dT%H:%M:%S%z", &tm);
+    if (n < 5 || !(tmp[n - 5] == '+' || tmp[n - 5] == '-')) {
         jz_strlcpy(buf, "-", len);
+        return;
+    }
+    snprintf(buf, len, "%.*s:%s", (int)(n - 2), tmp, tmp + n - 2);
 }
 
 void jz_cli_age_format(const char *iso, int64_t now_ms, char *buf, size_t len)
@@ -83,8 +92,10 @@ int jz_cli_job_exit_code(const json_t *job)
         return -1;
     if (strcmp(state, "SUCCEEDED") == 0)
         return 0;
+    /* Not 124: that is `wait --timeout` passing first (as timeout(1)), which a script must
+     * tell apart from a job that has ended. 128 + SIGXCPU, "a time limit was exceeded". */
     if (strcmp(state, "TIMEOUT") == 0)
-        return 124;
+        return JZ_CLI_EXIT_JOB_TIMEOUT;
     if (strcmp(state, "CANCELLED") == 0)
         return 130;
     /* FAILED: a signal explains it better than the exit status the shell would invent. */
@@ -204,6 +215,8 @@ struct jz_table {
     size_t nrows, cap;
     char **cells; /* (nrows + 1) * ncols, row 0 is the header */
     bool *right;
+    bool no_header;
+    ssize_t color_col; /* -1: none */
 };
 
 static char *dup_clean(const char *s)
@@ -221,6 +234,7 @@ struct jz_table *jz_table_new(size_t ncols, const char *const *headers)
     if (!t)
         return NULL;
     t->ncols = ncols;
+    t->color_col = -1;
     t->right = calloc(ncols, sizeof *t->right);
     if (!t->right || jz_table_add(t, headers) != 0) {
         jz_table_free(t);
@@ -268,28 +282,42 @@ static size_t width_of(const char *s)
     return w;
 }
 
+void jz_table_color_states(struct jz_table *t, size_t col)
+{
+    if (col < t->ncols)
+        t->color_col = (ssize_t)col;
+}
+
+void jz_table_hide_header(struct jz_table *t)
+{
+    t->no_header = true;
+}
+
 void jz_table_print(const struct jz_table *t, FILE *out)
 {
     size_t *w = calloc(t->ncols, sizeof *w);
     if (!w)
         return;
-    for (size_t r = 0; r < t->nrows; r++)
+    size_t first = t->no_header ? 1 : 0;
+    for (size_t r = first; r < t->nrows; r++)
         for (size_t c = 0; c < t->ncols; c++) {
             size_t cw = width_of(t->cells[r * t->ncols + c]);
             if (cw > w[c])
                 w[c] = cw;
         }
-    for (size_t r = 0; r < t->nrows; r++) {
+    for (size_t r = first; r < t->nrows; r++) {
         for (size_t c = 0; c < t->ncols; c++) {
             const char *cell = t->cells[r * t->ncols + c];
             size_t pad = w[c] - width_of(cell);
             bool last = c + 1 == t->ncols;
+            /* The colour wraps the cell, not its padding: widths stay those of the text. */
+            const char *sgr = r > 0 && (ssize_t)c == t->color_col ? jz_cli_state_color(cell) : "";
             if (t->right[c])
-                fprintf(out, "%*s%s", (int)pad, "", cell);
+                fprintf(out, "%*s%s%s%s", (int)pad, "", sgr, cell, *sgr ? "\033[0m" : "");
             else if (last)
-                fputs(cell, out);
+                fprintf(out, "%s%s%s", sgr, cell, *sgr ? "\033[0m" : "");
             else
-                fprintf(out, "%s%*s", cell, (int)pad, "");
+                fprintf(out, "%s%s%s%*s", sgr, cell, *sgr ? "\033[0m" : "", (int)pad, "");
             if (!last)
                 fputs("  ", out);
         }
@@ -358,4 +386,555 @@ struct jz_table *jz_cli_nodes_table(const json_t *nodes, int64_t now_ms)
         }
     }
     return t;
+}
+
+/* ---- the queue table --------------------------------------------------------------------- */
+
+/* Columns of `queue --format`, their headers, and which are numbers (right-aligned). */
+const char *const jz_cli_queue_columns[] = {
+    "id",     "name",  "user", "tenant", "plugin", "state",    "gpus", "time",  "reason",
+    "submit", "start", "end",  "nodes",  "array",  "priority", "nice", "class", NULL,
+};
+static const char *const queue_headers[] = {
+    "ID",     "NAME",  "USER", "TENANT", "PLUGIN", "STATE",    "GPUS", "TIME",  "REASON",
+    "SUBMIT", "START", "END",  "NODES",  "ARRAY",  "PRIORITY", "NICE", "CLASS",
+};
+enum {
+    QC_ID,
+    QC_NAME,
+    QC_USER,
+    QC_TENANT,
+    QC_PLUGIN,
+    QC_STATE,
+    QC_GPUS,
+    QC_TIME,
+    QC_REASON,
+    QC_SUBMIT,
+    QC_START,
+    QC_END,
+    QC_NODES,
+    QC_ARRAY,
+    QC_PRIORITY,
+    QC_NICE,
+    QC_CLASS,
+    QC_COUNT
+};
+#define QUEUE_DEFAULT_FORMAT "id,name,user,tenant,plugin,state,gpus,time,reason"
+#define QUEUE_MAX_COLS 32
+
+bool jz_cli_queue_match(const struct jz_cli_queue_args *q, const json_t *job)
+{
+    if (!q->names)
+        return true;
+    const char *name = jz_json_str(job, "name", NULL);
+    if (!name)
+        return false;
+    size_t n = strlen(name);
+    for (const char *p = q->names; *p;) {
+        size_t k = strcspn(p, ",");
+        if (k == n && strncmp(p, name, n) == 0)
+            return true;
+        p += k;
+        if (*p == ',')
+            p++;
+    }
+    return false;
+}
+
+/* The column named by s[0..n), or -1. */
+static int queue_column(const char *s, size_t n)
+{
+    for (int c = 0; jz_cli_queue_columns[c]; c++)
+        if (strlen(jz_cli_queue_columns[c]) == n && strncasecmp(jz_cli_queue_columns[c], s, n) == 0)
+            return c;
+    return -1;
+}
+
+/* One row before it becomes cells: a job, or a group of array elements. */
+struct qrow {
+    const json_t *job; /* the job, or the group's first element */
+    int64_t array_id;  /* 0: not a collapsed group */
+    int64_t *idx;      /* the group's indexes, in listing order */
+    size_t nidx, capidx;
+    int64_t counts[6]; /* PENDING RUNNING SUCCEEDED FAILED CANCELLED TIMEOUT */
+    const json_t *pending; /* the group's first pending element (its reason) */
+    size_t order;          /* position in the listing, for a stable sort */
+    char *cells[QC_COUNT];
+    double secs; /* TIME in seconds, for --sort time */
+};
+
+static const char *const state_names[] = {"PENDING",   "RUNNING", "SUCCEEDED",
+                                          "FAILED",    "CANCELLED", "TIMEOUT"};
+
+static int state_index(const char *state)
+{
+    for (int i = 0; i < 6; i++)
+        if (state && strcmp(state, state_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* "0-3,5,7-9": sorted indexes as ranges, cut with "..." when they do not fit. */
+static void index_ranges(int64_t *idx, size_t n, char *buf, size_t len)
+{
+    qsort(idx, n, sizeof *idx, cmp_i64);
+    size_t off = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        while (j + 1 < n && idx[j + 1] == idx[j] + 1)
+            j++;
+        int w = j > i ? snprintf(buf + off, len - off, "%s%lld-%lld", off ? "," : "",
+                                 (long long)idx[i], (long long)idx[j])
+                      : snprintf(buf + off, len - off, "%s%lld", off ? "," : "",
+                                 (long long)idx[i]);
+        if (w < 0 || (size_t)w >= len - off) {
+            if (len > 4)
+                memcpy(buf + (off + 4 < len ? off : len - 4), "...", 4);
+            return;
+        }
+        off += (size_t)w;
+        i = j + 1;
+    }
+}
+
+static char *str_dup(const char *s)
+{
+    return strdup(s ? s : "-");
+}
+
+/* The cells of one row. */
+static int queue_row_cells(struct qrow *r, int64_t now_ms)
+{
+    const json_t *j = r->job;
+    char buf[256];
+    json_t *arr = json_object_get(j, "array");
+    const char *state = jz_json_str(j, "state", "?");
+    r->secs = -1;
+    for (int c = 0; c < QC_COUNT; c++) {
+        const char *v = NULL;
+        buf[0] = '\0';
+        switch (c) {
+        case QC_ID:
+            if (r->array_id) {
+                char ranges[160];
+                index_ranges(r->idx, r->nidx, ranges, sizeof ranges);
+                int64_t thr = jz_json_int(arr, "throttle", 0);
+                if (thr > 0)
+                    snprintf(buf, sizeof buf, "%lld_[%s%%%lld]", (long long)r->array_id, ranges,
+                             (long long)thr);
+                else
+                    snprintf(buf, sizeof buf, "%lld_[%s]", (long long)r->array_id, ranges);
+            } else if (json_is_object(arr)) {
+                snprintf(buf, sizeof buf, "%lld_%lld", (long long)jz_json_int(arr, "id", 0),
+                         (long long)jz_json_int(arr, "index", 0));
+            } else {
+                snprintf(buf, sizeof buf, "%lld", (long long)jz_json_int(j, "id", 0));
+            }
+            v = buf;
+            break;
+        case QC_NAME:
+        case QC_USER:
+        case QC_TENANT:
+        case QC_PLUGIN:
+        case QC_CLASS:
+            v = jz_json_str(j, jz_cli_queue_columns[c], NULL);
+            break;
+        case QC_STATE:
+            if (r->array_id) {
+                /* Running first: what is going on, then what is still to come. */
+                static const int order[] = {1, 0, 2, 3, 4, 5};
+                size_t off = 0;
+                for (int k = 0; k < 6; k++) {
+                    int s = order[k];
+                    if (r->counts[s] && off < sizeof buf)
+                        off += (size_t)snprintf(buf + off, sizeof buf - off, "%s%s:%lld",
+                                                off ? "," : "", state_names[s],
+                                                (long long)r->counts[s]);
+                }
+                v = buf;
+            } else {
+                v = state;
+            }
+            break;
+        case QC_GPUS:
+            jz_cli_job_gpus(j, buf, sizeof buf);
+            v = buf;
+            break;
+        case QC_TIME:
+            if (r->array_id || strcmp(state, "PENDING") == 0) {
+                v = "-";
+            } else {
+                int64_t s0, e;
+                if (jz_time_parse_iso(jz_json_str(j, "start_time", NULL), &s0, NULL) == 0) {
+                    const char *end = jz_json_str(j, "end_time", NULL);
+                    if (!end || jz_time_parse_iso(end, &e, NULL) != 0)
+                        e = now_ms;
+                    int64_t secs = e > s0 ? (e - s0) / 1000 : 0;
+                    r->secs = (double)secs;
+                    jz_duration_format(secs, buf, sizeof buf);
+                    v = buf;
+                }
+            }
+            break;
+        case QC_REASON:
+            v = jz_json_str(r->array_id ? r->pending : j, "reason", NULL);
+            break;
+        case QC_SUBMIT:
+        case QC_START:
+        case QC_END: {
+            static const char *const keys[] = {"submit_time", "start_time", "end_time"};
+            const char *iso = jz_json_str(j, keys[c - QC_SUBMIT], NULL);
+            if (iso && !(r->array_id && c != QC_SUBMIT)) {
+                jz_cli_time_local(iso, buf, sizeof buf);
+                v = buf;
+            }
+            break;
+        }
+        case QC_NODES: {
+            json_t *nodes = json_object_get(j, "nodes");
+            if (!r->array_id && json_is_array(nodes) && json_array_size(nodes)) {
+                size_t i, off = 0;
+                json_t *n;
+                json_array_foreach(nodes, i, n)
+                {
+                    int w = snprintf(buf + off, sizeof buf - off, "%s%s", off ? "," : "",
+                                     json_is_string(n) ? json_string_value(n) : "?");
+                    if (w < 0 || (size_t)w >= sizeof buf - off)
+                        break;
+                    off += (size_t)w;
+                }
+                v = buf;
+            } else if (!r->array_id) {
+                v = jz_json_str(j, "node", NULL);
+            }
+            break;
+        }
+        case QC_ARRAY:
+            if (json_is_object(arr)) {
+                snprintf(buf, sizeof buf, "%lld", (long long)jz_json_int(arr, "id", 0));
+                v = buf;
+            }
+            break;
+        case QC_PRIORITY: {
+            json_t *p = json_object_get(j, "priority");
+            if (json_is_number(p)) {
+                snprintf(buf, sizeof buf, "%.4g", json_number_value(p));
+                v = buf;
+            }
+            break;
+        }
+        case QC_NICE:
+            if (json_is_integer(json_object_get(j, "nice"))) {
+                snprintf(buf, sizeof buf, "%lld", (long long)jz_json_int(j, "nice", 0));
+                v = buf;
+            }
+            break;
+        default:
+            break;
+        }
+        if (!(r->cells[c] = str_dup(v)))
+            return JZ_ENOMEM;
+    }
+    return 0;
+}
+
+/* --sort: the column and its direction, shared with qsort's comparison (single-threaded). */
+static int sort_col = -1, sort_dir = 1;
+
+/* A cell's leading number: true when it starts with one ("12_[0-9]" is 12, "2x4" is 2). */
+static bool leading_number(const char *s, double *v)
+{
+    char *end;
+    *v = strtod(s, &end);
+    return end != s && (*s == '-' || (*s >= '0' && *s <= '9'));
+}
+
+static int cmp_rows(const void *a, const void *b)
+{
+    const struct qrow *x = *(const struct qrow *const *)a, *y = *(const struct qrow *const *)b;
+    int c = 0;
+    double u, v;
+    if (sort_col == QC_TIME) {
+        c = (x->secs > y->secs) - (x->secs < y->secs);
+    } else if (leading_number(x->cells[sort_col], &u) && leading_number(y->cells[sort_col], &v)) {
+        c = (u > v) - (u < v);
+    } else {
+        /* "-" (no value) sorts after every value in either direction's ascending form. */
+        bool xn = strcmp(x->cells[sort_col], "-") == 0, yn = strcmp(y->cells[sort_col], "-") == 0;
+        c = xn != yn ? (xn ? 1 : -1) : strcmp(x->cells[sort_col], y->cells[sort_col]);
+    }
+    if (c == 0)
+        c = strcmp(x->cells[sort_col], y->cells[sort_col]);
+    if (c != 0)
+        return c * sort_dir;
+    return (x->order > y->order) - (x->order < y->order);
+}
+
+static void rows_free(struct qrow *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(rows[i].idx);
+        for (int c = 0; c < QC_COUNT; c++)
+            free(rows[i].cells[c]);
+    }
+    free(rows);
+}
+
+struct jz_table *jz_cli_queue_table(const json_t *jobs, const struct jz_cli_queue_args *q,
+                                    int64_t now_ms)
+{
+    /* The columns; an unknown name (refused by the parser already) is left out. */
+    int cols[QUEUE_MAX_COLS];
+    size_t ncols = 0;
+    const char *f = q->format && *q->format ? q->format : QUEUE_DEFAULT_FORMAT;
+    for (const char *p = f; *p && ncols < QUEUE_MAX_COLS;) {
+        size_t k = strcspn(p, ",");
+        int c = queue_column(p, k);
+        if (c >= 0)
+            cols[ncols++] = c;
+        p += k;
+        if (*p == ',')
+            p++;
+    }
+    if (ncols == 0)
+        return NULL;
+    size_t njobs = json_array_size(jobs);
+    struct qrow *rows = calloc(njobs ? njobs : 1, sizeof *rows);
+    if (!rows)
+        return NULL;
+    size_t nrows = 0, i;
+    json_t *j;
+    struct jz_table *t = NULL;
+    json_array_foreach(jobs, i, j)
+    {
+        json_t *arr = json_object_get(j, "array");
+        int64_t aid = json_is_object(arr) ? jz_json_int(arr, "id", 0) : 0;
+        struct qrow *r = NULL;
+        if (aid > 0 && !q->expand)
+            for (size_t k = 0; k < nrows && !r; k++)
+                if (rows[k].array_id == aid)
+                    r = &rows[k];
+        if (!r) {
+            r = &rows[nrows];
+            r->job = j;
+            r->order = nrows++;
+            r->array_id = aid > 0 && !q->expand ? aid : 0;
+        }
+        if (r->array_id) {
+            if (r->nidx == r->capidx) {
+                size_t cap = r->capidx ? r->capidx * 2 : 8;
+                int64_t *n = realloc(r->idx, cap * sizeof *n);
+                if (!n)
+                    goto fail;
+                r->idx = n;
+                r->capidx = cap;
+            }
+            r->idx[r->nidx++] = jz_json_int(arr, "index", 0);
+            int s = state_index(jz_json_str(j, "state", NULL));
+            if (s >= 0)
+                r->counts[s]++;
+            if (s == 0 && !r->pending)
+                r->pending = j;
+        }
+    }
+    for (size_t k = 0; k < nrows; k++) {
+        /* A group of one is shown as that element. */
+        if (rows[k].array_id && rows[k].nidx == 1)
+            rows[k].array_id = 0;
+        if (queue_row_cells(&rows[k], now_ms) != 0)
+            goto fail;
+    }
+    struct qrow **sorted = malloc((nrows ? nrows : 1) * sizeof *sorted);
+    if (!sorted)
+        goto fail;
+    for (size_t k = 0; k < nrows; k++)
+        sorted[k] = &rows[k];
+    if (q->sort && *q->sort) {
+        const char *s = q->sort;
+        sort_dir = *s == '-' ? -1 : 1;
+        if (*s == '-' || *s == '+')
+            s++;
+        sort_col = queue_column(s, strlen(s));
+        if (sort_col >= 0)
+            qsort(sorted, nrows, sizeof *sorted, cmp_rows);
+    }
+    const char *hdr[QUEUE_MAX_COLS], *cells[QUEUE_MAX_COLS];
+    for (size_t c = 0; c < ncols; c++)
+        hdr[c] = queue_headers[cols[c]];
+    t = jz_table_new(ncols, hdr);
+    for (size_t c = 0; t && c < ncols; c++)
+        if (cols[c] == QC_ID || cols[c] == QC_GPUS || cols[c] == QC_PRIORITY ||
+            cols[c] == QC_NICE)
+            jz_table_align_right(t, c);
+    if (t && q->noheader)
+        jz_table_hide_header(t);
+    for (size_t k = 0; t && k < nrows; k++) {
+        for (size_t c = 0; c < ncols; c++)
+            cells[c] = sorted[k]->cells[cols[c]];
+        if (jz_table_add(t, cells) != 0) {
+            jz_table_free(t);
+            t = NULL;
+        }
+    }
+    free(sorted);
+    rows_free(rows, nrows);
+    return t;
+fail:
+    rows_free(rows, nrows);
+    return NULL;
+}
+
+/* ---- terminals --------------------------------------------------------------------------- */
+
+bool jz_cli_is_tty(int fd)
+{
+    const char *term = getenv("TERM");
+    return isatty(fd) && !(term && strcmp(term, "dumb") == 0);
+}
+
+bool jz_cli_use_color(int fd)
+{
+    const char *no = getenv("NO_COLOR");
+    return !(no && *no) && jz_cli_is_tty(fd);
+}
+
+const char *jz_cli_state_color(const char *state)
+{
+    static const struct {
+        const char *prefix;
+        const char *sgr;
+    } map[] = {
+        {"RUNNING", "\033[32m"},   {"PENDING", "\033[33m"},   {"SUCCEEDED", "\033[36m"},
+        {"FAILED", "\033[31m"},    {"TIMEOUT", "\033[31m"},   {"CANCELLED", "\033[35m"},
+        {"up", "\033[32m"},        {"draining", "\033[33m"},  {"drained", "\033[33m"},
+        {"down", "\033[31m"},      {"revoked", "\033[31m"},
+    };
+    /* An array's "RUNNING:2,PENDING:8" takes its first state's colour. */
+    for (size_t i = 0; state && i < sizeof map / sizeof map[0]; i++) {
+        size_t n = strlen(map[i].prefix);
+        if (strncmp(state, map[i].prefix, n) == 0 && (state[n] == '\0' || state[n] == ':'))
+            return map[i].sgr;
+    }
+    return "";
+}
+
+/* ---- server-sent events ------------------------------------------------------------------ */
+
+#define SSE_MAX_LINE (1u << 20)
+
+static bool grow(char **buf, size_t *cap, size_t need)
+{
+    if (need <= *cap)
+        return true;
+    size_t c = *cap ? *cap : 256;
+    while (c < need)
+        c *= 2;
+    char *b = realloc(*buf, c);
+    if (!b)
+        return false;
+    *buf = b;
+    *cap = c;
+    return true;
+}
+
+/* One complete line (without its end); an empty one dispatches the pending event. */
+static int sse_line(struct jz_cli_sse *p, char *line, size_t n, jz_cli_sse_fn fn, void *ud)
+{
+    if (n == 0) {
+        int rc = 0;
+        if (p->data) {
+            p->data[p->data_len] = '\0';
+            rc = fn(p->event[0] ? p->event : "message", p->data, p->data_len, ud);
+        }
+        p->event[0] = '\0';
+        p->data_len = 0;
+        if (p->data)
+            p->data[0] = '\0';
+        free(p->data);
+        p->data = NULL;
+        p->data_cap = 0;
+        return rc;
+    }
+    if (line[0] == ':')
+        return fn(":", line + 1, n - 1, ud);
+    line[n] = '\0';
+    char *colon = strchr(line, ':');
+    char *val = colon ? colon + 1 : line + n;
+    if (colon)
+        *colon = '\0';
+    if (*val == ' ')
+        val++;
+    size_t vlen = strlen(val);
+    if (strcmp(line, "event") == 0) {
+        jz_strlcpy(p->event, val, sizeof p->event);
+    } else if (strcmp(line, "id") == 0) {
+        jz_strlcpy(p->id, val, sizeof p->id);
+    } else if (strcmp(line, "data") == 0) {
+        size_t need = p->data_len + (p->data ? 1 : 0) + vlen + 1;
+        if (need > SSE_MAX_LINE)
+            return JZ_ELIMIT;
+        bool first = p->data == NULL;
+        if (!grow(&p->data, &p->data_cap, need))
+            return JZ_ENOMEM;
+        if (!first)
+            p->data[p->data_len++] = '\n';
+        memcpy(p->data + p->data_len, val, vlen);
+        p->data_len += vlen;
+        p->data[p->data_len] = '\0';
+    }
+    return 0; /* retry: and unknown fields are ignored, as the specification says */
+}
+
+int jz_cli_sse_feed(struct jz_cli_sse *p, const char *data, size_t len, jz_cli_sse_fn fn, void *ud)
+{
+    for (size_t i = 0; i < len; i++) {
+        char c = data[i];
+        if (c == '\n') {
+            size_t n = p->len;
+            if (n && p->buf[n - 1] == '\r')
+                n--;
+            p->len = 0;
+            int rc = sse_line(p, p->buf, n, fn, ud);
+            if (rc)
+                return rc;
+            continue;
+        }
+        if (p->len + 2 > SSE_MAX_LINE)
+            return JZ_ELIMIT;
+        if (!grow(&p->buf, &p->cap, p->len + 2))
+            return JZ_ENOMEM;
+        p->buf[p->len++] = c;
+    }
+    return 0;
+}
+
+void jz_cli_sse_clear(struct jz_cli_sse *p)
+{
+    free(p->buf);
+    free(p->data);
+    memset(p, 0, sizeof *p);
+}
+
+void jz_cli_queue_color(struct jz_table *t, const struct jz_cli_queue_args *q)
+{
+    const char *f = q->format && *q->format ? q->format : QUEUE_DEFAULT_FORMAT;
+    size_t col = 0;
+    for (const char *p = f; *p;) {
+        size_t k = strcspn(p, ",");
+        int c = queue_column(p, k);
+        if (c == QC_STATE)
+            jz_table_color_states(t, col);
+        if (c >= 0)
+            col++;
+        p += k;
+        if (*p == ',')
+            p++;
+    }
 }

@@ -501,6 +501,13 @@ int jz_cli_http(const struct jz_cli *cli, const char *method, const char *path, 
 int jz_cli_http_stream(const struct jz_cli *cli, const char *path, jz_cli_sink_fn sink, void *ud,
                        struct jz_cli_response *r, uint64_t *received, struct jz_error *err)
 {
+    return jz_cli_http_stream_until(cli, path, -1, sink, ud, r, received, err);
+}
+
+int jz_cli_http_stream_until(const struct jz_cli *cli, const char *path, int64_t deadline_ms,
+                             jz_cli_sink_fn sink, void *ud, struct jz_cli_response *r,
+                             uint64_t *received, struct jz_error *err)
+{
     memset(r, 0, sizeof *r);
     *received = 0;
     struct target t;
@@ -510,7 +517,7 @@ int jz_cli_http_stream(const struct jz_cli *cli, const char *path, jz_cli_sink_f
     struct reply rp = {.stream = true, .sink = sink, .ud = ud};
     /* A followed log may stay quiet for hours: no overall deadline; TCP keep-alive notices a
      * dead peer. */
-    rc = exchange(cli, &t, "GET", path, NULL, 0, -1, &rp, err);
+    rc = exchange(cli, &t, "GET", path, NULL, 0, deadline_ms, &rp, err);
     r->status = rp.status;
     if (rp.status && (rp.status < 200 || rp.status >= 300)) {
         r->body = rp.body.data ? rp.body.data : calloc(1, 1);

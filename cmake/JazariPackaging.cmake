@@ -68,6 +68,9 @@ install(FILES ${JZ_PACKAGING_DIR}/man/jazari-node.8 DESTINATION ${CMAKE_INSTALL_
 install(FILES ${JZ_PACKAGING_DIR}/completion/jazari.bash
         DESTINATION ${CMAKE_INSTALL_DATADIR}/bash-completion/completions RENAME jazari
         COMPONENT jazari-client)
+# zsh looks in vendor-completions on Debian (site-functions holds the admin's own).
+install(FILES ${JZ_PACKAGING_DIR}/completion/_jazari
+        DESTINATION ${CMAKE_INSTALL_DATADIR}/zsh/vendor-completions COMPONENT jazari-client)
 
 # ---- For plugin authors: pkg-config and CMake package (relocatable: paths relative to the
 # files themselves) ----

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <jazari/error.h>
 #include <limits.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -82,4 +83,46 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
 int jz_remove_tree(const char *path)
 {
     return nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+size_t jz_str_distance(const char *a, const char *b)
+{
+    /* One row of the dynamic programme (as server/config.c's key hints do). */
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 64 || lb > 64)
+        return SIZE_MAX;
+    size_t row[65];
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+const char *jz_str_nearest(const char *s, const char *const *candidates, size_t n)
+{
+    const char *best = NULL;
+    size_t len = strlen(s), best_d = 3; /* at most 2 edits */
+    for (size_t i = 0; i < n; i++) {
+        if (!candidates[i])
+            continue;
+        size_t d = jz_str_distance(s, candidates[i]);
+        if (d < best_d && d * 2 < len) {
+            best_d = d;
+            best = candidates[i];
+        }
+    }
+    return best;
 }

@@ -14,6 +14,13 @@ int jz_mkdir_p(const char *path, unsigned mode);
 /* Removes path and everything under it, links not followed (by path: only for trees the
  * caller's own user controls). 0 (also when it does not exist) or -1 with errno. */
 int jz_remove_tree(const char *path);
+/* The Levenshtein distance between a and b (insertions, deletions, substitutions), for
+ * "did you mean" hints; strings over 64 bytes are never near anything (returns SIZE_MAX). */
+size_t jz_str_distance(const char *a, const char *b);
+/* The candidate nearest to s when it is a plausible typo of it (distance at most 2, and less
+ * than half of s's length, so that "x" suggests nothing), else NULL. candidates: n strings,
+ * NULL entries skipped; the one returned is borrowed from them. */
+const char *jz_str_nearest(const char *s, const char *const *candidates, size_t n);
 /* The directory holding the running executable (from /proc/self/exe), into buf. */
 int jz_exe_dir(char *buf, size_t len);
 

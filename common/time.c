@@ -2,6 +2,7 @@
 #include "common/time.h"
 
 #include <ctype.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,31 +109,86 @@ int jz_time_parse_iso(const char *s, int64_t *out, struct jz_error *err)
 
 #define JZ_DURATION_MAX (366LL * 24 * 3600 * 100) /* a century is enough for any limit */
 
+/* Reads 1..maxd digits at *p into *v (advancing *p); false when there are none or too many. */
+static bool read_digits(const char **p, int maxd, int64_t *v)
+{
+    int64_t x = 0;
+    int n = 0;
+    for (; isdigit((unsigned char)**p); (*p)++, n++) {
+        if (n >= maxd)
+            return false;
+        x = x * 10 + (**p - '0');
+    }
+    *v = x;
+    return n > 0;
+}
+
+#define DURATION_FORMS                                                                             \
+    "use seconds (90), units (90s, 30m, 1h30m, 2d), HH:MM:SS, MM:SS or D-HH[:MM[:SS]]"
+
+/* Slurm's colon and day forms: MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS. Digits only (sscanf
+ * would take signs and blanks: "1:2:-0"), the first field at most 7 digits, the others in
+ * range (fuzz_duration found both; see tests/fuzz/corpus/duration). Days have at most 3 digits,
+ * so that a date ("2026-12", "2026-12-31") is never read as a duration where either is taken
+ * (the server's WHEN values); "1000d" says more days. */
+static int parse_clock(const char *s, int64_t *out, struct jz_error *err)
+{
+    const char *p = s;
+    int64_t f[4] = {0}; /* days, then up to three clock fields */
+    int64_t days = 0;
+    bool has_days = strchr(s, '-') != NULL;
+    if (has_days && (!read_digits(&p, 3, &days) || *p++ != '-'))
+        return jz_error_set(err, JZ_EINVAL, "bad duration '%.64s' (%s)", s, DURATION_FORMS);
+    int n = 0;
+    for (;;) {
+        if (n == 3 || !read_digits(&p, n == 0 && !has_days ? 7 : 2, &f[n]))
+            return jz_error_set(err, JZ_EINVAL, "bad duration '%.64s' (%s)", s, DURATION_FORMS);
+        n++;
+        if (*p == '\0')
+            break;
+        if (*p++ != ':')
+            return jz_error_set(err, JZ_EINVAL, "bad duration '%.64s' (%s)", s, DURATION_FORMS);
+    }
+    int64_t h = 0, m = 0, sec = 0;
+    if (has_days) { /* D-HH, D-HH:MM, D-HH:MM:SS */
+        h = f[0];
+        m = n > 1 ? f[1] : 0;
+        sec = n > 2 ? f[2] : 0;
+        if (h > 23)
+            return jz_error_set(err, JZ_EINVAL, "bad duration '%.64s' (hours after 'D-' are 0-23)",
+                                s);
+    } else if (n == 2) { /* MM:SS, as Slurm reads it */
+        m = f[0];
+        sec = f[1];
+    } else if (n == 3) { /* HH:MM:SS */
+        h = f[0];
+        m = f[1];
+        sec = f[2];
+    } else {
+        return jz_error_set(err, JZ_EINVAL, "bad duration '%.64s' (%s)", s, DURATION_FORMS);
+    }
+    if (((n == 3 || has_days) && m > 59) || sec > 59)
+        return jz_error_set(err, JZ_EINVAL, "bad duration '%.64s' (minutes and seconds are 0-59)",
+                            s);
+    int64_t total = days * 86400 + h * 3600 + m * 60 + sec;
+    if (total > JZ_DURATION_MAX)
+        return jz_error_set(err, JZ_ERANGE, "duration '%.64s' is too long", s);
+    *out = total;
+    return 0;
+}
+
 int jz_duration_parse(const char *s, int64_t *out, struct jz_error *err)
 {
     if (!s || !*s)
         return jz_error_set(err, JZ_EINVAL, "empty duration");
-    int h, m, sec;
-    char tail;
-    if (sscanf(s, "%d:%d:%d%c", &h, &m, &sec, &tail) == 3) {
-        /* Digits only (sscanf also takes signs and blanks: "1:2:-0"), and no more hours than
-         * the other forms allow (fuzz_duration found both; see tests/fuzz/corpus/duration). */
-        size_t hd = strspn(s, "0123456789");
-        int plain = hd >= 1 && hd <= 7 && s[hd] == ':' && isdigit((unsigned char)s[hd + 1]) &&
-                   strspn(s + hd + 1, "0123456789:") == strlen(s + hd + 1);
-        if (!plain || h < 0 || m < 0 || m > 59 || sec < 0 || sec > 59)
-            return jz_error_set(err, JZ_EINVAL, "bad duration '%s' (HH:MM:SS)", s);
-        if ((int64_t)h * 3600 + m * 60 + sec > JZ_DURATION_MAX)
-            return jz_error_set(err, JZ_ERANGE, "duration '%s' is too long", s);
-        *out = (int64_t)h * 3600 + m * 60 + sec;
-        return 0;
-    }
+    if (strchr(s, ':') || strchr(s, '-'))
+        return parse_clock(s, out, err);
     int64_t total = 0;
     const char *p = s;
     while (*p) {
         if (!isdigit((unsigned char)*p))
             return jz_error_set(err, JZ_EINVAL,
-                                "bad duration '%s' (use seconds, or e.g. 90s, 30m, 1h30m, 2d)", s);
+                                "bad duration '%.64s' (%s)", s, DURATION_FORMS);
         errno = 0;
         char *end;
         long long v = strtoll(p, &end, 10);
@@ -147,7 +203,7 @@ int jz_duration_parse(const char *s, int64_t *out, struct jz_error *err)
         case 'd': mult = 86400; end++; break;
         default:
             return jz_error_set(err, JZ_EINVAL,
-                                "bad duration '%s' (use seconds, or e.g. 90s, 30m, 1h30m, 2d)", s);
+                                "bad duration '%.64s' (%s)", s, DURATION_FORMS);
         }
         total += v * mult;
         if (total > JZ_DURATION_MAX)

@@ -21,7 +21,10 @@ void jz_time_format_iso(int64_t ms, char *buf, size_t len);
 int jz_time_parse_iso(const char *s, int64_t *ms, struct jz_error *err);
 
 /* Parses a duration: a plain number of seconds ("90"), units s/m/h/d combined ("1h30m"), or
- * "HH:MM:SS". Writes seconds into *out on success. */
+ * Slurm's forms "HH:MM:SS", "MM:SS" ("90:00" is 90 minutes), "D-HH", "D-HH:MM" and
+ * "D-HH:MM:SS" ("1-00:00:00" is a day). A bare number stays seconds (Slurm reads minutes):
+ * the older meaning wins. Writes seconds into *out on success; JZ_EINVAL with a message naming
+ * the accepted forms, JZ_ERANGE beyond a century. */
 int jz_duration_parse(const char *s, int64_t *out, struct jz_error *err);
 /* Formats seconds compactly ("1h30m", "45s", "2d"). */
 void jz_duration_format(int64_t seconds, char *buf, size_t len);

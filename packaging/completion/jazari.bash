@@ -3,13 +3,14 @@
 # installed as share/bash-completion/completions/jazari. Job ids are not completed: that would
 # ask the server on every TAB.
 
-_jazari_commands="submit queue show why fetch cancel logs wait nodes node plugins plugin usage
-    whoami token admin place"
+_jazari_commands="submit queue show why fetch hold release modify history cancel logs wait nodes
+    node plugins plugin usage whoami token admin place"
 _jazari_global_opts="--url --token --ca --json --help"
 # Options that take a value (the next word is theirs, not a positional argument).
 _jazari_value_opts="--url --token --ca --plugin -p --gpus -g --cpus -c --cpus-per-gpu --time -t
     --mem --name -n --param -P --params-json --resume --class --nodes --gpus-per-node --state -s
-    --user -u --limit --timeout --site --reason --expires --tenant --role --unix-user --since
+    --user -u --limit --timeout --site --format -O --sort --reason --expires --tenant --role
+    --unix-user --since -S --until -E --time-limit --nice
     --note --ttl -o --topology --worker --busy --busy-cores --model --min-memory-gib"
 
 # Options of each command (besides the global ones).
@@ -19,8 +20,11 @@ _jazari_opts_for()
     submit) echo "--plugin -p --gpus -g --cpus -c --cpus-per-gpu --time -t --mem --name -n
                   --preemptible --param -P --params-json --resume --class --nodes --gpus-per-node
                   --requeue" ;;
-    queue) echo "--all -a --state -s --user -u --limit -n" ;;
+    queue) echo "--all -a --state -s --user -u --tenant --name -n --expand -r --format -O
+                 --sort --noheader --limit" ;;
     fetch) echo "-o" ;;
+    modify) echo "--name -n --time-limit -t --nice --class" ;;
+    history) echo "--since -S --until -E --user -u --tenant --state -s --format -o --limit" ;;
     logs) echo "--follow -f" ;;
     wait) echo "--timeout" ;;
     nodes) echo "--site" ;;
@@ -63,11 +67,35 @@ _jazari()
 
     # Values of options that take one.
     case $prev in
-    --ca | --params-json | -o | --topology | --worker)
+    --ca | --params-json | --topology | --worker)
         COMPREPLY=($(compgen -f -- "$cur"))
         return ;;
+    --format | -O | -o)
+        if [[ " ${words[*]} " == *" history "* ]]; then
+            COMPREPLY=($(compgen -W "table csv json" -- "$cur"))
+            return
+        fi
+        if [[ $prev == -o ]]; then
+            COMPREPLY=($(compgen -f -- "$cur")) # fetch -o FILE
+            return
+        fi
+        local cols="id name user tenant plugin state gpus time reason submit start end nodes
+                    array priority nice class"
+        COMPREPLY=($(compgen -W "$cols" -- "${cur##*,}"))
+        if [[ $cur == *,* ]]; then
+            local head=${cur%,*},
+            COMPREPLY=("${COMPREPLY[@]/#/$head}")
+        fi
+        return ;;
+    --sort)
+        local col cols="id name user tenant plugin state gpus time reason submit start end nodes
+                        array priority nice class"
+        local -a all=()
+        for col in $cols; do all+=("$col" "-$col"); done
+        COMPREPLY=($(compgen -W "${all[*]}" -- "$cur"))
+        return ;;
     --state | -s)
-        local states="PENDING RUNNING SUCCEEDED FAILED CANCELLED TIMEOUT"
+        local states="all PENDING RUNNING SUCCEEDED FAILED CANCELLED TIMEOUT"
         COMPREPLY=($(compgen -W "$states" -- "${cur##*,}"))
         if [[ $cur == *,* ]]; then
             local head=${cur%,*},
@@ -81,7 +109,7 @@ _jazari()
         --mem | --name | -n | --param | -P | --resume | --class | --nodes | --gpus-per-node | \
         --user | -u | --limit | --timeout | --site | --reason | --expires | --tenant | \
         --unix-user | --since | --note | --ttl | --busy | --busy-cores | --model | \
-        --min-memory-gib)
+        --min-memory-gib | -S | --until | -E | --time-limit | --nice)
         return ;; # a value we cannot guess
     esac
 

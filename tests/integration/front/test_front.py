@@ -738,7 +738,7 @@ def test_list_bound(tmp):
         # A short limit ends a page without truncation.
         st, j, _ = svc.http("GET", "/v1/jobs?limit=2", token=svc.admin)
         assert len(j["jobs"]) == 2 and j["truncated"] is False and j["next_after"] == ids[1], j
-        rc, out, err = svc.cli("queue", "--all", "--json")
+        rc, out, err = svc.cli("queue", "--state", "all", "--json")  # every state of mine
         assert rc == 0, (rc, err)
         assert [x["id"] for x in json.loads(out)["jobs"]] == ids
         assert "hunter" not in out

@@ -199,6 +199,7 @@ def check_layout(root, owner):
         missing = sorted(o for o in opts if o not in roff)
         assert not missing, ("%s options missing from %s" % (prog, page), missing)
     assert os.path.isfile(os.path.join(usr, "share", "bash-completion", "completions", "jazari"))
+    assert os.path.isfile(os.path.join(usr, "share", "zsh", "vendor-completions", "_jazari"))
     return libdir, plugdir
 
 
@@ -469,6 +470,10 @@ def test_completion():
         (["jazari", "logs", "--f"], ["--follow"]),
         (["jazari", "submit", "--plugin", "x"], []),
         (["jazari", "plugin", ""], ["check"]),
+        (["jazari", "queue", "--format", "id,na"], ["id,name"]),
+        (["jazari", "queue", "--sort", "-gp"], ["-gpus"]),
+        (["jazari", "queue", "--state", "a"], ["all"]),
+        (["jazari", "queue", "--no"], ["--noheader"]),
     ]
     # The commands and options offered are the ones the CLI documents (`jazari --help`).
     helptext = run([os.path.join(ARGS.build, "bin", "jazari"), "--help"], check=False).stdout
@@ -482,6 +487,21 @@ def test_completion():
         got = sorted(x for x in run(["bash", "--norc", "-c", sh]).stdout.split("\n") if x)
         assert got == sorted(want), (words, got, want)
     print("completion: %d cases ok" % len(cases))
+    # zsh's completion (new with the Slurm-style options): it must at least parse, and offer
+    # the same commands. Without zsh on the machine only the commands are compared.
+    zfile = os.path.join(ARGS.source, "packaging", "completion", "_jazari")
+    with open(zfile) as f:
+        ztext = f.read()
+    for c in commands:
+        assert re.search(r"^\s+'?%s:" % c, ztext, re.M), ("zsh completion lacks", c)
+    if shutil.which("zsh"):
+        run(["zsh", "-n", zfile])
+        # Loaded as zsh loads it, the function defines itself without errors.
+        run(["zsh", "-f", "-c", "autoload -Uz compinit; compinit -u; fpath=(%s $fpath); "
+             "autoload -Uz _jazari; whence -w _jazari" % os.path.dirname(zfile)])
+        print("completion: zsh file parses")
+    else:
+        print("completion: zsh not installed, its syntax check skipped")
     return 0
 
 

@@ -477,7 +477,24 @@ static void test_queue(void **state)
     assert_int_equal(jz_cli_queue_parse(&cli, 6, a2, &q, &err), 0);
     assert_true(cli.json);
     assert_int_equal(jz_cli_queue_path(&q, 57, 5, path, sizeof path, &err), 0);
-    assert_string_equal(path, "/v1/jobs?limit=5&user=al%20ice%26x&after=57");
+    assert_string_equal(path,
+                        "/v1/jobs?limit=5&state=PENDING,RUNNING&user=al%20ice%26x&scope=all&after=57");
+
+    /* Every state of one's own jobs is --state all now that --all means everyone's. */
+    char *a4[] = {"queue", "-s", "all", "--tenant", "physics", "-n", "a,b", "-r", "-O",
+                  "id,STATE,user", "--sort", "-gpus", "--noheader"};
+    assert_int_equal(jz_cli_queue_parse(&cli, 13, a4, &q, &err), 0);
+    assert_int_equal(jz_cli_queue_path(&q, -1, 10, path, sizeof path, &err), 0);
+    assert_string_equal(path, "/v1/jobs?limit=10&tenant=physics");
+    assert_string_equal(q.names, "a,b");
+    assert_true(q.expand && q.noheader && !q.all);
+    assert_string_equal(q.format, "id,STATE,user");
+    assert_string_equal(q.sort, "-gpus");
+    json_t *named = json_pack("{s:s}", "name", "b"), *other = json_pack("{s:s}", "name", "ab");
+    assert_true(jz_cli_queue_match(&q, named));
+    assert_false(jz_cli_queue_match(&q, other));
+    json_decref(named);
+    json_decref(other);
 
     char *a3[] = {"queue", "--state", "failed,timeout"};
     assert_int_equal(jz_cli_queue_parse(&cli, 3, a3, &q, &err), 0);
@@ -490,9 +507,46 @@ static void test_queue(void **state)
     assert_int_not_equal(jz_cli_queue_parse(&cli, 3, bad2, &q, &err), 0);
     char *bad3[] = {"queue", "extra"};
     assert_int_not_equal(jz_cli_queue_parse(&cli, 2, bad3, &q, &err), 0);
+    char *bad4[] = {"queue", "--format", "id,bogus"};
+    assert_int_not_equal(jz_cli_queue_parse(&cli, 3, bad4, &q, &err), 0);
+    assert_non_null(strstr(err.msg, "unknown column 'bogus'"));
+    char *bad5[] = {"queue", "--format", "id,"};
+    assert_int_not_equal(jz_cli_queue_parse(&cli, 3, bad5, &q, &err), 0);
+    char *bad6[] = {"queue", "--sort", "id,name"};
+    assert_int_not_equal(jz_cli_queue_parse(&cli, 3, bad6, &q, &err), 0);
+    char *bad7[] = {"queue", "--limt", "5"};
+    assert_int_not_equal(jz_cli_queue_parse(&cli, 3, bad7, &q, &err), 0);
+    assert_string_equal(err.msg, "unknown option '--limt' (did you mean '--limit'?)");
+    char *bad8[] = {"queue", "--zzz"};
+    assert_int_not_equal(jz_cli_queue_parse(&cli, 2, bad8, &q, &err), 0);
+    assert_string_equal(err.msg, "unknown option '--zzz'");
 
     /* A path that does not fit is an error, not a truncated request. */
     assert_int_not_equal(jz_cli_queue_path(&q, 123456, 10, path, 20, &err), 0);
+}
+
+/* A short flag means one thing in every command (-n is a job's name in submit and queue). */
+static void test_short_flags_unique(void **state)
+{
+    const char *meaning[128] = {0}, *where[128] = {0};
+    const struct jz_cli_option_table *lists[] = {jz_cli_args_option_tables, jz_cli_option_tables};
+    int tables = 0;
+    for (size_t l = 0; l < 2; l++)
+        for (const struct jz_cli_option_table *t = lists[l]; t->command; t++, tables++)
+            for (const struct jz_cli_optspec *o = t->specs; o->name; o++) {
+                unsigned char c = (unsigned char)o->short_name;
+                if (!c)
+                    continue;
+                assert_true(c < 128);
+                if (meaning[c] && strcmp(meaning[c], o->name) != 0)
+                    fail_msg("-%c is --%s in '%s' but --%s in '%s'", c, meaning[c], where[c],
+                             o->name, t->command);
+                meaning[c] = o->name;
+                where[c] = t->command;
+            }
+    assert_true(tables >= 10);
+    assert_string_equal(meaning['n'], "name");
+    assert_string_equal(meaning['h'], "help");
 }
 
 static void test_parse_int(void **state)
@@ -523,6 +577,7 @@ int main(void)
         cmocka_unit_test(test_node_commands),
         cmocka_unit_test(test_node_token),
         cmocka_unit_test(test_queue),
+        cmocka_unit_test(test_short_flags_unique),
         cmocka_unit_test(test_parse_int),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

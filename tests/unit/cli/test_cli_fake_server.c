@@ -11,6 +11,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -29,6 +30,7 @@
 /* ---- the fake server (runs in the child) --------------------------------------------------- */
 
 static int polls_job9, polls_job11;
+static bool job13_ended; /* set once /v1/events has told that job 13 ended */
 
 static void reply_json(struct evhttp_request *req, int code, const char *text)
 {
@@ -218,6 +220,26 @@ static void on_request(struct evhttp_request *req, void *arg)
             reply_obj(req, 200, job_obj(6, "CANCELLED", json_null(), json_integer(15)));
         else
             reply_error(req, 404, "not_found", "no such job", NULL);
+    } else if (cmd == EVHTTP_REQ_GET && strcmp(path, "/v1/events") == 0) {
+        /* Only job 13 has events (the others test the fallback to polling on a 404): a
+         * keep-alive, a progress-free state change and the end, in pieces. */
+        const char *job = evhttp_find_header(&q, "job");
+        if (!job || strcmp(job, "13") != 0) {
+            reply_error(req, 404, "not_found", "no such route", NULL);
+        } else {
+            struct evbuffer *b = evbuffer_new();
+            evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                              "text/event-stream");
+            evhttp_send_reply_start(req, 200, "OK");
+            evbuffer_add_printf(b, ": keep-alive\n\nid: 5\nevent: job\ndata: {\"job\": 13, ");
+            evhttp_send_reply_chunk(req, b);
+            evbuffer_add_printf(b, "\"state\": \"RUNNING\"}\n\nid: 6\nevent: job\ndata: "
+                                   "{\"job\": 13, \"state\": \"SUCCEEDED\"}\n\n");
+            job13_ended = true;
+            evhttp_send_reply_chunk(req, b);
+            evhttp_send_reply_end(req);
+            evbuffer_free(b);
+        }
     } else if (cmd == EVHTTP_REQ_GET && sscanf(path, "/v1/jobs/%d", &id) == 1) {
         json_t *j = NULL;
         switch (id) {
@@ -238,6 +260,9 @@ static void on_request(struct evhttp_request *req, void *arg)
             break;
         case 11:
             j = job_obj(11, ++polls_job11 < 2 ? "RUNNING" : "SUCCEEDED", json_null(), json_null());
+            break;
+        case 13: /* ends as /v1/events says */
+            j = job_obj(13, job13_ended ? "SUCCEEDED" : "RUNNING", json_null(), json_null());
             break;
         case 12: /* a job on two nodes */
             j = job_obj(12, "RUNNING", json_null(), json_null());
@@ -484,9 +509,19 @@ static void test_wait(void **state)
     assert_int_equal(r.code, 0);
     assert_string_equal(r.out, "job 9 SUCCEEDED\n");
     run_free(&r);
+    /* 124 for --timeout, as timeout(1); not a job's exit status (TIMEOUT is 152). */
     r = run_cli("wait", "--timeout", "1", "10", NULL);
+    assert_int_equal(r.code, 124);
+    assert_string_equal(r.err, "jazari: wait: timed out after 1 s; job 10 is still RUNNING\n");
+    run_free(&r);
+    r = run_cli("wait", "-t", "1", "10", NULL); /* -t is submit's --time only */
     assert_int_equal(r.code, 2);
-    assert_string_equal(r.err, "jazari: wait: timed out\n");
+    run_free(&r);
+    /* Job 13 through the events stream (the others: polling after its 404). */
+    r = run_cli("wait", "13", NULL);
+    assert_int_equal(r.code, 0);
+    assert_string_equal(r.out, "job 13 SUCCEEDED\n");
+    assert_string_equal(r.err, ""); /* no progress line: stderr is not a terminal */
     run_free(&r);
 }
 
@@ -509,10 +544,19 @@ static void test_queue_and_show(void **state)
 {
     struct run r = run_cli("queue", NULL);
     assert_int_equal(r.code, 0);
-    assert_string_equal(r.out, "ID  NAME  USER   PLUGIN  STATE    GPUS  TIME  REASON\n"
-                               " 1  job   alice  batch   RUNNING     1  -     -\n"
-                               " 2  job   alice  batch   PENDING     1  -     -\n"
-                               " 3  job   alice  batch   PENDING     1  -     -\n");
+    assert_string_equal(r.out, "ID  NAME  USER   TENANT   PLUGIN  STATE    GPUS  TIME  REASON\n"
+                               " 1  job   alice  physics  batch   RUNNING     1  -     -\n"
+                               " 2  job   alice  physics  batch   PENDING     1  -     -\n"
+                               " 3  job   alice  physics  batch   PENDING     1  -     -\n");
+    run_free(&r);
+    /* squeue's habits: -n is the name (filtered here), columns, order, no header. */
+    r = run_cli("queue", "-n", "job,other", "-O", "id,state", "--sort=-id", "--noheader", NULL);
+    assert_int_equal(r.code, 0);
+    assert_string_equal(r.out, "3  PENDING\n2  PENDING\n1  RUNNING\n");
+    run_free(&r);
+    r = run_cli("queue", "-n", "nope", "--noheader", NULL);
+    assert_int_equal(r.code, 0);
+    assert_string_equal(r.out, "");
     run_free(&r);
     r = run_cli("queue", "--json", "--limit", "2", NULL);
     json_t *j = json_loads(r.out, 0, NULL);
@@ -527,7 +571,7 @@ static void test_queue_and_show(void **state)
     assert_non_null(strstr(r.out, "  Progress:       50%  epoch 4/8\n"
                                   "  Metrics:        epoch = 4\n"
                                   "                  val_loss = 0.25\n"));
-    assert_non_null(strstr(r.out, "  Submitted:      2026-11-25 19:00:00\n"));
+    assert_non_null(strstr(r.out, "  Submitted:      2026-11-25T19:00:00+00:00\n"));
     run_free(&r);
 }
 
@@ -541,6 +585,11 @@ static void test_logs_follow_reconnects(void **state)
     r = run_cli("logs", "11", NULL);
     assert_int_equal(r.code, 0);
     assert_string_equal(r.out, "hello world\n");
+    run_free(&r);
+    /* JSON lines, a line put together from the slices it came in. */
+    r = run_cli("logs", "--json", "11", NULL);
+    assert_int_equal(r.code, 0);
+    assert_string_equal(r.out, "{\"job\":11,\"offset\":0,\"line\":\"hello world\"}\n");
     run_free(&r);
 }
 
@@ -702,7 +751,7 @@ static void test_node_admin(void **state)
     assert_int_equal(r.code, 0);
     assert_string_equal(r.out, "jzn_nodetoken\n");
     assert_string_equal(
-        r.err, "Node token for site rabat; it expires 2026-12-03 17:00:00 (local time).\n");
+        r.err, "Node token for site rabat; it expires 2026-12-03T17:00:00+00:00.\n");
     run_free(&r);
     r = run_cli("admin", "node", "token", "--json", "--ttl", "2d", NULL);
     assert_int_equal(r.code, 0);

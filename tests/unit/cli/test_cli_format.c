@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cmocka.h>
 
 #include "clients/cli.h"
@@ -18,10 +21,14 @@ static void test_time(void **state)
     setenv("TZ", "UTC", 1);
     char buf[32];
     jz_cli_time_local("2026-11-25T19:00:00.123Z", buf, sizeof buf);
-    assert_string_equal(buf, "2026-11-25 19:00:00");
+    assert_string_equal(buf, "2026-11-25T19:00:00+00:00");
     setenv("TZ", "Europe/Paris", 1);
     jz_cli_time_local("2026-11-25T19:00:00.123Z", buf, sizeof buf);
-    assert_string_equal(buf, "2026-11-25 20:00:00");
+    assert_string_equal(buf, "2026-11-25T20:00:00+01:00");
+    setenv("TZ", "America/St_Johns", 1); /* a zone half an hour off, west of Greenwich */
+    jz_cli_time_local("2026-11-25T19:00:00Z", buf, sizeof buf);
+    assert_string_equal(buf, "2026-11-25T15:30:00-03:30");
+    setenv("TZ", "UTC", 1);
     jz_cli_time_local(NULL, buf, sizeof buf);
     assert_string_equal(buf, "-");
     jz_cli_time_local("garbage", buf, sizeof buf);
@@ -39,6 +46,12 @@ static void test_durations(void **state)
     assert_int_equal(s, 5400);
     assert_int_equal(jz_duration_parse("01:00:05", &s, &err), 0);
     assert_int_equal(s, 3605);
+    assert_int_equal(jz_duration_parse("1-00:00:00", &s, &err), 0); /* Slurm's forms */
+    assert_int_equal(s, 86400);
+    assert_int_equal(jz_duration_parse("90:00", &s, &err), 0);
+    assert_int_equal(s, 5400);
+    assert_int_equal(jz_duration_parse("1-25", &s, &err), JZ_EINVAL);
+    assert_non_null(strstr(err.msg, "hours after 'D-' are 0-23"));
     assert_int_not_equal(jz_duration_parse("ten", &s, &err), 0);
     char buf[32];
     jz_duration_format(3725, buf, sizeof buf);
@@ -65,7 +78,7 @@ static void test_exit_codes(void **state)
         {"{\"state\": \"FAILED\"}", 1},
         {"{\"state\": \"FAILED\", \"exit_code\": 0}", 1},
         {"{\"state\": \"FAILED\", \"exit_code\": 300}", 1},
-        {"{\"state\": \"TIMEOUT\", \"signal\": 15}", 124},
+        {"{\"state\": \"TIMEOUT\", \"signal\": 15}", 152},
         {"{\"state\": \"CANCELLED\", \"signal\": 15}", 130},
         {"{\"state\": \"RUNNING\"}", -1},
         {"{\"state\": \"PENDING\"}", -1},
@@ -325,6 +338,145 @@ static void test_nodes_table(void **state)
     jz_table_free(t);
 }
 
+/* Prints a table into a string (freed by the caller). */
+static char *table_text(struct jz_table *t)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    jz_table_print(t, f);
+    fclose(f);
+    return buf;
+}
+
+static json_t *queue_jobs(void)
+{
+    json_t *j = json_loads(
+        "["
+        "{\"id\": 10, \"name\": \"solo\", \"user\": \"bob\", \"tenant\": \"phy\","
+        " \"plugin\": \"batch\", \"state\": \"RUNNING\", \"resources\": {\"gpus\": 2},"
+        " \"start_time\": \"2026-12-03T10:00:00Z\", \"reason\": null, \"array\": null},"
+        "{\"id\": 12, \"name\": \"sweep\", \"user\": \"ann\", \"tenant\": \"bio\","
+        " \"plugin\": \"train\", \"state\": \"RUNNING\", \"resources\": {\"gpus\": 1},"
+        " \"start_time\": \"2026-12-03T10:59:00Z\","
+        " \"array\": {\"id\": 12, \"index\": 0, \"count\": 4, \"throttle\": 2}},"
+        "{\"id\": 13, \"name\": \"sweep\", \"user\": \"ann\", \"tenant\": \"bio\","
+        " \"plugin\": \"train\", \"state\": \"RUNNING\", \"resources\": {\"gpus\": 1},"
+        " \"start_time\": \"2026-12-03T10:59:30Z\","
+        " \"array\": {\"id\": 12, \"index\": 1, \"count\": 4, \"throttle\": 2}},"
+        "{\"id\": 14, \"name\": \"sweep\", \"user\": \"ann\", \"tenant\": \"bio\","
+        " \"plugin\": \"train\", \"state\": \"PENDING\", \"resources\": {\"gpus\": 1},"
+        " \"reason\": \"array throttle\","
+        " \"array\": {\"id\": 12, \"index\": 2, \"count\": 4, \"throttle\": 2}},"
+        "{\"id\": 15, \"name\": \"sweep\", \"user\": \"ann\", \"tenant\": \"bio\","
+        " \"plugin\": \"train\", \"state\": \"PENDING\", \"resources\": {\"gpus\": 1},"
+        " \"array\": {\"id\": 12, \"index\": 3, \"count\": 4, \"throttle\": 2}}"
+        "]",
+        0, NULL);
+    assert_non_null(j);
+    return j;
+}
+
+/* The queue: arrays on one line unless expanded, chosen columns, sorting, no header. */
+static void test_queue_table(void **state)
+{
+    json_t *jobs = queue_jobs();
+    int64_t now = 0;
+    assert_int_equal(jz_time_parse_iso("2026-12-03T11:00:00Z", &now, NULL), 0);
+    struct jz_cli_queue_args q = {.limit = 1000};
+    struct jz_table *t = jz_cli_queue_table(jobs, &q, now);
+    char *out = table_text(t);
+    assert_string_equal(out,
+                        "        ID  NAME   USER  TENANT  PLUGIN  STATE                GPUS  TIME  "
+                        "REASON\n"
+                        "        10  solo   bob   phy     batch   RUNNING                 2  1h    "
+                        "-\n"
+                        "12_[0-3%2]  sweep  ann   bio     train   RUNNING:2,PENDING:2     1  -     "
+                        "array throttle\n");
+    free(out);
+    jz_table_free(t);
+
+    q.expand = true;
+    q.format = "id,state,time";
+    q.sort = "-time";
+    q.noheader = true;
+    t = jz_cli_queue_table(jobs, &q, now);
+    out = table_text(t);
+    assert_string_equal(out, "  10  RUNNING  1h\n"
+                             "12_0  RUNNING  1m\n"
+                             "12_1  RUNNING  30s\n"
+                             "12_2  PENDING  -\n"
+                             "12_3  PENDING  -\n");
+    free(out);
+    jz_table_free(t);
+
+    q.sort = "user";
+    q.format = "user,id";
+    q.expand = false;
+    t = jz_cli_queue_table(jobs, &q, now);
+    out = table_text(t);
+    assert_string_equal(out, "ann  12_[0-3%2]\n"
+                             "bob          10\n");
+    free(out);
+    jz_table_free(t);
+    json_decref(jobs);
+}
+
+static int sse_count;
+static char sse_seen[512];
+
+static int on_sse(const char *event, const char *data, size_t len, void *ud)
+{
+    (void)ud;
+    sse_count++;
+    size_t n = strlen(sse_seen);
+    snprintf(sse_seen + n, sizeof sse_seen - n, "[%s|%.*s]", event, (int)len, data);
+    return strcmp(event, "stop") == 0 ? 7 : 0;
+}
+
+/* Server-sent events arrive cut anywhere; comments are seen, ids kept, "stop" stops. */
+static void test_sse(void **state)
+{
+    const char *text = ": keep-alive\n\nid: 41\r\nevent: job\ndata: {\"a\":\n"
+                       "data: 1}\n\ndata: plain\n\nevent: stop\ndata: x\n\nevent: job\ndata: y\n\n";
+    for (size_t piece = 1; piece <= 7; piece += 3) {
+        struct jz_cli_sse p = {0};
+        sse_seen[0] = '\0';
+        sse_count = 0;
+        int rc = 0;
+        for (size_t i = 0; i < strlen(text) && rc == 0; i += piece) {
+            size_t n = strlen(text) - i < piece ? strlen(text) - i : piece;
+            rc = jz_cli_sse_feed(&p, text + i, n, on_sse, NULL);
+        }
+        assert_int_equal(rc, 7);
+        assert_string_equal(sse_seen, "[:| keep-alive][job|{\"a\":\n1}][message|plain][stop|x]");
+        assert_string_equal(p.id, "41");
+        jz_cli_sse_clear(&p);
+    }
+}
+
+/* Colours only on a terminal, and never with NO_COLOR or TERM=dumb; the cell's colour
+ * leaves the alignment alone. */
+static void test_color(void **state)
+{
+    setenv("TERM", "xterm", 1);
+    unsetenv("NO_COLOR");
+    int fd = open("/dev/null", O_WRONLY);
+    assert_false(jz_cli_use_color(fd)); /* not a terminal */
+    close(fd);
+    assert_string_equal(jz_cli_state_color("RUNNING:2,PENDING:1"), "\033[32m");
+    assert_string_equal(jz_cli_state_color("RUNNINGX"), "");
+    static const char *const hdr[] = {"A", "STATE", "B"};
+    struct jz_table *t = jz_table_new(3, hdr);
+    const char *row[] = {"1", "FAILED", "x"};
+    jz_table_add(t, row);
+    jz_table_color_states(t, 1);
+    char *out = table_text(t);
+    assert_string_equal(out, "A  STATE   B\n1  \033[31mFAILED\033[0m  x\n");
+    free(out);
+    jz_table_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -332,7 +484,8 @@ int main(void)
         cmocka_unit_test(test_exit_codes), cmocka_unit_test(test_server_error),
         cmocka_unit_test(test_table),      cmocka_unit_test(test_age),
         cmocka_unit_test(test_job_gpus),   cmocka_unit_test(test_nodes_table),
-        cmocka_unit_test(test_sanitize),
+        cmocka_unit_test(test_sanitize),   cmocka_unit_test(test_queue_table),
+        cmocka_unit_test(test_sse),        cmocka_unit_test(test_color),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -62,14 +62,22 @@ static void test_duration(void **state)
         const char *in;
         int64_t secs;
     } ok[] = {{"90", 90},     {"90s", 90},         {"30m", 1800},      {"1h30m", 5400},
-              {"2d", 172800}, {"1d1h1m1s", 90061}, {"01:02:03", 3723}, {"0", 0}};
+              {"2d", 172800}, {"1d1h1m1s", 90061}, {"01:02:03", 3723}, {"0", 0},
+              /* Slurm's forms: MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS. */
+              {"90:00", 5400},    {"1:30", 90},        {"100:00:00", 360000},
+              {"1-00:00:00", 86400}, {"2-3", 183600},  {"1-2:03", 93780},
+              {"0-0:0:1", 1},     {"7-23:59:59", 691199}};
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         int64_t v = -1;
         struct jz_error err;
         assert_int_equal(jz_duration_parse(ok[i].in, &v, &err), 0);
         assert_int_equal(v, ok[i].secs);
     }
-    const char *bad[] = {"", "x", "1x", "-5", "1:99:00", "1h 30m"};
+    const char *bad[] = {"",        "x",       "1x",         "-5",       "1:99:00", "1h 30m",
+                         "1:2:-0",  "1-24",    "1-1:60",     "1:60",     "1-",      "-1",
+                         "1--2",    "1:2:3:4", "1-1:2:3:4",  ":30",      "30:",     "1::2",
+                         "1-2h",    "1h-2",    "2026-12-31", "2026-12",  "1:2:3s",  " 1:00",
+                         "1:+2",    "1-1-1",   "12345678:00"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int64_t v = 77;
         struct jz_error err;
@@ -275,10 +283,28 @@ static void test_open_beneath(void **state)
     unlink(outside);
 }
 
+/* "Did you mean" hints: edit distance, and only near misses are suggested. */
+static void test_nearest(void **state)
+{
+    assert_int_equal(jz_str_distance("sumbit", "submit"), 2);
+    assert_int_equal(jz_str_distance("", "abc"), 3);
+    assert_int_equal(jz_str_distance("queue", "queue"), 0);
+    const char *cmds[] = {"submit", "queue", NULL, "show", "logs"};
+    assert_string_equal(jz_str_nearest("sumbit", cmds, 5), "submit");
+    assert_string_equal(jz_str_nearest("qeueu", cmds, 5), "queue");
+    assert_string_equal(jz_str_nearest("log", cmds, 5), "logs");
+    assert_null(jz_str_nearest("x", cmds, 5));
+    assert_null(jz_str_nearest("frobnicate", cmds, 5));
+    char big[100];
+    memset(big, 'a', sizeof big - 1);
+    big[99] = '\0';
+    assert_null(jz_str_nearest(big, cmds, 5));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_cpulist),     cmocka_unit_test(test_duration),
+        cmocka_unit_test(test_cpulist),     cmocka_unit_test(test_duration), cmocka_unit_test(test_nearest),
         cmocka_unit_test(test_json_limits), cmocka_unit_test(test_json_files),
         cmocka_unit_test(test_strutil), cmocka_unit_test(test_time_parse_iso),
         cmocka_unit_test(test_open_beneath),
