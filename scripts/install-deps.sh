@@ -16,6 +16,8 @@ pkgs=(
   libevent-dev libjansson-dev libsqlite3-dev libssl-dev
   libhwloc-dev hwloc
   libcmocka-dev
+  mypy # type-checks the Python client (tests/integration/pyclient)
+  zsh # checks the zsh completion (tests/integration/install)
   prometheus # promtool: tests/integration/metrics checks /metrics and the Grafana dashboard's PromQL
   clang libclang-rt-dev
   ocl-icd-opencl-dev opencl-headers pocl-opencl-icd libclblast-dev
