@@ -302,6 +302,7 @@ struct gate {
     struct bufferevent *under; /* the socket or TLS bufferevent below */
     struct evbuffer_cb_entry *drained_cb, *out_cb;
     struct event *close_ev;
+    struct event *written_ev; /* tells evhttp its output is written (on_gate_written) */
     enum gate_state state;
     uint64_t body_left;
     /* a chunked body: where in it, and its size so far */
@@ -904,6 +905,26 @@ static enum bufferevent_filter_result gate_out(struct evbuffer *src, struct evbu
     return BEV_NEED_MORE;
 }
 
+/* The lower output emptied a moment ago: evhttp hears that what it wrote is written, but only if
+ * that is still so. Between the drain and now, a handler may have queued more (a timer that ends
+ * a chunked reply, with its last chunk, right after the head went out): evhttp would take the old
+ * drain for the new data's, finish the request, and close a Connection: close connection with the
+ * end of the reply still queued. That is why this is not a deferred bufferevent_trigger, which
+ * runs evhttp's write callback later whatever was queued meanwhile: data queued since is written
+ * later, and its own drain tells evhttp then. */
+static void on_gate_written(evutil_socket_t fd, short what, void *arg)
+{
+    struct gate *g = arg;
+    if (!gate_owned(g) || !(bufferevent_get_enabled(g->bev) & EV_WRITE))
+        return; /* gone, or reading: evhttp's done-writing callback would be a stale one */
+    if (evbuffer_get_length(bufferevent_get_output(g->under)) ||
+        evbuffer_get_length(bufferevent_get_output(g->bev)))
+        return;
+    /* From the event loop, not from inside the lower bufferevent's write: evhttp may free the
+     * connection in this callback (bufferevent_trigger holds a reference meanwhile). */
+    bufferevent_trigger(g->bev, EV_WRITE, 0);
+}
+
 static void on_under_drained(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
     struct gate *g = arg;
@@ -918,7 +939,7 @@ static void on_under_drained(struct evbuffer *buf, const struct evbuffer_cb_info
         if (g->held_reply)
             gate_send_refusal(g);
         else
-            bufferevent_trigger(g->bev, EV_WRITE, BEV_TRIG_DEFER_CALLBACKS);
+            event_active(g->written_ev, EV_TIMEOUT, 0);
     }
 }
 
@@ -933,6 +954,7 @@ static void gate_free(void *ctx)
     if (g->held_reply)
         evbuffer_free(g->held_reply);
     event_free(g->close_ev);
+    event_free(g->written_ev);
     free(g);
     f->conns--;
     if (f->closed) {
@@ -962,6 +984,7 @@ static struct bufferevent *make_bev(struct event_base *base, void *arg)
     g->front = f;
     gate_reset(g);
     g->close_ev = evtimer_new(base, on_gate_close, g);
+    g->written_ev = event_new(base, -1, 0, on_gate_written, g);
     if (f->tls) {
         SSL *ssl = SSL_new(f->tls);
         g->under = ssl ? bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
@@ -972,7 +995,7 @@ static struct bufferevent *make_bev(struct event_base *base, void *arg)
     } else {
         g->under = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
     }
-    if (g->under && g->close_ev)
+    if (g->under && g->close_ev && g->written_ev)
         g->drained_cb = evbuffer_add_cb(bufferevent_get_output(g->under), on_under_drained, g);
     if (g->drained_cb)
         g->bev = bufferevent_filter_new(g->under, gate_in, gate_out, BEV_OPT_CLOSE_ON_FREE,
@@ -982,6 +1005,8 @@ static struct bufferevent *make_bev(struct event_base *base, void *arg)
             bufferevent_free(g->under);
         if (g->close_ev)
             event_free(g->close_ev);
+        if (g->written_ev)
+            event_free(g->written_ev);
         free(g);
         return NULL;
     }

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Strict HTTP at jazarid's front: framing that could smuggle a request is refused, every error
 (libevent's own included) is the documented JSON, HEAD works where GET does, another user's job
-is answered exactly like a missing one, and the CLI escapes control and bidirectional characters.
+is answered exactly like a missing one, the CLI escapes control and bidirectional characters, and
+streams (log follows, events) asked for with Connection: close are whole and end properly.
 A real jazarid on 127.0.0.1 (the harness of tests/integration/service); raw sockets for what
 urllib would not send.
 
@@ -169,7 +170,7 @@ def test_json_errors(svc):
     # Methods evhttp parses but no route takes: 405 with Allow, from the router.
     for method, path, allow in (("OPTIONS", "/healthz", "GET, HEAD"),
                                 ("PATCH", "/v1/jobs", "GET, HEAD, POST"),
-                                ("PUT", "/v1/jobs/1", "GET, HEAD"),
+                                ("PUT", "/v1/jobs/1", "GET, HEAD, PATCH"),
                                 ("DELETE", "/v1/jobs/1/cancel", "POST")):
         st, h, b = exchange(svc, request(method, path, ["Content-Length: 0"]))
         json_error(st, h, b, 405, "method_not_allowed")
@@ -315,6 +316,177 @@ def test_cli_escape(svc):
         assert "report\\u202etxt.exe\\u2066\\u0085x" in out, (args, out)
         assert not any(c in out for c in raw), (args, out)
     svc.http("POST", "/v1/jobs/%d/cancel" % jid, token=alice)
+
+
+# --- streams with Connection: close -------------------------------------------------------------
+class Chunked:
+    """A chunked reply read from a raw socket, a chunk at a time: status and headers, then body
+    (what the chunks carried so far), ended (the 0-length chunk and its CRLF came) and closed
+    (after it, nothing more but the server closing the connection)."""
+
+    def __init__(self, svc, path, headers, timeout=30):
+        self.sock = socket.create_connection(("127.0.0.1", svc.port), timeout=timeout)
+        self.sock.sendall(request("GET", path, headers))
+        self.buf, self.body, self.ended, self.closed = b"", b"", False, False
+        self.status, self.headers = 0, {}
+        try:
+            while b"\r\n\r\n" not in self.buf:
+                self._more()
+        except (EOFError, OSError):
+            return
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        self.status = int(lines[0].split()[1])
+        for line in lines[1:]:
+            k, v = line.split(":", 1)
+            self.headers[k.strip().lower()] = v.strip()
+
+    def _more(self):
+        d = self.sock.recv(65536)
+        if not d:
+            raise EOFError
+        self.buf += d
+
+    def read(self, until=None, timeout=30):
+        """Reads chunks until until(body) holds or the reply ends (then the connection's close
+        too). Returns self."""
+        self.sock.settimeout(timeout)
+        try:
+            while not self.ended:
+                if until and until(self.body):
+                    return self
+                while b"\r\n" not in self.buf:
+                    self._more()
+                size_line, rest = self.buf.split(b"\r\n", 1)
+                size = int(size_line.split(b";")[0], 16)
+                while len(self.buf) < len(size_line) + 2 + size + 2:
+                    self._more()
+                self.buf = self.buf[len(size_line) + 2:]
+                assert self.buf[size:size + 2] == b"\r\n", self.buf[:size + 2]
+                self.body += self.buf[:size]
+                self.buf = self.buf[size + 2:]
+                self.ended = size == 0
+            while True:  # Connection: close: nothing after the last chunk, then the FIN
+                d = self.sock.recv(65536)
+                if not d:
+                    self.closed = True
+                    break
+                self.buf += d
+            assert not self.buf, self.buf[:200]
+        except (EOFError, ConnectionResetError):
+            pass
+        return self
+
+    def close(self):
+        self.sock.close()
+
+
+def check_follow(what, r, log):
+    assert r.status == 200, (what, r.status, r.headers, r.body[:200])
+    assert r.headers.get("transfer-encoding") == "chunked" and \
+        r.headers.get("connection") == "close", (what, r.headers)
+    assert r.ended and r.closed, \
+        (what, "stream cut short" if not r.ended else "left open", r.headers, r.body[-200:])
+    assert r.body == log, (what, r.body[-200:], log[-200:])
+
+
+def test_follow_connection_close(svc):
+    """GET /v1/jobs/ID/log?follow=1 with Connection: close (what urllib always sends): the whole
+    log in chunks, the 0-length chunk, then the connection closed; for an ended job (the stream
+    ends in the tick after its head) and for running ones (it ends as the job does, right after
+    its last lines). The gate (server/front.c) once told evhttp that the head was written after
+    the last chunk and the end had been queued: evhttp took the request as done and closed the
+    connection with them unsent."""
+    alice = svc.add_user("alice")
+    auth = "Authorization: Bearer " + alice
+    follow = ["Authorization: Bearer " + alice, "Connection: close"]
+    jid = svc.submit(alice, batch(["sh", "-c", "echo hello; echo world"]))
+    svc.wait(alice, jid)
+    st, h, log = exchange(svc, request("GET", "/v1/jobs/%d/log" % jid, [auth]))
+    assert st == 200 and b"hello\nworld\n" in log, (st, log)
+    for i in range(30):
+        r = Chunked(svc, "/v1/jobs/%d/log?follow=1" % jid, follow)
+        try:
+            check_follow("ended job, try %d" % i, r.read(), log)
+        finally:
+            r.close()
+    # Two rounds of 15 streams (a user may have 16 open), each on a running job.
+    script = ("echo first; sleep 1; i=0; while [ $i -lt 300 ]; do echo line $i; i=$((i+1)); "
+              "done; sleep 0.3; echo last")
+    for rnd in range(2):
+        jid = svc.submit(alice, batch(["sh", "-c", script]))
+        svc.wait_running(alice, jid)
+        streams = [Chunked(svc, "/v1/jobs/%d/log?follow=1" % jid, follow) for _ in range(15)]
+        try:
+            # Each is streaming before the job ends.
+            for k, r in enumerate(streams):
+                r.read(until=lambda b: b"first\n" in b)
+                assert r.status == 200 and b"first\n" in r.body and not r.ended, \
+                    (rnd, k, r.status, r.headers, r.body[:200])
+            j = svc.wait(alice, jid)
+            assert j["state"] == "SUCCEEDED", j
+            st, h, log = exchange(svc, request("GET", "/v1/jobs/%d/log" % jid, [auth]))
+            assert st == 200 and b"line 299\nlast\n" in log, (st, log[-200:])
+            for k, r in enumerate(streams):
+                check_follow("running job, round %d stream %d" % (rnd, k), r.read(), log)
+        finally:
+            for r in streams:
+                r.close()
+    # Every stream gave its place back (a user at the limit would be refused).
+    st, _ = svc.http("GET", "/v1/jobs/%d/log?follow=1" % jid, token=alice)
+    assert st == 200, st
+
+
+def sse_job_events(body, jid):
+    """Job jid's events in an SSE body: [(id, previous state, state)]."""
+    out = []
+    for block in body.decode().split("\n\n"):
+        lines = block.split("\n")
+        data = [ln[5:].lstrip() for ln in lines if ln.startswith("data:")]
+        ids = [int(ln[3:].strip()) for ln in lines if ln.startswith("id:")]
+        if "event: job" in lines and data:
+            d = json.loads("\n".join(data))
+            if d.get("job") == jid:
+                out.append((ids[0] if ids else None, d.get("previous"), d.get("state")))
+    return out
+
+
+def test_events_connection_close(svc):
+    """GET /v1/events with Connection: close streams: chunked, with a job's events as they
+    happen; and resumed with Last-Event-ID, with the events after it at once (sent from the
+    request's handler, right behind the head), 30 times."""
+    alice = svc.add_user("alice")
+    hdrs = ["Authorization: Bearer " + alice, "Connection: close"]
+    lifecycle = [(None, "PENDING"), ("PENDING", "RUNNING"), ("RUNNING", "SUCCEEDED")]
+
+    def states(r, jid):
+        return [(p, st) for _, p, st in sse_job_events(r.body, jid)]
+
+    def final(jid):
+        return lambda b: any(st == "SUCCEEDED" for _, _, st in sse_job_events(b, jid))
+
+    streams = [Chunked(svc, "/v1/events", hdrs) for _ in range(10)]
+    try:
+        for k, r in enumerate(streams):  # open (a first comment) before the job is submitted
+            r.read(until=lambda b: b": jazari events" in b)
+            assert r.status == 200 and r.headers.get("transfer-encoding") == "chunked" and \
+                r.headers.get("connection") == "close" and not r.ended, (k, r.status, r.headers)
+        jid = svc.submit(alice, batch(["true"]))
+        for k, r in enumerate(streams):
+            r.read(until=final(jid))
+            assert states(r, jid) == lifecycle, (k, r.body)
+        first = sse_job_events(streams[0].body, jid)[0][0]
+    finally:
+        for r in streams:
+            r.close()
+    for i in range(30):
+        r = Chunked(svc, "/v1/events", hdrs + ["Last-Event-ID: %d" % (first - 1)])
+        try:
+            r.read(until=final(jid), timeout=10)
+            assert r.status == 200 and r.headers.get("connection") == "close", (i, r.headers)
+            assert states(r, jid) == lifecycle, (i, r.body)
+        finally:
+            r.close()
 
 
 def main():
