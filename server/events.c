@@ -46,6 +46,8 @@ struct stream {
     struct evhttp_connection *conn;
     char user[JZ_MAX_NAME_LEN + 1]; /* who reads it (jz_front_stream_acquire) */
     bool admin;
+    bool tenant_admin;                /* also reads its tenant's jobs (jz_job_visible_to) */
+    char tenant[JZ_MAX_NAME_LEN + 1]; /* the reader's tenant */
     int64_t job; /* filters: 0 and "" for none */
     char user_filter[JZ_MAX_NAME_LEN + 1];
     char tenant_filter[JZ_MAX_NAME_LEN + 1];
@@ -201,7 +203,8 @@ static void watch_peer(struct stream *s)
 
 static bool wants(const struct stream *s, const struct jz_event *e)
 {
-    if (!s->admin && strcmp(e->user, s->user) != 0)
+    if (!s->admin && strcmp(e->user, s->user) != 0 &&
+        !(s->tenant_admin && strcmp(e->tenant, s->tenant) == 0))
         return false;
     return (!s->job || e->job == s->job) &&
            (!s->user_filter[0] || strcmp(e->user, s->user_filter) == 0) &&
@@ -331,7 +334,9 @@ static bool parse_query(struct jz_req *r, struct query *q)
     q->tenant = jz_req_query(r, "tenant");
     if (!name_ok(r, "user", q->user) || !name_ok(r, "tenant", q->tenant))
         return false;
-    if (q->user && !r->user->admin && strcmp(q->user, r->user->name) != 0) {
+    /* A tenant-admin may name any user: what it reads stays within its tenant (wants). */
+    if (q->user && !r->user->admin && !r->user->tenant_admin &&
+        strcmp(q->user, r->user->name) != 0) {
         jz_http_reply_error(r, 403, "forbidden", "user",
                             "only an admin may follow another user's jobs");
         return false;
@@ -372,6 +377,8 @@ static struct stream *stream_new(struct jz_events *ev, struct jz_req *r, const s
     s->conn = evhttp_request_get_connection(r->req);
     snprintf(s->user, sizeof s->user, "%s", r->user->name);
     s->admin = r->user->admin;
+    s->tenant_admin = r->user->tenant_admin;
+    snprintf(s->tenant, sizeof s->tenant, "%s", r->user->tenant);
     s->job = q->job;
     snprintf(s->user_filter, sizeof s->user_filter, "%s", q->user ? q->user : "");
     snprintf(s->tenant_filter, sizeof s->tenant_filter, "%s", q->tenant ? q->tenant : "");
@@ -571,7 +578,7 @@ void jz_events_publish(struct jz_events *ev, struct jz_events_held *h, bool comm
             char delivery[32]; /* the event's id: unique, and the same on every retry */
             snprintf(delivery, sizeof delivery, "%" PRId64, h->ev.id);
             jz_webhooks_send(ev->hooks, h->hook_url, h->hook_secret, h->hook_body, h->hook_len,
-                             delivery, h->ev.job);
+                             delivery, h->ev.job, h->ev.user);
         }
         jz_event_ring_push(ev->ring, &h->ev); /* takes the frame */
         h->ev.frame = NULL;
@@ -595,6 +602,7 @@ void jz_events_stats(const struct jz_events *ev, struct jz_events_stats *out)
                                     .last_id = jz_event_ring_last(ev->ring),
                                     .webhooks_delivered = w.delivered,
                                     .webhooks_failed = w.failed,
+                                    .webhooks_blocked = w.blocked,
                                     .webhooks_dropped = w.dropped,
                                     .webhook_attempts = w.attempts,
                                     .webhooks_pending = w.pending};
@@ -626,7 +634,8 @@ int jz_events_open(struct jz_server *srv, struct jz_events **out, struct jz_erro
         rc = jz_error_set(err, JZ_ENOMEM, "out of memory");
         goto fail;
     }
-    if ((rc = jz_webhooks_open(srv->base, &ev->hooks, err)))
+    /* The allow list is read where a reload writes it (srv->cfg is replaced in place). */
+    if ((rc = jz_webhooks_open(srv->base, srv->cfg.webhook_allow, &ev->hooks, err)))
         goto fail;
     /* Not a clean stop until close says so; and ids from here on are covered. */
     ev->reserved = (start > reserved ? start : reserved) + ID_RESERVE;

@@ -59,7 +59,8 @@ struct jz_events_stats {
     uint64_t streams_dropped; /* streams ended because their client fell a whole ring behind */
     size_t streams;           /* open now */
     int64_t last_id;          /* the newest id published */
-    uint64_t webhooks_delivered, webhooks_failed, webhooks_dropped, webhook_attempts;
+    uint64_t webhooks_delivered, webhooks_failed, webhooks_blocked, webhooks_dropped,
+        webhook_attempts;
     size_t webhooks_pending;
 };
 void jz_events_stats(const struct jz_events *ev, struct jz_events_stats *out);

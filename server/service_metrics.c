@@ -150,7 +150,7 @@ static const struct family_def {
      {.type = JZ_METRIC_COUNTER,
       .name = "jazari_webhook_deliveries_total",
       .help = "Job-end webhooks by outcome: delivered (2xx), failed (refused or out of tries), "
-              "dropped (never tried).",
+              "blocked (an address the destination policy forbids), dropped (never tried).",
       .labels = {"outcome"},
       .max_series = 4}},
     {F(webhook_attempts),
@@ -449,6 +449,8 @@ static void collect_events(struct jz_server *srv, struct jz_service_metrics *sm)
                   (double)(now.webhooks_delivered - was->webhooks_delivered));
     jz_metric_inc(sm->webhook_deliveries, (const char *const[]){"failed"},
                   (double)(now.webhooks_failed - was->webhooks_failed));
+    jz_metric_inc(sm->webhook_deliveries, (const char *const[]){"blocked"},
+                  (double)(now.webhooks_blocked - was->webhooks_blocked));
     jz_metric_inc(sm->webhook_deliveries, (const char *const[]){"dropped"},
                   (double)(now.webhooks_dropped - was->webhooks_dropped));
     jz_metric_set(sm->streams, NULL, (double)now.streams);

@@ -1,7 +1,11 @@
 /* Job-end webhooks (webhooks.h): one timer per delivery drives it through its attempts; each
- * attempt is one evhttp client connection (through OpenSSL for https), freed on the timer after
- * its answer, never inside evhttp's own callback (which still uses it when the callback
- * returns). */
+ * attempt resolves the host (evdns, asynchronously), checks every address it got against the
+ * destination policy, and opens one evhttp client connection (through OpenSSL for https) to the
+ * numeric address that passed, so that a name cannot lead the request somewhere the policy
+ * forbids; the Host header and TLS (SNI, certificate check) stay on the name. The connection is
+ * freed on the timer after its answer, never inside evhttp's own callback (which still uses it
+ * when the callback returns). */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -33,8 +37,12 @@ struct delivery {
     enum delivery_state state;
     struct event *timer; /* next attempt, or the end of the one just answered */
     struct evhttp_connection *conn;
+    struct evdns_getaddrinfo_request *lookup; /* resolving the host now */
     bool https;
-    char host[256]; /* for connecting: an IPv6 literal without its brackets */
+    bool blocked;   /* the last attempt found no address the policy allows */
+    char host[256]; /* the URL's: an IPv6 literal without its brackets */
+    char addr[INET6_ADDRSTRLEN]; /* what the attempt connects to */
+    char user[128];              /* whose share of the queue it takes */
     char host_header[272];
     int port;
     char *target; /* path and query */
@@ -50,6 +58,7 @@ struct delivery {
 
 struct jz_webhooks {
     struct event_base *base;
+    const char *allow; /* the ranges allowed beside the default policy (borrowed) */
     struct evdns_base *dns; /* made on the first host name (numeric hosts need none) */
     SSL_CTX *tls;           /* made on the first https URL */
     struct delivery *head;
@@ -97,6 +106,8 @@ int jz_webhook_backoff_s(int retry)
 static void delivery_free(struct delivery *d)
 {
     struct jz_webhooks *wh = d->wh;
+    if (d->lookup) /* its callback comes later with EVUTIL_EAI_CANCEL, and ignores d */
+        evdns_getaddrinfo_cancel(d->lookup);
     if (d->conn)
         evhttp_connection_free(d->conn);
     if (d->state != WAITING)
@@ -171,41 +182,36 @@ static struct bufferevent *connect_bev(struct delivery *d)
     return bev;
 }
 
-static bool start_attempt(struct delivery *d)
+/* The attempt ends without an answer: on the timer, as after one (d->failure says why). */
+static void attempt_failed(struct delivery *d)
+{
+    if (!d->failure[0])
+        snprintf(d->failure, sizeof d->failure, "out of memory");
+    d->state = ANSWERED;
+    d->status = 0;
+    event_active(d->timer, EV_TIMEOUT, 0);
+}
+
+/* Sends the POST to d->addr, which the policy allows. False (d->failure set) when it cannot. */
+static bool send_request(struct delivery *d)
 {
     struct jz_webhooks *wh = d->wh;
-    struct evdns_base *dns = NULL;
-    if (!jz_tls_host_is_ip(d->host)) {
-        if (!wh->dns)
-            wh->dns = evdns_base_new(wh->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-                                                   EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-        if (!wh->dns) {
-            snprintf(d->failure, sizeof d->failure, "no DNS resolver (/etc/resolv.conf?)");
-            return false;
-        }
-        dns = wh->dns;
-    }
     struct bufferevent *bev = connect_bev(d);
-    if (!bev) {
-        if (!d->failure[0])
-            snprintf(d->failure, sizeof d->failure, "out of memory");
+    if (!bev)
         return false;
-    }
+    /* A numeric address: evhttp resolves nothing, so it connects where the policy said. */
     d->conn =
-        evhttp_connection_base_bufferevent_new(wh->base, dns, bev, d->host, (ev_uint16_t)d->port);
+        evhttp_connection_base_bufferevent_new(wh->base, NULL, bev, d->addr, (ev_uint16_t)d->port);
     if (!d->conn) {
         bufferevent_free(bev);
-        snprintf(d->failure, sizeof d->failure, "out of memory");
         return false;
     }
     evhttp_connection_set_timeout(d->conn, JZ_WEBHOOK_TIMEOUT_S);
     evhttp_connection_set_max_headers_size(d->conn, MAX_ANSWER_BYTES);
     evhttp_connection_set_max_body_size(d->conn, MAX_ANSWER_BYTES);
     struct evhttp_request *req = evhttp_request_new(on_answer, d);
-    if (!req) {
-        snprintf(d->failure, sizeof d->failure, "out of memory");
+    if (!req)
         return false;
-    }
     evhttp_request_set_error_cb(req, on_request_error);
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     char agent[64];
@@ -218,12 +224,95 @@ static bool start_attempt(struct delivery *d)
     evhttp_add_header(h, "X-Jazari-Signature-256", d->signature);
     evhttp_add_header(h, "Connection", "close");
     evbuffer_add(evhttp_request_get_output_buffer(req), d->body, d->len);
+    wh->stats.attempts++;
     /* On failure evhttp_make_request frees req. */
     if (evhttp_make_request(d->conn, req, EVHTTP_REQ_POST, d->target) != 0) {
         snprintf(d->failure, sizeof d->failure, "the request could not be sent");
         return false;
     }
     return true;
+}
+
+/* Picks the first of the host's addresses that the policy allows into d->addr; false (blocked,
+ * d->failure saying why) when none is. */
+static bool pick_address(struct delivery *d, const struct evutil_addrinfo *ai)
+{
+    char first[INET6_ADDRSTRLEN + 8] = "", why[160] = "";
+    for (; ai; ai = ai->ai_next) {
+        if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
+            continue;
+        const void *raw =
+            ai->ai_family == AF_INET
+                ? (const void *)&((const struct sockaddr_in *)(const void *)ai->ai_addr)->sin_addr
+                : (const void *)&((const struct sockaddr_in6 *)(const void *)ai->ai_addr)
+                      ->sin6_addr;
+        char text[INET6_ADDRSTRLEN];
+        if (!evutil_inet_ntop(ai->ai_family, raw, text, sizeof text))
+            continue;
+        if (jz_webhook_address_check(ai->ai_addr, d->wh->allow, first[0] ? NULL : why,
+                                     sizeof why)) {
+            snprintf(d->addr, sizeof d->addr, "%s", text);
+            return true;
+        }
+        if (!first[0])
+            snprintf(first, sizeof first, "%s", text);
+    }
+    d->blocked = true;
+    if (!first[0])
+        snprintf(d->failure, sizeof d->failure, "%s has no IPv4 or IPv6 address", d->host);
+    else if (strcmp(first, d->host) == 0)
+        snprintf(d->failure, sizeof d->failure, "blocked: %s is %s", d->host, why);
+    else
+        snprintf(d->failure, sizeof d->failure, "blocked: %s resolves to %s, %s", d->host, first,
+                 why);
+    return false;
+}
+
+static void on_resolved(int result, struct evutil_addrinfo *res, void *arg)
+{
+    if (result == EVUTIL_EAI_CANCEL) /* the delivery is gone */
+        return;
+    struct delivery *d = arg;
+    d->lookup = NULL;
+    bool ok = false;
+    if (result != 0)
+        snprintf(d->failure, sizeof d->failure, "cannot resolve %s: %s", d->host,
+                 evutil_gai_strerror(result));
+    else
+        ok = pick_address(d, res) && send_request(d);
+    if (res)
+        evutil_freeaddrinfo(res);
+    if (!ok)
+        attempt_failed(d);
+}
+
+/* Starts an attempt: resolves the host (at once for an IP literal), then on_resolved. */
+static void start_attempt(struct delivery *d)
+{
+    struct jz_webhooks *wh = d->wh;
+    struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                                    .ai_protocol = IPPROTO_TCP};
+    if (jz_tls_host_is_ip(d->host)) {
+        struct evutil_addrinfo *res = NULL;
+        hints.ai_flags = EVUTIL_AI_NUMERICHOST;
+        int rc = evutil_getaddrinfo(d->host, NULL, &hints, &res);
+        on_resolved(rc, res, d);
+        return;
+    }
+    if (!wh->dns)
+        wh->dns = evdns_base_new(wh->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+                                               EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+    if (!wh->dns) {
+        snprintf(d->failure, sizeof d->failure, "no DNS resolver (/etc/resolv.conf?)");
+        attempt_failed(d);
+        return;
+    }
+    /* The callback may come at once (the hosts file, an error): it clears d->lookup itself, and
+     * evdns_getaddrinfo then returns NULL. */
+    struct evdns_getaddrinfo_request *q =
+        evdns_getaddrinfo(wh->dns, d->host, NULL, &hints, on_resolved, d);
+    if (q)
+        d->lookup = q;
 }
 
 /* After an attempt: done, given up, or the next try scheduled. */
@@ -246,6 +335,13 @@ static void attempt_over(struct delivery *d)
         snprintf(what, sizeof what, "answered %d", st);
     else
         snprintf(what, sizeof what, "%s", d->failure);
+    if (d->blocked) { /* the same address would be refused again: no retry */
+        wh->stats.blocked++;
+        jz_log_warn("webhooks", "job %lld: delivery %s to %s%s %s; not retried",
+                    (long long)d->job, d->id, d->host_header, d->target, what);
+        delivery_free(d);
+        return;
+    }
     if (final || d->tries >= JZ_WEBHOOK_ATTEMPTS) {
         wh->stats.failed++;
         jz_log_warn("webhooks", "job %lld: delivery %s to %s%s %s; giving up after %d %s",
@@ -270,7 +366,8 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     struct delivery *d = arg;
     struct jz_webhooks *wh = d->wh;
     if (d->state == ANSWERED) {
-        evhttp_connection_free(d->conn);
+        if (d->conn)
+            evhttp_connection_free(d->conn);
         d->conn = NULL;
         attempt_over(d);
         return;
@@ -281,13 +378,9 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     }
     d->state = IN_FLIGHT;
     wh->inflight++;
-    d->tries++;
-    wh->stats.attempts++;
-    if (!start_attempt(d)) { /* counts as an attempt with no answer */
-        d->state = ANSWERED;
-        d->status = 0;
-        event_active(d->timer, EV_TIMEOUT, 0);
-    }
+    d->tries++; /* a try even when no POST goes out (no address, say): it is retried */
+    d->failure[0] = '\0';
+    start_attempt(d);
 }
 
 static bool drop(struct jz_webhooks *wh, struct delivery *d, int64_t job, const char *delivery,
@@ -303,11 +396,30 @@ static bool drop(struct jz_webhooks *wh, struct delivery *d, int64_t job, const 
     return false;
 }
 
-bool jz_webhooks_send(struct jz_webhooks *wh, const char *url, const char *secret, const char *body,
-                      size_t len, const char *delivery, int64_t job)
+/* How many deliveries user has pending (at most JZ_WEBHOOK_MAX_PENDING to look at). */
+static size_t pending_of(const struct jz_webhooks *wh, const char *user)
 {
+    size_t n = 0;
+    for (const struct delivery *d = wh->head; d; d = d->next)
+        n += strcmp(d->user, user) == 0;
+    return n;
+}
+
+bool jz_webhooks_send(struct jz_webhooks *wh, const char *url, const char *secret, const char *body,
+                      size_t len, const char *delivery, int64_t job, const char *user)
+{
+    if (!user)
+        user = "";
     if (wh->stats.pending >= JZ_WEBHOOK_MAX_PENDING)
         return drop(wh, NULL, job, delivery, "too many deliveries are pending already");
+    /* One user's jobs (a large array pointing at a dead receiver, say) may not take the whole
+     * queue from everyone else's. */
+    if (pending_of(wh, user) >= JZ_WEBHOOK_MAX_PENDING_PER_USER) {
+        char why[200];
+        snprintf(why, sizeof why, "user %.64s has %d deliveries pending already (the most one "
+                 "user may have)", user, JZ_WEBHOOK_MAX_PENDING_PER_USER);
+        return drop(wh, NULL, job, delivery, why);
+    }
     char why[160];
     struct delivery *d = calloc(1, sizeof *d);
     if (!d)
@@ -328,6 +440,7 @@ bool jz_webhooks_send(struct jz_webhooks *wh, const char *url, const char *secre
     jz_webhook_sign(secret, body, len, d->signature);
     snprintf(d->id, sizeof d->id, "%s", delivery);
     d->job = job;
+    snprintf(d->user, sizeof d->user, "%s", user);
     d->next = wh->head;
     if (wh->head)
         wh->head->prev = d;
@@ -342,12 +455,14 @@ void jz_webhooks_stats(const struct jz_webhooks *wh, struct jz_webhook_stats *ou
     *out = wh->stats;
 }
 
-int jz_webhooks_open(struct event_base *base, struct jz_webhooks **out, struct jz_error *err)
+int jz_webhooks_open(struct event_base *base, const char *allow_list, struct jz_webhooks **out,
+                     struct jz_error *err)
 {
     struct jz_webhooks *wh = calloc(1, sizeof *wh);
     if (!wh)
         return jz_error_set(err, JZ_ENOMEM, "out of memory");
     wh->base = base;
+    wh->allow = allow_list;
     *out = wh;
     return 0;
 }

@@ -2,9 +2,10 @@
 """Job events end to end (server/events.c, server/webhooks.c): GET /v1/events as server-sent
 events (the events of a quick job, filters, who may see what, resuming with Last-Event-ID, a
 reset for an id the server no longer has, ids that keep increasing across a restart, the stream
-limit, keep-alives), and job-end webhooks POSTed, signed, to a receiver on 127.0.0.1 and retried
-until it answers 2xx. A real jazarid on 127.0.0.1 with an ephemeral port and a temporary state
-directory (tests/integration/service's harness).
+limit, keep-alives), and job-end webhooks POSTed, signed, to a receiver on 127.0.0.1 (allowed
+with --webhook-allow) and retried until it answers 2xx, or refused where the destination policy
+forbids. A real jazarid on 127.0.0.1 with an ephemeral port and a temporary state directory
+(tests/integration/service's harness).
 
 Usage: test_events.py --build BUILD_DIR --fixtures FIXTURES_DIR TEST [TEST...]
 Each TEST is one of the functions named test_* below, without the prefix."""
@@ -515,6 +516,42 @@ def test_webhook_https(svc):
         bad.close()
 
 
+def test_webhook_blocked(svc):
+    """Without --webhook-allow, a webhook may not reach loopback: a literal address is refused at
+    submission (400, notify.url); a name that resolves there (localhost) is accepted, but refused
+    at delivery, with no request sent, no retry, and the log and /metrics saying so."""
+    rc = Receiver()
+    try:
+        st, j = svc.http("POST", "/v1/jobs", dict(batch(["true"]),
+                                                   notify={"url": rc.url, "secret": SECRET}),
+                         svc.admin)
+        assert st == 400 and j["error"]["field"] == "notify.url", (st, j)
+        assert "loopback" in j["error"]["message"], j
+        for url in ("http://[::1]:9/", "http://169.254.169.254/latest/meta-data/",
+                    "http://[::ffff:10.0.0.1]/", "http://192.168.1.1/"):
+            st, j = svc.http("POST", "/v1/jobs", dict(batch(["true"]),
+                                                       notify={"url": url, "secret": SECRET}),
+                             svc.admin)
+            assert st == 400 and j["error"]["field"] == "notify.url", (url, st, j)
+        url = rc.url.replace("127.0.0.1", "localhost")
+        jid = quick(svc, svc.admin, notify={"url": url, "secret": SECRET})
+        svc.wait(svc.admin, jid)
+        deadline = time.time() + 15
+        while "blocked: localhost resolves to" not in svc.read_log():
+            assert time.time() < deadline, svc.read_log()[-3000:]
+            time.sleep(0.1)
+        assert "not retried" in svc.read_log(), svc.read_log()[-3000:]
+        time.sleep(1.5)  # a retry would come after 1 s
+        assert not rc.got, rc.got
+        m = metrics(svc)
+        assert m['jazari_webhook_deliveries_total{outcome="blocked"}'] == 1, m
+        assert m['jazari_webhook_deliveries_total{outcome="failed"}'] == 0, m
+        assert m["jazari_webhook_attempts_total"] == 0, m
+        assert m["jazari_webhook_deliveries_pending"] == 0, m
+    finally:
+        rc.close()
+
+
 def make_service(name):
     if name == "webhook_https":
         folder = tempfile.mkdtemp(prefix="jazari-events-tls-")
@@ -522,7 +559,11 @@ def make_service(name):
         TLS["trusted"] = test_front.make_ca(folder, "trusted")
         TLS["other"] = test_front.make_ca(folder, "other")
         os.environ["SSL_CERT_FILE"] = TLS["trusted"][2]  # jazarid inherits it
-    return test_service.Service(extra=["--max-log-streams", "3"] if name == "limits" else [])
+    extra = ["--max-log-streams", "3"] if name == "limits" else []
+    # The receivers listen on 127.0.0.1, which the webhook address policy refuses by default.
+    if name != "webhook_blocked":
+        extra += ["--webhook-allow", "127.0.0.1/32"]
+    return test_service.Service(extra=extra)
 
 
 def main():

@@ -40,6 +40,7 @@ static char *all_options[] = {
     "--tls-cert", "/tmp/cert.pem",
     "--tls-key", "/tmp/key.pem",
     "--allow-plain-http",
+    "--webhook-allow", "10.1.2.0/24,fd00::/8",
     "--max-connections", "100",
     "--idle-timeout", "5",
     "--rate-limit", "7/s",
@@ -84,9 +85,12 @@ static void every_option_is_live_or_restart(void **state)
     build(all_options, &b);
     char live[2048], restart[2048];
     jz_config_diff(&a, &b, live, sizeof live, restart, sizeof restart);
-    /* 27 options but --config: each differs, and each is listed once. */
-    assert_int_equal(count_names(live) + count_names(restart), 26);
+    /* Every option in all_options (all but --config and --hide-other-tenants) differs, and
+     * each is listed once. */
+    assert_int_equal(count_names(live) + count_names(restart), 27);
     assert_non_null(strstr(live, "kill_grace"));
+    assert_non_null(strstr(live, "webhook_allow")); /* a reload applies it */
+    assert_string_equal(b.webhook_allow, "10.1.2.0/24,fd00::/8");
     assert_non_null(strstr(live, "rate_limit"));
     assert_non_null(strstr(restart, "listen"));
     assert_non_null(strstr(restart, "tls_key"));
@@ -119,7 +123,8 @@ static void file_equals_command_line(void **state)
         " \"allow_plain_http\": true, \"max_connections\": 100, \"idle_timeout\": 5,"
         " \"rate_limit\": \"7/s\", \"rate_burst\": 9, \"max_log_streams\": 4,"
         " \"port_file\": \"/tmp/port\", \"log_level\": \"debug\","
-        " \"log_file\": \"/tmp/jazarid.log\", \"scheduler\": {}, \"limits\": {\"pids\": 10}}";
+        " \"log_file\": \"/tmp/jazarid.log\", \"webhook_allow\": \"10.1.2.0/24,fd00::/8\","
+        " \"scheduler\": {}, \"limits\": {\"pids\": 10}}";
     assert_true(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
     close(fd);
     struct jz_server_config from_file, from_args;
@@ -146,7 +151,10 @@ static void bad_values_are_usage_errors(void **state)
     struct jz_config_args *args = NULL;
     char *bad[][3] = {{"jazarid", "--kill-grace", "3601"}, {"jazarid", "--listen", "nohost"},
                       {"jazarid", "--rate-limit", "5/min"}, {"jazarid", "--log-level", "loud"},
-                      {"jazarid", "--log-file", "journal:"}, {"jazarid", "--site", "a/b"}};
+                      {"jazarid", "--log-file", "journal:"}, {"jazarid", "--site", "a/b"},
+                      {"jazarid", "--webhook-allow", "10.1.2.5/24"},
+                      {"jazarid", "--webhook-allow", "localhost"},
+                      {"jazarid", "--webhook-allow", "10.0.0.0/8,"}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char *argv[] = {bad[i][0], bad[i][1], bad[i][2], NULL};
         assert_int_equal(jz_config_parse_args(3, argv, &args), JZ_CONFIG_USAGE);
