@@ -350,6 +350,20 @@ int jz_cli_cmd_history(struct jz_cli *cli, int argc, char **argv);
  * [--class C]`; *body (new reference) is written on success, also with --help. */
 int jz_cli_modify_build(struct jz_cli *cli, int argc, char **argv, int64_t *id, json_t **body,
                         struct jz_error *err);
+/* Booked compute slots (cli_reservations.c): reserve, reservations, unreserve. */
+extern const struct jz_cli_optspec jz_cli_reserve_opts[];
+extern const struct jz_cli_optspec jz_cli_reservations_opts[];
+int jz_cli_cmd_reserve(struct jz_cli *cli, int argc, char **argv);
+int jz_cli_cmd_reservations(struct jz_cli *cli, int argc, char **argv);
+int jz_cli_cmd_unreserve(struct jz_cli *cli, int argc, char **argv);
+/* A reserve --start/--end value as epoch seconds: "now", "+DURATION" from now_ms, or ISO 8601
+ * with its zone. A bare duration is refused (it would read as a time ago). */
+int jz_cli_reserve_time(const char *s, int64_t now_ms, int64_t *epoch_s, struct jz_error *err);
+/* Builds the POST /v1/reservations body of `reserve`; *body (new reference) is written on
+ * success, NULL with --help. */
+int jz_cli_reserve_build(struct jz_cli *cli, int argc, char **argv, int64_t now_ms, json_t **body,
+                         struct jz_error *err);
+
 /* A --since/--until value as epoch seconds: ISO 8601 with a zone, a day (local midnight),
  * "now", or a duration ago ("7d", "12h", "1-00:00:00"), seen at now_ms. */
 int jz_cli_when_parse(const char *s, int64_t now_ms, int64_t *epoch_s, struct jz_error *err);
@@ -357,6 +371,24 @@ int jz_cli_when_parse(const char *s, int64_t now_ms, int64_t *epoch_s, struct jz
  * use: *created says so, path names it). */
 int jz_cli_notify_secret(char *buf, size_t len, bool *created, char *path, size_t path_len,
                          struct jz_error *err);
+
+/* Tenants (cli_tenants.c): `admin tenant add|set|show|list|rm` (cmd_admin dispatches to
+ * jz_cli_admin_tenant with argv[0] "tenant") and `tenant show|members|add-member|rm-member|
+ * new-token`. The option tables are registered in jz_cli_option_tables. */
+extern const struct jz_cli_optspec jz_cli_admin_tenant_opts[];
+extern const struct jz_cli_optspec jz_cli_tenant_member_opts[];
+int jz_cli_admin_tenant(struct jz_cli *cli, int argc, char **argv);
+int jz_cli_cmd_tenant(struct jz_cli *cli, int argc, char **argv);
+/* Builds the body of `admin tenant add|set NAME [options]`; *name (borrowed from argv) and
+ * *body (new reference) are written on success, also with --help. */
+int jz_cli_admin_tenant_build(struct jz_cli *cli, int argc, char **argv, const char **name,
+                              json_t **body, struct jz_error *err);
+
+/* Statements and usage reports (cli_billing.c). */
+extern const struct jz_cli_optspec jz_cli_statement_opts[];
+extern const struct jz_cli_optspec jz_cli_report_opts[];
+int jz_cli_cmd_statement(struct jz_cli *cli, int argc, char **argv);
+int jz_cli_cmd_report(struct jz_cli *cli, int argc, char **argv);
 
 /* Prints "jazari: CMD: message" on stderr. */
 void jz_cli_errorf(const struct jz_cli *cli, const char *fmt, ...)

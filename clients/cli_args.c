@@ -198,6 +198,7 @@ enum {
     SUB_HOLD,
     SUB_NICE,
     SUB_NOTIFY,
+    SUB_RESERVATION,
 };
 
 static const struct jz_cli_optspec submit_specs[] = {
@@ -213,6 +214,7 @@ static const struct jz_cli_optspec submit_specs[] = {
     {"afternotok", 0, true, SUB_AFTERNOTOK}, {"afterany", 0, true, SUB_AFTERANY},
     {"dependency", 0, true, SUB_DEPENDENCY}, {"hold", 0, false, SUB_HOLD},
     {"nice", 0, true, SUB_NICE},        {"notify", 0, true, SUB_NOTIFY},
+    {"reservation", 0, true, SUB_RESERVATION},
     {NULL, 0, false, 0},
 };
 
@@ -507,6 +509,12 @@ int jz_cli_submit_build(struct jz_cli *cli, int argc, char **argv, const char *c
             }
             json_object_set_new(b, "notify", json_pack("{s:s}", "url", val));
             break;
+        case SUB_RESERVATION: { /* a booking's id (jazari reservations) */
+            int64_t v;
+            if (!(rc = jz_cli_parse_int(val, 1, INT64_MAX, "--reservation", &v, err)))
+                json_object_set_new(b, "reservation", json_integer(v));
+            break;
+        }
         default:
             break;
         }

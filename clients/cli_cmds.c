@@ -1632,7 +1632,10 @@ static int cmd_whoami(struct jz_cli *cli, int argc, char **argv)
 /* ---- admin ------------------------------------------------------------------------------- */
 
 /* Option ids of the admin subcommands and `token` (indexes into parse_opts' vals). */
-enum { AO_TENANT = 1, AO_ROLE, AO_UNIX, AO_EXPIRES, AO_USER, AO_SINCE, AO_LIMIT, AO_NOTE };
+enum {
+    AO_TENANT = 1, AO_ROLE, AO_UNIX, AO_EXPIRES, AO_USER, AO_SINCE, AO_LIMIT, AO_NOTE, AO_KIND,
+    AO_OVERRIDE
+};
 
 #define MAX_WHEN_ARG 64 /* bytes of --expires and --since (the server's bound) */
 
@@ -1744,8 +1747,9 @@ static int admin_user_add(struct jz_cli *cli, int argc, char **argv)
     if (cli->help)
         return print_usage(cli);
     const char *role = vals[AO_ROLE] ? vals[AO_ROLE] : "user";
-    if (strcmp(role, "user") != 0 && strcmp(role, "admin") != 0)
-        return usage_error(cli, "--role: expected 'user' or 'admin'");
+    if (strcmp(role, "user") != 0 && strcmp(role, "admin") != 0 &&
+        strcmp(role, "tenant-admin") != 0)
+        return usage_error(cli, "--role: expected 'user', 'tenant-admin' or 'admin'");
     if (npos < 1 || !*pos[0])
         return usage_error(cli, "missing user name");
     if (!vals[AO_TENANT] || !*vals[AO_TENANT])
@@ -1799,9 +1803,10 @@ static int admin_user_list(struct jz_cli *cli, int argc, char **argv)
     return 0;
 }
 
-/* "admin user set NAME --unix-user ACCOUNT" ("" clears it). */
+/* "admin user set NAME [--unix-user ACCOUNT] [--role ROLE]" ("" clears the account). */
 static const struct jz_cli_optspec admin_user_set_opts[] = {
     {"unix-user", 0, true, AO_UNIX},
+    {"role", 0, true, AO_ROLE},
     {NULL, 0, false, 0},
 };
 static int admin_user_set(struct jz_cli *cli, int argc, char **argv)
@@ -1814,12 +1819,17 @@ static int admin_user_set(struct jz_cli *cli, int argc, char **argv)
         return print_usage(cli);
     if (npos < 1 || !segment_ok(pos[0]))
         return usage_error(cli, "expected a user name (A-Z a-z 0-9 . _ -)");
-    if (!vals[AO_UNIX])
-        return usage_error(cli, "nothing to set: give --unix-user ACCOUNT ('' clears it)");
+    if (!vals[AO_UNIX] && !vals[AO_ROLE])
+        return usage_error(cli, "nothing to set: give --unix-user ACCOUNT ('' clears it) or "
+                                "--role user|tenant-admin|admin");
     if ((rc = resolve(cli)))
         return rc;
-    json_t *body = json_pack("{s:o}", "unix_user",
-                             *vals[AO_UNIX] ? json_string(vals[AO_UNIX]) : json_null());
+    json_t *body = json_object();
+    if (vals[AO_UNIX])
+        json_object_set_new(body, "unix_user",
+                            *vals[AO_UNIX] ? json_string(vals[AO_UNIX]) : json_null());
+    if (vals[AO_ROLE])
+        json_object_set_new(body, "role", json_string(vals[AO_ROLE]));
     char path[256];
     snprintf(path, sizeof path, "/v1/admin/users/%s", pos[0]);
     struct jz_cli_response r;
@@ -1832,8 +1842,12 @@ static int admin_user_set(struct jz_cli *cli, int argc, char **argv)
     } else {
         char acct[80], line[512], clean[512];
         unix_cell(r.json, acct, sizeof acct);
-        snprintf(line, sizeof line, "%s: unix user %s", jz_json_str(r.json, "name", pos[0]),
-                 acct);
+        if (vals[AO_ROLE])
+            snprintf(line, sizeof line, "%s: role %s, unix user %s",
+                     jz_json_str(r.json, "name", pos[0]), jz_json_str(r.json, "role", "?"), acct);
+        else
+            snprintf(line, sizeof line, "%s: unix user %s", jz_json_str(r.json, "name", pos[0]),
+                     acct);
         jz_cli_sanitize(line, clean, sizeof clean);
         puts(clean);
     }
@@ -2072,16 +2086,20 @@ static int admin_audit(struct jz_cli *cli, int argc, char **argv)
     return 0;
 }
 
-/* "admin credit add TENANT GPU_HOURS [--note TEXT]": a negative amount corrects a grant. */
+/* "admin credit add TENANT CREDITS [--kind purchase|refund|adjustment] [--note TEXT]
+ * [--override]": an adjustment may be negative (below a zero balance only with --override). */
 static const struct jz_cli_optspec admin_credit_add_opts[] = {
     {"note", 0, true, AO_NOTE},
+    {"kind", 0, true, AO_KIND},
+    {"override", 0, false, AO_OVERRIDE},
     {NULL, 0, false, 0},
 };
 static int admin_credit_add(struct jz_cli *cli, int argc, char **argv)
 {
     struct jz_cli_optstate st;
     struct jz_error err = {0};
-    const char *pos[2] = {NULL, NULL}, *note = NULL;
+    const char *pos[2] = {NULL, NULL}, *note = NULL, *kind = NULL;
+    bool override = false;
     int npos = 0;
     jz_cli_opt_init(&st, argc, argv);
     for (;;) {
@@ -2105,6 +2123,10 @@ static int admin_credit_add(struct jz_cli *cli, int argc, char **argv)
             pos[npos++] = val;
         } else if (id == AO_NOTE) {
             note = val;
+        } else if (id == AO_KIND) {
+            kind = val;
+        } else if (id == AO_OVERRIDE) {
+            override = true;
         } else {
             jz_cli_common_option(cli, id, val);
         }
@@ -2112,15 +2134,19 @@ static int admin_credit_add(struct jz_cli *cli, int argc, char **argv)
     if (cli->help)
         return print_usage(cli);
     if (npos < 2)
-        return usage_error(cli, "expected TENANT GPU_HOURS");
+        return usage_error(cli, "expected TENANT CREDITS");
     char *end;
-    double hours = strtod(pos[1], &end);
+    double amount = strtod(pos[1], &end);
     if (*end || end == pos[1])
-        return usage_error(cli, "GPU_HOURS: expected a number");
+        return usage_error(cli, "CREDITS: expected a number");
+    /* A negative amount is an adjustment (a correction), as the first grants were. */
+    if (!kind)
+        kind = amount < 0 ? "adjustment" : "purchase";
     int rc = resolve(cli);
     if (rc)
         return rc;
-    json_t *body = json_pack("{s:s, s:f, s:s?}", "tenant", pos[0], "gpu_hours", hours, "note", note);
+    json_t *body = json_pack("{s:s, s:f, s:s, s:s?, s:b}", "tenant", pos[0], "credits", amount,
+                             "kind", kind, "note", note, "override", override);
     struct jz_cli_response r;
     rc = request(cli, "POST", "/v1/admin/credits", body, &r);
     json_decref(body);
@@ -2129,8 +2155,9 @@ static int admin_credit_add(struct jz_cli *cli, int argc, char **argv)
     if (cli->json)
         print_raw(&r);
     else
-        printf("%s: balance %.2f GPU-hours\n", pos[0],
-               jz_json_num(r.json, "balance_gpu_hours", 0));
+        printf("%s: balance %.2f credits, %.2f held, %.2f available\n", pos[0],
+               jz_json_num(r.json, "balance", 0), jz_json_num(r.json, "held", 0),
+               jz_json_num(r.json, "available", 0));
     jz_cli_response_clear(&r);
     return 0;
 }
@@ -2343,12 +2370,15 @@ static int cmd_admin(struct jz_cli *cli, int argc, char **argv)
         return admin_reload(cli, argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "backup") == 0)
         return admin_backup(cli, argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "tenant") == 0)
+        return jz_cli_admin_tenant(cli, argc - 1, argv + 1);
     for (size_t i = 0; argc >= 3 && i < sizeof subs / sizeof subs[0]; i++)
         if (strcmp(argv[1], subs[i].object) == 0 && strcmp(argv[2], subs[i].verb) == 0)
             return subs[i].fn(cli, argc - 2, argv + 2);
     return usage_error(cli, "expected 'admin user add|list|set|rm', 'admin token "
                             "list|add|revoke|rotate', 'admin audit', 'admin credit add', "
-                            "'admin node token|revoke', 'admin reload' or 'admin backup'");
+                            "'admin node token|revoke', 'admin tenant add|set|show|list|rm', "
+                            "'admin reload' or 'admin backup'");
 }
 
 /* ---- token (your own) -------------------------------------------------------------------- */
@@ -2414,26 +2444,30 @@ static int cmd_usage(struct jz_cli *cli, int argc, char **argv)
         jz_cli_response_clear(&r);
         return 0;
     }
-    static const char *const hdr[] = {"TENANT", "JOBS", "USED GPU-H", "GRANTED GPU-H",
-                                      "BALANCE GPU-H"};
-    struct jz_table *t = jz_table_new(5, hdr);
+    static const char *const hdr[] = {"TENANT", "RUNS", "USED GPU-H", "BOUGHT", "CHARGED",
+                                      "BALANCE", "HELD", "AVAILABLE"};
+    struct jz_table *t = jz_table_new(8, hdr);
     if (!t) {
         jz_cli_response_clear(&r);
         return JZ_CLI_EXIT_FAIL;
     }
-    for (size_t c = 1; c < 5; c++)
+    for (size_t c = 1; c < 8; c++)
         jz_table_align_right(t, c);
     size_t i;
     json_t *row;
     json_array_foreach(json_object_get(r.json, "tenants"), i, row) {
-        char jobs[32], used[32], granted[32], bal[32];
+        char jobs[32], used[32], bought[32], charged[32], bal[32], held[32], avail[32];
         bool metered = jz_json_bool(row, "metered", false);
         snprintf(jobs, sizeof jobs, "%lld", (long long)jz_json_int(row, "jobs", 0));
         snprintf(used, sizeof used, "%.2f", jz_json_num(row, "used_gpu_hours", 0));
-        snprintf(granted, sizeof granted, "%.2f", jz_json_num(row, "granted_gpu_hours", 0));
-        snprintf(bal, sizeof bal, "%.2f", jz_json_num(row, "balance_gpu_hours", 0));
+        snprintf(bought, sizeof bought, "%.2f", jz_json_num(row, "purchased", 0));
+        snprintf(charged, sizeof charged, "%.2f", jz_json_num(row, "charged", 0));
+        snprintf(bal, sizeof bal, "%.2f", jz_json_num(row, "balance", 0));
+        snprintf(held, sizeof held, "%.2f", jz_json_num(row, "held", 0));
+        snprintf(avail, sizeof avail, "%.2f", jz_json_num(row, "available", 0));
         const char *cells[] = {jz_json_str(row, "tenant", "?"), jobs, used,
-                               metered ? granted : "-", metered ? bal : "unmetered"};
+                               metered ? bought : "-", charged, metered ? bal : "-",
+                               held, metered ? avail : "unmetered"};
         jz_table_add(t, cells);
     }
     jz_table_print(t, stdout);
@@ -2458,8 +2492,14 @@ const struct jz_cli_option_table jz_cli_option_tables[] = {
     {"admin token add", admin_token_new_opts},
     {"admin audit", admin_audit_opts},
     {"admin credit add", admin_credit_add_opts},
+    {"admin tenant add", jz_cli_admin_tenant_opts},
+    {"tenant add-member", jz_cli_tenant_member_opts},
     {"modify", jz_cli_modify_opts},
     {"history", jz_cli_history_opts},
+    {"statement", jz_cli_statement_opts},
+    {"report usage", jz_cli_report_opts},
+    {"reserve", jz_cli_reserve_opts},
+    {"reservations", jz_cli_reservations_opts},
     {NULL, NULL},
 };
 
@@ -2490,6 +2530,8 @@ const struct jz_cli_command jz_cli_commands[] = {
      "                         --gpus-per-node K, or --gpus G for the server to split\n"
      "      --gpus-per-node K  GPUs on each node (1..4096); not with --gpus\n"
      "      --requeue          requeue the job, instead of failing it, when its node is lost\n"
+     "      --reservation ID   run in a booked slot of your tenant (jazari reservations):\n"
+     "                         only on its nodes, inside its window, paid by the booking\n"
      "With '-- command args...' the plugin runs that command (params.argv).\n" COMMON_HELP},
     {"queue", cmd_queue, "list jobs",
      "Usage: jazari queue [-a] [-s S,...|all] [-u U] [--tenant T] [-n NAME,...] [-r]\n"
@@ -2532,6 +2574,29 @@ const struct jz_cli_command jz_cli_commands[] = {
      "                         (--time-limit too)\n"
      "      --nice N           order it as if submitted N seconds later\n"
      "      --class CLASS      its priority class\n" COMMON_HELP},
+    {"reserve", jz_cli_cmd_reserve, "book GPUs for a time window",
+     "Usage: jazari reserve --gpus N [--model M] [--site S] --start T (--end T | --duration D)\n"
+     "                      [--tenant T]\n"
+     "Books N GPUs for [start, end), priced and held from the tenant's credit now, charged at\n"
+     "the end whether used or not; jobs submitted with --reservation ID run in it at no extra\n"
+     "charge. Tenant-admins book for their tenant, admins for any.\n"
+     "  -g, --gpus N           GPUs in all (packed on the fewest nodes)\n"
+     "      --model M          GPU model (a substring: A100)\n"
+     "      --site S           only nodes of this site\n"
+     "      --start T          now, +DURATION (+1h), or ISO 8601 with its zone\n"
+     "      --end T            the same forms\n"
+     "      --duration D       instead of --end: 2h, 90m, 1d\n"
+     "      --tenant T         book for another tenant (admins)\n" COMMON_HELP},
+    {"reservations", jz_cli_cmd_reservations, "list booked GPU slots",
+     "Usage: jazari reservations [--tenant T] [--all]\n"
+     "Lists your tenant's bookings not yet over (admins: everyone's).\n"
+     "      --tenant T         one tenant's bookings\n"
+     "  -a, --all              ended and cancelled ones too\n" COMMON_HELP},
+    {"unreserve", jz_cli_cmd_unreserve, "cancel a booking",
+     "Usage: jazari unreserve ID\n"
+     "Cancels a booking: before its start nothing is charged; after it, the part elapsed.\n"
+     "Prints the GPU-hours booked, paid, used by jobs and unused, and the credits charged.\n"
+     COMMON_HELP},
     {"history", jz_cli_cmd_history, "finished jobs: wait, run time, GPU-hours, exit code",
      "Usage: jazari history [--since T] [--until T] [--user U] [--tenant T] [--state S]\n"
      "                      [--format table|csv|json] [--limit N]\n"
@@ -2590,11 +2655,25 @@ const struct jz_cli_command jz_cli_commands[] = {
      "--worker), as the service would: ABI version, name, version, caps, hooks, parameters\n"
      "and the file's SHA-256. Needs no server. Exits 1 with the reason when the service would\n"
      "refuse the file (not a plugin, another ABI major, a bad schema).\n" COMMON_HELP},
-    {"usage", cmd_usage, "GPU-hours used, granted and left, per tenant",
+    {"usage", cmd_usage, "credit and GPU-hours: bought, charged, held and available, per tenant",
      "Usage: jazari usage [TENANT]\n"
-     "Your tenant's usage (every tenant's for admins). Tenants that were granted credit are\n"
-     "metered: when their balance is used up, their jobs wait with the reason 'credits'.\n"
-     COMMON_HELP},
+     "Your tenant's usage (every tenant's for admins), in credits (docs/billing.md). Tenants\n"
+     "that bought credit are metered: a run holds its time limit's price when it starts, and\n"
+     "a job whose hold does not fit waits with the reason 'credits'.\n" COMMON_HELP},
+    {"statement", jz_cli_cmd_statement, "a tenant's statement of account",
+     "Usage: jazari statement [--tenant T] [--month YYYY-MM | -S T -E T]\n"
+     "                        [--format table|json|csv|html] [-o FILE]\n"
+     "Every entry of the credit ledger in the period (default: this month), with the opening\n"
+     "and closing balance and totals by kind. For tenant-admins and admins; the tenant\n"
+     "defaults to yours. --format html is a page to print or save as PDF.\n"
+     "  -S, --since T, -E, --until T  2026-11-01, 2026-11-01T10:00:00+01:00, now, or 7d ago\n"
+     "  -o, --output FILE      write there instead of standard output\n" COMMON_HELP},
+    {"report", jz_cli_cmd_report, "usage reports: GPU-hours, jobs and waits by tenant, user...",
+     "Usage: jazari report usage [--by tenant|user|plugin|model|site] [--tenant T]\n"
+     "                           [--month YYYY-MM | -S T -E T] [--format table|json|csv]\n"
+     "Finished jobs of the period (default: the last 30 days) grouped: jobs, GPU-hours, run\n"
+     "hours and wait times (mean, p50, p95, max). Users see their own jobs, tenant-admins\n"
+     "their tenant's, admins everything.\n" COMMON_HELP},
     {"whoami", cmd_whoami, "show who the token belongs to", "Usage: jazari whoami\n" COMMON_HELP},
     {"token", cmd_token, "replace your own token",
      "Usage: jazari token rotate [--expires WHEN]\n"
@@ -2603,21 +2682,27 @@ const struct jz_cli_command jz_cli_commands[] = {
      "later expiry); WHEN is a duration from now (90d, 12h, 30m) or a date (2026-12-31).\n"
      COMMON_HELP},
     {"admin", cmd_admin, "manage users, tokens, credits and node credentials (admins)",
-     "Usage: jazari admin user add NAME --tenant T [--role user|admin] [--unix-user ACCOUNT]\n"
-     "                             [--expires WHEN]\n"
+     "Usage: jazari admin user add NAME --tenant T [--role user|tenant-admin|admin]\n"
+     "                             [--unix-user ACCOUNT] [--expires WHEN]\n"
      "       jazari admin user list\n"
-     "       jazari admin user set NAME --unix-user ACCOUNT\n"
+     "       jazari admin user set NAME [--unix-user ACCOUNT] [--role ROLE]\n"
      "       jazari admin user rm NAME\n"
      "       jazari admin token list [--user U]\n"
      "       jazari admin token add --user U [--expires WHEN]\n"
      "       jazari admin token revoke TOKEN_ID\n"
      "       jazari admin token rotate --user U [--expires WHEN]\n"
      "       jazari admin audit [--since WHEN] [--limit N]\n"
-     "       jazari admin credit add TENANT GPU_HOURS [--note TEXT]\n"
+     "       jazari admin credit add TENANT CREDITS [--kind purchase|refund|adjustment]\n"
+     "                                 [--note TEXT] [--override]\n"
      "       jazari admin node token [--site SITE] [--ttl DURATION]\n"
      "       jazari admin node revoke NAME\n"
      "       jazari admin reload\n"
      "       jazari admin backup FILE [--force]\n"
+     "       jazari admin tenant add|set NAME [--class C] [--site S] [--weight W]\n"
+     "                       [--max-gpus N] [--site-quota SITE=N]... [--model-quota MODEL=N]...\n"
+     "                       [--priority-class C]\n"
+     "       jazari admin tenant show|rm NAME\n"
+     "       jazari admin tenant list\n"
      "'user add', 'token add' and 'token rotate' print the new token alone on stdout (it is\n"
      "shown only this once) and its id and expiry on stderr. WHEN is a duration from now (90d,\n"
      "12h, 30m, 2s) or an ISO-8601 date or time (2026-12-31, 2026-12-31T12:00:00Z); for\n"
@@ -2636,6 +2721,24 @@ const struct jz_cli_command jz_cli_commands[] = {
      "and prints what changed (a file with an error changes nothing and is reported).\n"
      "'backup' writes a consistent copy of the service's database to FILE (SQLite's online\n"
      "backup; FILE appears only once complete); restoring is in docs/ops-guide.md.\n"
+     "'tenant add' makes a tenant object (--class is required: institute, university, startup,\n"
+     "public or a class of the prices); its fields override the configuration file's\n"
+     "scheduler.tenants entry: --weight (fair share, (0, 1e6]), --max-gpus (0: no limit),\n"
+     "--site-quota and --model-quota (GPUs in use at once per site, per GPU model; repeat\n"
+     "them), --priority-class (the scheduler class of its jobs). 'tenant set' changes the\n"
+     "fields given. 'tenant rm' needs a tenant without members and jobs (docs/tenants.md).\n"
+     COMMON_HELP},
+    {"tenant", jz_cli_cmd_tenant, "your tenant and its members (tenant-admins)",
+     "Usage: jazari tenant show [NAME]\n"
+     "       jazari tenant members [NAME]\n"
+     "       jazari tenant add-member USER [--role user|tenant-admin] [--unix-user U]\n"
+     "                                [--expires WHEN] [--tenant T]\n"
+     "       jazari tenant rm-member USER [--tenant T]\n"
+     "       jazari tenant new-token USER [--expires WHEN] [--tenant T]\n"
+     "For a tenant-admin (role tenant-admin) of the tenant, or an admin; the tenant is your own\n"
+     "unless NAME or --tenant says otherwise. 'add-member' and 'new-token' print the member's\n"
+     "new token alone on stdout (shown only this once); 'new-token' revokes the member's other\n"
+     "tokens. Admins are made only by admins ('jazari admin user add').\n"
      COMMON_HELP},
     {NULL, NULL, NULL, NULL},
 };

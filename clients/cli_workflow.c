@@ -556,13 +556,26 @@ int jz_cli_notify_secret(char *buf, size_t len, bool *created, char *path, size_
     snprintf(path, path_len, "%s/notify-secret", dir);
     int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd >= 0) {
-        ssize_t n = read(fd, buf, len - 1);
+        /* The secret signs what the service says about this user's jobs: a file others may
+         * read, or another's file, would let them forge it. */
+        struct stat st;
+        if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+            (st.st_mode & 077)) {
+            close(fd);
+            return jz_error_set(err, JZ_EINVAL,
+                                "%s must be a file of yours that only you may read "
+                                "(chmod 600 %s)",
+                                path, path);
+        }
+        char raw[260];
+        ssize_t n = read(fd, raw, sizeof raw - 1);
         close(fd);
-        while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        while (n > 0 && (raw[n - 1] == '\n' || raw[n - 1] == '\r'))
             n--;
-        if (n < 16)
+        if (n < 16 || n > 256 || (size_t)n >= len)
             return jz_error_set(err, JZ_EINVAL, "%s: a secret of 16-256 bytes was expected",
                                 path);
+        memcpy(buf, raw, (size_t)n);
         buf[n] = '\0';
         return 0;
     }

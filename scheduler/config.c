@@ -15,6 +15,7 @@ struct owned {
     struct jz_sched_tenant *tenants;
     size_t ntenants;
     struct jz_sched_site_quota **site_quotas; /* per tenant */
+    struct jz_sched_model_quota **model_quotas; /* per tenant */
     char **names;                             /* reservation node names, flat */
     size_t nnames;
     const char **node_ptrs;
@@ -31,6 +32,9 @@ void jz_sched_parsed_free(struct jz_sched_parsed *p)
         for (size_t i = 0; o->site_quotas && i < o->ntenants; i++)
             free(o->site_quotas[i]);
         free(o->site_quotas);
+        for (size_t i = 0; o->model_quotas && i < o->ntenants; i++)
+            free(o->model_quotas[i]);
+        free(o->model_quotas);
         for (size_t i = 0; i < o->nnames; i++)
             free(o->names[i]);
         free(o->names);
@@ -283,6 +287,43 @@ static int parse_site_quotas(const json_t *v, size_t i, struct jz_sched_site_quo
     return 0;
 }
 
+/* "model_quotas": {"A100": 8, "H100": 0}: GPUs in use at once per GPU model (a
+ * case-insensitive substring of the model's name; 0: none of that model). */
+static int parse_model_quotas(const json_t *v, size_t i, struct jz_sched_model_quota **out,
+                              struct jz_sched_tenant *t, struct jz_error *err)
+{
+    size_t n = json_object_size(v);
+    if (!json_is_object(v) || n > JZ_SCHED_MAX_MODEL_QUOTAS)
+        return jz_error_set(err, JZ_ELIMIT,
+                            "scheduler.tenants[%zu].model_quotas must be an object of at most %d "
+                            "models",
+                            i, JZ_SCHED_MAX_MODEL_QUOTAS);
+    struct jz_sched_model_quota *q = calloc(n + 1, sizeof(*q));
+    if (!q)
+        return jz_error_set(err, JZ_ENOMEM, "out of memory");
+    *out = q;
+    const char *model;
+    json_t *x;
+    size_t k = 0;
+    json_object_foreach((json_t *)v, model, x)
+    {
+        if (!*model || strlen(model) >= JZ_SCHED_NAME_LEN)
+            return jz_error_set(err, JZ_EINVAL,
+                                "scheduler.tenants[%zu].model_quotas: models are 1 to %d "
+                                "characters",
+                                i, JZ_SCHED_NAME_LEN - 1);
+        double m = 0; /* set on success; -O2 cannot see that */
+        int rc = get_number(x, "scheduler.tenants[].model_quotas values", 0, 1e7, &m, err);
+        if (rc)
+            return rc;
+        memcpy(q[k].model, model, strlen(model) + 1);
+        q[k++].max_gpus = (unsigned)m;
+    }
+    t->model_quotas = q;
+    t->model_quota_count = k;
+    return 0;
+}
+
 static int parse_tenants(const json_t *a, struct owned *o, struct jz_sched_config *c,
                          struct jz_error *err)
 {
@@ -292,7 +333,8 @@ static int parse_tenants(const json_t *a, struct owned *o, struct jz_sched_confi
                             JZ_SCHED_MAX_TENANTS);
     o->tenants = calloc(n + 1, sizeof(*o->tenants));
     o->site_quotas = calloc(n + 1, sizeof(*o->site_quotas));
-    if (!o->tenants || !o->site_quotas)
+    o->model_quotas = calloc(n + 1, sizeof(*o->model_quotas));
+    if (!o->tenants || !o->site_quotas || !o->model_quotas)
         return jz_error_set(err, JZ_ENOMEM, "out of memory");
     o->ntenants = n;
     for (size_t i = 0; i < n; i++) {
@@ -317,6 +359,8 @@ static int parse_tenants(const json_t *a, struct owned *o, struct jz_sched_confi
                 rc = get_name(v, "scheduler.tenants[].class", t->class_name, err);
             else if (strcmp(k, "site_quotas") == 0 && !o->site_quotas[i])
                 rc = parse_site_quotas(v, i, &o->site_quotas[i], t, err);
+            else if (strcmp(k, "model_quotas") == 0 && !o->model_quotas[i])
+                rc = parse_model_quotas(v, i, &o->model_quotas[i], t, err);
             else
                 rc = jz_error_set(err, JZ_EINVAL, "scheduler.tenants[%zu]: unknown key \"%s\"", i,
                                   k);
@@ -585,6 +629,21 @@ static bool quotas_equal(const struct jz_sched_tenant *a, const struct jz_sched_
     return true;
 }
 
+static bool model_quotas_equal(const struct jz_sched_tenant *a, const struct jz_sched_tenant *b)
+{
+    if (a->model_quota_count != b->model_quota_count)
+        return false;
+    for (size_t i = 0; i < a->model_quota_count; i++) {
+        bool found = false;
+        for (size_t k = 0; k < b->model_quota_count && !found; k++)
+            found = strcmp(a->model_quotas[i].model, b->model_quotas[k].model) == 0 &&
+                    a->model_quotas[i].max_gpus == b->model_quotas[k].max_gpus;
+        if (!found)
+            return false;
+    }
+    return true;
+}
+
 static void diff_config(struct diff *d, const struct jz_sched_config *a,
                         const struct jz_sched_config *b)
 {
@@ -653,6 +712,8 @@ static void diff_config(struct diff *d, const struct jz_sched_config *a,
                      y->class_name);
         if (!quotas_equal(x, y))
             diff_add(d, "tenant %s site_quotas changed", y->name);
+        if (!model_quotas_equal(x, y))
+            diff_add(d, "tenant %s model_quotas changed", y->name);
     }
 }
 

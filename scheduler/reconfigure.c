@@ -23,6 +23,7 @@ struct tenant_plan {
     bool is_new;
     int cls; /* in the new classes */
     struct site_quota *quotas;
+    struct model_quota *mquotas;
 };
 
 static int name_cmp(const void *a, const void *b)
@@ -72,6 +73,7 @@ static void plans_free(struct tenant_plan *p, size_t n)
 {
     for (size_t i = 0; p && i < n; i++) {
         free(p[i].quotas);
+        free(p[i].mquotas);
         if (p[i].is_new)
             free(p[i].t);
     }
@@ -172,6 +174,8 @@ static int tenants_prepare(struct jz_sched *s, const struct jz_sched_config *cfg
                 goto fail;
             p[i].quotas[q].max = t->site_quotas[q].max_gpus;
         }
+        if ((rc = jz_sched__model_quotas_copy(t, &p[i].mquotas, err)) != 0)
+            goto fail;
     }
     *out = p;
     *nnew_out = nnew;
@@ -274,6 +278,7 @@ static void policy_commit(struct jz_sched *s, struct policy_plan *pp)
         free(t->quotas);
         t->quotas = NULL;
         t->nquotas = 0;
+        jz_sched__model_quotas_adopt(s, (uint32_t)i, NULL, 0);
     }
     for (size_t i = 0; i < cfg->tenant_count; i++) {
         struct tenant_plan *tp = &pp->tenants[i];
@@ -286,6 +291,9 @@ static void policy_commit(struct jz_sched *s, struct policy_plan *pp)
         tp->t->quotas = tp->quotas;
         tp->t->nquotas = cfg->tenants[i].site_quota_count;
         tp->quotas = NULL;
+        jz_sched__model_quotas_adopt(s, (uint32_t)jz_sched__tenant_find(s, tp->t->name),
+                                     tp->mquotas, cfg->tenants[i].model_quota_count);
+        tp->mquotas = NULL;
     }
     /* Jobs keep the class they were submitted with (a tenant's new class is for its new
      * jobs); running ones keep everything else too. Waiting ones are ordered anew: their key

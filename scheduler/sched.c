@@ -224,6 +224,7 @@ static void job_free(struct jz_sched *s, struct job *j)
         s->job_extra_bytes -= strlen(j->model) + 1;
     s->job_extra_bytes -= j->dependents_cap * sizeof(uint64_t);
     free(j->model);
+    free(j->resv_name);
     free(j->parts);
     free(j->claims);
     free(j->dependents);
@@ -736,11 +737,51 @@ static int node_apply(struct jz_sched *s, struct part *p, bool on)
     return rc;
 }
 
+/* Whether reservation r is (one node's share of) the booking named name: "name" or
+ * "name/...". */
+static bool resv_is(const struct resv *r, const char *name)
+{
+    size_t l = strlen(name);
+    return strncmp(r->name, name, l) == 0 && (r->name[l] == '\0' || r->name[l] == '/');
+}
+
+/* A job bound to a reservation may start on nd now only inside the window of its tenant's
+ * reservation there, ending by its end, within its GPUs less those of the other jobs bound to
+ * it on nd. Other reservations on nd still hold their GPUs against it. */
+static bool bound_allow(const struct jz_sched *s, const struct node *nd, const struct job *j,
+                        int64_t now)
+{
+    const struct resv *own = NULL;
+    unsigned held = 0;
+    for (size_t i = 0; i < nd->nresv; i++) {
+        const struct resv *r = &s->resv[nd->resv[i]];
+        if (!own && r->tenant == j->tenant && resv_is(r, j->resv_name)) {
+            own = r;
+            continue;
+        }
+        if (r->end > now && now + j->limit > r->start)
+            held += r->gpus;
+    }
+    if (!own || now < own->start || now + j->limit > own->end)
+        return false;
+    unsigned used = 0;
+    for (size_t r = 0; r < nd->nrun; r++) {
+        const struct job *o = nd->run[r]->job;
+        if (o->resv_name && strcmp(o->resv_name, j->resv_name) == 0)
+            used += o->gpus;
+    }
+    /* Jobs of others running on the node were let in only because they end before every
+     * reservation opens, or fit beside them: free_gpus is what this node has now. */
+    return used + j->gpus <= own->gpus && (held == 0 || j->gpus + held <= nd->free_gpus);
+}
+
 /* May job j start now on node nd without eating into other tenants' reservations? GPUs whose
  * current jobs end before the reservation opens count as free by then. */
 static bool reservations_allow(const struct jz_sched *s, const struct node *nd, const struct job *j,
                                int64_t now)
 {
+    if (j->resv_name)
+        return bound_allow(s, nd, j, now);
     unsigned held = 0;
     int64_t first = NEVER;
     for (size_t i = 0; i < nd->nresv; i++) {
@@ -967,7 +1008,7 @@ int jz_sched__tenant_check(const struct jz_sched_tenant *t, struct jz_error *err
                 return jz_error_set(err, JZ_EEXIST, "tenant %s: two quotas for site %s", t->name,
                                     site);
     }
-    return 0;
+    return jz_sched__model_quotas_check(t, err);
 }
 
 int jz_sched_tenant_set(struct jz_sched *s, const struct jz_sched_tenant *t, struct jz_error *err)
@@ -995,12 +1036,17 @@ int jz_sched_tenant_set(struct jz_sched *s, const struct jz_sched_tenant *t, str
         rc = site_intern(s, t->site_quotas[i].site, &q[i].site, err);
         q[i].max = t->site_quotas[i].max_gpus;
     }
+    struct model_quota *mq = NULL;
+    if (rc == 0)
+        rc = jz_sched__model_quotas_copy(t, &mq, err);
     int ti = rc ? rc : tenant_get(s, t->name, err);
     if (ti < 0) {
         free(q);
+        free(mq);
         return ti;
     }
     struct tenant *x = s->tenants[ti];
+    jz_sched__model_quotas_adopt(s, (uint32_t)ti, mq, t->model_quota_count);
     x->weight = t->weight;
     x->max_gpus = t->max_gpus;
     x->cls = cls;
@@ -1086,6 +1132,7 @@ void jz_sched_destroy(struct jz_sched *s)
                     free(s->tenants[t]->queues[g][k]);
                 }
         free(s->tenants[t]->quotas);
+        free(s->tenants[t]->mquotas);
         free(s->tenants[t]->site_use);
         free(s->tenants[t]);
     }
@@ -1504,6 +1551,9 @@ static int job_validate(const struct jz_sched *s, const struct jz_sched_job *job
     if (job->model && strlen(job->model) >= JZ_TOPO_MODEL_LEN)
         return jz_error_set(err, JZ_ELIMIT, "job %llu: model constraint too long",
                             (unsigned long long)job->id);
+    if (job->reservation && strlen(job->reservation) >= JZ_SCHED_NAME_LEN)
+        return jz_error_set(err, JZ_ELIMIT, "job %llu: reservation name too long",
+                            (unsigned long long)job->id);
     if (job_find(s, job->id))
         return jz_error_set(err, JZ_EEXIST, "job %llu already exists", (unsigned long long)job->id);
     if (s->njobs >= JZ_SCHED_MAX_JOBS)
@@ -1549,6 +1599,17 @@ static int job_make(struct jz_sched *s, const struct jz_sched_job *job, struct j
         }
         memcpy(j->model, job->model, l);
         s->job_extra_bytes += l;
+    }
+    if (job->reservation && job->reservation[0]) {
+        size_t l = strlen(job->reservation) + 1;
+        j->resv_name = malloc(l);
+        if (j->resv_name)
+            memcpy(j->resv_name, job->reservation, l);
+        else {
+            free(j->model);
+            free(j);
+            return jz_error_set(err, JZ_ENOMEM, "out of memory queueing a job");
+        }
     }
     j->key = job_key(s, j);
     j->reason = JZ_SCHED_REASON_NEW;
@@ -1642,6 +1703,7 @@ static void tenant_charge(struct jz_sched *s, struct job *j, int64_t now, bool o
         uint32_t site = s->nodes[j->parts[i].node].site;
         if (site < t->site_use_cap)
             t->site_use[site] = on ? t->site_use[site] + j->gpus : t->site_use[site] - j->gpus;
+        jz_sched__model_charge(s, t, &j->parts[i], on);
     }
 }
 
@@ -1890,9 +1952,10 @@ enum fail jz_sched__node_usable(const struct jz_sched *s, const struct job *j, s
     unsigned held = jz_sched__claim_held(nd, j, now);
     if (nd->free_gpus < k + held)
         return FAIL_SHADOW;
-    if (jz_sched__site_room(s->tenants[j->tenant], nd->site) < k)
+    if (jz_sched__site_room(s->tenants[j->tenant], nd->site) < k ||
+        !jz_sched__model_room(s, j, nd, k, NULL))
         return FAIL_QUOTA;
-    if (nd->nresv && !reservations_allow(s, nd, j, now))
+    if ((nd->nresv || j->resv_name) && !reservations_allow(s, nd, j, now))
         return FAIL_RESERVATION;
     /* The head's hold does not apply where the node is held for j itself: its victims left
      * it for j. */
@@ -2362,7 +2425,9 @@ int jz_sched_decide(struct jz_sched *s, int64_t now, unsigned flags, struct jz_s
                 if (!j->victims_left)
                     jz_sched__claims_release(s, j);
                 j->reason = JZ_SCHED_REASON_QUOTA;
-                j->reason_arg = (uint64_t)p.quota_site + 1;
+                j->reason_arg = jz_sched__site_room(t, p.quota_site) < j->gpus
+                                    ? (uint64_t)p.quota_site + 1
+                                    : JZ_SCHED__MODEL_QUOTA_ARG;
                 j->est_start = -1;
                 q->block = JZ_SCHED_REASON_QUOTA;
                 q->block_arg = j->reason_arg;
@@ -2495,6 +2560,10 @@ static void quota_text(const struct jz_sched *s, const struct job *j, uint64_t a
                        size_t n)
 {
     const struct tenant *t = s->tenants[j->tenant];
+    if (arg == JZ_SCHED__MODEL_QUOTA_ARG) {
+        jz_sched__model_quota_text(s, j, b, n);
+        return;
+    }
     uint32_t site = (uint32_t)(arg - 1);
     unsigned total = j->gpus * jz_sched__parts_of(j);
     if ((arg == 0 || site >= s->sites.n) && t->max_gpus && total > t->max_gpus) {

@@ -57,6 +57,14 @@ struct jz_sched_site_quota {
     unsigned max_gpus;
 };
 
+/* A tenant's quota on one GPU model: GPUs in use at once whose model name contains model
+ * (case-insensitive, as a job's model constraint matches). 0 means "none of this model". */
+#define JZ_SCHED_MAX_MODEL_QUOTAS 256
+struct jz_sched_model_quota {
+    char model[JZ_SCHED_NAME_LEN];
+    unsigned max_gpus;
+};
+
 struct jz_sched_tenant {
     char name[JZ_SCHED_NAME_LEN];
     double weight;                      /* fair-share weight (> 0) */
@@ -67,6 +75,10 @@ struct jz_sched_tenant {
      * known yet: a quota may name a site whose nodes come later. */
     const struct jz_sched_site_quota *site_quotas;
     size_t site_quota_count;
+    /* Per-model quotas (at most JZ_SCHED_MAX_MODEL_QUOTAS), borrowed and copied likewise. A
+     * node counts for a quota when one of its GPUs that the job could use matches the model. */
+    const struct jz_sched_model_quota *model_quotas;
+    size_t model_quota_count;
 };
 
 /* A reservation: gpus_per_node GPUs on each listed node, usable only by tenant during
@@ -249,6 +261,11 @@ struct jz_sched_job {
      * when gpus == 0), started all at once or not at all. Quotas, fair-share usage and the
      * size factor count all parts (gpus * nodes). */
     unsigned nodes;
+    /* NULL or "": none. A booked reservation's name R: the job runs only on nodes reserved
+     * under R (reservations named R or "R/anything", one per node) for its own tenant, only
+     * inside their window (it must end by their end), within their GPUs less those of the
+     * other jobs bound to them there; the reservation's GPUs are not held against it. */
+    const char *reservation;
 };
 
 /* Queues a job (the event "arrived"). JZ_EEXIST for a known id, JZ_EINVAL for a bad spec,

@@ -45,6 +45,7 @@ struct job {
      * otherwise. */
     uint32_t *claims;
     char *model;
+    char *resv_name; /* bound to this reservation (struct jz_sched_job.reservation); NULL */
     uint64_t min_mem;
     uint64_t *dependents;
     uint32_t ndependents, dependents_cap;
@@ -80,6 +81,12 @@ struct site_quota {
     unsigned max;
 };
 
+/* A quota on one GPU model and the tenant's GPUs of that model in use (quota.c). */
+struct model_quota {
+    char model[JZ_SCHED_NAME_LEN];
+    unsigned max, use;
+};
+
 struct tenant {
     char name[JZ_SCHED_NAME_LEN];
     double weight;
@@ -93,6 +100,8 @@ struct tenant {
     double fs;
     struct site_quota *quotas;
     size_t nquotas;
+    struct model_quota *mquotas; /* quota.c */
+    size_t nmquotas;
     unsigned *site_use; /* GPUs in use per site index (grown on demand) */
     size_t site_use_cap;
     /* Waiting jobs by GPUs per node: [0] single-node jobs, [1] gangs. Gangs wait apart: one
@@ -301,6 +310,30 @@ void jz_sched__job_reorder(struct jz_sched *s, struct job *j, int64_t end_expect
 void jz_sched__plan_free(struct plan *p);
 /* A new head mark (never 0, which no head uses). */
 uint32_t jz_sched__new_mark(struct jz_sched *s);
+
+/* ---------- GPU-model quotas (quota.c) ---------- */
+
+/* Checks t's model quotas (count, names, no model twice). */
+int jz_sched__model_quotas_check(const struct jz_sched_tenant *t, struct jz_error *err);
+/* A copy of t's model quotas with no use counted (*out NULL when none). JZ_ENOMEM. */
+int jz_sched__model_quotas_copy(const struct jz_sched_tenant *t, struct model_quota **out,
+                                struct jz_error *err);
+/* Replaces tenant ti's model quotas with q (n of them, taken over) and counts the GPUs of each
+ * model its running jobs hold. */
+void jz_sched__model_quotas_adopt(struct jz_sched *s, uint32_t ti, struct model_quota *q,
+                                  size_t n);
+/* Whether j may start k more GPUs on node nd within its tenant's model quotas (a gang: room for
+ * all its parts' GPUs in each quota of nd's models, conservatively); when not and which is not
+ * NULL, *which is the first quota in the way. */
+bool jz_sched__model_room(const struct jz_sched *s, const struct job *j, const struct node *nd,
+                          unsigned k, size_t *which);
+/* The reason_arg of a job waiting for a model quota (site quotas use site + 1). */
+#define JZ_SCHED__MODEL_QUOTA_ARG ((uint64_t)1 << 40)
+/* Why j waits for a model quota, into b (n bytes). */
+void jz_sched__model_quota_text(const struct jz_sched *s, const struct job *j, char *b, size_t n);
+/* Counts (on) or releases the GPUs of one running part in its tenant's model quotas. */
+void jz_sched__model_charge(const struct jz_sched *s, struct tenant *t, const struct part *p,
+                            bool on);
 
 /* ---------- shared with reconfigure.c (defined in sched.c) ---------- */
 

@@ -3,6 +3,8 @@
 #define JZ_SERVER_API_H
 
 #include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
 
 struct jz_req;
 
@@ -33,6 +35,10 @@ void jz_api_plugins(struct jz_req *r);
 void jz_api_whoami(struct jz_req *r);
 void jz_api_usage(struct jz_req *r);
 void jz_api_admin_credits_add(struct jz_req *r);
+/* Prices, statements and usage reports (api_billing.c). */
+void jz_api_prices(struct jz_req *r);
+void jz_api_tenant_statement(struct jz_req *r);
+void jz_api_reports_usage(struct jz_req *r);
 
 /* Users, tokens and the audit log (api_admin.c). */
 void jz_api_admin_users_add(struct jz_req *r);
@@ -46,9 +52,30 @@ void jz_api_admin_token_revoke(struct jz_req *r);
 void jz_api_admin_audit(struct jz_req *r);
 void jz_api_whoami_token(struct jz_req *r);
 
+/* Tenants and their members (api_tenants.c). */
+void jz_api_admin_tenants_add(struct jz_req *r);
+void jz_api_admin_tenants_list(struct jz_req *r);
+void jz_api_admin_tenant_get(struct jz_req *r);
+void jz_api_admin_tenant_set(struct jz_req *r);
+void jz_api_admin_tenant_rm(struct jz_req *r);
+void jz_api_tenant_get(struct jz_req *r);
+void jz_api_tenant_members(struct jz_req *r);
+void jz_api_tenant_member_add(struct jz_req *r);
+void jz_api_tenant_member_rm(struct jz_req *r);
+void jz_api_tenant_member_token(struct jz_req *r);
+/* The body's optional "expires" (a duration or an ISO-8601 time, or null: never) as ms since
+ * the epoch, 0 for never; replies 400 and returns false when it is bad (api_admin.c). */
+bool jz_api_body_expires(struct jz_req *r, int64_t *out);
+
 /* The web dashboard's page and files, built into the binary (api_dashboard.c). */
 void jz_api_dashboard_index(struct jz_req *r);
 void jz_api_dashboard_asset(struct jz_req *r);
+
+/* Booked compute slots (api_reservations.c). */
+void jz_api_reservations_book(struct jz_req *r);
+void jz_api_reservations_list(struct jz_req *r);
+void jz_api_reservations_get(struct jz_req *r);
+void jz_api_reservations_cancel(struct jz_req *r);
 
 /* The service itself (api_service.c). */
 void jz_api_version(struct jz_req *r);

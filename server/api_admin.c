@@ -98,7 +98,7 @@ static bool body_expires(struct jz_req *r, int64_t *out)
 static void reply_auth_error(struct jz_req *r, const struct jz_error *err, const char *dflt)
 {
     static const char *const fields[] = {"name", "tenant", "unix_user", "expires",
-                                         "user", "id",     NULL};
+                                         "user", "id",     "role",      NULL};
     const char *field = dflt;
     for (const char *const *f = fields; *f; f++) {
         size_t n = strlen(*f);
@@ -109,6 +109,11 @@ static void reply_auth_error(struct jz_req *r, const struct jz_error *err, const
         jz_http_reply_error(r, 409, "limit", field, "%s", err->msg);
     else
         jz_http_reply_jz_error(r, err, field);
+}
+
+bool jz_api_body_expires(struct jz_req *r, int64_t *out)
+{
+    return body_expires(r, out);
 }
 
 static json_t *time_or_null(int64_t ms)
@@ -146,8 +151,10 @@ void jz_api_admin_users_add(struct jz_req *r)
         jz_http_reply_error(r, 400, "invalid", "tenant", "tenant: required string");
         return;
     }
-    if (strcmp(role, "user") != 0 && strcmp(role, "admin") != 0) {
-        jz_http_reply_error(r, 400, "invalid", "role", "role: must be user or admin");
+    bool admin = false, tenant_admin = false;
+    if (!jz_auth_role_parse(role, &admin, &tenant_admin)) {
+        jz_http_reply_error(r, 400, "invalid", "role",
+                            "role: must be user, tenant-admin or admin");
         return;
     }
     if (ju && !json_is_null(ju) && !json_is_string(ju)) {
@@ -160,8 +167,8 @@ void jz_api_admin_users_add(struct jz_req *r)
     const char *unix_user = json_string_value(ju);
     struct jz_new_token tok;
     struct jz_error err = {0};
-    if (jz_auth_user_add(r->srv->auth, name, tenant, strcmp(role, "admin") == 0, unix_user, expires,
-                         &tok, &err)) {
+    if (jz_auth_user_add(r->srv->auth, name, tenant, admin, unix_user, expires, &tok, &err) ||
+        (tenant_admin && jz_auth_user_set_role(r->srv->auth, name, role, &err))) {
         reply_auth_error(r, &err, "name");
         return;
     }
@@ -182,30 +189,50 @@ void jz_api_admin_users_list(struct jz_req *r)
     jz_http_reply_json(r, 200, json_pack("{s:o}", "users", jz_auth_users_json(r->srv->auth)));
 }
 
-/* POST /v1/admin/users/{name} {"unix_user": "acct" | null}: changes what may change. */
+/* POST /v1/admin/users/{name} {"unix_user": "acct" | null, "role": ROLE}: changes what may
+ * change (at least one of the two). */
 void jz_api_admin_user_set(struct jz_req *r)
 {
-    static const char *const keys[] = {"unix_user", NULL};
+    static const char *const keys[] = {"unix_user", "role", NULL};
     if (!only_fields(r, keys))
         return;
     const char *name = r->seg[3];
     json_t *ju = json_object_get(r->body, "unix_user");
-    if (!ju) {
+    json_t *jr = json_object_get(r->body, "role");
+    if (!ju && !jr) {
         jz_http_reply_error(r, 400, "invalid", "unix_user",
-                            "unix_user: required (a POSIX account name, or null to clear it)");
+                            "unix_user: required (a POSIX account name, or null to clear it), "
+                            "unless role is given");
         return;
     }
-    if (!json_is_null(ju) && !json_is_string(ju)) {
+    if (ju && !json_is_null(ju) && !json_is_string(ju)) {
         jz_http_reply_error(r, 400, "invalid", "unix_user", "unix_user: expected a string or null");
         return;
     }
+    bool ra = false, rt = false;
+    if (jr && (!json_is_string(jr) || !jz_auth_role_parse(json_string_value(jr), &ra, &rt))) {
+        jz_http_reply_error(r, 400, "invalid", "role",
+                            "role: must be user, tenant-admin or admin");
+        return;
+    }
+    if (!jz_auth_user_find(r->srv->auth, name)) {
+        jz_http_reply_error(r, 404, "not_found", "name", "name: no user named '%.128s'", name);
+        return;
+    }
     struct jz_error err = {0};
-    if (jz_auth_user_set_unix(r->srv->auth, name, json_string_value(ju), &err)) {
+    /* The role first: it is the change that can be refused (the last admin). */
+    if ((jr && jz_auth_user_set_role(r->srv->auth, name, json_string_value(jr), &err)) ||
+        (ju && jz_auth_user_set_unix(r->srv->auth, name, json_string_value(ju), &err))) {
         reply_auth_error(r, &err, "name");
         return;
     }
     const struct jz_user *u = jz_auth_user_find(r->srv->auth, name);
-    jz_api_audit(r, "user.set", name, json_pack("{s:O}", "unix_user", ju));
+    json_t *detail = json_object();
+    if (ju)
+        json_object_set(detail, "unix_user", ju);
+    if (jr)
+        json_object_set(detail, "role", jr);
+    jz_api_audit(r, "user.set", name, detail);
     jz_http_reply_json(r, 200, jz_auth_user_json(r->srv->auth, u));
 }
 

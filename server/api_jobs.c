@@ -189,7 +189,9 @@ void jz_api_jobs_list(struct jz_req *r)
     f.user = jz_req_query(r, "user");
     f.tenant = jz_req_query(r, "tenant");
     /* Others' jobs are listed in everyone's queue (reduced), never in full to a user. */
-    if (f.user && !r->user->admin && !f.everyone && strcmp(f.user, r->user->name) != 0) {
+    /* A tenant-admin's list holds its tenant's jobs only (jz_job_visible_to), filter or not. */
+    if (f.user && !r->user->admin && !r->user->tenant_admin && !f.everyone &&
+        strcmp(f.user, r->user->name) != 0) {
         jz_http_reply_error(r, 403, "forbidden", "user",
                             "only admins may list other users' jobs (scope=all shows "
                             "everyone's queue)");
@@ -224,8 +226,11 @@ static void hold_or_release(struct jz_req *r, bool hold)
     if (!job)
         return;
     struct jz_error err = {0};
-    if (jz_jobs_set_hold(job, hold, r->user->name, &err)) {
-        jz_http_reply_error(r, 409, "not_pending", "id", "%s", err.msg);
+    if (jz_jobs_set_hold(job, hold, r->user->name, r->user->admin, &err)) {
+        if (err.code == JZ_EPERM)
+            jz_http_reply_error(r, 403, "forbidden", "id", "%s", err.msg);
+        else
+            jz_http_reply_error(r, 409, "not_pending", "id", "%s", err.msg);
         return;
     }
     jz_http_reply_json(r, 200, public_record(job));

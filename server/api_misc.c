@@ -42,7 +42,7 @@ void jz_api_plugins(struct jz_req *r)
 void jz_api_whoami(struct jz_req *r)
 {
     json_t *me = json_pack("{s:s, s:s, s:s}", "name", r->user->name, "tenant", r->user->tenant,
-                           "role", r->user->admin ? "admin" : "user");
+                           "role", jz_auth_role(r->user));
     jz_auth_unix_json(r->srv->auth, r->user, me); /* absent when the user has no account */
     jz_http_reply_json(r, 200, me);
 }
@@ -60,17 +60,47 @@ void jz_api_usage(struct jz_req *r)
     jz_http_reply_json(r, 200, jz_ledger_usage_json(r->srv->ledger, tenant));
 }
 
+/* POST /v1/admin/credits {"tenant", "credits" (or "gpu_hours", its older name: a credit is a
+ * GPU-hour without a price list), "kind": purchase (default) | refund | adjustment, "note",
+ * "override"}. */
 void jz_api_admin_credits_add(struct jz_req *r)
 {
+    static const char *const keys[] = {"tenant", "credits", "gpu_hours", "kind", "note",
+                                       "override", NULL};
+    const char *k;
+    json_t *v;
+    json_object_foreach(r->body, k, v) {
+        bool known = false;
+        for (size_t i = 0; keys[i]; i++)
+            known |= strcmp(k, keys[i]) == 0;
+        if (!known) {
+            jz_http_reply_error(r, 400, "invalid", k, "unknown field");
+            return;
+        }
+    }
     const char *tenant = jz_json_str(r->body, "tenant", NULL);
-    json_t *hours = json_object_get(r->body, "gpu_hours");
-    json_t *note = json_object_get(r->body, "note");
+    json_t *amount = json_object_get(r->body, "credits");
+    const char *amount_key = "credits";
+    if (!amount) {
+        amount = json_object_get(r->body, "gpu_hours");
+        amount_key = "gpu_hours";
+    }
+    json_t *note = json_object_get(r->body, "note"), *over = json_object_get(r->body, "override");
+    const char *kind = jz_json_str(r->body, "kind", "purchase");
     if (!tenant) {
         jz_http_reply_error(r, 400, "invalid", "tenant", "tenant: required string");
         return;
     }
-    if (!json_is_number(hours)) {
-        jz_http_reply_error(r, 400, "invalid", "gpu_hours", "gpu_hours: required number");
+    if (!json_is_number(amount)) {
+        jz_http_reply_error(r, 400, "invalid", "credits", "credits: required number");
+        return;
+    }
+    if (json_object_get(r->body, "kind") && !json_is_string(json_object_get(r->body, "kind"))) {
+        jz_http_reply_error(r, 400, "invalid", "kind", "kind: purchase, refund or adjustment");
+        return;
+    }
+    if (over && !json_is_boolean(over)) {
+        jz_http_reply_error(r, 400, "invalid", "override", "override: true or false");
         return;
     }
     if (note && !json_is_null(note) &&
@@ -78,16 +108,19 @@ void jz_api_admin_credits_add(struct jz_req *r)
         jz_http_reply_error(r, 400, "invalid", "note", "note: a string of at most 1024 bytes");
         return;
     }
-    char who[512];
-    snprintf(who, sizeof who, "%s%s%s", r->user->name, json_is_string(note) ? ": " : "",
-             json_is_string(note) ? json_string_value(note) : "");
     struct jz_error err = {0};
-    if (jz_ledger_grant(r->srv->ledger, tenant, json_number_value(hours), who, &err)) {
-        jz_http_reply_jz_error(r, &err, strncmp(err.msg, "tenant", 6) == 0 ? "tenant" : "gpu_hours");
+    if (jz_ledger_add(r->srv->ledger, tenant, kind, json_number_value(amount), r->user->name,
+                      json_is_string(note) ? json_string_value(note) : NULL, json_is_true(over),
+                      &err)) {
+        const char *field = strncmp(err.msg, "tenant", 6) == 0 ? "tenant"
+                            : strncmp(err.msg, "kind", 4) == 0 ? "kind"
+                                                                : amount_key;
+        jz_http_reply_jz_error(r, &err, field);
         return;
     }
     jz_api_audit(r, "credits.add", tenant,
-                 json_pack("{s:f, s:O?}", "gpu_hours", json_number_value(hours), "note", note));
+                 json_pack("{s:s, s:f, s:O?}", "kind", kind, "credits",
+                           json_number_value(amount), "note", note));
     json_t *usage = jz_ledger_usage_json(r->srv->ledger, tenant);
     json_t *row = json_incref(json_array_get(json_object_get(usage, "tenants"), 0));
     json_decref(usage);

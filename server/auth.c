@@ -149,8 +149,8 @@ static bool token_valid(const struct token *t, int64_t now)
 static int store_user(struct jz_auth *a, const struct account *acc, struct jz_error *err)
 {
     json_t *v =
-        json_pack("{s:s, s:s, s:I}", "tenant", acc->u.tenant, "role",
-                  acc->u.admin ? "admin" : "user", "created_ms", (json_int_t)acc->u.created_ms);
+        json_pack("{s:s, s:s, s:I}", "tenant", acc->u.tenant, "role", jz_auth_role(&acc->u),
+                  "created_ms", (json_int_t)acc->u.created_ms);
     if (v && acc->u.unix_user[0])
         json_object_set_new(v, "unix_user", json_string(acc->u.unix_user));
     if (!v)
@@ -299,11 +299,16 @@ static int load_user_obj(void *arg, const char *key, json_t *v)
         jz_log_warn("auth", "user record '%.64s': a bad name; it is ignored", key);
         return 0;
     }
-    if (!remember_user(l->a, key, jz_json_str(v, "tenant", ""),
-                       strcmp(jz_json_str(v, "role", "user"), "admin") == 0,
-                       jz_json_int(v, "created_ms", 0),
-                       jz_auth_unix_user_valid(unix_user) ? unix_user : "", l->err))
+    /* An unknown role (a newer version's) gives no rights rather than refusing to start. */
+    bool admin = false, tenant_admin = false;
+    (void)jz_auth_role_parse(jz_json_str(v, "role", "user"), &admin, &tenant_admin);
+    struct account *acc = remember_user(l->a, key, jz_json_str(v, "tenant", ""), admin,
+                                        jz_json_int(v, "created_ms", 0),
+                                        jz_auth_unix_user_valid(unix_user) ? unix_user : "", l->err);
+    if (!acc)
         l->rc = JZ_ENOMEM;
+    else
+        acc->u.tenant_admin = tenant_admin;
     return l->rc != 0;
 }
 
@@ -860,7 +865,7 @@ json_t *jz_auth_user_json(struct jz_auth *a, const struct jz_user *u)
     char ts[40];
     jz_time_format_iso(u->created_ms, ts, sizeof ts);
     json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:I}", "name", u->name, "tenant", u->tenant, "role",
-                          u->admin ? "admin" : "user", "created", ts, "tokens",
+                          jz_auth_role(u), "created", ts, "tokens",
                           (json_int_t)account_of(u)->ntokens);
     jz_auth_unix_json(a, u, o);
     return o;
@@ -956,4 +961,69 @@ void jz_audit(struct jz_server *srv, const struct jz_user *who, const char *addr
         jz_log_error("auth", "audit %s %s by %s not recorded: %s", action, target ? tgt : "-",
                      e.actor, err.msg);
     free(text);
+}
+
+bool jz_auth_may_manage_tenant(const struct jz_user *u, const char *tenant)
+{
+    return u && (u->admin || (u->tenant_admin && tenant && strcmp(u->tenant, tenant) == 0));
+}
+
+const char *jz_auth_role(const struct jz_user *u)
+{
+    return u->admin ? "admin" : u->tenant_admin ? "tenant-admin" : "user";
+}
+
+bool jz_auth_role_parse(const char *role, bool *admin, bool *tenant_admin)
+{
+    if (!role || (strcmp(role, "admin") != 0 && strcmp(role, "tenant-admin") != 0 &&
+                  strcmp(role, "user") != 0))
+        return false;
+    *admin = strcmp(role, "admin") == 0;
+    *tenant_admin = strcmp(role, "tenant-admin") == 0;
+    return true;
+}
+
+int jz_auth_user_set_role(struct jz_auth *a, const char *name, const char *role,
+                          struct jz_error *err)
+{
+    struct account *acc = find_account(a, name);
+    if (!acc)
+        return jz_error_set(err, JZ_ENOENT, "name: no user named '%s'", name);
+    bool admin = false, tenant_admin = false;
+    if (!jz_auth_role_parse(role, &admin, &tenant_admin))
+        return jz_error_set(err, JZ_EINVAL, "role: must be user, tenant-admin or admin");
+    if (acc->u.admin && !admin && count_admins(a) == 1)
+        return jz_error_set(err, JZ_EBUSY, "role: '%s' is the last admin; add another admin first",
+                            name);
+    bool was_admin = acc->u.admin, was_tadmin = acc->u.tenant_admin;
+    acc->u.admin = admin;
+    acc->u.tenant_admin = tenant_admin;
+    int rc = store_user(a, acc, err);
+    if (rc) {
+        acc->u.admin = was_admin;
+        acc->u.tenant_admin = was_tadmin;
+    }
+    return rc;
+}
+
+size_t jz_auth_tenant_user_count(struct jz_auth *a, const char *tenant)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < a->nusers; i++)
+        n += strcmp(a->users[i]->u.tenant, tenant) == 0;
+    return n;
+}
+
+json_t *jz_auth_tenant_users_json(struct jz_auth *a, const char *tenant)
+{
+    json_t *all = jz_auth_users_json(a), *arr = json_array();
+    size_t i;
+    json_t *u;
+    json_array_foreach(all, i, u)
+    {
+        if (strcmp(jz_json_str(u, "tenant", ""), tenant) == 0)
+            json_array_append(arr, u);
+    }
+    json_decref(all);
+    return arr;
 }

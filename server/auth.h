@@ -27,9 +27,25 @@ struct jz_user {
     char name[JZ_MAX_NAME_LEN + 1];
     char tenant[JZ_MAX_NAME_LEN + 1];
     bool admin;
+    bool tenant_admin; /* role "tenant-admin": manages its own tenant (docs/tenants.md) */
     int64_t created_ms;
     char unix_user[JZ_UNIX_USER_MAX + 1]; /* the user's own account; "" when none */
 };
+
+/* Whether u may manage tenant's members, reservations and statements: an admin, or a
+ * tenant-admin of that tenant. */
+bool jz_auth_may_manage_tenant(const struct jz_user *u, const char *tenant);
+/* The user's role: "admin", "tenant-admin" or "user" (a static string). */
+const char *jz_auth_role(const struct jz_user *u);
+/* Reads a role name into the two flags; false (flags untouched) when it is none of the three. */
+bool jz_auth_role_parse(const char *role, bool *admin, bool *tenant_admin);
+/* Sets a user's role ("user", "tenant-admin" or "admin"). JZ_ENOENT, JZ_EINVAL ("role: ..."),
+ * or JZ_EBUSY when it would leave no admin. */
+int jz_auth_user_set_role(struct jz_auth *a, const char *name, const char *role,
+                          struct jz_error *err);
+/* Users of a tenant: how many, and as in jz_auth_users_json (new reference). */
+size_t jz_auth_tenant_user_count(struct jz_auth *a, const char *tenant);
+json_t *jz_auth_tenant_users_json(struct jz_auth *a, const char *tenant);
 
 /* A token just made: the secret is shown to its holder once and never stored. */
 struct jz_new_token {

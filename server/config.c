@@ -18,12 +18,14 @@
 #include "server/auth.h"
 #include "server/front.h"
 #include "server/nodes.h"
+#include "server/prices.h"
+#include "server/webhooks.h"
 
 enum opt_id {
     O_LISTEN, O_STATE, O_TOPO, O_NO_LOCAL, O_SITE, O_AGENT_LISTEN, O_NODE_TIMEOUT, O_PLUGINS,
     O_WORKER, O_FALLBACK, O_GRACE, O_MAXPEND, O_USER, O_NODE_DIR, O_DEFAULT_ACCOUNT, O_TLS_CERT,
     O_TLS_KEY, O_PLAIN, O_MAXCONN, O_IDLE, O_RATE, O_BURST, O_STREAMS, O_CONFIG, O_PORTFILE,
-    O_LOGLEVEL, O_LOGFILE, O_HIDE_TENANTS, O_COUNT
+    O_LOGLEVEL, O_LOGFILE, O_HIDE_TENANTS, O_WEBHOOK_ALLOW, O_COUNT
 };
 
 enum opt_type { T_STR, T_INT, T_NUM, T_BOOL };
@@ -107,6 +109,11 @@ static const struct opt opts[O_COUNT] = {
     [O_HIDE_TENANTS] = {"hide-other-tenants", NULL, T_BOOL, false,
                         "in everyone's queue, show other tenants' jobs without their user,\n"
                         "tenant and name"},
+    [O_WEBHOOK_ALLOW] = {"webhook-allow", "CIDRS", T_STR, false,
+                         "','-separated address ranges job webhooks may reach\n"
+                         "although the default policy refuses them (loopback,\n"
+                         "private, link-local, CGNAT, ULA, multicast, broadcast),\n"
+                         "e.g. 127.0.0.1/32,10.1.2.0/24 (default: none)"},
 };
 
 struct jz_config_args {
@@ -219,6 +226,9 @@ static bool set_option(struct jz_server_config *cfg, enum opt_id id, const char 
     case O_TLS_KEY: return *v && jz_strlcpy(cfg->tls_key, v, sizeof cfg->tls_key);
     case O_PLAIN: cfg->allow_plain_http = flag; return true;
     case O_HIDE_TENANTS: cfg->hide_other_tenants = flag; return true;
+    case O_WEBHOOK_ALLOW:
+        return jz_webhook_allow_list_ok(v, NULL, 0) &&
+               jz_strlcpy(cfg->webhook_allow, v, sizeof cfg->webhook_allow);
     case O_MAXCONN: return parse_count(v, 1, 1000000, &cfg->max_connections);
     case O_IDLE: return parse_count(v, 1, 86400, &cfg->idle_timeout_s);
     case O_RATE: return parse_rate(v, &cfg->rate_per_s);
@@ -394,7 +404,38 @@ static int parse_limits(const json_t *lim, struct jz_server_config *cfg, struct 
 }
 
 /* The sections read by other modules (they check their own contents). */
-static const char *const sections[] = {"scheduler", "limits", "tenants", "plugins", NULL};
+static const char *const sections[] = {"scheduler", "limits", "tenants", "plugins", "prices",
+                                       "booking", NULL};
+
+/* "booking": limits on booked compute slots (server/reservations.c), each a count or seconds. */
+static int check_booking(const json_t *b, struct jz_error *err)
+{
+    static const char *const keys[] = {"min_window_s", "max_window_s", "max_ahead_s",
+                                       "max_per_tenant", NULL};
+    if (!b || json_is_null(b))
+        return 0;
+    if (!json_is_object(b))
+        return jz_error_set(err, JZ_EINVAL, "booking: expected an object");
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)b, k, v) {
+        bool known = false;
+        for (size_t i = 0; keys[i]; i++)
+            known |= strcmp(k, keys[i]) == 0;
+        if (!known)
+            return jz_error_set(err, JZ_EINVAL,
+                                "booking.%.64s: unknown key (min_window_s, max_window_s, "
+                                "max_ahead_s, max_per_tenant)",
+                                k);
+        if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+            json_integer_value(v) > 10LL * 365 * 86400)
+            return jz_error_set(err, JZ_EINVAL, "booking.%s: expected a positive integer", k);
+    }
+    const json_t *lo = json_object_get(b, "min_window_s"), *hi = json_object_get(b, "max_window_s");
+    if (lo && hi && json_integer_value(lo) > json_integer_value(hi))
+        return jz_error_set(err, JZ_EINVAL, "booking.min_window_s: above max_window_s");
+    return 0;
+}
 
 /* Levenshtein distance, capped: small enough keys only. */
 static size_t distance(const char *a, const char *b)
@@ -586,7 +627,8 @@ int jz_config_build(const struct jz_config_args *args, struct jz_server_config *
      * before anything starts (and a reload is refused before anything changes). */
     struct jz_sched_parsed *pc = NULL;
     if (jz_sched_config_parse(json_object_get(root, "scheduler"), &pc, err) ||
-        jz_auth_set_tenants(NULL, root, true, err)) {
+        jz_auth_set_tenants(NULL, root, true, err) || jz_prices_check(root, err) ||
+        check_booking(json_object_get(root, "booking"), err)) {
         char msg[sizeof err->msg];
         snprintf(msg, sizeof msg, "%s", err->msg);
         jz_error_set(err, JZ_EINVAL, "config: %s",
@@ -634,6 +676,7 @@ static bool differs(const struct jz_server_config *a, const struct jz_server_con
     case O_TLS_KEY: return strcmp(a->tls_key, b->tls_key) != 0;
     case O_PLAIN: return a->allow_plain_http != b->allow_plain_http;
     case O_HIDE_TENANTS: return a->hide_other_tenants != b->hide_other_tenants;
+    case O_WEBHOOK_ALLOW: return strcmp(a->webhook_allow, b->webhook_allow) != 0;
     case O_MAXCONN: return a->max_connections != b->max_connections;
     case O_IDLE: return a->idle_timeout_s != b->idle_timeout_s;
     case O_RATE: return a->rate_per_s != b->rate_per_s;
@@ -732,6 +775,7 @@ static void copy_setting(struct jz_server_config *dst, const struct jz_server_co
     case O_TLS_KEY: COPY(tls_key); break;
     case O_PLAIN: COPY(allow_plain_http); break;
     case O_HIDE_TENANTS: COPY(hide_other_tenants); break;
+    case O_WEBHOOK_ALLOW: COPY(webhook_allow); break;
     case O_MAXCONN: COPY(max_connections); break;
     case O_IDLE: COPY(idle_timeout_s); break;
     case O_RATE: COPY(rate_per_s); break;

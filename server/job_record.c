@@ -1,5 +1,6 @@
 /* A job's record: the typed job turned into the JSON the store keeps and the API shows, and a
  * stored record read back. The only place where a job's state is JSON. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +14,7 @@
 static const char *const request_keys[] = {
     "id", "name", "user", "tenant", "plugin", "plugin_version", "plugin_sha256", "params",
     "resources", "preemptible", "requeue", "submit_dir", "class", "resume_from", "inputs",
-    "submit_epoch", "array", NULL};
+    "submit_epoch", "array", "reservation", NULL};
 
 void jz_job_set_str(char **field, const char *value)
 {
@@ -143,6 +144,8 @@ json_t *jz_job_record_json(const struct jz_job *job, bool internal)
     json_object_set_new(rec, "requeues", json_integer(job->run));
     json_object_set_new(rec, "held", json_boolean(job->held));
     json_object_set_new(rec, "held_by", job->held ? json_string(job->held_by) : json_null());
+    if (internal && job->held && job->held_by_admin)
+        json_object_set_new(rec, "held_by_admin", json_true());
     json_object_set_new(rec, "nice", json_integer(job->nice));
     json_t *deps = json_array();
     for (unsigned i = 0; i < job->ndeps; i++)
@@ -202,6 +205,7 @@ json_t *jz_job_record_json(const struct jz_job *job, bool internal)
         json_object_set_new(rec, "placement_parts", stored);
         if (job->start_ms)
             json_object_set_new(rec, "run_start_ms", json_integer(job->start_ms));
+        json_object_set_new(rec, "run_price", json_real(job->run_price));
         json_object_set_new(rec, "run_log_base", json_integer(job->log_base));
     }
     return rec;
@@ -213,6 +217,7 @@ static int load_workflow(struct jz_job *job, const json_t *rec)
 {
     job->held = jz_json_bool(rec, "held", false);
     jz_strlcpy(job->held_by, jz_json_str(rec, "held_by", ""), sizeof job->held_by);
+    job->held_by_admin = job->held && jz_json_bool(rec, "held_by_admin", false);
     job->nice = jz_json_int(rec, "nice", 0);
     if (job->nice < -JZ_MAX_NICE || job->nice > JZ_MAX_NICE)
         job->nice = 0;
@@ -344,6 +349,8 @@ int jz_job_record_load(struct jz_job *job, const json_t *rec)
     if (load_workflow(job, rec))
         return JZ_ENOMEM;
     job->start_ms = job->nplaced ? jz_json_int(rec, "run_start_ms", 0) : 0;
+    double price = job->nplaced ? jz_json_num(rec, "run_price", 0) : 0;
+    job->run_price = isfinite(price) && price > 0 ? price : 0;
     job->log_base = job->nplaced ? jz_json_int(rec, "run_log_base", 0) : 0;
     return 0;
 }

@@ -173,8 +173,8 @@ bad:
                         ARRAY_MAX_INDEX);
 }
 
-static int parse_notify(const json_t *jn, struct jz_job_request *r, struct out_field *field,
-                        struct jz_error *err)
+static int parse_notify(const json_t *jn, const char *allow, struct jz_job_request *r,
+                        struct out_field *field, struct jz_error *err)
 {
     if (!jn || json_is_null(jn))
         return 0;
@@ -192,7 +192,8 @@ static int parse_notify(const json_t *jn, struct jz_job_request *r, struct out_f
     if (!json_is_string(url))
         return field_error(field, "notify.url", err, JZ_EINVAL,
                            url ? "expected a string" : "required");
-    if (!jz_webhook_url_ok(json_string_value(url), why, sizeof why))
+    /* An address literal outside the policy is refused now; a name, at each delivery. */
+    if (!jz_webhook_url_allowed(json_string_value(url), allow, why, sizeof why))
         return field_error(field, "notify.url", err, JZ_EINVAL, "%s", why);
     if (!json_is_string(secret))
         return field_error(field, "notify.secret", err, JZ_EINVAL,
@@ -278,7 +279,7 @@ static int parse_workflow(const json_t *body, const struct jz_job_request_env *e
     }
     int rc = parse_deps(json_object_get(body, "dependencies"), r, field, err);
     if (!rc)
-        rc = parse_notify(json_object_get(body, "notify"), r, field, err);
+        rc = parse_notify(json_object_get(body, "notify"), env->webhook_allow, r, field, err);
     if (rc)
         return rc;
     json_t *jarray = json_object_get(body, "array");
@@ -294,6 +295,24 @@ static int parse_workflow(const json_t *body, const struct jz_job_request_env *e
     return 0;
 }
 
+/* "reservation": a booking's id (its tenant, window and nodes are checked by the caller, which
+ * knows the bookings). Jobs bound to one need GPUs: the booking holds GPUs, not cores. */
+static int parse_reservation(const json_t *body, struct jz_job_request *r,
+                             struct out_field *field, struct jz_error *err)
+{
+    json_t *v = json_object_get(body, "reservation");
+    if (!v || json_is_null(v))
+        return 0;
+    if (!(json_is_integer(v) && json_integer_value(v) > 0) &&
+        !(json_is_string(v) && json_string_length(v) > 0 && json_string_length(v) < 32))
+        return field_error(field, "reservation", err, JZ_EINVAL, "expected a reservation id");
+    if (r->gpus == 0)
+        return field_error(field, "reservation", err, JZ_EINVAL,
+                           "a job in a reservation needs GPUs (resources.gpus)");
+    r->reservation = v;
+    return 0;
+}
+
 int jz_job_request_parse(const json_t *body, const struct jz_job_request_env *env,
                          struct jz_job_request *out, char *field_buf, size_t field_len,
                          struct jz_error *err)
@@ -304,7 +323,7 @@ int jz_job_request_parse(const json_t *body, const struct jz_job_request_env *en
                                            "preemptible", "submit_dir", "resume_from", "class",
                                            "requeue",     "array",      "dependencies",
                                            "hold",        "nice",       "notify",
-                                           NULL};
+                                           "reservation", NULL};
     static const char *const res_keys[] = {"gpus",      "cpus_per_gpu", "cpus",
                                            "memory_mb", "time_limit_s", "time_limit",
                                            "gpu_model", "gpu_memory_min_mb", "nodes",
@@ -465,8 +484,12 @@ int jz_job_request_parse(const json_t *body, const struct jz_job_request_env *en
                            "can never run on this cluster: %s", why);
 
     int wrc = parse_workflow(body, env, &r, field, err);
-    if (wrc)
+    if (!wrc)
+        wrc = parse_reservation(body, &r, field, err);
+    if (wrc) {
+        free(r.array_indexes);
         return wrc;
+    }
 
     json_t *params = json_object_get(body, "params");
     if (params && !json_is_null(params) && !json_is_object(params)) {

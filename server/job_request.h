@@ -28,6 +28,8 @@ struct jz_job_request_env {
     jz_job_request_fit_fn *could_fit; /* NULL: not checked */
     void *fit_arg;
     bool admin; /* the submitter is an admin: a negative nice is allowed */
+    const char *webhook_allow; /* --webhook-allow: a notify URL's IP literal is checked against
+                                  the webhook address policy with it (NULL: the default) */
 };
 
 /* A checked request. Strings are borrowed from the body; params is owned. */
@@ -55,6 +57,7 @@ struct jz_job_request {
     bool hold;
     int64_t nice;
     const char *notify_url, *notify_secret;
+    const json_t *reservation; /* a booking's id as given (borrowed), NULL: none */
 };
 
 /* The body's "plugin" when it is a string (borrowed), else NULL: the caller looks it up to fill

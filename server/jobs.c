@@ -322,17 +322,16 @@ static unsigned gpus_in_use(const struct jz_job *job)
     return n;
 }
 
-/* Charges the GPU time of a run that ends now to the job's tenant. */
+/* Charges the GPU time of a run that ends now to the job's tenant (and releases its hold). */
 static void charge(struct jz_job *job)
 {
     unsigned gpus = gpus_in_use(job);
     int64_t ran_ms = jz_time_mono_ms() - job->start_mono_ms; /* never the wall clock */
-    if (job->start_ms > 0 && gpus > 0 && ran_ms >= 0)
-        job->gpu_seconds += (double)gpus * (double)ran_ms / 1000.0;
-    if (job->start_ms > 0 && gpus > 0 && job->jobs->srv->ledger && ran_ms >= 0)
-        jz_ledger_charge(job->jobs->srv->ledger, job->tenant,
-                         jz_json_str(job->request, "plugin", "?"), job->id,
-                         (double)gpus * (double)ran_ms / 1000.0);
+    double gpu_s = job->start_ms > 0 && gpus > 0 && ran_ms >= 0
+                       ? (double)gpus * (double)ran_ms / 1000.0
+                       : 0;
+    job->gpu_seconds += gpu_s;
+    jz_jobs_credit_settle(job, gpu_s, "the run ended");
     job->start_ms = 0;
     job->start_mono_ms = 0;
 }
@@ -373,7 +372,7 @@ void jz_jobs_finish(struct jz_job *job, enum jz_job_state s, const char *reason)
                                 : -1);
     charge(job);
     sched_forget(job, s == JZ_JOB_SUCCEEDED);
-    jz_jobs_gate_leave(job);
+    jz_jobs_gate_leave(job, s);
     release_run(job);
     jz_job_clear_placement(job); /* the record keeps where it ran, not what to adopt */
     jz_jobs_set_state(job, s);
@@ -496,6 +495,17 @@ void jz_jobs_part_ended(struct jz_job *job, unsigned part, const json_t *outcome
 
 /* --- what the parts report ----------------------------------------------------------------- */
 
+/* Has the job's record written with the loop iteration's batch (flush_dirty). */
+static void queue_flush(struct jz_job *job)
+{
+    if (job->flush_queued)
+        return;
+    job->flush_queued = true;
+    job->flush_next = job->jobs->flush_head;
+    job->jobs->flush_head = job;
+    jz_server_request_commit(job->jobs->srv);
+}
+
 /* A progress, metric, artifact, checkpoint or error event of the job's own. */
 static void on_job_event(struct jz_job *job, const json_t *ev)
 {
@@ -558,13 +568,8 @@ static void on_job_event(struct jz_job *job, const json_t *ev)
     job->dirty = true;
     /* Written once per loop iteration however many events came (see flush_dirty); metrics and
      * progress alone at most once a second, the final record carries the last values. */
-    if ((important || jz_time_mono_ms() - job->last_persist_ms >= PERSIST_INTERVAL_MS) &&
-        !job->flush_queued) {
-        job->flush_queued = true;
-        job->flush_next = job->jobs->flush_head;
-        job->jobs->flush_head = job;
-        jz_server_request_commit(job->jobs->srv);
-    }
+    if (important || jz_time_mono_ms() - job->last_persist_ms >= PERSIST_INTERVAL_MS)
+        queue_flush(job);
 }
 
 /* jazarid's disk is full: the job whose log or outputs could not be stored is stopped (it
@@ -661,9 +666,10 @@ static void on_part_msg(void *arg, size_t node, int64_t id, int part, const stru
             job->start_ms = jz_time_now_ms();
             job->start_mono_ms = jz_time_mono_ms();
             job->start_wall_ms = job->start_ms; /* when its process started */
-            /* Stored with the record's next write: a restart before it only loses the few
-             * milliseconds between placement and start. */
+            /* Stored with this iteration's batch: what a run lost with jazarid is charged
+             * is measured from it. */
             job->dirty = true;
+            queue_flush(job);
         }
     } else if (strcmp(t, "ev") == 0) {
         on_job_event(job, json_object_get(m->hdr, "ev"));
@@ -1077,8 +1083,20 @@ static void decide(struct jz_jobs *jobs, unsigned flags)
                          (unsigned long long)d->job_id);
             continue;
         }
-        if (d->action == JZ_SCHED_START && job->state == JZ_JOB_PENDING && d->part_count > 0)
+        if (d->action == JZ_SCHED_START && job->state == JZ_JOB_PENDING && d->part_count > 0) {
+            if (jz_jobs_credit_hold(job, d) == JZ_EAGAIN) {
+                /* Its tenant cannot cover the run (another run took the credit since the job
+                 * left the gate): the scheduler forgets the start, the gate keeps the job
+                 * until credit comes back. */
+                struct jz_error uerr = {0};
+                if (jz_sched_job_ended(jobs->srv->sched, d->job_id, now_s(), true, &uerr))
+                    jz_log_warn("jobs", "job %lld: scheduler: %s", (long long)job->id,
+                                uerr.msg);
+                jz_jobs_gate_enter(job);
+                continue;
+            }
             start_job(jobs, job, d);
+        }
         else if (d->action == JZ_SCHED_PREEMPT)
             preempt_job(jobs, job, d);
     }
@@ -1092,6 +1110,8 @@ void jz_jobs_flush(struct jz_jobs *jobs)
 
 void jz_jobs_schedule(struct jz_jobs *jobs)
 {
+    if (jobs->running)
+        jz_jobs_alive_touch(jobs); /* what a run lost with jazarid is charged until */
     jz_jobs_gate_run(jobs);
     flush_dirty(jobs);
     decide(jobs, 0);
@@ -1100,6 +1120,7 @@ void jz_jobs_schedule(struct jz_jobs *jobs)
 static void on_full_pass(evutil_socket_t fd, short what, void *arg)
 {
     struct jz_jobs *jobs = arg;
+    jz_jobs_alive_touch(jobs);
     jz_jobs_gate_run(jobs);
     decide(jobs, JZ_SCHED_FULL);
     jz_server_request_commit(jobs->srv);
@@ -1124,6 +1145,7 @@ void jz_jobs_sched_job(const struct jz_job *job, struct jz_sched_job *sj)
         .model = job->model[0] ? job->model : NULL,
         .min_memory_bytes = job->req.min_memory_bytes,
         .nodes = job->nodes,
+        .reservation = jz_json_str(job->request, "reservation", NULL),
     };
 }
 
@@ -1191,7 +1213,9 @@ int64_t jz_job_id(const struct jz_job *job)
 
 bool jz_job_visible_to(const struct jz_job *job, const struct jz_user *user)
 {
-    return user->admin || strcmp(job->user, user->name) == 0;
+    /* A tenant-admin sees, and acts on, every job of its own tenant (docs/tenants.md). */
+    return user->admin || strcmp(job->user, user->name) == 0 ||
+           (user->tenant_admin && strcmp(job->tenant, user->tenant) == 0);
 }
 
 int jz_jobs_cancel(struct jz_jobs *jobs, struct jz_job *job, const char *by,
@@ -1385,6 +1409,7 @@ int jz_jobs_open(struct jz_server *srv, struct jz_jobs **out, struct jz_error *e
                      (long long)max_store, (long long)jobs->max_id);
     else if (max_store > jobs->max_id)
         jobs->max_id = max_store;
+    jz_jobs_alive_touch(jobs);
     if ((rc = jz_jobs_retention_start(jobs))) {
         jz_jobs_close(jobs);
         return jz_error_set(err, rc, "cannot start the retention timer");

@@ -84,14 +84,28 @@ json_t *jz_jobs_list(struct jz_jobs *jobs, const struct jz_user *user,
  * parameters; user, tenant and name hidden when hide is true (hide_other_tenants). */
 json_t *jz_job_record_reduced(const struct jz_job *job, bool hide);
 
-/* Holds or releases a pending job; JZ_EBUSY when it is not pending. */
-int jz_jobs_set_hold(struct jz_job *job, bool hold, const char *by, struct jz_error *err);
+/* Holds or releases a pending job for by (an admin: admin true). JZ_EBUSY when it is not
+ * pending; JZ_EPERM when a user would release an admin's hold. */
+int jz_jobs_set_hold(struct jz_job *job, bool hold, const char *by, bool admin,
+                     struct jz_error *err);
 
 /* Changes a pending job: body {"name", "time_limit" | "time_limit_s", "nice", "class"}. Users may
  * lower the time limit only, and set nice >= 0; admins anything in range. On failure *field
  * names the field (static or the job table's) and err says why: JZ_EBUSY when not pending. */
 int jz_jobs_modify(struct jz_job *job, const struct jz_user *user, const json_t *body,
                    const char **field, struct jz_error *err);
+
+/* GET /v1/reports/usage: finished jobs that ended in [since_ms, until_ms), visible to user (of
+ * tenant when not NULL), grouped by (tenant, user, plugin, model or site): {"by", "rows": [{"key",
+ * "jobs", "gpu_hours", "run_hours", "wait_s": {"mean", "p50", "p95", "max"}}]}. NULL when out
+ * of memory. */
+bool jz_jobs_report_dimension_ok(const char *by);
+json_t *jz_jobs_usage_report(struct jz_jobs *jobs, const struct jz_user *user, const char *by,
+                             const char *tenant, int64_t since_ms, int64_t until_ms);
+
+/* Credit came back or a hold was released (ledger.c): jobs waiting for credit are looked at
+ * again before the next decision. */
+void jz_jobs_credit_changed(struct jz_jobs *jobs);
 
 /* The array whose id (its first element's) this job is, or 0 when it is none. */
 int64_t jz_job_array_id(const struct jz_job *job);

@@ -4,7 +4,8 @@
  *   - its dependencies (after, afterok, afternotok, afterany on a job or a whole array), until
  *     each is met; one that can never be met fails the job, naming it;
  *   - its array's throttle ("0-99%10"): at most that many elements in the scheduler or
- *     running at once.
+ *     running at once;
+ *   - its tenant's credit: a metered tenant that cannot cover the run's hold (jobs_billing.c).
  * Gated jobs are PENDING and count against the user's pending limit, but the scheduler never
  * sees them, so they cost its passes nothing. They are kept in one list by id; the list is
  * walked again (jz_jobs_gate_run) only after a job started or ended, once per decision, so the
@@ -106,7 +107,7 @@ static void set_gated(struct jz_job *job, bool gated)
 
 /* --- what holds a job back ---------------------------------------------------------------- */
 
-enum gate { GATE_OPEN, GATE_HELD, GATE_DEPENDENCY, GATE_THROTTLE, GATE_NEVER };
+enum gate { GATE_OPEN, GATE_HELD, GATE_DEPENDENCY, GATE_THROTTLE, GATE_CREDITS, GATE_NEVER };
 
 /* Whether one job t meets a dependency of type type now. */
 static enum jz_dep_state dep_on(const struct jz_job *t, unsigned type)
@@ -125,65 +126,67 @@ static enum jz_dep_state dep_on(const struct jz_job *t, unsigned type)
 }
 
 /* Looks at dependency d of job: its state now, and on NEVER or WAITING one sentence why. A
- * dependency on an array's id is on all its elements, as in Slurm: one element that can never
- * meet it fails it at once. quick: stop at the first element that waits. */
+ * dependency on an array's id is on all its elements, as in Slurm, read from the counts its
+ * first element keeps: one element that can never meet it fails it at once. */
 static enum jz_dep_state dep_check(const struct jz_job *job, const struct jz_job_dep *d,
-                                   char *why, size_t len, bool quick)
+                                   char *why, size_t len)
 {
-    struct jz_jobs *jobs = job->jobs;
-    const struct jz_job *t = jz_jobs_find(jobs, d->job);
+    const struct jz_job *t = jz_jobs_find(job->jobs, d->job);
     const char *type = jz_dep_type_name(d->type);
+    static const char *const verbs[] = {"start", "succeed", "fail", "end"};
+    const char *verb = d->type < 4 ? verbs[d->type] : "end";
     if (!t) {
         snprintf(why, len, "job %lld no longer exists (%s)", (long long)d->job, type);
         return JZ_DEP_NEVER;
     }
-    int64_t first = t->id, n = 1;
-    if (t->array_id == t->id && t->array_count > 1)
-        n = t->array_count;
-    enum jz_dep_state all = JZ_DEP_SATISFIED;
-    for (int64_t id = first; id < first + n; id++) {
-        const struct jz_job *e = jz_jobs_find(jobs, id);
-        if (!e || e->array_id != (n > 1 ? first : e->array_id))
-            continue; /* an element purged by retention long after it ended */
-        enum jz_dep_state s = dep_on(e, d->type);
-        if (s == JZ_DEP_NEVER) {
-            snprintf(why, len, "job %lld ended %s (%s)", (long long)e->id,
-                     jz_job_state_name(e->state), type);
-            return JZ_DEP_NEVER;
-        }
-        if (s == JZ_DEP_WAITING && all == JZ_DEP_SATISFIED) {
-            all = JZ_DEP_WAITING;
-            snprintf(why, len, "waiting for job %lld%s to %s (%s)", (long long)e->id,
-                     n > 1 ? " of its array" : "",
-                     d->type == JZ_DEP_AFTER  ? "start"
-                     : d->type == JZ_DEP_OK   ? "succeed"
-                     : d->type == JZ_DEP_NOTOK ? "fail"
-                                              : "end",
-                     type);
-            if (quick) /* a look for the reason: the first element that waits says it */
-                break;
-        }
+    if (!(t->array_id == t->id && t->array_count > 1)) {
+        enum jz_dep_state s = dep_on(t, d->type);
+        if (s == JZ_DEP_NEVER)
+            snprintf(why, len, "job %lld ended %s (%s)", (long long)t->id,
+                     jz_job_state_name(t->state), type);
+        else if (s == JZ_DEP_WAITING)
+            snprintf(why, len, "waiting for job %lld to %s (%s)", (long long)t->id, verb, type);
+        return s;
     }
-    return all;
+    unsigned n = t->array_count, bad = t->array_ended - t->array_ok;
+    bool never = (d->type == JZ_DEP_OK && bad > 0) || (d->type == JZ_DEP_NOTOK && t->array_ok);
+    bool met = d->type == JZ_DEP_AFTER  ? t->array_begun >= n
+               : d->type == JZ_DEP_OK    ? t->array_ok >= n
+               : d->type == JZ_DEP_NOTOK ? bad >= n
+                                         : t->array_ended >= n;
+    if (never) {
+        snprintf(why, len, "%u element%s of array %lld %s (%s)",
+                 d->type == JZ_DEP_OK ? bad : t->array_ok,
+                 (d->type == JZ_DEP_OK ? bad : t->array_ok) == 1 ? "" : "s", (long long)t->id,
+                 d->type == JZ_DEP_OK ? "ended without success" : "succeeded", type);
+        return JZ_DEP_NEVER;
+    }
+    if (!met) {
+        unsigned done = d->type == JZ_DEP_AFTER ? t->array_begun
+                        : d->type == JZ_DEP_OK  ? t->array_ok
+                        : d->type == JZ_DEP_NOTOK ? bad
+                                                  : t->array_ended;
+        snprintf(why, len, "waiting for array %lld to %s: %u of %u elements (%s)",
+                 (long long)t->id, verb, done, n, type);
+        return JZ_DEP_WAITING;
+    }
+    return JZ_DEP_SATISFIED;
 }
 
 /* What holds the job back now, with one sentence why. When met is not NULL, the dependencies
  * found met or never met are written there (met[i] for job->deps[i]), for the caller to
- * record, so that a job purged later does not undo them. */
+ * record, so that a job purged later does not undo them: a held job's too. A dependency that
+ * can never be met fails even a held job (it could never run). */
 static enum gate gate_check(const struct jz_job *job, char *why, size_t len, uint8_t *met)
 {
-    if (job->held) {
-        snprintf(why, len, "held by %s; `jazari release %lld` lets it run",
-                 job->held_by[0] ? job->held_by : "a user", (long long)job->id);
-        return GATE_HELD;
-    }
     enum gate g = GATE_OPEN;
+    char dep_why[256] = "";
     for (unsigned i = 0; i < job->ndeps; i++) {
         const struct jz_job_dep *d = &job->deps[i];
         if (d->state == JZ_DEP_SATISFIED)
             continue;
         char one[256];
-        enum jz_dep_state s = dep_check(job, d, one, sizeof one, met == NULL);
+        enum jz_dep_state s = dep_check(job, d, one, sizeof one);
         if (met)
             met[i] = (uint8_t)s;
         if (s == JZ_DEP_NEVER) {
@@ -191,18 +194,28 @@ static enum gate gate_check(const struct jz_job *job, char *why, size_t len, uin
             return GATE_NEVER;
         }
         if (s == JZ_DEP_WAITING && g == GATE_OPEN) {
-            snprintf(why, len, "%s", one);
+            snprintf(dep_why, sizeof dep_why, "%s", one);
             g = GATE_DEPENDENCY;
         }
     }
-    if (g != GATE_OPEN)
+    if (job->held) {
+        snprintf(why, len, "held by %s%s; `jazari release %lld` lets it run",
+                 job->held_by[0] ? job->held_by : "a user",
+                 job->held_by_admin ? " (an admin)" : "", (long long)job->id);
+        return GATE_HELD;
+    }
+    if (g != GATE_OPEN) {
+        snprintf(why, len, "%s", dep_why);
         return g;
+    }
     const struct jz_job *leader = array_leader(job);
     if (job->array_throttle && leader && leader->array_active >= job->array_throttle) {
         snprintf(why, len, "%u elements of array %lld are queued or running, its limit",
                  leader->array_active, (long long)job->array_id);
         return GATE_THROTTLE;
     }
+    if (jz_jobs_credit_gate(job, why, len))
+        return GATE_CREDITS;
     return GATE_OPEN;
 }
 
@@ -216,6 +229,8 @@ const char *jz_jobs_gate_reason(const struct jz_job *job, char *why, size_t len)
         return "dependency";
     case GATE_THROTTLE:
         return "array_throttle";
+    case GATE_CREDITS:
+        return "credits";
     default:
         snprintf(why, len, "queued; not yet considered");
         return "new";
@@ -270,22 +285,54 @@ void jz_jobs_gate_enter(struct jz_job *job)
     gate_look(job);
 }
 
-void jz_jobs_gate_leave(struct jz_job *job)
+/* Counts the element as begun (started once, or ended without starting) in its array. */
+static void count_begun(struct jz_job *job, struct jz_job *leader)
 {
+    if (leader && !job->array_begun_counted) {
+        job->array_begun_counted = true;
+        leader->array_begun++;
+    }
+}
+
+void jz_jobs_gate_leave(struct jz_job *job, enum jz_job_state s)
+{
+    struct jz_job *leader = array_leader(job);
     if (job->gated) {
         list_remove(job);
         job->gated = false;
-    } else {
-        struct jz_job *leader = array_leader(job);
-        if (leader && leader->array_active)
-            leader->array_active--;
+    } else if (leader && leader->array_active) {
+        leader->array_active--;
+    }
+    if (leader) {
+        count_begun(job, leader);
+        leader->array_ended++;
+        if (s == JZ_JOB_SUCCEEDED)
+            leader->array_ok++;
     }
     job->jobs->gate_dirty = true;
 }
 
 void jz_jobs_gate_started(struct jz_job *job)
 {
+    count_begun(job, array_leader(job));
     job->jobs->gate_dirty = true;
+}
+
+void jz_jobs_gate_loaded(struct jz_job *job)
+{
+    struct jz_job *leader = array_leader(job);
+    if (!leader)
+        return;
+    bool ended = job->state != JZ_JOB_PENDING && job->state != JZ_JOB_RUNNING;
+    if (ended || job->state == JZ_JOB_RUNNING || job->run > 0)
+        count_begun(job, leader);
+    if (job->state == JZ_JOB_RUNNING)
+        leader->array_active++; /* in its array's throttle, whatever its run becomes */
+    if (ended) {
+        leader->array_ended++;
+        if (job->state == JZ_JOB_SUCCEEDED)
+            leader->array_ok++;
+    }
 }
 
 void jz_jobs_gate_run(struct jz_jobs *jobs)
@@ -301,16 +348,28 @@ void jz_jobs_gate_run(struct jz_jobs *jobs)
     }
 }
 
-int jz_jobs_set_hold(struct jz_job *job, bool hold, const char *by, struct jz_error *err)
+int jz_jobs_set_hold(struct jz_job *job, bool hold, const char *by, bool admin,
+                     struct jz_error *err)
 {
     if (job->state != JZ_JOB_PENDING)
         return jz_error_set(err, JZ_EBUSY, "job %lld is %s: only a pending job can be %s",
                             (long long)job->id, jz_job_state_name(job->state),
                             hold ? "held" : "released");
-    if (job->held == hold)
+    /* As Slurm's admin holds: what an admin held, only an admin releases. */
+    if (!hold && job->held && job->held_by_admin && !admin)
+        return jz_error_set(err, JZ_EPERM, "job %lld was held by %s, an admin: only an admin "
+                                           "may release it",
+                            (long long)job->id, job->held_by);
+    if (job->held == hold && (!hold || job->held_by_admin || !admin))
         return 0;
+    bool was_held = job->held;
     job->held = hold;
+    job->held_by_admin = hold && admin;
     jz_strlcpy(job->held_by, hold ? by : "", sizeof job->held_by);
+    if (was_held && hold) { /* an admin takes over a user's hold */
+        jz_jobs_persist(job, "hold", "held by an admin");
+        return 0;
+    }
     if (hold && !job->gated) {
         /* Out of the scheduler: a held job costs its passes nothing. */
         struct jz_error serr = {0};

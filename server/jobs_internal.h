@@ -121,6 +121,7 @@ struct jz_job {
     /* What the service itself holds a pending job back for (jobs_gate.c): a user's hold, its
      * dependencies, its array's throttle. A gated job is not in the scheduler. */
     bool held;
+    bool held_by_admin; /* only an admin releases it */
     char held_by[JZ_MAX_NAME_LEN + 1];
     int64_t nice; /* seconds: ordered as if submitted this much later */
     struct jz_job_dep *deps;
@@ -129,8 +130,15 @@ struct jz_job {
      * none). array_active, on the first element only: elements not gated nor ended. */
     int64_t array_id, array_index;
     unsigned array_count, array_throttle, array_active;
+    /* On the first element: elements that have started or ended (begun), ended, and ended
+     * SUCCEEDED, so that a dependency on a whole array is one look. array_begun_counted: this
+     * element is counted in begun. */
+    unsigned array_begun, array_ended, array_ok;
+    bool array_begun_counted;
     char *notify_url, *notify_secret; /* the webhook called when it ends; NULL: none */
     double gpu_seconds;               /* of the runs that ended (charge()) */
+    double run_price;                 /* credits per GPU-hour of the current run */
+    double credit_needed;             /* the hold its last START could not place (0: none) */
     bool gated;
     struct jz_job *gate_prev, *gate_next;
 };
@@ -150,6 +158,7 @@ struct jz_jobs {
     struct event *purge_timer; /* retention (jobs_retention.c) */
     struct jz_job *gated_head, *gated_tail; /* gated jobs, by id (jobs_gate.c) */
     bool gate_dirty; /* a job started or ended: gated jobs may move */
+    int64_t alive_touched_ms; /* STATE/alive, last touched (monotonic) */
     char field[160];
 };
 
@@ -197,14 +206,36 @@ void jz_job_clear_placement(struct jz_job *job);
  * previous (-1: it was just submitted) to its state now (events.h). */
 void jz_jobs_announce(struct jz_job *job, int previous);
 
+/* jobs_billing.c: holds and charges of runs (docs/billing.md) */
+void jz_jobs_run_ref(const struct jz_job *job, char *buf, size_t len); /* "job:ID:RUN" */
+/* Credits its time limit would cost at its model constraint's price (*price: per GPU-hour). */
+double jz_jobs_credit_estimate(const struct jz_job *job, double *price);
+/* For the gate: "credits" and one sentence (how much is missing) when its metered tenant cannot
+ * cover it, else NULL. */
+const char *jz_jobs_credit_gate(const struct jz_job *job, char *why, size_t len);
+/* Holds the run a START decision places; JZ_EAGAIN when the tenant cannot cover it (the job
+ * must not start: it waits in the gate). */
+int jz_jobs_credit_hold(struct jz_job *job, const struct jz_sched_decision *d);
+/* Charges the run's gpu_seconds and releases its hold (nothing when settled already). */
+void jz_jobs_credit_settle(struct jz_job *job, double gpu_seconds, const char *why);
+/* A run found running at start-up with no hold (started before holds were kept): held now. */
+void jz_jobs_credit_adopt(struct jz_job *job);
+/* STATE/alive, touched every full pass: a run lost with jazarid is charged until then. */
+void jz_jobs_alive_touch(struct jz_jobs *jobs);
+int64_t jz_jobs_alive_last_ms(const struct jz_jobs *jobs);
+
 /* jobs_gate.c */
 /* A pending job not in the scheduler (new, loaded, released, requeued after a restart): hands
  * it to the scheduler when nothing holds it back, else keeps it gated. A dependency that can
  * never be met fails it. */
 void jz_jobs_gate_enter(struct jz_job *job);
-/* A job ends (called by jz_jobs_finish): leaves the gate, or frees its place in its array's
- * throttle; gated jobs are looked at again before the next decision. */
-void jz_jobs_gate_leave(struct jz_job *job);
+/* A job ends in state s (called by jz_jobs_finish): leaves the gate, or frees its place in its
+ * array's throttle, and counts in its array; gated jobs are looked at again before the next
+ * decision. */
+void jz_jobs_gate_leave(struct jz_job *job, enum jz_job_state s);
+/* A job just loaded from the store: counted in its array (load order is by id, so its first
+ * element is there). */
+void jz_jobs_gate_loaded(struct jz_job *job);
 /* A job started: jobs that wait for it to start may go. */
 void jz_jobs_gate_started(struct jz_job *job);
 /* Looks at every gated job again when something moved (called before each decision). */

@@ -92,11 +92,15 @@ static int parse_change(struct jz_job *job, const struct jz_user *user, const js
     }
     json_t *jnice = json_object_get(body, "nice");
     if (jnice) {
-        int64_t lo = user->admin ? -JZ_MAX_NICE : 0;
+        /* A user may only lower the job's priority further (as Slurm's nice): never undo a
+         * penalty an admin gave it. */
+        int64_t lo = user->admin ? -JZ_MAX_NICE : job->nice > 0 ? job->nice : 0;
         if (!json_is_integer(jnice) || json_integer_value(jnice) < lo ||
             json_integer_value(jnice) > JZ_MAX_NICE) {
             snprintf(msg, sizeof msg, "expected seconds from %lld to %d%s", (long long)lo,
-                     JZ_MAX_NICE, user->admin ? "" : " (only admins may raise a priority)");
+                     JZ_MAX_NICE,
+                     user->admin ? "" : " (a user may only raise it: only admins may raise a "
+                                        "priority)");
             bool denied = json_is_integer(jnice) && json_integer_value(jnice) < lo;
             return bad(job, field, "nice", err, denied ? JZ_EPERM : JZ_EINVAL, msg);
         }
@@ -134,6 +138,11 @@ static json_t *changed_request(const struct jz_job *job, const struct change *c)
     if (c->cls)
         json_object_set_new(req, "class", json_string(c->cls));
     return req;
+}
+
+static bool jtl_given(const json_t *body)
+{
+    return json_object_get(body, "time_limit") != NULL;
 }
 
 /* Hands the job to the scheduler again with its new limit, nice and class; it keeps its submit
@@ -182,7 +191,11 @@ int jz_jobs_modify(struct jz_job *job, const struct jz_user *user, const json_t 
             if (jz_jobs_sched_submit(job->jobs, job, &rerr))
                 jz_log_error("jobs", "job %lld: lost by the scheduler: %s", (long long)job->id,
                              rerr.msg);
-            jz_strlcpy(job->jobs->field, c.cls ? "class" : "time_limit", sizeof job->jobs->field);
+            jz_strlcpy(job->jobs->field,
+                       c.cls ? "class" : c.limit_s ? (jtl_given(body) ? "time_limit"
+                                                                      : "time_limit_s")
+                                                   : "nice",
+                       sizeof job->jobs->field);
             *field = job->jobs->field;
             return jz_error_set(err, JZ_EINVAL, "%s", serr.msg);
         }

@@ -78,9 +78,20 @@ static void queue_or_fail(struct jz_jobs *jobs, struct jz_job *job)
 }
 
 /* A job that was running and whose run cannot go on: it waits again when it may be restarted,
- * else it failed. Not charged: when it stopped is not known. */
+ * else it failed. Its run is charged until the service was last known alive (STATE/alive,
+ * touched every full pass), not for the time it was down. */
 static void lost_at_load(struct jz_jobs *jobs, struct jz_job *job, const char *why)
 {
+    int64_t alive = jz_jobs_alive_last_ms(jobs);
+    size_t gpus = 0;
+    for (size_t i = 0; i < job->nplaced; i++)
+        gpus += job->placed[i].ngpus;
+    double gpu_s = job->start_ms > 0 && alive > job->start_ms
+                       ? (double)gpus * (double)(alive - job->start_ms) / 1000.0
+                       : 0;
+    job->gpu_seconds += gpu_s;
+    jz_jobs_credit_adopt(job); /* a run from before holds were kept has one now */
+    jz_jobs_credit_settle(job, gpu_s, "lost with jazarid: charged until it was last alive");
     job->start_ms = 0;
     if (job->preemptible || job->requeue) {
         char reason[400];
@@ -150,17 +161,18 @@ static int load_job(void *arg, json_t *rec)
     }
     ls->loaded++;
     struct jz_error err = {0};
+    jz_jobs_gate_loaded(job);
     if (job->state == JZ_JOB_PENDING) {
+        /* Gated once every job is loaded (jz_jobs_load): an array's running elements with
+         * higher ids count in its throttle first. */
         jz_jobs_pending_add(jobs, job->user, +1);
-        jz_jobs_gate_enter(job); /* in id order: what it depends on is loaded already */
     } else if (job->state == JZ_JOB_RUNNING) {
-        struct jz_job *leader = job->array_id ? jz_jobs_find(jobs, job->array_id) : NULL;
-        if (leader && leader->array_id == leader->id)
-            leader->array_active++; /* in its array's throttle, whatever its run becomes */
         /* Its parts may still run on their nodes' agents: adopt them, and let the nodes' hellos
          * (or their silence) say. A node not known now (the embedded local node, whose workers
          * died with the old jazarid) means the run is over. */
-        if (adopt(jobs, job, &err)) {
+        if (!adopt(jobs, job, &err)) {
+            jz_jobs_credit_adopt(job);
+        } else {
             jz_jobs_parts_free(job);
             char why[400];
             snprintf(why, sizeof why, "node lost: jazarid restarted while the job was running "
@@ -181,6 +193,17 @@ int jz_jobs_load(struct jz_jobs *jobs, struct jz_error *err)
     if (ls.failed) /* never a partial load that looks whole */
         return jz_error_set(err, JZ_ENOMEM, "out of memory while loading jobs (%zu loaded)",
                             ls.loaded);
+    /* Pending jobs through the gate, in id order: what they depend on is loaded, and their
+     * arrays' running elements are counted. */
+    for (int64_t id = 1; id <= jobs->max_id && (size_t)id < jobs->cap; id++) {
+        struct jz_job *job = jobs->by_id[id];
+        struct jz_sched_job_info info;
+        /* A run lost at load was requeued straight into the scheduler (queue_or_fail): it
+         * counts in its array already, and is not looked at again here. */
+        if (job && job->state == JZ_JOB_PENDING && !job->gated &&
+            jz_sched_job_info(srv->sched, (uint64_t)id, &info, NULL) != 0)
+            jz_jobs_gate_enter(job);
+    }
     if (ls.loaded || ls.skipped)
         jz_log_info("jobs", "loaded %zu jobs from the store%s", ls.loaded,
                     ls.skipped ? " (corrupt records skipped: see the lines above)" : "");

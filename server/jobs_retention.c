@@ -30,6 +30,10 @@ size_t jz_jobs_purge_expired(struct jz_jobs *jobs, int64_t now_ms)
         if (!job || !finished(job->state) || job->end_ms <= 0 || job->end_ms >= cutoff ||
             job->watches)
             continue;
+        /* An array's first element keeps its counts (throttle, dependencies on the array):
+         * it stays while any element has not ended. */
+        if (job->array_id == job->id && job->array_ended < job->array_count)
+            continue;
         struct jz_error err = {0};
         if (srv->store->ops->job_del(srv->store, id, &err)) {
             jz_log_error("jobs", "job %lld: cannot purge: %s", (long long)id, err.msg);

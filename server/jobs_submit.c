@@ -17,6 +17,7 @@
 #include "server/jobs_internal.h"
 #include "server/nodes.h"
 #include "server/plugins.h"
+#include "server/reservations.h"
 #include "server/service_metrics.h"
 
 /* The scheduler's clock: epoch seconds that a wall-clock jump does not move (fair-share decay,
@@ -140,6 +141,8 @@ static void workflow_into_record(const struct jz_job_request *req, const struct 
     if (req->hold) {
         json_object_set_new(rec, "held", json_true());
         json_object_set_new(rec, "held_by", json_string(user->name));
+        if (user->admin)
+            json_object_set_new(rec, "held_by_admin", json_true());
     }
     if (req->nice)
         json_object_set_new(rec, "nice", json_integer(req->nice));
@@ -220,7 +223,8 @@ int jz_jobs_submit(struct jz_jobs *jobs, const struct jz_user *user, const json_
                                      .params_max_bytes = srv->cfg.params_max_bytes,
                                      .could_fit = request_could_fit,
                                      .fit_arg = &fit,
-                                     .admin = user->admin};
+                                     .admin = user->admin,
+                                     .webhook_allow = srv->cfg.webhook_allow};
     struct jz_job_request req;
     if (jz_job_request_parse(body, &env, &req, jobs->field, sizeof jobs->field, err)) {
         *field = jobs->field;
@@ -271,7 +275,14 @@ int jz_jobs_submit(struct jz_jobs *jobs, const struct jz_user *user, const json_
     }
 
     struct workflow_check wc = {jobs, user, &req, field, err};
-    if (check_workflow(&wc)) {
+    char resv[JZ_SCHED_NAME_LEN] = "";
+    struct jz_error rerr = {0};
+    if (req.reservation &&
+        jz_reservations_check_job(srv->reservations, user->tenant, req.reservation,
+                                  req.gpus_per_node, req.time_limit_s, resv, sizeof resv, &rerr))
+        field_error(jobs, field, rerr.code == JZ_ERANGE ? "resources.time_limit" : "reservation",
+                    err, JZ_EINVAL, "%s", rerr.msg);
+    if (rerr.code || check_workflow(&wc)) {
         json_decref(norm);
         json_decref(inputs);
         jz_job_request_clear(&req);
@@ -329,6 +340,9 @@ int jz_jobs_submit(struct jz_jobs *jobs, const struct jz_user *user, const json_
         json_object_set(rec, "class", jclass);
     json_object_set_new(rec, "submit_epoch", json_integer(now_s()));
     workflow_into_record(&req, user, rec);
+    /* Paid by the booking: the ledger does not charge jobs with this key. */
+    if (resv[0])
+        json_object_set_new(rec, "reservation", json_string(resv));
     int rc = create_jobs(jobs, &req, rec, id, count, err);
     json_decref(rec); /* the jobs keep what they need, typed */
     jz_job_request_clear(&req);

@@ -27,7 +27,9 @@
 #include "server/plugins.h"
 #include "server/privsep.h"
 #include "server/reload.h"
+#include "server/reservations.h"
 #include "server/server.h"
+#include "server/tenants.h"
 
 /* The plugin registry, from the composed plugin folders; private copies go to STATE/plugins. */
 static int load_plugins(struct jz_server *srv, struct jz_error *err)
@@ -245,8 +247,9 @@ int main(int argc, char **argv)
         load_plugins(&srv, &err))
         goto out;
     /* Events before jobs: what recovery changes is published with the first batch. */
-    if (open_scheduler(&srv, &err) || jz_ledger_open(&srv, &srv.ledger, &err) ||
-        jz_events_open(&srv, &srv.events, &err) || jz_jobs_open(&srv, &srv.jobs, &err))
+    if (open_scheduler(&srv, &err) || jz_tenants_open(&srv, &srv.tenants, &err) ||
+        jz_ledger_open(&srv, &srv.ledger, &err) ||
+        jz_reservations_open(&srv, &srv.reservations, &err) || jz_events_open(&srv, &srv.events, &err) || jz_jobs_open(&srv, &srv.jobs, &err))
         goto out;
     if (srv.store->ops->sync(srv.store, &err)) /* recovery's changes */
         goto out;
@@ -281,7 +284,9 @@ out:
     srv.stopping = true;
     jz_http_stop(&srv);
     jz_jobs_close(srv.jobs);
+    jz_reservations_close(srv.reservations);
     jz_ledger_close(srv.ledger);
+    jz_tenants_close(srv.tenants);
     jz_sched_destroy(srv.sched);
     /* After the scheduler, which borrowed the nodes' topologies. Closing kills the local
      * agent's workers (their jobs count as "node lost"); remote agents keep theirs running. */

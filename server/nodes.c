@@ -27,6 +27,7 @@
 #include "scheduler/topo_hwloc.h"
 #include "server/auth.h"
 #include "server/front.h"
+#include "server/reservations.h"
 
 #define HELLO_TIMEOUT_S 10
 #define MAX_LABEL_LEN 128
@@ -229,6 +230,7 @@ static int entry_add(struct jz_nodes *n, struct entry *e, size_t *out, struct jz
     int rc = jz_sched_node_add(n->srv->sched, &spec, &idx, err);
     if (rc)
         return rc;
+    jz_reservations_resync(n->srv->reservations); /* bookings that wait for this node */
     if (idx >= n->cap) {
         size_t cap = n->cap ? n->cap : 16;
         while (cap <= idx)

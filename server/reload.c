@@ -3,6 +3,7 @@
  * Running jobs are not touched: they keep their plugin copies, limits and allocations. */
 #include "server/reload.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/log.h"
@@ -12,6 +13,8 @@
 #include "server/config.h"
 #include "server/front.h"
 #include "server/plugins.h"
+#include "server/tenants.h"
+#include "server/reservations.h"
 
 /* Whether a section of the configuration file is the same in a and b (absent is {}). */
 static bool same_section(const json_t *a, const json_t *b, const char *key)
@@ -33,9 +36,15 @@ static int reload_scheduler(struct jz_server *srv, const json_t *file, bool chec
         return 0;
     struct jz_sched_parsed *pc = NULL, *old = NULL;
     int rc = jz_sched_config_parse(json_object_get(file, "scheduler"), &pc, err);
+    /* The file's reservations and the booked ones (reservations.h) together. */
+    struct jz_sched_reservation *all = NULL;
+    size_t nall = 0;
     if (!rc)
-        rc = jz_sched_reload(srv->sched, &pc->cfg, pc->reservations, pc->reservation_count,
-                             check_only, err);
+        rc = jz_reservations_with_booked(srv->reservations, pc->reservations,
+                                         pc->reservation_count, &all, &nall, err);
+    if (!rc)
+        rc = jz_sched_reload(srv->sched, &pc->cfg, all, nall, check_only, err);
+    free(all);
     if (!rc && !check_only) {
         char line[1024];
         struct jz_error oerr = {0};
@@ -111,6 +120,8 @@ int jz_server_reload(struct jz_server *srv, json_t **report, struct jz_error *er
     srv->config = file;
     file = NULL;
     json_decref(old_file);
+    /* The scheduler took the file's tenants: the tenant objects go over them again. */
+    jz_tenants_apply_all(srv->tenants);
 
     /* Plugins last, off the loop's thread: describing a changed file runs its constructors in
      * a worker process (seconds, for a bad one), which must not stall the API or the node

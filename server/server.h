@@ -67,6 +67,8 @@ struct jz_server_config {
     int64_t params_max_bytes; /* a job's parameters, as JSON (0: only the body limit) */
     int64_t retention_s;      /* finished jobs are purged this long after their end (0: kept) */
     char default_unix_user[64]; /* account of jobs whose user has none ("" = such jobs fail) */
+    char webhook_allow[1024]; /* address ranges webhooks may reach beside the default policy
+                                 (webhooks.h, jz_webhook_address_check); "" = none */
     char port_file[4096];     /* the bound port is written here once listening ("" = nowhere) */
     int log_level;            /* enum jz_log_sev */
     char log_file[4096];      /* "" = stderr, a path, "journal" or "journal:SOCKET" */
@@ -79,6 +81,8 @@ struct jz_nodes;
 struct jz_ledger;
 struct jz_sched;
 struct jz_events;
+struct jz_tenants;
+struct jz_reservations;
 
 struct jz_front;
 struct jz_service_metrics;
@@ -98,6 +102,8 @@ struct jz_server {
     struct jz_nodes *nodes;
     struct jz_ledger *ledger;
     struct jz_events *events; /* job events and webhooks (events.h) */
+    struct jz_tenants *tenants; /* tenant objects (tenants.h) */
+    struct jz_reservations *reservations; /* booked compute slots (reservations.h) */
     struct jz_service_metrics *metrics; /* /metrics and /healthz (service_metrics.h); NULL
                                            outside jz_http_start .. jz_http_stop */
     json_t *config; /* the parsed configuration file (an object; {} when none) */

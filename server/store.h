@@ -43,6 +43,25 @@ struct jz_ledger_entry {
 };
 typedef int (*jz_store_ledger_fn)(void *arg, const struct jz_ledger_entry *e);
 
+/* One entry of the credit ledger (server/ledger.c), in credits. kind: "purchase", "hold",
+ * "release", "charge", "refund" or "adjustment"; ref names what a hold, release or charge is
+ * about ("job:12:0", "resv:7"), and the store keeps one entry per (kind, ref). Strings are
+ * borrowed; seq is assigned by the store (ignored by credit_add). */
+struct jz_credit_entry {
+    int64_t seq;
+    int64_t time_ms;
+    const char *tenant;
+    const char *kind;
+    const char *ref;    /* NULL or "": none */
+    const char *who;    /* the user it was done by or for */
+    const char *note;   /* why */
+    const char *plugin; /* a job's charge: its plugin */
+    double amount;      /* credits, >= 0 (an adjustment may be negative) */
+    double gpu_seconds; /* a job's charge: its GPU time */
+    int64_t job_id;     /* 0: none */
+};
+typedef int (*jz_store_credit_fn)(void *arg, const struct jz_credit_entry *e);
+
 /* One entry of the audit log (an administrative action). Strings are borrowed; target, address
  * and detail (JSON text) may be NULL. id is assigned by the store (ignored by audit_add). */
 struct jz_audit_entry {
@@ -76,6 +95,8 @@ struct jz_store_ops {
                      const char *detail, struct jz_error *err);
     /* Appends a ledger entry: entries are never edited (corrections are entries too). */
     int (*ledger_add)(struct jz_store *s, const struct jz_ledger_entry *e, struct jz_error *err);
+    /* Appends a credit entry; one whose (kind, ref) is already there is ignored. */
+    int (*credit_add)(struct jz_store *s, const struct jz_credit_entry *e, struct jz_error *err);
     /* Inserts or replaces the object (kind, key) with value, or deletes it when value is NULL:
      * small typed records with no table of their own (nodes, join tokens). */
     int (*object_put)(struct jz_store *s, const char *kind, const char *key, const json_t *value,
@@ -111,7 +132,11 @@ struct jz_store_ops {
     int (*objects_each)(struct jz_store *s, const char *kind,
                         int (*fn)(void *arg, const char *key, json_t *value), void *arg,
                         struct jz_error *err);
-    /* Visits every ledger entry, oldest first. */
+    /* Visits the credit entries of tenant (NULL: all) with from_ms <= time < to_ms, oldest
+     * first (entry borrowed for the call). */
+    int (*credit_each)(struct jz_store *s, const char *tenant, int64_t from_ms, int64_t to_ms,
+                       jz_store_credit_fn fn, void *arg, struct jz_error *err);
+    /* Visits every ledger entry of the first schema (GPU-seconds), oldest first. */
     int (*ledger_each)(struct jz_store *s, jz_store_ledger_fn fn, void *arg, struct jz_error *err);
     /* Calls fn(arg, time_ms, type, detail) for each durable event of the job, oldest first. */
     int (*events_each)(struct jz_store *s, int64_t job_id,

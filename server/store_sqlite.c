@@ -18,17 +18,20 @@
 #define WRITE_RETRY_US 500000
 #define WRITE_FULL_RETRY_US 1000000 /* a full disk is retried this often, for as long as it is */
 
-enum op_kind { OP_USER, OP_JOB, OP_EVENT, OP_LEDGER, OP_OBJECT, OP_USER_DEL, OP_AUDIT, OP_JOB_DEL };
+enum op_kind {
+    OP_USER, OP_JOB, OP_EVENT, OP_LEDGER, OP_OBJECT, OP_USER_DEL, OP_AUDIT, OP_JOB_DEL, OP_CREDIT
+};
 
 /* One queued write. Strings are owned by the op. */
 struct op {
     enum op_kind kind;
     int64_t id, time_ms;
-    double amount;
+    double amount, amount2;
     /* USER: name tenant role hash; JOB: user tenant state doc; EVENT: type detail;
      * LEDGER: tenant kind plugin note; OBJECT: kind key value (NULL: delete); USER_DEL: name;
-     * AUDIT: actor action target address detail */
-    char *a, *b, *c, *d, *e;
+     * AUDIT: actor action target address detail; CREDIT: tenant kind ref who note plugin
+     * (amount: credits, amount2: GPU-seconds, id: the job) */
+    char *a, *b, *c, *d, *e, *f;
 };
 
 struct batch {
@@ -47,7 +50,8 @@ struct sqlite_store {
         *audit_since; /* on rdb */
     sqlite3_stmt *begin, *commit, *rollback, *user_put, *job_put, *event_add, *ledger_add,
         *object_put, *object_del, *user_del, *audit_add, *job_del, *job_events_del,
-        *job_id_keep; /* on wdb */
+        *job_id_keep, *credit_add; /* on wdb */
+    sqlite3_stmt *credit_all, *credit_of; /* on rdb */
 
     struct batch *open;       /* being filled by the loop (never NULL) */
     uint64_t next_seq;        /* seq the open batch will get */
@@ -86,6 +90,13 @@ static const char *schema_sql =
     "CREATE TABLE IF NOT EXISTS ledger("
     "  seq INTEGER PRIMARY KEY, time_ms INTEGER NOT NULL, tenant TEXT NOT NULL,"
     "  kind TEXT NOT NULL, gpu_seconds REAL NOT NULL, job_id INTEGER, plugin TEXT, note TEXT);"
+    /* The credit ledger (server/ledger.c): append-only; a hold, release or charge is unique per
+     * (kind, ref), so that nothing is held or charged twice for one job run or booking. */
+    "CREATE TABLE IF NOT EXISTS credit_ledger("
+    "  seq INTEGER PRIMARY KEY, time_ms INTEGER NOT NULL, tenant TEXT NOT NULL,"
+    "  kind TEXT NOT NULL, ref TEXT, who TEXT, note TEXT, plugin TEXT, amount REAL NOT NULL,"
+    "  gpu_seconds REAL NOT NULL DEFAULT 0, job_id INTEGER, UNIQUE(kind, ref));"
+    "CREATE INDEX IF NOT EXISTS credit_ledger_tenant ON credit_ledger(tenant, time_ms);"
     "CREATE TABLE IF NOT EXISTS objects("
     "  kind TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY(kind, key));"
     "CREATE TABLE IF NOT EXISTS audit("
@@ -110,6 +121,7 @@ static void batch_free(struct batch *b)
         free(b->ops[i].c);
         free(b->ops[i].d);
         free(b->ops[i].e);
+        free(b->ops[i].f);
     }
     free(b->ops);
     free(b);
@@ -165,6 +177,7 @@ static bool apply(struct sqlite_store *s, struct batch *b, bool *full)
                            : o->kind == OP_USER_DEL ? s->user_del
                            : o->kind == OP_AUDIT   ? s->audit_add
                            : o->kind == OP_JOB_DEL ? s->job_del
+                           : o->kind == OP_CREDIT  ? s->credit_add
                            : o->c                  ? s->object_put
                                                    : s->object_del;
         switch (o->kind) {
@@ -217,6 +230,18 @@ static bool apply(struct sqlite_store *s, struct batch *b, bool *full)
             ok = step_done(s->wdb, s->job_events_del) && step_done(s->wdb, s->job_id_keep);
             sqlite3_bind_int64(st, 1, o->id);
             break;
+        case OP_CREDIT: {
+            char *text[] = {o->a, o->b, o->c, o->d, o->e, o->f};
+            sqlite3_bind_int64(st, 1, o->time_ms);
+            for (int k = 0; k < 6; k++)
+                if (text[k])
+                    sqlite3_bind_text(st, k + 2, text[k], -1, SQLITE_STATIC);
+            sqlite3_bind_double(st, 8, o->amount);
+            sqlite3_bind_double(st, 9, o->amount2);
+            if (o->id)
+                sqlite3_bind_int64(st, 10, o->id);
+            break;
+        }
         case OP_AUDIT: {
             char *text[] = {o->a, o->b, o->c, o->d, o->e};
             sqlite3_bind_int64(st, 1, o->time_ms);
@@ -500,6 +525,61 @@ static int sq_audit_each(struct jz_store *base, int64_t since_ms, int64_t limit,
     return 0;
 }
 
+static int sq_credit_add(struct jz_store *base, const struct jz_credit_entry *e,
+                         struct jz_error *err)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    struct op *o = batch_push(s->open);
+    if (!o)
+        return jz_error_set(err, JZ_ENOMEM, "out of memory");
+    o->kind = OP_CREDIT;
+    o->time_ms = e->time_ms;
+    o->a = strdup(e->tenant);
+    o->b = strdup(e->kind);
+    o->c = dup_or_null(e->ref && *e->ref ? e->ref : NULL);
+    o->d = dup_or_null(e->who);
+    o->e = dup_or_null(e->note);
+    o->f = dup_or_null(e->plugin);
+    o->amount = e->amount;
+    o->amount2 = e->gpu_seconds;
+    o->id = e->job_id;
+    return 0;
+}
+
+static int sq_credit_each(struct jz_store *base, const char *tenant, int64_t from_ms,
+                          int64_t to_ms, jz_store_credit_fn fn, void *arg, struct jz_error *err)
+{
+    struct sqlite_store *s = (struct sqlite_store *)base;
+    int rc, stop = 0;
+    sqlite3_stmt *st = tenant ? s->credit_of : s->credit_all;
+    int k = 1;
+    if (tenant)
+        sqlite3_bind_text(st, k++, tenant, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, k++, from_ms);
+    sqlite3_bind_int64(st, k, to_ms);
+    while (!stop && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct jz_credit_entry e = {
+            .seq = sqlite3_column_int64(st, 0),
+            .time_ms = sqlite3_column_int64(st, 1),
+            .tenant = (const char *)sqlite3_column_text(st, 2),
+            .kind = (const char *)sqlite3_column_text(st, 3),
+            .ref = (const char *)sqlite3_column_text(st, 4),
+            .who = (const char *)sqlite3_column_text(st, 5),
+            .note = (const char *)sqlite3_column_text(st, 6),
+            .plugin = (const char *)sqlite3_column_text(st, 7),
+            .amount = sqlite3_column_double(st, 8),
+            .gpu_seconds = sqlite3_column_double(st, 9),
+            .job_id = sqlite3_column_int64(st, 10),
+        };
+        stop = fn(arg, &e);
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (!stop && rc != SQLITE_DONE)
+        return jz_error_set(err, JZ_EIO, "store: credit ledger: %s", sqlite3_errmsg(s->rdb));
+    return 0;
+}
+
 static int sq_ledger_each(struct jz_store *base, jz_store_ledger_fn fn, void *arg,
                           struct jz_error *err)
 {
@@ -695,7 +775,7 @@ static void sq_close(struct jz_store *base)
                            s->user_put,  s->job_put, s->event_add, s->ledger_add,
                            s->objects_of, s->object_put, s->object_del, s->user_del,
                            s->audit_add, s->audit_since, s->job_del, s->job_events_del,
-                           s->job_id_keep};
+                           s->job_id_keep, s->credit_add, s->credit_all, s->credit_of};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         sqlite3_finalize(all[i]);
     sqlite3_close(s->rdb);
@@ -776,6 +856,8 @@ static const struct jz_store_ops sqlite_ops = {
     .job_max_id = sq_job_max_id,
     .events_each = sq_events_each,
     .ledger_each = sq_ledger_each,
+    .credit_add = sq_credit_add,
+    .credit_each = sq_credit_each,
 };
 
 static int open_db(const char *path, sqlite3 **db, struct jz_error *err)
@@ -853,6 +935,16 @@ int jz_store_sqlite_open(const char *path, struct jz_store **out, struct jz_erro
          "SELECT time_ms, tenant, kind, gpu_seconds, job_id, plugin, note FROM ledger ORDER BY seq"},
         {s->wdb, &s->object_put,
          "INSERT OR REPLACE INTO objects(kind, key, value) VALUES(?,?,?)"},
+        /* OR IGNORE: a hold, release or charge already there for its ref stays the one. */
+        {s->wdb, &s->credit_add,
+         "INSERT OR IGNORE INTO credit_ledger(time_ms, tenant, kind, ref, who, note, plugin, "
+         "amount, gpu_seconds, job_id) VALUES(?,?,?,?,?,?,?,?,?,?)"},
+        {s->rdb, &s->credit_all,
+         "SELECT seq, time_ms, tenant, kind, ref, who, note, plugin, amount, gpu_seconds, job_id "
+         "FROM credit_ledger WHERE time_ms >= ? AND time_ms < ? ORDER BY seq"},
+        {s->rdb, &s->credit_of,
+         "SELECT seq, time_ms, tenant, kind, ref, who, note, plugin, amount, gpu_seconds, job_id "
+         "FROM credit_ledger WHERE tenant = ? AND time_ms >= ? AND time_ms < ? ORDER BY seq"},
         {s->wdb, &s->object_del, "DELETE FROM objects WHERE kind = ? AND key = ?"},
         {s->wdb, &s->user_del, "DELETE FROM users WHERE name = ?"},
         {s->wdb, &s->job_del, "DELETE FROM jobs WHERE id = ?"},

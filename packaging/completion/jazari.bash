@@ -3,15 +3,19 @@
 # installed as share/bash-completion/completions/jazari. Job ids are not completed: that would
 # ask the server on every TAB.
 
-_jazari_commands="submit queue show why fetch hold release modify history cancel logs wait nodes
-    node plugins plugin usage whoami token admin place"
+_jazari_commands="submit queue show why fetch hold release modify history reserve reservations
+    unreserve cancel logs wait nodes
+    node plugins plugin usage statement report whoami token tenant admin place"
 _jazari_global_opts="--url --token --ca --json --help"
 # Options that take a value (the next word is theirs, not a positional argument).
 _jazari_value_opts="--url --token --ca --plugin -p --gpus -g --cpus -c --cpus-per-gpu --time -t
     --mem --name -n --param -P --params-json --resume --class --nodes --gpus-per-node --state -s
     --user -u --limit --timeout --site --format -O --sort --reason --expires --tenant --role
     --unix-user --since -S --until -E --time-limit --nice
-    --note --ttl -o --topology --worker --busy --busy-cores --model --min-memory-gib"
+    --note --ttl -o --topology --worker --busy --busy-cores --model --min-memory-gib
+    --weight --max-gpus --site-quota --model-quota --priority-class
+    --reservation --start --end --duration --array --after --afterok --afternotok --afterany
+    --dependency --notify --month --by --output --kind"
 
 # Options of each command (besides the global ones).
 _jazari_opts_for()
@@ -19,12 +23,17 @@ _jazari_opts_for()
     case $1 in
     submit) echo "--plugin -p --gpus -g --cpus -c --cpus-per-gpu --time -t --mem --name -n
                   --preemptible --param -P --params-json --resume --class --nodes --gpus-per-node
-                  --requeue" ;;
+                  --requeue --reservation --array --after --afterok --afternotok --afterany
+                  --dependency --hold --nice --notify" ;;
+    reserve) echo "--gpus -g --model --site --start --end --duration --tenant" ;;
+    reservations) echo "--tenant --all -a" ;;
     queue) echo "--all -a --state -s --user -u --tenant --name -n --expand -r --format -O
                  --sort --noheader --limit" ;;
     fetch) echo "-o" ;;
-    modify) echo "--name -n --time-limit -t --nice --class" ;;
-    history) echo "--since -S --until -E --user -u --tenant --state -s --format -o --limit" ;;
+    modify) echo "--name -n --time -t --time-limit --nice --class" ;;
+    history) echo "--since -S --until -E --user -u --tenant --state -s --format --limit" ;;
+    statement) echo "--tenant --month --since -S --until -E --format --output -o" ;;
+    report) echo "--by --tenant --month --since -S --until -E --format" ;;
     logs) echo "--follow -f" ;;
     wait) echo "--timeout" ;;
     nodes) echo "--site" ;;
@@ -32,7 +41,9 @@ _jazari_opts_for()
     token) echo "--expires" ;;
     plugin) echo "--worker" ;;
     admin) echo "--tenant --role --unix-user --expires --user --since --limit --note --site --ttl
-                 --force" ;;
+                 --force --class --weight --max-gpus --site-quota --model-quota
+                 --priority-class --kind --override" ;;
+    tenant) echo "--role --unix-user --expires --tenant" ;;
     place) echo "--topology --gpus --cpus --cpus-per-gpu --busy --busy-cores --model
                  --min-memory-gib" ;;
     esac
@@ -45,7 +56,10 @@ _jazari_subcommands()
     node) echo "drain resume rm" ;;
     token) echo "rotate" ;;
     plugin) echo "check" ;;
-    admin) echo "user token audit credit node reload backup" ;;
+    tenant) echo "show members add-member rm-member new-token" ;;
+    report) echo "usage" ;;
+    admin) echo "user token audit credit node tenant reload backup" ;;
+    admin-tenant) echo "add set show list rm" ;;
     admin-user) echo "add list set rm" ;;
     admin-token) echo "list add revoke rotate" ;;
     admin-credit) echo "add" ;;
@@ -103,13 +117,14 @@ _jazari()
         fi
         return ;;
     --role)
-        COMPREPLY=($(compgen -W "user admin" -- "$cur"))
+        COMPREPLY=($(compgen -W "user tenant-admin admin" -- "$cur"))
         return ;;
     --url | --token | --plugin | -p | --gpus | -g | --cpus | -c | --cpus-per-gpu | --time | -t | \
         --mem | --name | -n | --param | -P | --resume | --class | --nodes | --gpus-per-node | \
         --user | -u | --limit | --timeout | --site | --reason | --expires | --tenant | \
         --unix-user | --since | --note | --ttl | --busy | --busy-cores | --model | \
-        --min-memory-gib | -S | --until | -E | --time-limit | --nice)
+        --min-memory-gib | -S | --until | -E | --time-limit | --nice | --weight | --max-gpus | \
+        --site-quota | --model-quota | --priority-class)
         return ;; # a value we cannot guess
     esac
 
@@ -146,7 +161,7 @@ _jazari()
     done
 
     case $cmd in
-    node | token | plugin)
+    node | token | plugin | tenant)
         if ((${#pos[@]} == 0)); then
             COMPREPLY=($(compgen -W "$(_jazari_subcommands "$cmd")" -- "$cur"))
         elif [[ $cmd == plugin && ${pos[0]} == check ]]; then

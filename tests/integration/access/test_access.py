@@ -38,6 +38,8 @@ AS_ROOT = ["--user", "root"] if os.geteuid() == 0 else []
 #   user    any user (the check is only that a token is needed)
 #   job     one job of its owner: others get the 404 of a missing job, admins and the owner 200
 #   admin   admins only: other users get 403
+#   tenant  a tenant's own routes (/v1/tenants/{name}/...): its tenant-admins and admins; its
+#           other users 403, everyone else the 404 of a tenant that does not exist
 # test_matrix parses the table in http.c and fails when a route has no row here.
 ROUTES = [
     ("GET", "healthz", "public"),
@@ -78,9 +80,28 @@ ROUTES = [
     ("DELETE", "v1/admin/tokens/*", "admin"),
     ("GET", "v1/admin/audit", "admin"),
     ("POST", "v1/admin/credits", "admin"),
+    ("GET", "v1/prices", "user"),
+    ("GET", "v1/tenants/*/statement", "tenant"),  # tenant-admins of that tenant and admins
+    ("GET", "v1/reports/usage", "user"),
+    # Booked GPU slots: a user's own tenant's (others' are 404); booking and cancelling need a
+    # tenant-admin or an admin, checked in the handlers (tests/integration/reservations).
+    ("POST", "v1/reservations", "user"),
+    ("GET", "v1/reservations", "user"),
+    ("GET", "v1/reservations/*", "user"),
+    ("DELETE", "v1/reservations/*", "user"),
     ("GET", "v1/version", "public"),
     ("POST", "v1/admin/reload", "admin"),
     ("GET", "v1/admin/backup", "admin"),
+    ("GET", "v1/admin/tenants", "admin"),
+    ("POST", "v1/admin/tenants", "admin"),
+    ("GET", "v1/admin/tenants/*", "admin"),
+    ("POST", "v1/admin/tenants/*", "admin"),
+    ("DELETE", "v1/admin/tenants/*", "admin"),
+    ("GET", "v1/tenants/*", "tenant"),
+    ("GET", "v1/tenants/*/members", "tenant"),
+    ("POST", "v1/tenants/*/members", "tenant"),
+    ("DELETE", "v1/tenants/*/members/*", "tenant"),
+    ("POST", "v1/tenants/*/members/*/token", "tenant"),
 ]
 
 # Bodies for the "any user may" probe of user routes that change something: each is refused
@@ -95,10 +116,11 @@ class Service:
     """One jazarid process with its own state directory. prepare(state_dir), when given, runs
     before the first start (to lay down an older database, say)."""
 
-    def __init__(self, config=None, prepare=None, topology="aws-g4dn-metal-8xT4.xml"):
+    def __init__(self, config=None, prepare=None, topology="aws-g4dn-metal-8xT4.xml",
+                 extra=()):
         self.state = tempfile.mkdtemp(prefix="jazari-access-")
         test_service.FOLDERS.append(self.state)
-        self.extra = []
+        self.extra = list(extra)
         if config is not None:
             path = os.path.join(self.state, "config.json")
             with open(path, "w") as f:
@@ -553,7 +575,7 @@ def test_matrix(svc):
     for m, p, access in table:
         kind = listed[(m, p)]
         expect = {"public": "public", "user": "user", "job": "user", "admin": "admin",
-                  "monitor": "monitor"}[kind]
+                  "monitor": "monitor", "tenant": "user"}[kind]
         assert access == expect, ("%s %s is ROUTE_%s in http.c, %s in ROUTES"
                                   % (m, p, access.upper(), kind))
 
@@ -586,6 +608,24 @@ def test_matrix(svc):
         path = concrete(p, job_for(m, p))
         where = "%s %s" % (m, path)
         body = {} if m == "POST" else {"nice": 5} if m == "PATCH" else None
+        if kind == "tenant":
+            # Tenant A's routes, its member "nobody" (none): the tenant's plain users 403, the
+            # other tenant's user the same 404 as for a tenant that does not exist.
+            path = "/" + p.replace("*", "A", 1).replace("*", "nobody")
+            none = "/" + p.replace("*", "Z", 1).replace("*", "nobody")
+            st_none, j_none = svc.http(m, none, body, svc.admin)
+            assert st_none == 404 and is_error(j_none, "not_found", "name"), (none, st_none)
+            st, j = svc.http(m, path, body, bob)
+            assert st == 404 and j == json.loads(json.dumps(j_none).replace('Z', 'A')), \
+                (path, st, j, j_none)
+            for who, tok in (("alice", alice), ("carol", carol)):
+                st, j = svc.http(m, path, body, tok)
+                assert st == 403 and is_error(j, "forbidden"), (path, who, st, j)
+            st, j = svc.http(m, path, body, svc.admin)
+            assert st in (200, 400, 404) and st < 500, (path, "admin", st, j)
+            if st == 404:
+                assert is_error(j, "not_found", "user"), (path, j)
+            continue
         if kind == "public":
             st, j = svc.http(m, path)
             assert st == 200, (where, st, j)
@@ -781,6 +821,10 @@ def make_service(name):
         return Service(config={"tenants": {"A": {"unix_user": "tenant_a"}, "B": {}}})
     if name == "migration":
         return Service(prepare=legacy_database)
+    if name == "matrix":
+        # Five refused tokens per route, as fast as they go: more than the default burst of
+        # failed attempts an address may make (which test_service's rate test covers).
+        return Service(extra=["--rate-burst", "100000"])
     return Service()
 
 

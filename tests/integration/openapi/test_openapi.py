@@ -312,6 +312,44 @@ def test_routes(svc):
     R(A, "GET", "/v1/admin/audit?limit=0", expect=400)
     R(U, "GET", "/v1/admin/audit", expect=403)
 
+    # --- tenants and their members (docs/tenants.md) --------------------------------------
+    R(A, "POST", "/v1/admin/tenants", {"name": "physics", "class": "university", "weight": 2,
+                                       "max_gpus": 8, "site_quotas": {"default": 8},
+                                       "model_quotas": {"A100": 4}}, expect=201)
+    R(A, "POST", "/v1/admin/tenants", {"name": "physics", "class": "university"}, expect=409)
+    R(A, "POST", "/v1/admin/tenants", {"name": "chem", "class": "nope"}, expect=400)
+    R(U, "POST", "/v1/admin/tenants", {"name": "chem", "class": "public"}, expect=403)
+    R(A, "POST", "/v1/admin/tenants", {"name": "chem", "class": "public"}, expect=201)
+    R(A, "GET", "/v1/admin/tenants", expect=200)
+    R(U, "GET", "/v1/admin/tenants", expect=403)
+    R(A, "GET", "/v1/admin/tenants/physics", expect=200)
+    R(A, "GET", "/v1/admin/tenants/nowhere", expect=404)
+    R(A, "POST", "/v1/admin/tenants/physics", {"weight": 3, "max_gpus": None}, expect=200)
+    R(A, "POST", "/v1/admin/tenants/physics", {"weight": 0}, expect=400)
+    R(A, "POST", "/v1/admin/tenants/nowhere", {"weight": 1}, expect=404)
+    R(A, "POST", "/v1/admin/users/carol", {"role": "tenant-admin"}, expect=200)
+    R(A, "POST", "/v1/admin/users/carol", {"role": "boss"}, expect=400)
+    TA = "tina"
+    c.tokens[TA] = R(A, "POST", "/v1/admin/users", {"name": TA, "tenant": "physics",
+                                                    "role": "tenant-admin"}, expect=201)[1]["token"]
+    R(TA, "GET", "/v1/whoami", expect=200)
+    R(TA, "GET", "/v1/tenants/physics", expect=200)
+    R(U, "GET", "/v1/tenants/physics", expect=403)
+    R(TA, "GET", "/v1/tenants/startup-a", expect=404)
+    R(TA, "GET", "/v1/tenants/physics/members", expect=200)
+    R(U2, "GET", "/v1/tenants/physics/members", expect=404)
+    c.tokens["erin"] = R(TA, "POST", "/v1/tenants/physics/members",
+                         {"name": "erin", "role": "user"}, expect=201)[1]["token"]
+    R(TA, "POST", "/v1/tenants/physics/members", {"name": "root2", "role": "admin"}, expect=403)
+    R(TA, "POST", "/v1/tenants/physics/members", {"name": "x", "colour": 1}, expect=400)
+    R(TA, "POST", "/v1/tenants/physics/members/erin/token", {}, expect=200)
+    R(TA, "POST", "/v1/tenants/physics/members/bob/token", {}, expect=404)
+    R(TA, "DELETE", "/v1/tenants/physics/members/erin", expect=200)
+    R(TA, "DELETE", "/v1/tenants/physics/members/erin", expect=404)
+    R(A, "DELETE", "/v1/admin/tenants/physics", expect=409)
+    R(A, "DELETE", "/v1/admin/tenants/chem", expect=200)
+    R(A, "DELETE", "/v1/admin/tenants/chem", expect=404)
+
     # --- credits, usage, plugins, reload, backup -----------------------------------------
     R(A, "POST", "/v1/admin/credits", {"tenant": "startup-a", "gpu_hours": 100, "note": "trial"},
       expect=201)
@@ -321,6 +359,38 @@ def test_routes(svc):
     R(A, "GET", "/v1/usage?tenant=startup-a", expect=200)
     R(U, "GET", "/v1/usage?tenant=startup-a", expect=(403, 200))
     R(U, "GET", "/v1/usage?tenant=a&tenant=b", expect=400)
+    R(A, "POST", "/v1/admin/credits", {"tenant": "startup-a", "credits": 5, "kind": "refund"},
+      expect=201)
+    R(A, "POST", "/v1/admin/credits", {"tenant": "startup-a", "credits": -1e6,
+                                       "kind": "adjustment"}, expect=400)
+    R(U, "GET", "/v1/prices", expect=200)
+    R(None, "GET", "/v1/prices", expect=401)
+    R(TA, "GET", "/v1/tenants/physics/statement", expect=200)
+    R(A, "GET", "/v1/tenants/startup-a/statement?month=2026-11", expect=200)
+    R(A, "GET", "/v1/tenants/startup-a/statement?format=csv", expect=200)
+    R(A, "GET", "/v1/tenants/startup-a/statement?format=html", expect=200)
+    R(A, "GET", "/v1/tenants/startup-a/statement?month=13", expect=400)
+    R(U, "GET", "/v1/tenants/physics/statement", expect=403)
+    R(TA, "GET", "/v1/tenants/startup-a/statement", expect=404)
+    R(U, "GET", "/v1/reports/usage", expect=200)
+    R(A, "GET", "/v1/reports/usage?by=model&since=2026-01-01", expect=200)
+    R(A, "GET", "/v1/reports/usage?by=colour", expect=400)
+    R(U, "GET", "/v1/reports/usage?tenant=startup-a", expect=403)
+    # --- booked GPU slots ---------------------------------------------------------------------
+    end = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+    slot = {"gpus": 1, "start": "now", "end": end, "tenant": "physics"}
+    rid = R(A, "POST", "/v1/reservations", slot, expect=201)[1]["id"]
+    R(U, "POST", "/v1/reservations", slot, expect=403)  # a plain member books nothing
+    R(A, "POST", "/v1/reservations", dict(slot, gpus=4096), expect=409)
+    R(A, "POST", "/v1/reservations", dict(slot, gpus=0), expect=400)
+    R(U, "GET", "/v1/reservations", expect=200)
+    R(A, "GET", "/v1/reservations?tenant=physics", expect=200)
+    R(U, "GET", "/v1/reservations?colour=1", expect=400)
+    R(U, "GET", "/v1/reservations/%d" % rid, expect=200)
+    R(U2, "GET", "/v1/reservations/%d" % rid, expect=404)  # another tenant's
+    R(U, "DELETE", "/v1/reservations/%d" % rid, expect=403)
+    R(A, "DELETE", "/v1/reservations/%d" % rid, expect=200)
+    R(A, "DELETE", "/v1/reservations/%d" % rid, expect=409)
     R(U, "GET", "/v1/plugins", expect=200)
     R(None, "GET", "/v1/plugins", expect=401)
     R(A, "POST", "/v1/admin/reload", expect=200)
@@ -549,7 +619,10 @@ def main():
     args.build = os.path.abspath(args.build)
     args.fixtures = os.path.abspath(args.fixtures)
     test_service.ARGS = args
-    failed = test_service.run_tests(args.tests, globals(), lambda name: test_service.Service())
+    # The notify URL below is on 127.0.0.1, which webhooks may not reach unless allowed.
+    failed = test_service.run_tests(
+        args.tests, globals(),
+        lambda name: test_service.Service(extra=["--webhook-allow", "127.0.0.1/32"]))
     sys.exit(1 if failed else 0)
 
 

@@ -759,28 +759,33 @@ def test_retention(svc):
 
 
 def test_credits(svc):
-    """Metered tenants: GPU time is charged to a ledger; out of credit, jobs wait for more."""
+    """Metered tenants: a run holds its time limit's GPU-hours (a credit is a GPU-hour without a
+    price list) and is charged its use; a job its tenant cannot cover waits for credit."""
     alice = svc.add_user("alice", tenant="startup-a")
     rc, out, err = svc.cli("admin", "credit", "add", "startup-a", "0.0005", "--note", "trial")
     assert rc == 0 and "startup-a" in out, (rc, out, err)
-    # 0.0005 GPU-hours = 1.8 GPU-seconds; this job uses about 2 x 1.5 = 3.
-    first = svc.submit(alice, batch(["sleep", "1.5"], gpus=2))
+    # 0.0005 credits: the 2 GPUs x 10 s this job would hold (0.0056) do not fit.
+    first = svc.submit(alice, dict(batch(["sleep", "1.5"], gpus=2),
+                                   resources={"gpus": 2, "time_limit_s": 10}))
+    deadline = time.time() + 5
+    while svc.job(alice, first).get("reason_code") != "credits":
+        assert time.time() < deadline, svc.job(alice, first)
+        time.sleep(0.05)
+    j = svc.job(alice, first)
+    assert j["state"] == "PENDING" and "missing" in j["reason"], j
+    st, e = svc.http("POST", "/v1/admin/credits", {"tenant": "startup-a", "gpu_hours": 1,
+                                                   "note": "invoice 7"}, svc.admin)
+    assert st == 201 and e["balance_gpu_hours"] > 0.99, (st, e)
     assert svc.wait(alice, first)["state"] == "SUCCEEDED"
     st, u = svc.http("GET", "/v1/usage", token=alice)
     row = u["tenants"][0]
     assert st == 200 and row["tenant"] == "startup-a" and row["metered"], u
+    # this job used about 2 x 1.5 GPU-seconds
     assert row["jobs"] == 1 and 2.9 / 3600 < row["used_gpu_hours"] < 4.5 / 3600, row
-    assert row["balance_gpu_hours"] < 0, row
     assert row["used_gpu_hours_by_plugin"]["batch"] == row["used_gpu_hours"], row
-    second = svc.submit(alice, batch(["true"], gpus=1))
-    deadline = time.time() + 5
-    while svc.job(alice, second).get("reason_code") != "credits":
-        assert time.time() < deadline, svc.job(alice, second)
-        time.sleep(0.05)
-    assert svc.job(alice, second)["state"] == "PENDING"
-    st, e = svc.http("POST", "/v1/admin/credits", {"tenant": "startup-a", "gpu_hours": 1,
-                                                   "note": "invoice 7"}, svc.admin)
-    assert st == 201 and e["balance_gpu_hours"] > 0.99, (st, e)
+    assert row["held"] == 0 and abs(row["balance"] - (1.0005 - row["charged"])) < 1e-9, row
+    second = svc.submit(alice, dict(batch(["true"], gpus=1),
+                                    resources={"gpus": 1, "time_limit_s": 60}))
     assert svc.wait(alice, second)["state"] == "SUCCEEDED"
     # Users see their own tenant only; grants are checked.
     st, e = svc.http("GET", "/v1/usage?tenant=other", token=alice)

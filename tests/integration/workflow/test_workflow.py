@@ -139,6 +139,16 @@ def test_dependencies(svc):
     assert j["state"] == "SUCCEEDED", j
     ends = [ms(svc.job(t, arr["id"] + k)["end_time"]) for k in range(3)]
     assert ms(j["start_time"]) >= max(ends), (j, ends)
+    # One element failing makes an afterok on the array impossible at once, naming it.
+    st, arr2 = svc.http("POST", "/v1/jobs", dict(
+        batch(["sh", "-c", "[ $JAZARI_ARRAY_INDEX = 1 ] && exit 1; sleep 30"]), array="0-2"), t)
+    waiter = svc.submit(t, dict(batch(["true"]),
+                                dependencies=[{"type": "afterok", "job": arr2["id"]}]))
+    j = svc.wait(t, waiter)
+    assert j["state"] == "FAILED" and "of array %d ended without success" % arr2["id"] in \
+        j["reason"], j
+    assert svc.job(t, arr2["id"])["state"] == "RUNNING"
+    svc.http("POST", "/v1/arrays/%d/cancel" % arr2["id"], token=t)
     # Unknown, invisible or malformed dependencies name the field.
     bob = svc.add_user("bob")
     st, e = svc.http("POST", "/v1/jobs", dict(batch(["true"]), dependencies=[
@@ -181,6 +191,22 @@ def test_hold(svc):
     assert svc.wait(t, jid)["state"] == "SUCCEEDED"
     j = svc.wait(t, dep)
     assert j["state"] == "SUCCEEDED" and ms(j["start_time"]) >= ms(svc.job(t, jid)["end_time"]), j
+    # What an admin held, only an admin releases; a held job's dependencies are recorded as
+    # they are met.
+    x = svc.submit(t, batch(["sleep", "30"]))
+    jid2 = svc.submit(t, dict(batch(["true"]), hold=True,
+                              dependencies=[{"type": "afterany", "job": x}]))
+    st, j = svc.http("POST", "/v1/jobs/%d/hold" % jid2, token=svc.admin)
+    assert st == 200 and j["held"] and j["held_by"] == "admin", j
+    svc.http("POST", "/v1/jobs/%d/cancel" % x, token=t)
+    svc.wait(t, x)
+    time.sleep(0.3)
+    j = svc.job(t, jid2)
+    assert j["dependencies"][0]["state"] == "satisfied" and j["reason_code"] == "held", j
+    st, e = svc.http("POST", "/v1/jobs/%d/release" % jid2, token=t)
+    assert st == 403 and e["error"]["field"] == "id", (st, e)
+    st, j = svc.http("POST", "/v1/jobs/%d/release" % jid2, token=svc.admin)
+    assert st == 200 and svc.wait(t, jid2)["state"] == "SUCCEEDED"
     # Hold then release a queued job by the CLI's routes; another user cannot.
     jid = svc.submit(t, dict(batch(["true"]), hold=True))
     bob = svc.add_user("bob")
@@ -211,8 +237,17 @@ def test_modify(svc):
     st, j = svc.http("PATCH", "/v1/jobs/%d" % jid, {"time_limit_s": 36000, "nice": -100},
                      svc.admin)
     assert st == 200 and j["resources"]["time_limit_s"] == 36000 and j["nice"] == -100, j
+    st, j = svc.http("PATCH", "/v1/jobs/%d" % jid, {"nice": -100}, svc.admin)
+    assert st == 200 and j["resources"]["time_limit_s"] == 36000 and j["nice"] == -100, j
     st, ev = svc.http("GET", "/v1/jobs/%d/events" % jid, token=t)
     assert [e for e in ev["events"] if e["type"] == "modify"], ev
+    # A user may raise nice again, never lower it (an admin's penalty stays).
+    st, j = svc.http("PATCH", "/v1/jobs/%d" % jid, {"nice": 500}, svc.admin)
+    assert st == 200 and j["nice"] == 500, j
+    st, e = svc.http("PATCH", "/v1/jobs/%d" % jid, {"nice": 100}, t)
+    assert st == 403 and e["error"]["field"] == "nice", (st, e)
+    st, j = svc.http("PATCH", "/v1/jobs/%d" % jid, {"nice": 900}, t)
+    assert st == 200 and j["nice"] == 900, j
     # A job in the scheduler keeps its place; a running one cannot change.
     run = svc.submit(t, batch(["sleep", "30"], gpus=1))
     svc.wait_running(t, run)
@@ -228,7 +263,7 @@ def test_modify(svc):
     svc.stop()
     svc.start()
     j = svc.job(t, jid)
-    assert j["name"] == "renamed" and j["nice"] == -100, j
+    assert j["name"] == "renamed" and j["nice"] == 900, j
     assert j["resources"]["time_limit_s"] == 36000, j
 
 

@@ -27,7 +27,8 @@ static void test_full_example(void **state)
         "               {\"name\": \"normal\", \"rank\": 50}],"
         " \"tenants\": [{\"name\": \"uni\", \"weight\": 3, \"max_gpus\": 16,"
         "                \"class\": \"guaranteed\","
-        "                \"site_quotas\": {\"rabat\": 16, \"casa\": 0}}],"
+        "                \"site_quotas\": {\"rabat\": 16, \"casa\": 0},"
+        "                \"model_quotas\": {\"A100\": 8}}],"
         " \"reservations\": [{\"name\": \"demo\", \"tenant\": \"acme\", \"nodes\": [\"a\", \"b\"],"
         "   \"gpus_per_node\": 4, \"start\": \"2026-12-01T09:00:00Z\","
         "   \"end\": \"2026-12-01T17:00:00Z\"}]}");
@@ -49,6 +50,9 @@ static void test_full_example(void **state)
         assert_true((!strcmp(q->site, "rabat") && q->max_gpus == 16) ||
                     (!strcmp(q->site, "casa") && q->max_gpus == 0));
     }
+    assert_int_equal(p->cfg.tenants[0].model_quota_count, 1);
+    assert_string_equal(p->cfg.tenants[0].model_quotas[0].model, "A100");
+    assert_int_equal(p->cfg.tenants[0].model_quotas[0].max_gpus, 8);
     assert_int_equal(p->reservation_count, 1);
     assert_int_equal(p->reservations[0].node_count, 2);
     assert_string_equal(p->reservations[0].nodes[1], "b");
@@ -80,6 +84,9 @@ static void test_defaults_and_errors(void **state)
         "{\"tenants\": [{\"name\": \"a\", \"site_quotas\": {\"rabat\": \"16\"}}]}",
         "{\"tenants\": [{\"name\": \"a\", \"site_quotas\": {\"\": 1}}]}",
         "{\"tenants\": [{\"name\": \"a\", \"site_quota\": {\"rabat\": 1}}]}",
+        "{\"tenants\": [{\"name\": \"a\", \"model_quotas\": [8]}]}",
+        "{\"tenants\": [{\"name\": \"a\", \"model_quotas\": {\"A100\": -1}}]}",
+        "{\"tenants\": [{\"name\": \"a\", \"model_quotas\": {\"\": 1}}]}",
         "{\"reservations\": [{\"name\": \"r\", \"tenant\": \"t\", \"nodes\": [\"n\"],"
         " \"gpus_per_node\": 1, \"start\": \"2026-13-01T00:00:00Z\", \"end\": 5}]}",
         "{\"reservations\": [{\"name\": \"r\", \"tenant\": \"t\", \"nodes\": [\"n\"],"

@@ -180,6 +180,84 @@ static void test_quota(void **state)
     jz_sched_destroy(s);
 }
 
+/* GPU-model quotas: a tenant's GPUs of a model (substring, any case) in use at once. */
+static void test_model_quota(void **state)
+{
+    struct jz_sched_model_quota mq[] = {{.model = "t4", .max_gpus = 2}, {.model = "A100"}};
+    struct jz_sched_tenant t = {
+        .name = "startup", .weight = 1, .model_quotas = mq, .model_quota_count = 2};
+    struct jz_sched_config cfg;
+    jz_sched_config_defaults(&cfg);
+    cfg.tenants = &t;
+    cfg.tenant_count = 1;
+    struct jz_sched *s = make(2, &cfg);
+    struct jz_sched_decisions d;
+    jz_sched_decisions_init(&d);
+    struct jz_error err = {0};
+    submit(s, 1, "startup", 2, 100, 0);
+    submit(s, 2, "startup", 1, 100, 1);
+    submit(s, 3, "uni", 4, 100, 2);
+    assert_int_equal(decide(s, 5, JZ_SCHED_FULL, &d), 2);
+    assert_non_null(find(&d, 1));
+    assert_non_null(find(&d, 3));
+    struct jz_sched_job_info in = info(s, 2);
+    assert_int_equal(in.reason, JZ_SCHED_REASON_QUOTA);
+    assert_non_null(strstr(in.reason_text, "quota of 2 GPUs of model t4 (2 in use)"));
+    /* A larger quota at run time counts the running job's GPUs and lets the next one start. */
+    mq[0].max_gpus = 3;
+    assert_int_equal(jz_sched_tenant_set(s, &t, &err), 0);
+    assert_int_equal(decide(s, 6, JZ_SCHED_FULL, &d), 1);
+    assert_non_null(find(&d, 2));
+    submit(s, 4, "startup", 1, 100, 7);
+    assert_int_equal(decide(s, 8, JZ_SCHED_FULL, &d), 0);
+    assert_int_equal(info(s, 4).reason, JZ_SCHED_REASON_QUOTA);
+    /* Ended jobs give their GPUs back to the quota. */
+    assert_int_equal(jz_sched_job_ended(s, 1, 50, true, &err), 0);
+    assert_int_equal(decide(s, 50, 0, &d), 1);
+    assert_non_null(find(&d, 4));
+    /* Bad quotas are refused whole. */
+    struct jz_sched_model_quota twice[] = {{.model = "T4", .max_gpus = 1},
+                                           {.model = "T4", .max_gpus = 2}};
+    t.model_quotas = twice;
+    assert_int_equal(jz_sched_tenant_set(s, &t, &err), JZ_EEXIST);
+    struct jz_sched_model_quota empty[] = {{.model = "", .max_gpus = 1}};
+    t.model_quotas = empty;
+    t.model_quota_count = 1;
+    assert_int_equal(jz_sched_tenant_set(s, &t, &err), JZ_EINVAL);
+    t.model_quota_count = JZ_SCHED_MAX_MODEL_QUOTAS + 1;
+    assert_int_equal(jz_sched_tenant_set(s, &t, &err), JZ_ELIMIT);
+    jz_sched_decisions_free(&d);
+    jz_sched_destroy(s);
+}
+
+/* A gang's parts together stay within a model quota: 2 parts of 2 T4s need room for 4. */
+static void test_model_quota_gang(void **state)
+{
+    struct jz_sched_model_quota mq[] = {{.model = "T4", .max_gpus = 3}};
+    struct jz_sched_tenant t = {
+        .name = "lab", .weight = 1, .model_quotas = mq, .model_quota_count = 1};
+    struct jz_sched_config cfg;
+    jz_sched_config_defaults(&cfg);
+    cfg.tenants = &t;
+    cfg.tenant_count = 1;
+    struct jz_sched *s = make(2, &cfg);
+    struct jz_sched_decisions d;
+    jz_sched_decisions_init(&d);
+    struct jz_error err = {0};
+    struct jz_sched_job g = {.id = 1, .tenant = "lab", .gpus = 2, .nodes = 2, .cpus_per_gpu = 1,
+                             .time_limit_s = 100, .submit_time = 0};
+    assert_int_equal(jz_sched_submit(s, &g, 0, &err), 0);
+    assert_int_equal(decide(s, 1, JZ_SCHED_FULL, &d), 0);
+    assert_int_equal(info(s, 1).reason, JZ_SCHED_REASON_QUOTA);
+    assert_non_null(strstr(info(s, 1).reason_text, "model T4"));
+    mq[0].max_gpus = 4;
+    assert_int_equal(jz_sched_tenant_set(s, &t, &err), 0);
+    assert_int_equal(decide(s, 2, JZ_SCHED_FULL, &d), 1);
+    assert_non_null(find(&d, 1));
+    jz_sched_decisions_free(&d);
+    jz_sched_destroy(s);
+}
+
 static void test_easy_backfill(void **state)
 {
     struct jz_sched *s = make(1, NULL);
@@ -513,6 +591,8 @@ int main(void)
         cmocka_unit_test(test_start_and_locality),
         cmocka_unit_test(test_fair_share),
         cmocka_unit_test(test_quota),
+        cmocka_unit_test(test_model_quota),
+        cmocka_unit_test(test_model_quota_gang),
         cmocka_unit_test(test_easy_backfill),
         cmocka_unit_test(test_preemption),
         cmocka_unit_test(test_reservation),

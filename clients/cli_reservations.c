@@ -1,0 +1,314 @@
+/* Booked compute slots from `jazari`: reserve (book GPUs for a window), reservations (list
+ * them), unreserve (cancel one, with what was used and charged). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clients/cli.h"
+#include "common/json.h"
+#include "common/time.h"
+
+static int rv_usage_error(const struct jz_cli *cli, const char *msg)
+{
+    jz_cli_errorf(cli, "%s", msg);
+    fprintf(stderr, "Try 'jazari %s --help'.\n", cli->cmd);
+    return JZ_CLI_EXIT_USAGE;
+}
+
+static int rv_help(const struct jz_cli *cli)
+{
+    for (const struct jz_cli_command *c = jz_cli_commands; c->name; c++)
+        if (strcmp(c->name, cli->cmd) == 0)
+            fputs(c->usage, stdout);
+    return JZ_CLI_EXIT_OK;
+}
+
+static const char *rv_env(const char *name)
+{
+    return getenv(name);
+}
+
+/* Resolves the URL and token, then one request; anything but a 2xx fails in one line. */
+static int rv_request(struct jz_cli *cli, const char *method, const char *path, const json_t *body,
+                      struct jz_cli_response *r)
+{
+    struct jz_error err = {0};
+    if (jz_cli_config_resolve(cli, rv_env, &err) != 0) {
+        jz_cli_errorf(cli, "%s", err.msg);
+        return JZ_CLI_EXIT_USAGE;
+    }
+    if (jz_cli_http(cli, method, path, body, r, &err) != 0) {
+        jz_cli_errorf(cli, "%s", err.msg);
+        return JZ_CLI_EXIT_FAIL;
+    }
+    if (r->status < 200 || r->status >= 300 || !r->json) {
+        char msg[640];
+        jz_cli_server_error(r->status, r->body, r->len, msg, sizeof msg);
+        jz_cli_errorf(cli, "%s", msg);
+        jz_cli_response_clear(r);
+        return JZ_CLI_EXIT_FAIL;
+    }
+    return 0;
+}
+
+/* ---- reserve ------------------------------------------------------------------------------ */
+
+enum { RV_GPUS = 1, RV_MODEL, RV_SITE, RV_START, RV_END, RV_DURATION, RV_TENANT };
+/* -g is the GPU count, as in submit. */
+const struct jz_cli_optspec jz_cli_reserve_opts[] = {
+    {"gpus", 'g', true, RV_GPUS},   {"model", 0, true, RV_MODEL},
+    {"site", 0, true, RV_SITE},     {"start", 0, true, RV_START},
+    {"end", 0, true, RV_END},       {"duration", 0, true, RV_DURATION},
+    {"tenant", 0, true, RV_TENANT}, {NULL, 0, false, 0},
+};
+
+int jz_cli_reserve_time(const char *s, int64_t now_ms, int64_t *epoch_s, struct jz_error *err)
+{
+    int64_t secs;
+    if (s[0] == '+') {
+        if (jz_duration_parse(s + 1, &secs, NULL) != 0)
+            return jz_error_set(err, JZ_EINVAL, "'%.64s': expected +DURATION (+1h, +30m)", s);
+        *epoch_s = now_ms / 1000 + secs;
+        return 0;
+    }
+    /* A bare duration would read as a time ago (history's --since): say so instead. */
+    if (jz_duration_parse(s, &secs, NULL) == 0 || jz_cli_when_parse(s, now_ms, epoch_s, NULL) != 0)
+        return jz_error_set(err, JZ_EINVAL,
+                            "'%.64s': expected now, +DURATION (+1h) or an ISO 8601 time with "
+                            "its zone (2026-12-01T09:00:00+01:00)",
+                            s);
+    return 0;
+}
+
+int jz_cli_reserve_build(struct jz_cli *cli, int argc, char **argv, int64_t now_ms, json_t **body,
+                         struct jz_error *err)
+{
+    struct jz_cli_optstate st;
+    json_t *b = json_object();
+    int64_t start = -1, end = -1, dur = -1, v;
+    jz_cli_opt_init(&st, argc, argv);
+    int rc = 0;
+    for (;;) {
+        const char *val;
+        int opt = jz_cli_opt_next(&st, jz_cli_reserve_opts, &val, err);
+        if (opt == JZ_CLI_OPT_END || opt == JZ_CLI_OPT_DASHDASH)
+            break;
+        switch (opt) {
+        case JZ_CLI_OPT_ERROR:
+            rc = err->code ? err->code : JZ_EINVAL;
+            break;
+        case JZ_CLI_OPT_POSITIONAL:
+            rc = jz_error_set(err, JZ_EINVAL, "unexpected argument '%.64s'", val);
+            break;
+        case RV_GPUS:
+            if (!(rc = jz_cli_parse_int(val, 1, 4096, "--gpus", &v, err)))
+                json_object_set_new(b, "gpus", json_integer(v));
+            break;
+        case RV_MODEL:
+            json_object_set_new(b, "model", json_string(val));
+            break;
+        case RV_SITE:
+            json_object_set_new(b, "site", json_string(val));
+            break;
+        case RV_TENANT:
+            json_object_set_new(b, "tenant", json_string(val));
+            break;
+        case RV_START:
+            rc = jz_cli_reserve_time(val, now_ms, &start, err);
+            break;
+        case RV_END:
+            rc = jz_cli_reserve_time(val, now_ms, &end, err);
+            break;
+        case RV_DURATION:
+            if (jz_duration_parse(val, &dur, NULL) != 0 || dur <= 0)
+                rc = jz_error_set(err, JZ_EINVAL, "--duration: expected 2h, 90m, 1d, ...");
+            break;
+        default:
+            jz_cli_common_option(cli, opt, val);
+            break;
+        }
+        if (rc) {
+            json_decref(b);
+            return rc;
+        }
+    }
+    if (cli->help) {
+        json_decref(b);
+        *body = NULL;
+        return 0;
+    }
+    if (!json_object_get(b, "gpus"))
+        rc = jz_error_set(err, JZ_EINVAL, "--gpus N is required");
+    else if (start < 0)
+        rc = jz_error_set(err, JZ_EINVAL, "--start T is required (now, +1h, or an ISO time)");
+    else if ((end < 0) == (dur < 0))
+        rc = jz_error_set(err, JZ_EINVAL, "give one of --end T and --duration D");
+    if (rc) {
+        json_decref(b);
+        return rc;
+    }
+    if (end < 0)
+        end = start + dur;
+    char ts[40];
+    jz_time_format_iso(start * 1000, ts, sizeof ts);
+    json_object_set_new(b, "start", json_string(ts));
+    jz_time_format_iso(end * 1000, ts, sizeof ts);
+    json_object_set_new(b, "end", json_string(ts));
+    *body = b;
+    return 0;
+}
+
+static void print_booking(const json_t *o)
+{
+    const json_t *nodes = json_object_get(o, "nodes"), *n;
+    size_t i;
+    printf("reservation %lld (%s): %lld GPUs%s%s%s%s for %s, %s .. %s, %.2f credits [%s]\n",
+           (long long)jz_json_int(o, "id", 0), jz_json_str(o, "name", ""),
+           (long long)jz_json_int(o, "gpus", 0), jz_json_str(o, "model", NULL) ? " of " : "",
+           jz_json_str(o, "model", ""), jz_json_str(o, "site", NULL) ? " at " : "",
+           jz_json_str(o, "site", ""), jz_json_str(o, "tenant", ""), jz_json_str(o, "start", ""),
+           jz_json_str(o, "end", ""), json_number_value(json_object_get(o, "price")),
+           jz_json_str(o, "state", ""));
+    json_array_foreach(nodes, i, n) printf("  %s: %lld GPUs\n", jz_json_str(n, "node", ""),
+                                           (long long)jz_json_int(n, "gpus", 0));
+}
+
+int jz_cli_cmd_reserve(struct jz_cli *cli, int argc, char **argv)
+{
+    json_t *body = NULL;
+    struct jz_error err = {0};
+    if (jz_cli_reserve_build(cli, argc, argv, jz_time_now_ms(), &body, &err))
+        return rv_usage_error(cli, err.msg);
+    if (cli->help)
+        return rv_help(cli);
+    struct jz_cli_response r;
+    int rc = rv_request(cli, "POST", "/v1/reservations", body, &r);
+    json_decref(body);
+    if (rc)
+        return rc;
+    if (cli->json)
+        printf("%.*s\n", (int)r.len, r.body);
+    else
+        print_booking(r.json);
+    jz_cli_response_clear(&r);
+    return JZ_CLI_EXIT_OK;
+}
+
+/* ---- reservations ------------------------------------------------------------------------- */
+
+enum { RL_TENANT = 1, RL_ALL };
+const struct jz_cli_optspec jz_cli_reservations_opts[] = {
+    {"tenant", 0, true, RL_TENANT}, {"all", 'a', false, RL_ALL}, {NULL, 0, false, 0}};
+
+int jz_cli_cmd_reservations(struct jz_cli *cli, int argc, char **argv)
+{
+    struct jz_cli_optstate st;
+    struct jz_error err = {0};
+    const char *tenant = NULL;
+    bool all = false;
+    jz_cli_opt_init(&st, argc, argv);
+    for (;;) {
+        const char *val;
+        int opt = jz_cli_opt_next(&st, jz_cli_reservations_opts, &val, &err);
+        if (opt == JZ_CLI_OPT_END || opt == JZ_CLI_OPT_DASHDASH)
+            break;
+        if (opt == JZ_CLI_OPT_ERROR)
+            return rv_usage_error(cli, err.msg);
+        if (opt == JZ_CLI_OPT_POSITIONAL)
+            return rv_usage_error(cli, "unexpected argument");
+        if (opt == RL_TENANT)
+            tenant = val;
+        else if (opt == RL_ALL)
+            all = true;
+        else
+            jz_cli_common_option(cli, opt, val);
+    }
+    if (cli->help)
+        return rv_help(cli);
+    char path[300];
+    /* Tenant names are [A-Za-z0-9._-]: nothing to escape in a query. */
+    if (tenant && (strlen(tenant) > 128 || strspn(tenant, "abcdefghijklmnopqrstuvwxyz"
+                                                          "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                          "0123456789._-") != strlen(tenant)))
+        return rv_usage_error(cli, "--tenant: not a tenant name");
+    snprintf(path, sizeof path, "/v1/reservations%s%s", tenant ? "?tenant=" : "",
+             tenant ? tenant : "");
+    struct jz_cli_response r;
+    int rc = rv_request(cli, "GET", path, NULL, &r);
+    if (rc)
+        return rc;
+    if (cli->json) {
+        printf("%.*s\n", (int)r.len, r.body);
+        jz_cli_response_clear(&r);
+        return JZ_CLI_EXIT_OK;
+    }
+    const json_t *list = json_object_get(r.json, "reservations"), *o;
+    size_t i;
+    printf("%-6s %-12s %5s %-10s %-10s %-20s %-20s %10s %-9s\n", "ID", "TENANT", "GPUS", "MODEL",
+           "SITE", "START", "END", "PRICE", "STATE");
+    json_array_foreach(list, i, o)
+    {
+        const char *state = jz_json_str(o, "state", "");
+        /* Ended and cancelled bookings only with --all. */
+        if (!all && (strcmp(state, "ended") == 0 || strcmp(state, "cancelled") == 0))
+            continue;
+        printf("%-6lld %-12.12s %5lld %-10.10s %-10.10s %-20.20s %-20.20s %10.2f %-9s\n",
+               (long long)jz_json_int(o, "id", 0), jz_json_str(o, "tenant", ""),
+               (long long)jz_json_int(o, "gpus", 0), jz_json_str(o, "model", "-"),
+               jz_json_str(o, "site", "-"), jz_json_str(o, "start", ""), jz_json_str(o, "end", ""),
+               json_number_value(json_object_get(o, "price")), state);
+    }
+    jz_cli_response_clear(&r);
+    return JZ_CLI_EXIT_OK;
+}
+
+/* ---- unreserve ---------------------------------------------------------------------------- */
+
+int jz_cli_cmd_unreserve(struct jz_cli *cli, int argc, char **argv)
+{
+    struct jz_cli_optstate st;
+    struct jz_error err = {0};
+    int64_t id = 0;
+    jz_cli_opt_init(&st, argc, argv);
+    for (;;) {
+        const char *val;
+        int opt = jz_cli_opt_next(&st, NULL, &val, &err);
+        if (opt == JZ_CLI_OPT_END || opt == JZ_CLI_OPT_DASHDASH)
+            break;
+        if (opt == JZ_CLI_OPT_ERROR)
+            return rv_usage_error(cli, err.msg);
+        if (opt == JZ_CLI_OPT_POSITIONAL) {
+            if (id)
+                return rv_usage_error(cli, "one reservation at a time");
+            if (jz_cli_parse_int(val, 1, INT64_MAX, "reservation id", &id, &err))
+                return rv_usage_error(cli, err.msg);
+            continue;
+        }
+        jz_cli_common_option(cli, opt, val);
+    }
+    if (cli->help)
+        return rv_help(cli);
+    if (!id)
+        return rv_usage_error(cli, "missing reservation id");
+    char path[64];
+    snprintf(path, sizeof path, "/v1/reservations/%lld", (long long)id);
+    struct jz_cli_response r;
+    int rc = rv_request(cli, "DELETE", path, NULL, &r);
+    if (rc)
+        return rc;
+    if (cli->json) {
+        printf("%.*s\n", (int)r.len, r.body);
+    } else {
+        const json_t *rep = json_object_get(r.json, "report");
+        printf("reservation %lld cancelled: booked %.2f GPU-hours, paid %.2f, used %.2f, "
+               "unused %.2f; charged %.2f credits, released %.2f\n",
+               (long long)id, json_number_value(json_object_get(rep, "booked_gpu_hours")),
+               json_number_value(json_object_get(rep, "paid_gpu_hours")),
+               json_number_value(json_object_get(rep, "used_gpu_hours")),
+               json_number_value(json_object_get(rep, "unused_gpu_hours")),
+               json_number_value(json_object_get(rep, "charged")),
+               json_number_value(json_object_get(rep, "released")));
+    }
+    jz_cli_response_clear(&r);
+    return JZ_CLI_EXIT_OK;
+}
