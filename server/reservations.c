@@ -639,7 +639,7 @@ int jz_reservations_book(struct jz_reservations *rs, const struct jz_user *u, co
     if (!jz_auth_may_manage_tenant(u, tenant))
         return field_err(field, "tenant", err, JZ_EPERM,
                          "only an admin or a tenant-admin of %s may book for it", tenant);
-    int64_t now = now_s(), start, end;
+    int64_t now = now_s(), start = 0, end = 0;
     if (parse_when(body, "start", now, &start, err)) {
         *field = "start";
         return err->code;
