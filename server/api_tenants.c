@@ -257,6 +257,14 @@ void jz_api_tenant_member_add(struct jz_req *r)
         jz_http_reply_error(r, 400, "invalid", "unix_user", "unix_user: expected a string");
         return;
     }
+    /* Jobs run as that account (docs/security.md): mapping users to accounts is an admin's.
+     * A tenant-admin's members run as the tenant's account from the configuration. */
+    if (ju && !json_is_null(ju) && !r->user->admin) {
+        jz_http_reply_error(r, 403, "forbidden", "unix_user",
+                            "unix_user: only an admin maps a user to a Unix account; members "
+                            "run as their tenant's account");
+        return;
+    }
     int64_t expires;
     if (!jz_api_body_expires(r, &expires))
         return;

@@ -1092,7 +1092,7 @@ static void decide(struct jz_jobs *jobs, unsigned flags)
                 if (jz_sched_job_ended(jobs->srv->sched, d->job_id, now_s(), true, &uerr))
                     jz_log_warn("jobs", "job %lld: scheduler: %s", (long long)job->id,
                                 uerr.msg);
-                jz_jobs_gate_enter(job);
+                jz_jobs_gate_return(job);
                 continue;
             }
             start_job(jobs, job, d);
@@ -1356,6 +1356,11 @@ void jz_jobs_counts(const struct jz_jobs *jobs, size_t counts[6])
     memcpy(counts, jobs->counts, sizeof jobs->counts);
 }
 
+const json_t *jz_job_request_field(const struct jz_job *job, const char *key)
+{
+    return json_object_get(job->request, key);
+}
+
 const char *jz_job_tenant(const struct jz_job *job)
 {
     return job->tenant;
@@ -1364,6 +1369,16 @@ const char *jz_job_tenant(const struct jz_job *job)
 const char *jz_job_user(const struct jz_job *job)
 {
     return job->user;
+}
+
+void jz_jobs_unfinished_each(struct jz_jobs *jobs, void (*fn)(void *arg, struct jz_job *job),
+                             void *arg)
+{
+    for (int64_t id = 1; id <= jobs->max_id && (size_t)id < jobs->cap; id++) {
+        struct jz_job *job = jobs->by_id[id];
+        if (job && (job->state == JZ_JOB_PENDING || job->state == JZ_JOB_RUNNING))
+            fn(arg, job);
+    }
 }
 
 void jz_jobs_pending_each(struct jz_jobs *jobs, jz_jobs_pending_fn fn, void *arg)

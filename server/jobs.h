@@ -134,6 +134,12 @@ const char *jz_job_user(const struct jz_job *job);
 typedef void (*jz_jobs_pending_fn)(void *arg, const struct jz_job *job, const char *reason_code);
 void jz_jobs_pending_each(struct jz_jobs *jobs, jz_jobs_pending_fn fn, void *arg);
 
+/* Calls fn for every pending or running job, by id (the job is the caller's to cancel). */
+void jz_jobs_unfinished_each(struct jz_jobs *jobs, void (*fn)(void *arg, struct jz_job *job),
+                             void *arg);
+/* The job's submission field (borrowed), e.g. "reservation"; NULL when absent. */
+const json_t *jz_job_request_field(const struct jz_job *job, const char *key);
+
 /* Log followers: called with the job when its log may have grown or the job ended. */
 typedef void (*jz_job_watch_fn)(void *arg, struct jz_job *job, bool ended);
 /* Registers fn to be called on job end; returns a handle for jz_job_unwatch. */

@@ -67,11 +67,18 @@ const char *jz_jobs_credit_gate(const struct jz_job *job, char *why, size_t len)
     if (need <= 0 || need <= avail)
         return NULL;
     double have = avail > 0 ? avail : 0;
-    snprintf(why, len,
-             "tenant %s needs %.4f credits to start it (%u GPUs x %.4g h at %.4g a GPU-hour) "
-             "and has %.4f available: %.4f missing",
-             job->tenant, need, job_gpus(job), (double)job->time_limit_s / 3600.0, price, have,
-             need - have);
+    if (need > jz_jobs_credit_estimate(job, NULL)) /* placed on dearer GPUs than estimated */
+        snprintf(why, len,
+                 "tenant %s needs %.4f credits to start it (%u GPUs x %.4g h at the price of "
+                 "the GPUs it was placed on) and has %.4f available: %.4f missing",
+                 job->tenant, need, job_gpus(job), (double)job->time_limit_s / 3600.0, have,
+                 need - have);
+    else
+        snprintf(why, len,
+                 "tenant %s needs %.4f credits to start it (%u GPUs x %.4g h at %.4g a "
+                 "GPU-hour) and has %.4f available: %.4f missing",
+                 job->tenant, need, job_gpus(job), (double)job->time_limit_s / 3600.0, price,
+                 have, need - have);
     return "credits";
 }
 

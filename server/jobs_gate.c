@@ -294,6 +294,13 @@ static void count_begun(struct jz_job *job, struct jz_job *leader)
     }
 }
 
+void jz_jobs_gate_return(struct jz_job *job)
+{
+    /* It was counted in its array's throttle when it left the gate: set_gated uncounts it. */
+    set_gated(job, true);
+    gate_look(job);
+}
+
 void jz_jobs_gate_leave(struct jz_job *job, enum jz_job_state s)
 {
     struct jz_job *leader = array_leader(job);

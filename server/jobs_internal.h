@@ -229,6 +229,8 @@ int64_t jz_jobs_alive_last_ms(const struct jz_jobs *jobs);
  * it to the scheduler when nothing holds it back, else keeps it gated. A dependency that can
  * never be met fails it. */
 void jz_jobs_gate_enter(struct jz_job *job);
+/* A job the scheduler had, taken back (a START whose hold did not fit): behind the gate again. */
+void jz_jobs_gate_return(struct jz_job *job);
 /* A job ends in state s (called by jz_jobs_finish): leaves the gate, or frees its place in its
  * array's throttle, and counts in its array; gated jobs are looked at again before the next
  * decision. */

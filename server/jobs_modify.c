@@ -201,6 +201,8 @@ int jz_jobs_modify(struct jz_job *job, const struct jz_user *user, const json_t 
         }
     }
     json_decref(old_req);
+    if (c.limit_s)
+        job->credit_needed = 0; /* a hold it could not place was for the old limit */
     char detail[600];
     int n = snprintf(detail, sizeof detail, "modified by %s:", user->name);
     if (c.name && n > 0 && (size_t)n < sizeof detail)

@@ -26,6 +26,8 @@ struct jz_ledger {
     struct jz_server *srv;
     json_t *accounts; /* tenant -> account (a json integer holding the pointer: see acct()) */
     json_t *holds;    /* ref -> {"tenant", "amount"}: holds not yet released */
+    json_t *settled;  /* refs other than job runs' once released (a few: bookings), which the
+                       * store would never take again: so neither does memory */
     bool loading;
 };
 
@@ -83,6 +85,8 @@ static void apply(struct jz_ledger *l, const struct jz_credit_entry *e)
             if (a->held < 1e-9)
                 a->held = 0;
             json_object_del(l->holds, ref);
+            if (strncmp(ref, "job:", 4) != 0) /* job runs' refs are unique by construction */
+                json_object_set_new(l->settled, ref, json_true());
         }
     } else if (strcmp(k, "charge") == 0) {
         a->charged += e->amount;
@@ -177,6 +181,7 @@ int jz_ledger_open(struct jz_server *srv, struct jz_ledger **out, struct jz_erro
     l->srv = srv;
     l->accounts = json_object();
     l->holds = json_object();
+    l->settled = json_object();
     l->loading = true;
     struct jz_store *st = srv->store;
     int64_t any = 0;
@@ -215,6 +220,7 @@ void jz_ledger_close(struct jz_ledger *l)
         account_free((struct account *)(uintptr_t)json_integer_value(v));
     json_decref(l->accounts);
     json_decref(l->holds);
+    json_decref(l->settled);
     free(l);
 }
 
@@ -277,8 +283,8 @@ int jz_ledger_hold(struct jz_ledger *l, const char *tenant, const char *ref, dou
         return rc;
     if (!ref || !*ref || amount < 0)
         return jz_error_set(err, JZ_EINVAL, "a hold needs a reference and an amount >= 0");
-    if (json_object_get(l->holds, ref))
-        return jz_error_set(err, JZ_EEXIST, "%s holds credit already", ref);
+    if (json_object_get(l->holds, ref) || json_object_get(l->settled, ref))
+        return jz_error_set(err, JZ_EEXIST, "%s holds credit already, or did", ref);
     double avail = jz_ledger_available(l, tenant);
     if (!force && amount > avail)
         return jz_error_set(err, JZ_EAGAIN,

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "common/json.h"
 #include "common/log.h"
@@ -218,24 +219,30 @@ static double used_gpu_hours(struct jz_reservations *rs, const struct booking *b
     return used;
 }
 
-/* Pending jobs bound to a booking that is over: they could never start. */
+/* The jobs bound to a booking that is over or cancelled: the pending ones could never start,
+ * and the running ones are paid by it no more (a cancelled slot ends its runs, as a cloud
+ * capacity reservation's instances go with it). */
 struct bound {
     const char *name;
-    int64_t ids[256];
-    size_t n;
+    int64_t *ids;
+    size_t n, cap;
 };
 
-static void collect_bound(void *arg, const struct jz_job *job, const char *reason_code)
+static void collect_bound(void *arg, struct jz_job *job)
 {
-    (void)reason_code;
     struct bound *b = arg;
-    if (b->n == sizeof b->ids / sizeof b->ids[0])
+    const char *resv = json_string_value(jz_job_request_field(job, "reservation"));
+    if (!resv || strcmp(resv, b->name) != 0)
         return;
-    json_t *rec = jz_job_record(job);
-    const char *resv = jz_json_str(rec, "reservation", NULL);
-    if (resv && strcmp(resv, b->name) == 0)
-        b->ids[b->n++] = jz_job_id(job);
-    json_decref(rec);
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 64;
+        int64_t *grown = realloc(b->ids, cap * sizeof *grown);
+        if (!grown)
+            return;
+        b->ids = grown;
+        b->cap = cap;
+    }
+    b->ids[b->n++] = jz_job_id(job);
 }
 
 static void cancel_bound(struct jz_reservations *rs, const struct booking *bk, const char *who)
@@ -243,7 +250,7 @@ static void cancel_bound(struct jz_reservations *rs, const struct booking *bk, c
     if (!rs->srv->jobs)
         return;
     struct bound b = {.name = bk->name};
-    jz_jobs_pending_each(rs->srv->jobs, collect_bound, &b);
+    jz_jobs_unfinished_each(rs->srv->jobs, collect_bound, &b);
     for (size_t i = 0; i < b.n; i++) {
         struct jz_job *job = jz_jobs_find(rs->srv->jobs, b.ids[i]);
         struct jz_error err = {0};
@@ -251,6 +258,7 @@ static void cancel_bound(struct jz_reservations *rs, const struct booking *bk, c
             jz_log_warn("reservations", "job %lld of reservation %lld: not cancelled: %s",
                         (long long)b.ids[i], (long long)bk->id, err.msg);
     }
+    free(b.ids);
 }
 
 /* Settles b at `at` (its end, or a cancellation): charges the elapsed part of the window,
@@ -285,6 +293,29 @@ static int finish(struct jz_reservations *rs, struct booking *b, int64_t at, enu
     return rc;
 }
 
+/* A booking over for longer than the jobs' retention (limits.retention_days) leaves memory and
+ * the store, as finished jobs do; its ledger entries stay (statements read those). One a tick
+ * is plenty: a booking ends at most once. */
+static void prune(struct jz_reservations *rs, size_t i, int64_t now)
+{
+    struct booking *b = rs->b[i];
+    int64_t keep = rs->srv->cfg.retention_s;
+    if (keep <= 0 || b->end + keep > now)
+        return;
+    char key[32];
+    struct jz_error err = {0};
+    snprintf(key, sizeof key, "%012lld", (long long)b->id);
+    if (rs->srv->store->ops->object_put(rs->srv->store, "reservation", key, NULL, &err)) {
+        jz_log_error("reservations", "reservation %lld: cannot purge: %s", (long long)b->id,
+                     err.msg);
+        return;
+    }
+    booking_free(b);
+    memmove(&rs->b[i], &rs->b[i + 1], (rs->n - i - 1) * sizeof rs->b[0]); /* order kept */
+    rs->n--;
+    jz_server_request_commit(rs->srv);
+}
+
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
@@ -300,7 +331,14 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
                             (long long)b->id);
             continue;
         }
-        if (b->status != LIVE || b->end > now)
+        if (b->status != LIVE) {
+            size_t before = rs->n;
+            prune(rs, i, now);
+            if (rs->n < before)
+                i--; /* the next one moved into i */
+            continue;
+        }
+        if (b->end > now)
             continue;
         struct jz_error err = {0};
         if (finish(rs, b, b->end, ENDED, "jazarid", &err))
@@ -405,6 +443,17 @@ static int load_one(void *arg, const char *key, json_t *v)
     return rc;
 }
 
+/* The highest id ever given, failed bookings' too: ids (and their ledger references) are never
+ * reused, across restarts. */
+static int load_counter(void *arg, const char *key, json_t *value)
+{
+    struct jz_reservations *rs = arg;
+    int64_t v = json_integer_value(json_object_get(value, "max"));
+    if (strcmp(key, "reservation") == 0 && v > rs->max_id)
+        rs->max_id = v;
+    return 0;
+}
+
 int jz_reservations_open(struct jz_server *srv, struct jz_reservations **out, struct jz_error *err)
 {
     struct jz_reservations *rs = calloc(1, sizeof(*rs));
@@ -412,6 +461,8 @@ int jz_reservations_open(struct jz_server *srv, struct jz_reservations **out, st
         return jz_error_set(err, JZ_ENOMEM, "out of memory");
     rs->srv = srv;
     int rc = srv->store->ops->objects_each(srv->store, "reservation", load_one, rs, err);
+    if (!rc)
+        rc = srv->store->ops->objects_each(srv->store, "counter", load_counter, rs, err);
     if (rc) {
         jz_reservations_close(rs);
         return rc;
@@ -607,6 +658,29 @@ static size_t live_of(const struct jz_reservations *rs, const char *tenant)
     return n;
 }
 
+/* Credits per GPU-hour of the dearest GPU of node (of model, when given) a booking may take. */
+static double node_price(const struct jz_reservations *rs, const char *node, const char *model,
+                         const char *cls)
+{
+    size_t idx;
+    double best = jz_prices_per_gpu_hour(rs->srv, model, cls);
+    if (jz_nodes_find(rs->srv->nodes, node, &idx) != 0)
+        return best;
+    const struct jz_topo *t = jz_nodes_topo(rs->srv->nodes, idx);
+    bool any = false;
+    double dearest = 0;
+    for (size_t g = 0; t && g < jz_topo_gpu_count(t); g++) {
+        const struct jz_topo_gpu *gpu = jz_topo_gpu_at(t, g);
+        if (!gpu || (model && !model_matches(gpu->model, model)))
+            continue;
+        double p = jz_prices_per_gpu_hour(rs->srv, gpu->model, cls);
+        if (!any || p > dearest)
+            dearest = p;
+        any = true;
+    }
+    return any ? dearest : best;
+}
+
 int jz_reservations_book(struct jz_reservations *rs, const struct jz_user *u, const json_t *body,
                          json_t **out, const char **field, struct jz_error *err)
 {
@@ -716,7 +790,13 @@ int jz_reservations_book(struct jz_reservations *rs, const struct jz_user *u, co
         }
         b->take[b->n++] = take[i];
     }
-    b->id = rs->max_id + 1;
+    b->id = ++rs->max_id; /* never given again, even when this booking fails below */
+    json_t *counter = json_pack("{s:I}", "max", (json_int_t)rs->max_id);
+    struct jz_error cerr = {0};
+    if (!counter ||
+        rs->srv->store->ops->object_put(rs->srv->store, "counter", "reservation", counter, &cerr))
+        jz_log_error("reservations", "the id counter is not stored: %s", cerr.msg);
+    json_decref(counter);
     snprintf(b->name, sizeof b->name, "resv:%lld", (long long)b->id);
     snprintf(b->tenant, sizeof b->tenant, "%s", tenant);
     snprintf(b->user, sizeof b->user, "%s", u->name);
@@ -726,9 +806,14 @@ int jz_reservations_book(struct jz_reservations *rs, const struct jz_user *u, co
     b->start = start;
     b->end = end;
     b->created = now;
-    b->per_gpu_hour =
-        jz_prices_per_gpu_hour(rs->srv, model, jz_tenants_class(rs->srv->tenants, tenant));
-    b->price = gpus * (double)(end - start) / 3600.0 * b->per_gpu_hour;
+    /* Priced at the GPUs it holds, not the model asked for (none, or a loose one, would let a
+     * booking pay the default price for dear GPUs): on each node the dearest GPU it may take. */
+    const char *cls = jz_tenants_class(rs->srv->tenants, tenant);
+    double per_hour = 0;
+    for (size_t i = 0; i < b->n; i++)
+        per_hour += b->take[i] * node_price(rs, b->nodes[i], model, cls);
+    b->per_gpu_hour = per_hour / gpus;
+    b->price = (double)(end - start) / 3600.0 * per_hour;
     char hwhy[200];
     snprintf(hwhy, sizeof hwhy, "reservation %lld: %u GPUs%s%s, %lld s", (long long)b->id, gpus,
              model ? " of " : "", model ? model : "", (long long)(end - start));
@@ -873,9 +958,11 @@ int jz_reservations_with_booked(struct jz_reservations *rs, const struct jz_sche
                                 size_t n, struct jz_sched_reservation **out, size_t *count,
                                 struct jz_error *err)
 {
+    /* Only what the scheduler holds now: a booking whose nodes are not known (yet, or any
+     * more) would make the reload refuse the whole configuration; the tick adds it later. */
     size_t total = n;
     for (size_t i = 0; rs && i < rs->n; i++)
-        if (rs->b[i]->status == LIVE)
+        if (rs->b[i]->status == LIVE && rs->b[i]->in_sched)
             total += rs->b[i]->n;
     struct jz_sched_reservation *v = calloc(total ? total : 1, sizeof(*v));
     if (!v)
@@ -885,7 +972,7 @@ int jz_reservations_with_booked(struct jz_reservations *rs, const struct jz_sche
     size_t at = n;
     for (size_t i = 0; rs && i < rs->n; i++) {
         const struct booking *b = rs->b[i];
-        for (size_t k = 0; b->status == LIVE && k < b->n; k++) {
+        for (size_t k = 0; b->status == LIVE && b->in_sched && k < b->n; k++) {
             struct jz_sched_reservation *x = &v[at++];
             part_name(b, k, x->name, sizeof x->name);
             snprintf(x->tenant, sizeof x->tenant, "%s", b->tenant);

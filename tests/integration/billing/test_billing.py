@@ -122,6 +122,34 @@ def test_credits_wait(svc):
     assert u["held"] == 0 and u["balance"] <= 8, u
 
 
+def test_array_credit(svc):
+    """An array whose elements' holds do not fit the GPUs they are placed on (T4s, dearer than
+    the default estimate) waits for credit, and its throttle is not lost to the take-back: once
+    credit is bought every element runs."""
+    import json
+    with open(os.path.join(svc.state, "config.json"), "w") as f:
+        json.dump({"prices": {"default": 1.0, "models": {"T4": 5.0}}}, f)
+    st, _ = svc.http("POST", "/v1/admin/reload", token=svc.admin)
+    assert st == 200
+    alice = svc.add_user("alice", tenant="physics")
+    buy(svc, "physics", 1)
+    st, first = svc.http("POST", "/v1/jobs", dict(
+        batch(["true"], gpus=1), array="0-2%1", resources={"gpus": 1, "time_limit": "30m"}),
+        alice)
+    assert st == 201, first
+    j = None
+    for _ in range(100):
+        j = svc.job(alice, first["id"])
+        if j.get("reason_code") == "credits":
+            break
+        time.sleep(0.05)
+    assert j["state"] == "PENDING" and j["reason_code"] == "credits", j
+    assert "placed on" in j["reason"], j
+    buy(svc, "physics", 100)
+    for k in range(3):
+        assert svc.wait(alice, first["id"] + k)["state"] == "SUCCEEDED"
+
+
 def test_kill9(svc):
     """kill -9 while a run holds credit: after the restart the run (lost with the embedded node)
     is charged once, for no longer than jazarid was alive, and its hold released once."""

@@ -205,6 +205,47 @@ def test_cancel(svc):
     assert svc.wait(bob, jid)["state"] == "SUCCEEDED"
 
 
+def test_priced(svc):
+    """A booking is priced at the GPUs it holds (here T4s at 5, the default 1), whatever model
+    was asked; cancelling it ends its running jobs, which it no longer pays for."""
+    tam, alice, bob = users(svc)
+    st, j = svc.http("POST", "/v1/admin/credits", {"tenant": "physics", "credits": 100},
+                     svc.admin)
+    assert st == 201, (st, j)
+    r = book(svc, tam, gpus=2, end=iso(time.time() + 3600))
+    assert abs(r["price_per_gpu_hour"] - 5) < 1e-9 and abs(r["price"] - 10) < 0.01, r
+    jid = svc.submit(alice, dict(batch(["sleep", "60"], gpus=2, time_limit="30m"),
+                                 reservation=r["name"]))
+    svc.wait_running(alice, jid)
+    st, j = svc.http("DELETE", "/v1/reservations/%d" % r["id"], token=tam)
+    assert st == 200, (st, j)
+    j = svc.wait(alice, jid, timeout=30)
+    assert j["state"] == "CANCELLED", j
+    st, u = svc.http("GET", "/v1/usage?tenant=physics", token=svc.admin)
+    assert u["tenants"][0]["held"] == 0, u
+
+
+def test_purge(svc):
+    """A booking over for longer than the retention leaves the list and the store; its ledger
+    entries stay. (Here: windows from 2 s, retention 3 s, both from the configuration.)"""
+    tam, alice, bob = users(svc)
+    r = book(svc, tam, gpus=1, end=iso(time.time() + 2))
+    deadline = time.time() + 20
+    while True:
+        st, j = svc.http("GET", "/v1/reservations/%d" % r["id"], token=tam)
+        if st == 404:
+            break
+        assert st == 200 and time.time() < deadline, (st, j)
+        time.sleep(0.2)
+    st, s = svc.http("GET", "/v1/tenants/physics/statement", token=tam)
+    assert [e["kind"] for e in s["entries"] if e.get("ref") == r["name"]] == [
+        "hold", "charge", "release"], s
+    svc.stop()
+    svc.start()
+    st, j = svc.http("GET", "/v1/reservations", token=tam)
+    assert j["reservations"] == [], j
+
+
 def test_restart(svc):
     """Bookings are durable: after a restart they are listed, still refuse what does not fit
     and still keep other tenants' jobs out."""
@@ -288,7 +329,12 @@ def main():
     args.fixtures = os.path.abspath(args.fixtures)
     test_service.ARGS = args
     failed = run_tests(args.tests, globals(),
-                       lambda name: Service(config={} if name == "reload" else None))
+                       lambda name: Service(config={} if name == "reload" else
+                                            {"prices": {"default": 1, "models": {"T4": 5}}}
+                                            if name == "priced" else
+                                            {"booking": {"min_window_s": 1},
+                                             "limits": {"retention_days": 3 / 86400}}
+                                            if name == "purge" else None))
     sys.exit(1 if failed else 0)
 
 

@@ -108,7 +108,9 @@ def test_tenant_matrix(svc):
     j = ok(*S("GET", "/v1/tenants/A", token=r.carol))
     assert j["class"] == "university" and j["name"] == "A", j
     # Members: a tenant-admin adds users and tenant-admins to its own tenant only.
-    st, erin = S("POST", "/v1/tenants/A/members", {"name": "erin", "unix_user": "erin"}, r.carol)
+    err(*S("POST", "/v1/tenants/A/members", {"name": "erin", "unix_user": "erin"}, r.carol), 403,
+        "forbidden", "unix_user")  # an admin's to give: jobs run as that account
+    st, erin = S("POST", "/v1/tenants/A/members", {"name": "erin"}, r.carol)
     assert ok(st, erin, 201)["tenant"] == "A" and erin["role"] == "user", erin
     ok(*S("GET", "/v1/whoami", token=erin["token"]))
     st, fay = S("POST", "/v1/tenants/A/members", {"name": "fay", "role": "tenant-admin"}, r.carol)
@@ -156,6 +158,20 @@ def test_tenant_matrix(svc):
     ok(*S("DELETE", "/v1/admin/users/dora", token=r.admin))
     ok(*S("DELETE", "/v1/admin/tenants/B", token=r.admin))
     err(*S("DELETE", "/v1/admin/tenants/B", token=r.admin), 404, "not_found", "name")
+
+
+def test_unix_user(svc):
+    """Only an admin maps a user to a Unix account: a tenant-admin's new member runs as the
+    tenant's account, never one it names (another tenant's, say)."""
+    A = svc.admin
+    st, j = svc.http("POST", "/v1/admin/tenants", {"name": "physics", "class": "university"}, A)
+    assert st == 201, (st, j)
+    tam = svc.add_user("tam", tenant="physics", role="tenant-admin")
+    st, e = svc.http("POST", "/v1/tenants/physics/members",
+                     {"name": "mallory", "unix_user": "chemlab"}, tam)
+    assert st == 403 and e["error"]["field"] == "unix_user", (st, e)
+    st, j = svc.http("POST", "/v1/tenants/physics/members", {"name": "mallory"}, tam)
+    assert st == 201, (st, j)
 
 
 def test_validation(svc):

@@ -201,8 +201,33 @@ static void test_random(void **state)
     jz_remove_tree(f.dir);
 }
 
+/* A booking's reference, once settled, is never held again: the store would keep the first
+ * hold only, so memory must refuse the second too (before and after a restart). */
+static void test_settled_ref(void **state)
+{
+    (void)state;
+    struct fixture f = {0};
+    snprintf(f.dir, sizeof f.dir, "/tmp/jz-ledger-XXXXXX");
+    assert_non_null(mkdtemp(f.dir));
+    snprintf(f.path, sizeof f.path, "%s/state.db", f.dir);
+    struct jz_ledger *l;
+    open_all(&f, &l);
+    struct jz_error err = {0};
+    assert_int_equal(jz_ledger_add(l, "t", "purchase", 10, "admin", NULL, false, &err), 0);
+    assert_int_equal(jz_ledger_hold(l, "t", "resv:1", 4, "tam", "slot", false, &err), 0);
+    assert_int_equal(jz_ledger_settle(l, "t", "resv:1", 0, NULL, "tam", "cancelled", &err), 0);
+    assert_int_equal(jz_ledger_hold(l, "t", "resv:1", 4, "tam", "slot", false, &err), JZ_EEXIST);
+    close_all(&f, l);
+    open_all(&f, &l);
+    assert_int_equal(jz_ledger_hold(l, "t", "resv:1", 4, "tam", "slot", false, &err), JZ_EEXIST);
+    assert_true(near(jz_ledger_available(l, "t"), 10));
+    close_all(&f, l);
+    jz_remove_tree(f.dir);
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_random)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_random),
+                                       cmocka_unit_test(test_settled_ref)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
