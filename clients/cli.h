@@ -339,6 +339,16 @@ extern const struct jz_cli_command jz_cli_commands[];
 int jz_cli_plugin(struct jz_cli *cli, int argc, char **argv);
 void jz_cli_plugin_show(const json_t *plugin);
 
+/* What every command file shares (cli_cmds.c): a usage error ("Try 'jazari CMD --help'", exit 2),
+ * the command's help, resolving the URL and token (exit 2 on a bad configuration), and one
+ * request whose non-2xx or non-JSON answer is reported in one line (prefixed with what, which
+ * may be NULL) and returns exit 1 with r cleared; on 0 the caller clears r. */
+int jz_cli_usage_error(const struct jz_cli *cli, const char *msg);
+int jz_cli_print_usage(const struct jz_cli *cli);
+int jz_cli_resolve(struct jz_cli *cli);
+int jz_cli_request(const struct jz_cli *cli, const char *method, const char *path,
+                   const json_t *body, const char *what, struct jz_cli_response *r);
+
 /* The workflow commands (cli_workflow.c): hold, release, modify, history. */
 extern const struct jz_cli_optspec jz_cli_modify_opts[];
 extern const struct jz_cli_optspec jz_cli_history_opts[];

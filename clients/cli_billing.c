@@ -10,39 +10,18 @@
 #include "common/json.h"
 #include "common/time.h"
 
-static int bill_usage_error(const struct jz_cli *cli, const char *msg)
-{
-    jz_cli_errorf(cli, "%s", msg);
-    fprintf(stderr, "Try 'jazari %s --help'.\n", cli->cmd);
-    return JZ_CLI_EXIT_USAGE;
-}
-
-static int bill_help(const struct jz_cli *cli, const char *name)
-{
-    for (const struct jz_cli_command *c = jz_cli_commands; c->name; c++)
-        if (strcmp(c->name, name) == 0)
-            fputs(c->usage, stdout);
-    return JZ_CLI_EXIT_OK;
-}
-
-static const char *bill_env(const char *name)
-{
-    return getenv(name);
-}
-
-/* GET path; anything but a 2xx is reported in one line. raw: the body need not be JSON. */
+/* GET path; anything but a 2xx is reported in one line. raw: the body is CSV or HTML. */
 static int bill_get(struct jz_cli *cli, const char *path, bool raw, struct jz_cli_response *r)
 {
     struct jz_error err = {0};
-    if (jz_cli_config_resolve(cli, bill_env, &err) != 0) {
-        jz_cli_errorf(cli, "%s", err.msg);
-        return JZ_CLI_EXIT_USAGE;
-    }
+    int rc = jz_cli_resolve(cli);
+    if (rc || !raw)
+        return rc ? rc : jz_cli_request(cli, "GET", path, NULL, NULL, r);
     if (jz_cli_http(cli, "GET", path, NULL, r, &err) != 0) {
         jz_cli_errorf(cli, "%s", err.msg);
         return JZ_CLI_EXIT_FAIL;
     }
-    if (r->status < 200 || r->status >= 300 || (!raw && !r->json)) {
+    if (r->status < 200 || r->status >= 300) {
         char msg[640];
         jz_cli_server_error(r->status, r->body, r->len, msg, sizeof msg);
         jz_cli_errorf(cli, "%s", msg);
@@ -237,20 +216,20 @@ int jz_cli_cmd_statement(struct jz_cli *cli, int argc, char **argv)
     struct bill_args a;
     struct jz_error err = {0};
     if (bill_parse(cli, argc, argv, jz_cli_statement_opts, &a, &err))
-        return bill_usage_error(cli, err.msg);
+        return jz_cli_usage_error(cli, err.msg);
     if (cli->help)
-        return bill_help(cli, "statement");
+        return jz_cli_print_usage(cli);
     const char *fmt = a.format ? a.format : cli->json ? "json" : "table";
     if (strcmp(fmt, "table") != 0 && strcmp(fmt, "json") != 0 && strcmp(fmt, "csv") != 0 &&
         strcmp(fmt, "html") != 0)
-        return bill_usage_error(cli, "--format: table, json, csv or html");
+        return jz_cli_usage_error(cli, "--format: table, json, csv or html");
     char tenant[160];
     int rc = a.tenant ? (snprintf(tenant, sizeof tenant, "%s", a.tenant), 0)
                       : own_tenant(cli, tenant, sizeof tenant);
     if (rc)
         return rc;
     if (!name_ok(tenant))
-        return bill_usage_error(cli, "--tenant: give the tenant");
+        return jz_cli_usage_error(cli, "--tenant: give the tenant");
     char path[1024];
     snprintf(path, sizeof path, "/v1/tenants/%s/statement", tenant);
     add_period(path, sizeof path, &a);
@@ -263,7 +242,7 @@ int jz_cli_cmd_statement(struct jz_cli *cli, int argc, char **argv)
     if (raw || strcmp(fmt, "json") == 0) {
         rc = write_out(cli, a.output, r.body, r.len);
     } else if (a.output) {
-        rc = bill_usage_error(cli, "-o: give --format json, csv or html");
+        rc = jz_cli_usage_error(cli, "-o: give --format json, csv or html");
     } else {
         statement_table(r.json);
     }
@@ -275,25 +254,25 @@ int jz_cli_cmd_report(struct jz_cli *cli, int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "usage") != 0) {
         if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0))
-            return bill_help(cli, "report");
-        return bill_usage_error(cli, "expected 'report usage'");
+            return jz_cli_print_usage(cli);
+        return jz_cli_usage_error(cli, "expected 'report usage'");
     }
     struct bill_args a;
     struct jz_error err = {0};
     if (bill_parse(cli, argc - 1, argv + 1, jz_cli_report_opts, &a, &err))
-        return bill_usage_error(cli, err.msg);
+        return jz_cli_usage_error(cli, err.msg);
     if (cli->help)
-        return bill_help(cli, "report");
+        return jz_cli_print_usage(cli);
     static const char *const dims[] = {"tenant", "user", "plugin", "model", "site", NULL};
     const char *by = a.by ? a.by : "tenant";
     bool dim_ok = false;
     for (size_t i = 0; dims[i]; i++)
         dim_ok |= strcmp(by, dims[i]) == 0;
     if (!dim_ok)
-        return bill_usage_error(cli, "--by: tenant, user, plugin, model or site");
+        return jz_cli_usage_error(cli, "--by: tenant, user, plugin, model or site");
     const char *fmt = a.format ? a.format : cli->json ? "json" : "table";
     if (strcmp(fmt, "table") != 0 && strcmp(fmt, "json") != 0 && strcmp(fmt, "csv") != 0)
-        return bill_usage_error(cli, "--format: table, json or csv");
+        return jz_cli_usage_error(cli, "--format: table, json or csv");
     char path[1024] = "/v1/reports/usage";
     add_query(path, sizeof path, "by", by);
     if (a.tenant)

@@ -70,6 +70,22 @@ static int resolve(struct jz_cli *cli)
     return 0;
 }
 
+/* The shared helpers of the commands kept in other files (cli.h). */
+int jz_cli_usage_error(const struct jz_cli *cli, const char *msg)
+{
+    return usage_error(cli, msg);
+}
+
+int jz_cli_print_usage(const struct jz_cli *cli)
+{
+    return print_usage(cli);
+}
+
+int jz_cli_resolve(struct jz_cli *cli)
+{
+    return resolve(cli);
+}
+
 /* Reports a non-2xx answer in one line; adds a hint when no token was configured. */
 static void report_status(const struct jz_cli *cli, const struct jz_cli_response *r,
                           const char *what)
@@ -99,6 +115,26 @@ static int request(const struct jz_cli *cli, const char *method, const char *pat
     }
     if (!r->json) {
         jz_cli_errorf(cli, "the server's answer is not JSON (HTTP %ld)", r->status);
+        jz_cli_response_clear(r);
+        return JZ_CLI_EXIT_FAIL;
+    }
+    return 0;
+}
+
+int jz_cli_request(const struct jz_cli *cli, const char *method, const char *path,
+                   const json_t *body, const char *what, struct jz_cli_response *r)
+{
+    struct jz_error err = {0};
+    if (jz_cli_http(cli, method, path, body, r, &err) != 0) {
+        jz_cli_errorf(cli, "%s%s", what ? what : "", err.msg);
+        return JZ_CLI_EXIT_FAIL;
+    }
+    if (r->status < 200 || r->status >= 300 || !r->json) {
+        if (r->status >= 200 && r->status < 300)
+            jz_cli_errorf(cli, "%sthe server's answer is not JSON (HTTP %ld)", what ? what : "",
+                          r->status);
+        else
+            report_status(cli, r, what);
         jz_cli_response_clear(r);
         return JZ_CLI_EXIT_FAIL;
     }

@@ -8,47 +8,12 @@
 #include "common/json.h"
 #include "common/time.h"
 
-static int rv_usage_error(const struct jz_cli *cli, const char *msg)
-{
-    jz_cli_errorf(cli, "%s", msg);
-    fprintf(stderr, "Try 'jazari %s --help'.\n", cli->cmd);
-    return JZ_CLI_EXIT_USAGE;
-}
-
-static int rv_help(const struct jz_cli *cli)
-{
-    for (const struct jz_cli_command *c = jz_cli_commands; c->name; c++)
-        if (strcmp(c->name, cli->cmd) == 0)
-            fputs(c->usage, stdout);
-    return JZ_CLI_EXIT_OK;
-}
-
-static const char *rv_env(const char *name)
-{
-    return getenv(name);
-}
-
-/* Resolves the URL and token, then one request; anything but a 2xx fails in one line. */
+/* Resolves the URL and token, then one request (jz_cli_request). */
 static int rv_request(struct jz_cli *cli, const char *method, const char *path, const json_t *body,
                       struct jz_cli_response *r)
 {
-    struct jz_error err = {0};
-    if (jz_cli_config_resolve(cli, rv_env, &err) != 0) {
-        jz_cli_errorf(cli, "%s", err.msg);
-        return JZ_CLI_EXIT_USAGE;
-    }
-    if (jz_cli_http(cli, method, path, body, r, &err) != 0) {
-        jz_cli_errorf(cli, "%s", err.msg);
-        return JZ_CLI_EXIT_FAIL;
-    }
-    if (r->status < 200 || r->status >= 300 || !r->json) {
-        char msg[640];
-        jz_cli_server_error(r->status, r->body, r->len, msg, sizeof msg);
-        jz_cli_errorf(cli, "%s", msg);
-        jz_cli_response_clear(r);
-        return JZ_CLI_EXIT_FAIL;
-    }
-    return 0;
+    int rc = jz_cli_resolve(cli);
+    return rc ? rc : jz_cli_request(cli, method, path, body, NULL, r);
 }
 
 /* ---- reserve ------------------------------------------------------------------------------ */
@@ -178,9 +143,9 @@ int jz_cli_cmd_reserve(struct jz_cli *cli, int argc, char **argv)
     json_t *body = NULL;
     struct jz_error err = {0};
     if (jz_cli_reserve_build(cli, argc, argv, jz_time_now_ms(), &body, &err))
-        return rv_usage_error(cli, err.msg);
+        return jz_cli_usage_error(cli, err.msg);
     if (cli->help)
-        return rv_help(cli);
+        return jz_cli_print_usage(cli);
     struct jz_cli_response r;
     int rc = rv_request(cli, "POST", "/v1/reservations", body, &r);
     json_decref(body);
@@ -213,9 +178,9 @@ int jz_cli_cmd_reservations(struct jz_cli *cli, int argc, char **argv)
         if (opt == JZ_CLI_OPT_END || opt == JZ_CLI_OPT_DASHDASH)
             break;
         if (opt == JZ_CLI_OPT_ERROR)
-            return rv_usage_error(cli, err.msg);
+            return jz_cli_usage_error(cli, err.msg);
         if (opt == JZ_CLI_OPT_POSITIONAL)
-            return rv_usage_error(cli, "unexpected argument");
+            return jz_cli_usage_error(cli, "unexpected argument");
         if (opt == RL_TENANT)
             tenant = val;
         else if (opt == RL_ALL)
@@ -224,13 +189,13 @@ int jz_cli_cmd_reservations(struct jz_cli *cli, int argc, char **argv)
             jz_cli_common_option(cli, opt, val);
     }
     if (cli->help)
-        return rv_help(cli);
+        return jz_cli_print_usage(cli);
     char path[300];
     /* Tenant names are [A-Za-z0-9._-]: nothing to escape in a query. */
     if (tenant && (strlen(tenant) > 128 || strspn(tenant, "abcdefghijklmnopqrstuvwxyz"
                                                           "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
                                                           "0123456789._-") != strlen(tenant)))
-        return rv_usage_error(cli, "--tenant: not a tenant name");
+        return jz_cli_usage_error(cli, "--tenant: not a tenant name");
     snprintf(path, sizeof path, "/v1/reservations%s%s", tenant ? "?tenant=" : "",
              tenant ? tenant : "");
     struct jz_cli_response r;
@@ -276,20 +241,20 @@ int jz_cli_cmd_unreserve(struct jz_cli *cli, int argc, char **argv)
         if (opt == JZ_CLI_OPT_END || opt == JZ_CLI_OPT_DASHDASH)
             break;
         if (opt == JZ_CLI_OPT_ERROR)
-            return rv_usage_error(cli, err.msg);
+            return jz_cli_usage_error(cli, err.msg);
         if (opt == JZ_CLI_OPT_POSITIONAL) {
             if (id)
-                return rv_usage_error(cli, "one reservation at a time");
+                return jz_cli_usage_error(cli, "one reservation at a time");
             if (jz_cli_parse_int(val, 1, INT64_MAX, "reservation id", &id, &err))
-                return rv_usage_error(cli, err.msg);
+                return jz_cli_usage_error(cli, err.msg);
             continue;
         }
         jz_cli_common_option(cli, opt, val);
     }
     if (cli->help)
-        return rv_help(cli);
+        return jz_cli_print_usage(cli);
     if (!id)
-        return rv_usage_error(cli, "missing reservation id");
+        return jz_cli_usage_error(cli, "missing reservation id");
     char path[64];
     snprintf(path, sizeof path, "/v1/reservations/%lld", (long long)id);
     struct jz_cli_response r;

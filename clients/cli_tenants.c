@@ -20,51 +20,7 @@ static int tn_usage_error(const struct jz_cli *cli, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    jz_cli_errorf(cli, "%s", msg);
-    fprintf(stderr, "Try 'jazari %s --help'.\n", cli->cmd);
-    return JZ_CLI_EXIT_USAGE;
-}
-
-static int tn_help(const struct jz_cli *cli)
-{
-    for (const struct jz_cli_command *c = jz_cli_commands; c->name; c++)
-        if (strcmp(c->name, cli->cmd) == 0)
-            fputs(c->usage, stdout);
-    return JZ_CLI_EXIT_OK;
-}
-
-static const char *tn_env(const char *name)
-{
-    return getenv(name);
-}
-
-static int tn_resolve(struct jz_cli *cli)
-{
-    struct jz_error err = {0};
-    if (jz_cli_config_resolve(cli, tn_env, &err) != 0) {
-        jz_cli_errorf(cli, "%s", err.msg);
-        return JZ_CLI_EXIT_USAGE;
-    }
-    return 0;
-}
-
-/* One request; anything but a 2xx is reported in one line and fails. */
-static int tn_request(const struct jz_cli *cli, const char *method, const char *path,
-                      const json_t *body, struct jz_cli_response *r)
-{
-    struct jz_error err = {0};
-    if (jz_cli_http(cli, method, path, body, r, &err) != 0) {
-        jz_cli_errorf(cli, "%s", err.msg);
-        return JZ_CLI_EXIT_FAIL;
-    }
-    if (r->status < 200 || r->status >= 300 || !r->json) {
-        char msg[640];
-        jz_cli_server_error(r->status, r->body, r->len, msg, sizeof msg);
-        jz_cli_errorf(cli, "%s", msg);
-        jz_cli_response_clear(r);
-        return JZ_CLI_EXIT_FAIL;
-    }
-    return 0;
+    return jz_cli_usage_error(cli, msg);
 }
 
 /* A name that goes into a path: [A-Za-z0-9._-]{1,128}. */
@@ -351,7 +307,7 @@ static int admin_tenant_put(struct jz_cli *cli, int argc, char **argv, bool crea
         return tn_usage_error(cli, "%s", err.msg);
     if (cli->help) {
         json_decref(body);
-        return tn_help(cli);
+        return jz_cli_print_usage(cli);
     }
     if (create && !json_object_get(body, "class")) {
         json_decref(body);
@@ -363,7 +319,7 @@ static int admin_tenant_put(struct jz_cli *cli, int argc, char **argv, bool crea
         return tn_usage_error(cli, "nothing to change: give --class, --site, --weight, "
                                    "--max-gpus, --site-quota, --model-quota or --priority-class");
     }
-    int rc = tn_resolve(cli);
+    int rc = jz_cli_resolve(cli);
     if (rc) {
         json_decref(body);
         return rc;
@@ -374,7 +330,7 @@ static int admin_tenant_put(struct jz_cli *cli, int argc, char **argv, bool crea
     else
         snprintf(path, sizeof path, "/v1/admin/tenants/%s", name);
     struct jz_cli_response r;
-    rc = tn_request(cli, "POST", path, body, &r);
+    rc = jz_cli_request(cli, "POST", path, body, NULL, &r);
     json_decref(body);
     return rc ? rc : tn_print_answer(cli, &r, true);
 }
@@ -387,16 +343,17 @@ static int admin_tenant_get(struct jz_cli *cli, int argc, char **argv, const cha
     if ((rc = tn_positionals(cli, argc, argv, pos, list ? 0 : 1, &n)))
         return rc;
     if (cli->help)
-        return tn_help(cli);
+        return jz_cli_print_usage(cli);
     if (!list && n < 1)
         return tn_usage_error(cli, "missing tenant name");
-    if ((rc = tn_resolve(cli)))
+    if ((rc = jz_cli_resolve(cli)))
         return rc;
     char path[256] = "/v1/admin/tenants";
     if (!list)
         snprintf(path, sizeof path, "/v1/admin/tenants/%s", pos[0]);
     struct jz_cli_response r;
-    if ((rc = tn_request(cli, strcmp(verb, "rm") == 0 ? "DELETE" : "GET", path, NULL, &r)))
+    if ((rc = jz_cli_request(cli, strcmp(verb, "rm") == 0 ? "DELETE" : "GET", path, NULL, NULL,
+                              &r)))
         return rc;
     if (cli->json || strcmp(verb, "show") == 0)
         return tn_print_answer(cli, &r, true);
@@ -455,7 +412,7 @@ const struct jz_cli_optspec jz_cli_tenant_member_opts[] = {
 static int tn_own_tenant(struct jz_cli *cli, char *buf, size_t len)
 {
     struct jz_cli_response r;
-    int rc = tn_request(cli, "GET", "/v1/whoami", NULL, &r);
+    int rc = jz_cli_request(cli, "GET", "/v1/whoami", NULL, NULL, &r);
     if (rc)
         return rc;
     snprintf(buf, len, "%s", jz_json_str(r.json, "tenant", ""));
@@ -470,7 +427,7 @@ static int tn_own_tenant(struct jz_cli *cli, char *buf, size_t len)
 int jz_cli_cmd_tenant(struct jz_cli *cli, int argc, char **argv)
 {
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0))
-        return tn_help(cli);
+        return jz_cli_print_usage(cli);
     if (argc < 2)
         return tn_usage_error(cli, "expected 'tenant show|members|add-member|rm-member|"
                                    "new-token'");
@@ -506,7 +463,7 @@ int jz_cli_cmd_tenant(struct jz_cli *cli, int argc, char **argv)
         }
     }
     if (cli->help)
-        return tn_help(cli);
+        return jz_cli_print_usage(cli);
     if ((add || rm || tok) && !pos)
         return tn_usage_error(cli, "missing user name");
     const char *role = vals[TO_ROLE] ? vals[TO_ROLE] : "user";
@@ -514,7 +471,7 @@ int jz_cli_cmd_tenant(struct jz_cli *cli, int argc, char **argv)
         return tn_usage_error(cli, "--role: expected 'user' or 'tenant-admin'");
     if (vals[TO_TENANT] && !tn_name_ok(vals[TO_TENANT]))
         return tn_usage_error(cli, "--tenant: names are A-Z a-z 0-9 . _ -");
-    int rc = tn_resolve(cli);
+    int rc = jz_cli_resolve(cli);
     if (rc)
         return rc;
     char tenant[160];
@@ -527,7 +484,7 @@ int jz_cli_cmd_tenant(struct jz_cli *cli, int argc, char **argv)
     struct jz_cli_response r;
     if (show || members) {
         snprintf(path, sizeof path, "/v1/tenants/%s%s", tenant, members ? "/members" : "");
-        if ((rc = tn_request(cli, "GET", path, NULL, &r)))
+        if ((rc = jz_cli_request(cli, "GET", path, NULL, NULL, &r)))
             return rc;
         if (show || cli->json)
             return tn_print_answer(cli, &r, true);
@@ -551,7 +508,7 @@ int jz_cli_cmd_tenant(struct jz_cli *cli, int argc, char **argv)
     }
     if (body && vals[TO_EXPIRES])
         json_object_set_new(body, "expires", json_string(vals[TO_EXPIRES]));
-    rc = tn_request(cli, method, path, body, &r);
+    rc = jz_cli_request(cli, method, path, body, NULL, &r);
     json_decref(body);
     if (rc)
         return rc;

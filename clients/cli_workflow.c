@@ -16,55 +16,6 @@
 #include "common/json.h"
 #include "common/time.h"
 
-static int wf_usage_error(const struct jz_cli *cli, const char *msg)
-{
-    jz_cli_errorf(cli, "%s", msg);
-    fprintf(stderr, "Try 'jazari %s --help'.\n", cli->cmd);
-    return JZ_CLI_EXIT_USAGE;
-}
-
-static int wf_help(const struct jz_cli *cli)
-{
-    for (const struct jz_cli_command *c = jz_cli_commands; c->name; c++)
-        if (strcmp(c->name, cli->cmd) == 0)
-            fputs(c->usage, stdout);
-    return JZ_CLI_EXIT_OK;
-}
-
-static const char *wf_env(const char *name)
-{
-    return getenv(name);
-}
-
-static int wf_resolve(struct jz_cli *cli)
-{
-    struct jz_error err = {0};
-    if (jz_cli_config_resolve(cli, wf_env, &err) != 0) {
-        jz_cli_errorf(cli, "%s", err.msg);
-        return JZ_CLI_EXIT_USAGE;
-    }
-    return 0;
-}
-
-/* One request; anything but a 2xx is reported in one line (prefixed with what) and fails. */
-static int wf_request(const struct jz_cli *cli, const char *method, const char *path,
-                      const json_t *body, const char *what, struct jz_cli_response *r)
-{
-    struct jz_error err = {0};
-    if (jz_cli_http(cli, method, path, body, r, &err) != 0) {
-        jz_cli_errorf(cli, "%s", err.msg);
-        return JZ_CLI_EXIT_FAIL;
-    }
-    if (r->status < 200 || r->status >= 300 || !r->json) {
-        char msg[640];
-        jz_cli_server_error(r->status, r->body, r->len, msg, sizeof msg);
-        jz_cli_errorf(cli, "%s%s", what ? what : "", msg);
-        jz_cli_response_clear(r);
-        return JZ_CLI_EXIT_FAIL;
-    }
-    return 0;
-}
-
 /* ---- hold and release -------------------------------------------------------------------- */
 
 static int hold_or_release(struct jz_cli *cli, int argc, char **argv, const char *verb)
@@ -80,21 +31,21 @@ static int hold_or_release(struct jz_cli *cli, int argc, char **argv, const char
         if (id == JZ_CLI_OPT_END || id == JZ_CLI_OPT_DASHDASH)
             break;
         if (id == JZ_CLI_OPT_ERROR)
-            return wf_usage_error(cli, err.msg);
+            return jz_cli_usage_error(cli, err.msg);
         if (id == JZ_CLI_OPT_POSITIONAL) {
             if (n == sizeof ids / sizeof ids[0])
-                return wf_usage_error(cli, "at most 256 jobs at once");
+                return jz_cli_usage_error(cli, "at most 256 jobs at once");
             if (jz_cli_parse_int(val, 1, INT64_MAX, "job id", &ids[n++], &err))
-                return wf_usage_error(cli, err.msg);
+                return jz_cli_usage_error(cli, err.msg);
             continue;
         }
         jz_cli_common_option(cli, id, val);
     }
     if (cli->help)
-        return wf_help(cli);
+        return jz_cli_print_usage(cli);
     if (!n)
-        return wf_usage_error(cli, "missing job id");
-    int rc = wf_resolve(cli);
+        return jz_cli_usage_error(cli, "missing job id");
+    int rc = jz_cli_resolve(cli);
     if (rc)
         return rc;
     int failed = 0;
@@ -103,7 +54,7 @@ static int hold_or_release(struct jz_cli *cli, int argc, char **argv, const char
         snprintf(path, sizeof path, "/v1/jobs/%lld/%s", (long long)ids[i], verb);
         snprintf(what, sizeof what, "job %lld: ", (long long)ids[i]);
         struct jz_cli_response r;
-        if (wf_request(cli, "POST", path, NULL, what, &r)) {
+        if (jz_cli_request(cli, "POST", path, NULL, what, &r)) {
             failed++;
             continue;
         }
@@ -197,17 +148,17 @@ int jz_cli_cmd_modify(struct jz_cli *cli, int argc, char **argv)
     json_t *body = NULL;
     struct jz_error err = {0};
     if (jz_cli_modify_build(cli, argc, argv, &id, &body, &err))
-        return wf_usage_error(cli, err.msg);
+        return jz_cli_usage_error(cli, err.msg);
     if (cli->help) {
         json_decref(body);
-        return wf_help(cli);
+        return jz_cli_print_usage(cli);
     }
-    int rc = wf_resolve(cli);
+    int rc = jz_cli_resolve(cli);
     char path[64];
     snprintf(path, sizeof path, "/v1/jobs/%lld", (long long)id);
     struct jz_cli_response r;
     if (!rc)
-        rc = wf_request(cli, "PATCH", path, body, NULL, &r);
+        rc = jz_cli_request(cli, "PATCH", path, body, NULL, &r);
     json_decref(body);
     if (rc)
         return rc;
@@ -441,10 +392,10 @@ int jz_cli_cmd_history(struct jz_cli *cli, int argc, char **argv)
     struct history_args h;
     struct jz_error err = {0};
     if (history_parse(cli, argc, argv, &h, &err))
-        return wf_usage_error(cli, err.msg);
+        return jz_cli_usage_error(cli, err.msg);
     if (cli->help)
-        return wf_help(cli);
-    int rc = wf_resolve(cli);
+        return jz_cli_print_usage(cli);
+    int rc = jz_cli_resolve(cli);
     if (rc)
         return rc;
     json_t *all = json_array();
@@ -485,7 +436,7 @@ int jz_cli_cmd_history(struct jz_cli *cli, int argc, char **argv)
         if (h.tenant)
             query_add(path, sizeof path, "tenant", h.tenant);
         struct jz_cli_response r;
-        if ((rc = wf_request(cli, "GET", path, NULL, NULL, &r)))
+        if ((rc = jz_cli_request(cli, "GET", path, NULL, NULL, &r)))
             break;
         size_t i;
         json_t *j;

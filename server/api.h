@@ -66,6 +66,12 @@ void jz_api_tenant_member_token(struct jz_req *r);
 /* The body's optional "expires" (a duration or an ISO-8601 time, or null: never) as ms since
  * the epoch, 0 for never; replies 400 and returns false when it is bad (api_admin.c). */
 bool jz_api_body_expires(struct jz_req *r, int64_t *out);
+/* Creates the user name of tenant with role (admin, tenant_admin as jz_auth_role_parse gives
+ * them), an account and an expiry (0: never), audits action, and replies 201 with its token
+ * (shown once). POST /v1/admin/users and a tenant-admin's POST /v1/tenants/{name}/members. */
+void jz_api_user_create(struct jz_req *r, const char *action, const char *name,
+                        const char *tenant, const char *role, bool admin, bool tenant_admin,
+                        const char *unix_user, int64_t expires);
 
 /* The web dashboard's page and files, built into the binary (api_dashboard.c). */
 void jz_api_dashboard_index(struct jz_req *r);

@@ -164,7 +164,14 @@ void jz_api_admin_users_add(struct jz_req *r)
     int64_t expires;
     if (!body_expires(r, &expires))
         return;
-    const char *unix_user = json_string_value(ju);
+    jz_api_user_create(r, "user.add", name, tenant, role, admin, tenant_admin,
+                       json_string_value(ju), expires);
+}
+
+void jz_api_user_create(struct jz_req *r, const char *action, const char *name,
+                        const char *tenant, const char *role, bool admin, bool tenant_admin,
+                        const char *unix_user, int64_t expires)
+{
     struct jz_new_token tok;
     struct jz_error err = {0};
     if (jz_auth_user_add(r->srv->auth, name, tenant, admin, unix_user, expires, &tok, &err) ||
@@ -172,7 +179,7 @@ void jz_api_admin_users_add(struct jz_req *r)
         reply_auth_error(r, &err, "name");
         return;
     }
-    jz_api_audit(r, "user.add", name,
+    jz_api_audit(r, action, name,
                  json_pack("{s:s, s:s, s:s?, s:s, s:o}", "tenant", tenant, "role", role,
                            "unix_user", unix_user && *unix_user ? unix_user : NULL, "token_id",
                            tok.id, "expires", time_or_null(tok.expires_ms)));

@@ -268,23 +268,8 @@ void jz_api_tenant_member_add(struct jz_req *r)
     int64_t expires;
     if (!jz_api_body_expires(r, &expires))
         return;
-    const char *unix_user = json_string_value(ju);
-    struct jz_new_token tok;
-    struct jz_error err = {0};
-    if (jz_auth_user_add(r->srv->auth, name, tenant, false, unix_user, expires, &tok, &err) ||
-        (tenant_admin && jz_auth_user_set_role(r->srv->auth, name, role, &err))) {
-        reply_error(r, &err, "name");
-        return;
-    }
-    jz_api_audit(r, "member.add", name,
-                 json_pack("{s:s, s:s, s:s?, s:s}", "tenant", tenant, "role", role, "unix_user",
-                           unix_user && *unix_user ? unix_user : NULL, "token_id", tok.id));
-    json_t *reply =
-        json_pack("{s:s, s:s, s:s, s:s, s:s, s:o}", "name", name, "tenant", tenant, "role", role,
-                  "token", tok.token, "token_id", tok.id, "expires", time_or_null(tok.expires_ms));
-    if (unix_user && *unix_user)
-        json_object_set_new(reply, "unix_user", json_string(unix_user));
-    jz_http_reply_json(r, 201, reply);
+    jz_api_user_create(r, "member.add", name, tenant, role, false, tenant_admin,
+                       json_string_value(ju), expires);
 }
 
 void jz_api_tenant_member_rm(struct jz_req *r)
