@@ -106,12 +106,34 @@ void jz_jobs_set_state(struct jz_job *job, enum jz_job_state s)
     job->jobs->counts[s]++;
 }
 
+/* What an event says of the job (events.c reads these fields): made from the typed job, since
+ * a whole record per state change would cost a submission a second record's JSON. */
+static json_t *event_record(const struct jz_job *job)
+{
+    json_t *rec = json_pack("{s:I, s:s, s:s, s:s, s:O?, s:s?, s:o, s:O?}", "id",
+                            (json_int_t)job->id, "state", jz_job_state_name(job->state), "user",
+                            job->user, "tenant", job->tenant, "name",
+                            json_object_get(job->request, "name"), "reason", job->reason,
+                            "exit_code",
+                            job->has_exit_code ? json_integer(job->exit_code) : json_null(),
+                            "array", json_object_get(job->request, "array"));
+    if (rec && job->state == JZ_JOB_PENDING && job->gated) {
+        char why[400];
+        const char *code = jz_jobs_gate_reason(job, why, sizeof why);
+        json_object_set_new(rec, "reason", json_string(why));
+        json_object_set_new(rec, "reason_code", json_string(code));
+    }
+    return rec;
+}
+
 void jz_jobs_announce(struct jz_job *job, int previous)
 {
     struct jz_events *ev = job->jobs->srv->events;
     if (!ev)
         return;
-    json_t *rec = jz_job_record(job);
+    /* A webhook's body is the whole public record; a stream's event needs only a few fields. */
+    bool hook = job->notify_url && state_is_final(job->state);
+    json_t *rec = hook ? jz_job_record(job) : event_record(job);
     if (!rec)
         return;
     jz_events_job_changed(ev, rec,
