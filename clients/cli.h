@@ -346,6 +346,10 @@ void jz_cli_plugin_show(const json_t *plugin);
 int jz_cli_usage_error(const struct jz_cli *cli, const char *msg);
 int jz_cli_print_usage(const struct jz_cli *cli);
 int jz_cli_resolve(struct jz_cli *cli);
+/* Parses a command that takes only the common options and min..max positionals (into pos);
+ * non-zero (a usage error, printed) otherwise. With --help, 0 and cli->help set. */
+int jz_cli_parse_simple(struct jz_cli *cli, int argc, char **argv, const char **pos, int min,
+                        int max, int *npos);
 int jz_cli_request(const struct jz_cli *cli, const char *method, const char *path,
                    const json_t *body, const char *what, struct jz_cli_response *r);
 

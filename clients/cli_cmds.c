@@ -86,6 +86,15 @@ int jz_cli_resolve(struct jz_cli *cli)
     return resolve(cli);
 }
 
+static int parse_simple(struct jz_cli *cli, int argc, char **argv, const char **pos, int min,
+                        int max, int *npos);
+
+int jz_cli_parse_simple(struct jz_cli *cli, int argc, char **argv, const char **pos, int min,
+                        int max, int *npos)
+{
+    return parse_simple(cli, argc, argv, pos, min, max, npos);
+}
+
 /* Reports a non-2xx answer in one line; adds a hint when no token was configured. */
 static void report_status(const struct jz_cli *cli, const struct jz_cli_response *r,
                           const char *what)

@@ -231,30 +231,16 @@ int jz_cli_cmd_reservations(struct jz_cli *cli, int argc, char **argv)
 
 int jz_cli_cmd_unreserve(struct jz_cli *cli, int argc, char **argv)
 {
-    struct jz_cli_optstate st;
-    struct jz_error err = {0};
+    const char *pos[1];
+    int n, prc;
     int64_t id = 0;
-    jz_cli_opt_init(&st, argc, argv);
-    for (;;) {
-        const char *val;
-        int opt = jz_cli_opt_next(&st, NULL, &val, &err);
-        if (opt == JZ_CLI_OPT_END || opt == JZ_CLI_OPT_DASHDASH)
-            break;
-        if (opt == JZ_CLI_OPT_ERROR)
-            return jz_cli_usage_error(cli, err.msg);
-        if (opt == JZ_CLI_OPT_POSITIONAL) {
-            if (id)
-                return jz_cli_usage_error(cli, "one reservation at a time");
-            if (jz_cli_parse_int(val, 1, INT64_MAX, "reservation id", &id, &err))
-                return jz_cli_usage_error(cli, err.msg);
-            continue;
-        }
-        jz_cli_common_option(cli, opt, val);
-    }
+    struct jz_error err = {0};
+    if ((prc = jz_cli_parse_simple(cli, argc, argv, pos, 1, 1, &n)))
+        return prc;
     if (cli->help)
         return jz_cli_print_usage(cli);
-    if (!id)
-        return jz_cli_usage_error(cli, "missing reservation id");
+    if (jz_cli_parse_int(pos[0], 1, INT64_MAX, "reservation id", &id, &err))
+        return jz_cli_usage_error(cli, err.msg);
     char path[64];
     snprintf(path, sizeof path, "/v1/reservations/%lld", (long long)id);
     struct jz_cli_response r;

@@ -20,36 +20,22 @@
 
 static int hold_or_release(struct jz_cli *cli, int argc, char **argv, const char *verb)
 {
-    struct jz_cli_optstate st;
-    struct jz_error err = {0};
+    const char *pos[256];
     int64_t ids[256];
-    size_t n = 0;
-    jz_cli_opt_init(&st, argc, argv);
-    for (;;) {
-        const char *val;
-        int id = jz_cli_opt_next(&st, NULL, &val, &err);
-        if (id == JZ_CLI_OPT_END || id == JZ_CLI_OPT_DASHDASH)
-            break;
-        if (id == JZ_CLI_OPT_ERROR)
-            return jz_cli_usage_error(cli, err.msg);
-        if (id == JZ_CLI_OPT_POSITIONAL) {
-            if (n == sizeof ids / sizeof ids[0])
-                return jz_cli_usage_error(cli, "at most 256 jobs at once");
-            if (jz_cli_parse_int(val, 1, INT64_MAX, "job id", &ids[n++], &err))
-                return jz_cli_usage_error(cli, err.msg);
-            continue;
-        }
-        jz_cli_common_option(cli, id, val);
-    }
+    int n, prc;
+    struct jz_error err = {0};
+    if ((prc = jz_cli_parse_simple(cli, argc, argv, pos, 1, 256, &n)))
+        return prc;
     if (cli->help)
         return jz_cli_print_usage(cli);
-    if (!n)
-        return jz_cli_usage_error(cli, "missing job id");
+    for (int i = 0; i < n; i++) /* every id checked before any job is held */
+        if (jz_cli_parse_int(pos[i], 1, INT64_MAX, "job id", &ids[i], &err))
+            return jz_cli_usage_error(cli, err.msg);
     int rc = jz_cli_resolve(cli);
     if (rc)
         return rc;
     int failed = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (int i = 0; i < n; i++) {
         char path[96], what[64];
         snprintf(path, sizeof path, "/v1/jobs/%lld/%s", (long long)ids[i], verb);
         snprintf(what, sizeof what, "job %lld: ", (long long)ids[i]);

@@ -16,7 +16,7 @@ pkgs=(
   libevent-dev libjansson-dev libsqlite3-dev libssl-dev
   libhwloc-dev hwloc
   libcmocka-dev
-  mypy # type-checks the Python client (tests/integration/pyclient)
+  mypy python3-venv # the Python client: type-checked, and installed into a venv (tests/integration/pyclient)
   zsh # checks the zsh completion (tests/integration/install)
   prometheus # promtool: tests/integration/metrics checks /metrics and the Grafana dashboard's PromQL
   clang libclang-rt-dev

@@ -15,6 +15,7 @@
 #include "server/jobs.h"
 
 struct account {
+    char tenant[JZ_MAX_NAME_LEN + 1];
     bool metered;
     double purchased, refunded, adjusted, charged, held;
     double gpu_seconds; /* charged runs' GPU time */
@@ -24,7 +25,9 @@ struct account {
 
 struct jz_ledger {
     struct jz_server *srv;
-    json_t *accounts; /* tenant -> account (a json integer holding the pointer: see acct()) */
+    struct account **accts; /* one per tenant with any entry, in the order first seen */
+    size_t naccts, cap;
+    json_t *index;          /* tenant -> its position in accts */
     json_t *holds;    /* ref -> {"tenant", "amount"}: holds not yet released */
     json_t *settled;  /* refs other than job runs' once released (a few: bookings), which the
                        * store would never take again: so neither does memory */
@@ -38,18 +41,35 @@ static void account_free(struct account *a)
     free(a);
 }
 
+/* The tenant's account, NULL when it has none. */
+static struct account *find(const struct jz_ledger *l, const char *tenant)
+{
+    json_t *at = json_object_get(l->index, tenant);
+    return at ? l->accts[json_integer_value(at)] : NULL;
+}
+
 /* The tenant's account, made on first use (NULL only when out of memory). */
 static struct account *acct(struct jz_ledger *l, const char *tenant)
 {
-    json_t *v = json_object_get(l->accounts, tenant);
-    if (v)
-        return (struct account *)(uintptr_t)json_integer_value(v);
-    struct account *a = calloc(1, sizeof *a);
+    struct account *a = find(l, tenant);
+    if (a)
+        return a;
+    if (l->naccts == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        struct account **grown = realloc(l->accts, cap * sizeof *grown);
+        if (!grown)
+            return NULL;
+        l->accts = grown;
+        l->cap = cap;
+    }
+    a = calloc(1, sizeof *a);
     if (!a || !(a->by_plugin = json_object())) {
         free(a);
         return NULL;
     }
-    json_object_set_new(l->accounts, tenant, json_integer((json_int_t)(uintptr_t)a));
+    jz_strlcpy(a->tenant, tenant, sizeof a->tenant);
+    json_object_set_new(l->index, tenant, json_integer((json_int_t)l->naccts));
+    l->accts[l->naccts++] = a;
     return a;
 }
 
@@ -179,7 +199,7 @@ int jz_ledger_open(struct jz_server *srv, struct jz_ledger **out, struct jz_erro
     if (!l)
         return jz_error_set(err, JZ_ENOMEM, "out of memory");
     l->srv = srv;
-    l->accounts = json_object();
+    l->index = json_object();
     l->holds = json_object();
     l->settled = json_object();
     l->loading = true;
@@ -203,9 +223,8 @@ int jz_ledger_open(struct jz_server *srv, struct jz_ledger **out, struct jz_erro
         return rc;
     }
     l->loading = false;
-    const char *name;
-    json_t *v;
-    json_object_foreach(l->accounts, name, v) update_credit(l, name);
+    for (size_t i = 0; i < l->naccts; i++)
+        update_credit(l, l->accts[i]->tenant);
     *out = l;
     return 0;
 }
@@ -214,11 +233,10 @@ void jz_ledger_close(struct jz_ledger *l)
 {
     if (!l)
         return;
-    const char *name;
-    json_t *v;
-    json_object_foreach(l->accounts, name, v)
-        account_free((struct account *)(uintptr_t)json_integer_value(v));
-    json_decref(l->accounts);
+    for (size_t i = 0; i < l->naccts; i++)
+        account_free(l->accts[i]);
+    free(l->accts);
+    json_decref(l->index);
     json_decref(l->holds);
     json_decref(l->settled);
     free(l);
@@ -228,25 +246,24 @@ void jz_ledger_close(struct jz_ledger *l)
 
 bool jz_ledger_known(struct jz_ledger *l, const char *tenant)
 {
-    return json_object_get(l->accounts, tenant) != NULL;
+    return find(l, tenant) != NULL;
 }
 
 bool jz_ledger_metered(struct jz_ledger *l, const char *tenant)
 {
-    json_t *v = json_object_get(l->accounts, tenant);
-    return v && ((struct account *)(uintptr_t)json_integer_value(v))->metered;
+    const struct account *a = find(l, tenant);
+    return a && a->metered;
 }
 
 double jz_ledger_balance(struct jz_ledger *l, const char *tenant)
 {
-    json_t *v = json_object_get(l->accounts, tenant);
-    return v ? balance_of((struct account *)(uintptr_t)json_integer_value(v)) : 0;
+    const struct account *a = find(l, tenant);
+    return a ? balance_of(a) : 0;
 }
 
 double jz_ledger_available(struct jz_ledger *l, const char *tenant)
 {
-    json_t *v = json_object_get(l->accounts, tenant);
-    struct account *a = v ? (struct account *)(uintptr_t)json_integer_value(v) : NULL;
+    const struct account *a = find(l, tenant);
     if (!a || !a->metered)
         return INFINITY;
     return balance_of(a) - a->held;
@@ -375,17 +392,12 @@ json_t *jz_ledger_usage_json(struct jz_ledger *l, const char *tenant)
     json_t *arr = json_array();
     if (tenant) {
         struct account empty = {.by_plugin = json_object()};
-        json_t *v = json_object_get(l->accounts, tenant);
-        json_array_append_new(arr, usage_row(tenant, v ? (struct account *)(uintptr_t)
-                                                             json_integer_value(v)
-                                                       : &empty));
+        const struct account *a = find(l, tenant);
+        json_array_append_new(arr, usage_row(tenant, a ? a : &empty));
         json_decref(empty.by_plugin);
     } else {
-        const char *name;
-        json_t *v;
-        json_object_foreach(l->accounts, name, v)
-            json_array_append_new(arr, usage_row(name, (struct account *)(uintptr_t)
-                                                           json_integer_value(v)));
+        for (size_t i = 0; i < l->naccts; i++)
+            json_array_append_new(arr, usage_row(l->accts[i]->tenant, l->accts[i]));
     }
     return json_pack("{s:o}", "tenants", arr);
 }

@@ -64,7 +64,6 @@ def test_holds(svc):
     j = svc.wait(alice, jid)
     assert j["state"] == "SUCCEEDED", j
     u = usage(svc, "physics")
-    used = 0.5 * 2 * j["gpu_hours"] / 2 * 2      # GPU-hours x 0.5
     assert u["held"] == 0, u
     assert close(u["charged"], 0.5 * j["gpu_hours"], 1e-3), (u, j)
     assert close(u["balance"], 10 - u["charged"]), u
@@ -75,7 +74,6 @@ def test_holds(svc):
     hold = s["entries"][1]
     assert hold["ref"] == "job:%d:0" % jid and hold["who"] == "alice", hold
     assert close(s["closing_balance"], u["balance"]) and s["closing_held"] == 0, s
-    del used
     # An unmetered tenant is never stopped, and its use is recorded all the same.
     bob = svc.add_user("bob", tenant="open")
     j = svc.wait(bob, svc.submit(bob, batch(["true"], gpus=1)))
