@@ -23,6 +23,7 @@ struct jz_kbuf {
     jz_kdev_t *dev;
     size_t bytes;
     void *h;
+    bool borrowed; /* jz_kbuf_wrap_host: h is the caller's memory, not released here */
 };
 
 static pthread_once_t cuda_once = PTHREAD_ONCE_INIT;
@@ -225,11 +226,39 @@ int jz_kbuf_alloc(jz_kdev_t *dev, size_t bytes, jz_kbuf_t **out, struct jz_error
     return 0;
 }
 
+int jz_kbuf_wrap_host(jz_kdev_t *dev, void *host, size_t bytes, jz_kbuf_t **out,
+                      struct jz_error *err)
+{
+    if (!dev || !host || !out)
+        return jzk_err(err, JZ_EINVAL, "device, host memory or out is NULL");
+    if (dev->backend != JZ_KBACKEND_CPU)
+        return jzk_err(err, JZ_ENOTSUP, "%s devices cannot use host memory as a buffer",
+                       jz_kbackend_name(dev->backend));
+    if (bytes == 0)
+        return jzk_err(err, JZ_EINVAL, "buffer size 0");
+    if (bytes > JZ_KBUF_MAX_BYTES)
+        return jzk_err(err, JZ_ELIMIT, "buffer of %zu bytes exceeds the limit of %zu", bytes,
+                       JZ_KBUF_MAX_BYTES);
+    if ((uintptr_t)host % sizeof(float))
+        return jzk_err(err, JZ_EINVAL, "host memory at %p is not aligned for float", host);
+    jz_kbuf_t *b = calloc(1, sizeof *b);
+    if (!b)
+        return jzk_err(err, JZ_ENOMEM, "out of memory");
+    b->dev = dev;
+    b->bytes = bytes;
+    b->h = host;
+    b->borrowed = true;
+    dev->nbufs++;
+    *out = b;
+    return 0;
+}
+
 void jz_kbuf_free(jz_kbuf_t *buf)
 {
     if (!buf)
         return;
-    buf->dev->ops->release(buf->dev->d, buf->h);
+    if (!buf->borrowed)
+        buf->dev->ops->release(buf->dev->d, buf->h);
     buf->dev->nbufs--;
     free(buf);
 }

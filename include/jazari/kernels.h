@@ -33,10 +33,10 @@ extern "C" {
 #endif
 
 /* The API version: bumped on any change a caller compiled against the old header would get
- * wrong. It is also the shared library's SONAME version (libjz_kernels.so.3), so the dynamic
+ * wrong. It is also the shared library's SONAME version (libjz_kernels.so.4), so the dynamic
  * loader already keeps apart builds for different versions; jz_kernels_check_version catches
  * the rest (a library copied or linked under another name). */
-#define JZ_KERNELS_API_VERSION 3
+#define JZ_KERNELS_API_VERSION 4
 
 /* The JZ_KERNELS_API_VERSION the loaded libjz_kernels was built with. Thread-safe. */
 int jz_kernels_api_version(void);
@@ -367,6 +367,20 @@ int jz_k_nbody_forces_range(jz_kdev_t *dev, size_t n, size_t first, size_t count
 int jz_k_dense_forward(jz_kdev_t *dev, enum jz_kact act, size_t rows, size_t in, size_t out,
                        const jz_kbuf_t *x, const jz_kbuf_t *w, const jz_kbuf_t *bias, jz_kbuf_t *z,
                        jz_kbuf_t *y, struct jz_error *err);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Additions of API version 4 (appended: nothing above changed)                                 */
+
+/* A buffer over `bytes` (1 .. JZ_KBUF_MAX_BYTES) of the caller's host memory at `host`, without
+ * a copy, on backends whose device is the host's memory (cpu); JZ_ENOTSUP on the others, where
+ * the caller allocates and writes instead. `host` must be aligned for float (4 bytes, else
+ * JZ_EINVAL). The memory stays the caller's: it must stay valid until jz_kbuf_free, which
+ * releases only the handle. Operations may read and write it as any buffer (the caller must not
+ * touch it while an operation on the buffer runs; on the cpu backend operations run inside the
+ * call). For inputs already in host memory, such as a batch of a dataset the plugin has loaded:
+ * the cpu backend then reads them where they are instead of copying them first. */
+int jz_kbuf_wrap_host(jz_kdev_t *dev, void *host, size_t bytes, jz_kbuf_t **out,
+                      struct jz_error *err);
 
 #ifdef __cplusplus
 }

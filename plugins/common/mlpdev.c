@@ -60,10 +60,10 @@ int jz_mlpdev_create(struct jz_mlpdev *d, jz_kdev_t *dev, const struct jz_mlp *m
         A(in * out, &d->w[l]);
         A(out, &d->b[l]);
         A(R * out, &d->z[l]);
-        if (l + 1 < d->L)
-            A(R * out, &d->a[l]);
         if (opt == JZ_MLPDEV_INFER)
             continue;
+        if (l + 1 < d->L)
+            A(R * out, &d->a[l]);
         if (l + 1 < d->L)
             A(R * out, &d->g[l]);
         A(in * out, &d->gw[l]);
@@ -162,16 +162,28 @@ int jz_mlpdev_reset_acc(struct jz_mlpdev *d, struct jz_error *err)
 
 int jz_mlpdev_forward(struct jz_mlpdev *d, size_t rows, struct jz_error *err)
 {
+    return jz_mlpdev_forward_from(d, d->x, rows, err);
+}
+
+/* Where hidden layer l's activation is: a[l], or z[l] itself for an inference-only model. */
+static jz_kbuf_t *activation(struct jz_mlpdev *d, uint32_t l)
+{
+    return d->a[l] ? d->a[l] : d->z[l];
+}
+
+int jz_mlpdev_forward_from(struct jz_mlpdev *d, const jz_kbuf_t *x, size_t rows,
+                           struct jz_error *err)
+{
     if (rows < 1 || rows > d->rows_cap)
         return jz_error_set(err, JZ_EINVAL, "forward over %zu rows (1..%zu)", rows, d->rows_cap);
     for (uint32_t l = 0; l < d->L; l++) {
         size_t in = d->sizes[l], out = d->sizes[l + 1];
-        const jz_kbuf_t *src = l == 0 ? d->x : d->a[l - 1];
+        const jz_kbuf_t *src = l == 0 ? x : activation(d, l - 1);
         /* One fused call per layer: z = x W, then the bias and activation (the last layer's
          * logits in place in z). */
         if (l + 1 < d->L)
             CK(jz_k_dense_forward(d->dev, d->act, rows, in, out, src, d->w[l], d->b[l], d->z[l],
-                                  d->a[l], err));
+                                  activation(d, l), err));
         else
             CK(jz_k_dense_forward(d->dev, JZ_KACT_NONE, rows, in, out, src, d->w[l], d->b[l],
                                   d->z[l], d->z[l], err));

@@ -23,7 +23,9 @@ struct jz_mlpdev {
     /* all owned */
     jz_kbuf_t *w[JZ_MLP_MAX_LAYERS], *b[JZ_MLP_MAX_LAYERS];
     jz_kbuf_t *z[JZ_MLP_MAX_LAYERS]; /* pre-activation; z[L-1] holds the logits */
-    jz_kbuf_t *a[JZ_MLP_MAX_LAYERS]; /* activation of hidden layer l (l < L-1) */
+    jz_kbuf_t *a[JZ_MLP_MAX_LAYERS]; /* activation of hidden layer l (l < L-1); NULL for an
+                                      * inference-only model, whose activations replace z[l]
+                                      * (backward needs z, inference does not) */
     jz_kbuf_t *x;                    /* rows_cap x sizes[0] input */
     jz_kbuf_t *y;                    /* rows_cap int32 labels */
     jz_kbuf_t *tmp;                  /* 1 float scratch */
@@ -57,6 +59,10 @@ int jz_mlpdev_reset_acc(struct jz_mlpdev *d, struct jz_error *err);
 
 /* Forward pass over `rows` (1..rows_cap) rows already written to d->x; logits end in z[L-1]. */
 int jz_mlpdev_forward(struct jz_mlpdev *d, size_t rows, struct jz_error *err);
+/* The same over the rows in x instead (a buffer of d's device of at least rows x sizes[0]
+ * floats), such as one jz_kbuf_wrap_host made over rows already in host memory. */
+int jz_mlpdev_forward_from(struct jz_mlpdev *d, const jz_kbuf_t *x, size_t rows,
+                           struct jz_error *err);
 /* After forward with labels in d->y: adds the rows' summed loss to acc_loss and their correct
  * count to acc_correct (on the device, no wait). Leaves softmax probabilities in d->probs. */
 int jz_mlpdev_score(struct jz_mlpdev *d, size_t rows, struct jz_error *err);

@@ -47,6 +47,25 @@ struct inferer {
     int32_t *neg; /* "no label" rows for the softmax kernel */
 };
 
+/* The forward pass over `rows` rows of the (normalised) input at x. A device that is the host's
+ * memory (cpu) reads them where they are; others get them copied into the model's input buffer
+ * (the copy was 5-9% of an inference pass on the cpu backend, for rows already in its memory). */
+static int forward_rows(struct inferer *s, struct jz_mlpdev *m, float *x, size_t rows)
+{
+    size_t bytes = rows * s->in.features * sizeof(float);
+    if (!jz_kbuf_host_ptr(m->x)) {
+        int rc = jz_kbuf_write(m->x, 0, x, bytes, &s->err);
+        return rc ? rc : jz_mlpdev_forward(m, rows, &s->err);
+    }
+    jz_kbuf_t *in;
+    int rc = jz_kbuf_wrap_host(m->dev, x, bytes, &in, &s->err);
+    if (rc)
+        return rc;
+    rc = jz_mlpdev_forward_from(m, in, rows, &s->err);
+    jz_kbuf_free(in);
+    return rc;
+}
+
 /* Forward passes over all rows, batches dealt to the devices in turn; predictions to host. */
 static int predict(struct inferer *s, size_t batch)
 {
@@ -60,9 +79,8 @@ static int predict(struct inferer *s, size_t batch)
                 break;
             size_t rows = s->in.rows - first < batch ? s->in.rows - first : batch;
             struct jz_mlpdev *m = &s->md[d];
-            if ((rc = jz_kbuf_write(m->x, 0, s->in.x + first * F, rows * F * sizeof(float), &s->err)) ||
+            if ((rc = forward_rows(s, m, s->in.x + first * F, rows)) ||
                 (rc = jz_kbuf_write(m->y, 0, s->neg, rows * sizeof(int32_t), &s->err)) ||
-                (rc = jz_mlpdev_forward(m, rows, &s->err)) ||
                 (rc = jz_k_softmax_xent_forward(m->dev, rows, C, m->z[m->L - 1], m->y, m->probs,
                                                 NULL, &s->err)))
                 return rc;

@@ -14,6 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <jazari/kernels.h>
+
 #include "model.h"
 #include "runhost.h"
 
@@ -205,6 +207,96 @@ static void test_refusals(void **state)
     jz_runhost_destroy(&h);
 }
 
+/* A model with a hidden ReLU layer, batches of 3 over 7 rows (the last one short), on the cpu
+ * backend (which reads each batch where the plugin loaded it, jz_kbuf_wrap_host, and keeps an
+ * inference-only model's activations in place), without a device, and on OpenCL where there is
+ * one (batches copied into the device): every prediction as the float64 forward pass gives it. */
+static void test_hidden_layer_backends(void **state)
+{
+    static const double w0[3][4] = {{1, -1, 0, 0.5}, {0, 1, -1, 0.5}, {-1, 0, 1, 0.5}};
+    static const double b0[4] = {0, 0, 0, -2};
+    static const double w1[4][3] = {{1, 0, 0}, {0, 1, 0}, {0, 0, 1}, {-1, -1, 2}};
+    static const double b1[3] = {0.1, 0, -0.1};
+    static const double x[7][3] = {{3.5, 0.25, 1},  {0.5, 2.75, 0.1}, {1.2, 1.1, 4.3}, {-2, 3, -1.5},
+                                   {2.2, 2.1, 2.05}, {0.3, -1.7, 2.6}, {5, 4.5, -3}};
+    struct jz_mlp m;
+    uint32_t sizes[] = {3, 4, 3};
+    assert_int_equal(jz_mlp_alloc(&m, 2, sizes, JZ_MLP_RELU, NULL), 0);
+    for (int k = 0; k < 3; k++) {
+        m.mean[k] = 0;
+        m.std[k] = 1;
+        for (int j = 0; j < 4; j++)
+            m.w[0][k * 4 + j] = (float)w0[k][j];
+    }
+    for (int j = 0; j < 4; j++) {
+        m.b[0][j] = (float)b0[j];
+        for (int c = 0; c < 3; c++)
+            m.w[1][j * 3 + c] = (float)w1[j][c];
+    }
+    for (int c = 0; c < 3; c++)
+        m.b[1][c] = (float)b1[c];
+    char path[400], data[400], text[512] = "", expect[512] = "index,prediction,confidence\n";
+    snprintf(path, sizeof path, "%s/hidden.model", tmpdir);
+    assert_int_equal(jz_mlp_save(&m, path, NULL), 0);
+    jz_mlp_free(&m);
+    for (int r = 0; r < 7; r++) {
+        double h[4], best = -INFINITY;
+        int arg = 0;
+        for (int j = 0; j < 4; j++) {
+            h[j] = b0[j];
+            for (int k = 0; k < 3; k++)
+                h[j] += x[r][k] * w0[k][j];
+            h[j] = h[j] > 0 ? h[j] : 0;
+        }
+        for (int c = 0; c < 3; c++) {
+            double z = b1[c];
+            for (int j = 0; j < 4; j++)
+                z += h[j] * w1[j][c];
+            if (z > best)
+                best = z, arg = c;
+        }
+        snprintf(text + strlen(text), sizeof text - strlen(text), "%g,%g,%g\n", x[r][0], x[r][1],
+                 x[r][2]);
+        snprintf(expect + strlen(expect), sizeof expect - strlen(expect), "%d,%d,\n", r, arg);
+    }
+    snprintf(data, sizeof data, "%s/hidden.csv", tmpdir);
+    write_text(data, text);
+
+    size_t ocl = 0;
+    struct jz_error e = {0};
+    if (jz_kdev_count(JZ_KBACKEND_OPENCL, &ocl, &e) != 0)
+        ocl = 0;
+    const char *backends[] = {"cpu", "none", "opencl"};
+    for (int b = 0; b < (ocl ? 3 : 2); b++) {
+        static struct jz_runhost h;
+        host_new(&h, path, data);
+        jz_runhost_set(&h, "batch_size", "3");
+        if (strcmp(backends[b], "none") != 0) {
+            snprintf(h.backend, sizeof h.backend, "%s", backends[b]);
+            h.n_devices = 1;
+        }
+        if (jz_runhost_run(&h) != 0)
+            fail_msg("infer on %s failed: %s", backends[b], h.error);
+        char a[4300];
+        jz_runhost_artifact_path(&h, "predictions.csv", a, sizeof a);
+        char *pred = read_text(a);
+        assert_non_null(pred);
+        /* each line: the expected "index,prediction," then the confidence */
+        const char *want = expect, *got = pred;
+        for (int line = 0; line < 8; line++) {
+            const char *wend = strchr(want, '\n'), *gend = strchr(got, '\n');
+            assert_non_null(gend);
+            size_t wl = (size_t)((wend ? wend : want + strlen(want)) - want);
+            if (strncmp(want, got, wl) != 0)
+                fail_msg("%s: line %d is %.*s, want it to start %.*s", backends[b], line,
+                         (int)(gend - got), got, (int)wl, want);
+            want = wend ? wend + 1 : want + wl;
+            got = gend + 1;
+        }
+        jz_runhost_destroy(&h);
+    }
+}
+
 static int setup(void **state)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/jz-infer-XXXXXX");
@@ -232,6 +324,7 @@ int main(void)
         cmocka_unit_test(test_unlabelled_two_devices),
         cmocka_unit_test(test_idx_input),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_hidden_layer_backends),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
