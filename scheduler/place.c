@@ -466,63 +466,79 @@ void jz_place_result_free(struct jz_place_result *res)
     free(res->cores);
     free(res->cpus);
     free(res->numa);
-    memset(res, 0, sizeof(*res));
+    /* all but the reason's tail: this runs once per start and per refused try */
+    res->fits = false;
+    res->gpu_count = res->core_count = res->cpu_count = res->numa_count = 0;
+    res->gpus = res->cores = NULL;
+    res->cpus = res->numa = NULL;
+    res->worst_link = JZ_TOPO_LINK_SAME_DEVICE;
+    res->reason[0] = '\0';
 }
 
 /* Fills the arrays of a fitting result from chosen GPUs and cores. */
 static int fill(const struct jz_topo *t, uint64_t set, const size_t *cores, size_t ncores,
                 struct jz_place_result *out)
 {
-    struct jz_place_result r;
-    memset(&r, 0, sizeof(r));
-    r.fits = true;
-    r.gpu_count = (size_t)__builtin_popcountll(set);
-    size_t npu = 0;
+    size_t gpu_count = (size_t)__builtin_popcountll(set), npu = 0;
     for (size_t i = 0; i < ncores; i++)
         npu += jz_topo_core_at(t, cores[i])->pu_count;
-    r.gpus = malloc((r.gpu_count + 1) * sizeof(size_t));
-    r.cores = malloc((ncores + 1) * sizeof(size_t));
-    r.cpus = malloc((npu + 1) * sizeof(int));
-    r.numa = malloc((r.gpu_count + ncores + 1) * sizeof(int));
-    if (!r.gpus || !r.cores || !r.cpus || !r.numa) {
-        jz_place_result_free(&r);
+    size_t *gpus = malloc((gpu_count + 1) * sizeof(size_t));
+    size_t *rcores = malloc((ncores + 1) * sizeof(size_t));
+    int *cpus = malloc((npu + 1) * sizeof(int));
+    int *numa = malloc((gpu_count + ncores + 1) * sizeof(int));
+    if (!gpus || !rcores || !cpus || !numa) {
+        free(gpus);
+        free(rcores);
+        free(cpus);
+        free(numa);
         return JZ_ENOMEM;
     }
+    /* Written in place, field by field: the scheduler fills one result per start, and zeroing
+     * and copying the whole struct (its reason is 256 bytes) was half of this function. */
+    struct jz_place_result *r = out;
+    r->fits = true;
+    r->gpu_count = gpu_count;
+    r->gpus = gpus;
+    r->cores = rcores;
+    r->cpus = cpus;
+    r->cpu_count = 0;
+    r->numa = numa;
+    r->numa_count = 0;
+    r->reason[0] = '\0';
     size_t k = 0;
     for (uint64_t m = set; m; m &= m - 1)
-        r.gpus[k++] = (size_t)__builtin_ctzll(m);
-    memcpy(r.cores, cores, ncores * sizeof(size_t));
-    r.core_count = ncores;
-    sort_sizes(r.cores, ncores);
+        r->gpus[k++] = (size_t)__builtin_ctzll(m);
+    memcpy(r->cores, cores, ncores * sizeof(size_t));
+    r->core_count = ncores;
+    sort_sizes(r->cores, ncores);
     for (size_t i = 0; i < ncores; i++) {
-        const struct jz_topo_core *c = jz_topo_core_at(t, r.cores[i]);
-        memcpy(r.cpus + r.cpu_count, c->pus, c->pu_count * sizeof(int));
-        r.cpu_count += c->pu_count;
+        const struct jz_topo_core *c = jz_topo_core_at(t, r->cores[i]);
+        memcpy(r->cpus + r->cpu_count, c->pus, c->pu_count * sizeof(int));
+        r->cpu_count += c->pu_count;
     }
-    sort_ints(r.cpus, r.cpu_count);
+    sort_ints(r->cpus, r->cpu_count);
     /* Memory follows the GPUs (their NUMA nodes); a CPU-only job's follows its cores. */
-    for (size_t i = 0; i < r.gpu_count; i++)
-        if (jz_topo_gpu_at(t, r.gpus[i])->numa_os >= 0)
-            r.numa[r.numa_count++] = jz_topo_gpu_at(t, r.gpus[i])->numa_os;
-    if (r.numa_count == 0)
+    for (size_t i = 0; i < r->gpu_count; i++)
+        if (jz_topo_gpu_at(t, r->gpus[i])->numa_os >= 0)
+            r->numa[r->numa_count++] = jz_topo_gpu_at(t, r->gpus[i])->numa_os;
+    if (r->numa_count == 0)
         for (size_t i = 0; i < ncores; i++)
-            if (jz_topo_core_at(t, r.cores[i])->numa_os >= 0)
-                r.numa[r.numa_count++] = jz_topo_core_at(t, r.cores[i])->numa_os;
-    sort_ints(r.numa, r.numa_count);
+            if (jz_topo_core_at(t, r->cores[i])->numa_os >= 0)
+                r->numa[r->numa_count++] = jz_topo_core_at(t, r->cores[i])->numa_os;
+    sort_ints(r->numa, r->numa_count);
     size_t w = 0;
-    for (size_t i = 0; i < r.numa_count; i++)
-        if (w == 0 || r.numa[w - 1] != r.numa[i])
-            r.numa[w++] = r.numa[i];
-    r.numa_count = w;
+    for (size_t i = 0; i < r->numa_count; i++)
+        if (w == 0 || r->numa[w - 1] != r->numa[i])
+            r->numa[w++] = r->numa[i];
+    r->numa_count = w;
     unsigned worst = 0;
     const unsigned char *dist = jz_topo_distance_matrix(t);
     size_t ng = jz_topo_gpu_count(t);
-    for (size_t a = 0; a < r.gpu_count; a++)
-        for (size_t b = a + 1; b < r.gpu_count; b++)
-            if (dist[r.gpus[a] * ng + r.gpus[b]] > worst)
-                worst = dist[r.gpus[a] * ng + r.gpus[b]];
-    r.worst_link = (enum jz_topo_link)(worst / 16);
-    *out = r;
+    for (size_t a = 0; a < r->gpu_count; a++)
+        for (size_t b = a + 1; b < r->gpu_count; b++)
+            if (dist[r->gpus[a] * ng + r->gpus[b]] > worst)
+                worst = dist[r->gpus[a] * ng + r->gpus[b]];
+    r->worst_link = (enum jz_topo_link)(worst / 16);
     return 0;
 }
 
@@ -561,13 +577,11 @@ void jz_place_describe(struct jz_place_result *res)
 static int gpu_result(const struct jz_topo *t, uint64_t set, const size_t *cores, size_t ncores,
                       unsigned ties, bool quiet, struct jz_place_result *out)
 {
-    struct jz_place_result r;
-    int rc = fill(t, set, cores, ncores, &r);
+    int rc = fill(t, set, cores, ncores, out);
     if (rc)
         return rc;
     if (!quiet)
-        describe(&r, ties);
-    *out = r;
+        describe(out, ties);
     return 0;
 }
 
@@ -636,7 +650,6 @@ int jz_place(const struct jz_topo *t, const struct jz_place_usage *usage,
         return jz_error_set(err, JZ_ENOMEM, "out of memory placing a job");
     }
     int rc = 0;
-    struct jz_place_result r;
     char list[128];
 
     if (req->gpus == 0) {
@@ -648,13 +661,12 @@ int jz_place(const struct jz_topo *t, const struct jz_place_usage *usage,
             refuse(res, "needs %u cores but only %zu of %zu are free", req->cpus, fr, nc);
             goto out;
         }
-        if ((rc = fill(t, 0, cores, n, &r)) != 0)
+        if ((rc = fill(t, 0, cores, n, res)) != 0)
             goto nomem;
-        list_ints(r.numa, r.numa_count, list, sizeof(list));
-        say(r.reason, sizeof(r.reason),
+        list_ints(res->numa, res->numa_count, list, sizeof(list));
+        say(res->reason, sizeof(res->reason),
             "%zu free cores on NUMA node %s, away from GPU-local cores where possible.", n,
-            r.numa_count ? list : "unknown");
-        *res = r;
+            res->numa_count ? list : "unknown");
         goto out;
     }
 
@@ -720,9 +732,8 @@ int jz_place(const struct jz_topo *t, const struct jz_place_usage *usage,
     }
     if (!ok && req->cpus_per_gpu)
         assign_cores(t, set, &cc); /* the chooser may have tried others since */
-    if ((rc = gpu_result(t, set, cores, cc.out_count, ties, false, &r)) != 0)
+    if ((rc = gpu_result(t, set, cores, cc.out_count, ties, false, res)) != 0)
         goto nomem;
-    *res = r;
     goto out;
 nomem:
     rc = jz_error_set(err, JZ_ENOMEM, "out of memory placing a job");

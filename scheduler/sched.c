@@ -597,14 +597,22 @@ static void bucket_del(struct jz_sched *s, size_t n)
     s->nodes[last].bucket_pos = pos;
 }
 
+/* Sets a leaf and mends the minima above it. A start or an end changes one node's time for a
+ * few k only, and a changed leaf rarely moves the minimum far up: the walk stops at the first
+ * node whose minimum stays as it was, since nothing above it can change then (this was 10% of
+ * a full pass when every set walked all 14 levels of all 8 trees). */
 static void tree_set(struct tree *tr, size_t leaf, int64_t v)
 {
     size_t i = tr->p + leaf;
+    if (tr->t[i] == v && tr->who[i] == (uint32_t)leaf)
+        return;
     tr->t[i] = v;
     tr->who[i] = (uint32_t)leaf;
     for (i /= 2; i >= 1; i /= 2) {
         size_t a = 2 * i, b = 2 * i + 1;
         size_t w = tr->t[b] < tr->t[a] ? b : a;
+        if (tr->t[i] == tr->t[w] && tr->who[i] == tr->who[w])
+            break;
         tr->t[i] = tr->t[w];
         tr->who[i] = tr->who[w];
     }
