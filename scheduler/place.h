@@ -56,7 +56,8 @@ struct jz_place_result {
  * jz_place_result_free. */
 int jz_place(const struct jz_topo *t, const struct jz_place_usage *usage,
              const struct jz_place_request *req, struct jz_place_result *res, struct jz_error *err);
-/* Frees the arrays inside res (not res itself) and zeroes it; NULL is accepted. */
+/* Frees the arrays inside res (not res itself) and resets every field (counts 0, arrays NULL,
+ * reason empty); NULL is accepted. */
 void jz_place_result_free(struct jz_place_result *res);
 
 /* Like jz_place, for a GPU set already chosen (by jz_place_gpu_set, possibly cached): assigns

@@ -233,6 +233,10 @@ def main():
     ap.add_argument("--torch-model", help=argparse.SUPPRESS)
     ap.add_argument("--torch-infer", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    for name in ("epochs", "threads", "batch", "infer_batch", "time_rounds", "time_epochs",
+                 "infer_runs", "infer_rounds"):
+        if getattr(args, name) < 1:
+            ap.error("--%s must be at least 1" % name.replace("_", "-"))
     ensure_torch()
     import torch
     if args.torch_worker:

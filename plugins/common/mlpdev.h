@@ -60,7 +60,8 @@ int jz_mlpdev_reset_acc(struct jz_mlpdev *d, struct jz_error *err);
 /* Forward pass over `rows` (1..rows_cap) rows already written to d->x; logits end in z[L-1]. */
 int jz_mlpdev_forward(struct jz_mlpdev *d, size_t rows, struct jz_error *err);
 /* The same over the rows in x instead (a buffer of d's device of at least rows x sizes[0]
- * floats), such as one jz_kbuf_wrap_host made over rows already in host memory. */
+ * floats), such as one jz_kbuf_wrap_host made over rows already in host memory. For inference:
+ * jz_mlpdev_backward takes the input from d->x. */
 int jz_mlpdev_forward_from(struct jz_mlpdev *d, const jz_kbuf_t *x, size_t rows,
                            struct jz_error *err);
 /* After forward with labels in d->y: adds the rows' summed loss to acc_loss and their correct

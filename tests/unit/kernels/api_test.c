@@ -118,7 +118,6 @@ static void test_checks(void **state)
     jz_kdev_close(d2);
 }
 
-/* Host collectives across three handles: sums and broadcasts match the float64 reference. */
 /* jz_kbuf_wrap_host: the cpu backend computes on the caller's memory in place, frees only the
  * handle, and refuses bad arguments; devices that are not the host's memory refuse it. */
 static void test_wrap_host(void **state)
@@ -178,6 +177,7 @@ static void test_wrap_host(void **state)
     free(mem);
 }
 
+/* Host collectives across three handles: sums and broadcasts match the float64 reference. */
 static void test_host_comm(void **state)
 {
     struct jz_error e = {0};
