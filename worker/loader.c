@@ -11,10 +11,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-
 #include "common/params.h"
 #include "common/paths.h"
+#include "common/sha256.h"
 
 /* The ABI 1.0 layouts: anything smaller cannot be a 1.x descriptor. */
 #define DESC_MIN_SIZE (offsetof(struct jz_plugin, ops) + sizeof(void *))
@@ -115,34 +114,23 @@ static int hash_fd(int fd, const char *path, char hex[JZ_WORKER_SHA256_HEX + 1],
     if (st.st_size > JZ_WORKER_PLUGIN_MAX_BYTES)
         return jz_error_set(err, JZ_ELIMIT, "%s is larger than %lld bytes", path,
                             (long long)JZ_WORKER_PLUGIN_MAX_BYTES);
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
-        EVP_MD_CTX_free(md);
-        return jz_error_set(err, JZ_ENOMEM, "cannot start a SHA-256");
-    }
+    struct jz_sha256 md;
+    jz_sha256_init(&md);
     static unsigned char buf[1 << 16];
     off_t off = 0;
-    int rc = 0;
     for (;;) {
         ssize_t n = pread(fd, buf, sizeof buf, off);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0) {
-            rc = jz_error_set(err, JZ_EIO, "cannot read %s: %s", path, strerror(errno));
-            break;
-        }
+        if (n < 0)
+            return jz_error_set(err, JZ_EIO, "cannot read %s: %s", path, strerror(errno));
         if (n == 0)
             break;
-        EVP_DigestUpdate(md, buf, (size_t)n);
+        jz_sha256_update(&md, buf, (size_t)n);
         off += n;
     }
-    unsigned char digest[32];
-    unsigned len = 0;
-    if (rc == 0 && EVP_DigestFinal_ex(md, digest, &len) != 1)
-        rc = jz_error_set(err, JZ_EIO, "cannot finish the SHA-256 of %s", path);
-    EVP_MD_CTX_free(md);
-    if (rc)
-        return rc;
+    unsigned char digest[JZ_SHA256_BYTES];
+    jz_sha256_final(&md, digest);
     for (unsigned i = 0; i < 32; i++)
         snprintf(hex + 2 * i, 3, "%02x", digest[i]);
     return 0;
