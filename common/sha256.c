@@ -1,7 +1,6 @@
 /* SHA-256 as FIPS 180-4 specifies it (see sha256.h). */
 #include "sha256.h"
 
-#include <stdio.h>
 #include <string.h>
 
 static const uint32_t K[64] = {
@@ -107,6 +106,16 @@ void jz_sha256_final(struct jz_sha256 *c, uint8_t out[JZ_SHA256_BYTES])
     }
 }
 
+void jz_sha256_to_hex(const uint8_t digest[JZ_SHA256_BYTES], char hex[2 * JZ_SHA256_BYTES + 1])
+{
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 0; i < JZ_SHA256_BYTES; i++) {
+        hex[2 * i] = digits[digest[i] >> 4];
+        hex[2 * i + 1] = digits[digest[i] & 15];
+    }
+    hex[2 * JZ_SHA256_BYTES] = '\0';
+}
+
 void jz_sha256_hex(const void *data, size_t len, char hex[2 * JZ_SHA256_BYTES + 1])
 {
     struct jz_sha256 c;
@@ -114,6 +123,5 @@ void jz_sha256_hex(const void *data, size_t len, char hex[2 * JZ_SHA256_BYTES + 
     jz_sha256_init(&c);
     jz_sha256_update(&c, data, len);
     jz_sha256_final(&c, d);
-    for (int i = 0; i < JZ_SHA256_BYTES; i++)
-        snprintf(hex + 2 * i, 3, "%02x", d[i]);
+    jz_sha256_to_hex(d, hex);
 }

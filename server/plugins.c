@@ -18,13 +18,12 @@
 
 #include <event2/event.h>
 
-#include <openssl/evp.h>
-
 #include <jazari/plugin.h>
 
 #include "common/json.h"
 #include "common/log.h"
 #include "common/run.h"
+#include "common/sha256.h"
 #include "common/strutil.h"
 #include "common/time.h"
 
@@ -83,12 +82,6 @@ static unsigned caps_from_json(const json_t *caps)
 
 #define COPY_BUF_BYTES (1 << 16)
 
-static void hex_of(const unsigned char digest[32], char hex[JZ_PLUGIN_SHA256_HEX + 1])
-{
-    for (unsigned i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", digest[i]);
-}
-
 /* Whether the file at path is a regular file (not a link) of size bytes whose SHA-256 is sha:
  * an existing copy is trusted only then, not by its name (a truncated or damaged copy would
  * otherwise refuse that version for good). */
@@ -98,22 +91,23 @@ static bool copy_holds(const char *path, const char *sha, off_t size, char *buf)
     if (fd < 0)
         return false;
     struct stat st;
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    bool ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == size && md &&
-              EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1;
+    struct jz_sha256 md;
+    jz_sha256_init(&md);
+    bool ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == size;
     ssize_t n = 0;
     while (ok && (n = read(fd, buf, COPY_BUF_BYTES)) != 0) {
         if (n < 0 && errno == EINTR)
             continue;
-        ok = n > 0 && EVP_DigestUpdate(md, buf, (size_t)n) == 1;
+        ok = n > 0;
+        if (ok)
+            jz_sha256_update(&md, buf, (size_t)n);
     }
-    unsigned char digest[32];
-    unsigned dlen = 0;
+    unsigned char digest[JZ_SHA256_BYTES];
     char hex[JZ_PLUGIN_SHA256_HEX + 1];
-    ok = ok && EVP_DigestFinal_ex(md, digest, &dlen) == 1;
-    if (ok)
-        hex_of(digest, hex);
-    EVP_MD_CTX_free(md);
+    if (ok) {
+        jz_sha256_final(&md, digest);
+        jz_sha256_to_hex(digest, hex);
+    }
     close(fd);
     return ok && strcmp(hex, sha) == 0;
 }
@@ -144,25 +138,25 @@ static int make_copy(const char *src, const char *copies, struct jz_plugin_entry
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s/.incoming.XXXXXX", copies);
     int out = mkostemp(tmp, O_CLOEXEC);
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    struct jz_sha256 md;
+    jz_sha256_init(&md);
     /* Not static: a reload describes on a thread of its own (jz_plugins_reload_start). */
     char *buf = malloc(COPY_BUF_BYTES);
-    bool ok = out >= 0 && md && buf && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1;
+    bool ok = out >= 0 && buf;
     ssize_t n = 0;
     off_t size = 0;
     while (ok && (n = read(in, buf, COPY_BUF_BYTES)) != 0) {
         if (n < 0 && errno == EINTR)
             continue;
-        ok = n > 0 && EVP_DigestUpdate(md, buf, (size_t)n) == 1 &&
-             write(out, buf, (size_t)n) == n;
+        ok = n > 0 && write(out, buf, (size_t)n) == n;
+        if (ok)
+            jz_sha256_update(&md, buf, (size_t)n);
         size += n > 0 ? n : 0;
     }
-    unsigned char digest[32];
-    unsigned dlen = 0;
-    ok = ok && EVP_DigestFinal_ex(md, digest, &dlen) == 1 && fchmod(out, 0600) == 0 &&
-         fsync(out) == 0;
+    unsigned char digest[JZ_SHA256_BYTES];
+    jz_sha256_final(&md, digest);
+    ok = ok && fchmod(out, 0600) == 0 && fsync(out) == 0;
     int saved = ok ? 0 : buf ? errno : ENOMEM;
-    EVP_MD_CTX_free(md);
     close(in);
     if (out >= 0)
         close(out);
@@ -174,7 +168,7 @@ static int make_copy(const char *src, const char *copies, struct jz_plugin_entry
                  strerror(saved));
         return -1;
     }
-    hex_of(digest, e->sha256);
+    jz_sha256_to_hex(digest, e->sha256);
     snprintf(e->copy, sizeof e->copy, "%s/%s.so", copies, e->sha256);
     bool kept = copy_holds(e->copy, e->sha256, size, buf);
     free(buf);

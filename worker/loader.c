@@ -131,8 +131,7 @@ static int hash_fd(int fd, const char *path, char hex[JZ_WORKER_SHA256_HEX + 1],
     }
     unsigned char digest[JZ_SHA256_BYTES];
     jz_sha256_final(&md, digest);
-    for (unsigned i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+    jz_sha256_to_hex(digest, hex);
     return 0;
 }
 
