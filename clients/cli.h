@@ -262,6 +262,9 @@ struct jz_table *jz_cli_nodes_table(const json_t *nodes, int64_t now_ms);
  * of it. */
 #define JZ_CLI_SANITIZE_GROWTH 6
 void jz_cli_sanitize(const char *s, char *buf, size_t len);
+/* Writes one CSV cell, quoted when it holds a comma, a quote or a line break (RFC 4180), then a
+ * comma, or a newline after the last one. */
+void jz_cli_csv_cell(FILE *out, const char *s, bool last);
 
 /* ---- HTTP -------------------------------------------------------------------------------- */
 
@@ -309,6 +312,8 @@ typedef int (*jz_cli_sse_fn)(const char *event, const char *data, size_t len, vo
  * than 1 MiB are refused (JZ_ELIMIT). Returns 0, a JZ_E* code or fn's value. */
 int jz_cli_sse_feed(struct jz_cli_sse *p, const char *data, size_t len, jz_cli_sse_fn fn, void *ud);
 void jz_cli_sse_clear(struct jz_cli_sse *p);
+/* For a new connection: drops a half-received line and event, keeps the last id. */
+void jz_cli_sse_restart(struct jz_cli_sse *p);
 
 /* Colours and progress lines are for people: fd must be a terminal and TERM not "dumb"; for
  * colours NO_COLOR must also be unset or empty (no-color.org). */

@@ -8,6 +8,7 @@
 
 #include "clients/cli.h"
 #include "common/json.h"
+#include "common/strutil.h"
 #include "common/time.h"
 
 /* GET path; anything but a 2xx is reported in one line. raw: the body is CSV or HTML. */
@@ -45,13 +46,6 @@ static void add_query(char *buf, size_t len, const char *key, const char *value)
             n += (size_t)snprintf(buf + n, len - n, "%%%02X", *p);
     }
     buf[n < len ? n : len - 1] = '\0';
-}
-
-static bool name_ok(const char *s)
-{
-    size_t n = strlen(s);
-    return n > 0 && n <= 128 &&
-           strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
 }
 
 /* Options both commands take. */
@@ -93,7 +87,7 @@ static int bill_parse(struct jz_cli *cli, int argc, char **argv,
         case JZ_CLI_OPT_DASHDASH:
             return jz_error_set(err, JZ_EINVAL, "unexpected argument");
         case B_TENANT:
-            if (!name_ok(val))
+            if (!jz_name_is_safe(val, 128))
                 return jz_error_set(err, JZ_EINVAL, "--tenant: 1-128 of A-Z a-z 0-9 . _ -");
             a->tenant = val;
             break;
@@ -228,7 +222,7 @@ int jz_cli_cmd_statement(struct jz_cli *cli, int argc, char **argv)
                       : own_tenant(cli, tenant, sizeof tenant);
     if (rc)
         return rc;
-    if (!name_ok(tenant))
+    if (!jz_name_is_safe(tenant, 128))
         return jz_cli_usage_error(cli, "--tenant: give the tenant");
     char path[1024];
     snprintf(path, sizeof path, "/v1/tenants/%s/statement", tenant);
@@ -314,12 +308,8 @@ int jz_cli_cmd_report(struct jz_cli *cli, int argc, char **argv)
                                    sizeof cells[4 + k]);
         }
         if (csv) {
-            /* keys are names (A-Z a-z 0-9 . _ -) or GPU models: quote those with a comma */
-            bool quote = strpbrk(cells[0], ",\"") != NULL;
-            printf("%s%s%s", quote ? "\"" : "", cells[0], quote ? "\"" : "");
-            for (int c = 1; c < 8; c++)
-                printf(",%s", cells[c]);
-            putchar('\n');
+            for (int c = 0; c < 8; c++)
+                jz_cli_csv_cell(stdout, cells[c], c == 7);
         } else if (t) {
             const char *cc[8];
             for (int c = 0; c < 8; c++)

@@ -1291,9 +1291,7 @@ static int cmd_wait(struct jz_cli *cli, int argc, char **argv)
                                           wait_sink, &w, &r, &got, &err);
             long status = r.status;
             jz_cli_response_clear(&r);
-            free(w.sse.buf); /* a new connection starts a new line */
-            w.sse.buf = NULL;
-            w.sse.len = w.sse.cap = 0;
+            jz_cli_sse_restart(&w.sse); /* a new connection starts a new line and event */
             if (w.fatal) {
                 rc = JZ_CLI_EXIT_FAIL;
                 goto out;

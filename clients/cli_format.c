@@ -922,6 +922,14 @@ void jz_cli_sse_clear(struct jz_cli_sse *p)
     memset(p, 0, sizeof *p);
 }
 
+void jz_cli_sse_restart(struct jz_cli_sse *p)
+{
+    char id[sizeof p->id];
+    memcpy(id, p->id, sizeof id);
+    jz_cli_sse_clear(p);
+    memcpy(p->id, id, sizeof id);
+}
+
 void jz_cli_queue_color(struct jz_table *t, const struct jz_cli_queue_args *q)
 {
     const char *f = q->format && *q->format ? q->format : QUEUE_DEFAULT_FORMAT;
@@ -937,4 +945,21 @@ void jz_cli_queue_color(struct jz_table *t, const struct jz_cli_queue_args *q)
         if (*p == ',')
             p++;
     }
+}
+
+/* A CSV cell: quoted when it holds a comma, a quote or a line break (RFC 4180). */
+void jz_cli_csv_cell(FILE *out, const char *s, bool last)
+{
+    if (strpbrk(s, ",\"\r\n")) {
+        fputc('"', out);
+        for (; *s; s++) {
+            if (*s == '"')
+                fputc('"', out);
+            fputc(*s, out);
+        }
+        fputc('"', out);
+    } else {
+        fputs(s, out);
+    }
+    fputc(last ? '\n' : ',', out);
 }

@@ -6,6 +6,7 @@
 
 #include "clients/cli.h"
 #include "common/json.h"
+#include "common/strutil.h"
 #include "common/time.h"
 
 /* Resolves the URL and token, then one request (jz_cli_request). */
@@ -192,9 +193,7 @@ int jz_cli_cmd_reservations(struct jz_cli *cli, int argc, char **argv)
         return jz_cli_print_usage(cli);
     char path[300];
     /* Tenant names are [A-Za-z0-9._-]: nothing to escape in a query. */
-    if (tenant && (strlen(tenant) > 128 || strspn(tenant, "abcdefghijklmnopqrstuvwxyz"
-                                                          "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                                          "0123456789._-") != strlen(tenant)))
+    if (tenant && !jz_name_is_safe(tenant, 128))
         return jz_cli_usage_error(cli, "--tenant: not a tenant name");
     snprintf(path, sizeof path, "/v1/reservations%s%s", tenant ? "?tenant=" : "",
              tenant ? tenant : "");

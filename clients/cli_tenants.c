@@ -8,6 +8,7 @@
 
 #include "clients/cli.h"
 #include "common/json.h"
+#include "common/strutil.h"
 
 #define TN_MAX_QUOTAS 256
 
@@ -21,19 +22,6 @@ static int tn_usage_error(const struct jz_cli *cli, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     return jz_cli_usage_error(cli, msg);
-}
-
-/* A name that goes into a path: [A-Za-z0-9._-]{1,128}. */
-static bool tn_name_ok(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > 128)
-        return false;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              *s == '.' || *s == '_' || *s == '-'))
-            return false;
-    return true;
 }
 
 static void tn_print_line(const char *key, const char *value)
@@ -202,7 +190,7 @@ int jz_cli_admin_tenant_build(struct jz_cli *cli, int argc, char **argv, const c
         case JZ_CLI_OPT_POSITIONAL:
             if (*name)
                 rc = jz_error_set(err, JZ_EINVAL, "one tenant at a time");
-            else if (!tn_name_ok(val))
+            else if (!jz_name_is_safe(val, 128))
                 rc = jz_error_set(err, JZ_EINVAL, "tenant names are 1-128 of A-Z a-z 0-9 . _ -");
             else
                 *name = val;
@@ -278,7 +266,7 @@ static int tn_positionals(struct jz_cli *cli, int argc, char **argv, const char 
         if (id == JZ_CLI_OPT_POSITIONAL) {
             if (*n == max)
                 return tn_usage_error(cli, "unexpected argument '%.64s'", val);
-            if (!tn_name_ok(val))
+            if (!jz_name_is_safe(val, 128))
                 return tn_usage_error(cli, "'%.64s': names are A-Z a-z 0-9 . _ -", val);
             pos[(*n)++] = val;
             continue;
@@ -417,7 +405,7 @@ static int tn_own_tenant(struct jz_cli *cli, char *buf, size_t len)
         return rc;
     snprintf(buf, len, "%s", jz_json_str(r.json, "tenant", ""));
     jz_cli_response_clear(&r);
-    if (!tn_name_ok(buf)) {
+    if (!jz_name_is_safe(buf, 128)) {
         jz_cli_errorf(cli, "the server's answer names no tenant");
         return JZ_CLI_EXIT_FAIL;
     }
@@ -453,7 +441,7 @@ int jz_cli_cmd_tenant(struct jz_cli *cli, int argc, char **argv)
         if (id == JZ_CLI_OPT_POSITIONAL) {
             if (pos)
                 return tn_usage_error(cli, "unexpected argument '%.64s'", val);
-            if (!tn_name_ok(val))
+            if (!jz_name_is_safe(val, 128))
                 return tn_usage_error(cli, "'%.64s': names are A-Z a-z 0-9 . _ -", val);
             pos = val;
         } else if (id > 0 && id < 16) {
@@ -469,7 +457,7 @@ int jz_cli_cmd_tenant(struct jz_cli *cli, int argc, char **argv)
     const char *role = vals[TO_ROLE] ? vals[TO_ROLE] : "user";
     if (add && strcmp(role, "user") != 0 && strcmp(role, "tenant-admin") != 0)
         return tn_usage_error(cli, "--role: expected 'user' or 'tenant-admin'");
-    if (vals[TO_TENANT] && !tn_name_ok(vals[TO_TENANT]))
+    if (vals[TO_TENANT] && !jz_name_is_safe(vals[TO_TENANT], 128))
         return tn_usage_error(cli, "--tenant: names are A-Z a-z 0-9 . _ -");
     int rc = jz_cli_resolve(cli);
     if (rc)

@@ -299,23 +299,6 @@ static void query_add(char *buf, size_t len, const char *key, const char *value)
     buf[n < len ? n : len - 1] = '\0';
 }
 
-/* A CSV cell: quoted when it holds a comma, a quote or a line break (RFC 4180). */
-static void csv_cell(FILE *out, const char *s, bool last)
-{
-    if (strpbrk(s, ",\"\r\n")) {
-        fputc('"', out);
-        for (; *s; s++) {
-            if (*s == '"')
-                fputc('"', out);
-            fputc(*s, out);
-        }
-        fputc('"', out);
-    } else {
-        fputs(s, out);
-    }
-    fputc(last ? '\n' : ',', out);
-}
-
 #define HIST_COLS 11
 static const char *const hist_heads[HIST_COLS] = {"id",    "name",    "user",     "state",
                                                   "end",   "wait_s",  "run_s",    "gpu_hours",
@@ -343,7 +326,7 @@ static void history_cells(const json_t *j, char store[HIST_COLS][160], bool tabl
         else
             snprintf(store[6], 160, "-");
     } else {
-        snprintf(store[5], 160, "%s", json_is_integer(w) ? "" : "");
+        store[5][0] = '\0';
         if (json_is_integer(w))
             snprintf(store[5], 160, "%lld", (long long)json_integer_value(w));
         store[6][0] = '\0';
@@ -395,7 +378,7 @@ int jz_cli_cmd_history(struct jz_cli *cli, int argc, char **argv)
         jz_table_align_right(table, 7);
     } else if (h.format == FMT_CSV) {
         for (size_t c = 0; c < HIST_COLS; c++)
-            csv_cell(stdout, hist_heads[c], c + 1 == HIST_COLS);
+            jz_cli_csv_cell(stdout, hist_heads[c], c + 1 == HIST_COLS);
     }
     int64_t after = -1, got = 0;
     while (got < h.limit) {
@@ -444,7 +427,7 @@ int jz_cli_cmd_history(struct jz_cli *cli, int argc, char **argv)
                 for (size_t c = 0; c < HIST_COLS; c++) {
                     char clean[160 * JZ_CLI_SANITIZE_GROWTH + 1];
                     jz_cli_sanitize(store[c], clean, sizeof clean);
-                    csv_cell(stdout, clean, c + 1 == HIST_COLS);
+                    jz_cli_csv_cell(stdout, clean, c + 1 == HIST_COLS);
                 }
             }
         }
