@@ -3,6 +3,7 @@
 #include "common/strutil.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <jazari/error.h>
@@ -87,7 +88,7 @@ int jz_remove_tree(const char *path)
 
 size_t jz_str_distance(const char *a, const char *b)
 {
-    /* One row of the dynamic programme (as server/config.c's key hints do). */
+    /* One row of the dynamic programme. */
     size_t la = strlen(a), lb = strlen(b);
     if (la > 64 || lb > 64)
         return SIZE_MAX;
@@ -125,4 +126,17 @@ const char *jz_str_nearest(const char *s, const char *const *candidates, size_t 
         }
     }
     return best;
+}
+
+bool jz_parse_id(const char *s, int64_t min, int64_t *out)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > 19 || strspn(s, "0123456789") != n)
+        return false;
+    errno = 0;
+    long long x = strtoll(s, NULL, 10);
+    if (errno || x < min)
+        return false;
+    *out = (int64_t)x;
+    return true;
 }

@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Copies src into dst (size len), always NUL-terminated; returns false when truncated. */
 bool jz_strlcpy(char *dst, const char *src, size_t len);
@@ -21,6 +22,9 @@ size_t jz_str_distance(const char *a, const char *b);
  * than half of s's length, so that "x" suggests nothing), else NULL. candidates: n strings,
  * NULL entries skipped; the one returned is borrowed from them. */
 const char *jz_str_nearest(const char *s, const char *const *candidates, size_t n);
+/* A decimal id as a query or header gives it: digits only (no sign, no spaces), at least min,
+ * at most 19 digits. True with *out set, else false and *out untouched. */
+bool jz_parse_id(const char *s, int64_t min, int64_t *out);
 /* The directory holding the running executable (from /proc/self/exe), into buf. */
 int jz_exe_dir(char *buf, size_t len);
 

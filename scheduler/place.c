@@ -290,7 +290,7 @@ static bool assign_cores(const struct jz_topo *t, uint64_t set, void *vctx)
     return true;
 }
 
-static bool model_matches(const char *model, const char *want)
+bool jz_place_model_matches(const char *model, const char *want)
 {
     if (!want || !*want)
         return true;
@@ -677,7 +677,7 @@ int jz_place(const struct jz_topo *t, const struct jz_place_usage *usage,
             continue;
         nfree++;
         const struct jz_topo_gpu *gpu = jz_topo_gpu_at(t, g);
-        if (!model_matches(gpu->model, req->model))
+        if (!jz_place_model_matches(gpu->model, req->model))
             continue;
         nmodel++;
         if (req->min_memory_bytes && gpu->memory_bytes < req->min_memory_bytes)

@@ -56,6 +56,10 @@ struct jz_place_result {
  * jz_place_result_free. */
 int jz_place(const struct jz_topo *t, const struct jz_place_usage *usage,
              const struct jz_place_request *req, struct jz_place_result *res, struct jz_error *err);
+/* Whether a GPU of this model meets a model constraint: `want` NULL or empty matches any, else
+ * it must be a case-insensitive substring of `model` ("a100" meets "NVIDIA A100-SXM4-80GB").
+ * The one rule for jobs' models, tenants' model quotas, bookings and prices. */
+bool jz_place_model_matches(const char *model, const char *want);
 /* Frees the arrays inside res (not res itself) and resets every field (counts 0, arrays NULL,
  * reason empty); NULL is accepted. */
 void jz_place_result_free(struct jz_place_result *res);

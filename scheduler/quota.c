@@ -1,28 +1,12 @@
 /* Tenants' quotas on GPU models: GPUs in use at once on GPUs whose model contains a substring
  * ("A100": at most 8 at once). Kept apart from sched.c: they are counted per running part and
  * checked per node where the overall and site quotas are. */
-#include <ctype.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "scheduler/place.h"
 #include "scheduler/sched_impl.h"
-
-/* Case-insensitive substring, as a job's model constraint matches (place.c). */
-static bool model_matches(const char *model, const char *want)
-{
-    if (!want || !*want)
-        return true;
-    size_t lw = strlen(want);
-    for (const char *p = model; *p; p++) {
-        size_t i = 0;
-        while (i < lw && p[i] && tolower((unsigned char)p[i]) == tolower((unsigned char)want[i]))
-            i++;
-        if (i == lw)
-            return true;
-    }
-    return false;
-}
 
 int jz_sched__model_quotas_check(const struct jz_sched_tenant *t, struct jz_error *err)
 {
@@ -76,7 +60,7 @@ void jz_sched__model_charge(const struct jz_sched *s, struct tenant *t, const st
             continue;
         for (size_t i = 0; i < t->nmquotas; i++) {
             struct model_quota *q = &t->mquotas[i];
-            if (model_matches(gpu->model, q->model))
+            if (jz_place_model_matches(gpu->model, q->model))
                 q->use = on ? q->use + 1 : (q->use ? q->use - 1 : 0);
         }
     }
@@ -114,7 +98,7 @@ bool jz_sched__model_room(const struct jz_sched *s, const struct job *j, const s
         /* The node counts when a GPU the job could use is of the quota's model. */
         for (size_t g = 0; g < nd->gpus; g++) {
             const struct jz_topo_gpu *gpu = jz_topo_gpu_at(nd->topo, g);
-            if (gpu && model_matches(gpu->model, j->model) && model_matches(gpu->model, q->model)) {
+            if (gpu && jz_place_model_matches(gpu->model, j->model) && jz_place_model_matches(gpu->model, q->model)) {
                 if (which)
                     *which = i;
                 return false;

@@ -66,6 +66,9 @@ void jz_api_tenant_member_token(struct jz_req *r);
 /* The body's optional "expires" (a duration or an ISO-8601 time, or null: never) as ms since
  * the epoch, 0 for never; replies 400 and returns false when it is bad (api_admin.c). */
 bool jz_api_body_expires(struct jz_req *r, int64_t *out);
+/* A time in a query (since=, until=): ISO 8601 in UTC, a day (from its midnight UTC), or epoch
+ * seconds; as ms. False when it is none of those. */
+bool jz_api_query_time(const char *s, int64_t *ms);
 /* Creates the user name of tenant with role (admin, tenant_admin as jz_auth_role_parse gives
  * them), an account and an expiry (0: never), audits action, and replies 201 with its token
  * (shown once). POST /v1/admin/users and a tenant-admin's POST /v1/tenants/{name}/members. */

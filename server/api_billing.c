@@ -23,24 +23,6 @@ void jz_api_prices(struct jz_req *r)
     jz_http_reply_json(r, 200, jz_prices_json(r->srv));
 }
 
-/* A time in a query: ISO 8601 in UTC, a day (its midnight UTC) or epoch seconds. */
-static bool parse_when(const char *s, int64_t *ms)
-{
-    char buf[40];
-    if (!s || !*s || strlen(s) > 32)
-        return false;
-    if (strspn(s, "0123456789") == strlen(s)) {
-        long long v = strtoll(s, NULL, 10);
-        *ms = (int64_t)v * 1000;
-        return v > 0 && v < 32503680000LL;
-    }
-    if (strlen(s) == 10 && s[4] == '-' && s[7] == '-') {
-        snprintf(buf, sizeof buf, "%sT00:00:00Z", s);
-        s = buf;
-    }
-    return jz_time_parse_iso(s, ms, NULL) == 0;
-}
-
 /* month=YYYY-MM: [its first day, the next month's) in UTC. */
 static bool parse_month(const char *s, int64_t *from, int64_t *to)
 {
@@ -81,12 +63,12 @@ static bool period(struct jz_req *r, bool report, int64_t *from, int64_t *to)
     struct tm first = {.tm_year = tm.tm_year, .tm_mon = tm.tm_mon, .tm_mday = 1};
     *from = report ? now - 30LL * 86400 * 1000 : (int64_t)timegm(&first) * 1000;
     *to = now + 1;
-    if (since && !parse_when(since, from)) {
+    if (since && !jz_api_query_time(since, from)) {
         jz_http_reply_error(r, 400, "invalid", "since",
                             "since must be an ISO 8601 time in UTC, a day or epoch seconds");
         return false;
     }
-    if (until && !parse_when(until, to)) {
+    if (until && !jz_api_query_time(until, to)) {
         jz_http_reply_error(r, 400, "invalid", "until",
                             "until must be an ISO 8601 time in UTC, a day or epoch seconds");
         return false;

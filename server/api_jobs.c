@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common/json.h"
+#include "common/strutil.h"
 #include "common/time.h"
 #include "server/api.h"
 #include "server/auth.h"
@@ -96,9 +97,9 @@ static json_t *list_bounded(struct jz_req *r, const struct jz_jobs_filter *f, in
                      more ? json_integer(cursor) : json_null(), "truncated", truncated);
 }
 
-/* A time in a query: ISO 8601 in UTC ("2026-11-01T00:00:00Z"), a day ("2026-11-01", from its
- * midnight UTC), or seconds since the epoch. */
-static bool parse_when(const char *s, int64_t *ms)
+/* ISO 8601 in UTC ("2026-11-01T00:00:00Z"), a day ("2026-11-01", from its midnight UTC), or
+ * seconds since the epoch. */
+bool jz_api_query_time(const char *s, int64_t *ms)
 {
     char buf[40];
     char *end;
@@ -114,18 +115,6 @@ static bool parse_when(const char *s, int64_t *ms)
         s = buf;
     }
     return jz_time_parse_iso(s, ms, NULL) == 0;
-}
-
-/* A positive id in a query (array=, after=). */
-static bool parse_id(const char *v, int64_t min, int64_t *out)
-{
-    char *end;
-    errno = 0;
-    long long x = strtoll(v, &end, 10);
-    if (errno || end == v || *end || x < min)
-        return false;
-    *out = x;
-    return true;
 }
 
 void jz_api_jobs_list(struct jz_req *r)
@@ -158,17 +147,17 @@ void jz_api_jobs_list(struct jz_req *r)
             return;
         }
     }
-    if ((v = jz_req_query(r, "after")) && !parse_id(v, 0, &after)) {
+    if ((v = jz_req_query(r, "after")) && !jz_parse_id(v, 0, &after)) {
         jz_http_reply_error(r, 400, "invalid", "after", "after must be a job id");
         return;
     }
-    if ((v = jz_req_query(r, "array")) && !parse_id(v, 1, &f.array)) {
+    if ((v = jz_req_query(r, "array")) && !jz_parse_id(v, 1, &f.array)) {
         jz_http_reply_error(r, 400, "invalid", "array", "array must be an array's id");
         return;
     }
     static const char *const when[] = {"since", "until"};
     for (int i = 0; i < 2; i++)
-        if ((v = jz_req_query(r, when[i])) && !parse_when(v, i ? &f.until_ms : &f.since_ms)) {
+        if ((v = jz_req_query(r, when[i])) && !jz_api_query_time(v, i ? &f.until_ms : &f.since_ms)) {
             jz_http_reply_error(r, 400, "invalid", when[i],
                                 "%s must be an ISO 8601 time in UTC (2026-11-01T00:00:00Z), a "
                                 "day (2026-11-01) or epoch seconds", when[i]);

@@ -437,32 +437,6 @@ static int check_booking(const json_t *b, struct jz_error *err)
     return 0;
 }
 
-/* Levenshtein distance, capped: small enough keys only. */
-static size_t distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    if (la > 40 || lb > 40)
-        return 99;
-    size_t row[41];
-    for (size_t j = 0; j <= lb; j++)
-        row[j] = j;
-    for (size_t i = 1; i <= la; i++) {
-        size_t diag = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= lb; j++) {
-            size_t up = row[j];
-            size_t best = diag + (a[i - 1] != b[j - 1]);
-            if (row[j] + 1 < best)
-                best = row[j] + 1;
-            if (row[j - 1] + 1 < best)
-                best = row[j - 1] + 1;
-            row[j] = best;
-            diag = up;
-        }
-    }
-    return row[lb];
-}
-
 static void key_of(enum opt_id id, char *key, size_t len)
 {
     snprintf(key, len, "%s", opts[id].name);
@@ -478,15 +452,15 @@ static int unknown_key(const char *k, struct jz_error *err)
     char key[64];
     for (int i = 0; i < O_COUNT; i++) {
         key_of((enum opt_id)i, key, sizeof key);
-        size_t d = distance(k, key);
+        size_t d = jz_str_distance(k, key);
         if (d < best_d) {
             best_d = d;
             best = opts[i].name;
         }
     }
     for (const char *const *s = sections; *s; s++)
-        if (distance(k, *s) < best_d) {
-            best_d = distance(k, *s);
+        if (jz_str_distance(k, *s) < best_d) {
+            best_d = jz_str_distance(k, *s);
             best = *s;
         }
     if (!best)

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/strutil.h"
 #include "common/time.h"
 #include "server/api.h"
 #include "server/auth.h"
@@ -295,19 +296,6 @@ struct query {
     int64_t last_id;
 };
 
-static bool parse_id(const char *v, int64_t *out)
-{
-    if (!v || !*v || strlen(v) > 19)
-        return false;
-    char *end;
-    errno = 0;
-    long long x = strtoll(v, &end, 10);
-    if (*end || errno || x < 0 || v[0] == '-' || v[0] == '+' || v[0] == ' ')
-        return false;
-    *out = x;
-    return true;
-}
-
 static bool name_ok(struct jz_req *r, const char *field, const char *v)
 {
     if (!v)
@@ -326,7 +314,7 @@ static bool parse_query(struct jz_req *r, struct query *q)
 {
     *q = (struct query){0};
     const char *v = jz_req_query(r, "job");
-    if (v && (!parse_id(v, &q->job) || q->job == 0)) {
+    if (v && !jz_parse_id(v, 1, &q->job)) {
         jz_http_reply_error(r, 400, "invalid", "job", "job must be a job id (an integer >= 1)");
         return false;
     }
@@ -347,7 +335,7 @@ static bool parse_query(struct jz_req *r, struct query *q)
     const char *field = header ? "Last-Event-ID" : "last_event_id";
     v = header ? header : jz_req_query(r, "last_event_id");
     if (v) {
-        if (!parse_id(v, &q->last_id)) {
+        if (!jz_parse_id(v, 0, &q->last_id)) {
             jz_http_reply_error(r, 400, "invalid", field,
                                 "%s must be an event id (an integer >= 0)", field);
             return false;

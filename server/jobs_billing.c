@@ -60,14 +60,13 @@ const char *jz_jobs_credit_gate(const struct jz_job *job, char *why, size_t len)
     if (!l || !jz_ledger_metered(l, job->tenant))
         return NULL;
     double price;
-    double need = jz_jobs_credit_estimate(job, &price);
-    if (job->credit_needed > need)
-        need = job->credit_needed;
+    double estimate = jz_jobs_credit_estimate(job, &price);
+    double need = job->credit_needed > estimate ? job->credit_needed : estimate;
     double avail = jz_ledger_available(l, job->tenant);
     if (need <= 0 || need <= avail)
         return NULL;
     double have = avail > 0 ? avail : 0;
-    if (need > jz_jobs_credit_estimate(job, NULL)) /* placed on dearer GPUs than estimated */
+    if (need > estimate) /* placed on dearer GPUs than estimated */
         snprintf(why, len,
                  "tenant %s needs %.4f credits to start it (%u GPUs x %.4g h at the price of "
                  "the GPUs it was placed on) and has %.4f available: %.4f missing",

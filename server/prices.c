@@ -1,12 +1,11 @@
 /* Prices of compute (prices.h): checked when the configuration is read, looked up from it. */
 #include "server/prices.h"
 
-#include <ctype.h>
 #include <math.h>
 #include <string.h>
-#include <strings.h>
 
 #include "common/strutil.h"
+#include "scheduler/place.h"
 
 static const char *const builtin_classes[] = {"institute", "university", "startup", "public",
                                               NULL};
@@ -75,16 +74,6 @@ bool jz_prices_class_known(const struct jz_server *srv, const char *cls)
     return json_object_get(json_object_get(prices(srv), "classes"), cls) != NULL;
 }
 
-/* Whether needle is in hay, ignoring case. */
-static bool contains_ci(const char *hay, const char *needle)
-{
-    size_t n = strlen(needle);
-    for (; *hay; hay++)
-        if (strncasecmp(hay, needle, n) == 0)
-            return true;
-    return n == 0;
-}
-
 double jz_prices_per_gpu_hour(const struct jz_server *srv, const char *model,
                               const char *tenant_class)
 {
@@ -97,7 +86,7 @@ double jz_prices_per_gpu_hour(const struct jz_server *srv, const char *model,
         const char *k;
         json_t *v;
         json_object_foreach((json_t *)json_object_get(p, "models"), k, v) {
-            if (strlen(k) > best && contains_ci(model, k)) {
+            if (strlen(k) > best && jz_place_model_matches(model, k)) {
                 best = strlen(k);
                 price = json_number_value(v);
             }

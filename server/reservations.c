@@ -3,20 +3,19 @@
  * hold at booking and its settlement at the window's end or at cancellation. */
 #include "server/reservations.h"
 
-#include <ctype.h>
 #include <event2/event.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "common/json.h"
 #include "common/log.h"
 #include "common/time.h"
 #include "scheduler/booking.h"
 #include "scheduler/config.h"
+#include "scheduler/place.h"
 #include "scheduler/topo.h"
 #include "server/auth.h"
 #include "server/jobs.h"
@@ -503,21 +502,6 @@ void jz_reservations_close(struct jz_reservations *rs)
 
 /* ---------- booking ---------- */
 
-static bool model_matches(const char *model, const char *want)
-{
-    if (!want || !*want)
-        return true;
-    size_t lw = strlen(want);
-    for (const char *p = model; *p; p++) {
-        size_t i = 0;
-        while (i < lw && p[i] && tolower((unsigned char)p[i]) == tolower((unsigned char)want[i]))
-            i++;
-        if (i == lw)
-            return true;
-    }
-    return false;
-}
-
 static int field_err(const char **field, const char *name, struct jz_error *err, int code,
                      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 static int field_err(const char **field, const char *name, struct jz_error *err, int code,
@@ -619,7 +603,7 @@ static int census_make(struct jz_reservations *rs, const char *model, const char
         const struct jz_topo *t = jz_nodes_topo(rs->srv->nodes, i);
         unsigned usable = 0;
         for (size_t g = 0; t && g < jz_topo_gpu_count(t); g++)
-            usable += model_matches(jz_topo_gpu_at(t, g)->model, model);
+            usable += jz_place_model_matches(jz_topo_gpu_at(t, g)->model, model);
         if (!t)
             usable = model && *model ? 0 : info.gpus;
         if (usable == 0)
@@ -671,7 +655,7 @@ static double node_price(const struct jz_reservations *rs, const char *node, con
     double dearest = 0;
     for (size_t g = 0; t && g < jz_topo_gpu_count(t); g++) {
         const struct jz_topo_gpu *gpu = jz_topo_gpu_at(t, g);
-        if (!gpu || (model && !model_matches(gpu->model, model)))
+        if (!gpu || (model && !jz_place_model_matches(gpu->model, model)))
             continue;
         double p = jz_prices_per_gpu_hour(rs->srv, gpu->model, cls);
         if (!any || p > dearest)
