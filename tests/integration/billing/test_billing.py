@@ -135,13 +135,7 @@ def test_array_credit(svc):
         batch(["true"], gpus=1), array="0-2%1", resources={"gpus": 1, "time_limit": "30m"}),
         alice)
     assert st == 201, first
-    j = None
-    for _ in range(100):
-        j = svc.job(alice, first["id"])
-        if j.get("reason_code") == "credits":
-            break
-        time.sleep(0.05)
-    assert j["state"] == "PENDING" and j["reason_code"] == "credits", j
+    j = svc.wait_reason(alice, first["id"], "credits")
     assert "placed on" in j["reason"], j
     buy(svc, "physics", 100)
     for k in range(3):

@@ -45,16 +45,6 @@ def error(j, code, field=None):
     return e.get("code") == code and (field is None or e.get("field") == field)
 
 
-def reason(svc, token, jid, want, timeout=10):
-    deadline = time.time() + timeout
-    while True:
-        j = svc.job(token, jid)
-        if j["state"] == "PENDING" and j.get("reason_code") == want:
-            return j
-        assert time.time() < deadline, j
-        time.sleep(0.1)
-
-
 def test_book(svc):
     """Who may book and see; limits; packing on the node; conflicts name the bookings."""
     tam, alice, bob = users(svc)
@@ -157,10 +147,10 @@ def test_jobs(svc):
     r2 = book(svc, tam, gpus=1, start=iso(later), end=iso(later + 900))
     wait = svc.submit(alice, dict(batch(["true"], gpus=1, time_limit="5m"),
                                   reservation=r2["id"]))
-    reason(svc, alice, wait, "reservation")
+    svc.wait_reason(alice, wait, "reservation")
     # bob needs all 8 GPUs for an hour: the first booking holds 2 of them now.
     big = svc.submit(bob, batch(["sleep", "1"], gpus=8, time_limit="1h"))
-    reason(svc, bob, big, "reservation")
+    svc.wait_reason(bob, big, "reservation")
     st, j = svc.http("GET", "/v1/reservations/%d" % rid, token=alice)
     assert st == 200 and j["used_gpu_hours"] > 0, j
     st, j = svc.http("DELETE", "/v1/reservations/%d" % rid, token=tam)
@@ -260,7 +250,7 @@ def test_restart(svc):
     r2 = book(svc, tam, gpus=2)
     assert r2["id"] == r["id"] + 1, r2
     big = svc.submit(bob, batch(["true"], gpus=1, time_limit="2h"))
-    reason(svc, bob, big, "reservation")
+    svc.wait_reason(bob, big, "reservation")
     jid = svc.submit(alice, dict(batch(["true"], gpus=6, time_limit="5m"), reservation=r["id"]))
     assert svc.wait(alice, jid)["state"] == "SUCCEEDED"
 
@@ -279,7 +269,7 @@ def test_reload(svc):
     st, j = svc.http("POST", "/v1/admin/reload", None, svc.admin)
     assert st == 200, (st, j)
     jid = svc.submit(bob, batch(["true"], gpus=1, time_limit="5m"))
-    reason(svc, bob, jid, "reservation")
+    svc.wait_reason(bob, jid, "reservation")
     # The configured reservation counts in the capacity too.
     j = book(svc, tam, 409, gpus=7, start=iso(far), end=iso(far + 3600))
     assert "configured reservation maint" in j["error"]["message"], j

@@ -237,6 +237,16 @@ class Service:
             assert time.time() < deadline, self.job(token, job_id)
             time.sleep(0.02)
 
+    def wait_reason(self, token, job_id, code, timeout=10):
+        """Waits until the job is PENDING with reason_code `code`; returns its record."""
+        deadline = time.time() + timeout
+        while True:
+            j = self.job(token, job_id)
+            if j["state"] == "PENDING" and j.get("reason_code") == code:
+                return j
+            assert time.time() < deadline, j
+            time.sleep(0.05)
+
     def add_user(self, name, tenant="physics", role="user"):
         status, j = self.http("POST", "/v1/admin/users",
                               {"name": name, "tenant": tenant, "role": role}, self.admin)

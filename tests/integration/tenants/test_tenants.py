@@ -216,16 +216,6 @@ def test_validation(svc):
         "exists", "name")
 
 
-def wait_reason(svc, token, jid, code, timeout=10):
-    deadline = time.time() + timeout
-    while True:
-        j = svc.job(token, jid)
-        if j["state"] == "PENDING" and j.get("reason_code") == code:
-            return j
-        assert time.time() < deadline, j
-        time.sleep(0.05)
-
-
 def test_quota(svc):
     """A tenant with max_gpus 2 and a T4 quota of 1: its second GPU waits for the model quota,
     its third for the overall one; changing the object applies at once; survives a restart."""
@@ -236,7 +226,7 @@ def test_quota(svc):
     j1 = svc.submit(u, batch(["sleep", "60"], gpus=1))
     svc.wait_running(u, j1)
     j2 = svc.submit(u, batch(["sleep", "60"], gpus=1))
-    j = wait_reason(svc, u, j2, "quota")
+    j = svc.wait_reason(u, j2, "quota")
     assert "model t4" in j["reason"], j
     # Another tenant is not held back.
     other = svc.add_user("otto", tenant="other")
@@ -247,7 +237,7 @@ def test_quota(svc):
     ok(*svc.http("POST", "/v1/admin/tenants/q", {"model_quotas": {"t4": 2}}, A))
     svc.wait_running(u, j2)
     j3 = svc.submit(u, batch(["sleep", "60"], gpus=1))
-    j = wait_reason(svc, u, j3, "quota")
+    j = svc.wait_reason(u, j3, "quota")
     assert "quota of 2 GPUs" in j["reason"] and "model" not in j["reason"], j
     svc.stop()
     svc.start()
@@ -279,7 +269,7 @@ def test_reload(svc):
     st, rep = svc.http("POST", "/v1/admin/reload", token=A)
     assert ok(st, rep)["scheduler"] is True, rep
     j2 = svc.submit(u, batch(["sleep", "60"], gpus=1))
-    wait_reason(svc, u, j2, "quota")
+    svc.wait_reason(u, j2, "quota")
     time.sleep(0.5)
     assert svc.job(u, j2)["state"] == "PENDING", svc.job(u, j2)
     # Cleared, the file's value applies.
