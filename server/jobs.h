@@ -95,6 +95,11 @@ int jz_jobs_set_hold(struct jz_job *job, bool hold, const char *by, bool admin,
 int jz_jobs_modify(struct jz_job *job, const struct jz_user *user, const json_t *body,
                    const char **field, struct jz_error *err);
 
+/* GPU-hours the jobs bound to reservation `name` ran inside [start, end), counted until `until`
+ * for a run still going (all its nodes' GPUs). Walks the job table; builds no records. */
+double jz_jobs_reservation_gpu_hours(struct jz_jobs *jobs, const char *name, int64_t start,
+                                     int64_t end, int64_t until);
+
 /* GET /v1/reports/usage: finished jobs that ended in [since_ms, until_ms), visible to user (of
  * tenant when not NULL), grouped by (tenant, user, plugin, model or site): {"by", "rows": [{"key",
  * "jobs", "gpu_hours", "run_hours", "wait_s": {"mean", "p50", "p95", "max"}}]}. NULL when out

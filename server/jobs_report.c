@@ -66,6 +66,31 @@ bool jz_jobs_report_dimension_ok(const char *by)
     return false;
 }
 
+double jz_jobs_reservation_gpu_hours(struct jz_jobs *jobs, const char *name, int64_t start,
+                                     int64_t end, int64_t until)
+{
+    double used = 0;
+    for (int64_t id = 1; id <= jobs->max_id && (size_t)id < jobs->cap; id++) {
+        const struct jz_job *job = jobs->by_id[id];
+        if (!job || !job->start_wall_ms)
+            continue;
+        const char *resv = jz_json_str(job->request, "reservation", NULL);
+        if (!resv || strcmp(resv, name) != 0)
+            continue;
+        int64_t from = job->start_wall_ms / 1000, to = job->end_ms ? job->end_ms / 1000 : until;
+        if (from < start)
+            from = start;
+        if (to > until)
+            to = until;
+        if (to > end)
+            to = end;
+        if (to > from)
+            used += (double)job->req.gpus * (job->nodes ? job->nodes : 1) * (double)(to - from) /
+                    3600.0;
+    }
+    return used;
+}
+
 json_t *jz_jobs_usage_report(struct jz_jobs *jobs, const struct jz_user *user, const char *by,
                              const char *tenant, int64_t since_ms, int64_t until_ms)
 {

@@ -183,39 +183,7 @@ static int sched_add(struct jz_reservations *rs, struct booking *b, struct jz_er
 /* GPU-hours that jobs bound to b ran inside its window, until `until`. */
 static double used_gpu_hours(struct jz_reservations *rs, const struct booking *b, int64_t until)
 {
-    struct jz_user admin = {.admin = true};
-    snprintf(admin.name, sizeof admin.name, "%s", "reservations");
-    struct jz_jobs_filter f = {.tenant = b->tenant};
-    double used = 0;
-    int64_t after = 0;
-    for (int pages = 0; pages < 10000; pages++) {
-        json_t *page = jz_jobs_list(rs->srv->jobs, &admin, &f, after, false, 1000);
-        json_t *jobs = json_object_get(page, "jobs"), *job;
-        size_t i;
-        json_array_foreach(jobs, i, job)
-        {
-            const char *resv = jz_json_str(job, "reservation", NULL);
-            const char *st = jz_json_str(job, "start_time", NULL);
-            const char *en = jz_json_str(job, "end_time", NULL);
-            int64_t s_ms, e_ms = until * 1000;
-            if (!resv || strcmp(resv, b->name) != 0 || !st || jz_time_parse_iso(st, &s_ms, NULL) ||
-                (en && jz_time_parse_iso(en, &e_ms, NULL)))
-                continue;
-            int64_t from = s_ms / 1000 > b->start ? s_ms / 1000 : b->start;
-            int64_t to = e_ms / 1000 < until ? e_ms / 1000 : until;
-            if (to > b->end)
-                to = b->end;
-            if (to > from)
-                used += (double)jz_json_int(json_object_get(job, "resources"), "gpus", 0) *
-                        (double)(to - from) / 3600.0;
-        }
-        json_t *next = json_object_get(page, "next_after");
-        after = json_is_integer(next) ? json_integer_value(next) : 0;
-        json_decref(page);
-        if (!after)
-            break;
-    }
-    return used;
+    return jz_jobs_reservation_gpu_hours(rs->srv->jobs, b->name, b->start, b->end, until);
 }
 
 /* The jobs bound to a booking that is over or cancelled: the pending ones could never start,
