@@ -111,3 +111,27 @@ bool jz_json_bool(const json_t *obj, const char *key, bool fallback)
     json_t *v = json_object_get(obj, key);
     return json_is_boolean(v) ? json_is_true(v) : fallback;
 }
+
+int jz_json_dump_fd(const json_t *v, int fd, size_t flags)
+{
+    char *text = json_dumps(v, flags);
+    if (!text) {
+        errno = ENOMEM;
+        return -1;
+    }
+    size_t len = strlen(text), done = 0;
+    while (done < len) {
+        ssize_t n = write(fd, text + done, len - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            int saved = n < 0 ? errno : EIO;
+            free(text);
+            errno = saved;
+            return -1;
+        }
+        done += (size_t)n;
+    }
+    free(text);
+    return 0;
+}

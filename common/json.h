@@ -14,6 +14,10 @@ json_t *jz_json_parse(const char *text, size_t len, int max_depth, struct jz_err
 /* Reads and parses a whole file (at most max_bytes). */
 json_t *jz_json_load_file(const char *path, size_t max_bytes, struct jz_error *err);
 
+/* Writes v to fd as one piece of text (jansson's json_dumpfd makes a write call per token,
+ * hundreds for a job spec). Returns 0, or -1 with errno set. */
+int jz_json_dump_fd(const json_t *v, int fd, size_t flags);
+
 /* Typed getters returning a fallback when the key is absent or of another type. */
 const char *jz_json_str(const json_t *obj, const char *key, const char *fallback);
 int64_t jz_json_int(const json_t *obj, const char *key, int64_t fallback);

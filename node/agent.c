@@ -1086,7 +1086,7 @@ static void handle_launch(struct jz_agent *a, const json_t *m)
                sizeof p->backend);
     /* The spec goes to the worker in memory: nothing to write to disk or clean up. */
     spec_fd = memfd_create("jazari-spec", MFD_CLOEXEC);
-    if (spec_fd < 0 || json_dumpfd(spec, spec_fd, JSON_COMPACT) != 0 ||
+    if (spec_fd < 0 || jz_json_dump_fd(spec, spec_fd, JSON_COMPACT) != 0 ||
         lseek(spec_fd, 0, SEEK_SET) != 0) {
         jz_error_set(&err, JZ_EIO, "cannot hand the spec over: %s", strerror(errno));
         goto fail;
