@@ -34,7 +34,21 @@ jz_install_relpath(JZ_REL_PLUGINS_TO_LIB ${JZ_INSTALL_PLUGINDIR} ${CMAKE_INSTALL
 # the runtime package rather than in none.
 set(CMAKE_INSTALL_DEFAULT_COMPONENT_NAME jazari-runtime)
 
-# Installed programs find libraries beside the prefix they were installed in. Build-tree
-# binaries keep their absolute RPATH (CMake swaps it at install time). Plugins override this
-# with their own (cmake/JazariPlugin.cmake).
+# Installed programs find libraries beside the prefix they were installed in. Plugins override
+# this with their own (cmake/JazariPlugin.cmake).
 set(CMAKE_INSTALL_RPATH "$ORIGIN/${JZ_REL_BIN_TO_LIB}")
+
+# Installed targets are built with their install RPATH (BUILD_WITH_INSTALL_RPATH) instead of
+# having it written in at install time. CMake's in-place rewrite needs room: it ends the
+# build-tree RPATH with an empty entry and pads it with more, and the dynamic loader reads an
+# empty entry as the current folder. Build-tree programs then searched whatever folder they ran
+# in (the worker: the job's folder) for libc, jansson and hwloc, ten failed opens per library on
+# every start. Programs link no shared library of this build; plugins
+# (cmake/JazariPlugin.cmake) and the CUDA module (kernels/CMakeLists.txt) say how they find
+# theirs in the build tree.
+
+# jz_install_program(TARGET COMPONENT) installs a program in the bin folder.
+function(jz_install_program target component)
+  set_target_properties(${target} PROPERTIES BUILD_WITH_INSTALL_RPATH ON)
+  install(TARGETS ${target} RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT ${component})
+endfunction()

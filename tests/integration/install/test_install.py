@@ -12,6 +12,10 @@ train, a simulate and the out-of-tree plugin's job submitted with the installed 
 
 completion: the bash completion of the jazari CLI suggests commands, options and subcommands.
 
+buildtree: no program, plugin or library of the build tree has an empty RUNPATH entry (the
+dynamic loader reads one as the current folder), and the worker started from a job-like folder
+opens no library there.
+
 Usage: test_install.py --build BUILD --source SOURCE --cmake-command CMAKE --cpack-command CPACK
                        TEST [TEST...]"""
 
@@ -506,6 +510,34 @@ def test_completion():
         print("completion: zsh file parses")
     else:
         print("completion: zsh not installed, its syntax check skipped")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------
+# The build tree's own RUNPATHs
+
+def test_buildtree():
+    if not shutil.which("readelf"):
+        print("SKIP: readelf (binutils) missing")
+        return 77
+    files = [f for d in ("bin", "lib", "plugins") for f in elf_files(os.path.join(ARGS.build, d))]
+    assert any(f.endswith("/jazari-worker") for f in files), files
+    for path in files:
+        dyn = run(["readelf", "-d", path]).stdout
+        for m in re.finditer(r"\((?:RUNPATH|RPATH)\)\s+Library r(?:un)?path: \[(.*)\]", dyn):
+            assert "" not in m.group(1).split(":"), ("empty RUNPATH entry", path, m.group(1))
+    # What the entries are for: a worker started in a folder that holds a library of the name it
+    # needs must not look there (strace, where installed, shows every open).
+    if shutil.which("strace"):
+        here = os.path.join(ARGS.scratch, "job")
+        os.makedirs(here)
+        p = subprocess.run(["strace", "-f", "-e", "trace=openat", os.path.join(
+            ARGS.build, "bin", "jazari-worker"), "--version"], cwd=here, capture_output=True,
+            text=True, env=clean_env(), timeout=60)
+        relative = [ln for ln in p.stderr.splitlines()
+                    if re.search(r'openat\(AT_FDCWD, "[^/]', ln)]
+        assert not relative, ("the worker searched its working folder", relative[:5])
+    print("build tree: %d ELF files, no empty RUNPATH entry" % len(files))
     return 0
 
 
