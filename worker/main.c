@@ -3,8 +3,10 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <hwloc.h>
 #include <limits.h>
+#include <linux/mempolicy.h>
+#include <sched.h>
+#include <stdbool.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +15,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -124,51 +127,91 @@ static int setup_log(const struct jz_worker_spec *spec, struct jz_error *err)
     return 0;
 }
 
-static int bind_resources(const struct jz_worker_spec *spec, struct jz_error *err)
+/* Binds the job to its processors and its memory to its NUMA nodes with the system calls
+ * themselves: the worker is still single-threaded here, and what it starts inherits both.
+ * (Linking hwloc for this made every worker load libhwloc and libudev, a third of a short
+ * job's worker time; jazarid and the agents keep hwloc for the topology.) */
+static int bind_cpus(const char *list, struct jz_error *err)
 {
-    if (!spec->bind || (!spec->cpus[0] && !spec->numa_nodes[0]))
-        return 0;
-    hwloc_topology_t topo;
-    if (hwloc_topology_init(&topo) != 0 || hwloc_topology_load(topo) != 0)
-        return jz_error_set(err, JZ_EIO, "hwloc cannot load this machine's topology");
+    int *ids = NULL;
+    size_t n = 0;
+    if (jz_cpulist_parse(list, &ids, &n, NULL) != 0 || n == 0) {
+        free(ids);
+        return jz_error_set(err, JZ_EINVAL, "bad cpus '%s'", list);
+    }
+    size_t size = CPU_ALLOC_SIZE(JZ_CPULIST_MAX_CPU);
+    cpu_set_t *want = CPU_ALLOC(JZ_CPULIST_MAX_CPU), *allowed = CPU_ALLOC(JZ_CPULIST_MAX_CPU);
     int rc = 0;
-    hwloc_bitmap_t set = hwloc_bitmap_alloc();
-    if (!set) {
+    if (!want || !allowed) {
         rc = jz_error_set(err, JZ_ENOMEM, "out of memory");
         goto out;
     }
-    if (spec->cpus[0]) {
-        /* The spec lists OS processor numbers, which is what hwloc cpusets hold. */
-        hwloc_const_cpuset_t allowed = hwloc_topology_get_allowed_cpuset(topo);
-        if (hwloc_bitmap_list_sscanf(set, spec->cpus) != 0 || hwloc_bitmap_iszero(set)) {
-            rc = jz_error_set(err, JZ_EINVAL, "bad cpus '%s'", spec->cpus);
-            goto out;
-        }
-        if (!hwloc_bitmap_isincluded(set, allowed)) {
-            char *have = NULL;
-            hwloc_bitmap_list_asprintf(&have, allowed);
-            rc = jz_error_set(err, JZ_EINVAL, "cpus '%s' are not all available here (allowed: %s)",
-                              spec->cpus, have ? have : "?");
-            free(have);
-            goto out;
-        }
-        if (hwloc_set_cpubind(topo, set, HWLOC_CPUBIND_PROCESS) != 0) {
-            rc = jz_error_set(err, JZ_EIO, "cannot bind to cpus %s: %s", spec->cpus,
-                              strerror(errno));
-            goto out;
-        }
+    CPU_ZERO_S(size, want);
+    CPU_ZERO_S(size, allowed);
+    /* What this process may use: the node's cpuset cgroup and the agent's own mask. */
+    if (sched_getaffinity(0, size, allowed) != 0) {
+        rc = jz_error_set(err, JZ_EIO, "cannot read this process's processors: %s",
+                          strerror(errno));
+        goto out;
     }
-    if (spec->numa_nodes[0]) {
-        /* Memory binding is an optimisation; a kernel or container without it still runs. */
-        if (hwloc_bitmap_list_sscanf(set, spec->numa_nodes) != 0 ||
-            hwloc_set_membind(topo, set, HWLOC_MEMBIND_BIND, HWLOC_MEMBIND_BYNODESET) != 0)
-            supervisor_log("WARN", "cannot bind memory to NUMA nodes %s: %s", spec->numa_nodes,
-                           strerror(errno));
+    bool missing = false;
+    for (size_t i = 0; i < n; i++) {
+        CPU_SET_S((size_t)ids[i], size, want);
+        missing = missing || !CPU_ISSET_S((size_t)ids[i], size, allowed);
     }
+    if (missing) {
+        size_t count = (size_t)CPU_COUNT_S(size, allowed), k = 0;
+        int *have_ids = malloc((count ? count : 1) * sizeof *have_ids);
+        char have[256] = "?";
+        for (int c = 0; have_ids && c < JZ_CPULIST_MAX_CPU && k < count; c++)
+            if (CPU_ISSET_S((size_t)c, size, allowed))
+                have_ids[k++] = c;
+        if (have_ids && jz_cpulist_format(have_ids, k, have, sizeof have) != 0)
+            jz_strlcpy(have, "?", sizeof have);
+        free(have_ids);
+        rc = jz_error_set(err, JZ_EINVAL, "cpus '%s' are not all available here (allowed: %s)",
+                          list, have);
+        goto out;
+    }
+    if (sched_setaffinity(0, size, want) != 0)
+        rc = jz_error_set(err, JZ_EIO, "cannot bind to cpus %s: %s", list, strerror(errno));
 out:
-    hwloc_bitmap_free(set);
-    hwloc_topology_destroy(topo);
+    CPU_FREE(want);
+    CPU_FREE(allowed);
+    free(ids);
     return rc;
+}
+
+/* Memory binding is an optimisation; a kernel or container without it still runs. */
+static void bind_memory(const char *list)
+{
+    enum { MAX_NODES = 1024, BITS = 8 * sizeof(unsigned long) };
+    unsigned long mask[MAX_NODES / BITS] = {0};
+    int *ids = NULL;
+    size_t n = 0;
+    bool ok = jz_cpulist_parse(list, &ids, &n, NULL) == 0 && n > 0;
+    for (size_t i = 0; ok && i < n; i++) {
+        ok = ids[i] < MAX_NODES;
+        if (ok)
+            mask[ids[i] / BITS] |= 1UL << (ids[i] % BITS);
+    }
+    free(ids);
+    if (!ok)
+        errno = EINVAL;
+    /* The kernel reads maxnode - 1 bits (as numactl passes them). */
+    if (!ok || syscall(SYS_set_mempolicy, MPOL_BIND, mask, (unsigned long)MAX_NODES + 1) != 0)
+        supervisor_log("WARN", "cannot bind memory to NUMA nodes %s: %s", list, strerror(errno));
+}
+
+static int bind_resources(const struct jz_worker_spec *spec, struct jz_error *err)
+{
+    if (!spec->bind)
+        return 0;
+    if (spec->cpus[0] && bind_cpus(spec->cpus, err) != 0)
+        return err->code;
+    if (spec->numa_nodes[0])
+        bind_memory(spec->numa_nodes);
+    return 0;
 }
 
 static int set_env(const struct jz_worker_spec *spec, struct jz_error *err)

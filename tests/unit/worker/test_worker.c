@@ -321,6 +321,53 @@ static void test_batch_success_bound(void **state)
     run_free(&r);
 }
 
+static void test_batch_bind_refused(void **state)
+{
+    /* A processor this process may not use (the last one the lists accept) fails the job before
+     * it starts, naming what is allowed. */
+    cpu_set_t set;
+    assert_int_equal(sched_getaffinity(0, sizeof set, &set), 0);
+    int first = 0;
+    while (!CPU_ISSET(first, &set))
+        first++;
+    struct run r;
+    json_t *spec = json_pack("{s:s, s:{s:[s]}, s:s, s:b}", "plugin_path", JZ_BATCH_SO, "params",
+                             "argv", "true", "cpus", "8191", "bind", 1);
+    run_worker(spec, ACT_NONE, &r);
+    json_t *ev = last_event(&r);
+    assert_string_equal(json_string_value(json_object_get(ev, "status")), "failed");
+    const char *msg = exit_message(&r);
+    char want[64];
+    snprintf(want, sizeof want, "(allowed: %d", first);
+    assert_non_null(strstr(msg, "cpus '8191' are not all available here"));
+    assert_non_null(strstr(msg, want));
+    run_free(&r);
+}
+
+static void test_batch_bind_memory(void **state)
+{
+    /* Memory bound to NUMA node 0, which every Linux machine has: the command runs with that
+     * policy (or, where the kernel refuses memory policies, with a warning and none). */
+    struct run r;
+    json_t *spec = json_pack("{s:s, s:{s:[s,s,s]}, s:s, s:s, s:b}", "plugin_path", JZ_BATCH_SO,
+                             "params", "argv", "sh", "-c",
+                             "grep -h Mems_allowed_list /proc/self/status > "
+                             "$JAZARI_OUTPUT_DIR/mems.txt; cat /proc/self/numa_maps | "
+                             "grep -c 'bind:0' >> $JAZARI_OUTPUT_DIR/mems.txt || true",
+                             "cpus", "", "numa_nodes", "0", "bind", 1);
+    run_worker(spec, ACT_NONE, &r);
+    check_exit(&r, "succeeded", 0, 0);
+    char *got = job_file(&r, "out/mems.txt");
+    char *log = job_file(&r, "log");
+    assert_non_null(got);
+    assert_non_null(log);
+    if (!strstr(log, "cannot bind memory"))
+        assert_null(strstr(got, "\n0\n")); /* some mapping of the shell carries bind:0 */
+    free(got);
+    free(log);
+    run_free(&r);
+}
+
 static void test_batch_signal(void **state)
 {
     struct run r;
@@ -709,6 +756,8 @@ int main(void)
         cmocka_unit_test(test_describe_refused),
         cmocka_unit_test(test_batch_exit_code_env_log),
         cmocka_unit_test(test_batch_success_bound),
+        cmocka_unit_test(test_batch_bind_refused),
+        cmocka_unit_test(test_batch_bind_memory),
         cmocka_unit_test(test_batch_signal),
         cmocka_unit_test(test_batch_exec_failure),
         cmocka_unit_test(test_crash),
