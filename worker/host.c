@@ -177,9 +177,23 @@ static void write_log_line(enum jz_log_level level, const char *fmt, va_list ap)
     jz_worker_text(raw, sizeof line - (size_t)head - 2, line + head);
     size_t n = strlen(line);
     line[n++] = '\n';
+    jz_worker_log_write(line, n);
+}
+
+void jz_worker_log_write(const char *line, size_t len)
+{
+    struct stat st;
+    char last = '\n';
+    if (fstat(STDERR_FILENO, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 &&
+        pread(STDERR_FILENO, &last, 1, st.st_size - 1) == 1 && last != '\n') {
+        ssize_t w;
+        do
+            w = write(STDERR_FILENO, "\n", 1);
+        while (w < 0 && errno == EINTR);
+    }
     ssize_t w;
     do
-        w = write(STDERR_FILENO, line, n);
+        w = write(STDERR_FILENO, line, len);
     while (w < 0 && errno == EINTR);
 }
 

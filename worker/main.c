@@ -98,9 +98,8 @@ static void supervisor_log(const char *level, const char *fmt, ...)
     vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
     int n = snprintf(line, sizeof line, "[%s] worker: %s\n", level, raw);
-    if (n > 0 && write(STDERR_FILENO, line, (size_t)n) < 0) {
-        /* Nothing better to do: the log itself is what failed. */
-    }
+    if (n > 0) /* a failure has nowhere to go: the log itself is what failed */
+        jz_worker_log_write(line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
 }
 
 #define LOG_WATCH_MS 50 /* how often the log size is checked when it has a limit */
@@ -114,7 +113,8 @@ static int setup_log(const struct jz_worker_spec *spec, struct jz_error *err)
     }
     if (!spec->log_path)
         return 0;
-    fd = open(spec->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    /* Readable too: a log line of ours checks the last byte (jz_worker_log_write). */
+    fd = open(spec->log_path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
     if (fd < 0)
         return jz_error_set(err, JZ_EIO, "cannot open log %s: %s", spec->log_path, strerror(errno));
     fflush(stdout);

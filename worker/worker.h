@@ -71,6 +71,10 @@ json_t *jz_worker_plugin_describe(const struct jz_plugin *desc);
 /* Copies in into out (capacity max + 1) as valid UTF-8 without control characters, cut on a
  * character boundary at max bytes, so that it can go into an event line. */
 void jz_worker_text(const char *in, size_t max, char *out);
+/* Writes one log line (ending in a newline) to stderr, the job's log. When the log is a file
+ * whose last byte is not a newline (a job's output that ended without one), a newline goes
+ * first, so that the line is not joined onto the job's. */
+void jz_worker_log_write(const char *line, size_t len);
 /* Writes ev (stolen) as one line to fd with a single write(2); a no-op when fd < 0.
  * Lines stay under PIPE_BUF, so the supervisor and the job process may both write. */
 int jz_worker_emit(int fd, json_t *ev);
