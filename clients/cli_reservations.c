@@ -124,18 +124,26 @@ int jz_cli_reserve_build(struct jz_cli *cli, int argc, char **argv, int64_t now_
     return 0;
 }
 
+/* A server string made safe for the terminal (jz_cli_sanitize), into buf. */
+static const char *clean(const json_t *o, const char *key, char *buf, size_t len)
+{
+    jz_cli_sanitize(jz_json_str(o, key, ""), buf, len);
+    return buf;
+}
+
 static void print_booking(const json_t *o)
 {
     const json_t *nodes = json_object_get(o, "nodes"), *n;
     size_t i;
+    char name[160], model[160], site[160], tenant[160], start[64], end[64], state[32], node[300];
     printf("reservation %lld (%s): %lld GPUs%s%s%s%s for %s, %s .. %s, %.2f credits [%s]\n",
-           (long long)jz_json_int(o, "id", 0), jz_json_str(o, "name", ""),
+           (long long)jz_json_int(o, "id", 0), clean(o, "name", name, sizeof name),
            (long long)jz_json_int(o, "gpus", 0), jz_json_str(o, "model", NULL) ? " of " : "",
-           jz_json_str(o, "model", ""), jz_json_str(o, "site", NULL) ? " at " : "",
-           jz_json_str(o, "site", ""), jz_json_str(o, "tenant", ""), jz_json_str(o, "start", ""),
-           jz_json_str(o, "end", ""), json_number_value(json_object_get(o, "price")),
-           jz_json_str(o, "state", ""));
-    json_array_foreach(nodes, i, n) printf("  %s: %lld GPUs\n", jz_json_str(n, "node", ""),
+           clean(o, "model", model, sizeof model), jz_json_str(o, "site", NULL) ? " at " : "",
+           clean(o, "site", site, sizeof site), clean(o, "tenant", tenant, sizeof tenant),
+           clean(o, "start", start, sizeof start), clean(o, "end", end, sizeof end),
+           json_number_value(json_object_get(o, "price")), clean(o, "state", state, sizeof state));
+    json_array_foreach(nodes, i, n) printf("  %s: %lld GPUs\n", clean(n, "node", node, sizeof node),
                                            (long long)jz_json_int(n, "gpus", 0));
 }
 
@@ -206,23 +214,41 @@ int jz_cli_cmd_reservations(struct jz_cli *cli, int argc, char **argv)
         jz_cli_response_clear(&r);
         return JZ_CLI_EXIT_OK;
     }
+    /* Through jz_table: names, models and sites come from admins and tenant-admins, and are
+     * sanitised there like every other server string. */
+    static const char *const headers[] = {"ID", "TENANT", "GPUS", "MODEL", "SITE",
+                                          "START", "END", "PRICE", "STATE"};
+    struct jz_table *t = jz_table_new(9, headers);
     const json_t *list = json_object_get(r.json, "reservations"), *o;
     size_t i;
-    printf("%-6s %-12s %5s %-10s %-10s %-20s %-20s %10s %-9s\n", "ID", "TENANT", "GPUS", "MODEL",
-           "SITE", "START", "END", "PRICE", "STATE");
     json_array_foreach(list, i, o)
     {
         const char *state = jz_json_str(o, "state", "");
         /* Ended and cancelled bookings only with --all. */
-        if (!all && (strcmp(state, "ended") == 0 || strcmp(state, "cancelled") == 0))
+        if (!t || (!all && (strcmp(state, "ended") == 0 || strcmp(state, "cancelled") == 0)))
             continue;
-        printf("%-6lld %-12.12s %5lld %-10.10s %-10.10s %-20.20s %-20.20s %10.2f %-9s\n",
-               (long long)jz_json_int(o, "id", 0), jz_json_str(o, "tenant", ""),
-               (long long)jz_json_int(o, "gpus", 0), jz_json_str(o, "model", "-"),
-               jz_json_str(o, "site", "-"), jz_json_str(o, "start", ""), jz_json_str(o, "end", ""),
-               json_number_value(json_object_get(o, "price")), state);
+        char id[24], gpus[24], price[32];
+        snprintf(id, sizeof id, "%lld", (long long)jz_json_int(o, "id", 0));
+        snprintf(gpus, sizeof gpus, "%lld", (long long)jz_json_int(o, "gpus", 0));
+        snprintf(price, sizeof price, "%.2f", json_number_value(json_object_get(o, "price")));
+        const char *cells[] = {id, jz_json_str(o, "tenant", ""), gpus,
+                               jz_json_str(o, "model", NULL), jz_json_str(o, "site", NULL),
+                               jz_json_str(o, "start", ""), jz_json_str(o, "end", ""), price,
+                               state};
+        if (jz_table_add(t, cells) != 0) {
+            jz_table_free(t);
+            t = NULL;
+        }
     }
     jz_cli_response_clear(&r);
+    if (!t) {
+        jz_cli_errorf(cli, "out of memory");
+        return JZ_CLI_EXIT_FAIL;
+    }
+    jz_table_align_right(t, 2);
+    jz_table_align_right(t, 7);
+    jz_table_print(t, stdout);
+    jz_table_free(t);
     return JZ_CLI_EXIT_OK;
 }
 
