@@ -152,8 +152,14 @@ def elf_files(root):
 
 def check_layout(root, owner):
     usr = os.path.join(root, "usr")
-    for exe in ("jazarid", "jazari", "jazari-node", "jazari-worker", "jazari-sim"):
+    for exe in ("jazarid", "jazari", "jazari-node", "jazari-worker", "jazari-sim", "jazari-place"):
         assert os.access(os.path.join(usr, "bin", exe), os.X_OK), exe
+    # `jazari place` runs jazari-place from the CLI's own folder; the CLI itself links no hwloc.
+    topo = os.path.join(ARGS.source, "tests", "fixtures", "topologies", "aws-g4dn-metal-8xT4.xml")
+    p = run([os.path.join(usr, "bin", "jazari"), "place", "--topology", topo, "--gpus", "2"],
+            env=clean_env())
+    assert "why" in p.stdout, p.stdout
+    assert "hwloc" not in run(["readelf", "-d", os.path.join(usr, "bin", "jazari")]).stdout
     plugdirs = glob.glob(os.path.join(usr, "lib*", "**", "jazari", "plugins"), recursive=True)
     assert len(plugdirs) == 1, plugdirs
     plugdir = plugdirs[0]
