@@ -34,8 +34,9 @@ jz_install_relpath(JZ_REL_PLUGINS_TO_LIB ${JZ_INSTALL_PLUGINDIR} ${CMAKE_INSTALL
 # the runtime package rather than in none.
 set(CMAKE_INSTALL_DEFAULT_COMPONENT_NAME jazari-runtime)
 
-# Installed programs find libraries beside the prefix they were installed in. Plugins override
-# this with their own (cmake/JazariPlugin.cmake).
+# The default RUNPATH of installed targets: the library folder of the prefix they were installed
+# in (the CUDA module's). Programs have none and plugins their own (below, and
+# cmake/JazariPlugin.cmake).
 set(CMAKE_INSTALL_RPATH "$ORIGIN/${JZ_REL_BIN_TO_LIB}")
 
 # Installed targets are built with their install RPATH (BUILD_WITH_INSTALL_RPATH) instead of
@@ -43,12 +44,14 @@ set(CMAKE_INSTALL_RPATH "$ORIGIN/${JZ_REL_BIN_TO_LIB}")
 # build-tree RPATH with an empty entry and pads it with more, and the dynamic loader reads an
 # empty entry as the current folder. Build-tree programs then searched whatever folder they ran
 # in (the worker: the job's folder) for libc, jansson and hwloc, ten failed opens per library on
-# every start. Programs link no shared library of this build; plugins
-# (cmake/JazariPlugin.cmake) and the CUDA module (kernels/CMakeLists.txt) say how they find
-# theirs in the build tree.
+# every start. Programs need none (jz_install_program); plugins (cmake/JazariPlugin.cmake) and
+# the CUDA module (kernels/CMakeLists.txt) say how they find their libraries in the build tree.
 
-# jz_install_program(TARGET COMPONENT) installs a program in the bin folder.
+# jz_install_program(TARGET COMPONENT) installs a program in the bin folder. Programs link no
+# shared library of this build (plugins find libjz_kernels by their own RUNPATH, and the worker
+# loads it for them), so they carry no RUNPATH at all: with one, the loader first searched the
+# library folder and its hwcaps subfolders for libc and jansson, twenty failed calls a start.
 function(jz_install_program target component)
-  set_target_properties(${target} PROPERTIES BUILD_WITH_INSTALL_RPATH ON)
+  set_target_properties(${target} PROPERTIES BUILD_WITH_INSTALL_RPATH ON INSTALL_RPATH "")
   install(TARGETS ${target} RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT ${component})
 endfunction()
