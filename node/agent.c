@@ -84,6 +84,7 @@ struct jz_agent {
     struct part *parts;
     struct event *log_timer;
     struct event *records_ev; /* rewrites running.list at the end of this loop iteration */
+    int records_fd;           /* running.list, open for the agent's life (-1 before) */
     /* Emptied job folders (with an empty out/) under STATE/spare, handed to the next jobs: a
      * remote node makes and removes folders at the job rate, and ext4 hands out inodes slowly
      * among recently deleted ones; renaming a ready folder costs no inode. */
@@ -116,24 +117,31 @@ static struct part *find_part(struct jz_agent *a, int64_t job, int part, int64_t
 /* The parts running here, in one small file (STATE/running.list: "job part run pid pgid" per
  * line), so that an agent that restarts can stop what is left. Rewritten in place once per loop
  * iteration that changed it: one file, not one per part (ext4 is slow to hand out inodes at
- * hundreds of jobs a second); a list cut short by a crash only misses pids that died with the
- * agent anyway. */
+ * hundreds of jobs a second), kept open, and never cut to nothing (an empty list is one newline)
+ * so that its block is not freed and allocated again at each job. A list cut short by a crash
+ * only misses pids that died with the agent anyway. */
 static void on_records_flush(evutil_socket_t fd, short what, void *arg)
 {
     struct jz_agent *a = arg;
     char path[1100];
     snprintf(path, sizeof path, "%s/running.list", a->state_dir);
-    FILE *f = fopen(path, "w");
-    if (!f) {
-        jz_log_warn("agent", "cannot write %s: %s", path, strerror(errno));
-        return;
+    if (a->records_fd < 0)
+        a->records_fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = a->records_fd >= 0 ? open_memstream(&text, &len) : NULL;
+    if (f) {
+        for (struct part *p = a->parts; p; p = p->next)
+            if (p->running && p->pid > 0)
+                fprintf(f, "%lld %d %lld %d %d\n", (long long)p->job, p->part,
+                        (long long)p->run, (int)p->pid, (int)p->pgid);
+        if (ftello(f) == 0)
+            fputc('\n', f);
     }
-    for (struct part *p = a->parts; p; p = p->next)
-        if (p->running && p->pid > 0)
-            fprintf(f, "%lld %d %lld %d %d\n", (long long)p->job, p->part, (long long)p->run,
-                    (int)p->pid, (int)p->pgid);
-    if (fclose(f) != 0)
+    if (!f || fclose(f) != 0 || pwrite(a->records_fd, text, len, 0) != (ssize_t)len ||
+        ftruncate(a->records_fd, (off_t)len) != 0)
         jz_log_warn("agent", "cannot write %s: %s", path, strerror(errno));
+    free(text);
 }
 
 static void write_running_record(struct part *p)
@@ -1403,6 +1411,7 @@ int jz_agent_create(struct event_base *base, const struct jz_agent_config *cfg,
     if (!a)
         return jz_error_set(err, JZ_ENOMEM, "out of memory");
     a->base = base;
+    a->records_fd = -1;
     a->cfg = *cfg;
     a->send = send;
     a->send_arg = arg;
@@ -1487,6 +1496,8 @@ void jz_agent_destroy(struct jz_agent *a)
     jz_cgroup_system_close(a->cgs);
     if (a->watch_timer)
         event_free(a->watch_timer);
+    if (a->records_fd >= 0)
+        close(a->records_fd);
     if (a->records_ev) {
         event_free(a->records_ev);
         char path[1100];
