@@ -306,10 +306,12 @@ const char *jz_node_gpu_backend(const struct jz_node *n, size_t gpu, const char 
 }
 
 /* In the child, before exec: joins the cgroups, limits and switches identity. Only system
- * calls that touch no memory of the parent (the child runs in it: see jz_node_launch). The
- * identity changes are raw system calls: glibc's setgroups, setresgid and setresuid change the
- * credentials of every thread of the process they believe they are in, here jazarid's own.
- * Returns false when any step failed (the child must not go on). */
+ * calls (the child may run in the parent's memory: see jz_node_launch). The identity changes
+ * are raw system calls, not glibc's wrappers, which coordinate every thread of the process
+ * through its memory. The child stays non-dumpable after the switch (the kernel's default),
+ * so the job's account cannot read the agent's memory through it; exec makes the worker
+ * dumpable again, its memory being the job's own. Returns false when any step failed (the
+ * child must not go on). */
 static bool confine_child(const struct jz_node_launch_opts *o, pid_t parent)
 {
     for (size_t i = 0; i < o->ncgroup_fds; i++)
@@ -333,16 +335,15 @@ static bool confine_child(const struct jz_node_launch_opts *o, pid_t parent)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent)
             return false;
-        /* Dumpable again (the switch cleared it): the job's own tools (gdb, py-spy) work. */
-        prctl(PR_SET_DUMPABLE, 1);
     }
     return true;
 }
 
-/* The child of jz_node_launch's vfork, until it execs the worker: resets signals, takes the
- * event pipe as fd 3, the spec as 4 and the plugin as 5, confines itself and execs. A function
- * of its own so that its locals live in a frame of their own, below the parent's, which the
- * child shares until exec. */
+/* The child of jz_node_launch, until it execs the worker: resets signals, takes the event pipe
+ * as fd 3, the spec as 4 and the plugin as 5, confines itself and execs. A function of its own
+ * so that, after a vfork, its locals live in a frame of their own below the parent's, which the
+ * child shares until exec. Its only writes to the parent's memory then are errno and the
+ * dynamic linker's lazily bound entries for the functions it calls first. */
 static __attribute__((noreturn, noinline)) void become_worker(
     char *worker_path, int ev_pipe, int spec_fd, const struct jz_node_launch_opts *opts,
     pid_t parent)
@@ -392,17 +393,24 @@ int jz_node_launch(struct jz_node *n, int spec_fd, const struct jz_node_launch_o
         close(fds[1]);
         return jz_error_set(err, JZ_ENOMEM, "out of memory");
     }
-    /* Block every signal across vfork: until the child has reset the handlers, a signal sent
-     * to it (a quick cancel) would run one of jazarid's handlers in jazarid's memory. */
+    /* Block every signal across the fork: until the child has reset the handlers, a signal
+     * sent to it (a quick cancel) would run one of jazarid's handlers. */
     sigset_t all, old;
     sigfillset(&all);
     sigprocmask(SIG_BLOCK, &all, &old);
     pid_t parent = getpid();
-    /* vfork: the child runs in this process's memory, and this thread waits, until it execs
-     * the worker. A fork copied jazarid's page tables for each worker only to drop them at the
-     * exec: a quarter of a launch's time with 14 MB resident, and more as the state grows.
-     * Until exec the child only makes system calls and writes nothing but its own locals. */
-    pid_t pid = vfork();
+    pid_t pid;
+    if (opts && opts->set_ids) {
+        /* A fork: after the identity switch the job's account may signal the child before it
+         * execs, and a vfork parent would wait on a stopped child for good. */
+        pid = fork();
+    } else {
+        /* A vfork: the child runs in this process's memory, and this thread waits, until it
+         * execs the worker. A fork copied jazarid's page tables for each worker only to drop
+         * them at the exec: a quarter of a launch's time with 14 MB resident, and more as the
+         * state grows. */
+        pid = vfork();
+    }
     if (pid == 0)
         become_worker(n->worker_path, fds[1], spec_fd, opts, parent);
     int fork_errno = errno;
@@ -412,7 +420,7 @@ int jz_node_launch(struct jz_node *n, int spec_fd, const struct jz_node_launch_o
         free(line);
         close(fds[0]);
         close(fds[1]);
-        return jz_error_set(err, JZ_EIO, "vfork: %s", strerror(fork_errno));
+        return jz_error_set(err, JZ_EIO, "fork: %s", strerror(fork_errno));
     }
     close(fds[1]);
     fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK);
