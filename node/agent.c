@@ -85,6 +85,7 @@ struct jz_agent {
     struct event *log_timer;
     struct event *records_ev; /* rewrites running.list at the end of this loop iteration */
     int records_fd;           /* running.list, open for the agent's life (-1 before) */
+    size_t records_len;       /* its length as last written */
     /* Emptied job folders (with an empty out/) under STATE/spare, handed to the next jobs: a
      * remote node makes and removes folders at the job rate, and ext4 hands out inodes slowly
      * among recently deleted ones; renaming a ready folder costs no inode. */
@@ -118,18 +119,26 @@ static struct part *find_part(struct jz_agent *a, int64_t job, int part, int64_t
  * line), so that an agent that restarts can stop what is left. Rewritten in place once per loop
  * iteration that changed it: one file, not one per part (ext4 is slow to hand out inodes at
  * hundreds of jobs a second), kept open, and never cut to nothing (an empty list is one newline)
- * so that its block is not freed and allocated again at each job. A list cut short by a crash
- * only misses pids that died with the agent anyway. */
+ * so that its block is not freed and allocated again at each job. A shorter list is written
+ * padded with newlines to the old length, in one write, and cut after: an agent killed in
+ * between leaves whole lines, never the tail of an old one. */
 static void on_records_flush(evutil_socket_t fd, short what, void *arg)
 {
     struct jz_agent *a = arg;
     char path[1100];
     snprintf(path, sizeof path, "%s/running.list", a->state_dir);
-    if (a->records_fd < 0)
+    if (a->records_fd < 0) {
         a->records_fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        struct stat st;
+        if (a->records_fd < 0) {
+            jz_log_warn("agent", "cannot open %s: %s", path, strerror(errno));
+            return;
+        }
+        a->records_len = fstat(a->records_fd, &st) == 0 ? (size_t)st.st_size : 0;
+    }
     char *text = NULL;
-    size_t len = 0;
-    FILE *f = a->records_fd >= 0 ? open_memstream(&text, &len) : NULL;
+    size_t len = 0, size = 0;
+    FILE *f = open_memstream(&text, &size);
     if (f) {
         for (struct part *p = a->parts; p; p = p->next)
             if (p->running && p->pid > 0)
@@ -137,10 +146,22 @@ static void on_records_flush(evutil_socket_t fd, short what, void *arg)
                         (long long)p->run, (int)p->pid, (int)p->pgid);
         if (ftello(f) == 0)
             fputc('\n', f);
+        len = (size_t)ftello(f);
+        for (size_t k = len; k < a->records_len; k++)
+            fputc('\n', f);
     }
-    if (!f || fclose(f) != 0 || pwrite(a->records_fd, text, len, 0) != (ssize_t)len ||
-        ftruncate(a->records_fd, (off_t)len) != 0)
-        jz_log_warn("agent", "cannot write %s: %s", path, strerror(errno));
+    int e = 0;
+    errno = 0;
+    if (!f || fclose(f) != 0)
+        e = errno ? errno : ENOMEM;
+    else if (pwrite(a->records_fd, text, size, 0) != (ssize_t)size)
+        e = errno ? errno : EIO;
+    else if (ftruncate(a->records_fd, (off_t)len) != 0)
+        e = errno;
+    else
+        a->records_len = len;
+    if (e)
+        jz_log_warn("agent", "cannot write %s: %s", path, strerror(e));
     free(text);
 }
 
@@ -1335,8 +1356,12 @@ static void recover_leftovers(struct jz_agent *a)
         return;
     long long job, run;
     int partno, pid, pgid;
-    while (fscanf(f, "%lld %d %lld %d %d", &job, &partno, &run, &pid, &pgid) == 5) {
-        if (job <= 0 || partno < 0)
+    char line[256];
+    /* Line by line: a line that does not hold exactly the five numbers is skipped. */
+    while (fgets(line, sizeof line, f)) {
+        char extra;
+        if (sscanf(line, "%lld %d %lld %d %d %c", &job, &partno, &run, &pid, &pgid, &extra) != 5 ||
+            job <= 0 || partno < 0)
             continue;
         if (pid > 1 && is_our_worker(pid)) {
             kill(-pid, SIGKILL);
