@@ -6,8 +6,8 @@
 #include <limits.h>
 #include <linux/mempolicy.h>
 #include <sched.h>
-#include <stdbool.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,8 +98,13 @@ static void supervisor_log(const char *level, const char *fmt, ...)
     vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
     int n = snprintf(line, sizeof line, "[%s] worker: %s\n", level, raw);
-    if (n > 0) /* a failure has nowhere to go: the log itself is what failed */
-        jz_worker_log_write(line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+    if (n <= 0)
+        return;
+    if ((size_t)n >= sizeof line) { /* cut: keep the newline */
+        n = (int)sizeof line - 1;
+        line[n - 1] = '\n';
+    }
+    jz_worker_log_write(line, (size_t)n); /* a failure has nowhere to go: it is the log's */
 }
 
 #define LOG_WATCH_MS 50 /* how often the log size is checked when it has a limit */
@@ -140,44 +145,44 @@ static int bind_cpus(const char *list, struct jz_error *err)
         return jz_error_set(err, JZ_EINVAL, "bad cpus '%s'", list);
     }
     size_t size = CPU_ALLOC_SIZE(JZ_CPULIST_MAX_CPU);
-    cpu_set_t *want = CPU_ALLOC(JZ_CPULIST_MAX_CPU), *allowed = CPU_ALLOC(JZ_CPULIST_MAX_CPU);
+    cpu_set_t *want = CPU_ALLOC(JZ_CPULIST_MAX_CPU), *got = CPU_ALLOC(JZ_CPULIST_MAX_CPU);
     int rc = 0;
-    if (!want || !allowed) {
+    if (!want || !got) {
         rc = jz_error_set(err, JZ_ENOMEM, "out of memory");
         goto out;
     }
     CPU_ZERO_S(size, want);
-    CPU_ZERO_S(size, allowed);
-    /* What this process may use: the node's cpuset cgroup and the agent's own mask. */
-    if (sched_getaffinity(0, size, allowed) != 0) {
-        rc = jz_error_set(err, JZ_EIO, "cannot read this process's processors: %s",
+    CPU_ZERO_S(size, got);
+    for (size_t i = 0; i < n; i++)
+        CPU_SET_S((size_t)ids[i], size, want);
+    /* The kernel decides what is available: it keeps a mask within the node's cpuset cgroup
+     * and the processors that exist, and refuses one with none of them. Read back, a mask it
+     * narrowed means some were not available. */
+    if (sched_setaffinity(0, size, want) != 0) {
+        rc = jz_error_set(err, JZ_EINVAL, "cpus '%s' are not available here: %s", list,
                           strerror(errno));
         goto out;
     }
-    bool missing = false;
-    for (size_t i = 0; i < n; i++) {
-        CPU_SET_S((size_t)ids[i], size, want);
-        missing = missing || !CPU_ISSET_S((size_t)ids[i], size, allowed);
-    }
-    if (missing) {
-        size_t count = (size_t)CPU_COUNT_S(size, allowed), k = 0;
-        int *have_ids = malloc((count ? count : 1) * sizeof *have_ids);
-        char have[256] = "?";
-        for (int c = 0; have_ids && c < JZ_CPULIST_MAX_CPU && k < count; c++)
-            if (CPU_ISSET_S((size_t)c, size, allowed))
-                have_ids[k++] = c;
-        if (have_ids && jz_cpulist_format(have_ids, k, have, sizeof have) != 0)
-            jz_strlcpy(have, "?", sizeof have);
-        free(have_ids);
-        rc = jz_error_set(err, JZ_EINVAL, "cpus '%s' are not all available here (allowed: %s)",
-                          list, have);
+    if (sched_getaffinity(0, size, got) != 0) {
+        rc = jz_error_set(err, JZ_EIO, "cannot read back the binding to cpus %s: %s", list,
+                          strerror(errno));
         goto out;
     }
-    if (sched_setaffinity(0, size, want) != 0)
-        rc = jz_error_set(err, JZ_EIO, "cannot bind to cpus %s: %s", list, strerror(errno));
+    if (!CPU_EQUAL_S(size, got, want)) {
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++)
+            if (CPU_ISSET_S((size_t)ids[i], size, got))
+                ids[k++] = ids[i];
+        char have[256];
+        if (jz_cpulist_format(ids, k, have, sizeof have) != 0)
+            jz_strlcpy(have, "?", sizeof have);
+        rc = jz_error_set(err, JZ_EINVAL,
+                          "cpus '%s' are not all available here (only %s of them are)", list,
+                          k ? have : "none");
+    }
 out:
     CPU_FREE(want);
-    CPU_FREE(allowed);
+    CPU_FREE(got);
     free(ids);
     return rc;
 }

@@ -73,7 +73,8 @@ json_t *jz_worker_plugin_describe(const struct jz_plugin *desc);
 void jz_worker_text(const char *in, size_t max, char *out);
 /* Writes one log line (ending in a newline) to stderr, the job's log. When the log is a file
  * whose last byte is not a newline (a job's output that ended without one), a newline goes
- * first, so that the line is not joined onto the job's. */
+ * first, so that the line is not joined onto the job's. The check and the write are not one
+ * step: output the job writes in between can still meet the line (cosmetic, as before). */
 void jz_worker_log_write(const char *line, size_t len);
 /* Writes ev (stolen) as one line to fd with a single write(2); a no-op when fd < 0.
  * Lines stay under PIPE_BUF, so the supervisor and the job process may both write. */
