@@ -52,6 +52,7 @@ set(CMAKE_INSTALL_RPATH "$ORIGIN/${JZ_REL_BIN_TO_LIB}")
 # loads it for them), so they carry no RUNPATH at all: with one, the loader first searched the
 # library folder and its hwcaps subfolders for libc and jansson, twenty failed calls a start.
 function(jz_install_program target component)
-  set_target_properties(${target} PROPERTIES BUILD_WITH_INSTALL_RPATH ON INSTALL_RPATH "")
+  set_target_properties(${target} PROPERTIES BUILD_WITH_INSTALL_RPATH ON INSTALL_RPATH ""
+    INSTALL_RPATH_USE_LINK_PATH ON)
   install(TARGETS ${target} RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT ${component})
 endfunction()

@@ -9,10 +9,13 @@ urllib would not send.
 Usage: test_http.py --build BUILD_DIR --fixtures FIXTURES_DIR TEST [TEST...]"""
 
 import argparse
+import http.server
 import json
 import os
 import socket
+import subprocess
 import sys
+import threading
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "service"))
 import test_service  # noqa: E402
@@ -316,6 +319,48 @@ def test_cli_escape(svc):
         assert "report\\u202etxt.exe\\u2066\\u0085x" in out, (args, out)
         assert not any(c in out for c in raw), (args, out)
     svc.http("POST", "/v1/jobs/%d/cancel" % jid, token=alice)
+    # Bookings: the service refuses such strings today, so a stand-in server gives them, as an
+    # older or hostile server could; the CLI's table and its detail line escape them too.
+    booking = {"id": 7, "name": "resv:7\u202e", "tenant": "t1", "gpus": 2,
+               "model": "T4\u001b[2J", "site": "s\u0085", "start": "2026-12-03T10:00:00Z",
+               "end": "2026-12-03T11:00:00Z", "price": 1.5, "state": "booked",
+               "nodes": [{"node": "n1\u2066", "gpus": 2}]}
+
+    class Fake(http.server.BaseHTTPRequestHandler):
+        def reply(self, status, obj):
+            data = json.dumps(obj).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):
+            self.reply(200, {"reservations": [booking]})
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.reply(201, booking)
+
+        def log_message(self, *a):
+            pass
+
+    fake = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Fake)
+    threading.Thread(target=fake.serve_forever, daemon=True).start()
+    try:
+        env = dict(os.environ, JAZARI_URL="http://127.0.0.1:%d" % fake.server_port,
+                   JAZARI_TOKEN=svc.admin, JAZARI_CONFIG="/nonexistent")
+        for args in (("reservations",), ("reserve", "-g", "2", "--start", "now", "--duration",
+                                         "1h")):
+            r = subprocess.run([os.path.join(test_service.ARGS.build, "bin", "jazari"), *args],
+                               env=env, capture_output=True, text=True, timeout=60)
+            assert r.returncode == 0, (args, r.returncode, r.stdout, r.stderr)
+            assert "T4\\u001b[2J" in r.stdout or "T4\\x1b[2J" in r.stdout, (args, r.stdout)
+            assert not any(c in r.stdout for c in ("\u001b", "\u202e", "\u0085", "\u2066")), (
+                args, r.stdout)
+    finally:
+        fake.shutdown()
+        fake.server_close()
 
 
 # --- streams with Connection: close -------------------------------------------------------------
