@@ -1763,6 +1763,21 @@ int jz_sched_job_ended(struct jz_sched *s, uint64_t id, int64_t now, bool ok, st
     return 0;
 }
 
+int jz_sched_preempt_abandon(struct jz_sched *s, uint64_t id, struct jz_error *err)
+{
+    struct job *j = s ? job_find(s, id) : NULL;
+    if (!j)
+        return jz_error_set(err, JZ_ENOENT, "no job %llu", (unsigned long long)id);
+    if (j->state != JZ_SCHED_JOB_PREEMPTING)
+        return jz_error_set(err, JZ_EINVAL, "job %llu is not being preempted",
+                            (unsigned long long)id);
+    victim_gone(s, j);
+    j->for_job = 0;
+    j->state = JZ_SCHED_JOB_RUNNING;
+    jz_sched__job_reorder(s, j, j->start + j->limit);
+    return 0;
+}
+
 int jz_sched_job_requeue(struct jz_sched *s, uint64_t id, int64_t now, struct jz_error *err)
 {
     struct job *j = s ? job_find(s, id) : NULL;

@@ -281,6 +281,11 @@ int jz_sched_job_ended(struct jz_sched *s, uint64_t id, int64_t now, bool ok, st
 /* A preempted job has stopped (a gang: all its parts): its resources are freed and it waits
  * again, keeping its original submit time. */
 int jz_sched_job_requeue(struct jz_sched *s, uint64_t id, int64_t now, struct jz_error *err);
+/* The service did not stop a job a PREEMPT decision named after all (its preemptor could not
+ * start: its tenant's credit ran out, say): it runs on as before the decision, with its end
+ * expected at its time limit again, and its preemptor no longer waits for it. JZ_EINVAL for a
+ * job that is not being preempted. */
+int jz_sched_preempt_abandon(struct jz_sched *s, uint64_t id, struct jz_error *err);
 /* Removes a waiting (or held) job. A running job returns JZ_EBUSY: stop it, then job_ended. */
 int jz_sched_cancel(struct jz_sched *s, uint64_t id, int64_t now, struct jz_error *err);
 /* Where one part of a running job is: its node and its GPUs and cores (topology indexes).

@@ -1086,6 +1086,27 @@ static void preempt_job(struct jz_jobs *jobs, struct jz_job *job, const struct j
     jz_log_info("jobs", "job %lld %s", (long long)job->id, detail);
 }
 
+/* Whether the job a PREEMPT decision stops victims for may still start: its tenant's credit
+ * covered it when it left the gate, but another run may have taken that credit since. When it
+ * no longer does, the scheduler forgets the preemptor and the gate keeps it until credit comes
+ * back, and its victims run on (the caller abandons their preemption). */
+static bool preemptor_may_start(struct jz_jobs *jobs, struct jz_job *w)
+{
+    if (!w || w->state != JZ_JOB_PENDING)
+        return true; /* the scheduler's own business (a preemptor that ended meanwhile) */
+    if (w->gated)
+        return false; /* given back to the gate by an earlier victim of this pass */
+    char why[400];
+    if (!jz_jobs_credit_gate(w, why, sizeof why))
+        return true;
+    jz_log_info("jobs", "job %lld: no preemption for it: %s", (long long)w->id, why);
+    struct jz_error err = {0};
+    if (jz_sched_job_ended(jobs->srv->sched, (uint64_t)w->id, now_s(), true, &err))
+        jz_log_warn("jobs", "job %lld: scheduler: %s", (long long)w->id, err.msg);
+    jz_jobs_gate_return(w);
+    return false;
+}
+
 static void decide(struct jz_jobs *jobs, unsigned flags)
 {
     struct jz_error err = {0};
@@ -1119,8 +1140,15 @@ static void decide(struct jz_jobs *jobs, unsigned flags)
             }
             start_job(jobs, job, d);
         }
-        else if (d->action == JZ_SCHED_PREEMPT)
-            preempt_job(jobs, job, d);
+        else if (d->action == JZ_SCHED_PREEMPT) {
+            if (preemptor_may_start(jobs, jz_jobs_find(jobs, (int64_t)d->for_job))) {
+                preempt_job(jobs, job, d);
+                continue;
+            }
+            struct jz_error aerr = {0};
+            if (jz_sched_preempt_abandon(jobs->srv->sched, d->job_id, &aerr))
+                jz_log_warn("jobs", "job %lld: scheduler: %s", (long long)job->id, aerr.msg);
+        }
     }
     jz_sched_decisions_clear(&jobs->decisions);
 }

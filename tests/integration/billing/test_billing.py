@@ -295,6 +295,49 @@ def test_config(svc):
     svc.http("POST", "/v1/jobs/%d/cancel" % jid, token=alice)
 
 
+# A class that may preempt, for test_preempt_credit.
+PREEMPT_POLICY = dict(PRICES, scheduler={
+    "preempt_grace": 1, "classes": [{"name": "normal", "rank": 50},
+                                    {"name": "guaranteed", "rank": 90, "can_preempt": True}]})
+
+
+def test_preempt_credit(svc):
+    """A preemptor whose tenant's credit ran out after it left the gate stops no one: its
+    victims run on and it waits with reason "credits" (the credit was checked before the
+    victims were stopped, not only at the start that would follow)."""
+    alice = svc.add_user("alice", tenant="physics")  # not metered
+    carol = svc.add_user("carol", tenant="hospital")
+    buy(svc, "hospital", 1.5)
+    keep = svc.submit(alice, batch(["sleep", "600"], gpus=4))
+    victim = svc.submit(alice, dict(batch(["sleep", "600"], gpus=4), preemptible=True))
+    svc.wait_running(alice, keep)
+    svc.wait_running(alice, victim)
+    # 8 T4 GPUs for 15 min (0.5 a GPU-hour) = 1 credit: covered now, but only one of the
+    # running jobs may be stopped for it, which is not enough: it waits.
+    boss = svc.submit(carol, dict(batch(["true"], gpus=8), resources={
+        "gpus": 8, "time_limit": "15m", "gpu_model": "T4"}, **{"class": "guaranteed"}))
+    svc.wait_reason(carol, boss, "resources")
+    # The credit goes (an adjustment), then the job that may not be stopped ends: stopping the
+    # victim would now free enough GPUs for a run the tenant cannot pay.
+    buy(svc, "hospital", -1, kind="adjustment")
+    svc.http("POST", "/v1/jobs/%d/cancel" % keep, token=alice)
+    svc.wait(alice, keep)
+    j = svc.wait_reason(carol, boss, "credits")
+    assert "needs 1.0000 credits" in j["reason"] and "0.5000 missing" in j["reason"], j
+    time.sleep(2.5)  # more than the grace a preemption would have given
+    v = svc.job(alice, victim)
+    assert v["state"] == "RUNNING" and v.get("requeues", 0) == 0, v
+    st, ev = svc.http("GET", "/v1/jobs/%d/events" % victim, token=alice)
+    assert not any(e["type"] == "preempt" for e in ev["events"]), ev
+    # With the credit back, the preemption happens and the preemptor runs.
+    buy(svc, "hospital", 10)
+    assert svc.wait(carol, boss, timeout=60)["state"] == "SUCCEEDED"
+    st, ev = svc.http("GET", "/v1/jobs/%d/events" % victim, token=alice)
+    assert any(e["type"] == "preempt" for e in ev["events"]), ev
+    svc.http("POST", "/v1/jobs/%d/cancel" % victim, token=alice)
+    svc.wait(alice, victim)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--build", required=True)
@@ -304,7 +347,8 @@ def main():
     args.build = os.path.abspath(args.build)
     args.fixtures = os.path.abspath(args.fixtures)
     test_service.ARGS = args
-    failed = run_tests(args.tests, globals(), lambda name: Service(config=PRICES))
+    failed = run_tests(args.tests, globals(), lambda name: Service(
+        config=PREEMPT_POLICY if name == "preempt_credit" else PRICES))
     sys.exit(1 if failed else 0)
 
 

@@ -406,6 +406,60 @@ static void test_gang_preemption(void **state)
     jz_sched_destroy(s);
 }
 
+static void test_preempt_abandon(void **state)
+{
+    /* The service decides not to stop a victim after all (its preemptor cannot pay): the victim
+     * runs on as before, its preemptor (if still waiting) no longer counts it, its end is
+     * expected at its limit again, and it can be chosen again later. */
+    struct jz_sched_class cls[] = {{.name = "low", .rank = 10},
+                                   {.name = "high", .rank = 90, .can_preempt = true}};
+    struct jz_sched_config cfg;
+    jz_sched_config_defaults(&cfg);
+    cfg.classes = cls;
+    cfg.class_count = 2;
+    cfg.preempt_grace_s = 30;
+    struct jz_sched *s = make(&cfg);
+    node(s, "n0", g4dn, NULL, NULL);
+    struct jz_sched_decisions d;
+    jz_sched_decisions_init(&d);
+    struct jz_error err = {0};
+    struct jz_sched_job l1 = job(1, "lab", 8, 0, 86400, 0);
+    l1.class_name = "low";
+    l1.preemptible = true;
+    submit_job(s, &l1, 0);
+    assert_int_equal(decide(s, 0, 0, &d), 1);
+    assert_int_equal(jz_sched_preempt_abandon(s, 1, &err), JZ_EINVAL); /* not being preempted */
+    struct jz_sched_job h = job(2, "hospital", 8, 0, 100, 100);
+    h.class_name = "high";
+    submit_job(s, &h, 100);
+    assert_int_equal(decide(s, 100, 0, &d), 1);
+    assert_int_equal(get(&d, 1)->action, JZ_SCHED_PREEMPT);
+    assert_int_equal(info(s, 1).state, JZ_SCHED_JOB_PREEMPTING);
+    assert_non_null(strstr(info(s, 2).reason_text, "Waiting for 1 preempted job to stop"));
+    /* Abandoned while its preemptor still waits: the preemptor no longer waits for it. */
+    assert_int_equal(jz_sched_preempt_abandon(s, 1, &err), 0);
+    assert_int_equal(info(s, 1).state, JZ_SCHED_JOB_RUNNING);
+    assert_null(strstr(info(s, 2).reason_text, "preempted job"));
+    /* The service gives the preemptor back (its gate): the victim's end is its limit again. */
+    assert_int_equal(jz_sched_job_ended(s, 2, 100, true, &err), 0);
+    struct jz_sched_job w = job(3, "lab", 8, 0, 100, 100);
+    w.class_name = "low";
+    submit_job(s, &w, 100);
+    assert_int_equal(decide(s, 100, JZ_SCHED_FULL, &d), 0);
+    assert_int_equal(info(s, 3).est_start, 86400);
+    /* A later preemptor may choose it again. */
+    struct jz_sched_job h2 = job(4, "hospital", 8, 0, 100, 200);
+    h2.class_name = "high";
+    submit_job(s, &h2, 200);
+    assert_int_equal(decide(s, 200, 0, &d), 1);
+    assert_int_equal(get(&d, 1)->for_job, 4);
+    assert_int_equal(jz_sched_job_requeue(s, 1, 230, &err), 0);
+    assert_int_equal(decide(s, 230, 0, &d), 1);
+    assert_non_null(find(&d, 4));
+    jz_sched_decisions_free(&d);
+    jz_sched_destroy(s);
+}
+
 static void test_node_remove(void **state)
 {
     struct jz_sched *s = make(NULL);
@@ -690,6 +744,7 @@ int main(void)
         cmocka_unit_test(test_gang_site_and_switch),
         cmocka_unit_test(test_gang_head_and_backfill),
         cmocka_unit_test(test_gang_preemption),
+        cmocka_unit_test(test_preempt_abandon),
         cmocka_unit_test(test_node_remove),
         cmocka_unit_test(test_site_quotas),
         cmocka_unit_test(test_over_quota),
