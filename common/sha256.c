@@ -1,7 +1,9 @@
 /* SHA-256 as FIPS 180-4 specifies it (see sha256.h). */
 #include "sha256.h"
 
+#include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 static const uint32_t K[64] = {
     0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
@@ -124,4 +126,25 @@ void jz_sha256_hex(const void *data, size_t len, char hex[2 * JZ_SHA256_BYTES + 
     jz_sha256_update(&c, data, len);
     jz_sha256_final(&c, d);
     jz_sha256_to_hex(d, hex);
+}
+
+int jz_sha256_fd(int fd, char hex[2 * JZ_SHA256_BYTES + 1])
+{
+    struct jz_sha256 c;
+    uint8_t buf[16384], d[JZ_SHA256_BYTES];
+    jz_sha256_init(&c);
+    for (off_t off = 0;;) {
+        ssize_t n = pread(fd, buf, sizeof buf, off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        if (n == 0)
+            break;
+        jz_sha256_update(&c, buf, (size_t)n);
+        off += n;
+    }
+    jz_sha256_final(&c, d);
+    jz_sha256_to_hex(d, hex);
+    return 0;
 }

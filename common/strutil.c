@@ -3,9 +3,9 @@
 #include "common/strutil.h"
 
 #include <errno.h>
-#include <stdlib.h>
 #include <ftw.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <jazari/error.h>
 #include <limits.h>
 #include <stdint.h>

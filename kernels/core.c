@@ -202,19 +202,28 @@ int jz_kdev_sync(jz_kdev_t *dev, struct jz_error *err)
     return dev->ops->sync(dev->d, err);
 }
 
-int jz_kbuf_alloc(jz_kdev_t *dev, size_t bytes, jz_kbuf_t **out, struct jz_error *err)
+/* The size rule of every buffer, allocated or wrapped. */
+static int check_size(size_t bytes, struct jz_error *err)
 {
-    if (!dev || !out)
-        return jzk_err(err, JZ_EINVAL, "device or out is NULL");
     if (bytes == 0)
         return jzk_err(err, JZ_EINVAL, "buffer size 0");
     if (bytes > JZ_KBUF_MAX_BYTES)
         return jzk_err(err, JZ_ELIMIT, "buffer of %zu bytes exceeds the limit of %zu", bytes,
                        JZ_KBUF_MAX_BYTES);
+    return 0;
+}
+
+int jz_kbuf_alloc(jz_kdev_t *dev, size_t bytes, jz_kbuf_t **out, struct jz_error *err)
+{
+    if (!dev || !out)
+        return jzk_err(err, JZ_EINVAL, "device or out is NULL");
+    int rc = check_size(bytes, err);
+    if (rc)
+        return rc;
     jz_kbuf_t *b = calloc(1, sizeof *b);
     if (!b)
         return jzk_err(err, JZ_ENOMEM, "out of memory");
-    int rc = dev->ops->alloc(dev->d, bytes, &b->h, err);
+    rc = dev->ops->alloc(dev->d, bytes, &b->h, err);
     if (rc) {
         free(b);
         return rc;
@@ -234,11 +243,9 @@ int jz_kbuf_wrap_host(jz_kdev_t *dev, void *host, size_t bytes, jz_kbuf_t **out,
     if (dev->backend != JZ_KBACKEND_CPU)
         return jzk_err(err, JZ_ENOTSUP, "%s devices cannot use host memory as a buffer",
                        jz_kbackend_name(dev->backend));
-    if (bytes == 0)
-        return jzk_err(err, JZ_EINVAL, "buffer size 0");
-    if (bytes > JZ_KBUF_MAX_BYTES)
-        return jzk_err(err, JZ_ELIMIT, "buffer of %zu bytes exceeds the limit of %zu", bytes,
-                       JZ_KBUF_MAX_BYTES);
+    int rc = check_size(bytes, err);
+    if (rc)
+        return rc;
     if ((uintptr_t)host % sizeof(float))
         return jzk_err(err, JZ_EINVAL, "host memory at %p is not aligned for float", host);
     jz_kbuf_t *b = calloc(1, sizeof *b);

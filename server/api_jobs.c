@@ -157,7 +157,8 @@ void jz_api_jobs_list(struct jz_req *r)
     }
     static const char *const when[] = {"since", "until"};
     for (int i = 0; i < 2; i++)
-        if ((v = jz_req_query(r, when[i])) && !jz_api_query_time(v, i ? &f.until_ms : &f.since_ms)) {
+        if ((v = jz_req_query(r, when[i])) &&
+            !jz_api_query_time(v, i ? &f.until_ms : &f.since_ms)) {
             jz_http_reply_error(r, 400, "invalid", when[i],
                                 "%s must be an ISO 8601 time in UTC (2026-11-01T00:00:00Z), a "
                                 "day (2026-11-01) or epoch seconds", when[i]);

@@ -458,11 +458,13 @@ static int unknown_key(const char *k, struct jz_error *err)
             best = opts[i].name;
         }
     }
-    for (const char *const *s = sections; *s; s++)
-        if (jz_str_distance(k, *s) < best_d) {
-            best_d = jz_str_distance(k, *s);
+    for (const char *const *s = sections; *s; s++) {
+        size_t d = jz_str_distance(k, *s);
+        if (d < best_d) {
+            best_d = d;
             best = *s;
         }
+    }
     if (!best)
         return jz_error_set(err, JZ_EINVAL, "config: unknown key \"%.60s\"", k);
     char sugg[64];

@@ -85,31 +85,17 @@ static unsigned caps_from_json(const json_t *caps)
 /* Whether the file at path is a regular file (not a link) of size bytes whose SHA-256 is sha:
  * an existing copy is trusted only then, not by its name (a truncated or damaged copy would
  * otherwise refuse that version for good). */
-static bool copy_holds(const char *path, const char *sha, off_t size, char *buf)
+static bool copy_holds(const char *path, const char *sha, off_t size)
 {
     int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return false;
     struct stat st;
-    struct jz_sha256 md;
-    jz_sha256_init(&md);
-    bool ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == size;
-    ssize_t n = 0;
-    while (ok && (n = read(fd, buf, COPY_BUF_BYTES)) != 0) {
-        if (n < 0 && errno == EINTR)
-            continue;
-        ok = n > 0;
-        if (ok)
-            jz_sha256_update(&md, buf, (size_t)n);
-    }
-    unsigned char digest[JZ_SHA256_BYTES];
     char hex[JZ_PLUGIN_SHA256_HEX + 1];
-    if (ok) {
-        jz_sha256_final(&md, digest);
-        jz_sha256_to_hex(digest, hex);
-    }
+    bool ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == size &&
+              jz_sha256_fd(fd, hex) == 0 && strcmp(hex, sha) == 0;
     close(fd);
-    return ok && strcmp(hex, sha) == 0;
+    return ok;
 }
 
 /* The rename into the copies folder survives a crash only once the folder is on disk too. */
@@ -157,11 +143,11 @@ static int make_copy(const char *src, const char *copies, struct jz_plugin_entry
     jz_sha256_final(&md, digest);
     ok = ok && fchmod(out, 0600) == 0 && fsync(out) == 0;
     int saved = ok ? 0 : buf ? errno : ENOMEM;
+    free(buf);
     close(in);
     if (out >= 0)
         close(out);
     if (!ok) {
-        free(buf);
         if (out >= 0)
             unlink(tmp);
         snprintf(e->reason, sizeof e->reason, "cannot copy it to %s: %s", copies,
@@ -170,9 +156,7 @@ static int make_copy(const char *src, const char *copies, struct jz_plugin_entry
     }
     jz_sha256_to_hex(digest, e->sha256);
     snprintf(e->copy, sizeof e->copy, "%s/%s.so", copies, e->sha256);
-    bool kept = copy_holds(e->copy, e->sha256, size, buf);
-    free(buf);
-    if (kept) {
+    if (copy_holds(e->copy, e->sha256, size)) {
         unlink(tmp);
         return 0;
     }

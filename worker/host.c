@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "common/cpulist.h"
@@ -185,15 +186,14 @@ void jz_worker_log_write(const char *line, size_t len)
     struct stat st;
     char last = '\n';
     if (fstat(STDERR_FILENO, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 &&
-        pread(STDERR_FILENO, &last, 1, st.st_size - 1) == 1 && last != '\n') {
-        ssize_t w;
-        do
-            w = write(STDERR_FILENO, "\n", 1);
-        while (w < 0 && errno == EINTR);
-    }
+        pread(STDERR_FILENO, &last, 1, st.st_size - 1) != 1)
+        last = '\n';
+    /* One write, the newline with the line, as the log is appended to by others too. */
+    struct iovec v[2] = {{.iov_base = "\n", .iov_len = last != '\n'},
+                         {.iov_base = (void *)line, .iov_len = len}};
     ssize_t w;
     do
-        w = write(STDERR_FILENO, line, len);
+        w = writev(STDERR_FILENO, v, 2);
     while (w < 0 && errno == EINTR);
 }
 

@@ -114,24 +114,8 @@ static int hash_fd(int fd, const char *path, char hex[JZ_WORKER_SHA256_HEX + 1],
     if (st.st_size > JZ_WORKER_PLUGIN_MAX_BYTES)
         return jz_error_set(err, JZ_ELIMIT, "%s is larger than %lld bytes", path,
                             (long long)JZ_WORKER_PLUGIN_MAX_BYTES);
-    struct jz_sha256 md;
-    jz_sha256_init(&md);
-    static unsigned char buf[1 << 16];
-    off_t off = 0;
-    for (;;) {
-        ssize_t n = pread(fd, buf, sizeof buf, off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return jz_error_set(err, JZ_EIO, "cannot read %s: %s", path, strerror(errno));
-        if (n == 0)
-            break;
-        jz_sha256_update(&md, buf, (size_t)n);
-        off += n;
-    }
-    unsigned char digest[JZ_SHA256_BYTES];
-    jz_sha256_final(&md, digest);
-    jz_sha256_to_hex(digest, hex);
+    if (jz_sha256_fd(fd, hex) != 0)
+        return jz_error_set(err, JZ_EIO, "cannot read %s: %s", path, strerror(errno));
     return 0;
 }
 
