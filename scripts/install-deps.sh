@@ -18,6 +18,7 @@ pkgs=(
   libcmocka-dev
   mypy python3-venv # the Python client: type-checked, and installed into a venv (tests/integration/pyclient)
   zsh # checks the zsh completion (tests/integration/install)
+  strace # the build tree's worker opens no library in its working folder (tests/integration/install)
   prometheus # promtool: tests/integration/metrics checks /metrics and the Grafana dashboard's PromQL
   clang libclang-rt-dev
   ocl-icd-opencl-dev opencl-headers pocl-opencl-icd libclblast-dev
