@@ -302,6 +302,38 @@ int jz_kbuf_write(jz_kbuf_t *buf, size_t offset, const void *src, size_t bytes,
     return buf->dev->ops->write(buf->dev->d, buf->h, offset, src, bytes, err);
 }
 
+int jz_kbuf_write_rows(jz_kbuf_t *buf, size_t offset, const void *src, size_t src_rows,
+                       size_t row_bytes, const uint32_t *rows, size_t n, struct jz_error *err)
+{
+    if (!buf || (n && (!src || !rows)))
+        return jzk_err(err, JZ_EINVAL, "buffer, source or row list is NULL");
+    if (row_bytes && n > SIZE_MAX / row_bytes)
+        return jzk_err(err, JZ_ERANGE, "%zu rows of %zu bytes overflow", n, row_bytes);
+    size_t bytes = n * row_bytes;
+    if (!range_ok(buf->bytes, offset, bytes))
+        return jzk_err(err, JZ_ERANGE,
+                       "write of %zu rows of %zu bytes at %zu exceeds buffer of %zu", n, row_bytes,
+                       offset, buf->bytes);
+    for (size_t i = 0; i < n; i++)
+        if (rows[i] >= src_rows)
+            return jzk_err(err, JZ_ERANGE, "row %zu is %u, past the source's %zu rows", i, rows[i],
+                           src_rows);
+    if (!bytes)
+        return 0;
+    const struct jzk_ops *ops = buf->dev->ops;
+    if (ops->write_rows)
+        return ops->write_rows(buf->dev->d, buf->h, offset, src, row_bytes, rows, n, err);
+    /* Other devices take one transfer of the gathered rows. */
+    char *staged = malloc(bytes);
+    if (!staged)
+        return jzk_err(err, JZ_ENOMEM, "out of memory for %zu bytes of rows", bytes);
+    for (size_t i = 0; i < n; i++)
+        memcpy(staged + i * row_bytes, (const char *)src + (size_t)rows[i] * row_bytes, row_bytes);
+    int rc = ops->write(buf->dev->d, buf->h, offset, staged, bytes, err);
+    free(staged);
+    return rc;
+}
+
 int jz_kbuf_read(const jz_kbuf_t *buf, size_t offset, void *dst, size_t bytes, struct jz_error *err)
 {
     if (!buf || (!dst && bytes))

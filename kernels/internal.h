@@ -14,7 +14,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever struct jzk_ops changes, so a stale CUDA module is refused. */
-#define JZK_OPS_VERSION 3
+#define JZK_OPS_VERSION 4
 
 enum jzk_reduce { JZK_REDUCE_SUM = 0, JZK_REDUCE_MAX = 1 };
 enum jzk_dist { JZK_DIST_UNIFORM = 0, JZK_DIST_NORMAL = 1 };
@@ -83,6 +83,10 @@ struct jzk_ops {
     /* Version 3. NULL: the front end runs gemm, then bias_act_fwd. */
     int (*dense_fwd)(void *d, int act, size_t rows, size_t in, size_t out, void *x, void *w,
                      void *bias, void *z, void *y, struct jz_error *err);
+    /* Version 4. Rows already checked against src_rows. NULL: the front end gathers into host
+     * memory and calls write. */
+    int (*write_rows)(void *d, void *h, size_t off, const void *src, size_t row_bytes,
+                      const uint32_t *rows, size_t n, struct jz_error *err);
 };
 
 /* The symbol the CUDA module exports (a function, so the module's static state is set up

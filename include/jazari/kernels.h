@@ -142,6 +142,14 @@ int jz_kbuf_read(const jz_kbuf_t *buf, size_t offset, void *dst, size_t bytes,
  * when src == dst). */
 int jz_kbuf_copy(jz_kbuf_t *dst, size_t dst_offset, const jz_kbuf_t *src, size_t src_offset,
                  size_t bytes, struct jz_error *err);
+/* Gathers rows of host memory into the buffer: `n` rows of `row_bytes` each, row i of the
+ * buffer (from byte `offset`) being row rows[i] of `src`, which holds `src_rows` rows. A row
+ * number at or past src_rows is JZ_ERANGE, checked before anything is written; the whole range
+ * must fit the buffer as for jz_kbuf_write. The cpu backend copies the rows on its threads
+ * straight into the buffer; the others gather into host memory and make one write. Training
+ * gathers each shuffled mini-batch this way. */
+int jz_kbuf_write_rows(jz_kbuf_t *buf, size_t offset, const void *src, size_t src_rows,
+                       size_t row_bytes, const uint32_t *rows, size_t n, struct jz_error *err);
 /* On the cpu backend, the buffer's host memory (borrowed; valid until jz_kbuf_free); NULL on
  * other backends. Lets CPU code avoid copies. */
 void *jz_kbuf_host_ptr(jz_kbuf_t *buf);

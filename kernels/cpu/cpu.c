@@ -123,6 +123,49 @@ static int cpu_copy(void *d, void *dst, size_t doff, void *src, size_t soff, siz
     return 0;
 }
 
+/* Row gathers (a shuffled mini-batch out of a data set in host memory). Each row starts a
+ * fresh stream of cache misses, often on a fresh page: the next row's first lines are
+ * prefetched while this one is copied, and from GATHER_PAR_MIN bytes the rows are split over
+ * the pool, whose threads keep more misses in flight (and each thread's share of the batch then
+ * sits in its own cache for the GEMM panels that follow). A batch of 128 Fashion-MNIST rows
+ * (401 KB) took 100 us on one thread, all of it waiting on memory. */
+#define GATHER_PAR_MIN (64u << 10)
+#define GATHER_PREFETCH_LINES 8
+
+struct gather_args {
+    char *dst;
+    const char *src;
+    size_t row_bytes;
+    const uint32_t *rows;
+    size_t n;
+};
+
+static void gather_range(void *p, size_t chunk, size_t b, size_t e)
+{
+    const struct gather_args *a = p;
+    for (size_t i = b; i < e; i++) {
+        if (i + 1 < e) {
+            const char *next = a->src + (size_t)a->rows[i + 1] * a->row_bytes;
+            size_t lines = (a->row_bytes + 63) / 64;
+            if (lines > GATHER_PREFETCH_LINES)
+                lines = GATHER_PREFETCH_LINES;
+            for (size_t l = 0; l < lines; l++)
+                __builtin_prefetch(next + l * 64);
+        }
+        memcpy(a->dst + i * a->row_bytes, a->src + (size_t)a->rows[i] * a->row_bytes, a->row_bytes);
+    }
+}
+
+static int cpu_write_rows(void *d, void *h, size_t off, const void *src, size_t row_bytes,
+                          const uint32_t *rows, size_t n, struct jz_error *err)
+{
+    struct gather_args a = {
+        .dst = (char *)h + off, .src = src, .row_bytes = row_bytes, .rows = rows, .n = n};
+    size_t grain = GATHER_PAR_MIN / 2 / row_bytes;
+    jzk_parallel_for(n, grain ? grain : 1, gather_range, &a);
+    return 0;
+}
+
 /* GEMM threading. OpenBLAS's own threads did poorly on the shapes training and inference use
  * (784-256-128-10 MLP, batch 128): 2 threads ran a step's eight GEMMs in 1.42 ms against 1.45 ms
  * on one, and their idle spinning (sched_yield) took 31% of the cycles of a training run from the
@@ -139,17 +182,20 @@ static int cpu_copy(void *d, void *dst, size_t doff, void *src, size_t soff, siz
  * less; smaller panels cost more packing than they saved (8% of an inference run at 128). */
 #define GEMM_PANEL_UNITS 16
 
-/* Which SGEMM runs the panels: OpenBLAS by default. JZ_CPU_GEMM selects our own
- * (gemm_avx512.c): "avx512", "avx2" or "generic" (portable C, for tests), or "openblas"; a kind
- * the CPU lacks gets the default. The AVX-512 kernel is opt-in until it has been measured and
- * its tests run on an AVX-512 host (the development machines expose AVX2 only); the AVX2 one
- * measured within a few percent of OpenBLAS (training 5% faster, inference 3-5% slower), so
- * OpenBLAS stays the default. Read at every GEMM (one getenv, well under a microsecond against
- * tens of microseconds for the smallest parallel GEMM) so that a test can run every path in one
- * process. */
+/* Which SGEMM runs the panels. JZ_CPU_GEMM selects one for every GEMM: our own (gemm_avx512.c)
+ * "avx512", "avx2" or "generic" (portable C, for tests), or "openblas"; a kind the CPU lacks
+ * gets the default. The default is OpenBLAS, except for C = A B^T (a training step's backward
+ * products dx = dy W^T) on an AVX2 CPU without AVX-512, where OpenBLAS's kernels are AVX2 as
+ * well: there our AVX2 kernel measured 1.6-1.8x faster on the 784-256-128-10 MLP's two shapes at
+ * batch 128 (128x256x128: 76-110 us against 123-187; 128x128x10: 7-8 against 12-14), and slower
+ * or even on the others (OpenBLAS's packing is the better one for k of 128 and more with B as
+ * stored, and for n = 10). The AVX-512 kernel is opt-in until it has been measured on an
+ * AVX-512 host (the development machines expose AVX2 only). Read at every GEMM (one getenv, well
+ * under a microsecond against tens of microseconds for the smallest parallel GEMM) so that a
+ * test can run every path in one process. */
 #define GEMM_OPENBLAS (-1)
 
-static int gemm_pick(void)
+static int gemm_pick(bool ta, bool tb)
 {
     static const struct {
         const char *name;
@@ -164,6 +210,9 @@ static int gemm_pick(void)
             if (strcmp(v, names[i].name) == 0 &&
                 (names[i].kind == GEMM_OPENBLAS || jzk_gemm_own_supported(names[i].kind)))
                 return names[i].kind;
+    if (tb && !ta && jzk_gemm_own_supported(JZK_GEMM_AVX2) &&
+        !jzk_gemm_own_supported(JZK_GEMM_AVX512))
+        return JZK_GEMM_AVX2;
     return GEMM_OPENBLAS;
 }
 
@@ -225,7 +274,7 @@ static int cpu_gemm(void *d, bool ta, bool tb, size_t m, size_t n, size_t k, flo
 {
     if (openblas_get_num_threads() != 1)
         openblas_set_num_threads(1);
-    struct gemm_args g = {.impl = gemm_pick(),
+    struct gemm_args g = {.impl = gemm_pick(ta, tb),
                           .ta = ta,
                           .tb = tb,
                           .split_n = n > m,
@@ -423,7 +472,7 @@ static int cpu_dense_fwd(void *d, int act, size_t rows, size_t in, size_t out, v
 {
     if (openblas_get_num_threads() != 1)
         openblas_set_num_threads(1);
-    struct dense_args a = {.g = {.impl = gemm_pick(),
+    struct dense_args a = {.g = {.impl = gemm_pick(false, false),
                                  .split_n = out > rows,
                                  .m = rows,
                                  .n = out,
@@ -517,8 +566,11 @@ static void bias_act_bwd_rows(void *p, size_t chunk, size_t r0, size_t r1)
 
 /* Column sums in double over blocks of columns, walking rows contiguously; each column belongs to
  * one chunk, so the result does not depend on the thread count. With `fused`, the block's dx is
- * computed in the same walk (one pass over dy instead of two). */
-enum { COL_BLOCK = 256 };
+ * computed in the same walk (one pass over dy instead of two). Blocks of 128 columns let a
+ * 128 x 256 gradient (a training step's widest) take the fused pass on two threads: 6.7 us,
+ * against 12.4 on the two-pass path it took on one thread with blocks of 256 (blocks of 64 made
+ * the single-block 128 x 128 case slower, 4.5 us against 3.8). */
+enum { COL_BLOCK = 128 };
 
 static void col_blocks(const struct bwd_args *a, size_t b0, size_t b1, bool fused)
 {
@@ -562,7 +614,8 @@ static int cpu_bias_act_bwd(void *d, int act, size_t rows, size_t cols, void *x,
                          .dx = dx,
                          .dbias = dbias};
     size_t blocks = (cols + COL_BLOCK - 1) / COL_BLOCK;
-    size_t grain = rows * COL_BLOCK >= PAR_MIN ? 1 : blocks;
+    /* blocks per chunk: a chunk of at least PAR_MIN / 2 elements (two passes' worth of work) */
+    size_t grain = (PAR_MIN / 2 + rows * COL_BLOCK - 1) / (rows * COL_BLOCK);
     /* One fused pass when the column blocks give every thread work (or the whole is small);
      * otherwise (few wide-enough blocks, many rows) rows in parallel, then the sums. */
     if (dbias && (rows * cols < PAR_MIN || blocks / grain >= jzk_pool_threads())) {
@@ -974,6 +1027,7 @@ static const struct jzk_ops ops = {
     .leapfrog = cpu_leapfrog,
     .rand = cpu_rand,
     .dense_fwd = cpu_dense_fwd,
+    .write_rows = cpu_write_rows,
 };
 
 const struct jzk_ops *jzk_cpu_ops(void)

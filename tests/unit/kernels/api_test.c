@@ -177,6 +177,94 @@ static void test_wrap_host(void **state)
     free(mem);
 }
 
+/* jz_kbuf_write_rows on one device: a gather of `n` rows of `F` floats out of `src_rows`, at a
+ * row offset, compared with the rows themselves; the rows around it stay as written before. */
+static void check_gather(jz_kdev_t *d, const float *src, size_t src_rows, size_t F, size_t n,
+                         uint32_t seed)
+{
+    struct jz_error e = {0};
+    size_t cap = n + 2;
+    jz_kbuf_t *buf;
+    assert_int_equal(jz_kbuf_alloc(d, cap * F * sizeof(float), &buf, &e), 0);
+    float *before = malloc(cap * F * sizeof(float)), *back = malloc(cap * F * sizeof(float));
+    uint32_t *rows = malloc((n ? n : 1) * sizeof *rows);
+    assert_true(before && back && rows);
+    for (size_t i = 0; i < cap * F; i++)
+        before[i] = -1.0f - (float)i;
+    assert_int_equal(jz_kbuf_write(buf, 0, before, cap * F * sizeof(float), &e), 0);
+    for (size_t i = 0; i < n; i++) /* repeats and any order, as a shuffled epoch's slice */
+        rows[i] = (uint32_t)((i * 2654435761u + seed) % src_rows);
+    assert_int_equal(
+        jz_kbuf_write_rows(buf, F * sizeof(float), src, src_rows, F * sizeof(float), rows, n, &e),
+        0);
+    assert_int_equal(jz_kbuf_read(buf, 0, back, cap * F * sizeof(float), &e), 0);
+    assert_memory_equal(back, before, F * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        assert_memory_equal(back + (i + 1) * F, src + (size_t)rows[i] * F, F * sizeof(float));
+    assert_memory_equal(back + (n + 1) * F, before + (n + 1) * F, F * sizeof(float));
+    jz_kbuf_free(buf);
+    free(before), free(back), free(rows);
+}
+
+/* jz_kbuf_write_rows: batches small enough for one thread and large enough to be split over the
+ * pool land row for row; bad rows or ranges are refused before anything is written; other
+ * backends (PoCL in CI, where built) get the same rows through their one write. */
+static void test_write_rows(void **state)
+{
+    struct jz_error e = {0};
+    const size_t src_rows = 3000, F = 784;
+    float *src = malloc(src_rows * F * sizeof(float));
+    assert_non_null(src);
+    for (size_t i = 0; i < src_rows * F; i++)
+        src[i] = (float)i;
+    jz_kdev_t *d;
+    assert_int_equal(jz_kdev_open(JZ_KBACKEND_CPU, 0, &d, &e), 0);
+    check_gather(d, src, src_rows, F, 5, 1);    /* 15 KiB: the calling thread */
+    check_gather(d, src, src_rows, F, 128, 7);  /* 392 KiB: split over the pool */
+    check_gather(d, src, src_rows, F, 1001, 3); /* chunks that do not divide evenly */
+    check_gather(d, src, src_rows, 3, 300, 11); /* rows narrower than a cache line */
+    check_gather(d, src, src_rows, F, 0, 1);    /* nothing to write */
+
+    jz_kbuf_t *buf;
+    assert_int_equal(jz_kbuf_alloc(d, 4 * F * sizeof(float), &buf, &e), 0);
+    float *sentinel = jz_kbuf_host_ptr(buf);
+    for (size_t i = 0; i < 4 * F; i++)
+        sentinel[i] = 42.0f;
+    uint32_t rows[5] = {0, 1, 2, 2999, 3000};
+    /* a row past the source, even after good ones: refused, nothing written */
+    assert_int_equal(jz_kbuf_write_rows(buf, 0, src, src_rows, F * sizeof(float), rows + 1, 4, &e),
+                     JZ_ERANGE);
+    assert_int_equal(e.code, JZ_ERANGE);
+    assert_non_null(strstr(e.msg, "3000"));
+    for (size_t i = 0; i < 4 * F; i++)
+        assert_true(sentinel[i] == 42.0f);
+    /* five rows into a four-row buffer, four rows at an offset that leaves room for three */
+    assert_int_equal(jz_kbuf_write_rows(buf, 0, src, src_rows, F * sizeof(float), rows, 5, &e),
+                     JZ_ERANGE);
+    assert_int_equal(
+        jz_kbuf_write_rows(buf, F * sizeof(float), src, src_rows, F * sizeof(float), rows, 4, &e),
+        JZ_ERANGE);
+    /* a row count times row size that overflows */
+    assert_int_equal(jz_kbuf_write_rows(buf, 0, src, src_rows, SIZE_MAX / 2, rows, 4, &e),
+                     JZ_ERANGE);
+    /* NULLs */
+    assert_int_equal(jz_kbuf_write_rows(NULL, 0, src, src_rows, 4, rows, 1, &e), JZ_EINVAL);
+    assert_int_equal(jz_kbuf_write_rows(buf, 0, NULL, src_rows, 4, rows, 1, &e), JZ_EINVAL);
+    assert_int_equal(jz_kbuf_write_rows(buf, 0, src, src_rows, 4, NULL, 1, &e), JZ_EINVAL);
+    for (size_t i = 0; i < 4 * F; i++)
+        assert_true(sentinel[i] == 42.0f);
+    jz_kbuf_free(buf);
+    jz_kdev_close(d);
+
+    size_t n = 0;
+    if (jz_kdev_count(JZ_KBACKEND_OPENCL, &n, &e) == 0 && n > 0 &&
+        jz_kdev_open(JZ_KBACKEND_OPENCL, 0, &d, &e) == 0) {
+        check_gather(d, src, src_rows, F, 128, 5);
+        jz_kdev_close(d);
+    }
+    free(src);
+}
+
 /* Host collectives across three handles: sums and broadcasts match the float64 reference. */
 static void test_host_comm(void **state)
 {
@@ -228,6 +316,7 @@ int main(void)
         cmocka_unit_test(test_backends),
         cmocka_unit_test(test_checks),
         cmocka_unit_test(test_wrap_host),
+        cmocka_unit_test(test_write_rows),
         cmocka_unit_test(test_host_comm),
     };
     return cmocka_run_group_tests_name("kernels_api", tests, NULL, NULL);
