@@ -262,17 +262,28 @@ static void test_describe_refused(void **state)
 static void test_batch_exit_code_env_log(void **state)
 {
     struct run r;
+    /* JZ_TEST_PRESET is in the worker's environment already: the parameter replaces it (one
+     * entry), and of two entries of one name the last wins, as with putenv. */
+    setenv("JZ_TEST_PRESET", "old", 1);
     json_t *spec = json_pack(
-        "{s:s, s:{s:[s,s,s], s:[s]}, s:[{s:s, s:i, s:i, s:s}, {s:s, s:i, s:i, s:s}], s:b}",
+        "{s:s, s:{s:[s,s,s], s:[s,s,s,s]}, s:[{s:s, s:i, s:i, s:s}, {s:s, s:i, s:i, s:s}], s:b}",
         "plugin_path", JZ_BATCH_SO, "params", "argv", "sh", "-c",
         "echo out-line; echo err-line >&2; "
         "echo \"$FOO $JAZARI_JOB_ID $CUDA_VISIBLE_DEVICES $JAZARI_GPUS $JAZARI_NUM_GPUS "
-        "$JAZARI_BACKEND $JAZARI_GPU_PCI_IDS\" > env.txt; exit 7",
-        "env", "FOO=bar", "devices", "backend", "opencl", "ordinal", 0, "node_index", 3,
-        "pci_bus_id", "0000:3b:00.0", "backend", "opencl", "ordinal", 1, "node_index", 5,
-        "pci_bus_id", "0000:af:00.0", "bind", 0);
+        "$JAZARI_BACKEND $JAZARI_GPU_PCI_IDS\" > env.txt; "
+        "echo \"$(env | grep -c ^JZ_TEST_PRESET=) $JZ_TEST_PRESET $BAZ\" > preset.txt; exit 7",
+        "env", "FOO=bar", "JZ_TEST_PRESET=first", "BAZ=1", "JZ_TEST_PRESET=new", "devices",
+        "backend", "opencl", "ordinal", 0, "node_index", 3, "pci_bus_id", "0000:3b:00.0",
+        "backend", "opencl", "ordinal", 1, "node_index", 5, "pci_bus_id", "0000:af:00.0", "bind",
+        0);
     run_worker(spec, ACT_NONE, &r);
+    unsetenv("JZ_TEST_PRESET");
     check_exit(&r, "failed", 7, 0);
+    char *preset = job_file(&r, "out/preset.txt");
+    assert_non_null(preset);
+    assert_string_equal(preset, "1 new 1\n");
+    free(preset);
+
     assert_non_null(strstr(exit_message(&r), "exited with code 7"));
     /* Without cwd and with no submit_dir, the command runs in the output directory. */
     char *env = job_file(&r, "out/env.txt");
@@ -380,6 +391,22 @@ static void test_batch_signal(void **state)
     run_worker(spec, ACT_NONE, &r);
     check_exit(&r, "failed", -1, SIGUSR2);
     assert_non_null(strstr(exit_message(&r), "signal 12"));
+    run_free(&r);
+}
+
+/* The command starts with no signal blocked, though the plugin blocks them all around its vfork
+ * (grep itself reads its mask: a shell would clear it at start-up). */
+static void test_batch_signal_mask(void **state)
+{
+    struct run r;
+    json_t *spec = json_pack("{s:s, s:{s:[s,s,s]}}", "plugin_path", JZ_BATCH_SO, "params", "argv",
+                             "grep", "^SigBlk:", "/proc/self/status");
+    run_worker(spec, ACT_NONE, &r);
+    check_exit(&r, "succeeded", 0, 0);
+    char *log = job_file(&r, "log");
+    assert_non_null(log);
+    assert_non_null(strstr(log, "SigBlk:\t0000000000000000\n"));
+    free(log);
     run_free(&r);
 }
 
@@ -763,6 +790,7 @@ int main(void)
         cmocka_unit_test(test_batch_bind_refused),
         cmocka_unit_test(test_batch_bind_memory),
         cmocka_unit_test(test_batch_signal),
+        cmocka_unit_test(test_batch_signal_mask),
         cmocka_unit_test(test_batch_exec_failure),
         cmocka_unit_test(test_crash),
         cmocka_unit_test(test_hang_time_limit),
