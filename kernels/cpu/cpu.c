@@ -184,18 +184,24 @@ static int cpu_write_rows(void *d, void *h, size_t off, const void *src, size_t 
 
 /* Which SGEMM runs the panels. JZ_CPU_GEMM selects one for every GEMM: our own (gemm_avx512.c)
  * "avx512", "avx2" or "generic" (portable C, for tests), or "openblas"; a kind the CPU lacks
- * gets the default. The default is OpenBLAS, except for C = A B^T (a training step's backward
- * products dx = dy W^T) on an AVX2 CPU without AVX-512, where OpenBLAS's kernels are AVX2 as
- * well: there our AVX2 kernel measured 1.6-1.8x faster on the 784-256-128-10 MLP's two shapes at
- * batch 128 (128x256x128: 76-110 us against 123-187; 128x128x10: 7-8 against 12-14), and slower
- * or even on the others (OpenBLAS's packing is the better one for k of 128 and more with B as
- * stored, and for n = 10). The AVX-512 kernel is opt-in until it has been measured on an
- * AVX-512 host (the development machines expose AVX2 only). Read at every GEMM (one getenv, well
- * under a microsecond against tens of microseconds for the smallest parallel GEMM) so that a
- * test can run every path in one process. */
+ * gets the default. The default is OpenBLAS, except on an AVX2 CPU without AVX-512 (where
+ * OpenBLAS's kernels are AVX2 as well) for two kinds of product in a training step, where our
+ * AVX2 kernel measured faster on the 784-256-128-10 MLP at batch 128:
+ * - C = A B^T (backward, dx = dy W^T): 1.6-1.8x (128x256x128: 76-110 us against 123-187;
+ *   128x128x10: 7-8 against 12-14), 2 threads, best of 7 interleaved;
+ * - C = A^T B with a C of GEMM_OWN_TN_MIN elements or more (dW = x^T dy of the first layer,
+ *   784 x 256): 332-374 us against 380-405 inside training steps, where OpenBLAS's beta = 0
+ *   pass first zeroes the 800 KB C, gone from the cache since the last step's Adam read it.
+ *   With small C the two are even (dW2, 256 x 128) or OpenBLAS is ahead (dW3, n = 10: 9 us
+ *   against 17).
+ * The AVX-512 kernel is opt-in until it has been measured on an AVX-512 host (the development
+ * machines expose AVX2 only). Read at every GEMM (one getenv, well under a microsecond against
+ * tens of microseconds for the smallest parallel GEMM) so that a test can run every path in one
+ * process. */
+#define GEMM_OWN_TN_MIN (1u << 17)
 #define GEMM_OPENBLAS (-1)
 
-static int gemm_pick(bool ta, bool tb)
+static int gemm_pick(bool ta, bool tb, size_t m, size_t n)
 {
     static const struct {
         const char *name;
@@ -210,8 +216,8 @@ static int gemm_pick(bool ta, bool tb)
             if (strcmp(v, names[i].name) == 0 &&
                 (names[i].kind == GEMM_OPENBLAS || jzk_gemm_own_supported(names[i].kind)))
                 return names[i].kind;
-    if (tb && !ta && jzk_gemm_own_supported(JZK_GEMM_AVX2) &&
-        !jzk_gemm_own_supported(JZK_GEMM_AVX512))
+    bool own = (tb && !ta) || (ta && !tb && (double)m * (double)n >= GEMM_OWN_TN_MIN);
+    if (own && jzk_gemm_own_supported(JZK_GEMM_AVX2) && !jzk_gemm_own_supported(JZK_GEMM_AVX512))
         return JZK_GEMM_AVX2;
     return GEMM_OPENBLAS;
 }
@@ -274,7 +280,7 @@ static int cpu_gemm(void *d, bool ta, bool tb, size_t m, size_t n, size_t k, flo
 {
     if (openblas_get_num_threads() != 1)
         openblas_set_num_threads(1);
-    struct gemm_args g = {.impl = gemm_pick(ta, tb),
+    struct gemm_args g = {.impl = gemm_pick(ta, tb, m, n),
                           .ta = ta,
                           .tb = tb,
                           .split_n = n > m,
@@ -472,7 +478,7 @@ static int cpu_dense_fwd(void *d, int act, size_t rows, size_t in, size_t out, v
 {
     if (openblas_get_num_threads() != 1)
         openblas_set_num_threads(1);
-    struct dense_args a = {.g = {.impl = gemm_pick(false, false),
+    struct dense_args a = {.g = {.impl = gemm_pick(false, false, rows, out),
                                  .split_n = out > rows,
                                  .m = rows,
                                  .n = out,
