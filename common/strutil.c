@@ -43,6 +43,13 @@ bool jz_name_is_safe(const char *s, size_t max)
 
 int jz_mkdir_p(const char *path, unsigned mode)
 {
+    /* The usual case, a new folder in one that exists, in one call: a job's folders are made at
+     * the job rate, and each mkdir of an existing ancestor takes that folder's lock for a
+     * lookup. */
+    if (mkdir(path, mode) == 0 || errno == EEXIST)
+        return 0;
+    if (errno != ENOENT)
+        return JZ_EIO;
     char tmp[PATH_MAX];
     if (!jz_strlcpy(tmp, path, sizeof tmp))
         return JZ_ERANGE;

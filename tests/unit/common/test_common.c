@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <sys/stat.h>
 
@@ -209,6 +210,38 @@ static void test_strutil(void **state)
     assert_string_equal(buf, "abc");
 }
 
+/* jz_mkdir_p: one new folder, a chain of them, existing ones, and the errors. */
+static void test_mkdir_p(void **state)
+{
+    char root[] = "/tmp/jz-mkdir-XXXXXX", path[256];
+    assert_non_null(mkdtemp(root));
+    struct stat st;
+    snprintf(path, sizeof path, "%s/a", root); /* in a folder that exists */
+    assert_int_equal(jz_mkdir_p(path, 0750), 0);
+    assert_int_equal(stat(path, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    assert_int_equal(st.st_mode & 0777, 0750 & ~umask(umask(0)));
+    snprintf(path, sizeof path, "%s/b/c/d", root); /* parents made too */
+    assert_int_equal(jz_mkdir_p(path, 0700), 0);
+    assert_int_equal(stat(path, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    assert_int_equal(jz_mkdir_p(path, 0700), 0); /* exists: fine */
+    snprintf(path, sizeof path, "%s/b/c/d/", root); /* a trailing slash */
+    assert_int_equal(jz_mkdir_p(path, 0700), 0);
+    snprintf(path, sizeof path, "%s/file", root); /* a file on the way: an error */
+    int fd = open(path, O_CREAT | O_WRONLY, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    snprintf(path, sizeof path, "%s/file/x/y", root);
+    assert_int_equal(jz_mkdir_p(path, 0700), JZ_EIO);
+    char longp[PATH_MAX + 64];
+    memset(longp, 'a', sizeof longp - 1);
+    longp[0] = '/';
+    longp[sizeof longp - 1] = '\0';
+    assert_int_not_equal(jz_mkdir_p(longp, 0700), 0);
+    assert_int_equal(jz_remove_tree(root), 0);
+}
+
 /* A job's folder: a file, a subfolder, and every trick a job could play to have something
  * else served from it. */
 static void test_open_beneath(void **state)
@@ -307,6 +340,7 @@ int main(void)
         cmocka_unit_test(test_cpulist),     cmocka_unit_test(test_duration), cmocka_unit_test(test_nearest),
         cmocka_unit_test(test_json_limits), cmocka_unit_test(test_json_files),
         cmocka_unit_test(test_strutil), cmocka_unit_test(test_time_parse_iso),
+        cmocka_unit_test(test_mkdir_p),
         cmocka_unit_test(test_open_beneath),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
