@@ -3,7 +3,9 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,6 +84,64 @@ static char **command_env(jz_ctx_t *ctx, const struct jz_host *host, size_t nenv
     return envp;
 }
 
+/* execve, and for a file that is not a binary or has no "#!" line (ENOEXEC), the shell on it,
+ * as execvp does. */
+static void exec_file(const char *file, char **argv, char **envp)
+{
+    execve(file, argv, envp);
+    if (errno != ENOEXEC)
+        return;
+    size_t argc = 0;
+    while (argv[argc])
+        argc++;
+    char *sh_argv[argc + 2];
+    sh_argv[0] = "/bin/sh";
+    sh_argv[1] = (char *)file;
+    for (size_t i = 1; i <= argc; i++)
+        sh_argv[i + 1] = argv[i];
+    execve("/bin/sh", sh_argv, envp);
+}
+
+/* execvp's search, with the PATH of the command's environment (glibc's execvpe searches this
+ * process's PATH instead) and after the chdir, so that a relative or empty entry means the
+ * command's directory, as it did. Returns with errno set when nothing could be run: EACCES
+ * when a candidate was found but refused, else the last error. */
+static void exec_search(char **argv, char **envp, const char *path)
+{
+    const char *file = argv[0];
+    if (!*file) {
+        errno = ENOENT;
+        return;
+    }
+    if (strchr(file, '/')) {
+        exec_file(file, argv, envp);
+        return;
+    }
+    size_t flen = strlen(file);
+    char buf[PATH_MAX];
+    bool refused = false;
+    for (const char *p = path;;) {
+        const char *end = strchrnul(p, ':');
+        size_t dlen = (size_t)(end - p);
+        if (dlen + 1 + flen < sizeof buf) {
+            memcpy(buf, p, dlen);
+            if (dlen)
+                buf[dlen++] = '/';
+            memcpy(buf + dlen, file, flen + 1);
+            exec_file(buf, argv, envp);
+            if (errno == EACCES)
+                refused = true;
+            else if (errno != ENOENT && errno != ENOTDIR && errno != ESTALE && errno != ENODEV &&
+                     errno != ETIMEDOUT)
+                return;
+        }
+        if (!*end)
+            break;
+        p = end + 1;
+    }
+    errno = refused ? EACCES : ENOENT;
+}
+
 /* The command's process until it execs. A function of its own so that, after the vfork, its
  * locals live in a frame below the parent's, whose memory it shares until exec: its only writes
  * there are errno and the dynamic linker's lazily bound entries for the functions it calls
@@ -89,8 +149,8 @@ static char **command_env(jz_ctx_t *ctx, const struct jz_host *host, size_t nenv
  * the parent's handler on the parent's memory); ignored signals stay ignored, as across a fork
  * and exec. */
 static __attribute__((noreturn, noinline)) void become_command(char **argv, char **envp,
-                                                               const char *cwd, int fail_fd,
-                                                               pid_t parent,
+                                                               const char *path, const char *cwd,
+                                                               int fail_fd, pid_t parent,
                                                                const sigset_t *mask)
 {
     for (int sig = 1; sig < NSIG; sig++) {
@@ -107,7 +167,7 @@ static __attribute__((noreturn, noinline)) void become_command(char **argv, char
     if (chdir(cwd) != 0) {
         f.err = errno;
     } else {
-        execvpe(argv[0], argv, envp);
+        exec_search(argv, envp, path);
         f = (struct exec_failure){1, errno};
     }
     if (write(fail_fd, &f, sizeof f) < 0) {
@@ -145,6 +205,14 @@ static int batch_run(jz_ctx_t *ctx, const struct jz_host *host)
         return 1;
     }
 
+    /* The command is searched for on its own PATH; without one, on execvp's default. */
+    const char *path = "/bin:/usr/bin";
+    for (char **e = envp; *e; e++)
+        if (strncmp(*e, "PATH=", 5) == 0) {
+            path = *e + 5;
+            break;
+        }
+
     int pipefd[2];
     if (pipe2(pipefd, O_CLOEXEC) != 0) {
         host->set_error(ctx, "batch: pipe: %s", strerror(errno));
@@ -164,7 +232,7 @@ static int batch_run(jz_ctx_t *ctx, const struct jz_host *host)
     pid_t parent = getpid();
     pid_t pid = vfork();
     if (pid == 0)
-        become_command(argv, envp, cwd, pipefd[1], parent, &old);
+        become_command(argv, envp, path, cwd, pipefd[1], parent, &old);
     int fork_errno = errno;
     sigprocmask(SIG_SETMASK, &old, NULL);
     free(envp);

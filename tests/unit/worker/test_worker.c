@@ -19,6 +19,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "common/strutil.h"
 #include "common/time.h"
 
 #define TEST_PLUGIN(name) JZ_TEST_PLUGIN_DIR "/" name ".so"
@@ -410,6 +411,52 @@ static void test_batch_signal_mask(void **state)
     run_free(&r);
 }
 
+static void write_script(const char *dir, const char *name, const char *text, mode_t mode)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    assert_int_equal(chmod(path, mode), 0);
+}
+
+/* A command without a slash is searched for on the PATH of the job's environment (not the
+ * worker's), after the change to its directory (a relative entry is taken from there); a file
+ * without "#!" runs under /bin/sh; one that cannot be executed is refused with its reason. */
+static void test_batch_path_search(void **state)
+{
+    char dir[] = "/tmp/jz-batch-path-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    write_script(dir, "jz-path-tool", "#!/bin/sh\necho via-job-path\n", 0755);
+    write_script(dir, "jz-no-shebang", "echo no-shebang-ran\n", 0755);
+    write_script(dir, "jz-not-exec", "#!/bin/sh\necho never\n", 0644);
+    struct {
+        const char *cmd, *status, *out;
+        int code;
+    } cases[] = {
+        {"jz-path-tool", "succeeded", "via-job-path\n", 0},
+        {"jz-no-shebang", "succeeded", "no-shebang-ran\n", 0},
+        {"jz-not-exec", "failed", "batch: cannot run 'jz-not-exec': Permission denied", 127},
+        {"jz-missing", "failed", "batch: cannot run 'jz-missing': No such file or directory", 127},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct run r;
+        json_t *spec = json_pack("{s:s, s:{s:[s], s:[s], s:s}}", "plugin_path", JZ_BATCH_SO,
+                                 "params", "argv", cases[i].cmd, "env",
+                                 "PATH=/nonexistent:.:/usr/bin:/bin", "cwd", dir);
+        run_worker(spec, ACT_NONE, &r);
+        check_exit(&r, cases[i].status, cases[i].code, 0);
+        char *log = job_file(&r, "log");
+        assert_non_null(log);
+        assert_non_null(strstr(log, cases[i].out));
+        free(log);
+        run_free(&r);
+    }
+    assert_int_equal(jz_remove_tree(dir), 0);
+}
+
 static void test_batch_exec_failure(void **state)
 {
     struct run r;
@@ -791,6 +838,7 @@ int main(void)
         cmocka_unit_test(test_batch_bind_memory),
         cmocka_unit_test(test_batch_signal),
         cmocka_unit_test(test_batch_signal_mask),
+        cmocka_unit_test(test_batch_path_search),
         cmocka_unit_test(test_batch_exec_failure),
         cmocka_unit_test(test_crash),
         cmocka_unit_test(test_hang_time_limit),
