@@ -46,6 +46,8 @@ int jz_mkdir_p(const char *path, unsigned mode)
     /* The usual case, a new folder in one that exists, in one call: a job's folders are made at
      * the job rate, and each mkdir of an existing ancestor takes that folder's lock for a
      * lookup. */
+    if (strlen(path) >= PATH_MAX)
+        return JZ_ERANGE;
     if (mkdir(path, mode) == 0 || errno == EEXIST)
         return 0;
     if (errno != ENOENT)

@@ -320,6 +320,13 @@ int jz_kbuf_write_rows(jz_kbuf_t *buf, size_t offset, const void *src, size_t sr
                            src_rows);
     if (!bytes)
         return 0;
+    /* A source inside the buffer's own memory (the cpu backend's) would be copied over as it is
+     * read, by several threads: refused, as for jz_kbuf_copy. */
+    void *host = jz_kbuf_host_ptr(buf);
+    uintptr_t s0 = (uintptr_t)src, h0 = (uintptr_t)host;
+    size_t src_bytes = src_rows > SIZE_MAX / row_bytes ? SIZE_MAX : src_rows * row_bytes;
+    if (host && s0 < h0 + buf->bytes && (h0 <= s0 || h0 - s0 < src_bytes))
+        return jzk_err(err, JZ_EINVAL, "the rows' source overlaps the buffer");
     const struct jzk_ops *ops = buf->dev->ops;
     if (ops->write_rows)
         return ops->write_rows(buf->dev->d, buf->h, offset, src, row_bytes, rows, n, err);

@@ -19,6 +19,7 @@
  * driver) stays baseline x86-64; cpu.c calls the AVX ones only when the CPU has them. */
 #include "cpu.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,7 +60,8 @@ static void uk_generic(size_t k, const float *pa, const float *pb, float alpha, 
                 t[i][j] += pa[p * 8 + i] * pb[p * 32 + j];
     for (size_t i = 0; i < 8; i++)
         for (size_t j = 0; j < 32; j++)
-            c[i * ldc + j] = beta == 0 ? alpha * t[i][j] : alpha * t[i][j] + beta * c[i * ldc + j];
+            c[i * ldc + j] =
+                beta == 0 ? alpha * t[i][j] : fmaf(alpha, t[i][j], beta * c[i * ldc + j]);
 }
 
 #ifdef GEMM_X86
@@ -285,11 +287,15 @@ static int gemm_run(const struct ukernel *u, bool ta, bool tb, size_t m, size_t 
                             u->fn(kc, ap, bp, alpha, bk, cp, ldc);
                             continue;
                         }
+                        /* Rounded as the micro-kernels' full tiles are (alpha * acc, or
+                         * fma(alpha, acc, beta * C)): which tiles are partial depends on the
+                         * panels, and so on the thread count, and the result must not. */
                         u->fn(kc, ap, bp, 1.0f, 0.0f, tile, nr);
                         for (size_t i = 0; i < rows; i++)
                             for (size_t j = 0; j < cols; j++) {
-                                float v = alpha * tile[i * nr + j];
-                                cp[i * ldc + j] = bk == 0 ? v : v + bk * cp[i * ldc + j];
+                                float t = tile[i * nr + j];
+                                cp[i * ldc + j] = bk == 0 ? alpha * t
+                                                          : fmaf(alpha, t, bk * cp[i * ldc + j]);
                             }
                     }
                 }

@@ -104,8 +104,8 @@ static void exec_file(const char *file, char **argv, char **envp)
 
 /* execvp's search, with the PATH of the command's environment (glibc's execvpe searches this
  * process's PATH instead) and after the chdir, so that a relative or empty entry means the
- * command's directory, as it did. Returns with errno set when nothing could be run: EACCES
- * when a candidate was found but refused, else the last error. */
+ * command's directory, as it did. Returns with errno set when nothing could be run, as
+ * execvp: EACCES when a candidate was found but refused, else the last error. */
 static void exec_search(char **argv, char **envp, const char *path)
 {
     const char *file = argv[0];
@@ -118,12 +118,17 @@ static void exec_search(char **argv, char **envp, const char *path)
         return;
     }
     size_t flen = strlen(file);
+    if (flen > NAME_MAX) {
+        errno = ENAMETOOLONG;
+        return;
+    }
     char buf[PATH_MAX];
     bool refused = false;
+    errno = ENOENT;
     for (const char *p = path;;) {
         const char *end = strchrnul(p, ':');
         size_t dlen = (size_t)(end - p);
-        if (dlen + 1 + flen < sizeof buf) {
+        if (dlen + 1 + flen < sizeof buf) { /* a longer candidate cannot exist */
             memcpy(buf, p, dlen);
             if (dlen)
                 buf[dlen++] = '/';
@@ -139,13 +144,14 @@ static void exec_search(char **argv, char **envp, const char *path)
             break;
         p = end + 1;
     }
-    errno = refused ? EACCES : ENOENT;
+    if (refused)
+        errno = EACCES;
 }
 
 /* The command's process until it execs. A function of its own so that, after the vfork, its
- * locals live in a frame below the parent's, whose memory it shares until exec: its only writes
- * there are errno and the dynamic linker's lazily bound entries for the functions it calls
- * first. Handlers this process installed go back to the default first (a signal must not run
+ * locals live in a frame below the parent's, whose memory it shares until exec: besides its
+ * own frames below the parent's stack pointer, its only writes there are errno and the dynamic
+ * linker's lazily bound entries for the functions it calls first. Handlers this process installed go back to the default first (a signal must not run
  * the parent's handler on the parent's memory); ignored signals stay ignored, as across a fork
  * and exec. */
 static __attribute__((noreturn, noinline)) void become_command(char **argv, char **envp,

@@ -247,6 +247,17 @@ static void test_write_rows(void **state)
     /* a row count times row size that overflows */
     assert_int_equal(jz_kbuf_write_rows(buf, 0, src, src_rows, SIZE_MAX / 2, rows, 4, &e),
                      JZ_ERANGE);
+    /* a source that overlaps the buffer itself: its first row, or rows ending inside it */
+    assert_int_equal(jz_kbuf_write_rows(buf, 0, sentinel, 4, F * sizeof(float), rows, 2, &e),
+                     JZ_EINVAL);
+    jz_kbuf_t *inside; /* a buffer over src's second and third rows */
+    assert_int_equal(jz_kbuf_wrap_host(d, src + F, 2 * F * sizeof(float), &inside, &e), 0);
+    assert_int_equal(jz_kbuf_write_rows(inside, 0, src, 2, F * sizeof(float), rows, 1, &e),
+                     JZ_EINVAL);
+    assert_int_equal(jz_kbuf_write_rows(inside, 0, src, 1, F * sizeof(float), rows, 1, &e), 0);
+    jz_kbuf_free(inside);
+    /* rows of zero bytes: nothing to write */
+    assert_int_equal(jz_kbuf_write_rows(buf, 0, src, src_rows, 0, rows, 4, &e), 0);
     /* NULLs */
     assert_int_equal(jz_kbuf_write_rows(NULL, 0, src, src_rows, 4, rows, 1, &e), JZ_EINVAL);
     assert_int_equal(jz_kbuf_write_rows(buf, 0, NULL, src_rows, 4, rows, 1, &e), JZ_EINVAL);
