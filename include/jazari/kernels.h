@@ -145,7 +145,8 @@ int jz_kbuf_copy(jz_kbuf_t *dst, size_t dst_offset, const jz_kbuf_t *src, size_t
 /* Gathers rows of host memory into the buffer: `n` rows of `row_bytes` each, row i of the
  * buffer (from byte `offset`) being row rows[i] of `src`, which holds `src_rows` rows. A row
  * number at or past src_rows is JZ_ERANGE, checked before anything is written; the whole range
- * must fit the buffer as for jz_kbuf_write. The cpu backend copies the rows on its threads
+ * must fit the buffer as for jz_kbuf_write; a source that overlaps the buffer's own memory (a
+ * wrapped one on the cpu backend) is JZ_EINVAL. The cpu backend copies the rows on its threads
  * straight into the buffer; the others gather into host memory and make one write. Training
  * gathers each shuffled mini-batch this way. */
 int jz_kbuf_write_rows(jz_kbuf_t *buf, size_t offset, const void *src, size_t src_rows,
