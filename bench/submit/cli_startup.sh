@@ -84,6 +84,8 @@ submit_loop() {
 "$jazari" submit --gpus 0 -- true >/dev/null  # warm-up: the first commit creates files
 # Jobs that start at once: each also starts a worker while the loop goes on.
 submit_loop jazari_submits_per_s --gpus 0 -- true
+# The same with a GPU each (the fixture's 8 T4s; each job ends at once and frees its GPU).
+submit_loop jazari_gpu_submits_per_s --gpus 1 -- true
 # Jobs that queue behind the first (all 8 GPUs each): the client and the durable commit only.
 submit_loop jazari_queued_submits_per_s --gpus 8 -- sleep 600
 
