@@ -151,9 +151,9 @@ static void exec_search(char **argv, char **envp, const char *path)
 /* The command's process until it execs. A function of its own so that, after the vfork, its
  * locals live in a frame below the parent's, whose memory it shares until exec: besides its
  * own frames below the parent's stack pointer, its only writes there are errno and the dynamic
- * linker's lazily bound entries for the functions it calls first. Handlers this process installed go back to the default first (a signal must not run
- * the parent's handler on the parent's memory); ignored signals stay ignored, as across a fork
- * and exec. */
+ * linker's lazily bound entries for the functions it calls first. Handlers this process
+ * installed go back to the default first (a signal must not run the parent's handler on the
+ * parent's memory); ignored signals stay ignored, as across a fork and exec. */
 static __attribute__((noreturn, noinline)) void become_command(char **argv, char **envp,
                                                                const char *path, const char *cwd,
                                                                int fail_fd, pid_t parent,
