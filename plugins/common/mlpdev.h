@@ -26,7 +26,8 @@ struct jz_mlpdev {
     jz_kbuf_t *a[JZ_MLP_MAX_LAYERS]; /* activation of hidden layer l (l < L-1); NULL for an
                                       * inference-only model, whose activations replace z[l]
                                       * (backward needs z, inference does not) */
-    jz_kbuf_t *x;                    /* rows_cap x sizes[0] input */
+    jz_kbuf_t *x;                    /* rows_cap x sizes[0] input; NULL for an inference-only
+                                      * model on the cpu backend (forward_from its own rows) */
     jz_kbuf_t *y;                    /* rows_cap int32 labels */
     jz_kbuf_t *tmp;                  /* 1 float scratch */
     jz_kbuf_t *acc_loss, *acc_correct; /* 1 float accumulators (sum of losses, of correct rows) */
@@ -57,7 +58,8 @@ int jz_mlpdev_state_download(struct jz_mlpdev *d, float *state, struct jz_error 
 int jz_mlpdev_reset_state(struct jz_mlpdev *d, struct jz_error *err);
 int jz_mlpdev_reset_acc(struct jz_mlpdev *d, struct jz_error *err);
 
-/* Forward pass over `rows` (1..rows_cap) rows already written to d->x; logits end in z[L-1]. */
+/* Forward pass over `rows` (1..rows_cap) rows already written to d->x; logits end in z[L-1].
+ * JZ_EINVAL where the model has no input buffer (use jz_mlpdev_forward_from). */
 int jz_mlpdev_forward(struct jz_mlpdev *d, size_t rows, struct jz_error *err);
 /* The same over the rows in x instead (a buffer of d's device of at least rows x sizes[0]
  * floats), such as one jz_kbuf_wrap_host made over rows already in host memory. For inference:

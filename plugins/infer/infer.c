@@ -53,7 +53,7 @@ struct inferer {
 static int forward_rows(struct inferer *s, struct jz_mlpdev *m, float *x, size_t rows)
 {
     size_t bytes = rows * s->in.features * sizeof(float);
-    if (!jz_kbuf_host_ptr(m->x)) {
+    if (m->x) { /* not the host's memory: the model has an input buffer to copy into */
         int rc = jz_kbuf_write(m->x, 0, x, bytes, &s->err);
         return rc ? rc : jz_mlpdev_forward(m, rows, &s->err);
     }

@@ -16,6 +16,7 @@
 
 #include <jazari/kernels.h>
 
+#include "mlpdev.h"
 #include "model.h"
 #include "runhost.h"
 
@@ -297,6 +298,42 @@ static void test_hidden_layer_backends(void **state)
     }
 }
 
+/* An inference-only model on the cpu backend has no input buffer: it runs from a buffer over
+ * the caller's rows, and a forward pass that would read the missing buffer is refused. A
+ * training model keeps one. */
+static void test_mlpdev_input_buffer(void **state)
+{
+    struct jz_error e = {0};
+    struct jz_mlp m;
+    uint32_t sizes[] = {4, 2};
+    assert_int_equal(jz_mlp_alloc(&m, 1, sizes, JZ_MLP_RELU, NULL), 0);
+    for (int i = 0; i < 8; i++)
+        m.w[0][i] = (float)(i % 3);
+    jz_kdev_t *dev;
+    assert_int_equal(jz_kdev_open(JZ_KBACKEND_CPU, 0, &dev, &e), 0);
+    struct jz_mlpdev infer, train;
+    assert_int_equal(jz_mlpdev_create(&infer, dev, &m, 16, JZ_MLPDEV_INFER, &e), 0);
+    assert_null(infer.x);
+    assert_int_equal(jz_mlpdev_upload(&infer, &m, &e), 0);
+    assert_int_equal(jz_mlpdev_forward(&infer, 2, &e), JZ_EINVAL);
+    assert_non_null(strstr(e.msg, "no input buffer"));
+    float rows[8] = {1, 0, 0, 0, 0, 1, 1, 0};
+    jz_kbuf_t *in;
+    assert_int_equal(jz_kbuf_wrap_host(dev, rows, sizeof rows, &in, &e), 0);
+    assert_int_equal(jz_mlpdev_forward_from(&infer, in, 2, &e), 0);
+    float z[4];
+    assert_int_equal(jz_kbuf_read(infer.z[0], 0, z, sizeof z, &e), 0);
+    /* W row-major 4 x 2 = {0,1},{2,0},{1,2},{0,1}: row 0 picks W's row 0, row 1 rows 1 + 2 */
+    assert_true(z[0] == 0 && z[1] == 1 && z[2] == 3 && z[3] == 2);
+    jz_kbuf_free(in);
+    assert_int_equal(jz_mlpdev_create(&train, dev, &m, 16, JZ_MLPDEV_ADAM, &e), 0);
+    assert_non_null(train.x);
+    jz_mlpdev_destroy(&train);
+    jz_mlpdev_destroy(&infer);
+    jz_kdev_close(dev);
+    jz_mlp_free(&m);
+}
+
 static int setup(void **state)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/jz-infer-XXXXXX");
@@ -325,6 +362,7 @@ int main(void)
         cmocka_unit_test(test_idx_input),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_hidden_layer_backends),
+        cmocka_unit_test(test_mlpdev_input_buffer),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
