@@ -26,24 +26,6 @@ void jz_api_audit(struct jz_req *r, const char *action, const char *target, json
     jz_audit(r->srv, r->user, host, action, target, detail);
 }
 
-/* Replies 400 naming the first key of the body not in keys; false then. */
-static bool only_fields(struct jz_req *r, const char *const *keys)
-{
-    const char *key;
-    json_t *v;
-    json_object_foreach(r->body, key, v)
-    {
-        bool known = false;
-        for (const char *const *k = keys; *k; k++)
-            known |= strcmp(*k, key) == 0;
-        if (!known) {
-            jz_http_reply_error(r, 400, "invalid", key, "%.128s: unknown field", key);
-            return false;
-        }
-    }
-    return true;
-}
-
 /* A point in time given as an ISO-8601 UTC time ("2026-12-31T00:00:00Z"), a date (00:00 UTC
  * that day), or a duration from now ("90d", "12h", "30m", "2s", "1h30m") counted forward
  * (sign +1) or back (-1). */
@@ -137,7 +119,7 @@ static json_t *new_token_json(const char *user, const struct jz_new_token *t)
 void jz_api_admin_users_add(struct jz_req *r)
 {
     static const char *const keys[] = {"name", "tenant", "role", "unix_user", "expires", NULL};
-    if (!only_fields(r, keys))
+    if (!jz_http_body_only(r, keys))
         return;
     const char *name = jz_json_str(r->body, "name", NULL);
     const char *tenant = jz_json_str(r->body, "tenant", NULL);
@@ -201,7 +183,7 @@ void jz_api_admin_users_list(struct jz_req *r)
 void jz_api_admin_user_set(struct jz_req *r)
 {
     static const char *const keys[] = {"unix_user", "role", NULL};
-    if (!only_fields(r, keys))
+    if (!jz_http_body_only(r, keys))
         return;
     const char *name = r->seg[3];
     json_t *ju = json_object_get(r->body, "unix_user");
@@ -274,7 +256,7 @@ void jz_api_admin_tokens_list(struct jz_req *r)
 static bool token_body(struct jz_req *r, const char **user, int64_t *expires)
 {
     static const char *const keys[] = {"user", "expires", NULL};
-    if (!only_fields(r, keys))
+    if (!jz_http_body_only(r, keys))
         return false;
     *user = jz_json_str(r->body, "user", NULL);
     if (!*user) {
@@ -347,7 +329,7 @@ void jz_api_admin_token_revoke(struct jz_req *r)
 void jz_api_whoami_token(struct jz_req *r)
 {
     static const char *const keys[] = {"expires", NULL};
-    if (!only_fields(r, keys))
+    if (!jz_http_body_only(r, keys))
         return;
     int64_t expires;
     if (!body_expires(r, &expires))

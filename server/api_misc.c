@@ -67,17 +67,8 @@ void jz_api_admin_credits_add(struct jz_req *r)
 {
     static const char *const keys[] = {"tenant", "credits", "gpu_hours", "kind", "note",
                                        "override", NULL};
-    const char *k;
-    json_t *v;
-    json_object_foreach(r->body, k, v) {
-        bool known = false;
-        for (size_t i = 0; keys[i]; i++)
-            known |= strcmp(k, keys[i]) == 0;
-        if (!known) {
-            jz_http_reply_error(r, 400, "invalid", k, "unknown field");
-            return;
-        }
-    }
+    if (!jz_http_body_only(r, keys))
+        return;
     const char *tenant = jz_json_str(r->body, "tenant", NULL);
     json_t *amount = json_object_get(r->body, "credits");
     const char *amount_key = "credits";

@@ -126,17 +126,8 @@ void jz_api_node_delete(struct jz_req *r)
 void jz_api_admin_node_tokens(struct jz_req *r)
 {
     static const char *const keys[] = {"site", "ttl_s", NULL};
-    const char *k;
-    json_t *v;
-    json_object_foreach(r->body, k, v) {
-        bool ok = false;
-        for (size_t i = 0; keys[i]; i++)
-            ok |= strcmp(k, keys[i]) == 0;
-        if (!ok) {
-            jz_http_reply_error(r, 400, "invalid", k, "%.64s: unknown field", k);
-            return;
-        }
-    }
+    if (!jz_http_body_only(r, keys))
+        return;
     json_t *jsite = json_object_get(r->body, "site"), *jttl = json_object_get(r->body, "ttl_s");
     const char *site = "default";
     if (jsite && !json_is_null(jsite)) {

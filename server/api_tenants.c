@@ -222,18 +222,8 @@ void jz_api_tenant_member_add(struct jz_req *r)
     if (!tenant)
         return;
     static const char *const keys[] = {"name", "role", "unix_user", "expires", NULL};
-    const char *key;
-    json_t *v;
-    json_object_foreach(r->body, key, v)
-    {
-        bool known = false;
-        for (const char *const *k = keys; *k; k++)
-            known |= strcmp(*k, key) == 0;
-        if (!known) {
-            jz_http_reply_error(r, 400, "invalid", key, "%.128s: unknown field", key);
-            return;
-        }
-    }
+    if (!jz_http_body_only(r, keys))
+        return;
     const char *name = jz_json_str(r->body, "name", NULL);
     json_t *jr = json_object_get(r->body, "role");
     json_t *ju = json_object_get(r->body, "unix_user");
@@ -300,15 +290,9 @@ void jz_api_tenant_member_token(struct jz_req *r)
     const struct jz_user *u = tenant ? managed_member(r, tenant) : NULL;
     if (!u)
         return;
-    const char *key;
-    json_t *v;
-    json_object_foreach(r->body, key, v)
-    {
-        if (strcmp(key, "expires") != 0) {
-            jz_http_reply_error(r, 400, "invalid", key, "%.128s: unknown field", key);
-            return;
-        }
-    }
+    static const char *const keys[] = {"expires", NULL};
+    if (!jz_http_body_only(r, keys))
+        return;
     int64_t expires;
     if (!jz_api_body_expires(r, &expires))
         return;

@@ -293,6 +293,23 @@ void jz_http_reply_error(struct jz_req *r, int status, const char *code, const c
     jz_http_reply_json(r, status, body);
 }
 
+bool jz_http_body_only(struct jz_req *r, const char *const *keys)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(r->body, key, v)
+    {
+        bool known = false;
+        for (const char *const *k = keys; *k && !known; k++)
+            known = strcmp(*k, key) == 0;
+        if (!known) {
+            jz_http_reply_error(r, 400, "invalid", key, "%.128s: unknown field", key);
+            return false;
+        }
+    }
+    return true;
+}
+
 void jz_http_reply_jz_error(struct jz_req *r, const struct jz_error *err, const char *field)
 {
     int status = 500;

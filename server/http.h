@@ -54,6 +54,9 @@ void jz_http_count(struct jz_req *r, int status);
 /* Replies {"error": {"code", "message", "field"}}; field may be NULL. */
 void jz_http_reply_error(struct jz_req *r, int status, const char *code, const char *field,
                          const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* Checks that the request's JSON body has no key outside keys (NULL-terminated): true, or
+ * false after a 400 naming the first unknown key (a misspelt field must not be ignored). */
+bool jz_http_body_only(struct jz_req *r, const char *const *keys);
 /* Maps a JZ_E* code to an HTTP status and error code, for errors from lower layers. */
 void jz_http_reply_jz_error(struct jz_req *r, const struct jz_error *err, const char *field);
 
