@@ -286,6 +286,25 @@ done:
 
 /* ---- training and evaluation ------------------------------------------------------------ */
 
+/* The forward pass over rows of a data set in host memory: where the device is the host's
+ * memory (cpu), from a buffer over the rows where they are; elsewhere copied in first. */
+static int forward_host_rows(struct jz_mlpdev *d, float *x, size_t rows, size_t F,
+                             struct jz_error *err)
+{
+    size_t bytes = rows * F * sizeof(float);
+    if (jz_kdev_backend(d->dev) != JZ_KBACKEND_CPU) {
+        int rc = jz_kbuf_write(d->x, 0, x, bytes, err);
+        return rc ? rc : jz_mlpdev_forward(d, rows, err);
+    }
+    jz_kbuf_t *in;
+    int rc = jz_kbuf_wrap_host(d->dev, x, bytes, &in, err);
+    if (rc)
+        return rc;
+    rc = jz_mlpdev_forward_from(d, in, rows, err);
+    jz_kbuf_free(in);
+    return rc;
+}
+
 /* Loss and accuracy over a whole set, its rows dealt to devices in chunks. */
 static int evaluate(struct trainer *t, const struct jz_dataset *ds, double *loss, double *accuracy)
 {
@@ -299,9 +318,9 @@ static int evaluate(struct trainer *t, const struct jz_dataset *ds, double *loss
     for (size_t r0 = 0; r0 < ds->rows; r0 += cap, chunk++) {
         struct jz_mlpdev *d = &t->md[chunk % t->devs.n];
         size_t rows = ds->rows - r0 < cap ? ds->rows - r0 : cap;
-        if ((rc = jz_kbuf_write(d->x, 0, ds->x + r0 * F, rows * F * sizeof(float), err)) ||
-            (rc = jz_kbuf_write(d->y, 0, ds->y + r0, rows * sizeof(int32_t), err)) ||
-            (rc = jz_mlpdev_forward(d, rows, err)) || (rc = jz_mlpdev_score(d, rows, err)))
+        if ((rc = jz_kbuf_write(d->y, 0, ds->y + r0, rows * sizeof(int32_t), err)) ||
+            (rc = forward_host_rows(d, ds->x + r0 * F, rows, F, err)) ||
+            (rc = jz_mlpdev_score(d, rows, err)))
             return rc;
     }
     double l = 0, c = 0;
