@@ -134,6 +134,10 @@ int jz_cli_queue_parse(struct jz_cli *cli, int argc, char **argv, struct jz_cli_
                        struct jz_error *err);
 /* Writes the path of one page of GET /v1/jobs into buf ("/v1/jobs?limit=..."). after < 0:
  * first page. Values are URL-encoded. */
+/* Appends "?key=value" to a request path (or "&key=value" when it has a query already), value
+ * percent-encoded (RFC 3986 unreserved characters kept, and ',' when lists is set: a list of
+ * states). False, with buf as it was, when it does not fit in len. */
+bool jz_cli_query_add(char *buf, size_t len, const char *key, const char *value, bool lists);
 int jz_cli_queue_path(const struct jz_cli_queue_args *q, int64_t after, int64_t page_limit,
                       char *buf, size_t len, struct jz_error *err);
 

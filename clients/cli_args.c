@@ -761,6 +761,18 @@ static bool append_raw(char *buf, size_t len, size_t *n, const char *s)
     return true;
 }
 
+bool jz_cli_query_add(char *buf, size_t len, const char *key, const char *value, bool lists)
+{
+    size_t was = strlen(buf), n = was;
+    if (append_raw(buf, len, &n, strchr(buf, '?') ? "&" : "?") &&
+        append_encoded(buf, len, &n, key, false, false) && append_raw(buf, len, &n, "=") &&
+        append_encoded(buf, len, &n, value, false, lists))
+        return true;
+    if (was < len)
+        buf[was] = '\0';
+    return false;
+}
+
 int jz_cli_queue_path(const struct jz_cli_queue_args *q, int64_t after, int64_t page_limit,
                       char *buf, size_t len, struct jz_error *err)
 {

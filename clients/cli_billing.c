@@ -32,22 +32,6 @@ static int bill_get(struct jz_cli *cli, const char *path, bool raw, struct jz_cl
     return 0;
 }
 
-/* Appends "&key=value", value percent-encoded. */
-static void add_query(char *buf, size_t len, const char *key, const char *value)
-{
-    size_t n = strlen(buf);
-    n += (size_t)snprintf(buf + n, n < len ? len - n : 0, "%c%s=", strchr(buf, '?') ? '&' : '?',
-                          key);
-    for (const unsigned char *p = (const unsigned char *)value; *p && n + 4 < len; p++) {
-        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-            strchr("-._~", *p))
-            buf[n++] = (char)*p;
-        else
-            n += (size_t)snprintf(buf + n, len - n, "%%%02X", *p);
-    }
-    buf[n < len ? n : len - 1] = '\0';
-}
-
 /* Options both commands take. */
 enum { B_TENANT = 1, B_MONTH, B_SINCE, B_UNTIL, B_FORMAT, B_OUTPUT, B_BY };
 const struct jz_cli_optspec jz_cli_statement_opts[] = {
@@ -123,19 +107,15 @@ static int bill_parse(struct jz_cli *cli, int argc, char **argv,
     return 0;
 }
 
-static void add_period(char *path, size_t len, const struct bill_args *a)
+/* Adds the period to a request path; false when the path would be too long. */
+static bool add_period(char *path, size_t len, const struct bill_args *a)
 {
-    char num[32];
-    if (a->month)
-        add_query(path, len, "month", a->month);
-    if (a->since) {
-        snprintf(num, sizeof num, "%lld", (long long)a->since);
-        add_query(path, len, "since", num);
-    }
-    if (a->until) {
-        snprintf(num, sizeof num, "%lld", (long long)a->until);
-        add_query(path, len, "until", num);
-    }
+    char since[32], until[32];
+    snprintf(since, sizeof since, "%lld", (long long)a->since);
+    snprintf(until, sizeof until, "%lld", (long long)a->until);
+    return (!a->month || jz_cli_query_add(path, len, "month", a->month, false)) &&
+           (!a->since || jz_cli_query_add(path, len, "since", since, false)) &&
+           (!a->until || jz_cli_query_add(path, len, "until", until, false));
 }
 
 /* Writes data to path (through a temporary file beside it) or standard output ("-" or NULL). */
@@ -226,10 +206,10 @@ int jz_cli_cmd_statement(struct jz_cli *cli, int argc, char **argv)
         return jz_cli_usage_error(cli, "--tenant: give the tenant");
     char path[1024];
     snprintf(path, sizeof path, "/v1/tenants/%s/statement", tenant);
-    add_period(path, sizeof path, &a);
     bool raw = strcmp(fmt, "csv") == 0 || strcmp(fmt, "html") == 0;
-    if (raw)
-        add_query(path, sizeof path, "format", fmt);
+    if (!add_period(path, sizeof path, &a) ||
+        (raw && !jz_cli_query_add(path, sizeof path, "format", fmt, false)))
+        return jz_cli_usage_error(cli, "the request is too long");
     struct jz_cli_response r;
     if ((rc = bill_get(cli, path, raw, &r)))
         return rc;
@@ -268,10 +248,10 @@ int jz_cli_cmd_report(struct jz_cli *cli, int argc, char **argv)
     if (strcmp(fmt, "table") != 0 && strcmp(fmt, "json") != 0 && strcmp(fmt, "csv") != 0)
         return jz_cli_usage_error(cli, "--format: table, json or csv");
     char path[1024] = "/v1/reports/usage";
-    add_query(path, sizeof path, "by", by);
-    if (a.tenant)
-        add_query(path, sizeof path, "tenant", a.tenant);
-    add_period(path, sizeof path, &a);
+    if (!jz_cli_query_add(path, sizeof path, "by", by, false) ||
+        (a.tenant && !jz_cli_query_add(path, sizeof path, "tenant", a.tenant, false)) ||
+        !add_period(path, sizeof path, &a))
+        return jz_cli_usage_error(cli, "--tenant: too long");
     struct jz_cli_response r;
     int rc = bill_get(cli, path, false, &r);
     if (rc)

@@ -2049,21 +2049,6 @@ static int admin_token_revoke(struct jz_cli *cli, int argc, char **argv)
     return 0;
 }
 
-/* Appends s to buf percent-encoded (RFC 3986 unreserved characters kept). */
-static void query_encode(const char *s, char *buf, size_t len)
-{
-    size_t n = strlen(buf);
-    for (; *s && n + 4 < len; s++) {
-        unsigned char c = (unsigned char)*s;
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-            c == '-' || c == '.' || c == '_' || c == '~')
-            buf[n++] = (char)c;
-        else
-            n += (size_t)snprintf(buf + n, len - n, "%%%02X", c);
-    }
-    buf[n] = '\0';
-}
-
 /* "admin audit [--since WHEN] [--limit N]": TIME WHO ACTION TARGET FROM DETAIL, oldest first. */
 static const struct jz_cli_optspec admin_audit_opts[] = {
     {"since", 0, true, AO_SINCE},
@@ -2086,10 +2071,8 @@ static int admin_audit(struct jz_cli *cli, int argc, char **argv)
         return rc;
     char path[512];
     snprintf(path, sizeof path, "/v1/admin/audit?limit=%lld", (long long)limit);
-    if (vals[AO_SINCE]) {
-        jz_strlcpy(path + strlen(path), "&since=", sizeof path - strlen(path));
-        query_encode(vals[AO_SINCE], path, sizeof path);
-    }
+    if (vals[AO_SINCE] && !jz_cli_query_add(path, sizeof path, "since", vals[AO_SINCE], false))
+        return usage_error(cli, "--since: too long");
     struct jz_cli_response r;
     if ((rc = request(cli, "GET", path, NULL, &r)))
         return rc;

@@ -284,21 +284,6 @@ static int history_parse(struct jz_cli *cli, int argc, char **argv, struct histo
     return 0;
 }
 
-/* Appends "&key=value" with value percent-encoded. */
-static void query_add(char *buf, size_t len, const char *key, const char *value)
-{
-    size_t n = strlen(buf);
-    n += (size_t)snprintf(buf + n, n < len ? len - n : 0, "&%s=", key);
-    for (const unsigned char *p = (const unsigned char *)value; *p && n + 4 < len; p++) {
-        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-            strchr("-._~,", *p))
-            buf[n++] = (char)*p;
-        else
-            n += (size_t)snprintf(buf + n, len - n, "%%%02X", *p);
-    }
-    buf[n < len ? n : len - 1] = '\0';
-}
-
 #define HIST_COLS 11
 static const char *const hist_heads[HIST_COLS] = {"id",    "name",    "user",     "state",
                                                   "end",   "wait_s",  "run_s",    "gpu_hours",
@@ -385,25 +370,20 @@ int jz_cli_cmd_history(struct jz_cli *cli, int argc, char **argv)
         char path[2048];
         int64_t page = h.limit - got < 500 ? h.limit - got : 500;
         snprintf(path, sizeof path, "/v1/jobs?order=desc&limit=%lld", (long long)page);
-        query_add(path, sizeof path, "state",
-                  h.states ? h.states : "SUCCEEDED,FAILED,CANCELLED,TIMEOUT");
-        char num[32];
-        if (after > 0) {
-            snprintf(num, sizeof num, "%lld", (long long)after);
-            query_add(path, sizeof path, "after", num);
+        char na[32], ns[32], nu[32];
+        snprintf(na, sizeof na, "%lld", (long long)after);
+        snprintf(ns, sizeof ns, "%lld", (long long)h.since);
+        snprintf(nu, sizeof nu, "%lld", (long long)h.until);
+        if (!jz_cli_query_add(path, sizeof path, "state",
+                              h.states ? h.states : "SUCCEEDED,FAILED,CANCELLED,TIMEOUT", true) ||
+            (after > 0 && !jz_cli_query_add(path, sizeof path, "after", na, false)) ||
+            (h.since && !jz_cli_query_add(path, sizeof path, "since", ns, false)) ||
+            (h.until && !jz_cli_query_add(path, sizeof path, "until", nu, false)) ||
+            (h.user && !jz_cli_query_add(path, sizeof path, "user", h.user, true)) ||
+            (h.tenant && !jz_cli_query_add(path, sizeof path, "tenant", h.tenant, true))) {
+            rc = jz_cli_usage_error(cli, "the request is too long (--user, --tenant, --state)");
+            break;
         }
-        if (h.since) {
-            snprintf(num, sizeof num, "%lld", (long long)h.since);
-            query_add(path, sizeof path, "since", num);
-        }
-        if (h.until) {
-            snprintf(num, sizeof num, "%lld", (long long)h.until);
-            query_add(path, sizeof path, "until", num);
-        }
-        if (h.user)
-            query_add(path, sizeof path, "user", h.user);
-        if (h.tenant)
-            query_add(path, sizeof path, "tenant", h.tenant);
         struct jz_cli_response r;
         if ((rc = jz_cli_request(cli, "GET", path, NULL, NULL, &r)))
             break;

@@ -549,6 +549,29 @@ static void test_short_flags_unique(void **state)
     assert_string_equal(meaning['h'], "help");
 }
 
+/* Query parameters: '?' first and '&' after, percent-encoding (',' kept only for lists), and a
+ * parameter that does not fit refused with the path left as it was. */
+static void test_query_add(void **state)
+{
+    char path[64] = "/v1/reports/usage";
+    assert_true(jz_cli_query_add(path, sizeof path, "by", "tenant", false));
+    assert_string_equal(path, "/v1/reports/usage?by=tenant");
+    assert_true(jz_cli_query_add(path, sizeof path, "tenant", "a b&c=d,é", false));
+    assert_string_equal(path, "/v1/reports/usage?by=tenant&tenant=a%20b%26c%3Dd%2C%C3%A9");
+    char list[64] = "/v1/jobs?limit=5";
+    assert_true(jz_cli_query_add(list, sizeof list, "state", "FAILED,TIMEOUT", true));
+    assert_string_equal(list, "/v1/jobs?limit=5&state=FAILED,TIMEOUT");
+    char small[24] = "/v1/x?a=1";
+    assert_false(jz_cli_query_add(small, sizeof small, "user", "a-very-long-name", false));
+    assert_string_equal(small, "/v1/x?a=1");
+    assert_true(jz_cli_query_add(small, sizeof small, "u", "b", false));
+    assert_string_equal(small, "/v1/x?a=1&u=b");
+    char exact[16] = "/p";             /* "/p?k=123456789" is 14 characters: it fits */
+    assert_true(jz_cli_query_add(exact, sizeof exact, "k", "123456789", false));
+    assert_false(jz_cli_query_add(exact, sizeof exact, "k", "", false)); /* "&k=" would be 17 */
+    assert_string_equal(exact, "/p?k=123456789");
+}
+
 static void test_parse_int(void **state)
 {
     struct jz_error err = {0};
@@ -579,6 +602,7 @@ int main(void)
         cmocka_unit_test(test_queue),
         cmocka_unit_test(test_short_flags_unique),
         cmocka_unit_test(test_parse_int),
+        cmocka_unit_test(test_query_add),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
