@@ -49,6 +49,17 @@ static struct jz_sched *make(const struct jz_sched_config *cfg)
     return s;
 }
 
+/* A scheduler with these priority classes and a 30 s preemption grace. */
+static struct jz_sched *make_preempting(struct jz_sched_class *cls, size_t n)
+{
+    struct jz_sched_config cfg;
+    jz_sched_config_defaults(&cfg);
+    cfg.classes = cls;
+    cfg.class_count = n;
+    cfg.preempt_grace_s = 30;
+    return make(&cfg);
+}
+
 static size_t node(struct jz_sched *s, const char *name, const struct jz_topo *t, const char *site,
                    const char *sw)
 {
@@ -335,12 +346,7 @@ static void test_gang_preemption(void **state)
                                    {.name = "mid", .rank = 50},
                                    {.name = "high", .rank = 90, .can_preempt = true},
                                    {.name = "top", .rank = 95}};
-    struct jz_sched_config cfg;
-    jz_sched_config_defaults(&cfg);
-    cfg.classes = cls;
-    cfg.class_count = 4;
-    cfg.preempt_grace_s = 30;
-    struct jz_sched *s = make(&cfg);
+    struct jz_sched *s = make_preempting(cls, 4);
     for (int i = 0; i < 3; i++) {
         char name[8];
         snprintf(name, sizeof(name), "n%d", i);
@@ -413,12 +419,7 @@ static void test_preempt_abandon(void **state)
      * expected at its limit again, and it can be chosen again later. */
     struct jz_sched_class cls[] = {{.name = "low", .rank = 10},
                                    {.name = "high", .rank = 90, .can_preempt = true}};
-    struct jz_sched_config cfg;
-    jz_sched_config_defaults(&cfg);
-    cfg.classes = cls;
-    cfg.class_count = 2;
-    cfg.preempt_grace_s = 30;
-    struct jz_sched *s = make(&cfg);
+    struct jz_sched *s = make_preempting(cls, 2);
     node(s, "n0", g4dn, NULL, NULL);
     struct jz_sched_decisions d;
     jz_sched_decisions_init(&d);
